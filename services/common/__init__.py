@@ -1,0 +1,1 @@
+"""Plumbing shared by every service: settings, errors, blob store, Celery app, tool contract."""

@@ -1,0 +1,75 @@
+"""Content-addressed image blobs in Redis: key = sha256 of the bytes, with a TTL.
+
+Tool messages carry only references (`sha256:<hex>`), never image bytes, so a Celery message
+stays a few hundred bytes whatever the image size. Writing the same bytes twice stores them
+once and refreshes the TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import redis
+import redis.asyncio as aredis
+
+from services.common.errors import BlobNotFound
+
+PREFIX = "sha256:"
+_KEY = "toolfabric:blob:"
+
+
+def ref_for(data: bytes) -> str:
+    return PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def _key(ref: str) -> str:
+    if not ref.startswith(PREFIX) or len(ref) != len(PREFIX) + 64:
+        raise BlobNotFound(f"{ref!r} is not a blob reference (expected sha256:<64 hex>)")
+    return _KEY + ref[len(PREFIX) :]
+
+
+class BlobStore:
+    """Blocking store, for Celery workers."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+
+    def put(self, data: bytes) -> str:
+        ref = ref_for(data)
+        key = _key(ref)
+        # SET NX avoids rewriting identical bytes; EXPIRE refreshes the lifetime either way.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, data, ex=self._ttl_s, nx=True)
+        pipe.expire(key, self._ttl_s)
+        pipe.execute()
+        return ref
+
+    def get(self, ref: str) -> bytes:
+        data = self._redis.get(_key(ref))
+        if data is None:
+            raise BlobNotFound(f"image {ref} is not in the blob store (expired or never stored)")
+        return bytes(data)  # type: ignore[arg-type]
+
+
+class AsyncBlobStore:
+    """Asyncio store, for the gateway."""
+
+    def __init__(self, client: aredis.Redis, ttl_s: int) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+
+    async def put(self, data: bytes) -> str:
+        ref = ref_for(data)
+        key = _key(ref)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, data, ex=self._ttl_s, nx=True)
+        pipe.expire(key, self._ttl_s)
+        await pipe.execute()
+        return ref
+
+    async def get(self, ref: str) -> bytes:
+        data = await self._redis.get(_key(ref))
+        if data is None:
+            raise BlobNotFound(f"image {ref} is not in the blob store (expired or never stored)")
+        return bytes(data)

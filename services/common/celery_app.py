@@ -1,0 +1,50 @@
+"""The one Celery app every process shares: one queue per service, JSON only, late acks.
+
+Workers import their service's `tasks` module, which registers `toolfabric.<service>.call`
+on this app; the gateway only ever `send_task`s by name, so it imports no worker code.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from services.common import settings
+from services.common.errors import ConfigurationError
+from services.common.tools import SERVICES, task_name
+
+
+def make_celery() -> Celery:
+    common, worker = settings.common(), settings.worker()
+    if worker.task_time_limit_s >= common.celery_visibility_timeout_s:
+        # A task still running when the visibility timeout expires is redelivered and runs twice.
+        raise ConfigurationError(
+            f"TOOLFABRIC_WORKER_TASK_TIME_LIMIT_S ({worker.task_time_limit_s}) must be below "
+            f"TOOLFABRIC_CELERY_VISIBILITY_TIMEOUT_S ({common.celery_visibility_timeout_s})"
+        )
+    if worker.task_soft_time_limit_s >= worker.task_time_limit_s:
+        raise ConfigurationError("TOOLFABRIC_WORKER_TASK_SOFT_TIME_LIMIT_S must be below the hard limit")
+    app = Celery("toolfabric", broker=common.redis_url, backend=common.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_time_limit=worker.task_time_limit_s,
+        task_soft_time_limit=worker.task_soft_time_limit_s,
+        result_expires=common.celery_result_expires_s,
+        broker_transport_options={"visibility_timeout": common.celery_visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": common.celery_visibility_timeout_s},
+        task_queues=[Queue(s) for s in SERVICES],
+        task_routes={task_name(s): {"queue": s} for s in SERVICES},
+        task_default_queue=SERVICES[0],
+        worker_prefetch_multiplier=worker.prefetch_multiplier,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        task_track_started=False,
+    )
+    return app
+
+
+app = make_celery()

@@ -1,0 +1,211 @@
+"""Every setting of every service, in one place.
+
+One class per service, each with its own environment prefix, so a deployment (the k8s
+ConfigMap, `toolfabric up`) sets `TOOLFABRIC_GATEWAY_PORT=…` and the gateway reads it.
+Secrets (API keys, signing keys) are `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", env_nested_delimiter="__")
+
+
+class CommonSettings(BaseSettings):
+    """Shared by all processes: where Redis is, blob and result lifetimes, image limits."""
+
+    model_config = _config("TOOLFABRIC_")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Content-addressed image blobs live this long after their last write.
+    blob_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # Largest encoded image accepted anywhere (client upload, tool output, page image).
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Checked from the header before decoding: a decompression bomb never gets decoded.
+    max_image_pixels: int = Field(default=40_000_000, ge=1024)
+    celery_result_expires_s: int = Field(default=3600, ge=60)
+    # Redis visibility timeout of the broker; every task's hard time limit stays below it.
+    celery_visibility_timeout_s: int = Field(default=3600, ge=60)
+    # Public base URL at which blobs are served at signed, expiring URLs (reverse image search).
+    public_base_url: str = "http://127.0.0.1:8090"
+    blob_url_secret: SecretStr = SecretStr("change-me-in-production")
+    blob_url_ttl_s: int = Field(default=900, ge=30)
+    # Persistent cache + local index: Elasticsearch when set, the embedded engine otherwise.
+    elasticsearch_url: str | None = None
+    data_dir: str = "./.toolfabric"
+    # off: no cache; live: read-through; record: always call, store; replay: cache only, miss = error.
+    cache_mode: Literal["off", "live", "record", "replay"] = "live"
+    log_level: str = "INFO"
+
+
+class GatewaySettings(BaseSettings):
+    """The gRPC gateway and its agent loop."""
+
+    model_config = _config("TOOLFABRIC_GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    # gRPC message cap, raised above the 4 MiB default so requests can carry images.
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
+    max_images_per_request: int = Field(default=16, ge=1)
+    max_question_chars: int = Field(default=20_000, ge=1)
+    trajectory_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Budgets: the defaults a request gets when it leaves one at 0, and the ceilings it may ask for.
+    default_max_steps: int = Field(default=16, ge=1)
+    limit_max_steps: int = Field(default=64, ge=1)
+    default_max_tool_calls: int = Field(default=48, ge=1)
+    limit_max_tool_calls: int = Field(default=256, ge=1)
+    default_deadline_s: float = Field(default=300.0, gt=0)
+    limit_deadline_s: float = Field(default=3600.0, gt=0)
+    max_parallel_calls_per_step: int = Field(default=8, ge=1)
+    # How long the loop waits for one tool call before it becomes a timeout observation.
+    tool_timeout_s: float = Field(default=120.0, gt=0)
+    image_download_timeout_s: float = Field(default=15.0, gt=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
+    # Blob HTTP endpoint (signed URLs for reverse image search); 0 = not served by this gateway.
+    blob_http_port: int = Field(default=0, ge=0, le=65535)
+
+
+class ModelSettings(BaseSettings):
+    """How the gateway reaches the model on Triton and how it renders prompts."""
+
+    model_config = _config("TOOLFABRIC_MODEL_")
+
+    triton_url: str = "127.0.0.1:8001"
+    # The Triton model a Run uses when it names none.
+    default_model: str = "toolfabric_baseline"
+    # Chat template / dialect per model name; unlisted models use `default_template`.
+    templates: dict[str, str] = Field(default_factory=dict)
+    default_template: Literal["qwen3-vl"] = "qwen3-vl"
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=8192, ge=1, le=131072)
+    # Time to the first streamed token and between tokens before the step fails.
+    stream_idle_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class WorkerSettings(BaseSettings):
+    """Celery worker process knobs shared by the three tool services."""
+
+    model_config = _config("TOOLFABRIC_WORKER_")
+
+    concurrency: int = Field(default=2, ge=1)
+    # Hard limit per task (seconds); must stay below the broker visibility timeout.
+    task_time_limit_s: int = Field(default=300, ge=1)
+    task_soft_time_limit_s: int = Field(default=240, ge=1)
+    prefetch_multiplier: int = Field(default=1, ge=1)
+
+
+class VisionSettings(BaseSettings):
+    """Image operations and the `code` sandbox."""
+
+    model_config = _config("TOOLFABRIC_VISION_")
+
+    sandbox_cpu_s: int = Field(default=10, ge=1)
+    sandbox_wall_s: float = Field(default=20.0, gt=0)
+    sandbox_memory_mb: int = Field(default=1024, ge=64)
+    sandbox_file_size_mb: int = Field(default=64, ge=1)
+    sandbox_max_processes: int = Field(default=16, ge=1)
+    # stdout/stderr/last value returned to the model are cut to this many characters.
+    sandbox_output_chars: int = Field(default=4000, ge=100)
+    max_output_images: int = Field(default=8, ge=1)
+
+
+class SearchSettings(BaseSettings):
+    """text_search / image_search providers, the local index and rate limits."""
+
+    model_config = _config("TOOLFABRIC_SEARCH_")
+
+    # Tried in order; an outage or error falls through to the next one.
+    providers: list[Literal["serper", "searxng", "local"]] = Field(default_factory=lambda: ["local"])
+    serper_api_key: SecretStr | None = None
+    serper_base_url: str = "https://google.serper.dev"
+    searxng_url: str | None = None
+    results_per_query: int = Field(default=5, ge=1, le=20)
+    max_queries_per_call: int = Field(default=8, ge=1)
+    max_query_chars: int = Field(default=500, ge=1)
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+    provider_retries: int = Field(default=2, ge=0)
+    # Token bucket per provider, shared by all workers through Redis.
+    provider_rate_per_s: float = Field(default=5.0, gt=0)
+    provider_burst: int = Field(default=10, ge=1)
+
+
+class FetchSettings(BaseSettings):
+    """web_visit: the SSRF-safe fetcher, extraction and summarisation."""
+
+    model_config = _config("TOOLFABRIC_FETCH_")
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=10.0, gt=0)
+    total_timeout_s: float = Field(default=20.0, gt=0)
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0)
+    max_urls_per_call: int = Field(default=5, ge=1)
+    allowed_ports: list[int] = Field(default_factory=lambda: [80, 443])
+    # host or host:port entries allowed even though they resolve to private addresses (off by default).
+    private_host_allowlist: list[str] = Field(default_factory=list)
+    user_agent: str = "toolfabric-fetch/0.1 (+https://github.com/toolfabric)"
+    respect_robots: bool = False
+    per_host_concurrency: int = Field(default=4, ge=1)
+    per_host_rate_per_s: float = Field(default=2.0, gt=0)
+    # Passages returned to the model for one page (roughly 4 characters a token).
+    max_output_tokens: int = Field(default=1500, ge=100)
+    # Triton model used to summarise long pages; extractive passages when unset.
+    summarizer_model: str | None = None
+
+
+class TelemetrySettings(BaseSettings):
+    """Toolfabric-specific telemetry switches; exporters follow the standard OTEL_* variables."""
+
+    model_config = _config("TOOLFABRIC_TELEMETRY_")
+
+    # Record tool arguments/results on spans (may contain user data): opt-in.
+    capture_content: bool = False
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
+@lru_cache(maxsize=1)
+def common() -> CommonSettings:
+    return CommonSettings()
+
+
+@lru_cache(maxsize=1)
+def gateway() -> GatewaySettings:
+    return GatewaySettings()
+
+
+@lru_cache(maxsize=1)
+def model() -> ModelSettings:
+    return ModelSettings()
+
+
+@lru_cache(maxsize=1)
+def worker() -> WorkerSettings:
+    return WorkerSettings()
+
+
+@lru_cache(maxsize=1)
+def vision() -> VisionSettings:
+    return VisionSettings()
+
+
+@lru_cache(maxsize=1)
+def search() -> SearchSettings:
+    return SearchSettings()
+
+
+@lru_cache(maxsize=1)
+def fetch() -> FetchSettings:
+    return FetchSettings()
+
+
+@lru_cache(maxsize=1)
+def telemetry() -> TelemetrySettings:
+    return TelemetrySettings()

@@ -1,0 +1,155 @@
+"""The tool contract between the gateway and the tool workers.
+
+A tool is described by a `ToolSpec` (name, owning service, argument model, description).
+The gateway validates arguments against the spec before dispatch, then sends one Celery
+task `toolfabric.<service>.call(tool, arguments, context)` to the service's queue; the
+worker answers with a `ToolResult` as JSON. Images never travel in messages: the context
+maps every image name the trajectory has (`<image>`, `<image 2>`, `<sub-image 3>`) to a blob
+reference, and new images come back as references.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.errors import UnknownImage
+
+Service = Literal["vision", "search", "fetch"]
+SERVICES: tuple[Service, ...] = ("vision", "search", "fetch")
+Mode = Literal["deep_research", "general", "plan"]
+ALL_MODES: frozenset[str] = frozenset({"deep_research", "general", "plan"})
+
+
+def task_name(service: str) -> str:
+    """Celery task name of a service's single entry point."""
+    return f"toolfabric.{service}.call"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What the gateway knows of a tool without importing its implementation."""
+
+    name: str
+    service: Service
+    description: str
+    arguments: type[BaseModel]
+    aliases: tuple[str, ...] = ()
+    modes: frozenset[str] = ALL_MODES
+    # Hidden tools (diagnostics such as `ping`) are callable but never advertised to the model.
+    hidden: bool = False
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.arguments.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def function_schema(self) -> dict[str, Any]:
+        """The OpenAI/Qwen function-calling shape the system prompt lists."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.json_schema()},
+        }
+
+
+class ToolContext(BaseModel):
+    """What a worker gets besides the arguments."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    trajectory_id: str = ""
+    call_id: str = ""
+    question: str = ""
+    # Every image name the trajectory has seen → blob reference ("sha256:<hex>").
+    images: dict[str, str] = Field(default_factory=dict)
+    # W3C trace context carried to the worker (traceparent/tracestate).
+    trace: dict[str, str] = Field(default_factory=dict)
+
+
+class NewImage(BaseModel):
+    """An image a tool produced; the gateway names it `<sub-image N>`."""
+
+    ref: str
+    width: int
+    height: int
+    origin: str = ""
+    mime_type: str = "image/png"
+
+
+class ToolResult(BaseModel):
+    """A worker's answer. `text` is what the model reads in its observation."""
+
+    ok: bool = True
+    text: str = ""
+    data: Any = None
+    images: list[NewImage] = Field(default_factory=list)
+    error_kind: str | None = None
+    # Counters for the usage report: provider_calls, cache_hit_hot, cost_units, …
+    usage: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, kind: str, message: str) -> ToolResult:
+        return cls(ok=False, text=message, error_kind=kind)
+
+
+_NAME = re.compile(r"^<?\s*(sub-image|image)\s*(\d+)?\s*>?$", re.IGNORECASE)
+
+
+def canonical_image_name(name: str) -> str:
+    """`<image>`, `image 1`, `<Image 1>` → `<image 1>`; `sub-image 2` → `<sub-image 2>`.
+
+    Raises UnknownImage for strings that are not image placeholders at all.
+    """
+    match = _NAME.match(name.strip())
+    if not match:
+        raise UnknownImage(f"{name!r} is not an image name; use <image N> or <sub-image N>")
+    kind, number = match.group(1).lower(), match.group(2)
+    if kind == "image":
+        return f"<image {int(number) if number else 1}>"
+    if number is None:
+        raise UnknownImage(f"{name!r} needs a number, e.g. <sub-image 1>")
+    return f"<sub-image {int(number)}>"
+
+
+def resolve_image(name: str, images: dict[str, str]) -> str:
+    """Blob reference of an image name in a trajectory, or UnknownImage saying which exist."""
+    canonical = canonical_image_name(name)
+    ref = images.get(canonical)
+    if ref is None:
+        known = ", ".join(sorted(images)) or "none"
+        raise UnknownImage(f"unknown image {name!r}; this trajectory has: {known}")
+    return ref
+
+
+@dataclass
+class Catalog:
+    """All tools by name and alias."""
+
+    specs: list[ToolSpec] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._by_name: dict[str, ToolSpec] = {}
+        for spec in self.specs:
+            for name in (spec.name, *spec.aliases):
+                if name in self._by_name:
+                    raise ValueError(f"tool name {name!r} registered twice")
+                self._by_name[name] = spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self._by_name.get(name)
+
+    def visible(self, mode: str) -> list[ToolSpec]:
+        return [s for s in self.specs if not s.hidden and mode in s.modes]
+
+    def for_service(self, service: str) -> list[ToolSpec]:
+        return [s for s in self.specs if s.service == service]
+
+
+class PingArgs(BaseModel):
+    """Arguments of the hidden `ping` diagnostic each service answers (used by benchmarks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    payload: str = ""

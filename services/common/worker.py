@@ -1,0 +1,101 @@
+"""Registers a service's tools as its one Celery task and runs its worker process.
+
+Every failure inside a tool becomes a `ToolResult` with `ok=False`: a bad call never raises
+out of the task, so a worker never dies of one and the loop always gets an observation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import BaseModel, ValidationError
+
+from services.common import settings
+from services.common.celery_app import app
+from services.common.errors import ToolError
+from services.common.tools import PingArgs, ToolContext, ToolResult, ToolSpec, task_name
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, ToolContext], ToolResult]
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    """One line per problem, naming the argument: what the model needs to fix its call."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{where}: {err['msg']}")
+    return f"invalid arguments for {tool}: " + "; ".join(problems)
+
+
+def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:
+    return ToolResult(text=args.payload or "pong")
+
+
+def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Handler]) -> Callable[..., Any]:
+    """Create `toolfabric.<service>.call`, dispatching by tool name to `handlers`."""
+    by_name: dict[str, tuple[type[BaseModel], Handler]] = {"ping": (PingArgs, _ping)}
+    for spec in specs:
+        if spec.name not in handlers:
+            raise ValueError(f"tool {spec.name} of {service} has no handler")
+        for name in (spec.name, *spec.aliases):
+            by_name[name] = (spec.arguments, handlers[spec.name])
+
+    @app.task(name=task_name(service), bind=True)
+    def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        return run_tool(by_name, tool, arguments, context).model_dump(mode="json")
+
+    return call
+
+
+def run_tool(
+    by_name: dict[str, tuple[type[BaseModel], Handler]],
+    tool: str,
+    arguments: dict[str, Any],
+    context: dict[str, Any],
+) -> ToolResult:
+    entry = by_name.get(tool)
+    if entry is None:
+        return ToolResult.failure("unknown_tool", f"unknown tool {tool!r}; this service has {sorted(by_name)}")
+    model, handler = entry
+    try:
+        args = model.model_validate(arguments)
+    except ValidationError as exc:
+        return ToolResult.failure("invalid_argument", describe_validation_error(tool, exc))
+    ctx = ToolContext.model_validate(context)
+    try:
+        return handler(args, ctx)
+    except ToolError as exc:
+        return ToolResult.failure(exc.kind, f"{tool} failed: {exc}")
+    except SoftTimeLimitExceeded:
+        return ToolResult.failure("timeout", f"{tool} ran past the worker's time limit")
+    except Exception as exc:  # a bug in one tool must not take the worker down
+        log.exception("tool %s crashed", tool)
+        return ToolResult.failure("internal", f"{tool} failed with an internal error: {type(exc).__name__}: {exc}")
+
+
+def run_worker(service: str, concurrency: int | None = None, extra_args: list[str] | None = None) -> None:
+    """Start a Celery worker consuming only `service`'s queue (blocks)."""
+    import importlib
+
+    importlib.import_module(f"services.{service}.tasks")
+    worker = settings.worker()
+    argv = [
+        "worker",
+        "--queues",
+        service,
+        "--concurrency",
+        str(concurrency or worker.concurrency),
+        "--hostname",
+        f"{service}@%h",
+        "--loglevel",
+        settings.common().log_level,
+        "--without-gossip",
+        "--without-mingle",
+        *(extra_args or []),
+    ]
+    app.worker_main(argv)

@@ -1,0 +1,1 @@
+"""Fetch service: web_visit, an SSRF-safe fetcher with extraction and summarisation."""

@@ -1,0 +1,1 @@
+"""Model service: the Triton client, chat templates, and the Triton model repository."""

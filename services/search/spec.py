@@ -1,0 +1,36 @@
+"""Search tools as the gateway advertises them (arguments and descriptions only)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.tools import ToolSpec
+
+
+class TextSearchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str] = Field(min_length=1, description="Search queries, each answered separately")
+
+
+class ImageSearchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image_paths: list[str] = Field(
+        min_length=1, description="Image names to look up, e.g. '<image>' or '<sub-image 1>'"
+    )
+
+
+TOOLS = [
+    ToolSpec(
+        "text_search",
+        "search",
+        "Web search. Returns, per query, a list of results with title, url and snippet.",
+        TextSearchArgs,
+    ),
+    ToolSpec(
+        "image_search",
+        "search",
+        "Reverse image search: find web pages showing this image. Returns, per image, results with "
+        "title, source (page URL) and link (image URL).",
+        ImageSearchArgs,
+    ),
+]

@@ -1,0 +1,1 @@
+"""Vision-op service: image operations and the sandboxed `code` tool."""
