@@ -1,0 +1,25 @@
+# The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
+.PHONY: setup demo test test-fast lint bench protos
+
+setup:
+	@./scripts/setup.sh
+
+demo: setup
+	.venv/bin/toolfabric up --demo --port 0
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -ra
+
+test-fast: setup
+	.venv/bin/python -m pytest -ra -m "not integration"
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy gateway services toolfabric
+
+bench: setup
+	.venv/bin/python bench/overhead.py --quick
+
+protos: setup
+	./scripts/gen_protos.sh

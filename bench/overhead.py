@@ -1,0 +1,163 @@
+"""The fabric's own overhead per tool call, against raw Celery on the same Redis and worker.
+
+Measured in one run (these machines are noisy; only ratios within a run mean anything):
+  latency     a no-op tool call through the gateway's dispatcher (ToolContext with image references,
+              Celery publish, worker, result back to the asyncio loop) vs `send_task(...).get()`
+  throughput  calls/s with many concurrent trajectories through the fabric vs raw Celery fan-out
+  messages    the largest broker message published: image-carrying calls move references only
+Targets (issue 2): fabric p50 <= 1.3x raw Celery; throughput >= 0.8x raw Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer samples; finishes in well under 45 s")
+    parser.add_argument("--service", default="fetch", help="worker queue to ping (every service answers ping)")
+    args = parser.parse_args()
+    calls = 150 if args.quick else 1000
+    trajectories, per_trajectory = (16, 10) if args.quick else (64, 20)
+
+    from services.common.processes import Child
+    from services.common.redis_server import RedisServer
+
+    workdir = Path(tempfile.mkdtemp(prefix="toolfabric-bench-"))
+    with RedisServer(workdir / "redis") as redis_server:
+        os.environ["TOOLFABRIC_REDIS_URL"] = redis_server.url
+        env = dict(os.environ)
+        worker = Child("worker", [sys.executable, "-m", "toolfabric.cli.main", "worker", args.service], workdir, env=env)
+        try:
+            return asyncio.run(_measure(redis_server.url, args.service, calls, trajectories, per_trajectory))
+        finally:
+            worker.stop()
+
+
+async def _measure(redis_url: str, service: str, calls: int, trajectories: int, per_trajectory: int) -> int:
+    import numpy as np
+    import redis
+    import redis.asyncio as aredis
+    from celery import signals
+
+    from gateway.celery_executor import CeleryToolExecutor
+    from gateway.interfaces import ToolInvocation
+    from services.common.blobs import BlobStore
+    from services.common.celery_app import make_celery
+    from services.common.images import encode_png
+    from services.common.tools import ToolContext, task_name
+
+    app = make_celery()
+    largest = {"bytes": 0}
+
+    @signals.before_task_publish.connect(weak=False)
+    def _size(body: object = None, headers: dict | None = None, **_: object) -> None:
+        size = len(json.dumps(body, default=str)) + len(json.dumps(headers or {}, default=str))
+        largest["bytes"] = max(largest["bytes"], size)
+
+    # A trajectory that has seen a 4000x3000 photo and two tool-made images: the context carries refs only.
+    blobs = BlobStore(redis.Redis.from_url(redis_url), 3600)
+    photo = encode_png(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
+    refs = {"<image 1>": blobs.put(photo), "<sub-image 1>": blobs.put(photo[:1000]),
+            "<sub-image 2>": blobs.put(photo[:2000])}
+    context = ToolContext(trajectory_id="bench", call_id="c", question="bench", images=refs)
+    payload = ["ping", {}, context.model_dump(mode="json")]
+
+    async_redis = aredis.Redis.from_url(redis_url)
+    executor = CeleryToolExecutor(app, async_redis)
+    await executor.start()
+
+    def raw_call() -> None:
+        app.send_task(task_name(service), args=payload, queue=service).get(timeout=30)
+
+    async def fabric_call() -> None:
+        result = await executor.call(ToolInvocation(service, "ping", {}, context, 30))
+        if not result.ok:
+            raise RuntimeError(result.text)
+
+    # Warm both paths (worker pool, connections), wait for the worker.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await asyncio.to_thread(raw_call)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+    for _ in range(20):
+        await asyncio.to_thread(raw_call)
+        await fabric_call()
+
+    raw: list[float] = []
+    fabric: list[float] = []
+    block = 25  # alternate blocks so drift on a noisy machine hits both paths alike
+    for _ in range(calls // block):
+        for _ in range(block):
+            t0 = time.perf_counter()
+            await asyncio.to_thread(raw_call)
+            raw.append(time.perf_counter() - t0)
+        for _ in range(block):
+            t0 = time.perf_counter()
+            await fabric_call()
+            fabric.append(time.perf_counter() - t0)
+    # asyncio.to_thread adds a thread hop to the raw path; measure it and take it out.
+    hop: list[float] = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        await asyncio.to_thread(lambda: None)
+        hop.append(time.perf_counter() - t0)
+    hop_p50 = statistics.median(hop)
+    raw = [max(r - hop_p50, 0.0) for r in raw]
+
+    total = trajectories * per_trajectory
+
+    async def trajectory() -> None:
+        for _ in range(per_trajectory):
+            await fabric_call()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(trajectory() for _ in range(trajectories)))
+    fabric_rate = total / (time.perf_counter() - t0)
+
+    def raw_fanout() -> float:
+        start = time.perf_counter()
+        pending = [app.send_task(task_name(service), args=payload, queue=service) for _ in range(total)]
+        for result in pending:
+            result.get(timeout=60)
+        return total / (time.perf_counter() - start)
+
+    raw_rate = await asyncio.to_thread(raw_fanout)
+    await executor.close()
+    await async_redis.aclose()
+
+    p50_ratio = statistics.median(fabric) / statistics.median(raw)
+    print(f"no-op tool call round trip, {len(raw)} calls each ({service} worker, same Redis):")
+    print(f"  raw Celery  p50 {statistics.median(raw) * 1e3:7.2f} ms   p99 {percentile(raw, 0.99) * 1e3:7.2f} ms")
+    print(f"  fabric      p50 {statistics.median(fabric) * 1e3:7.2f} ms   p99 {percentile(fabric, 0.99) * 1e3:7.2f} ms")
+    print(f"  p99 ratio {percentile(fabric, 0.99) / percentile(raw, 0.99):.2f}x")
+    print(f"throughput, {total} calls: fabric {fabric_rate:,.0f} calls/s over {trajectories} concurrent trajectories; "
+          f"raw Celery fan-out {raw_rate:,.0f} calls/s; ratio {fabric_rate / raw_rate:.2f}x (target >= 0.8)")
+    print(f"largest broker message: {largest['bytes']:,} bytes (the trajectory holds {len(photo):,}-byte images)")
+    print(f"fabric/raw Celery p50 latency ratio: {p50_ratio:.2f}x (target <= 1.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The image registry of one trajectory: every image it has seen, under a stable name.
+
+Inputs are `<image 1>`, `<image 2>`, … (`<image>` means `<image 1>`); images tools produce are
+`<sub-image 1>`, `<sub-image 2>`, … in the order they arrive. Any tool can use any of them. Bytes
+are kept in memory once loaded, since every model step sends every image again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.blobs import AsyncBlobStore
+
+
+@dataclass(frozen=True)
+class RegisteredImage:
+    name: str
+    ref: str
+    width: int
+    height: int
+    origin: str
+    mime_type: str
+    step: int
+
+
+class ImageRegistry:
+    def __init__(self, blobs: AsyncBlobStore) -> None:
+        self._blobs = blobs
+        self._images: list[RegisteredImage] = []
+        self._bytes: dict[str, bytes] = {}
+        self._outputs = 0
+
+    def add_input(self, ref: str, width: int, height: int, mime_type: str, data: bytes | None = None) -> RegisteredImage:
+        index = sum(1 for i in self._images if i.step == 0) + 1
+        return self._add(RegisteredImage(f"<image {index}>", ref, width, height, "user input", mime_type, 0), data)
+
+    def add_output(self, ref: str, width: int, height: int, origin: str, mime_type: str, step: int) -> RegisteredImage:
+        self._outputs += 1
+        image = RegisteredImage(f"<sub-image {self._outputs}>", ref, width, height, origin, mime_type, step)
+        return self._add(image, None)
+
+    def _add(self, image: RegisteredImage, data: bytes | None) -> RegisteredImage:
+        self._images.append(image)
+        if data is not None:
+            self._bytes[image.ref] = data
+        return image
+
+    @property
+    def images(self) -> list[RegisteredImage]:
+        return list(self._images)
+
+    def refs(self) -> dict[str, str]:
+        """Name → blob reference, as tools receive it in their context."""
+        return {i.name: i.ref for i in self._images}
+
+    async def data(self, image: RegisteredImage) -> bytes:
+        if image.ref not in self._bytes:
+            self._bytes[image.ref] = await self._blobs.get(image.ref)
+        return self._bytes[image.ref]

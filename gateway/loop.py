@@ -1,0 +1,318 @@
+"""The agent loop: model step → tool calls → observations → next step, until an answer or a budget.
+
+It knows nothing of Triton or Celery: the model and the tools sit behind `ModelBackend` and
+`ToolExecutor`. Nothing the model writes can crash it — unparseable output, unknown tools and bad
+arguments become error observations the model reads on its next step; a failed tool call is an
+observation too. Events go out through `emit` as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
+from opentelemetry.trace import Status as SpanStatus
+from opentelemetry.trace import StatusCode
+from pydantic import ValidationError
+
+from gateway.channels import ChannelTracker
+from gateway.images import ImageRegistry, RegisteredImage
+from gateway.interfaces import ModelBackend, ModelUnavailable, ToolDispatchError, ToolExecutor, ToolInvocation
+from gateway.prompting import observation_parts, system_message, user_message
+from services.common.blobs import AsyncBlobStore
+from services.common.settings import GatewaySettings
+from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec
+from services.common.worker import describe_validation_error
+from services.model.chat_template import ChatTemplate, ImagePart, Message
+from services.model.dialect import RawCall, parse_step
+from toolfabric.v1 import fabric_pb2 as pb
+
+tracer = trace.get_tracer("toolfabric.gateway")
+
+MODES = {pb.MODE_DEEP_RESEARCH: "deep_research", pb.MODE_GENERAL: "general", pb.MODE_PLAN: "plan"}
+Emit = Callable[[pb.RunEvent], Awaitable[None]]
+
+
+@dataclass
+class InputImage:
+    ref: str
+    width: int
+    height: int
+    mime_type: str
+    data: bytes
+
+
+@dataclass
+class RunSpec:
+    """A validated Run request with budgets resolved."""
+
+    trajectory_id: str
+    question: str
+    mode: str
+    model: str
+    max_steps: int
+    max_tool_calls: int
+    deadline_s: float
+    sampling: dict[str, Any]
+    inputs: list[InputImage] = field(default_factory=list)
+
+
+class _Sink:
+    """Stamps events with trajectory id, step, sequence number and time before emitting them."""
+
+    def __init__(self, trajectory_id: str, emit: Emit) -> None:
+        self.trajectory_id, self.step, self._seq, self._emit = trajectory_id, 0, 0, emit
+
+    async def __call__(self, **event: Any) -> None:
+        self._seq += 1
+        now = Timestamp()
+        now.GetCurrentTime()
+        await self._emit(pb.RunEvent(trajectory_id=self.trajectory_id, step=self.step, seq=self._seq, time=now,
+                                     **event))
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    steps: int = 0
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=lambda: {"model": 0.0, "tools": 0.0})
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def proto(self, total_s: float) -> pb.Usage:
+        return pb.Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, steps=self.steps,
+                        tool_calls=self.tool_calls, phase_seconds={**self.phases, "total": total_s},
+                        counters=self.counters)
+
+
+def _image_ref(image: RegisteredImage) -> pb.ImageRef:
+    return pb.ImageRef(name=image.name, blob=image.ref, width=image.width, height=image.height,
+                       origin=image.origin, mime_type=image.mime_type, step=image.step)
+
+
+class AgentLoop:
+    def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: AsyncBlobStore, catalog: Catalog,
+                 template_for: Callable[[str], ChatTemplate], settings: GatewaySettings) -> None:
+        self._model, self._tools, self._blobs = model, tools, blobs
+        self._catalog, self._template_for, self._settings = catalog, template_for, settings
+
+    async def run(self, spec: RunSpec, emit: Emit) -> tuple[int, str]:
+        """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
+        sink = _Sink(spec.trajectory_id, emit)
+        state = _Run(spec, ImageRegistry(self._blobs), _Usage(), time.monotonic())
+        for image in spec.inputs:
+            state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
+            "gen_ai.agent.id": spec.trajectory_id, "gen_ai.request.model": spec.model,
+            "toolfabric.mode": spec.mode, "toolfabric.budget.max_steps": spec.max_steps,
+            "toolfabric.budget.max_tool_calls": spec.max_tool_calls, "toolfabric.budget.deadline_s": spec.deadline_s,
+        }
+        with tracer.start_as_current_span("invoke_agent toolfabric", attributes=attributes) as span:
+            ctx = span.get_span_context()
+            trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+            await sink(started=pb.TrajectoryStarted(
+                trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
+                budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
+                                   deadline_s=spec.deadline_s),
+                images=[_image_ref(i) for i in state.registry.images]))
+            try:
+                async with asyncio.timeout(spec.deadline_s):
+                    status, reason = await self._steps(state, sink)
+            except TimeoutError:
+                status, reason = pb.STATUS_BUDGET_EXHAUSTED, f"deadline of {spec.deadline_s:g}s reached"
+            except asyncio.CancelledError:
+                # Cancel asked for this trajectory to stop: finish the record, don't propagate.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                status, reason = pb.STATUS_CANCELLED, "cancelled"
+            except ModelUnavailable as exc:
+                span.record_exception(exc)
+                await sink(error=pb.Error(code="model_unavailable", message=str(exc), fatal=True))
+                status, reason = pb.STATUS_FAILED, str(exc)
+            if status in (pb.STATUS_FAILED,):
+                span.set_status(SpanStatus(StatusCode.ERROR, reason))
+            span.set_attribute("toolfabric.status", pb.Status.Name(status))
+            await sink(usage=state.usage.proto(time.monotonic() - state.started))
+            await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
+        return status, reason
+
+    async def _steps(self, state: _Run, sink: _Sink) -> tuple[int, str]:
+        spec = state.spec
+        visible = self._catalog.visible(spec.mode)
+        state.messages = [system_message(spec.mode, visible), user_message(spec.question, state.registry.images)]
+        for step in range(1, spec.max_steps + 1):
+            sink.step = step
+            state.usage.steps = step
+            with tracer.start_as_current_span(f"step {step}", attributes={"toolfabric.step": step}):
+                text = await self._model_step(state, sink)
+                state.messages.append(Message("assistant", [text]))
+                parsed = parse_step(text)
+                if not parsed.calls and parsed.plan is not None and spec.mode == "plan":
+                    plan_json = json.dumps(parsed.plan, ensure_ascii=False)
+                    await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
+                    return pb.STATUS_COMPLETED, "the model returned a plan"
+                if not parsed.calls and parsed.answer is not None:
+                    await sink(answer=pb.FinalAnswer(text=parsed.answer))
+                    return pb.STATUS_COMPLETED, "the model answered"
+                if state.tools_exhausted and parsed.calls:
+                    return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
+                parts: list[str | ImagePart] = []
+                if parsed.problems:
+                    message = "; ".join(parsed.problems)
+                    await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
+                                                          is_error=True, error_kind="model_output"))
+                    parts += observation_parts("model_output", "-", message, "model_output", [])
+                if parsed.calls:
+                    parts += await self._run_calls(state, sink, parsed.calls)
+                state.messages.append(Message("user", parts))
+        return pb.STATUS_BUDGET_EXHAUSTED, f"max_steps={spec.max_steps} reached without an answer"
+
+    async def _model_step(self, state: _Run, sink: _Sink) -> str:
+        spec = state.spec
+        template = self._template_for(spec.model)
+        prompt = template.render(state.messages)
+        by_name = {i.name: i for i in state.registry.images}
+        names = [p.name for m in state.messages for p in m.parts if isinstance(p, ImagePart)]
+        images = [await state.registry.data(by_name[n]) for n in names]
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": spec.model,
+                      "gen_ai.system": "triton", "gen_ai.provider.name": "triton"}
+        for key in ("temperature", "top_p", "top_k", "max_tokens", "seed"):
+            if key in spec.sampling:
+                attributes[f"gen_ai.request.{key}"] = spec.sampling[key]
+        tracker, pieces = ChannelTracker(), []
+        started = time.monotonic()
+        with tracer.start_as_current_span(f"chat {spec.model}", kind=trace.SpanKind.CLIENT,
+                                          attributes=attributes) as span:
+            first_token: float | None = None
+            finish: str | None = None
+            request_id = f"{spec.trajectory_id}:{sink.step}"
+            async for chunk in self._model.stream(spec.model, prompt, images, spec.sampling, request_id):
+                if chunk.text:
+                    if first_token is None:
+                        first_token = time.monotonic() - started
+                    pieces.append(chunk.text)
+                    for channel, text in tracker.feed(chunk.text):
+                        await sink(text=pb.TextDelta(channel=channel, text=text))
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if chunk.input_tokens is not None:
+                    state.usage.input_tokens += chunk.input_tokens
+                    span.set_attribute("gen_ai.usage.input_tokens", chunk.input_tokens)
+                if chunk.output_tokens is not None:
+                    state.usage.output_tokens += chunk.output_tokens
+                    span.set_attribute("gen_ai.usage.output_tokens", chunk.output_tokens)
+            if first_token is not None:
+                span.set_attribute("gen_ai.response.time_to_first_chunk", first_token)
+            if finish:
+                span.set_attribute("gen_ai.response.finish_reasons", [finish])
+        state.usage.phases["model"] += time.monotonic() - started
+        return "".join(pieces)
+
+    async def _run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
+        spec = state.spec
+        planned: list[tuple[str, RawCall, ToolSpec | None, dict[str, Any] | None, ToolResult | None]] = []
+        for index, raw in enumerate(calls, start=1):
+            call_id = f"s{sink.step}c{index}"
+            await sink(tool_call=pb.ToolCall(call_id=call_id, name=raw.name,
+                                             arguments_json=json.dumps(raw.arguments, ensure_ascii=False)))
+            tool, arguments, refusal = self._check_call(state, raw)
+            if refusal is None:
+                state.tool_calls += 1
+                state.usage.tool_calls[tool.name] = state.usage.tool_calls.get(tool.name, 0) + 1  # type: ignore[union-attr]
+            planned.append((call_id, raw, tool, arguments, refusal))
+
+        limit = asyncio.Semaphore(self._settings.max_parallel_calls_per_step)
+        started = time.monotonic()
+
+        async def run_one(call_id: str, tool: ToolSpec, arguments: dict[str, Any]) -> tuple[ToolResult, float]:
+            async with limit:
+                t0 = time.monotonic()
+                return await self._execute(state, tool, call_id, arguments), time.monotonic() - t0
+
+        async def done(value: ToolResult) -> tuple[ToolResult, float]:
+            return value, 0.0
+
+        results = await asyncio.gather(*[
+            run_one(call_id, tool, arguments) if refusal is None and tool and arguments is not None
+            else done(refusal or ToolResult.failure("internal", "call was not run"))
+            for call_id, _, tool, arguments, refusal in planned
+        ])
+        state.usage.phases["tools"] += time.monotonic() - started
+
+        parts: list[str | ImagePart] = []
+        for (call_id, raw, tool, _, _), (result, duration) in zip(planned, results, strict=True):
+            new_images = [state.registry.add_output(i.ref, i.width, i.height, i.origin or f"{raw.name} output",
+                                                    i.mime_type, sink.step) for i in result.images]
+            for key, value in result.usage.items():
+                state.usage.counters[key] = state.usage.counters.get(key, 0.0) + value
+            await sink(observation=pb.Observation(
+                call_id=call_id, name=tool.name if tool else raw.name, text=result.text,
+                images=[_image_ref(i) for i in new_images], is_error=not result.ok,
+                error_kind=result.error_kind or "", duration_s=duration))
+            parts += observation_parts(tool.name if tool else raw.name, call_id, result.text,
+                                       None if result.ok else (result.error_kind or "error"), new_images)
+        return parts
+
+    def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
+                                                               ToolResult | None]:
+        """The tool and its validated arguments, or the error result the model gets instead."""
+        spec = state.spec
+        tool = self._catalog.get(raw.name)
+        visible = [t.name for t in self._catalog.visible(spec.mode)]
+        if tool is None or tool.hidden:
+            return None, None, ToolResult.failure("unknown_tool",
+                                                  f"unknown tool {raw.name!r}; available tools: {', '.join(visible)}")
+        if spec.mode not in tool.modes:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+        try:
+            arguments = tool.arguments.model_validate(raw.arguments).model_dump(mode="json", exclude_none=True)
+        except ValidationError as exc:
+            return tool, None, ToolResult.failure("invalid_argument", describe_validation_error(raw.name, exc))
+        if state.tool_calls >= spec.max_tool_calls:
+            state.tools_exhausted = True
+            return tool, None, ToolResult.failure(
+                "budget_exhausted",
+                f"the tool-call budget of {spec.max_tool_calls} calls is used up; answer with what you have")
+        return tool, arguments, None
+
+    async def _execute(self, state: _Run, tool: ToolSpec, call_id: str, arguments: dict[str, Any]) -> ToolResult:
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool.name,
+                      "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function",
+                      "toolfabric.service": tool.service}
+        with tracer.start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
+            context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id,
+                                  question=state.spec.question, images=state.registry.refs())
+            try:
+                result = await self._tools.call(ToolInvocation(tool.service, tool.name, arguments, context,
+                                                               self._settings.tool_timeout_s))
+            except ToolDispatchError as exc:
+                result = ToolResult.failure(exc.kind, str(exc))
+            if not result.ok:
+                span.set_status(SpanStatus(StatusCode.ERROR, result.text[:200]))
+                span.set_attribute("error.type", result.error_kind or "tool_error")
+            return result
+
+
+@dataclass
+class _Run:
+    spec: RunSpec
+    registry: ImageRegistry
+    usage: _Usage
+    started: float
+    messages: list[Message] = field(default_factory=list)
+    tool_calls: int = 0
+    tools_exhausted: bool = False
+
+
+def _mode_enum(mode: str) -> int:
+    return {v: k for k, v in MODES.items()}[mode]

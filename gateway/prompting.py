@@ -1,0 +1,54 @@
+"""What the model reads: the system prompt for a mode, the user turn, and observation turns."""
+
+from __future__ import annotations
+
+import json
+
+from gateway.images import RegisteredImage
+from services.common.tools import ToolSpec
+from services.model.chat_template import ImagePart, Message
+
+_INSTRUCTIONS = {
+    "deep_research": (
+        "You are a multimodal deep-research agent. Think inside <think>…</think>, then either call one or "
+        "more tools, each as <tool_call>{\"name\": …, \"arguments\": {…}}</tool_call> (several calls in one "
+        "step run in parallel), or give the final answer as <answer>…</answer>. Tool results come back as "
+        "<observation>…</observation>. Refer to images by name: <image 1> for the user's first image, "
+        "<sub-image N> for images tools produced."
+    ),
+    "general": (
+        "You think with images. Think inside <think>…</think>; call tools as "
+        "<tool_call>{\"name\": …, \"arguments\": {…}}</tool_call> to crop, zoom, enhance or analyse images, "
+        "and finish with <answer>…</answer>."
+    ),
+    "plan": (
+        "You are a search planner. Reply with <plan>[…]</plan>: a JSON list of 2 to 10 steps, each "
+        '{"description": …, "tool_name": one of image_search, text_search, web_visit, none, '
+        '"parameters": {"image_path" | "query" | "url": …}}. Later steps may refer to earlier results with '
+        'placeholders such as "[Person from Step 1]". The last step is a verification with tool_name "none".'
+    ),
+}
+
+
+def system_message(mode: str, tools: list[ToolSpec]) -> Message:
+    listing = "\n".join(json.dumps(t.function_schema(), ensure_ascii=False) for t in tools)
+    return Message("system", [f"Mode: {mode}\n{_INSTRUCTIONS[mode]}\n\n# Tools\n<tools>\n{listing}\n</tools>"])
+
+
+def user_message(question: str, images: list[RegisteredImage]) -> Message:
+    return Message("user", [*(ImagePart(i.name) for i in images), question])
+
+
+def observation_parts(
+    tool: str, call_id: str, text: str, error_kind: str | None, images: list[RegisteredImage]
+) -> list[str | ImagePart]:
+    """One <observation> block; new images are named, described and attached for the model to see."""
+    body = f"error ({error_kind}): {text}" if error_kind else text
+    parts: list[str | ImagePart] = [f"<observation>\ntool: {tool} (call {call_id})\n{body}"]
+    if images:
+        parts.append("\nNew images:")
+        for image in images:
+            parts.append(f" {image.name} ({image.width}x{image.height}, {image.origin}) ")
+            parts.append(ImagePart(image.name))
+    parts.append("\n</observation>\n")
+    return parts

@@ -1,0 +1,104 @@
+"""Trajectories recorded in Redis, every event, so GetTrajectory can return them whole.
+
+Text deltas are merged per step and channel before they are written: a step streamed as hundreds
+of chunks is stored as one event per channel. Everything expires after the configured TTL.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aredis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from toolfabric.v1 import fabric_pb2 as pb
+
+_KEY = "toolfabric:trajectory:"
+
+
+def _meta_key(trajectory_id: str) -> str:
+    return f"{_KEY}{trajectory_id}"
+
+
+def _events_key(trajectory_id: str) -> str:
+    return f"{_KEY}{trajectory_id}:events"
+
+
+class TrajectoryRecorder:
+    """Writes one trajectory's events; `finish` flushes and stores the outcome."""
+
+    def __init__(self, client: aredis.Redis, trajectory_id: str, ttl_s: int) -> None:
+        self._redis, self._id, self._ttl = client, trajectory_id, ttl_s
+        self._pending: pb.RunEvent | None = None
+
+    async def begin(self, question: str, mode: int, model: str) -> None:
+        created = Timestamp()
+        created.GetCurrentTime()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(_meta_key(self._id), mapping={
+            "question": question, "mode": mode, "model": model, "status": pb.STATUS_RUNNING,
+            "created_at": created.SerializeToString(),
+        })
+        pipe.expire(_meta_key(self._id), self._ttl)
+        await pipe.execute()
+
+    async def record(self, event: pb.RunEvent) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "text":
+            pending = self._pending
+            if pending is not None and pending.step == event.step and pending.text.channel == event.text.channel:
+                pending.text.text += event.text.text
+                return
+            await self._flush()
+            self._pending = pb.RunEvent()
+            self._pending.CopyFrom(event)
+            return
+        await self._flush()
+        fields: dict[str, bytes | str | int] = {}
+        if kind == "started":
+            fields["trace_id"] = event.started.trace_id
+        elif kind == "answer":
+            fields["answer"] = event.answer.text
+        elif kind == "usage":
+            fields["usage"] = event.usage.SerializeToString()
+        elif kind == "finished":
+            fields["status"] = event.finished.status
+        await self._append(event, fields)
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            event, self._pending = self._pending, None
+            await self._append(event, {})
+
+    async def _append(self, event: pb.RunEvent, fields: dict[str, bytes | str | int]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(_events_key(self._id), event.SerializeToString())
+        pipe.expire(_events_key(self._id), self._ttl)
+        if fields:
+            pipe.hset(_meta_key(self._id), mapping=fields)
+        await pipe.execute()
+
+
+async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(_meta_key(trajectory_id))
+    pipe.lrange(_events_key(trajectory_id), 0, -1)
+    meta, events = await pipe.execute()
+    if not meta:
+        return None
+    meta = {k.decode(): v for k, v in meta.items()}
+    out = pb.Trajectory(
+        trajectory_id=trajectory_id, trace_id=meta.get("trace_id", b"").decode(),
+        status=int(meta.get("status", 0)), question=meta.get("question", b"").decode(),
+        mode=int(meta.get("mode", 0)), model=meta.get("model", b"").decode(),
+        answer=meta.get("answer", b"").decode(),
+        events=[pb.RunEvent.FromString(e) for e in events],
+    )
+    if "usage" in meta:
+        out.usage.ParseFromString(meta["usage"])
+    if "created_at" in meta:
+        out.created_at.ParseFromString(meta["created_at"])
+    return out
+
+
+async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
+    value = await client.hget(_meta_key(trajectory_id), "status")
+    return None if value is None else int(value)

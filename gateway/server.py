@@ -1,0 +1,201 @@
+"""The gRPC server: the Fabric API, grpc.health.v1 and server reflection.
+
+Run streams a trajectory: the agent loop runs as its own task and hands events to the stream
+through a queue, so Cancel (from this or any other gateway replica, through Redis) can stop it.
+A client that goes away cancels its trajectory too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+import redis.asyncio as aredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway import recorder
+from gateway.celery_executor import CeleryToolExecutor
+from gateway.exceptions import InvalidRequest
+from gateway.loop import MODES, AgentLoop, Emit, RunSpec
+from gateway.validation import RequestValidator
+from services.catalog import catalog
+from services.common import images, settings
+from services.common.blobs import AsyncBlobStore
+from services.common.celery_app import make_celery
+from services.common.errors import BlobNotFound, InvalidImage
+from services.model.chat_template import template_for
+from services.model.triton_client import TritonModel
+from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+CANCEL_CHANNEL = "toolfabric:cancel"
+SERVICE_NAME = "toolfabric.v1.Fabric"
+
+
+class FabricServicer(pb_grpc.FabricServicer):
+    def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
+                 blobs: AsyncBlobStore, model: TritonModel) -> None:
+        self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
+        self._running: dict[str, asyncio.Task[tuple[int, str]]] = {}
+        self._gw = settings.gateway()
+
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        try:
+            spec = await self._validator.validate(request)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        if not await self._model.ready(spec.model):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
+            return
+        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
+        await record.begin(spec.question, request.mode or pb.MODE_DEEP_RESEARCH, spec.model)
+
+        async def emit(event: pb.RunEvent) -> None:
+            await record.record(event)
+            queue.put_nowait(event)
+
+        task = asyncio.create_task(self._drive(spec, emit, queue), name=f"trajectory-{spec.trajectory_id}")
+        self._running[spec.trajectory_id] = task
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            if not task.done():  # the client went away: the trajectory is cancelled
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(task, return_exceptions=True)
+            self._running.pop(spec.trajectory_id, None)
+
+    async def _drive(self, spec: RunSpec, emit: Emit, queue: asyncio.Queue[pb.RunEvent | None]) -> tuple[int, str]:
+        try:
+            return await self._loop.run(spec, emit)
+        finally:
+            queue.put_nowait(None)
+
+    def cancel_local(self, trajectory_id: str) -> bool:
+        task = self._running.get(trajectory_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
+        tid = request.trajectory_id
+        if self.cancel_local(tid):
+            return pb.CancelResponse(cancelled=True, status=pb.Status.Name(pb.STATUS_CANCELLED))
+        status = await recorder.status_of(self._redis, tid)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no trajectory {tid!r}")
+        if status == pb.STATUS_RUNNING:
+            # Running on another replica: every gateway listens on the cancel channel.
+            await self._redis.publish(CANCEL_CHANNEL, tid)
+            return pb.CancelResponse(cancelled=True, status=pb.Status.Name(pb.STATUS_CANCELLED))
+        return pb.CancelResponse(cancelled=False, status=pb.Status.Name(status or 0))
+
+    async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
+                            context: grpc.aio.ServicerContext) -> pb.Trajectory:
+        found = await recorder.load(self._redis, request.trajectory_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
+        return found  # type: ignore[return-value]
+
+    async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
+        cat = catalog()
+        mode = MODES.get(request.mode)
+        specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
+        by_name = {v: k for k, v in MODES.items()}
+        return pb.ListToolsResponse(tools=[
+            pb.Tool(name=s.name, service=s.service, description=s.description,
+                    parameters_json_schema=json.dumps(s.json_schema()), aliases=list(s.aliases),
+                    modes=sorted(by_name[m] for m in s.modes))
+            for s in specs
+        ])
+
+    async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
+        try:
+            data = await self._blobs.get(request.blob)
+        except BlobNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        try:
+            info = images.inspect(data, settings.common().max_image_pixels)
+        except InvalidImage:
+            return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
+        return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)
+
+
+async def _download_image(url: str, max_bytes: int) -> bytes:
+    # The fetch service's SSRF guard protects the gateway's own downloads too.
+    from services.fetch.client import fetch_image_bytes
+
+    return await fetch_image_bytes(url, max_bytes)
+
+
+async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricServicer) -> None:
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(CANCEL_CHANNEL)
+    try:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message and message.get("type") == "message":
+                servicer.cancel_local(message["data"].decode())
+    finally:
+        await pubsub.aclose()
+
+
+async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
+    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+    redis_client = aredis.Redis.from_url(common.redis_url)
+    blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
+    executor = CeleryToolExecutor(make_celery(), redis_client)
+    await executor.start()
+    model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
+    loop = AgentLoop(model, executor, blobs, catalog(),
+                     lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
+    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
+    servicer = FabricServicer(loop, validator, redis_client, blobs, model)
+
+    options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
+               ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
+    server = grpc.aio.server(options=options)
+    pb_grpc.add_FabricServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (pb.DESCRIPTOR.services_by_name["Fabric"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{gw.host}:{gw.port}")
+    await server.start()
+    cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gateway listening on %s:%d", gw.host, port)
+
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    if ready:
+        ready.set()
+    await stop.wait()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    cancel_listener.cancel()
+    await executor.close()
+    await model.close()
+    await redis_client.aclose()
+
+
+def main() -> None:
+    logging.basicConfig(level=settings.common().log_level)
+    asyncio.run(serve())

@@ -1,0 +1,120 @@
+"""Turning a client's RunRequest into a RunSpec, or an InvalidRequest that says what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.exceptions import InvalidRequest
+from gateway.loop import MODES, InputImage, RunSpec
+from services.common import images
+from services.common.blobs import AsyncBlobStore
+from services.common.errors import InvalidImage
+from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
+from toolfabric.v1 import fabric_pb2 as pb
+
+Downloader = Callable[[str, int], Awaitable[bytes]]
+
+
+class RequestValidator:
+    def __init__(self, gateway: GatewaySettings, model: ModelSettings, common: CommonSettings,
+                 blobs: AsyncBlobStore, download: Downloader) -> None:
+        self._gw, self._model, self._common = gateway, model, common
+        self._blobs, self._download = blobs, download
+
+    async def validate(self, request: pb.RunRequest) -> RunSpec:
+        size = request.ByteSize()
+        if size > self._gw.max_message_bytes:
+            raise InvalidRequest(f"request is {size} bytes, over the limit of {self._gw.max_message_bytes} bytes "
+                                 "(TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES)")
+        question = request.question.strip()
+        if not question:
+            raise InvalidRequest("question is empty")
+        if len(question) > self._gw.max_question_chars:
+            raise InvalidRequest(f"question is {len(question)} characters, over the limit of "
+                                 f"{self._gw.max_question_chars}")
+        mode = MODES.get(request.mode or pb.MODE_DEEP_RESEARCH)
+        if mode is None:
+            raise InvalidRequest(f"mode {request.mode} is not one of {sorted(pb.Mode.keys())}")
+        if len(request.images) > self._gw.max_images_per_request:
+            raise InvalidRequest(f"{len(request.images)} images, over the limit of {self._gw.max_images_per_request}")
+        spec = RunSpec(
+            trajectory_id=str(uuid.uuid4()),
+            question=question,
+            mode=mode,
+            model=request.model.strip() or self._model.default_model,
+            max_steps=self._budget("max_steps", request.budgets.max_steps, self._gw.default_max_steps,
+                                   self._gw.limit_max_steps),
+            max_tool_calls=self._budget("max_tool_calls", request.budgets.max_tool_calls,
+                                        self._gw.default_max_tool_calls, self._gw.limit_max_tool_calls),
+            deadline_s=self._deadline(request.budgets.deadline_s),
+            sampling=self._sampling(request.sampling),
+        )
+        for index, image in enumerate(request.images, start=1):
+            spec.inputs.append(await self._image(index, image))
+        return spec
+
+    @staticmethod
+    def _budget(name: str, value: int, default: int, limit: int) -> int:
+        if value < 0:
+            raise InvalidRequest(f"budgets.{name} is {value}; it must be positive (or 0 for the default {default})")
+        if value > limit:
+            raise InvalidRequest(f"budgets.{name} is {value}, over the server's limit of {limit}")
+        return value or default
+
+    def _deadline(self, value: float) -> float:
+        if math.isnan(value) or value < 0:
+            raise InvalidRequest(f"budgets.deadline_s is {value}; it must be a positive number of seconds")
+        if value > self._gw.limit_deadline_s:
+            raise InvalidRequest(f"budgets.deadline_s is {value:g}, over the server's limit of "
+                                 f"{self._gw.limit_deadline_s:g}")
+        return value or self._gw.default_deadline_s
+
+    def _sampling(self, sampling: pb.SamplingParameters) -> dict[str, Any]:
+        out: dict[str, Any] = {"temperature": self._model.temperature, "max_tokens": self._model.max_tokens}
+        if sampling.HasField("temperature"):
+            if not 0.0 <= sampling.temperature <= 2.0:
+                raise InvalidRequest(f"sampling.temperature is {sampling.temperature:g}; it must be within [0, 2]")
+            out["temperature"] = sampling.temperature
+        if sampling.HasField("top_p"):
+            if not 0.0 < sampling.top_p <= 1.0:
+                raise InvalidRequest(f"sampling.top_p is {sampling.top_p:g}; it must be within (0, 1]")
+            out["top_p"] = sampling.top_p
+        if sampling.HasField("top_k"):
+            if sampling.top_k < -1 or sampling.top_k == 0:
+                raise InvalidRequest(f"sampling.top_k is {sampling.top_k}; use -1 (off) or a positive number")
+            out["top_k"] = sampling.top_k
+        if sampling.HasField("max_tokens"):
+            if not 1 <= sampling.max_tokens <= self._model.max_tokens:
+                raise InvalidRequest(f"sampling.max_tokens is {sampling.max_tokens}; it must be within "
+                                     f"[1, {self._model.max_tokens}]")
+            out["max_tokens"] = sampling.max_tokens
+        if sampling.HasField("seed"):
+            out["seed"] = sampling.seed
+        return out
+
+    async def _image(self, index: int, image: pb.ImageInput) -> InputImage:
+        source = image.WhichOneof("source")
+        limit = self._common.max_image_bytes
+        if source == "data":
+            data = image.data
+        elif source == "url":
+            try:
+                data = await self._download(image.url, limit)
+            except Exception as exc:  # the fetcher's errors already say what went wrong
+                raise InvalidRequest(f"image {index}: could not download {image.url!r}: {exc}") from exc
+        else:
+            raise InvalidRequest(f"image {index} has neither data nor url")
+        if len(data) > limit:
+            raise InvalidRequest(f"image {index} is {len(data)} bytes, over the limit of {limit} bytes")
+        try:
+            info = images.inspect(data, self._common.max_image_pixels)
+            # A full decode catches corrupt or truncated data; off the event loop, it can take a while.
+            await asyncio.to_thread(images.decode_bgr, data, self._common.max_image_pixels)
+        except InvalidImage as exc:
+            raise InvalidRequest(f"image {index}: {exc}") from None
+        ref = await self._blobs.put(data)
+        return InputImage(ref=ref, width=info.width, height=info.height, mime_type=info.mime_type, data=data)

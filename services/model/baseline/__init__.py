@@ -1,0 +1,1 @@
+"""A deterministic baseline policy served by Triton where no GPU model runs (not a model)."""

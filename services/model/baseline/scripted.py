@@ -1,0 +1,26 @@
+"""A scripted policy: replays model steps given in the question, for testing loops through Triton.
+
+The question is JSON `{"script": ["<step 1 text>", "<step 2 text>", …]}`; the k-th model call of a
+trajectory emits the k-th entry verbatim (malformed output included, which is the point). An entry
+may be `{"text": …, "chunk_delay_s": 0.05}` to stream slowly (for cancellation tests).
+"""
+
+from __future__ import annotations
+
+import json
+
+from services.model.baseline.policy import read_situation
+
+
+def next_step(prompt: str) -> str | tuple[str, float]:
+    situation = read_situation(prompt)
+    try:
+        script = json.loads(situation.question)["script"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return '<answer>scripted model: the question must be JSON {"script": [step texts]}</answer>'
+    if situation.steps_done >= len(script):
+        return "<answer>script exhausted</answer>"
+    entry = script[situation.steps_done]
+    if isinstance(entry, dict):
+        return str(entry.get("text", "")), float(entry.get("chunk_delay_s", 0.0))
+    return str(entry)

@@ -1,0 +1,118 @@
+"""Streaming one model step from Triton with the vLLM backend's tensor contract.
+
+Uses `tritonclient.grpc.aio`'s bidirectional stream API (the model is decoupled); a request ends
+with the response parameter `triton_final_response`. Cancelling the consuming task cancels the
+gRPC stream, which Triton passes on to the model as a cancelled request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from gateway.interfaces import ModelChunk, ModelUnavailable
+
+
+def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any]) -> list[grpcclient.InferInput]:
+    def tensor(name: str, dtype: str, values: list[Any]) -> grpcclient.InferInput:
+        arr = np.array(values, dtype=np.object_ if dtype == "BYTES" else bool)
+        t = grpcclient.InferInput(name, list(arr.shape), dtype)
+        t.set_data_from_numpy(arr)
+        return t
+
+    inputs = [
+        tensor("text_input", "BYTES", [prompt.encode("utf-8")]),
+        tensor("stream", "BOOL", [True]),
+        tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
+        tensor("exclude_input_in_output", "BOOL", [True]),
+        tensor("return_num_input_tokens", "BOOL", [True]),
+        tensor("return_num_output_tokens", "BOOL", [True]),
+    ]
+    if images:
+        inputs.append(tensor("image", "BYTES", [base64.b64encode(b) for b in images]))
+    return inputs
+
+
+def _text(result: grpcclient.InferResult, name: str) -> str:
+    arr = result.as_numpy(name)
+    if arr is None:
+        return ""
+    return "".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1))
+
+
+def _int(result: grpcclient.InferResult, name: str) -> int | None:
+    arr = result.as_numpy(name)
+    return None if arr is None or arr.size == 0 else int(arr.reshape(-1)[0])
+
+
+class TritonModel:
+    """The gateway's ModelBackend on Triton (one shared gRPC channel)."""
+
+    def __init__(self, url: str, idle_timeout_s: float) -> None:
+        self._client = grpcclient.InferenceServerClient(url)
+        self._url = url
+        self._idle_timeout_s = idle_timeout_s
+
+    async def stream(
+        self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str
+    ) -> AsyncIterator[ModelChunk]:
+        inputs = build_inputs(prompt, images, sampling)
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield {"model_name": model, "inputs": inputs, "request_id": request_id,
+                   "enable_empty_final_response": True}
+
+        responses = self._client.stream_infer(inputs_iterator=requests())
+        iterator = responses.__aiter__()
+        try:
+            while True:
+                try:
+                    result, error = await asyncio.wait_for(iterator.__anext__(), self._idle_timeout_s)
+                except StopAsyncIteration:
+                    raise ModelUnavailable(f"Triton closed the stream of {model} before its final response") from None
+                except TimeoutError:
+                    raise ModelUnavailable(
+                        f"model {model} sent nothing for {self._idle_timeout_s:.0f}s (TOOLFABRIC_MODEL_STREAM_IDLE_TIMEOUT_S)"
+                    ) from None
+                if error is not None:
+                    raise ModelUnavailable(f"model {model} failed: {error}")
+                params = result.get_response().parameters
+                final = "triton_final_response" in params and params["triton_final_response"].bool_param
+                yield ModelChunk(
+                    text=_text(result, "text_output"),
+                    finish_reason=_text(result, "finish_reason") or None,
+                    input_tokens=_int(result, "num_input_tokens"),
+                    output_tokens=_int(result, "num_output_tokens"),
+                )
+                if final:
+                    return
+        except InferenceServerException as exc:
+            raise ModelUnavailable(f"model service at {self._url} is unavailable: {exc}") from exc
+        finally:
+            responses.cancel() if hasattr(responses, "cancel") else None
+            await _aclose(iterator)
+
+    async def ready(self, model: str) -> bool:
+        try:
+            return bool(await self._client.is_model_ready(model))
+        except InferenceServerException:
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def _aclose(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: S110 - best effort: the stream may already be finished
+            pass

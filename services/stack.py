@@ -1,0 +1,159 @@
+"""The embedded default: the whole fabric on one machine, as child processes.
+
+Redis, the Triton server with the CPU models, one Celery worker per service, the gateway, and (for
+the demo) a loopback web server for the demo corpus, which is indexed into the local search index
+and the only private address the fetch service may read. Used by `toolfabric up` and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.processes import Child, free_port, wait_until
+from services.common.redis_server import RedisServer
+from services.common.tools import SERVICES
+from services.model.triton_server import TritonServer
+
+DEMO_DIR = Path(__file__).resolve().parents[1] / "toolfabric" / "demo"
+
+
+class EmbeddedStack:
+    def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
+                 extra_env: dict[str, str] | None = None, worker_concurrency: int = 2) -> None:
+        self.workdir = workdir.resolve()
+        self.gateway_port = gateway_port or free_port()
+        self.demo_site = demo_site
+        self.extra_env = extra_env or {}
+        self.worker_concurrency = worker_concurrency
+        self.redis = RedisServer(self.workdir / "redis")
+        self.triton = TritonServer(self.workdir / "triton")
+        self.site_port = free_port()
+        self.children: dict[str, Child] = {}
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def site_url(self) -> str:
+        return f"http://127.0.0.1:{self.site_port}/"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "TOOLFABRIC_REDIS_URL": self.redis.url,
+            "TOOLFABRIC_DATA_DIR": str(self.workdir / "data"),
+            "TOOLFABRIC_MODEL_TRITON_URL": self.triton.grpc_url,
+            "TOOLFABRIC_GATEWAY_HOST": "127.0.0.1",
+            "TOOLFABRIC_GATEWAY_PORT": str(self.gateway_port),
+            "TOOLFABRIC_WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.demo_site:
+            # The demo corpus is served on loopback: allow exactly that host:port, nothing else private.
+            env["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"] = json.dumps([f"127.0.0.1:{self.site_port}"])
+            env["TOOLFABRIC_FETCH_ALLOWED_PORTS"] = json.dumps([80, 443, self.site_port])
+        env.update(self.extra_env)
+        return env
+
+    def start(self, progress: bool = False) -> EmbeddedStack:
+        def say(message: str) -> None:
+            if progress:
+                print(f"[toolfabric up] {message}", file=sys.stderr, flush=True)
+
+        started = time.monotonic()
+        try:
+            say("starting redis-server")
+            self.redis.start()
+            say("starting Triton with the CPU baseline policy")
+            self.triton.start()
+            env = self.env()
+            if self.demo_site:
+                say(f"serving the demo corpus at {self.site_url}")
+                self._spawn("demo-site", [sys.executable, "-m", "http.server", str(self.site_port), "--bind",
+                                          "127.0.0.1", "--directory", str(DEMO_DIR / "site")], env)
+                wait_until(lambda: _http_ok(self.site_url), 15, "demo site", self.children["demo-site"].proc)
+                say("indexing the demo corpus into the local search index")
+                self._index_demo(env)
+            for service in SERVICES:
+                say(f"starting the {service} worker")
+                self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service], env)
+            say("starting the gateway")
+            self._spawn("gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], env)
+            wait_until(self._gateway_serving, 60, "gateway", self.children["gateway"].proc,
+                       self.children["gateway"].log)
+            for service in SERVICES:
+                child = self.children[f"worker-{service}"]
+                wait_until(lambda s=service: _worker_ready(self.redis.url, s), 60, f"{service} worker", child.proc,
+                           child.log)
+        except BaseException:
+            self.stop()
+            raise
+        say(f"ready in {time.monotonic() - started:.1f}s: gateway at {self.target}")
+        return self
+
+    def _index_demo(self, env: dict[str, str]) -> None:
+        argv = [sys.executable, "-m", "toolfabric.cli.main", "index", str(DEMO_DIR / "site"),
+                "--base-url", self.site_url, "--quiet"]
+        child = Child("index-demo", argv, self.workdir / "logs", env=env)
+        code = child.proc.wait(300)
+        child.stop()
+        if code != 0:
+            raise RuntimeError(f"indexing the demo corpus failed (exit {code}); see {child.log}")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.children[name] = Child(name, argv, self.workdir / "logs", env=env, cwd=self.workdir)
+
+    def _gateway_serving(self) -> bool:
+        with grpc.insecure_channel(self.target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def alive(self) -> dict[str, bool]:
+        return {name: child.alive() for name, child in self.children.items()}
+
+    def stop(self) -> None:
+        # Gateway first (it stops dispatching), then workers, then the servers they need.
+        for name in ["gateway", *[f"worker-{s}" for s in SERVICES], "demo-site"]:
+            child = self.children.pop(name, None)
+            if child:
+                child.stop()
+        for child in self.children.values():
+            child.stop()
+        self.children.clear()
+        self.triton.stop()
+        self.redis.stop()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=1).status_code == 200
+
+
+def _worker_ready(redis_url: str, service: str) -> bool:
+    """A `ping` through the service's queue comes back: broker, worker and result backend all work."""
+    from celery import Celery
+
+    from services.common.tools import task_name
+
+    app = Celery("toolfabric-probe", broker=redis_url, backend=redis_url)
+    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    try:
+        result = app.send_task(task_name(service), args=["ping", {}, {}], queue=service)
+        return bool(result.get(timeout=2).get("ok"))
+    finally:
+        app.close()

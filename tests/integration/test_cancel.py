@@ -1,0 +1,86 @@
+"""Cancel stops a running trajectory: its model stream and its outstanding tool tasks."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from services.stack import EmbeddedStack
+from toolfabric import Client
+from toolfabric.v1 import fabric_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+
+def start_script(client: Client, steps: list[object]):  # type: ignore[no-untyped-def]
+    return client.events(json.dumps({"script": steps}), model="toolfabric_scripted")
+
+
+def test_cancel_during_model_stream_stops_triton_and_records_cancelled(stack: EmbeddedStack, client: Client) -> None:
+    slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.01}
+    events = start_script(client, [slow])
+    seen: list[pb.RunEvent] = []
+    for event in events:
+        seen.append(event)
+        if sum(1 for e in seen if e.WhichOneof("event") == "text") == 5:
+            t0 = time.monotonic()
+            assert client.cancel(event.trajectory_id).cancelled
+    finished = seen[-1]
+    assert finished.finished.status == pb.STATUS_CANCELLED
+    assert time.monotonic() - t0 < 3
+    assert not any(e.WhichOneof("event") == "answer" for e in seen)
+    assert client.trajectory(finished.trajectory_id).status == pb.STATUS_CANCELLED
+    # Triton saw the cancellation and stopped generating well before the 2000 chunks.
+    log = stack.triton._child.log  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "cancelled after" not in log.read_text():
+        time.sleep(0.1)
+    line = next(l for l in log.read_text().splitlines() if "cancelled after" in l)
+    assert int(line.split("cancelled after ")[1].split(" of ")[0]) < 1000
+
+
+def test_cancel_during_tool_call_revokes_the_task(stack: EmbeddedStack, client: Client) -> None:
+    step = '<tool_call>{"name": "code", "arguments": {"code": "import time\\ntime.sleep(15)\\nprint(1)"}}</tool_call>'
+    seen: list[pb.RunEvent] = []
+    for event in start_script(client, [step, "<answer>no</answer>"]):
+        seen.append(event)
+        if event.WhichOneof("event") == "tool_call":
+            time.sleep(0.5)  # let the worker pick the task up
+            t0 = time.monotonic()
+            client.cancel(event.trajectory_id)
+    assert seen[-1].finished.status == pb.STATUS_CANCELLED
+    assert time.monotonic() - t0 < 5
+    # The worker no longer runs it: nothing active on the vision queue shortly after.
+    from celery import Celery
+
+    app = Celery(broker=stack.redis.url, backend=stack.redis.url)
+    deadline = time.monotonic() + 10
+    active: list = ["?"]
+    while time.monotonic() < deadline:
+        replies = app.control.inspect(timeout=1).active() or {}
+        active = [t for host, tasks in replies.items() if host.startswith("vision@") for t in tasks]
+        if not active:
+            break
+        time.sleep(0.5)
+    assert active == []
+
+
+def test_cancel_of_unknown_trajectory_is_not_found(client: Client) -> None:
+    from toolfabric import NotFound
+
+    with pytest.raises(NotFound):
+        client.cancel("no-such-trajectory")
+
+
+def test_client_going_away_cancels_the_trajectory(client: Client) -> None:
+    slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>x</answer>", "chunk_delay_s": 0.01}
+    events = start_script(client, [slow])
+    first = next(iter(events))
+    tid = first.trajectory_id
+    events.close()  # the client stops reading: the gRPC call is cancelled
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and client.trajectory(tid).status == pb.STATUS_RUNNING:
+        time.sleep(0.1)
+    assert client.trajectory(tid).status == pb.STATUS_CANCELLED

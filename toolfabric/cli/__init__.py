@@ -1,0 +1,1 @@
+"""The `toolfabric` command line."""

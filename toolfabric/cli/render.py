@@ -1,0 +1,124 @@
+"""Showing a trajectory in the terminal as it streams, and saving its images named by step."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.text import Text
+
+from toolfabric.v1 import fabric_pb2 as pb
+
+_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+_TAGS = re.compile(r"</?(think|answer)>")
+
+
+class TrajectoryPrinter:
+    """Feed it RunEvents; thinking streams dimmed, tools and observations are marked, images saved."""
+
+    def __init__(self, console: Console, fetch_image: Callable[[str], bytes] | None, out_dir: Path | None,
+                 observation_chars: int = 700) -> None:
+        self.console, self._fetch, self._out = console, fetch_image, out_dir
+        self._chars = observation_chars
+        self._streaming: int | None = None
+        self._trajectory = ""
+        self.saved: list[Path] = []
+
+    def __call__(self, event: pb.RunEvent) -> None:
+        kind = event.WhichOneof("event")
+        if kind != "text":
+            self._end_stream()
+        getattr(self, f"_on_{kind}")(event)
+
+    def _end_stream(self) -> None:
+        if self._streaming is not None:
+            self.console.print()
+            self._streaming = None
+
+    def _on_started(self, event: pb.RunEvent) -> None:
+        s = event.started
+        self._trajectory = event.trajectory_id
+        self.console.rule(f"[bold]trajectory {event.trajectory_id}")
+        self.console.print(f"mode {pb.Mode.Name(s.mode)}  model {s.model}  trace {s.trace_id or '(tracing off)'}  "
+                           f"budgets: {s.budgets.max_steps} steps, {s.budgets.max_tool_calls} tool calls, "
+                           f"{s.budgets.deadline_s:g}s", style="dim")
+        for image in s.images:
+            self._save(image)
+
+    def _on_text(self, event: pb.RunEvent) -> None:
+        channel, text = event.text.channel, _TAGS.sub("", event.text.text)
+        if channel == pb.CHANNEL_UNSPECIFIED or not text:
+            return  # tool-call markup: shown as tool calls below
+        if self._streaming != channel:
+            self._end_stream()
+            label = "thinking" if channel == pb.CHANNEL_THINK else "answer"
+            self.console.print(f"[step {event.step}] {label}: ", style="dim" if channel == pb.CHANNEL_THINK else "bold",
+                               end="")
+            self._streaming = channel
+        style = "dim italic" if channel == pb.CHANNEL_THINK else "bold green"
+        self.console.print(Text(text.replace("\n", " "), style=style), end="")
+
+    def _on_tool_call(self, event: pb.RunEvent) -> None:
+        call = event.tool_call
+        args = json.loads(call.arguments_json or "{}")
+        self.console.print(Text(f"→ tool call {call.call_id}: {call.name}", style="bold cyan"))
+        if call.name == "code" and isinstance(args.get("code"), str):
+            self.console.print(Syntax(args["code"], "python", theme="ansi_dark", line_numbers=False, padding=(0, 2)))
+        else:
+            self.console.print(Text("   " + json.dumps(args, ensure_ascii=False), style="cyan"))
+
+    def _on_observation(self, event: pb.RunEvent) -> None:
+        obs = event.observation
+        head = f"← observation {obs.call_id or '(step)'}: {obs.name}"
+        if obs.duration_s:
+            head += f" ({obs.duration_s * 1000:.0f} ms)"
+        if obs.is_error:
+            self.console.print(Text(f"{head} — error ({obs.error_kind})", style="bold red"))
+        else:
+            self.console.print(Text(head, style="bold magenta"))
+        text = obs.text if len(obs.text) <= self._chars else obs.text[: self._chars] + f" … [{len(obs.text)} chars]"
+        self.console.print(Text("   " + text.replace("\n", "\n   "), style="red" if obs.is_error else ""))
+        for image in obs.images:
+            path = self._save(image)
+            where = f" saved to {path}" if path else ""
+            self.console.print(Text(f"   new image {image.name} {image.width}x{image.height} ({image.origin}){where}",
+                                    style="magenta"))
+
+    def _on_answer(self, event: pb.RunEvent) -> None:
+        answer = event.answer
+        body = answer.plan_json and json.dumps(json.loads(answer.plan_json), indent=2) or answer.text
+        self.console.print(Panel(body, title="answer", border_style="green"))
+
+    def _on_usage(self, event: pb.RunEvent) -> None:
+        u = event.usage
+        calls = ", ".join(f"{k} {v}" for k, v in sorted(u.tool_calls.items())) or "none"
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(u.phase_seconds.items()))
+        self.console.print(f"usage: {u.steps} steps; tool calls: {calls}; tokens in/out {u.input_tokens}/"
+                           f"{u.output_tokens}; {phases}", style="dim")
+        if u.counters:
+            self.console.print("counters: " + ", ".join(f"{k} {v:g}" for k, v in sorted(u.counters.items())),
+                               style="dim")
+
+    def _on_error(self, event: pb.RunEvent) -> None:
+        self.console.print(Text(f"error {event.error.code}: {event.error.message}", style="bold red"))
+
+    def _on_finished(self, event: pb.RunEvent) -> None:
+        f = event.finished
+        style = "bold green" if f.status == pb.STATUS_COMPLETED else "bold yellow"
+        self.console.print(Text(f"{pb.Status.Name(f.status)}: {f.reason}", style=style))
+
+    def _save(self, image: pb.ImageRef) -> Path | None:
+        if self._out is None or self._fetch is None:
+            return None
+        folder = self._out / self._trajectory
+        folder.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^a-z0-9]+", "-", image.name.lower()).strip("-")
+        path = folder / f"step{image.step:02d}-{name}{_EXT.get(image.mime_type, '.png')}"
+        path.write_bytes(self._fetch(image.blob))
+        self.saved.append(path)
+        return path

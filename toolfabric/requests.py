@@ -1,0 +1,76 @@
+"""Building Run requests from friendly arguments, and folding events into a result (shared by both clients)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolfabric.v1 import fabric_pb2 as pb
+
+ImageLike = bytes | str | Path
+MODES = {"deep_research": pb.MODE_DEEP_RESEARCH, "general": pb.MODE_GENERAL, "plan": pb.MODE_PLAN}
+MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+def image_input(image: ImageLike) -> pb.ImageInput:
+    """Bytes are sent as is; an http(s) string is a URL the gateway downloads; anything else is a file path."""
+    if isinstance(image, bytes):
+        return pb.ImageInput(data=image)
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        return pb.ImageInput(url=image)
+    return pb.ImageInput(data=Path(image).read_bytes())
+
+
+def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = "deep_research",
+                max_steps: int = 0, max_tool_calls: int = 0, deadline_s: float = 0.0,
+                temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
+                model: str = "") -> pb.RunRequest:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+    sampling = pb.SamplingParameters()
+    if temperature is not None:
+        sampling.temperature = temperature
+    if max_tokens is not None:
+        sampling.max_tokens = max_tokens
+    if seed is not None:
+        sampling.seed = seed
+    return pb.RunRequest(
+        question=question, images=[image_input(i) for i in images], mode=MODES[mode], model=model,
+        budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
+        sampling=sampling,
+    )
+
+
+@dataclass
+class RunResult:
+    """The outcome of one Run: the answer, how it ended, and every event of the trajectory."""
+
+    trajectory_id: str = ""
+    trace_id: str = ""
+    answer: str | None = None
+    status: str = "STATUS_UNSPECIFIED"
+    reason: str = ""
+    usage: pb.Usage | None = None
+    events: list[pb.RunEvent] = field(default_factory=list)
+
+    def add(self, event: pb.RunEvent) -> None:
+        self.events.append(event)
+        self.trajectory_id = self.trajectory_id or event.trajectory_id
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            self.trace_id = event.started.trace_id
+        elif kind == "answer":
+            self.answer = event.answer.text
+        elif kind == "usage":
+            self.usage = event.usage
+        elif kind == "finished":
+            self.status = pb.Status.Name(event.finished.status)
+            self.reason = event.finished.reason
+
+    @property
+    def tool_calls(self) -> list[pb.ToolCall]:
+        return [e.tool_call for e in self.events if e.WhichOneof("event") == "tool_call"]
+
+    @property
+    def observations(self) -> list[pb.Observation]:
+        return [e.observation for e in self.events if e.WhichOneof("event") == "observation"]
