@@ -44,7 +44,8 @@ def main() -> int:
     with RedisServer(workdir / "redis") as redis_server:
         os.environ["TOOLFABRIC_REDIS_URL"] = redis_server.url
         env = dict(os.environ)
-        worker = Child("worker", [sys.executable, "-m", "toolfabric.cli.main", "worker", args.service], workdir, env=env)
+        argv = [sys.executable, "-m", "toolfabric.cli.main", "worker", args.service]
+        worker = Child("worker", argv, workdir, env=env)
         try:
             return asyncio.run(_measure(redis_server.url, args.service, calls, trajectories, per_trajectory))
         finally:

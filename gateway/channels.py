@@ -17,11 +17,11 @@ class ChannelTracker:
     def __init__(self) -> None:
         self._text = ""
 
-    def feed(self, chunk: str) -> list[tuple[int, str]]:
+    def feed(self, chunk: str) -> list[tuple[pb.Channel, str]]:
         """(channel, text) segments of `chunk`, in order."""
         start = len(self._text)
         self._text += chunk
-        segments: list[tuple[int, str]] = []
+        segments: list[tuple[pb.Channel, str]] = []
         channel, pos = self._channel_at(start), start
         # Tags are matched in a window that may begin before this chunk (a tag split across chunks).
         for match in _TAG.finditer(self._text, max(0, start - 8)):
@@ -37,11 +37,11 @@ class ChannelTracker:
             segments.append((channel, self._text[pos:]))
         return [s for s in segments if s[1]]
 
-    def _channel_at(self, index: int) -> int:
+    def _channel_at(self, index: int) -> pb.Channel:
         channel = pb.CHANNEL_UNSPECIFIED
         for match in _TAG.finditer(self._text, 0, index):
             channel = pb.CHANNEL_UNSPECIFIED if match.group(0).startswith("</") else _CHANNELS[match.group(1)]
         return channel
 
 
-_CHANNELS = {"think": pb.CHANNEL_THINK, "answer": pb.CHANNEL_ANSWER}
+_CHANNELS: dict[str, pb.Channel] = {"think": pb.CHANNEL_THINK, "answer": pb.CHANNEL_ANSWER}

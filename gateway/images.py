@@ -30,7 +30,8 @@ class ImageRegistry:
         self._bytes: dict[str, bytes] = {}
         self._outputs = 0
 
-    def add_input(self, ref: str, width: int, height: int, mime_type: str, data: bytes | None = None) -> RegisteredImage:
+    def add_input(self, ref: str, width: int, height: int, mime_type: str,
+                  data: bytes | None = None) -> RegisteredImage:
         index = sum(1 for i in self._images if i.step == 0) + 1
         return self._add(RegisteredImage(f"<image {index}>", ref, width, height, "user input", mime_type, 0), data)
 

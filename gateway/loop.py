@@ -25,8 +25,10 @@ from gateway.channels import ChannelTracker
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.interfaces import ModelBackend, ModelUnavailable, ToolDispatchError, ToolExecutor, ToolInvocation
 from gateway.prompting import observation_parts, system_message, user_message
+from services.common import metrics
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
+from services.common.settings import telemetry as telemetry_settings
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec
 from services.common.worker import describe_validation_error
 from services.model.chat_template import ChatTemplate, ImagePart, Message
@@ -35,7 +37,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 tracer = trace.get_tracer("toolfabric.gateway")
 
-MODES = {pb.MODE_DEEP_RESEARCH: "deep_research", pb.MODE_GENERAL: "general", pb.MODE_PLAN: "plan"}
+MODES: dict[pb.Mode, str] = {pb.MODE_DEEP_RESEARCH: "deep_research", pb.MODE_GENERAL: "general", pb.MODE_PLAN: "plan"}
 Emit = Callable[[pb.RunEvent], Awaitable[None]]
 
 
@@ -103,18 +105,20 @@ class AgentLoop:
         self._model, self._tools, self._blobs = model, tools, blobs
         self._catalog, self._template_for, self._settings = catalog, template_for, settings
 
-    async def run(self, spec: RunSpec, emit: Emit) -> tuple[int, str]:
+    async def run(self, spec: RunSpec, emit: Emit) -> tuple[pb.Status, str]:
         """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
         sink = _Sink(spec.trajectory_id, emit)
         state = _Run(spec, ImageRegistry(self._blobs), _Usage(), time.monotonic())
         for image in spec.inputs:
             state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
-        attributes = {
+        attributes: dict[str, str | int | float] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
-            "gen_ai.agent.id": spec.trajectory_id, "gen_ai.request.model": spec.model,
+            "gen_ai.conversation.id": spec.trajectory_id, "toolfabric.trajectory.id": spec.trajectory_id,
+            "gen_ai.request.model": spec.model,
             "toolfabric.mode": spec.mode, "toolfabric.budget.max_steps": spec.max_steps,
             "toolfabric.budget.max_tool_calls": spec.max_tool_calls, "toolfabric.budget.deadline_s": spec.deadline_s,
         }
+        metrics.trajectory_started(spec.mode)
         with tracer.start_as_current_span("invoke_agent toolfabric", attributes=attributes) as span:
             ctx = span.get_span_context()
             trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
@@ -140,18 +144,21 @@ class AgentLoop:
                 status, reason = pb.STATUS_FAILED, str(exc)
             if status in (pb.STATUS_FAILED,):
                 span.set_status(SpanStatus(StatusCode.ERROR, reason))
+                span.set_attribute("error.type", "model_unavailable")
             span.set_attribute("toolfabric.status", pb.Status.Name(status))
+            metrics.trajectory_finished(spec.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
             await sink(usage=state.usage.proto(time.monotonic() - state.started))
             await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
         return status, reason
 
-    async def _steps(self, state: _Run, sink: _Sink) -> tuple[int, str]:
+    async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
         spec = state.spec
         visible = self._catalog.visible(spec.mode)
         state.messages = [system_message(spec.mode, visible), user_message(spec.question, state.registry.images)]
         for step in range(1, spec.max_steps + 1):
             sink.step = step
             state.usage.steps = step
+            metrics.step(spec.mode)
             with tracer.start_as_current_span(f"step {step}", attributes={"toolfabric.step": step}):
                 text = await self._model_step(state, sink)
                 state.messages.append(Message("assistant", [text]))
@@ -184,7 +191,7 @@ class AgentLoop:
         names = [p.name for m in state.messages for p in m.parts if isinstance(p, ImagePart)]
         images = [await state.registry.data(by_name[n]) for n in names]
         attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": spec.model,
-                      "gen_ai.system": "triton", "gen_ai.provider.name": "triton"}
+                      "gen_ai.provider.name": "triton"}
         for key in ("temperature", "top_p", "top_k", "max_tokens", "seed"):
             if key in spec.sampling:
                 attributes[f"gen_ai.request.{key}"] = spec.sampling[key]
@@ -194,6 +201,7 @@ class AgentLoop:
                                           attributes=attributes) as span:
             first_token: float | None = None
             finish: str | None = None
+            span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
             async for chunk in self._model.stream(spec.model, prompt, images, spec.sampling, request_id):
                 if chunk.text:
@@ -206,19 +214,23 @@ class AgentLoop:
                     finish = chunk.finish_reason
                 if chunk.input_tokens is not None:
                     state.usage.input_tokens += chunk.input_tokens
+                    span_input = chunk.input_tokens
                     span.set_attribute("gen_ai.usage.input_tokens", chunk.input_tokens)
                 if chunk.output_tokens is not None:
                     state.usage.output_tokens += chunk.output_tokens
+                    span_output = chunk.output_tokens
                     span.set_attribute("gen_ai.usage.output_tokens", chunk.output_tokens)
             if first_token is not None:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", first_token)
             if finish:
                 span.set_attribute("gen_ai.response.finish_reasons", [finish])
+            span.set_attribute("gen_ai.response.model", spec.model)
+            metrics.model_step(spec.model, first_token, int(span_input or 0), int(span_output or 0),
+                               time.monotonic() - started - first_token if first_token is not None else None)
         state.usage.phases["model"] += time.monotonic() - started
         return "".join(pieces)
 
     async def _run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
-        spec = state.spec
         planned: list[tuple[str, RawCall, ToolSpec | None, dict[str, Any] | None, ToolResult | None]] = []
         for index, raw in enumerate(calls, start=1):
             call_id = f"s{sink.step}c{index}"
@@ -258,6 +270,8 @@ class AgentLoop:
                 call_id=call_id, name=tool.name if tool else raw.name, text=result.text,
                 images=[_image_ref(i) for i in new_images], is_error=not result.ok,
                 error_kind=result.error_kind or "", duration_s=duration))
+            metrics.tool_call(tool.name if tool else "unknown", "ok" if result.ok else result.error_kind or "error",
+                              duration or None)  # a refused call never ran: no latency
             parts += observation_parts(tool.name if tool else raw.name, call_id, result.text,
                                        None if result.ok else (result.error_kind or "error"), new_images)
         return parts
@@ -273,7 +287,8 @@ class AgentLoop:
                                                   f"unknown tool {raw.name!r}; available tools: {', '.join(visible)}")
         if spec.mode not in tool.modes:
             return tool, None, ToolResult.failure(
-                "unknown_tool", f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+                "unknown_tool",
+                f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
         try:
             arguments = tool.arguments.model_validate(raw.arguments).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
@@ -289,6 +304,8 @@ class AgentLoop:
         attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool.name,
                       "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function",
                       "toolfabric.service": tool.service}
+        if telemetry_settings().capture_content:  # opt-in: arguments may hold user data
+            attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, ensure_ascii=False)
         with tracer.start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
             context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id,
                                   question=state.spec.question, images=state.registry.refs())
@@ -296,7 +313,10 @@ class AgentLoop:
                 result = await self._tools.call(ToolInvocation(tool.service, tool.name, arguments, context,
                                                                self._settings.tool_timeout_s))
             except ToolDispatchError as exc:
+                span.record_exception(exc)
                 result = ToolResult.failure(exc.kind, str(exc))
+            if telemetry_settings().capture_content:
+                span.set_attribute("gen_ai.tool.call.result", result.text)
             if not result.ok:
                 span.set_status(SpanStatus(StatusCode.ERROR, result.text[:200]))
                 span.set_attribute("error.type", result.error_kind or "tool_error")
@@ -314,5 +334,5 @@ class _Run:
     tools_exhausted: bool = False
 
 
-def _mode_enum(mode: str) -> int:
+def _mode_enum(mode: str) -> pb.Mode:
     return {v: k for k, v in MODES.items()}[mode]

@@ -6,6 +6,8 @@ of chunks is stored as one event per channel. Everything expires after the confi
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis.asyncio as aredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -73,7 +75,7 @@ class TrajectoryRecorder:
         pipe.rpush(_events_key(self._id), event.SerializeToString())
         pipe.expire(_events_key(self._id), self._ttl)
         if fields:
-            pipe.hset(_meta_key(self._id), mapping=fields)
+            pipe.hset(_meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()
 
 
@@ -87,8 +89,8 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
     meta = {k.decode(): v for k, v in meta.items()}
     out = pb.Trajectory(
         trajectory_id=trajectory_id, trace_id=meta.get("trace_id", b"").decode(),
-        status=int(meta.get("status", 0)), question=meta.get("question", b"").decode(),
-        mode=int(meta.get("mode", 0)), model=meta.get("model", b"").decode(),
+        status=cast(pb.Status, int(meta.get("status", 0))), question=meta.get("question", b"").decode(),
+        mode=cast(pb.Mode, int(meta.get("mode", 0))), model=meta.get("model", b"").decode(),
         answer=meta.get("answer", b"").decode(),
         events=[pb.RunEvent.FromString(e) for e in events],
     )

@@ -25,10 +25,11 @@ from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
 from gateway.validation import RequestValidator
 from services.catalog import catalog
-from services.common import images, settings
+from services.common import images, metrics, settings, telemetry
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.errors import BlobNotFound, InvalidImage
+from services.common.tools import SERVICES
 from services.model.chat_template import template_for
 from services.model.triton_client import TritonModel
 from toolfabric.v1 import fabric_pb2 as pb
@@ -43,7 +44,7 @@ class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
                  blobs: AsyncBlobStore, model: TritonModel) -> None:
         self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
-        self._running: dict[str, asyncio.Task[tuple[int, str]]] = {}
+        self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
         self._gw = settings.gateway()
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
@@ -64,19 +65,24 @@ class FabricServicer(pb_grpc.FabricServicer):
             await record.record(event)
             queue.put_nowait(event)
 
-        task = asyncio.create_task(self._drive(spec, emit, queue), name=f"trajectory-{spec.trajectory_id}")
+        # A caller that sends W3C trace context (the SDK does when it traces) gets the trajectory in its trace.
+        task = asyncio.create_task(self._drive(spec, emit, queue), name=f"trajectory-{spec.trajectory_id}",
+                                   context=telemetry.context_from_metadata(context.invocation_metadata()))
         self._running[spec.trajectory_id] = task
+        metrics.stream_opened()
         try:
             while (event := await queue.get()) is not None:
                 yield event
         finally:
+            metrics.stream_closed()
             if not task.done():  # the client went away: the trajectory is cancelled
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(task, return_exceptions=True)
             self._running.pop(spec.trajectory_id, None)
 
-    async def _drive(self, spec: RunSpec, emit: Emit, queue: asyncio.Queue[pb.RunEvent | None]) -> tuple[int, str]:
+    async def _drive(self, spec: RunSpec, emit: Emit,
+                     queue: asyncio.Queue[pb.RunEvent | None]) -> tuple[pb.Status, str]:
         try:
             return await self._loop.run(spec, emit)
         finally:
@@ -198,4 +204,14 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
 def main() -> None:
     logging.basicConfig(level=settings.common().log_level)
-    asyncio.run(serve())
+    telemetry.setup_telemetry("toolfabric-gateway")
+    port = settings.gateway().metrics_port
+    endpoint = metrics.start_metrics_server(
+        port, settings.telemetry().metrics_host,
+        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, SERVICES)]) if port else None
+    try:
+        asyncio.run(serve())
+    finally:
+        if endpoint:
+            endpoint.close()
+        telemetry.shutdown_telemetry()  # export the last spans

@@ -7,6 +7,7 @@ and the only private address the fetch service may read. Used by `toolfabric up`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -35,6 +36,8 @@ class EmbeddedStack:
         self.redis = RedisServer(self.workdir / "redis")
         self.triton = TritonServer(self.workdir / "triton")
         self.site_port = free_port()
+        # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
+        self.metrics_ports = {name: free_port() for name in ("gateway", *SERVICES)}
         self.children: dict[str, Child] = {}
 
     @property
@@ -84,15 +87,17 @@ class EmbeddedStack:
                 self._index_demo(env)
             for service in SERVICES:
                 say(f"starting the {service} worker")
-                self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service], env)
+                self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service],
+                            {**env, "TOOLFABRIC_TELEMETRY_METRICS_PORT": str(self.metrics_ports[service])})
             say("starting the gateway")
-            self._spawn("gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], env)
+            self._spawn("gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"],
+                        {**env, "TOOLFABRIC_GATEWAY_METRICS_PORT": str(self.metrics_ports["gateway"])})
             wait_until(self._gateway_serving, 60, "gateway", self.children["gateway"].proc,
                        self.children["gateway"].log)
             for service in SERVICES:
                 child = self.children[f"worker-{service}"]
-                wait_until(lambda s=service: _worker_ready(self.redis.url, s), 60, f"{service} worker", child.proc,
-                           child.log)
+                wait_until(functools.partial(_worker_ready, self.redis.url, service), 60, f"{service} worker",
+                           child.proc, child.log)
         except BaseException:
             self.stop()
             raise
@@ -101,7 +106,7 @@ class EmbeddedStack:
 
     def _index_demo(self, env: dict[str, str]) -> None:
         argv = [sys.executable, "-m", "toolfabric.cli.main", "index", str(DEMO_DIR / "site"),
-                "--base-url", self.site_url, "--quiet"]
+                "--base-url", self.site_url, "--no-progress"]
         child = Child("index-demo", argv, self.workdir / "logs", env=env)
         code = child.proc.wait(300)
         child.stop()

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from toolfabric.exceptions import from_rpc_error
-from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request
+from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request, trace_metadata
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -23,7 +23,8 @@ class AsyncClient:
 
     async def events(self, question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (),
                      **options: Any) -> AsyncIterator[pb.RunEvent]:
-        call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout)
+        call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout,
+                              metadata=trace_metadata())
         try:
             async for event in call:
                 yield event

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from toolfabric.exceptions import from_rpc_error
-from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request
+from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request, trace_metadata
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -26,7 +26,8 @@ class Client:
     def events(self, question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (),
                **options: Any) -> Iterator[pb.RunEvent]:
         """Stream the trajectory's events as they happen (same options as `ask`)."""
-        call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout)
+        call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout,
+                              metadata=trace_metadata())
         try:
             yield from call
         except grpc.RpcError as exc:

@@ -21,6 +21,15 @@ def image_input(image: ImageLike) -> pb.ImageInput:
     return pb.ImageInput(data=Path(image).read_bytes())
 
 
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """The caller's trace context (W3C traceparent) as gRPC metadata: a traced caller's trace holds the trajectory."""
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # nothing when the caller has no active span
+    return tuple(carrier.items())
+
+
 def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = "deep_research",
                 max_steps: int = 0, max_tool_calls: int = 0, deadline_s: float = 0.0,
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,

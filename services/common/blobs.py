@@ -49,7 +49,7 @@ class BlobStore:
         data = self._redis.get(_key(ref))
         if data is None:
             raise BlobNotFound(f"image {ref} is not in the blob store (expired or never stored)")
-        return bytes(data)  # type: ignore[arg-type]
+        return data if isinstance(data, bytes) else str(data).encode()
 
 
 class AsyncBlobStore:
@@ -72,4 +72,4 @@ class AsyncBlobStore:
         data = await self._redis.get(_key(ref))
         if data is None:
             raise BlobNotFound(f"image {ref} is not in the blob store (expired or never stored)")
-        return bytes(data)
+        return data if isinstance(data, bytes) else str(data).encode()

@@ -61,7 +61,8 @@ class StreamingPolicyModel:
                 chunks, finish = chunks[:max_tokens], "length"
             for sent, chunk in enumerate(chunks):
                 if request.is_cancelled():
-                    pb_utils.Logger.log_info(f"request {request.request_id()} cancelled after {sent} of {len(chunks)} chunks")
+                    pb_utils.Logger.log_info(
+                        f"request {request.request_id()} cancelled after {sent} of {len(chunks)} chunks")
                     sender.send(flags=final)
                     return
                 out = pb_utils.Tensor("text_output", np.array([chunk.encode("utf-8")], dtype=np.object_))

@@ -79,7 +79,8 @@ class TritonModel:
                     raise ModelUnavailable(f"Triton closed the stream of {model} before its final response") from None
                 except TimeoutError:
                     raise ModelUnavailable(
-                        f"model {model} sent nothing for {self._idle_timeout_s:.0f}s (TOOLFABRIC_MODEL_STREAM_IDLE_TIMEOUT_S)"
+                        f"model {model} sent nothing for {self._idle_timeout_s:.0f}s "
+                        "(TOOLFABRIC_MODEL_STREAM_IDLE_TIMEOUT_S)"
                     ) from None
                 if error is not None:
                     raise ModelUnavailable(f"model {model} failed: {error}")

@@ -74,6 +74,8 @@ class TritonServer:
             f"--grpc-port={self.grpc_port}",
             f"--http-port={self.http_port}",
             f"--metrics-port={self.metrics_port}",
+            # Loopback only: the embedded server is for this machine.
+            "--grpc-address=127.0.0.1", "--http-address=127.0.0.1", "--metrics-address=127.0.0.1",
             "--allow-http=true",
             "--log-verbose=0",
             "--exit-on-error=true",

@@ -8,12 +8,20 @@ from collections.abc import Iterator
 import pytest
 
 from services.stack import EmbeddedStack
+from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(tmp_path_factory.mktemp("stack")) as running:
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """Every process of the stack exports its spans here (test_telemetry reads them)."""
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver) -> Iterator[EmbeddedStack]:
+    with EmbeddedStack(tmp_path_factory.mktemp("stack"), extra_env=otlp_receiver.env()) as running:
         yield running
 
 

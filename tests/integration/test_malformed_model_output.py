@@ -85,7 +85,7 @@ def test_max_steps_budget_ends_the_trajectory(client: Client) -> None:
 
 
 def test_tool_call_budget_refuses_extra_calls(client: Client) -> None:
-    three = "".join('<tool_call>{"name": "text_search", "arguments": {"queries": ["q%d"]}}</tool_call>' % i
+    three = "".join(f'<tool_call>{{"name": "text_search", "arguments": {{"queries": ["q{i}"]}}}}</tool_call>'
                     for i in range(3))
     result = run_script(client, three, "<answer>ok</answer>", max_tool_calls=2)
     refused = [o for o in result.observations if o.error_kind == "budget_exhausted"]

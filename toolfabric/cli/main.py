@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -55,8 +56,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.stack import EmbeddedStack
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="toolfabric-"))
-    stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site)
+    # Tracing on by default in the embedded stack, into a span file `toolfabric trace ID` reads.
+    spans = workdir.resolve() / "traces.jsonl"
+    tracing = {} if "OTEL_TRACES_EXPORTER" in os.environ else {
+        "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
+    stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
+                          extra_env=tracing)
     stack.start(progress=True)
+    if tracing:
+        print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
+    print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
+                                                  for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
         if args.demo:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)

@@ -91,7 +91,7 @@ class TrajectoryPrinter:
 
     def _on_answer(self, event: pb.RunEvent) -> None:
         answer = event.answer
-        body = answer.plan_json and json.dumps(json.loads(answer.plan_json), indent=2) or answer.text
+        body = (answer.plan_json and json.dumps(json.loads(answer.plan_json), indent=2)) or answer.text
         self.console.print(Panel(body, title="answer", border_style="green"))
 
     def _on_usage(self, event: pb.RunEvent) -> None:

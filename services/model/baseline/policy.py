@@ -111,7 +111,7 @@ def _subject(s: Situation) -> str:
             for hit in entry.get("results", []) if isinstance(entry, dict) else []:
                 title = str(hit.get("title", "")).strip()
                 if title:
-                    return re.split(r",| - | – | \| |: ", title)[0].strip()
+                    return re.split(r",| - | \u2013 | \| |: ", title)[0].strip()
     return ""
 
 
@@ -190,15 +190,19 @@ def _deep_research(s: Situation) -> str:
 
 
 def _final_answer(s: Situation, subject: str) -> str:
+    """The sentence that best answers the question: it shares the question's words and adds new ones."""
     best, best_score, source = "", 0.0, ""
-    wanted = set(keywords(s.question)) | set(keywords(subject))
+    asked = set(keywords(s.question))
+    known = asked | set(keywords(subject))
     for obs in s.of_tool("web_visit"):
         for page in obs.json() or []:
             if not isinstance(page, dict) or "content" not in page:
                 continue
-            for sentence in _SENTENCE.split(str(page["content"])):
+            for sentence in _SENTENCE.split(str(page["content"]).replace("\n", " ")):
                 words = set(keywords(sentence))
-                score = len(words & wanted) + (2.0 if subject and subject.lower() in sentence.lower() else 0.0)
+                overlap = len(words & asked)
+                novelty = min(len(words - known), 10) / 10  # a tie-break: an answer says something new
+                score = overlap + novelty if overlap else 0.0
                 if score > best_score:
                     best, best_score, source = sentence.strip(), score, str(page.get("final_url") or page["url"])
     if best:
