@@ -183,6 +183,12 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     port = server.add_insecure_port(f"{gw.host}:{gw.port}")
     await server.start()
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
+    blob_server = None
+    if gw.blob_http_port:
+        # Signed, expiring image URLs for providers that must fetch an image (reverse image search).
+        from services.common.blob_urls import start_blob_server
+
+        blob_server = await start_blob_server(gw.host, gw.blob_http_port)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     log.info("gateway listening on %s:%d", gw.host, port)
@@ -197,6 +203,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace=5)
     cancel_listener.cancel()
+    if blob_server is not None:
+        await blob_server.stop()
     await executor.close()
     await model.close()
     await redis_client.aclose()

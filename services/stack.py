@@ -36,6 +36,7 @@ class EmbeddedStack:
         self.redis = RedisServer(self.workdir / "redis")
         self.triton = TritonServer(self.workdir / "triton")
         self.site_port = free_port()
+        self.blob_port = free_port()
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         self.metrics_ports = {name: free_port() for name in ("gateway", *SERVICES)}
         self.children: dict[str, Child] = {}
@@ -57,6 +58,9 @@ class EmbeddedStack:
             "TOOLFABRIC_GATEWAY_HOST": "127.0.0.1",
             "TOOLFABRIC_GATEWAY_PORT": str(self.gateway_port),
             "TOOLFABRIC_WORKER_CONCURRENCY": str(self.worker_concurrency),
+            # The gateway serves blobs at signed URLs here, for providers that fetch images by URL.
+            "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": str(self.blob_port),
+            "TOOLFABRIC_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.blob_port}",
             "PYTHONUNBUFFERED": "1",
         })
         if self.demo_site:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import os
 import sys
 import tempfile
@@ -62,7 +63,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
                           extra_env=tracing)
-    stack.start(progress=True)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and SIGTERM both stop everything (a shell may start us with SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        stack.start(progress=True)
+    except KeyboardInterrupt:
+        return 130
     if tracing:
         print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"

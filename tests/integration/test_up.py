@@ -1,0 +1,65 @@
+"""`toolfabric up` starts the stack and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", "up", "--port", "0", "--workdir",
+                             str(tmp_path), "--no-demo-site"], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C stops everything" in line or proc.poll() is not None:
+                break
+        assert any("ready in" in x for x in lines), "".join(lines)
+        started = descendants(proc.pid)
+        assert len(started) >= 6  # redis, triton (+ stubs), three workers (+ pool children), gateway
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(p) for p in started):
+            time.sleep(0.2)
+        assert [p for p in started if alive(p)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
