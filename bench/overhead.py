@@ -33,7 +33,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples; finishes in well under 45 s")
     parser.add_argument("--service", default="fetch", help="worker queue to ping (every service answers ping)")
+    parser.add_argument("--tracing-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tracing_probe:  # a child of _tracing_overhead: one phase's measurement
+        return asyncio.run(_tracing_probe(os.environ["TOOLFABRIC_REDIS_URL"], args.service))
     calls = 150 if args.quick else 1000
     trajectories, per_trajectory = (16, 10) if args.quick else (64, 20)
 
@@ -43,6 +46,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="toolfabric-bench-"))
     with RedisServer(workdir / "redis") as redis_server:
         os.environ["TOOLFABRIC_REDIS_URL"] = redis_server.url
+        _tracing_overhead(args.service, calls, workdir)  # its own workers, stopped before the comparison below
         env = dict(os.environ)
         argv = [sys.executable, "-m", "toolfabric.cli.main", "worker", args.service]
         worker = Child("worker", argv, workdir, env=env)
@@ -157,6 +161,94 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
           f"raw Celery fan-out {raw_rate:,.0f} calls/s; ratio {fabric_rate / raw_rate:.2f}x (target >= 0.8)")
     print(f"largest broker message: {largest['bytes']:,} bytes (the trajectory holds {len(photo):,}-byte images)")
     print(f"fabric/raw Celery p50 latency ratio: {p50_ratio:.2f}x (target <= 1.3)")
+    return 0
+
+
+def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
+    """No-op call p50 through the dispatcher, tracing off against tracing on, blocks interleaved.
+
+    Tracing is set up once per process, so each side has its own worker and its own measuring
+    process, alive together: "off" pings one service's worker with OTEL_TRACES_EXPORTER=none,
+    "on" another's with the embedded default (both processes' spans to the JSON-lines file
+    exporter). Every service answers `ping` through the same code path.
+    """
+    import subprocess
+
+    from services.common.processes import Child
+    from services.common.tools import SERVICES
+
+    other = next(s for s in SERVICES if s not in (service, "vision"))  # vision would start its sandbox
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    sides = {"off": (other, {**base, "OTEL_TRACES_EXPORTER": "none"}),
+             "on": (service, {**base, "OTEL_TRACES_EXPORTER": "file",
+                              "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(workdir / "traces.jsonl")})}
+    workers, probes = [], {}
+    try:
+        for side, (queue, env) in sides.items():
+            workers.append(Child(f"worker-tracing-{side}", [sys.executable, "-m", "toolfabric.cli.main", "worker",
+                                                             queue], workdir, env=env))
+            probes[side] = subprocess.Popen([sys.executable, __file__, "--tracing-probe", "--service", queue],
+                                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        samples: dict[str, list[float]] = {"off": [], "on": []}
+
+        def block(side: str, n: int) -> list[float]:
+            probe = probes[side]
+            assert probe.stdin is not None and probe.stdout is not None
+            probe.stdin.write(f"{n}\n")
+            probe.stdin.flush()
+            return list(json.loads(probe.stdout.readline()))
+
+        for side in probes:
+            block(side, 20)  # waits for its worker, then warms up
+        size = 25
+        for _ in range(max(1, calls // size)):
+            for side in ("off", "on"):
+                samples[side] += block(side, size)
+    finally:
+        for probe in probes.values():
+            if probe.stdin:
+                probe.stdin.close()
+            probe.wait(30)
+        for worker in workers:
+            worker.stop()
+    off, on = statistics.median(samples["off"]), statistics.median(samples["on"])
+    spans = sum(1 for _ in (workdir / "traces.jsonl").open())
+    print(f"tracing off/on, no-op call inside an execute_tool span, {len(samples['on'])} calls each "
+          f"({spans:,} spans written): p50 off {off * 1e3:.2f} ms, on {on * 1e3:.2f} ms")
+    print(f"tracing-on/off p50 latency ratio: {on / off:.2f}x (target <= 1.15)")
+
+
+async def _tracing_probe(redis_url: str, service: str) -> int:
+    """Reads a call count per line on stdin, answers each with a JSON list of round-trip seconds."""
+    import redis.asyncio as aredis
+    from opentelemetry import trace
+
+    from gateway.celery_executor import CeleryToolExecutor
+    from gateway.interfaces import ToolInvocation
+    from services.common import telemetry
+    from services.common.celery_app import make_celery
+    from services.common.tools import ToolContext
+
+    telemetry.setup_telemetry("toolfabric-bench")  # on or off, as OTEL_TRACES_EXPORTER says
+    tracer = trace.get_tracer("toolfabric.bench")
+    async_redis = aredis.Redis.from_url(redis_url)
+    executor = CeleryToolExecutor(make_celery(), async_redis)
+    await executor.start()
+    context = ToolContext(trajectory_id="bench", call_id="c", question="bench")
+
+    async def call() -> float:
+        t0 = time.perf_counter()
+        with tracer.start_as_current_span("execute_tool ping"):  # what the loop wraps every call in
+            result = await executor.call(ToolInvocation(service, "ping", {}, context, 60))
+        if not result.ok:
+            raise RuntimeError(result.text)
+        return time.perf_counter() - t0
+
+    for line in sys.stdin:
+        print(json.dumps([await call() for _ in range(int(line))]), flush=True)
+    await executor.close()
+    await async_redis.aclose()
+    telemetry.shutdown_telemetry()
     return 0
 
 

@@ -159,6 +159,20 @@ async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricService
         await pubsub.aclose()
 
 
+async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_client: aredis.Redis,
+                           model: TritonModel, default_model: str, interval_s: float) -> None:
+    """The Fabric service is ready only while Redis answers and the default model is loaded."""
+    while True:
+        try:
+            ready = bool(await asyncio.wait_for(redis_client.ping(), 2)) and await asyncio.wait_for(
+                model.ready(default_model), 2)
+        except Exception:  # unreachable is simply not ready
+            ready = False
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        await health_servicer.set(SERVICE_NAME, status)
+        await asyncio.sleep(interval_s)
+
+
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
@@ -190,7 +204,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
+                                                     model_settings.default_model, gw.readiness_interval_s))
     log.info("gateway listening on %s:%d", gw.host, port)
 
     stop = stop or asyncio.Event()
@@ -200,8 +215,11 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     if ready:
         ready.set()
     await stop.wait()
+    readiness.cancel()
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace=5)
+    await asyncio.sleep(gw.shutdown_delay_s)
+    # New calls are refused from here; running trajectories get the grace period, then are cancelled.
+    await server.stop(grace=gw.shutdown_grace_s)
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()

@@ -4,6 +4,11 @@ Used by the gateway to validate client images and by the workers to load blobs. 
 only the header to report the size, so the pixel limit is enforced before any pixel buffer is
 allocated (decompression bombs). Everything is normalised to 8-bit BGR for OpenCV, with EXIF
 orientation applied, alpha composited on white, CMYK/16-bit/palette/grayscale converted.
+
+Plain 8-bit JPEG/PNG/WebP/BMP — nearly every photo — is decoded by OpenCV straight into BGR,
+about 1.5x faster than Pillow plus a colour conversion; everything else goes through Pillow.
+A JPEG without its end marker is truncated: OpenCV would pad it with grey, so it goes to
+Pillow, which says so.
 """
 
 from __future__ import annotations
@@ -27,25 +32,32 @@ ACCEPTED = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+_EXIF_ORIENTATION = 0x0112
+# Orientations 5 to 8 turn the image a quarter: its displayed width is the stored height.
+_QUARTER_TURNS = {5, 6, 7, 8}
+_OPENCV_FORMATS = {"JPEG", "PNG", "WEBP", "BMP"}
+_OPENCV_MODES = {"RGB", "L"}
 
 
 @dataclass(frozen=True)
 class ImageInfo:
     format: str
     mime_type: str
+    # As displayed, i.e. after the EXIF orientation is applied (what decode_bgr returns).
     width: int
     height: int
     mode: str
+    orientation: int = 1
+    has_alpha: bool = False
 
 
-def inspect(data: bytes, max_pixels: int) -> ImageInfo:
-    """Header-only check: is this an accepted image type within the pixel limit?"""
+def _open(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImage("image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InvalidImage(
             f"not a recognised image ({len(data)} bytes, starts with {data[:8]!r}); "
@@ -53,6 +65,21 @@ def inspect(data: bytes, max_pixels: int) -> ImageInfo:
         ) from None
     except Image.DecompressionBombError as exc:
         raise InvalidImage(f"image rejected as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"image header is corrupt: {exc}") from None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block must not reject an otherwise good image
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def inspect(data: bytes, max_pixels: int) -> ImageInfo:
+    """Header-only check: is this an accepted image type within the pixel limit?"""
+    img = _open(data)
     fmt = img.format or ""
     if fmt not in ACCEPTED:
         raise InvalidImage(f"unsupported image type {fmt or 'unknown'}; accepted: {', '.join(sorted(ACCEPTED))}")
@@ -64,24 +91,41 @@ def inspect(data: bytes, max_pixels: int) -> ImageInfo:
             f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
             "(checked before decoding)"
         )
-    return ImageInfo(fmt, ACCEPTED[fmt], width, height, img.mode)
+    orientation = _orientation(img)
+    if orientation in _QUARTER_TURNS:
+        width, height = height, width
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+    return ImageInfo(fmt, ACCEPTED[fmt], width, height, img.mode, orientation, has_alpha)
 
 
 def decode_bgr(data: bytes, max_pixels: int) -> np.ndarray:
     """Fully decode to an 8-bit, 3-channel BGR array (raises InvalidImage if corrupt)."""
-    inspect(data, max_pixels)
+    info = inspect(data, max_pixels)
+    if _opencv_decodes(info, data):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None and bgr.shape[:2] == (info.height, info.width):
+            return bgr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = _to_rgb8(img)
+            opened = Image.open(io.BytesIO(data))
+            opened.load()
+            rgb = _to_rgb8(ImageOps.exif_transpose(opened) or opened)
     except InvalidImage:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def _opencv_decodes(info: ImageInfo, data: bytes) -> bool:
+    """Would OpenCV decode this exactly as the Pillow path does (colours, orientation, errors)?"""
+    if info.format not in _OPENCV_FORMATS or info.mode not in _OPENCV_MODES or info.has_alpha:
+        return False
+    if info.format == "JPEG":
+        # OpenCV applies JPEG EXIF orientation itself; a missing end marker means truncated data.
+        return data.rstrip(b"\0\r\n ")[-2:] == b"\xff\xd9"
+    return info.orientation == 1
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -92,15 +136,34 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         gray = scaled.clip(0, 255).astype(np.uint8)
         return np.stack([gray, gray, gray], axis=-1)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
     return np.asarray(img.convert("RGB"))
 
 
-def encode_png(bgr: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", bgr)
+def encode_png(bgr: np.ndarray, compression: int = 1) -> bytes:
+    """PNG bytes of a gray, BGR or BGRA array (zlib level 1, OpenCV's default, is the fast one)."""
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise InvalidImage("could not encode image as PNG")
     return buf.tobytes()
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int = 92) -> bytes:
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InvalidImage("could not encode image as JPEG")
+    return buf.tobytes()
+
+
+def plain_png(data: bytes, max_pixels: int, compression: int = 1) -> bytes:
+    """The image as a PNG that any reader decodes to what decode_bgr returns.
+
+    An 8-bit RGB/gray PNG without alpha or EXIF rotation already is one and is returned as is.
+    """
+    info = inspect(data, max_pixels)
+    if info.format == "PNG" and info.mode in _OPENCV_MODES and not info.has_alpha and info.orientation == 1:
+        return data
+    return encode_png(decode_bgr(data, max_pixels), compression)

@@ -39,9 +39,16 @@ class CommonSettings(BaseSettings):
     blob_url_ttl_s: int = Field(default=900, ge=30)
     # Persistent cache + local index: Elasticsearch when set, the embedded engine otherwise.
     elasticsearch_url: str | None = None
+    # Every Elasticsearch index the fabric creates is named `<prefix>-…`.
+    elasticsearch_prefix: str = "toolfabric"
     data_dir: str = "./.toolfabric"
     # off: no cache; live: read-through; record: always call, store; replay: cache only, miss = error.
     cache_mode: Literal["off", "live", "record", "replay"] = "live"
+    # Hot tier (Redis) entry lifetime, and how long the persistent tier keeps an entry by default.
+    cache_hot_ttl_s: int = Field(default=3600, ge=1)
+    cache_persistent_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # How long identical concurrent requests wait for the one that calls the provider.
+    cache_single_flight_wait_s: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 
 
@@ -69,6 +76,13 @@ class GatewaySettings(BaseSettings):
     tool_timeout_s: float = Field(default=120.0, gt=0)
     image_download_timeout_s: float = Field(default=15.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
+    # Readiness: Redis and the default model are checked this often; the Fabric service reports
+    # NOT_SERVING while either is unreachable (the process itself stays SERVING for liveness).
+    readiness_interval_s: float = Field(default=5.0, gt=0)
+    # On SIGTERM: report NOT_SERVING, wait `shutdown_delay_s` so load balancers stop routing here,
+    # then give running trajectories up to `shutdown_grace_s` to finish before cancelling them.
+    shutdown_delay_s: float = Field(default=0.0, ge=0)
+    shutdown_grace_s: float = Field(default=5.0, ge=0)
     # Blob HTTP endpoint (signed URLs for reverse image search); 0 = not served by this gateway.
     blob_http_port: int = Field(default=0, ge=0, le=65535)
 
@@ -115,6 +129,25 @@ class VisionSettings(BaseSettings):
     # stdout/stderr/last value returned to the model are cut to this many characters.
     sandbox_output_chars: int = Field(default=4000, ge=100)
     max_output_images: int = Field(default=8, ge=1)
+    # Where call directories are created; "" = the system temp directory.
+    sandbox_dir: str = ""
+    # As root, each sandboxed child runs as uid/gid sandbox_uid_base + its pid (unique while it lives).
+    sandbox_uid_base: int = Field(default=1_000_000, ge=1000, le=2**31 - 2**23)
+    # Isolation layers the worker refuses to run code without (fail closed), e.g. ["landlock", "seccomp"].
+    sandbox_required_layers: list[str] = Field(default_factory=list)
+    # Crop/zoom boxes: grown to this minimum side; boxes more elongated than this ratio are rejected.
+    crop_min_side: int = Field(default=32, ge=1)
+    crop_max_aspect_ratio: float = Field(default=100.0, gt=1)
+    # zoom_in upscales the crop until its longer side reaches this (never by more than max_zoom).
+    zoom_target_side: int = Field(default=1024, ge=64)
+    max_zoom: float = Field(default=4.0, ge=1)
+    # Results of the fixed operations are encoded as PNG at this zlib level (1 = fast, 9 = small) …
+    png_compression: int = Field(default=1, ge=0, le=9)
+    # … up to this many pixels; larger colour results are JPEG (a 12 MP PNG takes ~0.7 s and ~20 MB).
+    png_max_pixels: int = Field(default=4_000_000, ge=0)
+    jpeg_quality: int = Field(default=95, ge=50, le=100)
+    # Per worker process: decoded images and converted PNGs kept by blob reference.
+    decoded_cache_mb: int = Field(default=256, ge=0)
 
 
 class SearchSettings(BaseSettings):
@@ -123,7 +156,7 @@ class SearchSettings(BaseSettings):
     model_config = _config("TOOLFABRIC_SEARCH_")
 
     # Tried in order; an outage or error falls through to the next one.
-    providers: list[Literal["serper", "searxng", "local"]] = Field(default_factory=lambda: ["local"])
+    providers: list[Literal["serper", "searxng", "local"]] = Field(default=["local"])
     serper_api_key: SecretStr | None = None
     serper_base_url: str = "https://google.serper.dev"
     searxng_url: str | None = None
@@ -135,6 +168,16 @@ class SearchSettings(BaseSettings):
     # Token bucket per provider, shared by all workers through Redis.
     provider_rate_per_s: float = Field(default=5.0, gt=0)
     provider_burst: int = Field(default=10, ge=1)
+    # Longest wait for the shared bucket before the provider counts as unavailable for this query.
+    provider_max_rate_wait_s: float = Field(default=5.0, ge=0)
+    # Retries of 429/5xx/connection failures: full-jitter backoff from this base, capped.
+    provider_backoff_s: float = Field(default=0.5, ge=0)
+    provider_backoff_max_s: float = Field(default=4.0, ge=0)
+    # Locale sent to the providers (and part of every cache key).
+    serper_gl: str = "us"
+    serper_hl: str = "en"
+    searxng_language: str = "en"
+    max_images_per_call: int = Field(default=4, ge=1)
 
 
 class FetchSettings(BaseSettings):
@@ -155,10 +198,20 @@ class FetchSettings(BaseSettings):
     respect_robots: bool = False
     per_host_concurrency: int = Field(default=4, ge=1)
     per_host_rate_per_s: float = Field(default=2.0, gt=0)
+    per_host_burst: int = Field(default=4, ge=1)
     # Passages returned to the model for one page (roughly 4 characters a token).
     max_output_tokens: int = Field(default=1500, ge=100)
     # Triton model used to summarise long pages; extractive passages when unset.
     summarizer_model: str | None = None
+    summarizer_timeout_s: float = Field(default=60.0, gt=0)
+    # Images of a page pulled into the trajectory when web_visit is asked for them.
+    max_images_per_page: int = Field(default=4, ge=0, le=16)
+    # robots.txt answers are kept this long (shared by all workers, in Redis).
+    robots_ttl_s: int = Field(default=3600, ge=1)
+    # Extracted pages are cached this long in the hot tier; 0 = never cached.
+    page_cache_ttl_s: int = Field(default=3600, ge=0)
+    # Add every fetched page to the local search index, so offline search grows with use.
+    index_fetched_pages: bool = True
 
 
 class TelemetrySettings(BaseSettings):
@@ -168,7 +221,13 @@ class TelemetrySettings(BaseSettings):
 
     # Record tool arguments/results on spans (may contain user data): opt-in.
     capture_content: bool = False
+    # Prometheus endpoint of a worker process (the gateway has its own, GatewaySettings.metrics_port).
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # JSON-lines span file of OTEL_TRACES_EXPORTER=file; default <data_dir>/traces.jsonl.
+    traces_file: str | None = None
+    # Jaeger query service (e.g. http://127.0.0.1:16686): `toolfabric trace` reads from it when set.
+    jaeger_query_url: str | None = None
 
 
 @lru_cache(maxsize=1)

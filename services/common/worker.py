@@ -7,15 +7,17 @@ out of the task, so a worker never dies of one and the loop always gets an obser
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import settings
+from services.common import observe, settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
+from services.common.telemetry import setup_worker_telemetry
 from services.common.tools import PingArgs, ToolContext, ToolResult, ToolSpec, task_name
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,10 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
 
     @app.task(name=task_name(service), bind=True)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        return run_tool(by_name, tool, arguments, context).model_dump(mode="json")
+        started = time.perf_counter()
+        result = run_tool(by_name, tool, arguments, context)
+        observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
+        return result.model_dump(mode="json")
 
     return call
 
@@ -70,11 +75,13 @@ def run_tool(
     try:
         return handler(args, ctx)
     except ToolError as exc:
+        observe.exception(exc)
         return ToolResult.failure(exc.kind, f"{tool} failed: {exc}")
     except SoftTimeLimitExceeded:
         return ToolResult.failure("timeout", f"{tool} ran past the worker's time limit")
     except Exception as exc:  # a bug in one tool must not take the worker down
         log.exception("tool %s crashed", tool)
+        observe.exception(exc)
         return ToolResult.failure("internal", f"{tool} failed with an internal error: {type(exc).__name__}: {exc}")
 
 
@@ -98,4 +105,5 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         "--without-mingle",
         *(extra_args or []),
     ]
+    setup_worker_telemetry(service)  # tracing starts in each pool process, after the fork
     app.worker_main(argv)

@@ -11,6 +11,9 @@ class WebVisitArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     urls: list[str] = Field(min_length=1, description="http(s) URLs of pages to read")
     goal: str | None = Field(default=None, description="What to look for on the pages")
+    with_images: bool = Field(
+        default=False, description="Also load the main images of each page as new images you can look at"
+    )
 
 
 TOOLS = [

@@ -51,7 +51,8 @@ def test_request_over_the_size_limit_is_refused(stack, tmp_path) -> None:  # typ
     from services.common.processes import Child, free_port, wait_until
 
     port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES": str(4 << 20)}
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                         "TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES": str(4 << 20)}
     import sys
 
     gw = Child("small-gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)

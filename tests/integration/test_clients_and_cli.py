@@ -91,3 +91,29 @@ def test_health_and_reflection_are_served(stack: EmbeddedStack) -> None:
         reply = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
         names = {s.name for s in reply.list_services_response.service}
         assert {"toolfabric.v1.Fabric", "grpc.health.v1.Health"} <= names
+
+
+def test_gateway_is_not_ready_while_the_model_service_is_unreachable(stack: EmbeddedStack, tmp_path: Path) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.common.processes import Child, free_port, port_open, wait_until
+
+    port = free_port()
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                         "TOOLFABRIC_MODEL_TRITON_URL": f"127.0.0.1:{free_port()}",
+                         "TOOLFABRIC_GATEWAY_READINESS_INTERVAL_S": "0.2"}
+    gw = Child("no-triton-gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
+    try:
+        wait_until(lambda: port_open(port), 30, "gateway", gw.proc, gw.log)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            def status(service: str) -> int:
+                return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+            wait_until(lambda: status("toolfabric.v1.Fabric") == health_pb2.HealthCheckResponse.NOT_SERVING, 10,
+                       "NOT_SERVING", gw.proc, gw.log)
+            assert status("") == health_pb2.HealthCheckResponse.SERVING  # alive, just not ready
+    finally:
+        gw.stop()

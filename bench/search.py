@@ -1,0 +1,241 @@
+"""Search service benchmark: cache-hit latency per tier through the whole tool path, single-flight
+savings, and local-index query latency at 10k and 100k documents.
+
+    .venv/bin/python bench/search.py [--quick]
+
+Starts its own redis-server and a local Serper-speaking HTTP server on loopback, uses a temp
+data directory, and stops everything at the end. The headline is on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import SecretStr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def p50_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def timed(fn: Callable[[], Any], n: int, before: Callable[[], Any] | None = None) -> list[float]:
+    out = []
+    for _ in range(n):
+        if before is not None:
+            before()
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+@contextmanager
+def slow_serper(delay_s: float) -> Iterator[tuple[str, list[int]]]:
+    """A loopback server answering Serper's /search format after `delay_s` (a provider's latency)."""
+    calls = [0]
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            with lock:
+                calls[0] += 1
+            time.sleep(delay_s)
+            payload = json.dumps({"searchParameters": {"q": body["q"]}, "credits": 1, "organic": [
+                {"title": f"r{i}", "link": f"https://example.org/{i}", "snippet": "s"} for i in range(5)]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", calls
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
+    """p50 of text_search/image_search as a worker runs them (the Celery task body), per cache tier."""
+    import redis
+
+    from services.common import settings
+    from services.common.blobs import BlobStore
+    from services.search.index import default_index
+    from services.search.indexer import index_paths
+    from services.search.tasks import call
+
+    task: Any = call
+    index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=default_index())
+    client = redis.Redis.from_url(settings.common().redis_url)
+    ctx = {"images": {"<image 1>": BlobStore(client, 3600).put((demo / "question.jpg").read_bytes())}}
+    args = {"queries": ["Eileen Collins first Space Shuttle mission commanded"]}
+
+    def text() -> None:
+        task.run("text_search", args, ctx)
+
+    def drop_hot() -> None:
+        for key in client.scan_iter("toolfabric:cache:v:*"):
+            client.delete(key)
+
+    text()  # warm: loop thread, connections, first (miss) call
+    hot = timed(text, n_hot)
+    persistent = timed(text, n_cold, before=drop_hot)
+    counter = iter(range(10**9))
+    miss = timed(lambda: task.run("text_search", {"queries": [f"Collins mission {next(counter)}"]}, ctx), n_cold)
+    image = {"image_paths": ["<image 1>"]}
+    task.run("image_search", image, ctx)
+    image_hot = timed(lambda: task.run("image_search", image, ctx), n_hot)
+    image_persistent = timed(lambda: task.run("image_search", image, ctx), max(10, n_cold // 4), before=drop_hot)
+    client.close()
+    return {"text_hot": p50_ms(hot), "text_persistent": p50_ms(persistent), "text_miss_local": p50_ms(miss),
+            "image_hot": p50_ms(image_hot), "image_persistent": p50_ms(image_persistent)}
+
+
+def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
+    """Provider calls for n concurrent identical requests, with the cache and without it."""
+    from services.common import settings
+    from services.common.tools import ToolContext
+    from services.search.runtime import build_service
+    from services.search.spec import TextSearchArgs
+
+    out = {}
+    with slow_serper(delay_s) as (url, calls):
+        for mode in ("live", "off"):
+            common = settings.common().model_copy(update={"cache_mode": mode})
+            config = settings.search().model_copy(update={
+                "providers": ["serper"], "serper_base_url": url, "serper_api_key": SecretStr("bench"),
+                "provider_rate_per_s": 10_000.0, "provider_burst": 10_000})
+
+            async def burst(common: Any, config: Any, query: str) -> None:
+                service, close = await build_service(common, config)
+                args = TextSearchArgs(queries=[query])
+                await asyncio.gather(*(service.text_search(args, ToolContext()) for _ in range(n)))
+                await close()
+
+            before = calls[0]
+            asyncio.run(burst(common, config, f"single flight {mode}"))
+            out[mode] = calls[0] - before
+    return out
+
+
+def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, start: int, n: int,
+                    words: int) -> list[Any]:
+    from services.search.documents import Page
+
+    ids = rng.choice(len(vocab), size=(n, words), p=p)
+    return [Page(f"https://bench.test/{start + i}", " ".join(vocab[j] for j in row[:6]),
+                 " ".join(vocab[j] for j in row), "text") for i, row in enumerate(ids)]
+
+
+def bench_local_index(sizes: list[int], words: int, n_queries: int, workdir: Path) -> dict[str, Any]:
+    """BM25 query p50 on a Zipf-distributed synthetic corpus as it grows."""
+    from services.search.index.sqlite import SQLiteIndex
+
+    rng = np.random.default_rng(7)
+    vocab_size = 50_000
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = list(dict.fromkeys("".join(rng.choice(letters, size=int(rng.integers(4, 10))))
+                               for _ in range(vocab_size)))
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
+    p /= p.sum()
+    index = SQLiteIndex(workdir / "bench-index.sqlite3")
+    # Content-word queries (ranks 50..20k: stop-word-like top ranks are what query parsing drops),
+    # and queries that also carry one frequent word (rank 5..50), the expensive case.
+    content = [" ".join(vocab[j] for j in rng.integers(50, 20_000, size=3)) for _ in range(n_queries)]
+    frequent = [f"{vocab[int(rng.integers(5, 50))]} {q}" for q in content]
+    out: dict[str, Any] = {}
+    have = 0
+    for size in sizes:
+        started = time.perf_counter()
+        while have < size:
+            step = min(5000, size - have)
+            index.upsert_pages(synthetic_pages(rng, vocab, p, have, step, words))
+            have += step
+        out[f"insert_s_{size}"] = time.perf_counter() - started
+        for name, queries in (("content", content), ("frequent", frequent)):
+            samples = []
+            for q in queries:
+                t = time.perf_counter()
+                index.search_text(q, 5)
+                samples.append(time.perf_counter() - t)
+            out[f"{name}_p50_{size}"] = p50_ms(samples)
+    index.close()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter documents (< 45 s)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    n_hot, n_cold, words, n_queries = (300, 60, 60, 100) if args.quick else (2000, 300, 150, 400)
+
+    from services.common.redis_server import RedisServer
+    from tests.conftest import clear_settings_cache
+
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, RedisServer(Path(tmp) / "redis") as redis_srv:
+        os.environ.update({"TOOLFABRIC_REDIS_URL": redis_srv.url, "TOOLFABRIC_DATA_DIR": str(Path(tmp) / "data"),
+                           "TOOLFABRIC_CACHE_MODE": "live", "TOOLFABRIC_ELASTICSEARCH_URL": ""})
+        clear_settings_cache()
+        from services.search import runtime
+        from services.search.index import reset_default_index
+
+        try:
+            tool = bench_tool_path(n_hot, n_cold, ROOT / "toolfabric" / "demo")
+        finally:
+            runtime.reset()
+            reset_default_index()
+        print("tool path p50, text_search via the Celery task body (local provider, demo corpus):")
+        print(f"  hot tier (Redis) hit        {tool['text_hot']:7.2f} ms   (target <= 2 ms)")
+        print(f"  persistent tier hit         {tool['text_persistent']:7.2f} ms")
+        print(f"  miss -> local BM25 query    {tool['text_miss_local']:7.2f} ms")
+        print(f"  image_search hot / persist. {tool['image_hot']:7.2f} / {tool['image_persistent']:.2f} ms")
+
+        n = 50
+        flight = bench_single_flight(n, delay_s=0.2)
+        print(f"single flight, {n} concurrent identical text_search requests, provider latency 200 ms:")
+        print(f"  provider calls with cache   {flight['live']:4d}   without (cache_mode=off) {flight['off']:4d}")
+
+        sizes = [10_000, 100_000]
+        local = bench_local_index(sizes, words, n_queries, Path(tmp))
+        print(f"local index (SQLite FTS5 BM25, Zipf corpus, {words} words/page, top 5 with snippets):")
+        for size in sizes:
+            print(f"  {size:>7} docs: content query p50 {local[f'content_p50_{size}']:6.2f} ms, with a frequent "
+                  f"word {local[f'frequent_p50_{size}']:6.2f} ms (built in {local[f'insert_s_{size}']:.1f} s)")
+    growth = local["content_p50_100000"] / local["content_p50_10000"]
+    print(f"total {time.perf_counter() - started:.1f} s")
+    print(f"headline: single flight {flight['live']}/{n} provider calls per request ({flight['live'] / n:.2f}, "
+          f"vs {flight['off']}/{n} uncached); hot hit p50 {tool['text_hot']:.2f} ms; "
+          f"local p50 100k/10k docs = {local['content_p50_100000']:.2f}/{local['content_p50_10000']:.2f} ms "
+          f"({growth:.1f}x for 10x docs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Signed, expiring public URLs for image blobs, and the small HTTP endpoint that serves them.
+
+A reverse image search provider (Google Lens through Serper) must fetch the image itself,
+so the fabric hands it `{public_base_url}/blobs/<sha256>?exp=<unix>&sig=<hmac>`. The signature
+is HMAC-SHA256 over the blob hash and the expiry with `TOOLFABRIC_BLOB_URL_SECRET`: a URL
+cannot be altered to reach another blob or to live longer, and it stops working at `exp`.
+Run the endpoint with `start_blob_server(host, port)` (the gateway does) behind the public
+base URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aredis
+from aiohttp import web
+
+from services.common import settings
+from services.common.blobs import PREFIX, AsyncBlobStore
+from services.common.errors import BlobNotFound, InvalidImage
+from services.common.images import inspect
+
+ROUTE = "/blobs/"
+
+
+class BadSignature(Exception):
+    """A blob URL that was altered, signed with another secret, or has expired."""
+
+
+def _signature(secret: bytes, digest: str, expires_at: int) -> str:
+    return hmac.new(secret, f"{digest}:{expires_at}".encode(), hashlib.sha256).hexdigest()
+
+
+def _digest(ref: str) -> str:
+    digest = ref[len(PREFIX):] if ref.startswith(PREFIX) else ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise BlobNotFound(f"{ref!r} is not a blob reference (expected sha256:<64 hex>)")
+    return digest
+
+
+def signed_url(ref: str, ttl_s: int | None = None, base_url: str | None = None, secret: str | None = None,
+               now: float | None = None) -> str:
+    """A public URL at which the blob `ref` can be fetched until `ttl_s` from now."""
+    common = settings.common()
+    expires_at = int((now or time.time()) + (ttl_s or common.blob_url_ttl_s))
+    key = (secret or common.blob_url_secret.get_secret_value()).encode()
+    digest = _digest(ref)
+    base = (base_url or common.public_base_url).rstrip("/")
+    return f"{base}{ROUTE}{digest}?exp={expires_at}&sig={_signature(key, digest, expires_at)}"
+
+
+def verify(path: str, query: str, secret: str | None = None, now: float | None = None) -> str:
+    """The blob reference a signed URL (path + query string) grants, or BadSignature."""
+    if not path.startswith(ROUTE):
+        raise BadSignature("not a blob URL")
+    digest = path[len(ROUTE):]
+    params = parse_qs(query)
+    try:
+        expires_at = int(params["exp"][0])
+        sig = params["sig"][0]
+    except (KeyError, IndexError, ValueError):
+        raise BadSignature("the URL lacks exp/sig") from None
+    key = (secret or settings.common().blob_url_secret.get_secret_value()).encode()
+    if not hmac.compare_digest(sig, _signature(key, digest, expires_at)):
+        raise BadSignature("signature does not match")
+    if expires_at < (now or time.time()):
+        raise BadSignature("the URL has expired")
+    return PREFIX + digest
+
+
+def ref_of_url(url: str) -> str:
+    """The blob reference in a (signed) blob URL, without checking the signature."""
+    return PREFIX + _digest(PREFIX + urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+@dataclass
+class BlobServer:
+    """A running blob endpoint: `url` is where it listens; `await stop()` shuts it down."""
+
+    runner: web.AppRunner
+    redis: aredis.Redis
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+
+
+async def start_blob_server(host: str, port: int) -> BlobServer:
+    """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store."""
+    common = settings.common()
+    client = aredis.Redis.from_url(common.redis_url)
+    store = AsyncBlobStore(client, common.blob_ttl_s)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        try:
+            ref = verify(request.path, request.query_string)
+            data = await store.get(ref)
+            mime = inspect(data, common.max_image_pixels).mime_type
+        except BadSignature as exc:
+            return web.Response(status=403, text=f"forbidden: {exc}\n")
+        except BlobNotFound:
+            return web.Response(status=404, text="blob not found (expired or never stored)\n")
+        except InvalidImage as exc:
+            return web.Response(status=415, text=f"not a servable image: {exc}\n")
+        return web.Response(body=data, content_type=mime,
+                            headers={"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"})
+
+    app = web.Application()
+    app.router.add_route("GET", ROUTE + "{digest}", serve)  # aiohttp answers HEAD for GET routes
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = int(runner.addresses[0][1]) if runner.addresses else port  # the real port when port=0
+    return BlobServer(runner, client, host, bound)

@@ -1,0 +1,123 @@
+"""Trace context through Celery: a publish span in the sender, the run span in the worker as its child.
+
+Workers use opentelemetry-instrumentation-celery, which extracts the context from the task's
+message headers and wraps each run in a CONSUMER span. Its publish side only works for tasks
+registered in the sending process; the gateway `send_task`s by name without importing worker code,
+and for such a task the instrumentor opens a span it never closes and leaves it attached as the
+current context. So senders use `trace_publishing()` here instead, which handles exactly the tasks
+this process does not know.
+
+Celery's own Redis traffic (the broker write under a publish span, the result write after a task
+body) is summed up by the publish and run spans; `is_celery_plumbing` lets the sampler drop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from celery import signals
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+
+log = logging.getLogger(__name__)
+
+_tracer = trace.get_tracer("toolfabric.celery")
+_pending: OrderedDict[str, tuple[trace.Span, object]] = OrderedDict()
+_pending_lock = threading.Lock()
+# A publish that raises never sends after_task_publish; bound what such failures can leave behind.
+_MAX_PENDING = 10_000
+_publishing_on = False
+# Run spans whose task body has returned: what follows under them is Celery storing the result.
+_bodies_done: weakref.WeakSet[trace.Span] = weakref.WeakSet()
+
+
+def task_body_done() -> None:
+    """Call at the end of a task body (services.common.worker does, via observe.tool_executed)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        _bodies_done.add(span)
+
+
+def is_celery_plumbing(parent: trace.Span) -> bool:
+    """Whether a CLIENT call under `parent` is Celery talking to its broker or result backend."""
+    if getattr(parent, "kind", None) is trace.SpanKind.PRODUCER:
+        return str(getattr(parent, "name", "")).startswith("apply_async/")
+    return parent in _bodies_done
+
+
+def _registered_here(task_name: str) -> bool:
+    from celery import current_app
+
+    return task_name in current_app.tasks
+
+
+def _before_publish(sender: str | None = None, headers: dict[str, Any] | None = None,
+                    routing_key: str | None = None, **_: Any) -> None:
+    if sender is None or headers is None or _registered_here(sender):
+        return  # the instrumentor (workers) handles registered tasks
+    task_id = headers.get("id")
+    if not task_id:
+        return
+    span = _tracer.start_span(
+        f"apply_async/{sender}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "celery.action": "apply_async",
+            "celery.task_name": sender,
+            "messaging.system": "celery",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": routing_key or "",
+            "messaging.message.id": task_id,
+        },
+    )
+    # Current until after_task_publish (same thread, right after the broker write), so the worker's
+    # run span and the broker's Redis calls are its children. A publish that raises never detaches
+    # it; the caller's enclosing span (execute_tool) restores the context when it ends.
+    token = otel_context.attach(trace.set_span_in_context(span))
+    inject(headers)
+    with _pending_lock:
+        _pending[task_id] = (span, token)
+        while len(_pending) > _MAX_PENDING:
+            _pending.popitem(last=False)[1][0].end()
+
+
+def _after_publish(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    task_id = (headers or {}).get("id")
+    with _pending_lock:
+        pending = _pending.pop(task_id, None) if task_id else None
+    if pending is not None:
+        span, token = pending
+        otel_context.detach(token)  # type: ignore[arg-type]
+        span.end()
+
+
+def trace_publishing() -> None:
+    """Publish spans + context injection for `send_task` by name (idempotent)."""
+    global _publishing_on
+    if _publishing_on:
+        return
+    signals.before_task_publish.connect(_before_publish, weak=False)
+    signals.after_task_publish.connect(_after_publish, weak=False)
+    _publishing_on = True
+
+
+def trace_worker(service_name: str, setup: Callable[[str], bool], shutdown: Callable[[], None]) -> None:
+    """Run `setup` in every pool process after the fork (prefork and solo pools), then instrument Celery."""
+
+    def init(**_: Any) -> None:
+        if setup(service_name):
+            from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+            CeleryInstrumentor().instrument()
+
+    def stop(**_: Any) -> None:
+        shutdown()  # flushes the last spans before the pool process exits
+
+    signals.worker_process_init.connect(init, weak=False)
+    signals.worker_process_shutdown.connect(stop, weak=False)

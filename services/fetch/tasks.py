@@ -1,0 +1,76 @@
+"""The fetch worker's Celery task: `toolfabric.fetch.call` → web_visit.
+
+Celery runs tasks synchronously, so each call runs its own event loop; the Redis client is
+made inside it (asyncio clients belong to the loop that created them). The persistent cache
+tier is opened once per worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis.asyncio as aredis
+
+from services.common import settings
+from services.common.blobs import AsyncBlobStore
+from services.common.cache import Cache
+from services.common.cache_store import PersistentStore, open_store
+from services.common.tools import ToolContext, ToolResult
+from services.common.worker import register_service
+from services.fetch.hostlimits import HostLimits
+from services.fetch.indexing import LocalIndexSink
+from services.fetch.robots import Robots
+from services.fetch.spec import TOOLS, WebVisitArgs
+from services.fetch.summarize import ModelSummarizer
+from services.fetch.visit import Services, web_visit
+
+_store: tuple[int, PersistentStore] | None = None
+
+
+def persistent_store() -> PersistentStore:
+    """This process's persistent cache tier (re-opened after a fork)."""
+    global _store
+    if _store is None or _store[0] != os.getpid():
+        common = settings.common()
+        _store = (os.getpid(), open_store(common.elasticsearch_url, common.data_dir, common.elasticsearch_prefix))
+    return _store[1]
+
+
+def build_services(client: aredis.Redis) -> Services:
+    """web_visit's collaborators, as the settings ask for them."""
+    common, fetch = settings.common(), settings.fetch()
+    cache = None
+    if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
+        cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
+                      persistent_ttl_s=common.cache_persistent_ttl_s, wait_s=fetch.total_timeout_s * 2)
+    summarizer = None
+    if fetch.summarizer_model:
+        summarizer = ModelSummarizer(fetch.summarizer_model, settings.model().triton_url, fetch.summarizer_timeout_s)
+    return Services(
+        settings=fetch,
+        blobs=AsyncBlobStore(client, common.blob_ttl_s),
+        cache=cache,
+        gate=HostLimits(client, fetch.per_host_rate_per_s, fetch.per_host_burst, fetch.per_host_concurrency,
+                        max_wait_s=fetch.total_timeout_s, lease_s=fetch.total_timeout_s * 2),
+        robots=Robots(client, fetch.user_agent, fetch.robots_ttl_s) if fetch.respect_robots else None,
+        summarizer=summarizer,
+        sink=LocalIndexSink() if fetch.index_fetched_pages else None,
+        max_image_bytes=common.max_image_bytes,
+        max_image_pixels=common.max_image_pixels,
+    )
+
+
+async def _run(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
+    client = aredis.Redis.from_url(settings.common().redis_url)
+    try:
+        return await web_visit(args, ctx, build_services(client))
+    finally:
+        await client.aclose()  # type: ignore[attr-defined]  # (types-redis predates aclose)
+
+
+def handle_web_visit(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
+    return asyncio.run(_run(args, ctx))
+
+
+call = register_service("fetch", TOOLS, {"web_visit": handle_web_visit})

@@ -1,0 +1,163 @@
+"""Turning files and fetched bodies into indexable pages: HTML, markdown, plain text, PDF.
+
+A page is its URL, a title, its visible text, and the images it shows with their alt text
+and caption (a `<figure>`'s `<figcaption>`), so images can be found by words and by content.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import urljoin, urlsplit
+
+import lxml.html
+from charset_normalizer import from_bytes
+
+from services.common.errors import ToolInputError
+
+HTML_TYPES = {"text/html", "application/xhtml+xml"}
+MARKDOWN_TYPES = {"text/markdown", "text/x-markdown"}
+TEXT_TYPES = {"text/plain"}
+PDF_TYPES = {"application/pdf"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+_SUFFIX_TYPES = {
+    ".html": "text/html", ".htm": "text/html", ".xhtml": "application/xhtml+xml",
+    ".md": "text/markdown", ".markdown": "text/markdown",
+    ".txt": "text/plain", ".text": "text/plain", ".rst": "text/plain",
+    ".pdf": "application/pdf",
+}
+# Elements whose text is not page content.
+_DROP = ("script", "style", "noscript", "template", "nav", "svg", "iframe", "form")
+_SPACES = re.compile(r"\s+")
+
+
+class UnsupportedDocument(ToolInputError):
+    """A body the indexer cannot read (type unknown, corrupt PDF)."""
+
+
+@dataclass(frozen=True)
+class PageImage:
+    url: str
+    alt: str = ""
+    caption: str = ""
+
+    @property
+    def title(self) -> str:
+        """What a search result shows for this image: alt text, else caption."""
+        return self.alt or self.caption
+
+
+@dataclass
+class Page:
+    url: str
+    title: str
+    text: str
+    kind: str
+    images: list[PageImage] = field(default_factory=list)
+
+
+def content_type_for(name: str) -> str | None:
+    suffix = PurePosixPath(urlsplit(name).path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image/" + suffix.lstrip(".")
+    return _SUFFIX_TYPES.get(suffix)
+
+
+def parse_document(url: str, data: bytes, content_type: str | None = None) -> Page:
+    """Parse a body into a Page; the type comes from `content_type`, else the URL's suffix."""
+    ctype = (content_type or content_type_for(url) or "").split(";")[0].strip().lower()
+    if ctype in HTML_TYPES:
+        return parse_html(url, data)
+    if ctype in MARKDOWN_TYPES:
+        return parse_markdown(url, _decode(data))
+    if ctype in TEXT_TYPES:
+        return parse_text(url, _decode(data))
+    if ctype in PDF_TYPES:
+        return parse_pdf(url, data)
+    raise UnsupportedDocument(f"cannot index {url}: content type {ctype or 'unknown'} is not HTML, markdown, "
+                              "text or PDF")
+
+
+def _clean(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        best = from_bytes(data).best()
+        return str(best) if best is not None else data.decode("latin-1")
+
+
+def parse_html(url: str, data: bytes | str) -> Page:
+    if not data.strip():  # lxml raises on an empty document
+        return Page(url, _fallback_title(url), "", "html")
+    root = lxml.html.document_fromstring(data)
+    for el in root.iter(*_DROP):
+        el.drop_tree()
+    title_el = root.find(".//title")
+    title = _clean(title_el.text_content()) if title_el is not None else ""
+    if not title:
+        h1 = root.find(".//h1")
+        title = _clean(h1.text_content()) if h1 is not None else _fallback_title(url)
+    images = []
+    for img in root.iter("img"):
+        src = (img.get("src") or "").strip()
+        if not src or src.startswith("data:"):
+            continue
+        caption = ""
+        figure = next((a for a in img.iterancestors("figure")), None)
+        if figure is not None:
+            fc = figure.find(".//figcaption")
+            caption = _clean(fc.text_content()) if fc is not None else ""
+        images.append(PageImage(urljoin(url, src), _clean(img.get("alt") or ""), caption))
+    body = root.find(".//body")
+    text_root = body if body is not None else root
+    # Alt texts count as page text too: a photo's description is often the only mention of its subject.
+    alts = " ".join(i.alt for i in images if i.alt)
+    text = _clean(" ".join(text_root.itertext()) + " " + alts)
+    return Page(url, title, text, "html", images)
+
+
+def parse_markdown(url: str, text: str) -> Page:
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(text)
+    page = parse_html(url, f"<html><body>{html}</body></html>")
+    heading = next((ln.lstrip("#").strip() for ln in text.splitlines() if ln.startswith("# ")), "")
+    page.title = heading or _first_line(text) or _fallback_title(url)
+    page.kind = "markdown"
+    return page
+
+
+def parse_text(url: str, text: str) -> Page:
+    return Page(url, _first_line(text) or _fallback_title(url), _clean(text), "text")
+
+
+def parse_pdf(url: str, data: bytes) -> Page:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [p.extract_text() or "" for p in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise UnsupportedDocument(f"cannot read PDF {url}: {exc}") from None
+    text = "\n".join(pages)
+    return Page(url, _clean(meta_title) or _first_line(text) or _fallback_title(url), _clean(text), "pdf")
+
+
+def _first_line(text: str, limit: int = 120) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return _clean(line)[:limit]
+    return ""
+
+
+def _fallback_title(url: str) -> str:
+    name = PurePosixPath(urlsplit(url).path).name
+    return name or url

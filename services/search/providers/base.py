@@ -1,0 +1,44 @@
+"""What a search provider does; each kind of search it cannot do raises ProviderUnsupported."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from services.search.errors import ProviderUnsupported
+from services.search.results import ImageResult, WebResult
+
+
+@dataclass(frozen=True)
+class Answer:
+    results: list[WebResult] | list[ImageResult]
+    cost_units: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """An image to look up: its blob reference (its content hash), bytes and public URL on demand."""
+
+    ref: str
+    load: Callable[[], Awaitable[bytes]]
+    public_url: Callable[[], str]
+
+
+class Provider:
+    name = "provider"
+
+    async def scope(self) -> str:
+        """What besides the request identifies a result in the cache (the local index's generation)."""
+        return self.name
+
+    async def web(self, query: str, k: int) -> Answer:
+        raise ProviderUnsupported(self.name, "has no web search")
+
+    async def reverse_image(self, image: ImageQuery, k: int) -> Answer:
+        raise ProviderUnsupported(self.name, "has no reverse image search")
+
+    async def image_text(self, query: str, k: int) -> Answer:
+        raise ProviderUnsupported(self.name, "has no image search by text")
+
+    async def aclose(self) -> None:
+        """Release what the provider holds."""

@@ -1,0 +1,127 @@
+"""The search service of one worker process: its event loop thread, clients and providers.
+
+Celery's prefork workers call handlers synchronously; the service is asyncio (concurrent
+queries, one pooled HTTP client, Redis). Each process runs one event loop in a daemon thread,
+created after the fork, and handlers submit coroutines to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+import httpx
+import redis.asyncio as aredis
+
+from services.common import settings
+from services.common.blob_urls import signed_url
+from services.common.blobs import AsyncBlobStore
+from services.common.cache import Cache
+from services.common.cache_store import open_store
+from services.common.errors import ConfigurationError
+from services.common.ratelimit import TokenBucket
+from services.common.settings import CommonSettings, SearchSettings
+from services.search.http import ProviderHTTP
+from services.search.index import SearchIndex, default_index
+from services.search.providers.base import Provider
+from services.search.providers.local import LocalProvider
+from services.search.providers.searxng import SearxngProvider
+from services.search.providers.serper import SerperProvider
+from services.search.service import SearchService
+
+T = TypeVar("T")
+
+
+async def build_service(common: CommonSettings, config: SearchSettings,
+                        index: SearchIndex | None = None) -> tuple[SearchService, Callable[[], Awaitable[None]]]:
+    """A service wired from settings (call inside the loop it will run on); returns it and its closer."""
+    redis = aredis.Redis.from_url(common.redis_url)
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(config.provider_timeout_s, connect=min(5.0, config.provider_timeout_s)),
+        headers={"User-Agent": "toolfabric-search/0.1"},
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+    )
+    http = ProviderHTTP(client, config.provider_retries, config.provider_backoff_s, config.provider_backoff_max_s,
+                        config.provider_max_rate_wait_s)
+
+    def bucket(name: str) -> TokenBucket:
+        return TokenBucket(redis, f"search:{name}", config.provider_rate_per_s, config.provider_burst)
+
+    providers: list[Provider] = []
+    for name in config.providers:
+        if name == "serper":
+            providers.append(SerperProvider(http, bucket("serper"), config.serper_base_url, config.serper_api_key,
+                                            config.serper_gl, config.serper_hl))
+        elif name == "searxng":
+            providers.append(SearxngProvider(http, bucket("searxng"), config.searxng_url, config.searxng_language))
+        elif name == "local":
+            providers.append(LocalProvider(index or default_index(), common.max_image_pixels))
+        else:
+            raise ConfigurationError(f"unknown search provider {name!r}; use serper, searxng or local")
+    store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,
+                                                                  common.elasticsearch_prefix)
+    cache = Cache(redis, store, common.cache_mode, common.cache_hot_ttl_s, common.cache_persistent_ttl_s,
+                  common.cache_single_flight_wait_s)
+    service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, signed_url)
+
+    async def close() -> None:
+        await client.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+        if store is not None:
+            store.close()
+
+    return service, close
+
+
+class _Runtime:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="search-loop", daemon=True)
+        self.thread.start()
+        self.service, self.close = self.submit(build_service(settings.common(), settings.search())).result()
+
+    def submit(self, coro: Awaitable[T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.submit(self.close()).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+_runtime: _Runtime | None = None
+_lock = threading.Lock()
+
+
+def _current() -> _Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime.pid != os.getpid():  # a forked child builds its own
+            _runtime = _Runtime()
+        return _runtime
+
+
+def run(call: Callable[[SearchService], Awaitable[T]]) -> T:
+    """Run `call(service)` on this process's loop and wait for it (from any thread)."""
+    runtime = _current()
+    future = runtime.submit(call(runtime.service))
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # e.g. Celery's soft time limit: stop the work, not just the wait
+        raise
+
+
+def reset() -> None:
+    """Close this process's service (settings changed; tests)."""
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.stop()
+        _runtime = None

@@ -1,0 +1,178 @@
+"""Tool handlers of the fixed operations: resolve the image, run the op, store the result.
+
+Every handler works on any image of the trajectory (inputs and earlier results alike) and
+answers with one new image plus a line telling the model what was done, including any
+adjustment to its request (a clamped or grown box).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common import images, settings
+from services.common.errors import UnknownImage
+from services.common.settings import VisionSettings
+from services.common.tools import ToolContext, ToolResult, canonical_image_name
+from services.vision import ops, spec
+from services.vision.boxes import Coords, Fitted, fit_box
+from services.vision.draw import Mark, draw
+from services.vision.store import ImageStore, image_store
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    array: np.ndarray
+
+    @property
+    def size(self) -> str:
+        return f"{self.array.shape[1]}x{self.array.shape[0]}"
+
+
+def load(name: str, ctx: ToolContext, store: ImageStore | None = None) -> Source:
+    store = store or image_store()
+    ref = store.resolve(name, ctx)
+    canonical = canonical_image_name(name)
+    return Source(canonical, store.bgr(ref, canonical))
+
+
+def load_by_index(index: int, ctx: ToolContext, store: ImageStore | None = None) -> Source:
+    """Qwen3-VL's img_idx: 0 is the first image, later ones in the order the trajectory got them."""
+    store = store or image_store()
+    named = store.trajectory_images(ctx)
+    if index >= len(named):
+        listing = ", ".join(f"{i}: {name}" for i, (name, _) in enumerate(named)) or "none"
+        raise UnknownImage(f"img_idx {index} is out of range; this trajectory's images are {listing}")
+    name, ref = named[index]
+    return Source(name, store.bgr(ref, name))
+
+
+def encode(arr: np.ndarray, cfg: VisionSettings) -> bytes:
+    """PNG (lossless) unless the result is a large colour image, where JPEG is ~15x faster and smaller."""
+    h, w = arr.shape[:2]
+    if arr.ndim == 3 and h * w > cfg.png_max_pixels:
+        return images.encode_jpeg(arr, cfg.jpeg_quality)
+    return images.encode_png(arr, cfg.png_compression)
+
+
+def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
+         store: ImageStore | None = None) -> ToolResult:
+    store = store or image_store()
+    new = store.put(encode(arr, settings.vision()), origin)
+    data = {**data, "width": new.width, "height": new.height}
+    return ToolResult(text=f"{summary}: {new.width}x{new.height} image.", data=data, images=[new])
+
+
+def _fit(src: Source, bbox: list[float], coords: Coords) -> Fitted:
+    cfg = settings.vision()
+    h, w = src.array.shape[:2]
+    return fit_box(bbox, coords, w, h, min_side=cfg.crop_min_side, max_aspect=cfg.crop_max_aspect_ratio,
+                   image_name=src.name)
+
+
+def _notes(fitted: Fitted) -> str:
+    return "".join(f" ({note})" for note in fitted.notes)
+
+
+def crop(args: spec.CropArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    fitted = _fit(src, args.bbox, args.coords)
+    box = fitted.box.as_list()
+    return emit(ops.crop(src.array, fitted.box), f"crop of {src.name} {box}",
+                f"Cropped {src.name} ({src.size}) to pixels {box}{_notes(fitted)}",
+                {"source": src.name, "box": box, "notes": list(fitted.notes)})
+
+
+def _zoom(src: Source, bbox: list[float], coords: Coords, factor: float | None, label: str = "") -> ToolResult:
+    cfg = settings.vision()
+    fitted = _fit(src, bbox, coords)
+    scale = ops.zoom_factor(fitted.box, cfg.zoom_target_side, cfg.max_zoom, factor)
+    out = ops.zoom(src.array, fitted.box, scale, settings.common().max_image_pixels)
+    box = fitted.box.as_list()
+    what = f" on {label!r}" if label else ""
+    return emit(out, f"zoom {scale:.2g}x{what} of {src.name} {box}",
+                f"Zoomed {scale:.2g}x{what} into {src.name} ({src.size}) at pixels {box}{_notes(fitted)}",
+                {"source": src.name, "box": box, "factor": round(scale, 4), "notes": list(fitted.notes)})
+
+
+def zoom_in(args: spec.ZoomArgs, ctx: ToolContext) -> ToolResult:
+    return _zoom(load(args.image, ctx), args.bbox, args.coords, args.factor)
+
+
+def qwen_zoom_in(args: spec.QwenZoomArgs, ctx: ToolContext) -> ToolResult:
+    return _zoom(load_by_index(args.img_idx, ctx), args.bbox_2d, "qwen1000", None, args.label)
+
+
+def resize(args: spec.ResizeArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    out = ops.resize(src.array, args.width, args.height, args.scale, settings.common().max_image_pixels)
+    return emit(out, f"resize of {src.name}", f"Resized {src.name} ({src.size})", {"source": src.name})
+
+
+def rotate(args: spec.RotateArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    out = ops.rotate(src.array, args.angle, args.expand, ops.colour(args.fill), settings.common().max_image_pixels)
+    return emit(out, f"{args.angle:g}° rotation of {src.name}",
+                f"Rotated {src.name} ({src.size}) by {args.angle:g}° counter-clockwise", {"source": src.name})
+
+
+def flip(args: spec.FlipArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    return emit(ops.flip(src.array, args.direction), f"{args.direction} flip of {src.name}",
+                f"Flipped {src.name} ({src.size}) {args.direction}ly".replace("bothly", "both ways"),
+                {"source": src.name})
+
+
+def adjust(args: spec.AdjustArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    out = ops.adjust(src.array, args.brightness, args.contrast, args.gamma)
+    what = f"brightness {args.brightness:+g}, contrast x{args.contrast:g}, gamma {args.gamma:g}"
+    return emit(out, f"{what} of {src.name}", f"Adjusted {src.name} ({src.size}): {what}", {"source": src.name})
+
+
+def equalize(args: spec.EqualizeArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    out = ops.equalize(src.array, args.method, args.clip_limit, args.tile_grid)
+    return emit(out, f"{args.method} equalisation of {src.name}",
+                f"Equalised {src.name} ({src.size}) with {args.method}", {"source": src.name})
+
+
+def sharpen(args: spec.SharpenArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    return emit(ops.sharpen(src.array, args.amount, args.radius), f"sharpened {src.name}",
+                f"Sharpened {src.name} ({src.size})", {"source": src.name})
+
+
+def denoise(args: spec.DenoiseArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    return emit(ops.denoise(src.array, args.method, args.strength), f"{args.method} denoising of {src.name}",
+                f"Denoised {src.name} ({src.size}) with {args.method}", {"source": src.name})
+
+
+def grayscale(args: spec.GrayscaleArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    return emit(ops.grayscale(src.array), f"grayscale of {src.name}",
+                f"Converted {src.name} ({src.size}) to grayscale", {"source": src.name})
+
+
+def threshold(args: spec.ThresholdArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    out = ops.threshold(src.array, args.method, args.value, args.invert, args.block_size, args.offset)
+    return emit(out, f"{args.method} threshold of {src.name}",
+                f"Binarised {src.name} ({src.size}) with {args.method} thresholding", {"source": src.name})
+
+
+def edges(args: spec.EdgesArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    return emit(ops.edges(src.array, args.method, args.low, args.high), f"{args.method} edges of {src.name}",
+                f"Detected {args.method} edges in {src.name} ({src.size})", {"source": src.name})
+
+
+def draw_marks(args: spec.DrawArgs, ctx: ToolContext) -> ToolResult:
+    src = load(args.image, ctx)
+    marks = [Mark(m.kind, m.xy, ops.colour(m.colour), m.label) for m in args.marks]
+    out = draw(src.array, marks, args.coords, args.thickness)
+    return emit(out, f"{len(marks)} mark(s) on {src.name}", f"Drew {len(marks)} mark(s) on {src.name} ({src.size})",
+                {"source": src.name})

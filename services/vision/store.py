@@ -1,0 +1,141 @@
+"""The trajectory's images as vision tools use them, and the images they produce.
+
+Blobs are content-addressed, so a decoded array or a converted PNG cached by blob reference can
+never go stale: a worker process keeps the most recent ones (bounded by bytes), which saves the
+decode when a trajectory works on the same photo call after call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import redis
+
+from services.common import images, settings
+from services.common.blobs import BlobStore
+from services.common.errors import BlobNotFound, InvalidImage
+from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
+from services.vision.errors import BadImageInput
+
+
+class _LRU:
+    """Least-recently-used values bounded by their total size in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._items: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
+        if size > self._max // 4:
+            return  # one huge image must not evict everything else
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (value, size)
+            self._size += size
+            while self._size > self._max:
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._size -= evicted
+
+
+def _name_order(name: str) -> tuple[int, int]:
+    kind, _, number = name.strip("<>").rpartition(" ")
+    return (0 if kind == "image" else 1, int(number) if number.isdigit() else 0)
+
+
+class ImageStore:
+    def __init__(self, blobs: BlobStore, max_pixels: int, max_bytes: int, cache_bytes: int,
+                 png_compression: int = 1) -> None:
+        self._blobs = blobs
+        self._max_pixels = max_pixels
+        self._max_bytes = max_bytes
+        self._png_compression = png_compression
+        self._cache = _LRU(cache_bytes)
+
+    @staticmethod
+    def trajectory_images(ctx: ToolContext) -> list[tuple[str, str]]:
+        """(canonical name, blob ref) of every image the trajectory has, inputs first, by number."""
+        found: dict[str, str] = {}
+        for name, ref in ctx.images.items():
+            try:
+                found.setdefault(canonical_image_name(name), ref)
+            except Exception:  # noqa: S112 - a malformed name in the context is not the model's fault
+                continue
+        return sorted(found.items(), key=lambda item: _name_order(item[0]))
+
+    @staticmethod
+    def resolve(name: str, ctx: ToolContext) -> str:
+        """Blob reference of an image name (any spelling), or UnknownImage listing the names."""
+        canonical = {canonical_image_name(n): ref for n, ref in ImageStore.trajectory_images(ctx)}
+        return resolve_image(name, canonical)
+
+    def data(self, ref: str, name: str = "") -> bytes:
+        try:
+            return self._blobs.get(ref)
+        except BlobNotFound as exc:
+            raise BadImageInput(f"{name or ref} is no longer available: {exc}") from None
+
+    def bgr(self, ref: str, name: str = "") -> np.ndarray:
+        """The image as a read-only 8-bit BGR array (copy it before changing it in place)."""
+        cached = self._cache.get(("bgr", ref))
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        data = self.data(ref, name)
+        try:
+            arr = images.decode_bgr(data, self._max_pixels)
+        except InvalidImage as exc:
+            raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
+        arr.flags.writeable = False
+        self._cache.put(("bgr", ref), arr, arr.nbytes)
+        return arr
+
+    def plain_png(self, ref: str, name: str = "") -> bytes:
+        """PNG bytes that decode exactly to `bgr(ref)` (the code sandbox's input files)."""
+        cached = self._cache.get(("png", ref))
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        data = self.data(ref, name)
+        try:
+            png = images.plain_png(data, self._max_pixels, self._png_compression)
+        except InvalidImage as exc:
+            raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
+        self._cache.put(("png", ref), png, len(png))
+        return png
+
+    def put(self, data: bytes, origin: str, verify: bool = False) -> NewImage:
+        """Store an encoded image a tool produced; it must pass the same checks as client images.
+
+        `verify` decodes it fully: bytes that untrusted code wrote must not reach the model broken.
+        """
+        if len(data) > self._max_bytes:
+            raise InvalidImage(f"{len(data)} bytes, over the limit of {self._max_bytes}")
+        info = images.inspect(data, self._max_pixels)
+        if info.format not in ("PNG", "JPEG"):
+            raise InvalidImage(f"a {info.format} file; return PNG or JPEG images")
+        if verify:
+            images.decode_bgr(data, self._max_pixels)
+        ref = self._blobs.put(data)
+        return NewImage(ref=ref, width=info.width, height=info.height, origin=origin, mime_type=info.mime_type)
+
+
+@lru_cache(maxsize=1)
+def image_store() -> ImageStore:
+    """The worker process's store, on the Redis the settings name (created on first use)."""
+    common, vision = settings.common(), settings.vision()
+    client = redis.Redis.from_url(common.redis_url)
+    return ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
+                      vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)

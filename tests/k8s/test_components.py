@@ -1,0 +1,205 @@
+"""What each service needs from its manifests, and what each overlay promises."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+from kubernetes.utils import parse_quantity
+
+from services.common import settings
+from services.common.tools import SERVICES
+from tests.k8s.manifests import APP_IMAGE, ROOT, Rendered, image_name, parse_bytes
+from tests.k8s.test_settings import environment
+
+REPOSITORY = ROOT / "services" / "model" / "repository"
+
+
+def test_gateway_probes_use_grpc_health_on_the_serving_port(rendered: Rendered) -> None:
+    c = rendered.container("gateway")
+    port = next(p["containerPort"] for p in c.spec["ports"] if p["name"] == "grpc")
+    readiness, liveness = c.spec["readinessProbe"], c.spec["livenessProbe"]
+    assert readiness["grpc"]["port"] == liveness["grpc"]["port"] == port
+    # Liveness asks about the server (""), readiness about the Fabric service: draining or lost
+    # dependencies take the pod out of the Service without restarting it.
+    assert liveness["grpc"].get("service", "") == ""
+    assert readiness["grpc"]["service"] == "toolfabric.v1.Fabric"
+    proto = (ROOT / "protos" / "toolfabric" / "v1" / "fabric.proto").read_text()
+    assert "package toolfabric.v1;" in proto and re.search(r"^service Fabric\b", proto, re.M)
+
+
+def test_gateway_has_service_hpa_and_pdb(rendered: Rendered) -> None:
+    assert rendered.get("Service", "gateway") is not None
+    hpa = rendered.one("HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
+    assert rendered.get("PodDisruptionBudget", "gateway") is not None
+
+
+def test_one_worker_deployment_per_celery_queue(rendered: Rendered) -> None:
+    workers = {c.spec["args"][2]: c for c in rendered.containers(init=False)
+               if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]}
+    assert sorted(workers) == sorted(SERVICES)
+    for queue, c in workers.items():
+        assert c.workload["kind"] == "Deployment"
+        assert c.workload["metadata"]["name"] == f"worker-{queue}"
+        assert c.pod_labels["toolfabric.io/queue"] == queue
+        ping = " ".join(c.spec["readinessProbe"]["exec"]["command"])
+        assert f'--destination "{queue}@$HOSTNAME"' in ping, "readiness pings this worker's own node name"
+
+
+def test_vision_memory_limit_holds_its_sandboxes(rendered: Rendered) -> None:
+    c = rendered.container("worker-vision")
+    with environment(rendered.env(c)):
+        per_sandbox = settings.vision().sandbox_memory_mb * 2**20
+        concurrency = settings.worker().concurrency
+    worker_overhead = 512 * 2**20
+    assert parse_quantity(c.spec["resources"]["limits"]["memory"]) >= concurrency * per_sandbox + worker_overhead
+
+
+def test_only_search_carries_the_provider_key_and_only_gateway_and_search_the_blob_url_key(rendered: Rendered) -> None:
+    holders: dict[str, set[str]] = {}
+    for c in rendered.containers():
+        for var in c.spec.get("env", []):
+            key = var.get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+            if key:
+                holders.setdefault(key, set()).add(c.workload["metadata"]["name"])
+    assert holders["serper-api-key"] == {"worker-search"}
+    assert holders["blob-url-secret"] == {"gateway", "worker-search"}
+
+
+def _triton(rendered: Rendered):  # type: ignore[no-untyped-def]
+    return rendered.container("triton", "triton")
+
+
+def test_triton_loads_the_default_model_and_serves_the_configured_port(rendered: Rendered) -> None:
+    gateway = rendered.container("gateway")
+    env = rendered.env(gateway)
+    model = env.get("TOOLFABRIC_MODEL_DEFAULT_MODEL", settings.ModelSettings().default_model)
+    triton = _triton(rendered)
+    args = triton.spec.get("command", []) + triton.spec["args"]
+    assert f"--load-model={model}" in args
+    assert (REPOSITORY / model / "config.pbtxt").exists(), f"{model} is not in services/model/repository"
+    grpc_port = next(p["containerPort"] for p in triton.spec["ports"] if p["name"] == "grpc")
+    assert env["TOOLFABRIC_MODEL_TRITON_URL"] == f"triton:{grpc_port}"
+    readiness, liveness = triton.spec["readinessProbe"]["httpGet"], triton.spec["livenessProbe"]["httpGet"]
+    assert (readiness["path"], liveness["path"]) == ("/v2/health/ready", "/v2/health/live")
+
+
+def test_dev_runs_the_cpu_baseline_from_the_toolfabric_image(dev: Rendered) -> None:
+    triton = _triton(dev)
+    assert image_name(triton.spec["image"]) == APP_IMAGE
+    assert triton.spec["args"][0] == "toolfabric-triton-cpu"
+    assert "nvidia.com/gpu" not in triton.spec["resources"]["limits"]
+
+
+def test_dev_is_one_replica_each_without_keda_or_elasticsearch(dev: Rendered) -> None:
+    hpa = dev.one("HorizontalPodAutoscaler", "gateway")
+    assert hpa["spec"]["minReplicas"] == hpa["spec"]["maxReplicas"] == 1
+    assert all(w["spec"].get("replicas", 1) == 1 for w in dev.workloads)
+    assert dev.of_kind("ScaledObject") == []
+    assert dev.get("StatefulSet", "elasticsearch") is None
+    settings_cm = dev.configmap_named("toolfabric-settings")["data"]
+    assert "TOOLFABRIC_ELASTICSEARCH_URL" not in settings_cm, "dev uses the embedded index"
+    assert json.loads(settings_cm["TOOLFABRIC_SEARCH_PROVIDERS"]) == ["local"]
+    assert dev.get("Deployment", "jaeger") is not None and dev.get("StatefulSet", "redis") is not None
+
+
+def test_gpu_runs_vllm_triton_on_a_gpu_node(gpu: Rendered) -> None:
+    triton = _triton(gpu)
+    pod = triton.pod
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-vllm-python-py3", triton.spec["image"])
+    resources = triton.spec["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"]
+    assert int(resources["limits"]["nvidia.com/gpu"]) >= 1
+    assert pod["nodeSelector"] or pod.get("affinity")
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    startup = triton.spec["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "model load takes minutes"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in triton.spec["volumeMounts"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    # The weights model.json names sit on the read-only weights volume.
+    model_json = json.loads((REPOSITORY / "r1v4" / "1" / "model.json").read_text())
+    weights_mount = next(m for m in triton.spec["volumeMounts"] if m["name"] == "weights")
+    assert weights_mount["readOnly"] is True
+    assert model_json["model"].startswith(weights_mount["mountPath"] + "/")
+    assert "persistentVolumeClaim" in volumes["weights"]
+    repo_arg = next(a for a in triton.spec["args"] if a.startswith("--model-repository="))
+    assert mounts[repo_arg.split("=", 1)[1]] == "repository"
+
+
+
+
+def test_gpu_has_keda_elasticsearch_and_tracing_through_the_collector(gpu: Rendered) -> None:
+    assert {s["spec"]["scaleTargetRef"]["name"] for s in gpu.of_kind("ScaledObject")} == {
+        f"worker-{q}" for q in SERVICES}
+    assert gpu.one("StatefulSet", "elasticsearch")["spec"]["volumeClaimTemplates"]
+    data = gpu.configmap_named("toolfabric-settings")["data"]
+    assert data["TOOLFABRIC_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"
+    assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4317"
+    assert data["TOOLFABRIC_MODEL_DEFAULT_MODEL"] == "r1v4"
+    collector = gpu.configmap_named("otel-collector-config")["data"]["config.yaml"]
+    assert "endpoint: jaeger:4317" in collector
+
+
+def _redis_settings(rendered: Rendered) -> dict[str, str]:
+    conf = rendered.configmap_named("redis-config")["data"]["redis.conf"]
+    values = {}
+    for line in conf.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            values[key] = value
+    args = rendered.container("redis").spec["args"]
+    for flag, value in itertools.pairwise(args):
+        if flag.startswith("--"):
+            values[flag[2:]] = value
+    return values
+
+
+def test_redis_is_a_persistent_broker_that_never_evicts(rendered: Rendered) -> None:
+    sts = rendered.one("StatefulSet", "redis")
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    values = _redis_settings(rendered)
+    assert values["maxmemory-policy"] == "noeviction"
+    assert values["appendonly"] == "yes" and values["dir"] == "/data"
+    limit = parse_quantity(rendered.container("redis").spec["resources"]["limits"]["memory"])
+    assert parse_bytes(values["maxmemory"]) <= 0.8 * int(limit), "room for fork/AOF rewrite"
+    assert values["requirepass"] == "$(REDISCLI_AUTH)", "the password comes from the Secret"
+
+
+def test_dev_search_and_fetch_share_the_embedded_index_volume(dev: Rendered) -> None:
+    claims = {}
+    for name in ("worker-search", "worker-fetch"):
+        c = dev.container(name)
+        data_dir = dev.env(c)["TOOLFABRIC_DATA_DIR"]
+        mount = next(m for m in c.spec["volumeMounts"] if m["mountPath"] == data_dir)
+        volume = next(v for v in c.pod["volumes"] if v["name"] == mount["name"])
+        claims[name] = volume["persistentVolumeClaim"]["claimName"]
+        # ReadWriteOnce: both pods must land on the node that has the volume.
+        term = c.pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchLabels"].items() <= c.pod_labels.items()
+    assert len(set(claims.values())) == 1
+    assert dev.get("PersistentVolumeClaim", claims["worker-search"]) is not None
+
+
+def test_dev_serves_and_indexes_the_demo_corpus_where_fetch_may_read_it(dev: Rendered) -> None:
+    from tests.k8s import netpol
+
+    service = dev.one("Service", "demo-site")
+    port = service["spec"]["ports"][0]["port"]
+    search = dev.container("worker-search")
+    index = next(c for c in search.pod["initContainers"] if c["name"] == "index-demo")
+    base_url = index["args"][index["args"].index("--base-url") + 1]
+    assert base_url == ("http://demo-site/" if port == 80 else f"http://demo-site:{port}/")
+    data_mount = next(m for m in search.spec["volumeMounts"] if m["name"] == "data")
+    assert data_mount in index["volumeMounts"], "indexes into the volume search reads"
+    fetch_env = dev.env(dev.container("worker-fetch"))
+    assert f"demo-site:{port}" in json.loads(fetch_env["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"])
+    assert port in json.loads(fetch_env.get("TOOLFABRIC_FETCH_ALLOWED_PORTS", "[80, 443]"))
+    policies, pods = netpol.Policies(dev), netpol.pods(dev)
+    site = pods["demo-site"]
+    assert policies.allows(pods["worker-fetch"], site, site.ports["http"])
+    assert not policies.allows(pods["worker-vision"], site, site.ports["http"])
+    assert (ROOT / "toolfabric" / "demo" / "site" / "index.html").exists()

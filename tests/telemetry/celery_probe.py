@@ -1,0 +1,61 @@
+"""The processes of the Celery tracing test: a prefork worker with a probe task, and a publisher.
+
+    python celery_probe.py worker              consume the probe queue (telemetry set up the worker way)
+    python celery_probe.py publish KIND...     send one probe task per KIND inside an `execute_tool` span,
+                                               print {"trace_ids": […], "results": […]} as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import redis
+from opentelemetry import trace
+
+from services.common import observe, settings, telemetry
+from services.common.celery_app import app
+from services.common.celery_tracing import trace_publishing
+from services.common.tools import ToolResult
+
+QUEUE = "telemetry-probe"
+TASK = "telemetry_probe.run"
+
+
+@app.task(name=TASK)
+def probe(kind: str) -> dict[str, Any]:
+    observe.cache_lookup("redis", hit=True, namespace="probe")
+    redis.Redis.from_url(settings.common().redis_url).get("probe-key")  # the task's own Redis call
+    if kind == "fail":
+        raise RuntimeError("probe failed on purpose")
+    observe.tool_executed("probe", "c1", ToolResult(text="ok"), 0.001)  # the body's end, as in worker.py
+    return {"pid": os.getpid()}
+
+
+def worker() -> None:
+    telemetry.setup_worker_telemetry("probe")
+    app.worker_main(["worker", "--queues", QUEUE, "--pool", "prefork", "--concurrency", "1",
+                     "--hostname", "probe@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                     "--loglevel", "WARNING"])
+
+
+def publish(kinds: list[str]) -> None:
+    app.tasks.unregister(TASK)  # like the gateway, the publisher knows the task only by name
+    telemetry.setup_telemetry("probe-publisher")
+    trace_publishing()
+    tracer = trace.get_tracer("probe")
+    trace_ids, results = [], []
+    for kind in kinds:
+        with tracer.start_as_current_span(f"execute_tool {kind}"):
+            async_result = app.send_task(TASK, args=[kind], queue=QUEUE)
+            trace_ids.append(telemetry.current_trace_id())
+        value = async_result.get(timeout=60, propagate=False)
+        results.append(value if isinstance(value, dict) else {"error": repr(value)})
+    telemetry.shutdown_telemetry()
+    print(json.dumps({"trace_ids": trace_ids, "results": results}))
+
+
+if __name__ == "__main__":
+    worker() if sys.argv[1] == "worker" else publish(sys.argv[2:])

@@ -1,0 +1,96 @@
+"""Fixtures of the vision tests: real Redis blobs, a real sandbox zygote, test images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from services.common import images
+from services.common.blobs import BlobStore
+from services.common.settings import VisionSettings
+from services.common.tools import ToolContext
+from services.vision import store as store_module
+from services.vision.sandbox.client import Sandbox
+from services.vision.store import ImageStore
+
+MAX_PIXELS = 40_000_000
+
+
+def scene(width: int = 640, height: int = 480) -> np.ndarray:
+    """A BGR test picture whose regions are easy to recognise: blue left half, red square, text."""
+    img = np.full((height, width, 3), 255, np.uint8)
+    img[:, : width // 2] = (255, 0, 0)
+    cv2.rectangle(img, (width // 2 + 20, 20), (width // 2 + 120, 120), (0, 0, 255), -1)
+    cv2.putText(img, "TOOLFABRIC", (20, height - 30), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3)
+    return img
+
+
+def png(bgr: np.ndarray) -> bytes:
+    return images.encode_png(bgr)
+
+
+def jpeg(bgr: np.ndarray, quality: int = 92, exif_orientation: int | None = None) -> bytes:
+    pil = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    buf = io.BytesIO()
+    if exif_orientation is None:
+        pil.save(buf, "JPEG", quality=quality)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        pil.save(buf, "JPEG", quality=quality, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture
+def blobs(redis_client: redis.Redis) -> BlobStore:
+    return BlobStore(redis_client, 600)
+
+
+@pytest.fixture
+def store(blobs: BlobStore) -> ImageStore:
+    return ImageStore(blobs, MAX_PIXELS, 20 * 1024 * 1024, 64 * 1024 * 1024)
+
+
+@pytest.fixture
+def worker_store(redis_server: object, redis_client: redis.Redis) -> Iterator[ImageStore]:
+    """The store the tool handlers use (from settings), on the test Redis."""
+    store_module.image_store.cache_clear()
+    yield store_module.image_store()
+    store_module.image_store.cache_clear()
+
+
+MakeContext = Callable[..., ToolContext]
+
+
+@pytest.fixture
+def context(blobs: BlobStore) -> MakeContext:
+    """context({"<image 1>": bytes, …}) → a ToolContext whose images are in the blob store."""
+
+    def make(named: dict[str, bytes] | None = None) -> ToolContext:
+        refs = {name: blobs.put(data) for name, data in (named or {}).items()}
+        return ToolContext(trajectory_id="t-test", call_id="c-test", images=refs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    box.start()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def sandbox_settings() -> VisionSettings:
+    """Tight limits so hostile code is stopped quickly (call directories in the system temp dir)."""
+    return VisionSettings(
+        sandbox_wall_s=3.0, sandbox_cpu_s=2, sandbox_memory_mb=256, sandbox_file_size_mb=4,
+        sandbox_max_processes=8, sandbox_output_chars=400, max_output_images=3,
+    )
