@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -161,6 +162,7 @@ def bench_cache(calls: int) -> tuple[float, float]:
     finally:
         redis_server.stop()
         server.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
         server.server_close()
 
 

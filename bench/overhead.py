@@ -43,8 +43,9 @@ def main() -> int:
     from services.common.processes import Child
     from services.common.redis_server import RedisServer
 
-    workdir = Path(tempfile.mkdtemp(prefix="toolfabric-bench-"))
-    with RedisServer(workdir / "redis") as redis_server:
+    with tempfile.TemporaryDirectory(prefix="toolfabric-bench-") as tmp, \
+            RedisServer(Path(tmp) / "redis") as redis_server:
+        workdir = Path(tmp)
         os.environ["TOOLFABRIC_REDIS_URL"] = redis_server.url
         _tracing_overhead(args.service, calls, workdir)  # its own workers, stopped before the comparison below
         env = dict(os.environ)

@@ -172,6 +172,9 @@ def bench_ops(data: bytes, names: list[str], reps: int) -> dict[str, float]:
         tuned = f"{tuned_ms[0]:13.0f} {tuned_ms[0] / ours:6.1f}x" if tuned_ms else f"{'-':>13} {'':>7}"
         print(f"{name:<11} {ours:10.0f} {theirs:10.0f} {theirs / ours:6.1f}x {tuned}  "
               f"{encoded.width}x{encoded.height} {encoded.format}", flush=True)
+    if "equalize" in names:
+        print("note: equalize is not the same work: the fabric equalises lightness (LAB, colours kept), "
+              "Pillow each RGB channel (colours shift)")
     return ratios
 
 

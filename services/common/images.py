@@ -158,12 +158,13 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 92) -> bytes:
     return buf.tobytes()
 
 
-def plain_png(data: bytes, max_pixels: int, compression: int = 1) -> bytes:
-    """The image as a PNG that any reader decodes to what decode_bgr returns.
+def is_plain_png(info: ImageInfo) -> bool:
+    """An 8-bit RGB/gray PNG without alpha or EXIF rotation: every reader decodes it like decode_bgr."""
+    return info.format == "PNG" and info.mode in _OPENCV_MODES and not info.has_alpha and info.orientation == 1
 
-    An 8-bit RGB/gray PNG without alpha or EXIF rotation already is one and is returned as is.
-    """
-    info = inspect(data, max_pixels)
-    if info.format == "PNG" and info.mode in _OPENCV_MODES and not info.has_alpha and info.orientation == 1:
+
+def plain_png(data: bytes, max_pixels: int, compression: int = 1) -> bytes:
+    """The image as a PNG that any reader decodes to what decode_bgr returns (plain PNGs as they are)."""
+    if is_plain_png(inspect(data, max_pixels)):
         return data
     return encode_png(decode_bgr(data, max_pixels), compression)

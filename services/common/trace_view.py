@@ -12,13 +12,13 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import httpx
+if TYPE_CHECKING:
+    from services.common.span_file import SpanEvent, SpanRecord
 
-from services.common import settings
-from services.common.span_file import SpanEvent, SpanRecord, read_records
-from services.common.telemetry import traces_file
+# Imports of the OpenTelemetry SDK, httpx and settings wait until `run`: the CLI builds its parser,
+# and so imports this module, for every command.
 
 _HEX = re.compile(r"^(0x)?[0-9a-fA-F]{1,32}$")
 # Attributes worth a glance in the tree; `--attributes` prints all of them.
@@ -42,6 +42,8 @@ def normalize_trace_id(raw: str) -> str:
 
 
 def load_from_file(path: str | Path, trace_id: str) -> list[SpanRecord]:
+    from services.common.span_file import read_records
+
     if not Path(path).exists():
         raise TraceNotFound(f"no span file at {path} (is OTEL_TRACES_EXPORTER=file set for the stack?)")
     spans = list(read_records(path, trace_id))
@@ -51,6 +53,8 @@ def load_from_file(path: str | Path, trace_id: str) -> list[SpanRecord]:
 
 
 def load_from_jaeger(base_url: str, trace_id: str, timeout_s: float = 10.0) -> list[SpanRecord]:
+    import httpx
+
     response = httpx.get(f"{base_url.rstrip('/')}/api/traces/{trace_id}", timeout=timeout_s)
     if response.status_code == 404:
         raise TraceNotFound(f"trace {trace_id} is not in Jaeger at {base_url}")
@@ -67,6 +71,8 @@ def _jaeger_tags(tags: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
 
 
 def _from_jaeger_trace(trace: dict[str, Any]) -> Iterable[SpanRecord]:
+    from services.common.span_file import SpanRecord
+
     services = {pid: p.get("serviceName", "") for pid, p in (trace.get("processes") or {}).items()}
     for span in trace.get("spans") or []:
         tags = _jaeger_tags(span.get("tags"))
@@ -90,6 +96,8 @@ def _from_jaeger_trace(trace: dict[str, Any]) -> Iterable[SpanRecord]:
 
 
 def _jaeger_event(log: dict[str, Any]) -> SpanEvent:
+    from services.common.span_file import SpanEvent
+
     fields = _jaeger_tags(log.get("fields"))
     return SpanEvent(str(fields.pop("event", "log")), int(log.get("timestamp", 0)) * 1000, fields)
 
@@ -152,6 +160,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """0 when the trace was printed, 1 when it was not found, 2 for a malformed id."""
+    import httpx
+
+    from services.common import settings
+    from services.common.telemetry import traces_file
+
     out = out or sys.stdout
     try:
         trace_id = normalize_trace_id(args.trace_id)

@@ -234,7 +234,10 @@ def index_document(url: str, data: bytes, content_type: str | None = None,
     index.upsert_pages([page])
     if fps:
         index.upsert_images(fps)
-    index.set_occurrences(page.url, occs)
+    # Without image bytes this is a text-only refresh (web_visit reads text): the page's known
+    # images stay findable by reverse image search instead of being dropped.
+    if images:
+        index.set_occurrences(page.url, occs)
     return page
 
 

@@ -1,6 +1,6 @@
 """The `code` tool: the model's python on the trajectory's images, in the sandbox.
 
-Inputs are written to the call's working directory as plain PNGs, the child's exit and report
+Inputs are written to the call directory as plain PNGs and raw arrays, the child's exit and report
 are turned into either a result (output text, last value, new images) or an error named for
 the limit or failure behind it.
 """
@@ -43,7 +43,7 @@ def run_code(source: str, ctx: ToolContext, store: ImageStore, sandbox: Sandbox,
     check_layers(sandbox, cfg)
     workspace = Workspace(sandbox_root(cfg.sandbox_dir))
     try:
-        inputs = [(name, workspace.add_input(name, store.plain_png(ref, name)))
+        inputs = [workspace.add_input(name, store.plain_png(ref, name), store.bgr(ref, name))
                   for name, ref in store.trajectory_images(ctx)]
         value_chars = cfg.sandbox_output_chars // 2
         request: protocol.Request = {
@@ -60,10 +60,13 @@ def run_code(source: str, ctx: ToolContext, store: ImageStore, sandbox: Sandbox,
         output, _ = workspace.output_text(max(cfg.sandbox_output_chars - len(value), 100))
         report = _successful(ended, report, output, cfg)
 
+        saved_names = {s["file"] for s in report["saved"]}
         files, problems = workspace.outputs(report["saved"], cfg.max_output_images, settings.common().max_image_bytes)
         new_images: list[NewImage] = []
         for i, f in enumerate(files, 1):
-            origin = f"code output {i}" + (f" ({f.label})" if f.label else f" ({f.file})")
+            # save() without a label needs no note; a file the code named is worth naming.
+            note = f.label or ("" if f.file in saved_names else f.file)
+            origin = f"code output {i}" + (f" ({note})" if note else "")
             try:
                 new_images.append(store.put(f.data, origin, verify=True))
             except InvalidImage as exc:
@@ -136,5 +139,6 @@ def _successful(ended: Exit, report: protocol.ChildResult | None, output: str,
             f"the code hit the limit of {cfg.sandbox_max_processes} processes/threads: {summary}", output))
     if limit == "file_size":
         raise errors.SandboxFileSizeLimit(_with_output(
-            f"the code wrote a file over the {cfg.sandbox_file_size_mb} MB limit: {summary}", output))
+            f"the code wrote more than the {cfg.sandbox_file_size_mb} MB file-size limit to a file or its "
+            f"printed output: {summary}", output))
     raise errors.CodeRaised(_with_output(f"the code raised {summary}\n{trace}", output))

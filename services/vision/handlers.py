@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common import images, settings
-from services.common.errors import UnknownImage
+from services.common.errors import InvalidImage, ToolResourceExhausted, UnknownImage
 from services.common.settings import VisionSettings
 from services.common.tools import ToolContext, ToolResult, canonical_image_name
 from services.vision import ops, spec
@@ -60,7 +60,10 @@ def encode(arr: np.ndarray, cfg: VisionSettings) -> bytes:
 def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
          store: ImageStore | None = None) -> ToolResult:
     store = store or image_store()
-    new = store.put(encode(arr, settings.vision()), origin)
+    try:
+        new = store.put(encode(arr, settings.vision()), origin)
+    except InvalidImage as exc:  # e.g. over the byte limit: the model should ask for less
+        raise ToolResourceExhausted(f"the result cannot be returned: {exc}") from None
     data = {**data, "width": new.width, "height": new.height}
     return ToolResult(text=f"{summary}: {new.width}x{new.height} image.", data=data, images=[new])
 

@@ -20,6 +20,7 @@ WORKING = frozenset({"deep_research", "general"})
 IMAGE_FIELD = Field(
     default="<image>",
     max_length=40,
+    validation_alias=AliasChoices("image", "image_path", "img"),
     description="Image to work on: '<image>' (the first input), '<image 2>', '<sub-image 1>', …",
 )
 
@@ -197,8 +198,9 @@ CODE_DESCRIPTION = (
     "Run Python on the trajectory's images (numpy as np, cv2, PIL.Image available). `images` maps every "
     "image name ('<image 1>', '<sub-image 2>', …) to a BGR numpy array and `image` is the first input image; "
     "the same images are files in the working directory (image_1.png, sub_image_2.png). Call save(array) "
-    "or write a .png/.jpg file to return a processed image: each becomes a new <sub-image N>. Printed "
-    "output and the value of the last expression are returned."
+    "or save(array, 'label'), write a .png/.jpg file, or end with an image expression to return a processed "
+    "image: each becomes a new <sub-image N>. Printed output and the value of the last expression are "
+    "returned. No network; each call starts fresh (nothing is kept between calls)."
 )
 
 TOOLS = [

@@ -17,7 +17,7 @@ import redis
 
 from services.common import images, settings
 from services.common.blobs import BlobStore
-from services.common.errors import BlobNotFound, InvalidImage
+from services.common.errors import BlobNotFound, InvalidImage, UnknownImage
 from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
 from services.vision.errors import BadImageInput
 
@@ -73,7 +73,7 @@ class ImageStore:
         for name, ref in ctx.images.items():
             try:
                 found.setdefault(canonical_image_name(name), ref)
-            except Exception:  # noqa: S112 - a malformed name in the context is not the model's fault
+            except UnknownImage:  # a malformed name in the context is not the model's fault: skip it
                 continue
         return sorted(found.items(), key=lambda item: _name_order(item[0]))
 
@@ -110,9 +110,11 @@ class ImageStore:
             return cached  # type: ignore[no-any-return]
         data = self.data(ref, name)
         try:
-            png = images.plain_png(data, self._max_pixels, self._png_compression)
+            plain = images.is_plain_png(images.inspect(data, self._max_pixels))
         except InvalidImage as exc:
             raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
+        # Re-encoding starts from the cached decode the sandbox's raw copy needs anyway.
+        png = data if plain else images.encode_png(self.bgr(ref, name), self._png_compression)
         self._cache.put(("png", ref), png, len(png))
         return png
 

@@ -108,3 +108,12 @@ def test_plan_mode_returns_a_validated_plan(client: Client) -> None:
     plan = json.loads(result.answer)
     assert 2 <= len(plan) <= 10 and plan[-1]["tool_name"] == "none"
     assert result.tool_calls == []
+
+
+def test_asking_again_gives_the_same_answer_from_the_shared_cache(demo_run, client: Client) -> None:  # type: ignore[no-untyped-def]
+    again = client.ask(DEMO_QUESTION, images=[DEMO_IMAGE])
+    assert again.answer.split(" (source: ")[0] == demo_run.answer.split(" (source: ")[0]
+    assert [c.name for c in again.tool_calls] == [c.name for c in demo_run.tool_calls]
+    counters = again.usage.counters
+    assert counters["cache_hit_hot"] > 0  # search and fetch results came from the hot tier
+    assert counters["cache_hit_hot"] > demo_run.usage.counters.get("cache_hit_hot", 0)

@@ -113,10 +113,11 @@ def test_one_trace_holds_root_steps_model_calls_and_every_tool_down_to_the_worke
     run_ids = {s.span_id: s for s in spans if s.name.startswith("run/")}
     under_runs = [s for s in spans if _ancestor_in(s, run_ids, by_id)]
     assert any(s.attributes.get("db.system") == "redis" for s in under_runs)
-    fetch_runs = {k: v for k, v in run_ids.items() if v.service == "toolfabric-fetch"}
-    fetch_http = [s for s in under_runs if s.kind == "CLIENT" and {"http.url", "url.full"} & set(s.attributes)
-                  and _ancestor_in(s, fetch_runs, by_id)]
-    assert fetch_http, "web_visit's HTTP requests are not in the trace"
+    # Each web_visit either fetched its page (an HTTP span below the run) or had it cached (an event).
+    for run in (r for r in run_ids.values() if r.service == "toolfabric-fetch"):
+        http = [s for s in under_runs if s.kind == "CLIENT" and {"http.url", "url.full"} & set(s.attributes)
+                and _ancestor_in(s, {run.span_id: run}, by_id)]
+        assert http or "cache.hit" in [e.name for e in run.events], run.attributes["gen_ai.tool.call.id"]
     search_events = [e.name for s in run_ids.values() if s.service == "toolfabric-search" for e in s.events]
     assert "cache.miss" in search_events or "cache.hit" in search_events
 

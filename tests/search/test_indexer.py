@@ -162,6 +162,17 @@ def test_index_document_adds_a_fetched_page_and_its_images(index: SQLiteIndex, d
     assert [r.source for r in found] == ["https://web.test/cat.html"]
 
 
+def test_refreshing_a_page_without_its_images_keeps_them_findable(index: SQLiteIndex, demo_dir: Path) -> None:
+    base = "http://demo.test/"
+    index_paths([str(demo_dir / "site")], base_url=base, progress=False, index=index)
+    query = fingerprint((demo_dir / "question.jpg").read_bytes(), 10**8, QUERY_FEATURES)
+    assert index.search_image(query, 5)[0].source == base + "eileen-collins.html"
+    # web_visit re-reads the page's text (no image bytes): the image must stay indexed.
+    html = (demo_dir / "site" / "eileen-collins.html").read_bytes()
+    index_document(base + "eileen-collins.html", html, "text/html", index=index)
+    assert index.search_image(query, 5)[0].source == base + "eileen-collins.html"
+
+
 def test_the_index_command_reports_what_it_did(tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     from services.search.index import reset_default_index

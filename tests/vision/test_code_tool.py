@@ -171,3 +171,8 @@ def test_a_broken_image_file_is_not_stored(run) -> None:
              "open('broken.png', 'wb').write(data[:len(data) // 2])"
     result = run(source)
     assert result.images == [] and "broken.png was not returned: image data is corrupt or truncated" in result.text
+
+
+def test_code_scribbling_on_its_result_file_gets_a_clear_error(run) -> None:
+    with pytest.raises(errors.CodeRaised, match="without finishing"):
+        run("import os\nos.write(3, b'garbage')")

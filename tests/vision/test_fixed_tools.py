@@ -131,3 +131,20 @@ def test_each_operation_returns_one_new_image(worker_store: ImageStore, context:
     assert result.ok, result.text
     assert len(result.images) == 1 and result.images[0].ref.startswith("sha256:")
     assert decoded(worker_store, result).size > 0
+
+
+def test_spec_module_stays_light_for_the_gateway() -> None:
+    """The gateway imports the specs to advertise tools; that must not pull in OpenCV or numpy."""
+    import subprocess
+    import sys
+
+    probe = "import sys, services.vision.spec; print(sorted({'cv2', 'numpy'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_tool_names_follow_the_model_conventions() -> None:
+    names = {s.name for s in TOOLS} | {a for s in TOOLS for a in s.aliases}
+    assert {"code", "crop", "zoom_in", "image_zoom_in_tool", "rotate", "draw", "binarize"} <= names
+    qwen = next(s for s in TOOLS if s.name == "image_zoom_in_tool").function_schema()["function"]["parameters"]
+    assert set(qwen["properties"]) == {"bbox_2d", "label", "img_idx"} and qwen["required"] == ["bbox_2d"]

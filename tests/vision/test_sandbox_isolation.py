@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,7 +176,7 @@ def test_code_cannot_signal_the_worker(run) -> None:
 
 
 def test_writing_a_file_over_the_size_limit_fails_clearly(run) -> None:
-    with pytest.raises(errors.SandboxFileSizeLimit, match="over the 4 MB limit"):
+    with pytest.raises(errors.SandboxFileSizeLimit, match="more than the 4 MB file-size limit"):
         run("open('big.bin', 'wb').write(b'x' * (5 * 1024 * 1024))")
 
 
@@ -236,3 +238,30 @@ def test_sandbox_holds_when_the_worker_is_not_root() -> None:
     assert "Operation not permitted" in out["socket"]
     assert out["signal"].startswith("CodeRaised: the code raised PermissionError")
     assert out["fork"].startswith("SandboxProcessLimit")
+
+
+def test_an_interrupted_call_leaves_no_process_and_the_next_call_works(store: ImageStore,
+                                                                      sandbox_settings: VisionSettings) -> None:
+    """Celery's soft time limit raises inside the worker mid-call; the sandbox must not fall out of step."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def soft_limit(*_: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    box = Sandbox()
+    cfg = sandbox_settings.model_copy(update={"sandbox_wall_s": 30.0})
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(SoftTimeLimitExceeded):
+            run_code("import os, time\nif os.fork() == 0:\n    time.sleep(60)\ntime.sleep(60)", ToolContext(),
+                     store, box, cfg)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        deadline = time.monotonic() + 2
+        while sandbox_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sandbox_processes() == []
+        assert run_code("6 * 7", ToolContext(), store, box, cfg).text == "42"
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        box.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import os
+import signal
 import sys
 import tempfile
 import time

@@ -129,6 +129,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._zygote: Zygote | None = None
         self._owner_pid = 0
+        self._running_pid = 0  # the child of the call in progress (its pid is its process group)
 
     def start(self) -> Zygote:
         """Start the zygote now (idempotent); the first call otherwise pays for it."""
@@ -187,6 +188,12 @@ class Sandbox:
         except (EOFError, OSError, ValueError) as exc:
             self._discard(zygote)
             raise ToolInternalError(f"the sandbox failed: {exc}") from None
+        except BaseException:
+            # Interrupted mid-call (e.g. Celery's soft time limit): the zygote may still answer for
+            # this child later and would be out of step with the next call. Replace it; its death
+            # kills the child too (parent-death signal).
+            self._discard(zygote)
+            raise
 
     def _run(self, zygote: Zygote, request: protocol.Request, wall_s: float) -> Exit:
         started = time.monotonic()
@@ -198,28 +205,35 @@ class Sandbox:
         if hello is None:
             self._discard(zygote)
             raise ToolInternalError("the sandbox zygote did not fork a child in time")
-        pid = int(hello["pid"])
+        pid = self._running_pid = int(hello["pid"])
         killed = False
         done = zygote.receive(max(0.0, wall_s - (time.monotonic() - started)))
         if done is None:
             killed = True
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            # The group, and the child itself in case it had not yet made its own group.
+            for kill, target in ((os.killpg, pid), (os.kill, pid)):
+                try:
+                    kill(target, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             done = zygote.receive(_REAP_GRACE_S)
             if done is None:
                 self._discard(zygote)
                 raise ToolInternalError("the sandbox zygote did not reap a killed child")
+        self._running_pid = 0
         return Exit(pid=pid, status=int(done["status"]), cpu_s=float(done.get("cpu_s", 0.0)),
                     max_rss_kb=int(done.get("max_rss_kb", 0)), wall_s=time.monotonic() - started,
                     killed_for_time=killed)
 
     def _discard(self, zygote: Zygote) -> None:
-        try:
-            os.killpg(zygote.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # The running call's group first: what the code forked does not get the parent-death signal.
+        groups = [g for g in (self._running_pid, zygote.process.pid) if g]
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._running_pid = 0
         zygote.process.wait(5)
         zygote.stop()
         self._zygote = None

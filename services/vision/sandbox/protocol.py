@@ -12,6 +12,7 @@ from typing import TypedDict
 
 # File names in the call directory (outside the child's working directory).
 WORK_DIR = "work"
+ARRAYS_DIR = "arrays"
 OUTPUT_FILE = "output.txt"
 RESULT_FILE = "result.json"
 OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -20,8 +21,9 @@ OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 class Request(TypedDict):
     call_dir: str
     code: str
-    # canonical image name → file name in the working directory, in input order.
-    inputs: list[tuple[str, str]]
+    # (canonical image name, PNG file name in the working directory, .npy path in the call
+    # directory), in input order. The child maps the .npy copy-on-write: no decoding per call.
+    inputs: list[tuple[str, str, str]]
     cpu_s: int
     memory_mb: int
     file_size_mb: int

@@ -114,13 +114,11 @@ class Saver:
         return name
 
 
-def load_images(inputs: list[tuple[str, str]]) -> ImageDict:
+def map_images(inputs: list[tuple[str, str, str]]) -> ImageDict:
+    """The inputs' raw arrays, mapped copy-on-write: free to load, writable, never written back."""
     images = ImageDict()
-    for name, file in inputs:
-        arr = cv2.imread(file, cv2.IMREAD_COLOR)
-        if arr is None:
-            raise OSError(f"could not read the input image {file}")
-        images[name] = arr
+    for name, _, array_path in inputs:
+        images[name] = np.load(array_path, mmap_mode="c", allow_pickle=False).view(np.ndarray)
     if "<image 1>" in images:
         images["<image>"] = images["<image 1>"]
     return images
@@ -194,13 +192,13 @@ def child_main(request: protocol.Request, zygote_layers: list[str]) -> int:
     os.environ.clear()
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     limits = Limits(request["cpu_s"], request["memory_mb"], request["file_size_mb"], request["max_processes"])
+    images = map_images(request["inputs"])  # before Landlock hides the call directory
     layers = zygote_layers + confine(workdir, limits, request["uid_base"])
 
     me = os.getpid()
     saver = Saver(request["max_output_images"], request["png_max_pixels"], request["jpeg_quality"])
     result: protocol.ChildResult = {"value": None, "error": None, "saved": saver.saved, "layers": layers}
     try:
-        images = load_images(request["inputs"])
         first = images.get("<image 1>", next(iter(images.values()), None))
         namespace: dict[str, Any] = {
             "__name__": "__main__", "__builtins__": __builtins__,
@@ -223,5 +221,8 @@ def child_main(request: protocol.Request, zygote_layers: list[str]) -> int:
                 pass
     if os.getpid() != me:
         return 0  # a process the code forked: only the call's own process reports
-    os.write(result_fd, json.dumps(result).encode())
+    try:
+        os.write(result_fd, json.dumps(result).encode())
+    except OSError:
+        return 1  # the code closed or replaced fd 3: the worker reports a run without a result
     return 0

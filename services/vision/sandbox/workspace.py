@@ -2,8 +2,9 @@
 
     <sandbox_dir>/call-XXXX/          0711, the worker's
         work/                         0700, the child's cwd (chowned to the child's uid as root)
-            image_1.png, sub_image_2.png, …   inputs
+            image_1.png, …            inputs, as files
             output_1.png, …           what save() wrote; any other new .png/.jpg is returned too
+        arrays/image_1.npy, …         inputs as raw BGR, mapped by the child before it confines itself
         output.txt, result.json       opened by the child before it drops privileges
 
 Everything under work/ was written by untrusted code: outputs are opened without following
@@ -17,14 +18,21 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from services.common.errors import ConfigurationError
 from services.vision.sandbox import protocol
 
 _RESULT_MAX_BYTES = 1024 * 1024
+_SETUP_GRACE_S = 60.0
+_STALE_AFTER_S = 3600.0
+_PRUNE_EVERY_S = 600.0
+_last_prune: dict[Path, float] = {}
 
 
 def input_file_name(name: str) -> str:
@@ -48,6 +56,9 @@ def sandbox_root(configured: str) -> Path:
                     f"TOOLFABRIC_VISION_SANDBOX_DIR={root}: {parent} is not searchable by other users (o+x), "
                     "so sandboxed code could not reach its working directory"
                 )
+    if time.monotonic() - _last_prune.get(root, -_PRUNE_EVERY_S) >= _PRUNE_EVERY_S:
+        _last_prune[root] = time.monotonic()
+        prune_stale(root)
     return root
 
 
@@ -68,19 +79,25 @@ def _child_error(raw: dict[str, Any]) -> protocol.ChildError:
 
 class Workspace:
     def __init__(self, root: Path) -> None:
-        self.call_dir = Path(tempfile.mkdtemp(prefix="call-", dir=root))
+        # The worker's pid in the name lets a later worker remove it if this one is killed mid-call.
+        self.call_dir = Path(tempfile.mkdtemp(prefix=f"call-{os.getpid()}-", dir=root))
         os.chmod(self.call_dir, 0o711)  # noqa: S103 - traversable, not listable, by the child's uid
         self.work = self.call_dir / protocol.WORK_DIR
         self.work.mkdir(mode=0o700)
+        self.arrays = self.call_dir / protocol.ARRAYS_DIR
+        self.arrays.mkdir(mode=0o700)
         self._inputs: dict[str, tuple[int, int]] = {}
 
-    def add_input(self, name: str, data: bytes) -> str:
+    def add_input(self, name: str, png: bytes, bgr: np.ndarray) -> tuple[str, str, str]:
+        """Write an input as a PNG file for the code and as a raw array for `images`."""
         file = input_file_name(name)
         path = self.work / file
-        path.write_bytes(data)
+        path.write_bytes(png)
         st = path.stat()
         self._inputs[file] = (st.st_size, st.st_mtime_ns)
-        return file
+        array_path = self.arrays / (Path(file).stem + ".npy")
+        np.save(array_path, bgr, allow_pickle=False)
+        return name, file, str(array_path)
 
     def output_text(self, budget: int) -> tuple[str, bool]:
         """stdout+stderr; over `budget` characters, its head and tail with a note between them."""
@@ -183,11 +200,52 @@ class Workspace:
             os.close(fd)
 
     def remove(self) -> None:
-        def make_writable(func, path, _exc):  # type: ignore[no-untyped-def]
-            # Code running as our own uid may have chmod-ed its files read-only.
-            os.chmod(os.path.dirname(path), 0o700)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.chmod(path, 0o700)
-            func(path)
+        _remove_tree(self.call_dir)
 
-        shutil.rmtree(self.call_dir, onerror=make_writable)
+
+def _remove_tree(path: Path) -> None:
+    def make_writable(func, failed, _exc):  # type: ignore[no-untyped-def]
+        # Code running as our own uid may have chmod-ed its files read-only.
+        os.chmod(os.path.dirname(failed), 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+        func(failed)
+
+    shutil.rmtree(path, onerror=make_writable)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prune_stale(root: Path, now: float | None = None) -> list[str]:
+    """Remove call directories that a killed worker process left behind; returns their names.
+
+    A directory is stale when the worker process named in it is gone (and it is over a minute
+    old, so a directory being set up is never touched), or when it is over an hour old: no call
+    lives that long (the task time limit is minutes).
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for entry in os.scandir(root):
+        if not entry.name.startswith("call-") or not entry.is_dir(follow_symlinks=False):
+            continue
+        owner = entry.name.split("-")[1]
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        owner_gone = owner.isdigit() and not _alive(int(owner))
+        if (owner_gone and age > _SETUP_GRACE_S) or age > _STALE_AFTER_S:
+            try:
+                _remove_tree(Path(entry.path))
+            except OSError:
+                continue  # removed meanwhile by another worker process
+            removed.append(entry.name)
+    return removed
