@@ -189,7 +189,7 @@ def bench_code(reps: int) -> tuple[float, float, float]:
     from services.vision.sandbox.client import Sandbox
     from services.vision.store import ImageStore
 
-    with RedisServer(Path(tempfile.mkdtemp(prefix="bench-vision-redis-"))) as server:
+    with tempfile.TemporaryDirectory(prefix="bench-vision-redis-") as tmp, RedisServer(Path(tmp)) as server:
         client = redis.Redis.from_url(server.url)
         blobs = BlobStore(client, 600)
         store = ImageStore(blobs, MAX_PIXELS, 20 * 1024 * 1024, 256 * 1024 * 1024)

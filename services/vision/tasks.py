@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from services.common.worker import Handler, register_service
 from services.vision import code_tool, handlers
+from services.vision.sandbox.confine import hide_process_from_same_uid
 from services.vision.spec import TOOLS
 
 HANDLERS: dict[str, Handler] = {
@@ -33,6 +34,11 @@ HANDLERS: dict[str, Handler] = {
 }
 
 call = register_service("vision", TOOLS, HANDLERS)
+
+
+@worker_init.connect
+def _hide_worker(**_: Any) -> None:
+    hide_process_from_same_uid()  # inherited by the pool processes it forks
 
 
 @worker_process_init.connect

@@ -65,6 +65,15 @@ def uid_task_count(uid: int) -> int:
     return count
 
 
+def hide_process_from_same_uid() -> None:
+    """Make the calling (worker) process non-dumpable: its /proc environ and memory become root-only.
+
+    Where the worker and sandboxed code share a uid (non-root) and Landlock is missing, this keeps
+    the worker's environment (Redis password, keys) out of reach of /proc/<worker>/environ.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def available_layers() -> list[str]:
     """The layers `confine` will apply in this process's environment (the zygote adds its own)."""
     layers = ["process-group", "rlimits"]
