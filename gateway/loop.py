@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from services.model.dialect import RawCall, parse_step
 from toolfabric.v1 import fabric_pb2 as pb
 
 tracer = trace.get_tracer("toolfabric.gateway")
+log = logging.getLogger(__name__)
 
 MODES: dict[pb.Mode, str] = {pb.MODE_DEEP_RESEARCH: "deep_research", pb.MODE_GENERAL: "general", pb.MODE_PLAN: "plan"}
 Emit = Callable[[pb.RunEvent], Awaitable[None]]
@@ -127,6 +129,7 @@ class AgentLoop:
                 budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                    deadline_s=spec.deadline_s),
                 images=[_image_ref(i) for i in state.registry.images]))
+            failure: BaseException | None = None
             try:
                 async with asyncio.timeout(spec.deadline_s):
                     status, reason = await self._steps(state, sink)
@@ -139,12 +142,17 @@ class AgentLoop:
                     task.uncancel()
                 status, reason = pb.STATUS_CANCELLED, "cancelled"
             except ModelUnavailable as exc:
-                span.record_exception(exc)
-                await sink(error=pb.Error(code="model_unavailable", message=str(exc), fatal=True))
+                failure, error_type = exc, "model_unavailable"
                 status, reason = pb.STATUS_FAILED, str(exc)
-            if status in (pb.STATUS_FAILED,):
+            except Exception as exc:  # a fault of the fabric itself fails this trajectory, not the gateway
+                log.exception("trajectory %s failed", spec.trajectory_id)
+                failure, error_type = exc, "internal"
+                status, reason = pb.STATUS_FAILED, f"internal error: {type(exc).__name__}: {exc}"
+            if failure is not None:
+                span.record_exception(failure)
                 span.set_status(SpanStatus(StatusCode.ERROR, reason))
-                span.set_attribute("error.type", "model_unavailable")
+                span.set_attribute("error.type", error_type)
+                await sink(error=pb.Error(code=error_type, message=reason, fatal=True))
             span.set_attribute("toolfabric.status", pb.Status.Name(status))
             metrics.trajectory_finished(spec.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
             await sink(usage=state.usage.proto(time.monotonic() - state.started))

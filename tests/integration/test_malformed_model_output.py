@@ -91,3 +91,13 @@ def test_tool_call_budget_refuses_extra_calls(client: Client) -> None:
     refused = [o for o in result.observations if o.error_kind == "budget_exhausted"]
     assert len(refused) == 1 and "budget of 2 calls" in refused[0].text
     assert result.answer == "ok"
+
+
+def test_model_failure_mid_trajectory_fails_it_with_the_reason_and_the_gateway_goes_on(client: Client) -> None:
+    ok_step = '<tool_call>{"name": "text_search", "arguments": {"queries": ["Eileen Collins"]}}</tool_call>'
+    result = run_script(client, ok_step, {"fail": "GPU fell off the bus"})
+    assert result.status == "STATUS_FAILED" and "GPU fell off the bus" in result.reason
+    errors = [e.error for e in result.events if e.WhichOneof("event") == "error"]
+    assert len(errors) == 1 and errors[0].fatal and errors[0].code == "model_unavailable"
+    assert client.trajectory(result.trajectory_id).status == 4  # STATUS_FAILED, recorded
+    assert run_script(client, "<answer>still here</answer>").answer == "still here"

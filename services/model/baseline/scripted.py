@@ -2,7 +2,8 @@
 
 The question is JSON `{"script": ["<step 1 text>", "<step 2 text>", …]}`; the k-th model call of a
 trajectory emits the k-th entry verbatim (malformed output included, which is the point). An entry
-may be `{"text": …, "chunk_delay_s": 0.05}` to stream slowly (for cancellation tests).
+may be `{"text": …, "chunk_delay_s": 0.05}` to stream slowly (for cancellation tests), or
+`{"fail": "message"}` to make the model service fail on that step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def next_step(prompt: str) -> str | tuple[str, float]:
     if situation.steps_done >= len(script):
         return "<answer>script exhausted</answer>"
     entry = script[situation.steps_done]
+    if isinstance(entry, dict) and "fail" in entry:  # the model service itself fails on this step
+        raise RuntimeError(str(entry["fail"]))
     if isinstance(entry, dict):
         return str(entry.get("text", "")), float(entry.get("chunk_delay_s", 0.0))
     return str(entry)
