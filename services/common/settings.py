@@ -114,6 +114,10 @@ class WorkerSettings(BaseSettings):
     task_time_limit_s: int = Field(default=300, ge=1)
     task_soft_time_limit_s: int = Field(default=240, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
+    # Readiness without a broker round trip: while its consumer is connected, the worker touches this
+    # file every `heartbeat_interval_s` (a probe checks its age). Unset = no heartbeat file.
+    heartbeat_file: str | None = None
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
 
 
 class VisionSettings(BaseSettings):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from celery import bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
@@ -106,4 +108,31 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         *(extra_args or []),
     ]
     setup_worker_telemetry(service)  # tracing starts in each pool process, after the fork
+    if worker.heartbeat_file:
+        app.steps["consumer"].add(Heartbeat)
     app.worker_main(argv)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Touches the heartbeat file while the consumer is connected to the broker.
+
+    Consumer steps start once the broker connection is up and stop when it is lost, so a stale
+    file means "not consuming" — a readiness probe only has to check the file's age.
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        path = Path(settings.worker().heartbeat_file or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        self._timer = parent.timer.call_repeatedly(settings.worker().heartbeat_interval_s, path.touch)
+
+    def stop(self, parent: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

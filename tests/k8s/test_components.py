@@ -44,8 +44,13 @@ def test_one_worker_deployment_per_celery_queue(rendered: Rendered) -> None:
         assert c.workload["kind"] == "Deployment"
         assert c.workload["metadata"]["name"] == f"worker-{queue}"
         assert c.pod_labels["toolfabric.io/queue"] == queue
-        ping = " ".join(c.spec["readinessProbe"]["exec"]["command"])
-        assert f'--destination "{queue}@$HOSTNAME"' in ping, "readiness pings this worker's own node name"
+        # Readiness is the age of the heartbeat file the worker's consumer refreshes while connected.
+        env = rendered.env(c)
+        beat, interval = env["TOOLFABRIC_WORKER_HEARTBEAT_FILE"], float(env["TOOLFABRIC_WORKER_HEARTBEAT_INTERVAL_S"])
+        probe = " ".join(c.spec["readinessProbe"]["exec"]["command"])
+        assert f"stat -c %Y {beat}" in probe, "readiness checks the file this worker's heartbeat writes"
+        max_age = int(probe.rsplit("-lt", 1)[1])
+        assert 3 * interval <= max_age <= 5 * interval, "a stale heartbeat is a few missed beats, not one"
 
 
 def test_vision_memory_limit_holds_its_sandboxes(rendered: Rendered) -> None:
