@@ -26,7 +26,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
     return options
 
 
-def stream_run(target: str, question: str, images: list[str], out_dir: Path | None, **options: object) -> int:
+def stream_run(target: str, question: str, images: list[str], out_dir: Path | None, trace_file: Path | None = None,
+               **options: object) -> int:
     from toolfabric.cli.render import TrajectoryPrinter
     from toolfabric.client import Client
     from toolfabric.exceptions import ToolfabricError
@@ -44,7 +45,10 @@ def stream_run(target: str, question: str, images: list[str], out_dir: Path | No
             console.print(f"[bold red]{type(exc).__name__}: {exc}")
             return 2
         if printer.saved:
-            console.print(f"images saved in {printer.saved[0].parent}", style="dim")
+            console.print(f"images saved in {printer.saved[0].parent}", style="dim", soft_wrap=True)
+        if printer.trace_id:
+            where = f" --file {trace_file}" if trace_file else ""
+            console.print(f"span tree: toolfabric trace {printer.trace_id}{where}", style="dim", soft_wrap=True)
     return 0 if status == 2 else 1  # 2 = STATUS_COMPLETED
 
 
@@ -81,7 +85,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
-            return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out), mode="deep_research")
+            return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
+                              trace_file=spans if tracing else None, mode="deep_research")
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
               f"  toolfabric run --target {stack.target} \"{DEMO_QUESTION}\" --image {DEMO_IMAGE}\n"
               "Ctrl-C stops everything.", file=sys.stderr)

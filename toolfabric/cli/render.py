@@ -27,6 +27,7 @@ class TrajectoryPrinter:
         self._chars = observation_chars
         self._streaming: int | None = None
         self._trajectory = ""
+        self.trace_id = ""
         self.saved: list[Path] = []
 
     def __call__(self, event: pb.RunEvent) -> None:
@@ -42,11 +43,13 @@ class TrajectoryPrinter:
 
     def _on_started(self, event: pb.RunEvent) -> None:
         s = event.started
-        self._trajectory = event.trajectory_id
+        self._trajectory, self.trace_id = event.trajectory_id, s.trace_id
         self.console.rule(f"[bold]trajectory {event.trajectory_id}")
-        self.console.print(f"mode {pb.Mode.Name(s.mode)}  model {s.model}  trace {s.trace_id or '(tracing off)'}  "
-                           f"budgets: {s.budgets.max_steps} steps, {s.budgets.max_tool_calls} tool calls, "
-                           f"{s.budgets.deadline_s:g}s", style="dim")
+        # Ids are printed unwrapped so they can be copied whole.
+        self.console.print(f"trace {s.trace_id or '(tracing off)'}  mode {pb.Mode.Name(s.mode)}  model {s.model}",
+                           style="dim", soft_wrap=True)
+        self.console.print(f"budgets: {s.budgets.max_steps} steps, {s.budgets.max_tool_calls} tool calls, "
+                           f"{s.budgets.deadline_s:g}s", style="dim", soft_wrap=True)
         for image in s.images:
             self._save(image)
 
