@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,51 @@ import pytest
 
 from services.common import settings
 from services.common.redis_server import RedisServer
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children, …), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped does not count)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fails the run if any test left a server or worker running after it finished."""
+    yield
+    deadline = time.monotonic() + 10
+    left = {p for p in descendants(os.getpid()) if alive(p)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = {p for p in left if alive(p)}
+    if left:
+        names = {p: (Path("/proc") / str(p) / "cmdline").read_bytes().replace(b"\0", b" ")[:120] for p in left}
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        pytest.fail(f"tests left processes running: {names}")
 
 
 def clear_settings_cache() -> None:

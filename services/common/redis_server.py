@@ -39,6 +39,8 @@ class RedisServer:
         self._child: Child | None = None
 
     def start(self) -> RedisServer:
+        if self._child is not None:  # already running (e.g. `with RedisServer(...).start()`)
+            return self
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [
             redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -56,6 +56,8 @@ class TritonServer:
         return target.parent
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
+        if self._child is not None:  # already running (e.g. `with TritonServer(...).start()`)
+            return self
         self.workdir.mkdir(parents=True, exist_ok=True)
         pytriton = _pytriton_dir()
         libs = pytriton.parent / "nvidia_pytriton.libs"
