@@ -9,6 +9,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy gateway services toolfabric
 	.venv/bin/python -m pytest -ra
 
 test-fast: setup

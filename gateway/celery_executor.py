@@ -107,7 +107,9 @@ class CeleryToolExecutor:
                 raise ToolDispatchError("timeout", f"{invocation.tool} gave no result within "
                                                    f"{invocation.timeout_s:g}s (TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S)")
             try:
-                return await asyncio.wait_for(asyncio.shield(future), min(poll, remaining))
+                # asyncio.timeout, not wait_for, so a cancellation arriving with the result is never lost.
+                async with asyncio.timeout(min(poll, remaining)):
+                    return await asyncio.shield(future)
             except TimeoutError:
                 stored = await self._redis.get(_META + task_id)
                 if stored:

@@ -164,8 +164,8 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
     """The Fabric service is ready only while Redis answers and the default model is loaded."""
     while True:
         try:
-            ready = bool(await asyncio.wait_for(redis_client.ping(), 2)) and await asyncio.wait_for(
-                model.ready(default_model), 2)
+            async with asyncio.timeout(4):
+                ready = bool(await redis_client.ping()) and await model.ready(default_model)
         except Exception:  # unreachable is simply not ready
             ready = False
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -165,9 +165,8 @@ class Guard:
             addresses: list[IPAddress] = [literal]
         else:
             try:
-                answers = await asyncio.wait_for(
-                    self._resolver.resolve(host.rstrip("."), port), self._settings.connect_timeout_s
-                )
+                async with asyncio.timeout(self._settings.connect_timeout_s):
+                    answers = await self._resolver.resolve(host.rstrip("."), port)
             except TimeoutError:
                 raise HostNotFound(f"resolving {host!r} took longer than {self._settings.connect_timeout_s}s") from None
             addresses = [ipaddress.ip_address(a) for a in answers]

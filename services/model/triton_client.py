@@ -74,7 +74,10 @@ class TritonModel:
         try:
             while True:
                 try:
-                    result, error = await asyncio.wait_for(iterator.__anext__(), self._idle_timeout_s)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (Cancel, the
+                    # trajectory deadline) that lands as a chunk arrives, and the stream would go on.
+                    async with asyncio.timeout(self._idle_timeout_s):
+                        result, error = await iterator.__anext__()
                 except StopAsyncIteration:
                     raise ModelUnavailable(f"Triton closed the stream of {model} before its final response") from None
                 except TimeoutError:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -18,16 +19,16 @@ DEMO_QUESTION = "Who is the astronaut in this photo, and what was the first Spac
 DEMO_IMAGE = Path(__file__).resolve().parents[1] / "demo" / "question.jpg"
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, object]:
-    options: dict[str, object] = {"mode": args.mode, "max_steps": args.max_steps, "max_tool_calls": args.max_tool_calls,
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"mode": args.mode, "max_steps": args.max_steps, "max_tool_calls": args.max_tool_calls,
                                   "deadline_s": args.deadline, "model": args.model}
     if args.temperature is not None:
         options["temperature"] = args.temperature
     return options
 
 
-def stream_run(target: str, question: str, images: list[str], out_dir: Path | None, trace_file: Path | None = None,
-               **options: object) -> int:
+def stream_run(target: str, question: str, images: list[str], out_dir: Path | None, *,
+               trace_file: Path | None = None, **options: Any) -> int:
     from toolfabric.cli.render import TrajectoryPrinter
     from toolfabric.client import Client
     from toolfabric.exceptions import ToolfabricError
