@@ -6,16 +6,17 @@ and caption (a `<figure>`'s `<figcaption>`), so images can be found by words and
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
-from charset_normalizer import from_bytes
 
 from services.common.errors import ToolInputError
+from services.fetch.decoding import detect
+from services.fetch.errors import UndecodableContent
+from services.fetch.extract import extract_pdf
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 MARKDOWN_TYPES = {"text/markdown", "text/x-markdown"}
@@ -88,8 +89,7 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        best = from_bytes(data).best()
-        return str(best) if best is not None else data.decode("latin-1")
+        return data.decode(detect(data), errors="replace")
 
 
 def parse_html(url: str, data: bytes | str) -> Page:
@@ -138,17 +138,12 @@ def parse_text(url: str, text: str) -> Page:
 
 
 def parse_pdf(url: str, data: bytes) -> Page:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
+    # The fetch service's reader: the same page markers and page cap as web_visit shows the model.
     try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [p.extract_text() or "" for p in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        extracted = extract_pdf(data, url)
+    except UndecodableContent as exc:
         raise UnsupportedDocument(f"cannot read PDF {url}: {exc}") from None
-    text = "\n".join(pages)
-    return Page(url, _clean(meta_title) or _first_line(text) or _fallback_title(url), _clean(text), "pdf")
+    return Page(url, _clean(extracted.title) or _fallback_title(url), _clean(extracted.content), "pdf")
 
 
 def _first_line(text: str, limit: int = 120) -> str:

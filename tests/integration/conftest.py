@@ -3,10 +3,14 @@ processes, the gateway and the demo corpus site — started once per test sessio
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from services.common.processes import Child, free_port, port_open, wait_until
 from services.stack import EmbeddedStack
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
@@ -29,3 +33,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver)
 def client(stack: EmbeddedStack) -> Iterator[Client]:
     with Client(stack.target, timeout_s=120) as c:
         yield c
+
+
+@contextlib.contextmanager
+def extra_gateway(stack: EmbeddedStack, workdir: Path, **settings: str) -> Iterator[str]:
+    """A second gateway process on the running stack's Redis, Triton and workers, with `settings` (env) on top;
+    yields its address."""
+    port = free_port()
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"} | settings
+    gateway = Child(f"gateway-{port}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], workdir, env=env)
+    try:
+        wait_until(lambda: port_open(port), 30, "extra gateway", gateway.proc, gateway.log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        gateway.stop()

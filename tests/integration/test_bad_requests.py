@@ -7,6 +7,7 @@ import io
 import pytest
 from PIL import Image
 
+from tests.integration.conftest import extra_gateway
 from toolfabric import Client, InvalidArgument
 from toolfabric.cli.main import DEMO_IMAGE
 
@@ -48,23 +49,10 @@ def test_unsupported_image_type_is_named(client: Client) -> None:
 
 def test_request_over_the_size_limit_is_refused(stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A gateway with a small cap, sharing the running stack's Redis/Triton/workers.
-    from services.common.processes import Child, free_port, wait_until
-
-    port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
-                         "TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES": str(4 << 20)}
-    import sys
-
-    gw = Child("small-gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
-    try:
-        from services.common.processes import port_open
-
-        wait_until(lambda: port_open(port), 30, "gateway", gw.proc, gw.log)
-        with Client(f"127.0.0.1:{port}") as small:
-            with pytest.raises(InvalidArgument, match=r"request is \d+ bytes, over the limit of 4194304"):
-                small.ask("What is this?", images=[png_bytes() + b"\x00" * (5 << 20)])
-    finally:
-        gw.stop()
+    with extra_gateway(stack, tmp_path, TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES=str(4 << 20)) as target, \
+            Client(target) as small:
+        with pytest.raises(InvalidArgument, match=r"request is \d+ bytes, over the limit of 4194304"):
+            small.ask("What is this?", images=[png_bytes() + b"\x00" * (5 << 20)])
 
 
 def test_bad_requests_leave_the_gateway_serving(client: Client) -> None:

@@ -8,10 +8,13 @@ import time
 import pytest
 
 from services.stack import EmbeddedStack
+from tests.integration.conftest import extra_gateway
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
+# A model step that streams for about 20 s: long enough to cancel or time out mid-stream.
+SLOW = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.01}
 
 
 def start_script(client: Client, steps: list[object]):  # type: ignore[no-untyped-def]
@@ -19,8 +22,7 @@ def start_script(client: Client, steps: list[object]):  # type: ignore[no-untype
 
 
 def test_cancel_during_model_stream_stops_triton_and_records_cancelled(stack: EmbeddedStack, client: Client) -> None:
-    slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.01}
-    events = start_script(client, [slow])
+    events = start_script(client, [SLOW])
     seen: list[pb.RunEvent] = []
     t0 = None
     for event in events:
@@ -78,8 +80,7 @@ def test_cancel_of_unknown_trajectory_is_not_found(client: Client) -> None:
 
 
 def test_client_going_away_cancels_the_trajectory(client: Client) -> None:
-    slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>x</answer>", "chunk_delay_s": 0.01}
-    events = start_script(client, [slow])
+    events = start_script(client, [SLOW])
     first = next(iter(events))
     tid = first.trajectory_id
     events.close()  # the client stops reading: the gRPC call is cancelled
@@ -91,32 +92,19 @@ def test_client_going_away_cancels_the_trajectory(client: Client) -> None:
 
 def test_cancel_through_another_gateway_replica_stops_the_trajectory(stack: EmbeddedStack, client: Client,
                                                                       tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import sys
-
-    from services.common.processes import Child, free_port, port_open, wait_until
-
-    port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"}
-    other = Child("replica", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
-    try:
-        wait_until(lambda: port_open(port), 30, "second gateway", other.proc, other.log)
-        slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>x</answer>", "chunk_delay_s": 0.01}
-        seen: list[pb.RunEvent] = []
-        with Client(f"127.0.0.1:{port}", timeout_s=60) as replica:
-            for event in start_script(client, [slow]):
-                seen.append(event)
-                if len(seen) == 3:  # running on the stack's gateway; cancelled through the replica
-                    assert replica.cancel(event.trajectory_id).cancelled
-        assert seen[-1].finished.status == pb.STATUS_CANCELLED
-        assert len(seen) < 100
-    finally:
-        other.stop()
+    seen: list[pb.RunEvent] = []
+    with extra_gateway(stack, tmp_path) as target, Client(target, timeout_s=60) as replica:
+        for event in start_script(client, [SLOW]):
+            seen.append(event)
+            if len(seen) == 3:  # running on the stack's gateway; cancelled through the replica
+                assert replica.cancel(event.trajectory_id).cancelled
+    assert seen[-1].finished.status == pb.STATUS_CANCELLED
+    assert len(seen) < 100
 
 
 def test_deadline_budget_ends_a_slow_trajectory(client: Client) -> None:
-    slow = {"text": "<think>" + "thinking " * 2000 + "</think><answer>x</answer>", "chunk_delay_s": 0.01}
     t0 = time.monotonic()
-    result = client.ask(json.dumps({"script": [slow]}), model="toolfabric_scripted", deadline_s=1.0)
+    result = client.ask(json.dumps({"script": [SLOW]}), model="toolfabric_scripted", deadline_s=1.0)
     assert (result.status, result.reason) == ("STATUS_BUDGET_EXHAUSTED", "deadline of 1s reached")
     assert time.monotonic() - t0 < 10  # 1 s of budget, not the 20 s the stream would take
     assert client.trajectory(result.trajectory_id).status == pb.STATUS_BUDGET_EXHAUSTED

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from services.stack import EmbeddedStack
+from tests.integration.conftest import extra_gateway
 from toolfabric import AsyncClient, Client, InvalidArgument
 from toolfabric.cli.main import DEMO_IMAGE
 
@@ -97,23 +98,16 @@ def test_gateway_is_not_ready_while_the_model_service_is_unreachable(stack: Embe
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.common.processes import Child, free_port, port_open, wait_until
+    from services.common.processes import free_port, wait_until
 
-    port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
-                         "TOOLFABRIC_MODEL_TRITON_URL": f"127.0.0.1:{free_port()}",
-                         "TOOLFABRIC_GATEWAY_READINESS_INTERVAL_S": "0.2"}
-    gw = Child("no-triton-gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
-    try:
-        wait_until(lambda: port_open(port), 30, "gateway", gw.proc, gw.log)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+    no_triton = {"TOOLFABRIC_MODEL_TRITON_URL": f"127.0.0.1:{free_port()}",
+                 "TOOLFABRIC_GATEWAY_READINESS_INTERVAL_S": "0.2"}
+    with extra_gateway(stack, tmp_path, **no_triton) as target, grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
 
-            def status(service: str) -> int:
-                return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        def status(service: str) -> int:
+            return health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
-            wait_until(lambda: status("toolfabric.v1.Fabric") == health_pb2.HealthCheckResponse.NOT_SERVING, 10,
-                       "NOT_SERVING", gw.proc, gw.log)
-            assert status("") == health_pb2.HealthCheckResponse.SERVING  # alive, just not ready
-    finally:
-        gw.stop()
+        wait_until(lambda: status("toolfabric.v1.Fabric") == health_pb2.HealthCheckResponse.NOT_SERVING, 10,
+                   "NOT_SERVING")
+        assert status("") == health_pb2.HealthCheckResponse.SERVING  # alive, just not ready

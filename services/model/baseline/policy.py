@@ -133,7 +133,7 @@ def _result_urls(s: Situation) -> list[str]:
     return urls
 
 
-def _ranked_urls(s: Situation, subject: str) -> list[str]:
+def _ranked_urls(s: Situation) -> list[str]:
     """Search results ordered by how many searches returned them (then by first appearance)."""
     counts: dict[str, int] = {}
     for url in _result_urls(s):
@@ -178,7 +178,7 @@ def _deep_research(s: Situation) -> str:
         who = f"The image matches pages about {subject}." if subject else "The image search found no clear match."
         return _step(f"{who} Search for more on the subject and enhance the crop for another look.", *calls)
     if k == 3:
-        urls = _ranked_urls(s, subject)[:2]
+        urls = _ranked_urls(s)[:2]
         calls = [_call("web_visit", {"urls": [u], "goal": s.question}) for u in urls]
         codes = s.of_tool("code")
         enhanced = codes[-1].new_images() if len(codes) > 1 else []
