@@ -33,7 +33,7 @@ WORKDIR /src
 
 # Dependencies first (from pyproject.toml only), so a source change does not reinstall them.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
       > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 

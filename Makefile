@@ -7,9 +7,7 @@ setup:
 demo: setup
 	.venv/bin/toolfabric up --demo --port 0
 
-test: setup
-	.venv/bin/ruff check .
-	.venv/bin/mypy gateway services toolfabric
+test: setup lint
 	.venv/bin/python -m pytest -ra
 
 test-fast: setup
@@ -18,6 +16,9 @@ test-fast: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy gateway services toolfabric
+	.venv/bin/lint-imports
+	# The SDK (everything under toolfabric/ but the generated stubs) runs on Python 3.9+.
+	.venv/bin/vermin --no-tips --violations --eval-annotations -t=3.9- toolfabric
 
 bench: setup
 	.venv/bin/python bench/overhead.py --quick

@@ -54,7 +54,7 @@ def prf(extracted: str, gold: str) -> tuple[float, float, float]:
 
 
 def fabric(html: str, url: str) -> str:
-    from services.fetch.extract import extract_html
+    from services.web.extract import extract_html
 
     return extract_html(html, url).content
 
@@ -118,7 +118,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def bench_cache(calls: int) -> tuple[float, float]:
     """p50 ms of a web_visit miss and of a hot-cache hit, through the Celery task's entry function."""
     from services.common import settings
-    from services.common.redis_server import RedisServer
+    from services.devstack.redis_server import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(GOLD / "pages")))

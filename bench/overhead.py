@@ -40,8 +40,8 @@ def main() -> int:
     calls = 150 if args.quick else 1000
     trajectories, per_trajectory = (16, 10) if args.quick else (64, 20)
 
-    from services.common.processes import Child
-    from services.common.redis_server import RedisServer
+    from services.devstack.processes import Child
+    from services.devstack.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="toolfabric-bench-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
@@ -175,8 +175,8 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
     """
     import subprocess
 
-    from services.common.processes import Child
     from services.common.tools import SERVICES
+    from services.devstack.processes import Child
 
     other = next(s for s in SERVICES if s not in (service, "vision"))  # vision would start its sandbox
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -226,8 +226,8 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
 
     from gateway.celery_executor import CeleryToolExecutor
     from gateway.interfaces import ToolInvocation
-    from services.common import telemetry
     from services.common.celery_app import make_celery
+    from services.common.telemetry import setup as telemetry
     from services.common.tools import ToolContext
 
     telemetry.setup_telemetry("toolfabric-bench")  # on or off, as OTEL_TRACES_EXPORTER says

@@ -86,8 +86,8 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
 
     from services.common import settings
     from services.common.blobs import BlobStore
-    from services.search.index import default_index
-    from services.search.indexer import index_paths
+    from services.index import default_index
+    from services.index.indexer import index_paths
     from services.search.tasks import call
 
     task: Any = call
@@ -129,8 +129,8 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
     from gateway.interfaces import ToolInvocation
     from services.common import settings
     from services.common.celery_app import make_celery
-    from services.common.processes import Child
     from services.common.tools import ToolContext
+    from services.devstack.processes import Child
 
     worker = Child("bench-search-worker", [sys.executable, "-m", "toolfabric.cli.main", "worker", "search"], workdir,
                    env=dict(os.environ))
@@ -195,7 +195,7 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
 
 def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, start: int, n: int,
                     words: int) -> list[Any]:
-    from services.search.documents import Page
+    from services.index.documents import Page
 
     ids = rng.choice(len(vocab), size=(n, words), p=p)
     return [Page(f"https://bench.test/{start + i}", " ".join(vocab[j] for j in row[:6]),
@@ -204,7 +204,7 @@ def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, s
 
 def bench_local_index(sizes: list[int], words: int, n_queries: int, workdir: Path) -> dict[str, Any]:
     """BM25 query p50 on a Zipf-distributed synthetic corpus as it grows."""
-    from services.search.index.sqlite import SQLiteIndex
+    from services.index.sqlite import SQLiteIndex
 
     rng = np.random.default_rng(7)
     vocab_size = 50_000
@@ -245,15 +245,15 @@ def main() -> int:
     started = time.perf_counter()
     n_hot, n_cold, words, n_queries = (300, 60, 60, 100) if args.quick else (2000, 300, 150, 400)
 
-    from services.common.redis_server import RedisServer
+    from services.devstack.redis_server import RedisServer
     from tests.conftest import clear_settings_cache
 
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, RedisServer(Path(tmp) / "redis") as redis_srv:
         os.environ.update({"TOOLFABRIC_REDIS_URL": redis_srv.url, "TOOLFABRIC_DATA_DIR": str(Path(tmp) / "data"),
                            "TOOLFABRIC_CACHE_MODE": "live", "TOOLFABRIC_ELASTICSEARCH_URL": ""})
         clear_settings_cache()
+        from services.index import reset_default_index
         from services.search import runtime
-        from services.search.index import reset_default_index
 
         try:
             tool = bench_tool_path(n_hot, n_cold, ROOT / "toolfabric" / "demo")

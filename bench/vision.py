@@ -183,8 +183,8 @@ def bench_code(reps: int) -> tuple[float, float, float]:
     import redis
 
     from services.common.blobs import BlobStore
-    from services.common.redis_server import RedisServer
     from services.common.tools import ToolContext
+    from services.devstack.redis_server import RedisServer
     from services.vision.code_tool import check_layers, run_code
     from services.vision.sandbox.client import Sandbox
     from services.vision.store import ImageStore

@@ -1,8 +1,7 @@
-"""Errors of the gateway::
+"""Errors of the gateway (the model's are `services.model.errors`)::
 
     GatewayError
     ├── InvalidRequest      the client's request is wrong (→ INVALID_ARGUMENT, message says what)
-    ├── ModelUnavailable    the model service failed or went silent (the trajectory fails)
     └── ToolDispatchError   a tool call could not be delivered or its result never came back
 """
 
@@ -15,10 +14,6 @@ class GatewayError(Exception):
 
 class InvalidRequest(GatewayError):
     """The client's request is invalid; the message says what is wrong."""
-
-
-class ModelUnavailable(GatewayError):
-    """The model service failed, closed the stream or went silent."""
 
 
 class ToolDispatchError(GatewayError):

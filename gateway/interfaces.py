@@ -1,31 +1,16 @@
-"""The two things the agent loop depends on, as small interfaces (Triton and Celery sit behind them)."""
+"""What the agent loop needs of the tools, as a small interface (Celery sits behind it).
+
+The model side is `services.model.backend.ModelBackend`, which lives with the model package."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.exceptions import ModelUnavailable, ToolDispatchError
+from gateway.exceptions import ToolDispatchError
 from services.common.tools import ToolContext, ToolResult
 
-__all__ = ["ModelBackend", "ModelChunk", "ModelUnavailable", "ToolDispatchError", "ToolExecutor", "ToolInvocation"]
-
-
-@dataclass
-class ModelChunk:
-    """One streamed piece of a model step: new text, and on the last piece the finish data."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-
-class ModelBackend(Protocol):
-    def stream(
-        self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str
-    ) -> AsyncIterator[ModelChunk]: ...
+__all__ = ["ToolDispatchError", "ToolExecutor", "ToolInvocation"]
 
 
 @dataclass

@@ -24,14 +24,14 @@ from pydantic import ValidationError
 
 from gateway.channels import ChannelTracker
 from gateway.images import ImageRegistry, RegisteredImage
-from gateway.interfaces import ModelBackend, ModelUnavailable, ToolDispatchError, ToolExecutor, ToolInvocation
+from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
 from gateway.prompting import observation_parts, system_message, user_message
-from services.common import metrics
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
-from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec
-from services.common.worker import describe_validation_error
+from services.common.telemetry import metrics
+from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
+from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ChatTemplate, ImagePart, Message
 from services.model.dialect import RawCall, parse_step
 from toolfabric.v1 import fabric_pb2 as pb

@@ -25,10 +25,12 @@ from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
 from gateway.validation import RequestValidator
 from services.catalog import catalog
-from services.common import images, metrics, settings, telemetry
+from services.common import images, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.errors import BlobNotFound, InvalidImage
+from services.common.telemetry import metrics
+from services.common.telemetry import setup as telemetry
 from services.common.tools import SERVICES
 from services.model.chat_template import template_for
 from services.model.triton_client import TritonModel
@@ -142,7 +144,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
 async def _download_image(url: str, max_bytes: int) -> bytes:
     # The fetch service's SSRF guard protects the gateway's own downloads too.
-    from services.fetch.client import fetch_image_bytes
+    from services.web.client import fetch_image_bytes
 
     return await fetch_image_bytes(url, max_bytes)
 

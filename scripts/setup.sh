@@ -33,6 +33,6 @@ fi
 stamp=.venv/.toolfabric-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing toolfabric and its dependencies into .venv"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[server,dev]'
   touch "$stamp"
 fi

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.common import settings
-from services.common.redis_server import RedisServer
+from services.devstack.redis_server import RedisServer
 
 
 def descendants(pid: int) -> set[int]:

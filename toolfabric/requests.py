@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 from toolfabric.v1 import fabric_pb2 as pb
 
-ImageLike = bytes | str | Path
+ImageLike = Union[bytes, str, Path]
 MODES = {"deep_research": pb.MODE_DEEP_RESEARCH, "general": pb.MODE_GENERAL, "plan": pb.MODE_PLAN}
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
@@ -22,8 +23,13 @@ def image_input(image: ImageLike) -> pb.ImageInput:
 
 
 def trace_metadata() -> tuple[tuple[str, str], ...]:
-    """The caller's trace context (W3C traceparent) as gRPC metadata: a traced caller's trace holds the trajectory."""
-    from opentelemetry import propagate
+    """The caller's trace context (W3C traceparent) as gRPC metadata: a traced caller's trace holds the trajectory.
+
+    Only a caller that has OpenTelemetry installed can be traced; the SDK does not require it."""
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return ()
 
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # nothing when the caller has no active span

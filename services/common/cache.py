@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 import redis.asyncio as aredis
 
-from services.common import observe
 from services.common.cache_store import PersistentStore
 from services.common.errors import CacheMiss, ToolError, ToolTimeout
+from services.common.telemetry import observe
 
 log = logging.getLogger(__name__)
 

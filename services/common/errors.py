@@ -2,7 +2,7 @@
 
 Each error is named for what happened, so callers can decide to retry or give up::
 
-    ToolfabricError
+    FabricError
     ├── ConfigurationError        settings that cannot work together (fail at start-up)
     ├── BlobNotFound              an image reference that expired or never existed
     ├── InvalidImage              bytes that are not an acceptable image (corrupt, bomb, type)
@@ -21,23 +21,23 @@ A service package with errors of its own keeps them in its own `errors.py`, subc
 from __future__ import annotations
 
 
-class ToolfabricError(Exception):
+class FabricError(Exception):
     """Base of every error raised by toolfabric's services."""
 
 
-class ConfigurationError(ToolfabricError):
+class ConfigurationError(FabricError):
     """Settings that cannot work together."""
 
 
-class BlobNotFound(ToolfabricError):
+class BlobNotFound(FabricError):
     """An image blob reference that is unknown or has expired."""
 
 
-class InvalidImage(ToolfabricError):
+class InvalidImage(FabricError):
     """Bytes that cannot be accepted as an image; the message says why."""
 
 
-class ToolError(ToolfabricError):
+class ToolError(FabricError):
     """A tool call failed in a way the model should be told about."""
 
     kind = "tool_error"

@@ -12,8 +12,8 @@ import asyncio
 
 import redis.asyncio as aredis
 
-from services.common import observe
 from services.common.errors import ToolUnavailable
+from services.common.telemetry import observe
 
 _PREFIX = "toolfabric:ratelimit:"
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import UnknownImage
 
@@ -153,3 +153,12 @@ class PingArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     payload: str = ""
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    """One line per problem, naming the argument: what the model needs to fix its call."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{where}: {err['msg']}")
+    return f"invalid arguments for {tool}: " + "; ".join(problems)

@@ -16,24 +16,16 @@ from celery import bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import observe, settings
+from services.common import settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
-from services.common.telemetry import setup_worker_telemetry
-from services.common.tools import PingArgs, ToolContext, ToolResult, ToolSpec, task_name
+from services.common.telemetry import observe
+from services.common.telemetry.setup import setup_worker_telemetry
+from services.common.tools import PingArgs, ToolContext, ToolResult, ToolSpec, describe_validation_error, task_name
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, ToolContext], ToolResult]
-
-
-def describe_validation_error(tool: str, exc: ValidationError) -> str:
-    """One line per problem, naming the argument: what the model needs to fix its call."""
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        problems.append(f"{where}: {err['msg']}")
-    return f"invalid arguments for {tool}: " + "; ".join(problems)
 
 
 def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:

@@ -6,9 +6,9 @@ from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
 from services.common.images import ImageInfo, inspect
 from services.common.tools import NewImage
-from services.fetch.decoding import IMAGE_TYPES
-from services.fetch.errors import UndecodableContent
-from services.fetch.fetcher import Fetcher
+from services.web.decoding import IMAGE_TYPES
+from services.web.errors import UndecodableContent
+from services.web.fetcher import Fetcher
 
 
 async def image_bytes(fetcher: Fetcher, url: str, max_bytes: int, max_pixels: int) -> tuple[bytes, str]:

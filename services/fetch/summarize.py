@@ -12,9 +12,9 @@ import asyncio
 import re
 import uuid
 
-from services.fetch.errors import FetchError
-from services.fetch.extract import Page
-from services.fetch.passages import select
+from services.web.errors import FetchError
+from services.web.extract import Page
+from services.web.passages import select
 
 INPUT_TOKENS = 12_000
 SYSTEM = (
@@ -44,7 +44,7 @@ class ModelSummarizer:
         import grpc
         from tritonclient.utils import InferenceServerException
 
-        from gateway.interfaces import ModelUnavailable
+        from services.model.errors import ModelUnavailable
         from services.model.triton_client import TritonModel
 
         client = TritonModel(self.triton_url, self.timeout_s)

@@ -18,12 +18,12 @@ from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
 from services.common.tools import ToolContext, ToolResult
 from services.common.worker import register_service
-from services.fetch.hostlimits import HostLimits
 from services.fetch.indexing import LocalIndexSink
-from services.fetch.robots import Robots
 from services.fetch.spec import TOOLS, WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
+from services.web.hostlimits import HostLimits
+from services.web.robots import Robots
 
 _store: tuple[int, PersistentStore] | None = None
 

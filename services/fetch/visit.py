@@ -22,15 +22,15 @@ from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, ToolError
 from services.common.settings import FetchSettings
 from services.common.tools import NewImage, ToolContext, ToolResult
-from services.fetch.decoding import IMAGE_TYPES, PAGE_TYPES
-from services.fetch.errors import FetchError
-from services.fetch.extract import ImageLink, Page, extract
-from services.fetch.fetcher import Fetched, Fetcher
-from services.fetch.guard import Resolver
 from services.fetch.images import check_image, image_bytes, store_image
-from services.fetch.passages import estimate_tokens, select
 from services.fetch.spec import WebVisitArgs
-from services.fetch.transport import PinnedNetworkBackend
+from services.web.decoding import IMAGE_TYPES, PAGE_TYPES
+from services.web.errors import FetchError
+from services.web.extract import ImageLink, Page, extract
+from services.web.fetcher import Fetched, Fetcher
+from services.web.guard import Resolver
+from services.web.passages import estimate_tokens, select
+from services.web.transport import PinnedNetworkBackend
 
 log = logging.getLogger(__name__)
 

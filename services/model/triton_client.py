@@ -17,7 +17,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.interfaces import ModelChunk, ModelUnavailable
+from services.model.backend import ModelChunk, ModelUnavailable
 
 
 def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any]) -> list[grpcclient.InferInput]:

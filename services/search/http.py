@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from services.common import observe
 from services.common.ratelimit import RateLimitExceeded, TokenBucket
+from services.common.telemetry import observe
 from services.search.errors import (
     ProviderAuthError,
     ProviderBadResponse,

@@ -25,8 +25,8 @@ from services.common.cache_store import open_store
 from services.common.errors import ConfigurationError
 from services.common.ratelimit import TokenBucket
 from services.common.settings import CommonSettings, SearchSettings
+from services.index import SearchIndex, default_index
 from services.search.http import ProviderHTTP
-from services.search.index import SearchIndex, default_index
 from services.search.providers.base import Provider
 from services.search.providers.local import LocalProvider
 from services.search.providers.searxng import SearxngProvider

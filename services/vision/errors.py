@@ -33,7 +33,7 @@ class BadImageInput(ToolInputError):
     kind = "invalid_image"
 
 
-# `sandbox_limit` names the limit for traces and the sandbox-kill metric (services.common.observe).
+# `sandbox_limit` names the limit for traces and the sandbox-kill metric (services.common.telemetry.observe).
 class SandboxWallTimeout(ToolTimeout):
     sandbox_limit = "wall"
 

@@ -20,7 +20,7 @@ class HostsResolver:
         self.lookups: list[str] = []
 
     async def resolve(self, host: str, port: int) -> list[str]:
-        from services.fetch.errors import HostNotFound
+        from services.web.errors import HostNotFound
 
         self.lookups.append(host)
         answers = self.table.get(host)

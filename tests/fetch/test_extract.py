@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.fetch.extract import extract_html
-from services.fetch.passages import select, split_passages
+from services.web.extract import extract_html
+from services.web.passages import select, split_passages
 
 GUIDE = """<html><head><title>Guide</title><base href="https://docs.example.org/v2/"></head><body>
 <nav><a href="/">Home</a> | <a href="/about">About</a></nav>

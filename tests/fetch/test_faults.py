@@ -10,11 +10,11 @@ import tracemalloc
 import pytest
 
 from services.common.tools import ToolContext
-from services.fetch.decoding import PAGE_TYPES
-from services.fetch.errors import BodyTooLarge, FetchTimeout, UndecodableContent
-from services.fetch.fetcher import Fetcher
 from services.fetch.spec import WebVisitArgs
 from services.fetch.visit import Services, web_visit
+from services.web.decoding import PAGE_TYPES
+from services.web.errors import BodyTooLarge, FetchTimeout, UndecodableContent
+from services.web.fetcher import Fetcher
 
 from .conftest import settings_for
 from .pdfs import make_pdf

@@ -10,11 +10,11 @@ import pytest
 import redis.asyncio as aredis
 
 from services.common.tools import ToolContext
-from services.fetch.errors import FetchTimeout
-from services.fetch.hostlimits import HostLimits
-from services.fetch.robots import Robots
 from services.fetch.spec import WebVisitArgs
 from services.fetch.visit import Services, web_visit
+from services.web.errors import FetchTimeout
+from services.web.hostlimits import HostLimits
+from services.web.robots import Robots
 
 from .conftest import settings_for
 from .servers import Server, html, raw

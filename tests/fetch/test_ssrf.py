@@ -14,12 +14,12 @@ import httpcore
 import pytest
 
 from services.common.settings import FetchSettings
-from services.fetch.client import fetch_image_bytes
-from services.fetch.decoding import PAGE_TYPES
-from services.fetch.errors import BlockedURL, ConnectFailed, InvalidURL, PrivateAddress, UnsupportedScheme
-from services.fetch.fetcher import Fetcher
-from services.fetch.guard import SystemResolver
-from services.fetch.transport import PinnedNetworkBackend
+from services.web.client import fetch_image_bytes
+from services.web.decoding import PAGE_TYPES
+from services.web.errors import BlockedURL, ConnectFailed, InvalidURL, PrivateAddress, UnsupportedScheme
+from services.web.fetcher import Fetcher
+from services.web.guard import SystemResolver
+from services.web.transport import PinnedNetworkBackend
 
 from .conftest import HostsResolver, settings_for
 from .servers import Server, html, redirect, serve

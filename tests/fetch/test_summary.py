@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.processes import free_port
 from services.common.tools import ToolContext
+from services.devstack.processes import free_port
 from services.fetch.spec import WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
@@ -37,7 +37,7 @@ async def test_unreachable_summariser_falls_back_to_passages_and_says_so(web: Se
 
 @pytest.mark.integration
 async def test_long_page_is_summarised_by_the_model_on_triton(web: Server, tmp_path: Path) -> None:
-    from services.model.triton_server import TritonServer
+    from services.devstack.triton_server import TritonServer
 
     with TritonServer(tmp_path, models=("toolfabric_scripted",)) as triton:
         # The scripted CPU model answers any non-script prompt with a fixed <answer>; what matters
@@ -49,7 +49,7 @@ async def test_long_page_is_summarised_by_the_model_on_triton(web: Server, tmp_p
 
 
 def test_summariser_prompt_carries_the_goal_and_the_relevant_passages() -> None:
-    from services.fetch.extract import Page
+    from services.web.extract import Page
 
     page = Page("http://x/", "Shuttle", "# Intro\n\nBoring.\n\n# Landing\n\nColumbia landed at 06:21.", "html")
     prompt = ModelSummarizer("m", "127.0.0.1:1", 1).prompt(page, "when did Columbia land")

@@ -105,7 +105,7 @@ def test_celery_entry_point_answers_web_visit_with_the_observation_json(
     demo_site: Server, redis_server, monkeypatch, tmp_path
 ) -> None:
     from services.fetch import tasks
-    from services.search.index import default_index, reset_default_index
+    from services.index import default_index, reset_default_index
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOOLFABRIC_FETCH_ALLOWED_PORTS", f"[80, 443, {demo_site.port}]")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.processes import Child
 from services.common.tools import task_name
+from services.devstack.processes import Child
 
 from .servers import Server, endless_body, gzip_bomb_route, html, raw, redirect, slow_drip
 

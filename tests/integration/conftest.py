@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.processes import Child, free_port, port_open, wait_until
-from services.stack import EmbeddedStack
+from services.devstack.processes import Child, free_port, port_open, wait_until
+from services.devstack.stack import EmbeddedStack
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 

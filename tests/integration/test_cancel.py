@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.stack import EmbeddedStack
+from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.stack import EmbeddedStack
+from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from toolfabric import AsyncClient, Client, InvalidArgument
 from toolfabric.cli.main import DEMO_IMAGE
@@ -98,7 +98,7 @@ def test_gateway_is_not_ready_while_the_model_service_is_unreachable(stack: Embe
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.common.processes import free_port, wait_until
+    from services.devstack.processes import free_port, wait_until
 
     no_triton = {"TOOLFABRIC_MODEL_TRITON_URL": f"127.0.0.1:{free_port()}",
                  "TOOLFABRIC_GATEWAY_READINESS_INTERVAL_S": "0.2"}

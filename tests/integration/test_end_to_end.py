@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from services.stack import EmbeddedStack
+from services.devstack.stack import EmbeddedStack
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.v1 import fabric_pb2 as pb

@@ -17,8 +17,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.catalog import catalog
-from services.common.span_file import SpanRecord
-from services.stack import EmbeddedStack
+from services.common.telemetry.span_file import SpanRecord
+from services.devstack.stack import EmbeddedStack
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.processes import Child, wait_until
-from services.common.redis_server import RedisServer
+from services.devstack.processes import Child, wait_until
+from services.devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

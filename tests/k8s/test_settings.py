@@ -119,7 +119,7 @@ def test_worker_time_limits_fit_the_broker_visibility_timeout(rendered: Rendered
 
 
 def test_tracing_variables_are_ones_the_telemetry_module_accepts(rendered: Rendered) -> None:
-    from services.common import telemetry
+    from services.common.telemetry import setup as telemetry
 
     for c in rendered.containers(init=False):
         env = rendered.env(c)

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import redis
 
-from services.common.redis_server import RedisServer
 from services.common.settings import CommonSettings, SearchSettings
-from services.search.index.sqlite import SQLiteIndex
-from services.search.indexer import index_paths
+from services.devstack.redis_server import RedisServer
+from services.index.indexer import index_paths
+from services.index.sqlite import SQLiteIndex
 from services.search.runtime import build_service
 from services.search.service import SearchService
 from tests.search.fake_providers import SERPER_KEY, FakeSearxng, FakeSerper

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from services.common.cache_store import ElasticsearchCacheStore, PersistentStore, SQLiteCacheStore
-from services.search.documents import Page
-from services.search.imagematch import QUERY_FEATURES, fingerprint
-from services.search.index import ImageOccurrence, SearchIndex
-from services.search.index.sqlite import SQLiteIndex
+from services.index import ImageOccurrence, SearchIndex
+from services.index.documents import Page
+from services.index.imagematch import QUERY_FEATURES, fingerprint
+from services.index.sqlite import SQLiteIndex
 
 ES_URL = os.environ.get("ELASTICSEARCH_URL")
 BACKENDS = ["sqlite", "elasticsearch"]
@@ -49,7 +49,7 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchInde
         yield idx
         idx.close()
         return
-    from services.search.index.elastic import ElasticsearchIndex
+    from services.index.elastic import ElasticsearchIndex
 
     prefix = f"tf-test-{uuid.uuid4().hex[:8]}"
     idx = ElasticsearchIndex(str(ES_URL), prefix)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import threading
 from collections.abc import Iterator
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from services.search.documents import UnsupportedDocument, parse_document
-from services.search.imagematch import QUERY_FEATURES, fingerprint
-from services.search.index.sqlite import SQLiteIndex
-from services.search.indexer import add_arguments, index_document, index_paths, run
+from services.index.documents import UnsupportedDocument, parse_document
+from services.index.imagematch import QUERY_FEATURES, fingerprint
+from services.index.indexer import index_document, index_paths
+from services.index.sqlite import SQLiteIndex
+from toolfabric.cli.main import main
 
 
 def _pdf(text: str, title: str = "") -> bytes:
@@ -175,18 +175,16 @@ def test_refreshing_a_page_without_its_images_keeps_them_findable(index: SQLiteI
 
 def test_the_index_command_reports_what_it_did(tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from services.search.index import reset_default_index
+    from services.index import reset_default_index
     from tests.conftest import clear_settings_cache
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     clear_settings_cache()
     reset_default_index()
-    parser = argparse.ArgumentParser(prog="toolfabric index")
-    add_arguments(parser)
     try:
-        ok = run(parser.parse_args([str(demo_dir / "site"), "--base-url", "http://x.test/", "--no-progress"]))
-        again = run(parser.parse_args([str(demo_dir / "site"), "--clear", "--no-progress"]))
-        nothing = run(parser.parse_args([str(tmp_path / "absent"), "--no-progress"]))
+        ok = main(["index", str(demo_dir / "site"), "--base-url", "http://x.test/", "--no-progress"])
+        again = main(["index", str(demo_dir / "site"), "--clear", "--no-progress"])
+        nothing = main(["index", str(tmp_path / "absent"), "--no-progress"])
     finally:
         reset_default_index()
         clear_settings_cache()

@@ -12,8 +12,8 @@ import redis
 
 from services.common.blob_urls import BlobServer, start_blob_server
 from services.common.blobs import BlobStore
-from services.common.processes import free_port
 from services.common.tools import ToolContext
+from services.devstack.processes import free_port
 from services.search.spec import ImageSearchArgs, TextSearchArgs
 from tests.conftest import clear_settings_cache
 from tests.search.conftest import DEMO_BASE, MakeService

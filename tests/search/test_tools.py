@@ -146,8 +146,8 @@ def test_celery_task_answers_text_and_image_search_through_the_worker_path(
     from services.search.tasks import call
 
     task: Any = call  # the Celery task; .run is its body, as a worker executes it
-    from services.search.index import default_index, reset_default_index
-    from services.search.indexer import index_paths
+    from services.index import default_index, reset_default_index
+    from services.index.indexer import index_paths
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     clear_settings_cache()

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from services.common.span_file import SpanEvent, SpanRecord
+from toolfabric.spans import SpanEvent, SpanRecord
 
 _KINDS = {
     Span.SPAN_KIND_UNSPECIFIED: "INTERNAL", Span.SPAN_KIND_INTERNAL: "INTERNAL", Span.SPAN_KIND_SERVER: "SERVER",

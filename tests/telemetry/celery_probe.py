@@ -15,9 +15,11 @@ from typing import Any
 import redis
 from opentelemetry import trace
 
-from services.common import observe, settings, telemetry
+from services.common import settings
 from services.common.celery_app import app
-from services.common.celery_tracing import trace_publishing
+from services.common.telemetry import observe
+from services.common.telemetry import setup as telemetry
+from services.common.telemetry.celery import trace_publishing
 from services.common.tools import ToolResult
 
 QUEUE = "telemetry-probe"

@@ -11,7 +11,7 @@ import os
 import redis
 from opentelemetry import trace
 
-from services.common import telemetry
+from services.common.telemetry import setup as telemetry
 
 
 def main() -> None:

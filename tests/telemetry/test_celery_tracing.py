@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.processes import Child, free_port, port_open, wait_until
-from services.common.span_file import SpanRecord
+from services.common.telemetry.span_file import SpanRecord
+from services.devstack.processes import Child, free_port, port_open, wait_until
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.telemetry_env import child_env
 

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
-from services.common import observe
-from services.common.telemetry import FabricSampler
+from services.common.telemetry import observe
+from services.common.telemetry.setup import FabricSampler
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_tool_executed_names_the_run_span_and_fails_it(tracer_and_spans) -> None
 
 
 def test_celery_broker_and_result_writes_are_dropped_but_the_task_body_calls_kept(tracer_and_spans) -> None:
-    from services.common.celery_tracing import task_body_done
+    from services.common.telemetry.celery import task_body_done
 
     tracer, exporter = tracer_and_spans
     with tracer.start_as_current_span("execute_tool code"):

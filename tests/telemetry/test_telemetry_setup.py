@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ConfigurationError
-from services.common.span_file import read_records
-from services.common.telemetry import exporter_names
+from services.common.telemetry.setup import exporter_names
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.telemetry_env import child_env, emit_spans
+from toolfabric.spans import read_records
 
 
 def _tree_ok(spans: list, trace_id: str) -> None:

@@ -14,9 +14,9 @@ from celery import Celery
 from services.common import images
 from services.common.blobs import BlobStore
 from services.common.celery_app import make_celery
-from services.common.processes import Child
-from services.common.redis_server import RedisServer
 from services.common.tools import ToolResult, task_name
+from services.devstack.processes import Child
+from services.devstack.redis_server import RedisServer
 from tests.vision.conftest import jpeg, scene
 
 pytestmark = pytest.mark.integration

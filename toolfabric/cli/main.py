@@ -1,17 +1,18 @@
-"""`toolfabric`: up, run, tools, trajectory, worker, gateway, index, trace."""
+"""`toolfabric`: the client commands (run, tools, trajectory, trace) and any server commands installed.
+
+Server commands (up, gateway, worker, index) are registered by the server side through the
+`toolfabric.commands` entry point group, so this module imports nothing server-side; a client
+command never loads them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
-import signal
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 
@@ -58,52 +59,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                       **_run_options(args))
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from services.stack import EmbeddedStack
-
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="toolfabric-"))
-    # Tracing on by default in the embedded stack, into a span file `toolfabric trace ID` reads.
-    spans = workdir.resolve() / "traces.jsonl"
-    tracing = {} if "OTEL_TRACES_EXPORTER" in os.environ else {
-        "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
-    stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing)
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # Ctrl-C and SIGTERM both stop everything (a shell may start us with SIGINT ignored).
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        stack.start(progress=True)
-    except KeyboardInterrupt:
-        return 130
-    if tracing:
-        print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
-    print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
-                                                  for name, port in stack.metrics_ports.items()), file=sys.stderr)
-    try:
-        if args.demo:
-            print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
-            return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
-                              trace_file=spans if tracing else None, mode="deep_research")
-        print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
-              f"  toolfabric run --target {stack.target} \"{DEMO_QUESTION}\" --image {DEMO_IMAGE}\n"
-              "Ctrl-C stops everything.", file=sys.stderr)
-        while True:
-            dead = [name for name, ok in stack.alive().items() if not ok]
-            if dead:
-                print(f"[toolfabric up] {', '.join(dead)} exited; stopping (see {workdir / 'logs'})", file=sys.stderr)
-                return 1
-            time.sleep(1)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        print("[toolfabric up] stopping", file=sys.stderr)
-        stack.stop()
-
-
 def cmd_tools(args: argparse.Namespace) -> int:
     from toolfabric.client import Client
 
@@ -127,31 +82,9 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from services.common.worker import run_worker
-
-    run_worker(args.service, concurrency=args.concurrency)
-    return 0
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway.server import main as gateway_main
-
-    gateway_main()
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolfabric", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    up = sub.add_parser("up", help="start the whole stack on this machine (embedded default)")
-    up.add_argument("--demo", action="store_true", help="run the demo question, then stop")
-    up.add_argument("--port", type=int, default=50051, help="gateway port (0 = any free port)")
-    up.add_argument("--workdir", help="where logs and data go (default: a new temporary folder)")
-    up.add_argument("--out", default="toolfabric-output", help="folder for the demo's images")
-    up.add_argument("--no-demo-site", action="store_true", help="do not serve and index the demo corpus")
-    up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run one agent turn and stream its trajectory")
     run.add_argument("question")
@@ -176,34 +109,46 @@ def build_parser() -> argparse.ArgumentParser:
     traj.add_argument("--target", default="127.0.0.1:50051")
     traj.set_defaults(func=cmd_trajectory)
 
-    worker = sub.add_parser("worker", help="run a tool service's Celery worker")
-    worker.add_argument("service", choices=["vision", "search", "fetch"])
-    worker.add_argument("--concurrency", type=int)
-    worker.set_defaults(func=cmd_worker)
+    from toolfabric.cli import trace
 
-    gw = sub.add_parser("gateway", help="run the gRPC gateway")
-    gw.set_defaults(func=cmd_gateway)
-
-    _optional_command(sub, "index", "services.search.indexer", "index files or URLs into the local search index")
-    _optional_command(sub, "trace", "services.common.trace_view", "print a trajectory's span tree")
+    trace_parser = sub.add_parser("trace", help="print a trajectory's span tree")
+    trace.add_arguments(trace_parser)
+    trace_parser.set_defaults(func=trace.run)
+    if with_server_commands:
+        for register in _server_registrations():
+            register(sub)
     return parser
 
 
-def _optional_command(sub: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
-    import importlib
+CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trace"})
+ENTRY_POINT_GROUP = "toolfabric.commands"
 
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return
-    parser = sub.add_parser(name, help=help_text)
-    mod.add_arguments(parser)
-    parser.set_defaults(func=mod.run)
+
+def _server_registrations() -> list[Callable[[Any], None]]:
+    """The `register(subparsers)` functions the server side declares as entry points.
+
+    A registration that fails to load is reported, never skipped in silence.
+    """
+    from importlib.metadata import entry_points
+
+    found: Any = entry_points()
+    # Python 3.10+ selects by keyword; 3.9 returns a dict of groups.
+    group = found.select(group=ENTRY_POINT_GROUP) if hasattr(found, "select") else found.get(ENTRY_POINT_GROUP, ())
+    registrations = []
+    for entry in group:
+        try:
+            registrations.append(entry.load())
+        except Exception as exc:  # an entry point's import error must not hide the client commands
+            print(f"toolfabric: server commands from {entry.value} could not be loaded: {exc}", file=sys.stderr)
+    return registrations
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # A client command never loads the server's command modules (nor anything they import).
+    client_only = bool(argv) and argv[0] in CLIENT_COMMANDS
+    args = build_parser(with_server_commands=not client_only).parse_args(argv)
     return int(args.func(args) or 0)
 
 

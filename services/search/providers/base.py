@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from services.index.results import ImageResult, WebResult
 from services.search.errors import ProviderUnsupported
-from services.search.results import ImageResult, WebResult
 
 
 @dataclass(frozen=True)

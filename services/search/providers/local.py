@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from services.search.imagematch import QUERY_FEATURES, fingerprint
-from services.search.index import SearchIndex
+from services.index import SearchIndex
+from services.index.imagematch import QUERY_FEATURES, fingerprint
 from services.search.providers.base import Answer, ImageQuery, Provider
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from services.common.ratelimit import TokenBucket
+from services.index.results import ImageResult, WebResult
 from services.search.errors import ProviderBadResponse, ProviderNotConfigured
 from services.search.http import ProviderHTTP
 from services.search.providers.base import Answer, Provider
-from services.search.results import ImageResult, WebResult
 
 
 class SearxngProvider(Provider):

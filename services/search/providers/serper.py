@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from services.common.ratelimit import TokenBucket
+from services.index.results import ImageResult, WebResult
 from services.search.errors import ProviderBadResponse, ProviderNotConfigured
 from services.search.http import ProviderHTTP
 from services.search.providers.base import Answer, ImageQuery, Provider
-from services.search.results import ImageResult, WebResult
 
 
 def _items(provider: str, body: Any, field: str) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from services.search.documents import Page
-from services.search.imagematch import Fingerprint
-from services.search.index.base import ImageOccurrence, SearchIndex, query_terms, short_snippet
-from services.search.results import ImageResult, WebResult
+from services.index.base import ImageOccurrence, SearchIndex, query_terms, short_snippet
+from services.index.documents import Page
+from services.index.imagematch import Fingerprint
+from services.index.results import ImageResult, WebResult
 
 _TEXT = {"type": "text", "analyzer": "english"}
 _MAPPINGS: dict[str, dict[str, Any]] = {

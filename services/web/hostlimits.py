@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 
 from services.common.ratelimit import RateLimitExceeded, TokenBucket
-from services.fetch.errors import FetchTimeout
+from services.web.errors import FetchTimeout
 
 _PREFIX = "toolfabric:fetch:slots:"
 

@@ -7,18 +7,20 @@ TOOLFABRIC_TELEMETRY_JAEGER_QUERY_URL), else from the JSON-lines file the `file`
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from services.common.span_file import SpanEvent, SpanRecord
+    from toolfabric.spans import SpanEvent, SpanRecord
 
-# Imports of the OpenTelemetry SDK, httpx and settings wait until `run`: the CLI builds its parser,
-# and so imports this module, for every command.
 
 _HEX = re.compile(r"^(0x)?[0-9a-fA-F]{1,32}$")
 # Attributes worth a glance in the tree; `--attributes` prints all of them.
@@ -33,6 +35,17 @@ class TraceNotFound(LookupError):
     pass
 
 
+class TraceUnreachable(OSError):
+    pass
+
+
+def default_traces_file() -> Path:
+    """Where the `file` exporter writes, by the same settings the server reads (no server import)."""
+    configured = os.environ.get("TOOLFABRIC_TELEMETRY_TRACES_FILE")
+    data_dir = os.environ.get("TOOLFABRIC_DATA_DIR", "./.toolfabric")
+    return Path(configured) if configured else Path(data_dir) / "traces.jsonl"
+
+
 def normalize_trace_id(raw: str) -> str:
     """32 lowercase hex digits (Jaeger drops leading zeros; people paste `0x…`)."""
     text = raw.strip()
@@ -42,7 +55,7 @@ def normalize_trace_id(raw: str) -> str:
 
 
 def load_from_file(path: str | Path, trace_id: str) -> list[SpanRecord]:
-    from services.common.span_file import read_records
+    from toolfabric.spans import read_records
 
     if not Path(path).exists():
         raise TraceNotFound(f"no span file at {path} (is OTEL_TRACES_EXPORTER=file set for the stack?)")
@@ -53,13 +66,18 @@ def load_from_file(path: str | Path, trace_id: str) -> list[SpanRecord]:
 
 
 def load_from_jaeger(base_url: str, trace_id: str, timeout_s: float = 10.0) -> list[SpanRecord]:
-    import httpx
-
-    response = httpx.get(f"{base_url.rstrip('/')}/api/traces/{trace_id}", timeout=timeout_s)
-    if response.status_code == 404:
-        raise TraceNotFound(f"trace {trace_id} is not in Jaeger at {base_url}")
-    response.raise_for_status()
-    data = response.json().get("data") or []
+    # urllib, not httpx: the client CLI carries no HTTP library of its own.
+    url = f"{base_url.rstrip('/')}/api/traces/{trace_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (the user's Jaeger URL)
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise TraceNotFound(f"trace {trace_id} is not in Jaeger at {base_url}") from None
+        raise TraceUnreachable(f"Jaeger at {base_url} answered HTTP {exc.code}") from None
+    except (OSError, ValueError) as exc:
+        raise TraceUnreachable(f"cannot read Jaeger at {base_url}: {exc}") from None
+    data = body.get("data") or []
     spans = [span for trace in data for span in _from_jaeger_trace(trace)]
     if not spans:
         raise TraceNotFound(f"trace {trace_id} is not in Jaeger at {base_url}")
@@ -71,7 +89,7 @@ def _jaeger_tags(tags: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
 
 
 def _from_jaeger_trace(trace: dict[str, Any]) -> Iterable[SpanRecord]:
-    from services.common.span_file import SpanRecord
+    from toolfabric.spans import SpanRecord
 
     services = {pid: p.get("serviceName", "") for pid, p in (trace.get("processes") or {}).items()}
     for span in trace.get("spans") or []:
@@ -96,7 +114,7 @@ def _from_jaeger_trace(trace: dict[str, Any]) -> Iterable[SpanRecord]:
 
 
 def _jaeger_event(log: dict[str, Any]) -> SpanEvent:
-    from services.common.span_file import SpanEvent
+    from toolfabric.spans import SpanEvent
 
     fields = _jaeger_tags(log.get("fields"))
     return SpanEvent(str(fields.pop("event", "log")), int(log.get("timestamp", 0)) * 1000, fields)
@@ -160,24 +178,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """0 when the trace was printed, 1 when it was not found, 2 for a malformed id."""
-    import httpx
-
-    from services.common import settings
-    from services.common.telemetry import traces_file
-
     out = out or sys.stdout
     try:
         trace_id = normalize_trace_id(args.trace_id)
     except ValueError as exc:
         print(f"toolfabric trace: {exc}", file=sys.stderr)
         return 2
-    jaeger = None if args.file else (args.jaeger or settings.telemetry().jaeger_query_url)
+    jaeger = None if args.file else (args.jaeger or os.environ.get("TOOLFABRIC_TELEMETRY_JAEGER_QUERY_URL"))
     try:
         if jaeger:
             spans = load_from_jaeger(jaeger, trace_id)
         else:
-            spans = load_from_file(args.file or traces_file(), trace_id)
-    except (TraceNotFound, httpx.HTTPError) as exc:
+            spans = load_from_file(args.file or default_traces_file(), trace_id)
+    except (TraceNotFound, TraceUnreachable) as exc:
         print(f"toolfabric trace: {exc}", file=sys.stderr)
         return 1
     if args.json:

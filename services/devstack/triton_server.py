@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from services.common.errors import ConfigurationError
-from services.common.processes import Child, free_port, wait_until
+from services.devstack.processes import Child, free_port, wait_until
 
-REPOSITORY = Path(__file__).resolve().parent / "repository"
+REPOSITORY = Path(__file__).resolve().parents[1] / "model" / "repository"
 CPU_MODELS = ("toolfabric_baseline", "toolfabric_scripted")
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.processes import Child, free_port, wait_until
-from services.common.redis_server import RedisServer
 from services.common.tools import SERVICES
-from services.model.triton_server import TritonServer
+from services.devstack.processes import Child, free_port, wait_until
+from services.devstack.redis_server import RedisServer
+from services.devstack.triton_server import TritonServer
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "toolfabric" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 
 
 class EmbeddedStack:

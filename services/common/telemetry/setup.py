@@ -35,9 +35,9 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 from services.common import settings
-from services.common.celery_tracing import is_celery_plumbing
 from services.common.errors import ConfigurationError
-from services.common.span_file import JsonLinesSpanExporter
+from services.common.telemetry.celery import is_celery_plumbing
+from services.common.telemetry.span_file import JsonLinesSpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def instrument_clients() -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    from services.common.celery_tracing import trace_publishing
+    from services.common.telemetry.celery import trace_publishing
 
     RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
@@ -205,7 +205,8 @@ def context_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> context
 
 def setup_worker_telemetry(service: str) -> None:
     """Call in a worker's main process before `worker_main`: tracing starts in each pool process."""
-    from services.common import celery_tracing, metrics
+    from services.common.telemetry import celery as celery_tracing
+    from services.common.telemetry import metrics
 
     celery_tracing.trace_worker(f"toolfabric-{service}", setup_telemetry, shutdown_telemetry)
     port = settings.telemetry().metrics_port

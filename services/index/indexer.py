@@ -19,11 +19,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from services.common import settings
 from services.common.errors import InvalidImage, ToolError
-from services.fetch.decoding import PAGE_TYPES
-from services.fetch.fetcher import Fetched, Fetcher
-from services.search.documents import IMAGE_SUFFIXES, Page, content_type_for, parse_document
-from services.search.imagematch import Fingerprint, fingerprint
-from services.search.index import ImageOccurrence, SearchIndex, default_index
+from services.index import ImageOccurrence, SearchIndex, default_index
+from services.index.documents import IMAGE_SUFFIXES, Page, content_type_for, parse_document
+from services.index.imagematch import Fingerprint, fingerprint
+from services.web.decoding import PAGE_TYPES
+from services.web.fetcher import Fetched, Fetcher
 
 BATCH = 200
 DOCUMENT_TYPES = {"text/html", "application/xhtml+xml", "text/markdown", "text/plain", "application/pdf"}
@@ -255,16 +255,6 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
     return tqdm(total=total, unit="file", desc="indexing")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `toolfabric index`."""
-    parser.add_argument("paths", nargs="+", metavar="PATH_OR_URL",
-                        help="files, directories (recursive) or http(s) URLs of HTML/markdown/text/PDF/images")
-    parser.add_argument("--base-url", default=None,
-                        help="record DIR/x.html at BASE_URL/x.html instead of its file:// URL")
-    parser.add_argument("--clear", action="store_true", help="empty the index first")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,9 @@ from urllib.robotparser import RobotFileParser
 import httpx
 import redis.asyncio as aredis
 
-from services.fetch.decoding import HTML_TYPES, TEXT_TYPES
-from services.fetch.errors import BlockedURL, FetchError, HostNotFound, HTTPStatusError, RobotsDisallowed
-from services.fetch.fetcher import Fetcher
+from services.web.decoding import HTML_TYPES, TEXT_TYPES
+from services.web.errors import BlockedURL, FetchError, HostNotFound, HTTPStatusError, RobotsDisallowed
+from services.web.fetcher import Fetcher
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from services.search.documents import Page
-from services.search.imagematch import FeatureIndex, Fingerprint
-from services.search.results import ImageResult, WebResult
+from services.index.documents import Page
+from services.index.imagematch import FeatureIndex, Fingerprint
+from services.index.results import ImageResult, WebResult
 
 SNIPPET_CHARS = 240
 _TOKEN = re.compile(r"\w+", re.UNICODE)

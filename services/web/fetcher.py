@@ -15,8 +15,8 @@ from types import TracebackType
 import httpx
 
 from services.common.settings import FetchSettings
-from services.fetch.decoding import ACCEPT_ENCODING, BoundedDecoder, is_vague, media_type, sniff
-from services.fetch.errors import (
+from services.web.decoding import ACCEPT_ENCODING, BoundedDecoder, is_vague, media_type, sniff
+from services.web.errors import (
     BodyTooLarge,
     ConnectFailed,
     FetchError,
@@ -26,8 +26,8 @@ from services.fetch.errors import (
     TooManyRedirects,
     UnsupportedContentType,
 )
-from services.fetch.guard import Guard, Resolver
-from services.fetch.transport import PinnedNetworkBackend, PinnedTransport
+from services.web.guard import Guard, Resolver
+from services.web.transport import PinnedNetworkBackend, PinnedTransport
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,application/pdf;q=0.8,image/*;q=0.7,*/*;q=0.1"

@@ -14,9 +14,9 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 
 from services.common.errors import ToolInputError
-from services.fetch.decoding import detect
-from services.fetch.errors import UndecodableContent
-from services.fetch.extract import extract_pdf
+from services.web.decoding import detect
+from services.web.errors import UndecodableContent
+from services.web.extract import extract_pdf
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 MARKDOWN_TYPES = {"text/markdown", "text/x-markdown"}

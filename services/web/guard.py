@@ -25,8 +25,8 @@ from typing import Protocol
 import httpx
 
 from services.common.settings import FetchSettings
-from services.fetch.addresses import IPAddress, parse_ip_literal, why_not_public
-from services.fetch.errors import (
+from services.web.addresses import IPAddress, parse_ip_literal, why_not_public
+from services.web.errors import (
     DisallowedPort,
     HostNotFound,
     InvalidURL,

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from services.common.sqlite_db import ThreadConnections
-from services.search.documents import Page
-from services.search.imagematch import Fingerprint
-from services.search.index.base import ImageOccurrence, SearchIndex, query_terms, short_snippet
-from services.search.results import ImageResult, WebResult
+from services.index.base import ImageOccurrence, SearchIndex, query_terms, short_snippet
+from services.index.documents import Page
+from services.index.imagematch import Fingerprint
+from services.index.results import ImageResult, WebResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages(

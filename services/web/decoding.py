@@ -13,7 +13,7 @@ import zlib
 
 from charset_normalizer import from_bytes
 
-from services.fetch.errors import BodyTooLarge, UndecodableContent
+from services.web.errors import BodyTooLarge, UndecodableContent
 
 # What we advertise in Accept-Encoding: only codings decoded here with bounded output.
 ACCEPT_ENCODING = "gzip, deflate"

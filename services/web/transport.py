@@ -16,7 +16,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from services.fetch.guard import Target
+from services.web.guard import Target
 
 
 class PinnedNetworkBackend(httpcore.AsyncNetworkBackend):

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from services.common import settings
-from services.search.index.base import ImageOccurrence, SearchIndex
+from services.index.base import ImageOccurrence, SearchIndex
 
 __all__ = ["ImageOccurrence", "SearchIndex", "default_index", "open_index", "reset_default_index"]
 
@@ -20,10 +20,10 @@ def open_index(elasticsearch_url: str | None = None, data_dir: str | None = None
     common = settings.common()
     url = elasticsearch_url if elasticsearch_url is not None else common.elasticsearch_url
     if url:
-        from services.search.index.elastic import ElasticsearchIndex
+        from services.index.elastic import ElasticsearchIndex
 
         return ElasticsearchIndex(url, prefix or common.elasticsearch_prefix)
-    from services.search.index.sqlite import SQLiteIndex
+    from services.index.sqlite import SQLiteIndex
 
     return SQLiteIndex(Path(data_dir or common.data_dir) / INDEX_FILE)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from services.common.errors import ConfigurationError
-from services.common.processes import Child, free_port, wait_until
+from services.devstack.processes import Child, free_port, wait_until
 
 
 def redis_binary() -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from services.common import settings
 from services.common.settings import FetchSettings
-from services.fetch.decoding import IMAGE_TYPES
-from services.fetch.fetcher import Fetcher
-from services.fetch.guard import Resolver
+from services.web.decoding import IMAGE_TYPES
+from services.web.fetcher import Fetcher
+from services.web.guard import Resolver
 
 
 async def fetch_image_bytes(
@@ -18,7 +18,7 @@ async def fetch_image_bytes(
     """Bytes of the image at `url` (PNG, JPEG, GIF, WebP, BMP, TIFF), at most `max_bytes`.
 
     Goes through the guard (public addresses only unless allowlisted, pinned connect, each
-    redirect re-checked). Raises a FetchError subclass from services.fetch.errors whose message
+    redirect re-checked). Raises a FetchError subclass from services.web.errors whose message
     says what went wrong (BlockedURL, HTTPStatusError, BodyTooLarge, UnsupportedContentType, …).
     The bytes are not decoded here; the caller validates them as an image.
     """

@@ -9,7 +9,8 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from services.common import celery_tracing, metrics
+from services.common.telemetry import celery as celery_tracing
+from services.common.telemetry import metrics
 from services.common.tools import ToolResult
 
 

@@ -18,8 +18,8 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
-from services.fetch.decoding import HTML_TYPES, PDF_TYPES, TEXT_TYPES, decode_text
-from services.fetch.errors import UndecodableContent, UnsupportedContentType
+from services.web.decoding import HTML_TYPES, PDF_TYPES, TEXT_TYPES, decode_text
+from services.web.errors import UndecodableContent, UnsupportedContentType
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""Developer tooling: the embedded stack behind `toolfabric up` and the helpers that start its processes.
+
+Runtime code never imports this package (the import contract in pyproject.toml keeps it so)."""
