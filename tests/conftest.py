@@ -60,8 +60,10 @@ def no_process_left_behind() -> Iterator[None]:
 
 
 def clear_settings_cache() -> None:
-    for name in ("common", "gateway", "model", "worker", "vision", "search", "fetch", "telemetry"):
-        getattr(settings, name).cache_clear()
+    # Every cached accessor of the settings module, including ones added later.
+    for value in vars(settings).values():
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
 
 
 @pytest.fixture(scope="session")

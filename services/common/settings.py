@@ -234,6 +234,17 @@ class TelemetrySettings(BaseSettings):
     jaeger_query_url: str | None = None
 
 
+class StoreSettings(BaseSettings):
+    """The durable store: trajectories and their images, API keys (SQLite by default, PostgreSQL in production)."""
+
+    model_config = _config("TOOLFABRIC_STORE_")
+
+    # SQLAlchemy URL; empty = SQLite at <data_dir>/store.sqlite3. PostgreSQL: postgresql+psycopg://user:pw@host/db
+    url: SecretStr = SecretStr("")
+    # Content-addressed image directory (a volume in production); empty = <data_dir>/images.
+    images_dir: str = ""
+
+
 @lru_cache(maxsize=1)
 def common() -> CommonSettings:
     return CommonSettings()
@@ -272,3 +283,8 @@ def fetch() -> FetchSettings:
 @lru_cache(maxsize=1)
 def telemetry() -> TelemetrySettings:
     return TelemetrySettings()
+
+
+@lru_cache(maxsize=1)
+def store() -> StoreSettings:
+    return StoreSettings()
