@@ -1,7 +1,9 @@
 """Labelling streamed model text as thinking, answer or other, as it arrives.
 
-Tags may be split across chunks (`<thi` + `nk>`), so the tracker keeps the whole step's text and
-labels each new chunk by the innermost tag open at each of its characters.
+Tags may be split across chunks (`<thi` + `nk>`). The tracker keeps only the channel in effect and
+the last few characters seen (a tag is at most `_LONGEST` characters, so a tag split across chunks
+starts within that window): each chunk costs time in its own length, the whole stream is linear.
+Text is emitted as soon as it arrives; a tag's own characters carry the channel outside it.
 """
 
 from __future__ import annotations
@@ -10,38 +12,31 @@ import re
 
 from toolfabric.v1 import fabric_pb2 as pb
 
+_CHANNELS: dict[str, pb.Channel] = {"think": pb.CHANNEL_THINK, "answer": pb.CHANNEL_ANSWER}
 _TAG = re.compile(r"</?(think|answer)>")
+_LONGEST = max(len(f"</{name}>") for name in _CHANNELS)
 
 
 class ChannelTracker:
     def __init__(self) -> None:
-        self._text = ""
+        self._channel: pb.Channel = pb.CHANNEL_UNSPECIFIED  # after every tag completed so far
+        self._window = ""  # the last characters seen, where a split tag may have begun
 
     def feed(self, chunk: str) -> list[tuple[pb.Channel, str]]:
         """(channel, text) segments of `chunk`, in order."""
-        start = len(self._text)
-        self._text += chunk
+        text, start = self._window + chunk, len(self._window)
         segments: list[tuple[pb.Channel, str]] = []
-        channel, pos = self._channel_at(start), start
-        # Tags are matched in a window that may begin before this chunk (a tag split across chunks).
-        for match in _TAG.finditer(self._text, max(0, start - 8)):
-            if match.end() <= start:
+        channel, pos = self._channel, start
+        for match in _TAG.finditer(text):
+            if match.end() <= start:  # completed in an earlier chunk: already applied
                 continue
-            boundary = match.end() if not match.group(0).startswith("</") else match.start()
-            boundary = max(boundary, start)
+            closing = match.group(0).startswith("</")
+            boundary = max(match.start() if closing else match.end(), start)
             if boundary > pos:
-                segments.append((channel, self._text[pos:boundary]))
+                segments.append((channel, text[pos:boundary]))
                 pos = boundary
-            channel = pb.CHANNEL_UNSPECIFIED if match.group(0).startswith("</") else _CHANNELS[match.group(1)]
-        if pos < len(self._text):
-            segments.append((channel, self._text[pos:]))
+            channel = pb.CHANNEL_UNSPECIFIED if closing else _CHANNELS[match.group(1)]
+        if pos < len(text):
+            segments.append((channel, text[pos:]))
+        self._channel, self._window = channel, text[-(_LONGEST - 1):]
         return [s for s in segments if s[1]]
-
-    def _channel_at(self, index: int) -> pb.Channel:
-        channel = pb.CHANNEL_UNSPECIFIED
-        for match in _TAG.finditer(self._text, 0, index):
-            channel = pb.CHANNEL_UNSPECIFIED if match.group(0).startswith("</") else _CHANNELS[match.group(1)]
-        return channel
-
-
-_CHANNELS: dict[str, pb.Channel] = {"think": pb.CHANNEL_THINK, "answer": pb.CHANNEL_ANSWER}

@@ -32,8 +32,8 @@ from services.common.settings import telemetry as telemetry_settings
 from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
 from services.model.backend import ModelBackend, ModelUnavailable
-from services.model.chat_template import ChatTemplate, ImagePart, Message
-from services.model.dialect import RawCall, parse_step
+from services.model.chat_template import ImagePart, Message
+from services.model.dialects import Dialect, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
 
 tracer = trace.get_tracer("toolfabric.gateway")
@@ -103,14 +103,14 @@ def _image_ref(image: RegisteredImage) -> pb.ImageRef:
 
 class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: AsyncBlobStore, catalog: Catalog,
-                 template_for: Callable[[str], ChatTemplate], settings: GatewaySettings) -> None:
+                 dialect_for: Callable[[str], Dialect], settings: GatewaySettings) -> None:
         self._model, self._tools, self._blobs = model, tools, blobs
-        self._catalog, self._template_for, self._settings = catalog, template_for, settings
+        self._catalog, self._dialect_for, self._settings = catalog, dialect_for, settings
 
     async def run(self, spec: RunSpec, emit: Emit) -> tuple[pb.Status, str]:
         """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
         sink = _Sink(spec.trajectory_id, emit)
-        state = _Run(spec, ImageRegistry(self._blobs), _Usage(), time.monotonic())
+        state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
         for image in spec.inputs:
             state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
         attributes: dict[str, str | int | float] = {
@@ -162,7 +162,8 @@ class AgentLoop:
     async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
         spec = state.spec
         visible = self._catalog.visible(spec.mode)
-        state.messages = [system_message(spec.mode, visible), user_message(spec.question, state.registry.images)]
+        state.messages = [system_message(spec.mode, visible, state.dialect),
+                          user_message(spec.question, state.registry.images)]
         for step in range(1, spec.max_steps + 1):
             sink.step = step
             state.usage.steps = step
@@ -170,7 +171,7 @@ class AgentLoop:
             with tracer.start_as_current_span(f"step {step}", attributes={"toolfabric.step": step}):
                 text = await self._model_step(state, sink)
                 state.messages.append(Message("assistant", [text]))
-                parsed = parse_step(text)
+                parsed = state.dialect.parse(text)
                 if not parsed.calls and parsed.plan is not None and spec.mode == "plan":
                     plan_json = json.dumps(parsed.plan, ensure_ascii=False)
                     await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
@@ -185,7 +186,8 @@ class AgentLoop:
                     message = "; ".join(parsed.problems)
                     await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
                                                           is_error=True, error_kind="model_output"))
-                    parts += observation_parts("model_output", "-", message, "model_output", [])
+                    parts += observation_parts("model_output", "-", message, "model_output", [],
+                                               state.dialect.observation_tags)
                 if parsed.calls:
                     parts += await self._run_calls(state, sink, parsed.calls)
                 state.messages.append(Message("user", parts))
@@ -193,8 +195,9 @@ class AgentLoop:
 
     async def _model_step(self, state: _Run, sink: _Sink) -> str:
         spec = state.spec
-        template = self._template_for(spec.model)
-        prompt = template.render(state.messages)
+        prompt = state.dialect.template.render(state.messages)
+        # The dialect's stop strings end the step where the fabric's observation would begin.
+        sampling = {**spec.sampling, "stop": list(state.dialect.stop)} if state.dialect.stop else spec.sampling
         by_name = {i.name: i for i in state.registry.images}
         names = [p.name for m in state.messages for p in m.parts if isinstance(p, ImagePart)]
         images = [await state.registry.data(by_name[n]) for n in names]
@@ -211,7 +214,7 @@ class AgentLoop:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
-            async for chunk in self._model.stream(spec.model, prompt, images, spec.sampling, request_id):
+            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id):
                 if chunk.text:
                     if first_token is None:
                         first_token = time.monotonic() - started
@@ -281,7 +284,8 @@ class AgentLoop:
             metrics.tool_call(tool.name if tool else "unknown", "ok" if result.ok else result.error_kind or "error",
                               duration or None)  # a refused call never ran: no latency
             parts += observation_parts(tool.name if tool else raw.name, call_id, result.text,
-                                       None if result.ok else (result.error_kind or "error"), new_images)
+                                       None if result.ok else (result.error_kind or "error"), new_images,
+                                       state.dialect.observation_tags)
         return parts
 
     def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
@@ -334,6 +338,7 @@ class AgentLoop:
 @dataclass
 class _Run:
     spec: RunSpec
+    dialect: Dialect
     registry: ImageRegistry
     usage: _Usage
     started: float

@@ -7,6 +7,7 @@ import json
 from gateway.images import RegisteredImage
 from services.common.tools import ToolSpec
 from services.model.chat_template import ImagePart, Message
+from services.model.dialects import Dialect
 
 _INSTRUCTIONS = {
     "deep_research": (
@@ -30,9 +31,13 @@ _INSTRUCTIONS = {
 }
 
 
-def system_message(mode: str, tools: list[ToolSpec]) -> Message:
-    listing = "\n".join(json.dumps(t.function_schema(), ensure_ascii=False) for t in tools)
-    return Message("system", [f"Mode: {mode}\n{_INSTRUCTIONS[mode]}\n\n# Tools\n<tools>\n{listing}\n</tools>"])
+def system_message(mode: str, tools: list[ToolSpec], dialect: Dialect) -> Message:
+    """The mode's instructions and the tools, declared the way the model's dialect knows them."""
+    schemas = dialect.declare_tools([t.function_schema() for t in tools])
+    listing = "\n".join(json.dumps(s, ensure_ascii=False) for s in schemas)
+    opening, closing = dialect.observation_tags
+    instructions = _INSTRUCTIONS[mode].replace("<observation>…</observation>", f"{opening}…{closing}")
+    return Message("system", [f"Mode: {mode}\n{instructions}\n\n# Tools\n<tools>\n{listing}\n</tools>"])
 
 
 def user_message(question: str, images: list[RegisteredImage]) -> Message:
@@ -40,15 +45,16 @@ def user_message(question: str, images: list[RegisteredImage]) -> Message:
 
 
 def observation_parts(
-    tool: str, call_id: str, text: str, error_kind: str | None, images: list[RegisteredImage]
+    tool: str, call_id: str, text: str, error_kind: str | None, images: list[RegisteredImage],
+    tags: tuple[str, str] = ("<observation>", "</observation>"),
 ) -> list[str | ImagePart]:
-    """One <observation> block; new images are named, described and attached for the model to see."""
+    """One observation block (in the dialect's `tags`); new images are named, described and attached."""
     body = f"error ({error_kind}): {text}" if error_kind else text
-    parts: list[str | ImagePart] = [f"<observation>\ntool: {tool} (call {call_id})\n{body}"]
+    parts: list[str | ImagePart] = [f"{tags[0]}\ntool: {tool} (call {call_id})\n{body}"]
     if images:
         parts.append("\nNew images:")
         for image in images:
             parts.append(f" {image.name} ({image.width}x{image.height}, {image.origin}) ")
             parts.append(ImagePart(image.name))
-    parts.append("\n</observation>\n")
+    parts.append(f"\n{tags[1]}\n")
     return parts

@@ -32,7 +32,8 @@ from services.common.errors import BlobNotFound, InvalidImage
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
 from services.common.tools import SERVICES
-from services.model.chat_template import template_for
+from services.model.dialects import dialect_for
+from services.model.dialects.registry import check as check_dialects
 from services.model.triton_client import TritonModel
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -183,8 +184,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     executor = CeleryToolExecutor(make_celery(), redis_client)
     await executor.start()
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
+    check_dialects(model_settings.dialects, model_settings.default_dialect)
     loop = AgentLoop(model, executor, blobs, catalog(),
-                     lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
+                     lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
+                     gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     servicer = FabricServicer(loop, validator, redis_client, blobs, model)
 

@@ -95,9 +95,10 @@ class ModelSettings(BaseSettings):
     triton_url: str = "127.0.0.1:8001"
     # The Triton model a Run uses when it names none.
     default_model: str = "toolfabric_baseline"
-    # Chat template / dialect per model name; unlisted models use `default_template`.
-    templates: dict[str, str] = Field(default_factory=dict)
-    default_template: Literal["qwen3-vl"] = "qwen3-vl"
+    # Dialect (chat template, output parser, stop strings: services/model/dialects) per model name, e.g.
+    # '{"deepeyes-7b": "deepeyes"}'; unlisted models speak `default_dialect`. Checked at gateway start-up.
+    dialects: dict[str, str] = Field(default_factory=dict)
+    default_dialect: str = "qwen3vl"
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=8192, ge=1, le=131072)
     # Time to the first streamed token and between tokens before the step fails.

@@ -1,7 +1,8 @@
 """Chat templates: turning a conversation into the prompt string a model expects, and back.
 
 The vLLM backend on Triton takes a finished prompt (the chat template is the fabric's job), with
-one image placeholder per image sent in the `image` tensor, in the same order. Qwen3-VL (the base
+one image placeholder per image sent in the `image` tensor, in the same order. Which template a
+model gets is its dialect's choice (`services.model.dialects`). Qwen3-VL (the base
 of the R1V4 family) uses `<|im_start|>role … <|im_end|>` turns and
 `<|vision_start|><|image_pad|><|vision_end|>` per image.
 """
@@ -77,12 +78,13 @@ class Qwen3VLTemplate:
         return messages
 
 
-TEMPLATES: dict[str, ChatTemplate] = {"qwen3-vl": Qwen3VLTemplate()}
+class Qwen25VLTemplate(Qwen3VLTemplate):
+    """Qwen2.5-VL's template: the same turns and image placeholders, and its default system turn when none is given."""
 
+    name = "qwen2.5-vl"
+    DEFAULT_SYSTEM = "You are a helpful assistant."
 
-def template_for(model: str, per_model: dict[str, str], default: str) -> ChatTemplate:
-    name = per_model.get(model, default)
-    try:
-        return TEMPLATES[name]
-    except KeyError:
-        raise ValueError(f"unknown chat template {name!r} for model {model!r}; known: {sorted(TEMPLATES)}") from None
+    def render(self, messages: list[Message]) -> str:
+        if not messages or messages[0].role != "system":
+            messages = [Message("system", [self.DEFAULT_SYSTEM]), *messages]
+        return super().render(messages)

@@ -1,0 +1,104 @@
+"""What a model family speaks: its chat template, its output syntax and its stop strings.
+
+A `Dialect` is everything model-specific the agent loop needs: how to render the conversation
+(`template`), how to read one model step back (`parse`, which never raises: what it cannot
+understand goes into `ParsedStep.problems`), which strings end a step (`stop`, sent to vLLM so the
+model never writes the fabric's observations itself), how observations are wrapped for the model to
+read, and how the tools are declared to it. A new model family is one module in this package,
+registered in `registry.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.model.chat_template import ChatTemplate
+
+
+@dataclass
+class RawCall:
+    """A tool call as the model wrote it, named and shaped for the fabric's catalog."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class ParsedStep:
+    think: str = ""
+    calls: list[RawCall] = field(default_factory=list)
+    answer: str | None = None
+    plan: list[dict[str, Any]] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+class Dialect(Protocol):
+    name: str
+    template: ChatTemplate
+    stop: tuple[str, ...]
+    # The tags an observation is wrapped in, e.g. ("<observation>", "</observation>").
+    observation_tags: tuple[str, str]
+
+    def parse(self, text: str) -> ParsedStep: ...
+
+    def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The function schemas the system prompt lists, given the catalog's (the model's own names and units)."""
+        ...
+
+
+THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
+TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+CALL_OR_ANSWER_HINT = (
+    "the step has neither a tool call nor an answer: call a tool with "
+    '<tool_call>{"name": …, "arguments": {…}}</tool_call> or finish with <answer>…</answer>'
+)
+
+
+def split_think(text: str, step: ParsedStep) -> str:
+    """Fills `step.think` and returns the body after it: calls and answers inside <think> are musing, not acting."""
+    think = THINK.search(text)
+    if think:
+        step.think = think.group(1).strip()
+    return text[think.end():] if think else text
+
+
+def parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | None:
+    """`{"name": …, "arguments": {…}}` (arguments may be double-encoded), or None with the problem noted."""
+    try:
+        obj = json.loads(raw.strip())
+    except json.JSONDecodeError as exc:
+        problems.append(f"tool call {index} is not valid JSON ({exc.msg} at position {exc.pos}): {raw.strip()[:200]}")
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        problems.append(f'tool call {index} must be an object with a string "name" and an "arguments" object')
+        return None
+    args = obj.get("arguments", {})
+    if isinstance(args, str):  # some models double-encode the arguments
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass
+    if not isinstance(args, dict):
+        problems.append(f'tool call {index} ({obj["name"]}): "arguments" must be a JSON object')
+        return None
+    return RawCall(obj["name"], args)
+
+
+def report_unclosed(body: str, tags: tuple[str, ...], problems: list[str]) -> None:
+    for tag in tags:
+        if body.count(f"<{tag}>") > body.count(f"</{tag}>"):
+            problems.append(f"<{tag}> was opened but never closed with </{tag}>")
+
+
+def finish(step: ParsedStep) -> ParsedStep:
+    """The rules every dialect shares: a step that calls tools does not also answer; an empty step is a problem."""
+    if step.answer is not None and step.calls:
+        step.problems.append("the step both calls tools and answers; the tool calls were run and the answer ignored")
+        step.answer = None
+    if not step.calls and step.answer is None and step.plan is None and not step.problems:
+        step.problems.append(CALL_OR_ANSWER_HINT)
+    return step
