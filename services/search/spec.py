@@ -6,6 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.tools import ToolSpec
 
+# Research modes only: MODE_GENERAL is thinking with images (image tools plus web_visit, see the proto).
+SEARCH_MODES = frozenset({"deep_research", "plan"})
+
 
 class TextSearchArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,6 +28,7 @@ TOOLS = [
         "search",
         "Web search. Returns, per query, a list of results with title, url and snippet.",
         TextSearchArgs,
+        modes=SEARCH_MODES,
     ),
     ToolSpec(
         "image_search",
@@ -32,5 +36,6 @@ TOOLS = [
         "Reverse image search: find web pages showing this image. Returns, per image, results with "
         "title, source (page URL) and link (image URL).",
         ImageSearchArgs,
+        modes=SEARCH_MODES,
     ),
 ]
