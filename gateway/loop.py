@@ -35,11 +35,12 @@ from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
 tracer = trace.get_tracer("toolfabric.gateway")
 log = logging.getLogger(__name__)
 
-MODES: dict[pb.Mode, str] = {pb.MODE_DEEP_RESEARCH: "deep_research", pb.MODE_GENERAL: "general", pb.MODE_PLAN: "plan"}
+MODES: dict[pb.Mode, str] = {value: name for name, value in names.MODES.items()}
 Emit = Callable[[pb.RunEvent], Awaitable[None]]
 
 
@@ -152,9 +153,10 @@ class AgentLoop:
                 span.record_exception(failure)
                 span.set_status(SpanStatus(StatusCode.ERROR, reason))
                 span.set_attribute("error.type", error_type)
-                await sink(error=pb.Error(code=error_type, message=reason, fatal=True))
+                await sink(error=pb.Error(code=error_type, message=reason, fatal=True,
+                                          kind=names.error_kind(error_type)))
             span.set_attribute("toolfabric.status", pb.Status.Name(status))
-            metrics.trajectory_finished(spec.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
+            metrics.trajectory_finished(spec.mode, names.status_name(status))
             await sink(usage=state.usage.proto(time.monotonic() - state.started))
             await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
         return status, reason
@@ -185,7 +187,8 @@ class AgentLoop:
                 if parsed.problems:
                     message = "; ".join(parsed.problems)
                     await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
-                                                          is_error=True, error_kind="model_output"))
+                                                          is_error=True, error_kind="model_output",
+                                                          kind=pb.ERROR_KIND_MODEL_OUTPUT))
                     parts += observation_parts("model_output", "-", message, "model_output", [],
                                                state.dialect.observation_tags)
                 if parsed.calls:
@@ -280,7 +283,8 @@ class AgentLoop:
             await sink(observation=pb.Observation(
                 call_id=call_id, name=tool.name if tool else raw.name, text=result.text,
                 images=[_image_ref(i) for i in new_images], is_error=not result.ok,
-                error_kind=result.error_kind or "", duration_s=duration))
+                error_kind=result.error_kind or "", kind=names.error_kind(result.error_kind or ""),
+                duration_s=duration))
             metrics.tool_call(tool.name if tool else "unknown", "ok" if result.ok else result.error_kind or "error",
                               duration or None)  # a refused call never ran: no latency
             parts += observation_parts(tool.name if tool else raw.name, call_id, result.text,
@@ -348,4 +352,4 @@ class _Run:
 
 
 def _mode_enum(mode: str) -> pb.Mode:
-    return {v: k for k, v in MODES.items()}[mode]
+    return names.MODES[mode]

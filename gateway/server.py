@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import cast
 
 import grpc
 import redis.asyncio as aredis
@@ -37,10 +38,11 @@ from services.model.dialects.registry import check as check_dialects
 from services.model.triton_client import TritonModel
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
+from toolfabric.v1.names import FABRIC_SERVICE
 
 log = logging.getLogger(__name__)
 CANCEL_CHANNEL = "toolfabric:cancel"
-SERVICE_NAME = "toolfabric.v1.Fabric"
+SERVICE_NAME = FABRIC_SERVICE
 
 
 class FabricServicer(pb_grpc.FabricServicer):
@@ -101,15 +103,15 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         tid = request.trajectory_id
         if self.cancel_local(tid):
-            return pb.CancelResponse(cancelled=True, status=pb.Status.Name(pb.STATUS_CANCELLED))
+            return _cancel_response(True, pb.STATUS_CANCELLED)
         status = await recorder.status_of(self._redis, tid)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no trajectory {tid!r}")
         if status == pb.STATUS_RUNNING:
             # Running on another replica: every gateway listens on the cancel channel.
             await self._redis.publish(CANCEL_CHANNEL, tid)
-            return pb.CancelResponse(cancelled=True, status=pb.Status.Name(pb.STATUS_CANCELLED))
-        return pb.CancelResponse(cancelled=False, status=pb.Status.Name(status or 0))
+            return _cancel_response(True, pb.STATUS_CANCELLED)
+        return _cancel_response(False, cast(pb.Status, status or 0))
 
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
@@ -141,6 +143,11 @@ class FabricServicer(pb_grpc.FabricServicer):
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)
+
+
+def _cancel_response(cancelled: bool, status: pb.Status) -> pb.CancelResponse:
+    # `status` (the name) stays filled for v1 clients that read it; `trajectory_status` is the enum.
+    return pb.CancelResponse(cancelled=cancelled, status=pb.Status.Name(status), trajectory_status=status)
 
 
 async def _download_image(url: str, max_bytes: int) -> bytes:
@@ -197,8 +204,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (pb.DESCRIPTOR.services_by_name["Fabric"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{gw.host}:{gw.port}")
     await server.start()
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))

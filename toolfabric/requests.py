@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Union
 
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import MODES
 
 ImageLike = Union[bytes, str, Path]
-MODES = {"deep_research": pb.MODE_DEEP_RESEARCH, "general": pb.MODE_GENERAL, "plan": pb.MODE_PLAN}
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 

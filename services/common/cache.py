@@ -43,7 +43,7 @@ from services.common.telemetry import observe
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["off", "live", "record", "replay"]
+CacheMode = Literal["off", "live", "record", "replay"]
 # Where a result came from: a tier, a provider call, or an identical in-flight call (shared).
 Source = Literal["hot", "persistent", "provider", "shared"]
 
@@ -169,7 +169,7 @@ def _error_class(exc: ToolError) -> str:
 class Cache:
     """Asyncio cache; one per process and event loop."""
 
-    def __init__(self, redis: aredis.Redis, store: PersistentStore | None, mode: Mode = "live",
+    def __init__(self, redis: aredis.Redis, store: PersistentStore | None, mode: CacheMode = "live",
                  hot_ttl_s: int = 3600, persistent_ttl_s: int = 7 * 24 * 3600, wait_s: float = 60.0) -> None:
         if mode not in ("off", "live", "record", "replay"):
             raise ValueError(f"unknown cache mode {mode!r}; use off, live, record or replay")

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import UnknownImage
+from toolfabric.v1 import names
 
+# The tool services, each with its own Celery queue and worker.
 Service = Literal["vision", "search", "fetch"]
-SERVICES: tuple[Service, ...] = ("vision", "search", "fetch")
-Mode = Literal["deep_research", "general", "plan"]
-ALL_MODES: frozenset[str] = frozenset({"deep_research", "general", "plan"})
+SERVICES: tuple[Service, ...] = get_args(Service)
+# The agent modes as the code spells them: the proto's Mode names (toolfabric.v1.names.MODES).
+AgentMode = Literal["deep_research", "general", "plan"]
+ALL_MODES: frozenset[str] = frozenset(names.MODES)
 
 
 def task_name(service: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from rich.console import Console
 
+from toolfabric.v1.names import MODES
+
 DEMO_QUESTION = "Who is the astronaut in this photo, and what was the first Space Shuttle mission she commanded?"
 DEMO_IMAGE = Path(__file__).resolve().parents[1] / "demo" / "question.jpg"
 
@@ -90,7 +92,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("question")
     run.add_argument("--image", action="append", default=[], help="image file or http(s) URL (repeatable)")
     run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
-    run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
+    run.add_argument("--mode", default="deep_research", choices=list(MODES))
     run.add_argument("--max-steps", type=int, default=0)
     run.add_argument("--max-tool-calls", type=int, default=0)
     run.add_argument("--deadline", type=float, default=0.0, help="seconds")
@@ -101,7 +103,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
 
     tools = sub.add_parser("tools", help="list the tools and their JSON schemas")
     tools.add_argument("--target", default="127.0.0.1:50051")
-    tools.add_argument("--mode", choices=["deep_research", "general", "plan"])
+    tools.add_argument("--mode", choices=list(MODES))
     tools.set_defaults(func=cmd_tools)
 
     traj = sub.add_parser("trajectory", help="print a recorded trajectory as JSON")

@@ -23,6 +23,32 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATUS_FAILED: _ClassVar[Status]
     STATUS_BUDGET_EXHAUSTED: _ClassVar[Status]
 
+class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_KIND_UNSPECIFIED: _ClassVar[ErrorKind]
+    ERROR_KIND_MODEL_OUTPUT: _ClassVar[ErrorKind]
+    ERROR_KIND_UNKNOWN_TOOL: _ClassVar[ErrorKind]
+    ERROR_KIND_INVALID_ARGUMENT: _ClassVar[ErrorKind]
+    ERROR_KIND_UNKNOWN_IMAGE: _ClassVar[ErrorKind]
+    ERROR_KIND_INVALID_IMAGE: _ClassVar[ErrorKind]
+    ERROR_KIND_BUDGET_EXHAUSTED: _ClassVar[ErrorKind]
+    ERROR_KIND_TIMEOUT: _ClassVar[ErrorKind]
+    ERROR_KIND_RESOURCE_EXHAUSTED: _ClassVar[ErrorKind]
+    ERROR_KIND_UNAVAILABLE: _ClassVar[ErrorKind]
+    ERROR_KIND_CANCELLED: _ClassVar[ErrorKind]
+    ERROR_KIND_CACHE_MISS: _ClassVar[ErrorKind]
+    ERROR_KIND_CODE_ERROR: _ClassVar[ErrorKind]
+    ERROR_KIND_KILLED: _ClassVar[ErrorKind]
+    ERROR_KIND_SANDBOX_UNAVAILABLE: _ClassVar[ErrorKind]
+    ERROR_KIND_BLOCKED: _ClassVar[ErrorKind]
+    ERROR_KIND_FETCH_ERROR: _ClassVar[ErrorKind]
+    ERROR_KIND_HTTP_STATUS: _ClassVar[ErrorKind]
+    ERROR_KIND_UNSUPPORTED_CONTENT: _ClassVar[ErrorKind]
+    ERROR_KIND_WORKER_FAILURE: _ClassVar[ErrorKind]
+    ERROR_KIND_TOOL_ERROR: _ClassVar[ErrorKind]
+    ERROR_KIND_INTERNAL: _ClassVar[ErrorKind]
+    ERROR_KIND_MODEL_UNAVAILABLE: _ClassVar[ErrorKind]
+
 class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHANNEL_UNSPECIFIED: _ClassVar[Channel]
@@ -38,6 +64,29 @@ STATUS_COMPLETED: Status
 STATUS_CANCELLED: Status
 STATUS_FAILED: Status
 STATUS_BUDGET_EXHAUSTED: Status
+ERROR_KIND_UNSPECIFIED: ErrorKind
+ERROR_KIND_MODEL_OUTPUT: ErrorKind
+ERROR_KIND_UNKNOWN_TOOL: ErrorKind
+ERROR_KIND_INVALID_ARGUMENT: ErrorKind
+ERROR_KIND_UNKNOWN_IMAGE: ErrorKind
+ERROR_KIND_INVALID_IMAGE: ErrorKind
+ERROR_KIND_BUDGET_EXHAUSTED: ErrorKind
+ERROR_KIND_TIMEOUT: ErrorKind
+ERROR_KIND_RESOURCE_EXHAUSTED: ErrorKind
+ERROR_KIND_UNAVAILABLE: ErrorKind
+ERROR_KIND_CANCELLED: ErrorKind
+ERROR_KIND_CACHE_MISS: ErrorKind
+ERROR_KIND_CODE_ERROR: ErrorKind
+ERROR_KIND_KILLED: ErrorKind
+ERROR_KIND_SANDBOX_UNAVAILABLE: ErrorKind
+ERROR_KIND_BLOCKED: ErrorKind
+ERROR_KIND_FETCH_ERROR: ErrorKind
+ERROR_KIND_HTTP_STATUS: ErrorKind
+ERROR_KIND_UNSUPPORTED_CONTENT: ErrorKind
+ERROR_KIND_WORKER_FAILURE: ErrorKind
+ERROR_KIND_TOOL_ERROR: ErrorKind
+ERROR_KIND_INTERNAL: ErrorKind
+ERROR_KIND_MODEL_UNAVAILABLE: ErrorKind
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_THINK: Channel
 CHANNEL_ANSWER: Channel
@@ -141,7 +190,7 @@ class ToolCall(_message.Message):
     def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ...) -> None: ...
 
 class Observation(_message.Message):
-    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s")
+    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s", "kind")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +198,7 @@ class Observation(_message.Message):
     IS_ERROR_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     name: str
     text: str
@@ -156,7 +206,8 @@ class Observation(_message.Message):
     is_error: bool
     error_kind: str
     duration_s: float
-    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    kind: ErrorKind
+    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ..., kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
 
 class FinalAnswer(_message.Message):
     __slots__ = ("text", "plan_json")
@@ -204,14 +255,16 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., steps: _Optional[int] = ..., tool_calls: _Optional[_Mapping[str, int]] = ..., phase_seconds: _Optional[_Mapping[str, float]] = ..., counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "fatal")
+    __slots__ = ("code", "message", "fatal", "kind")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FATAL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
     fatal: bool
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., fatal: bool = ...) -> None: ...
+    kind: ErrorKind
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., fatal: bool = ..., kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
 
 class TrajectoryFinished(_message.Message):
     __slots__ = ("status", "reason")
@@ -256,12 +309,14 @@ class CancelRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class CancelResponse(_message.Message):
-    __slots__ = ("cancelled", "status")
+    __slots__ = ("cancelled", "status", "trajectory_status")
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRAJECTORY_STATUS_FIELD_NUMBER: _ClassVar[int]
     cancelled: bool
     status: str
-    def __init__(self, cancelled: bool = ..., status: _Optional[str] = ...) -> None: ...
+    trajectory_status: Status
+    def __init__(self, cancelled: bool = ..., status: _Optional[str] = ..., trajectory_status: _Optional[_Union[Status, str]] = ...) -> None: ...
 
 class GetTrajectoryRequest(_message.Message):
     __slots__ = ("trajectory_id",)

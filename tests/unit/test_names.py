@@ -1,0 +1,96 @@
+"""Names defined once, from the proto: modes, statuses, service names and every error kind the fabric emits."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import get_args
+
+import services
+from services.catalog import catalog
+from services.common.errors import ToolError
+from services.common.tools import ALL_MODES, SERVICES, AgentMode, Service
+from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_modes_and_statuses_are_the_proto_enums_in_lower_case() -> None:
+    assert names.MODES == {"deep_research": pb.MODE_DEEP_RESEARCH, "general": pb.MODE_GENERAL, "plan": pb.MODE_PLAN}
+    assert names.mode_name(pb.MODE_GENERAL) == "general"
+    assert names.status_name(pb.STATUS_BUDGET_EXHAUSTED) == "budget_exhausted"
+    assert set(get_args(AgentMode)) == set(names.MODES) == ALL_MODES
+    assert names.FABRIC_SERVICE == "toolfabric.v1.Fabric"
+
+
+def test_every_tool_belongs_to_a_known_service_and_only_known_modes() -> None:
+    assert SERVICES == get_args(Service)
+    for spec in catalog().specs:
+        assert spec.service in SERVICES and spec.modes <= ALL_MODES, spec.name
+
+
+def test_general_mode_offers_exactly_what_the_proto_says() -> None:
+    # MODE_GENERAL: "thinking with images: code and image ops, plus web_visit".
+    general = catalog().visible("general")
+    assert {t.service for t in general} == {"vision", "fetch"}
+    assert [t.name for t in general if t.service == "fetch"] == ["web_visit"]
+    assert {t.name for t in general if t.service == "vision"} == {t.name for t in catalog().visible("deep_research")
+                                                                  if t.service == "vision"}
+
+
+def _tool_error_kinds() -> set[str]:
+    for module in pkgutil.walk_packages(services.__path__, "services."):
+        if module.name.endswith(("errors", "summarize")):
+            importlib.import_module(module.name)
+    kinds, todo = set(), [ToolError]
+    while todo:
+        cls = todo.pop()
+        kinds.add(cls.kind)
+        todo += cls.__subclasses__()
+    return kinds
+
+
+def _literal_kinds() -> set[str]:
+    """String literals the code passes as an error kind: failure("kind", …), ToolDispatchError("kind", …),
+    error_kind= / code= keywords, and values assigned to *error_kind / error_type."""
+    found: set[str] = set()
+
+    def strings(node: ast.AST) -> set[str]:
+        return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+    for path in [*ROOT.glob("gateway/*.py"), *ROOT.glob("services/**/*.py")]:
+        if "repository" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name in ("failure", "ToolDispatchError") and node.args and isinstance(node.args[0], ast.Constant):
+                    found.add(node.args[0].value)
+                for keyword in node.keywords:
+                    if keyword.arg in ("error_kind", "code") and name in ("Observation", "Error", "ToolResult"):
+                        found |= strings(keyword.value)
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    targets = target.elts if isinstance(target, ast.Tuple) else [target]
+                    values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value] * len(targets)
+                    for t, v in zip(targets, values):
+                        label = t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", "")
+                        if label.endswith(("error_kind", "error_type")):
+                            found |= strings(v)
+    return found
+
+
+def test_every_error_kind_the_code_can_emit_is_listed_in_the_proto() -> None:
+    emitted = _tool_error_kinds() | _literal_kinds()
+    assert {"model_output", "unknown_tool", "budget_exhausted", "model_unavailable", "worker_failure",
+            "code_error", "blocked"} <= emitted  # the scan sees the code
+    assert emitted - names.ERROR_KINDS == {""}  # "" is "no error"
+
+
+def test_error_kinds_map_to_the_enum_and_unlisted_strings_to_unspecified() -> None:
+    assert names.error_kind("timeout") == pb.ERROR_KIND_TIMEOUT
+    assert names.error_kind("model_unavailable") == pb.ERROR_KIND_MODEL_UNAVAILABLE
+    assert names.error_kind("") == names.error_kind("made_up") == pb.ERROR_KIND_UNSPECIFIED
