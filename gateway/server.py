@@ -18,13 +18,14 @@ from typing import cast
 import grpc
 import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from gateway import recorder
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
-from gateway.validation import RequestValidator
+from gateway.reflection import enable_server_reflection
+from gateway.request_decoding import RejectUndecodableRequests
+from gateway.validation import RequestValidator, check_length
 from services.catalog import catalog
 from services.common import images, settings
 from services.common.blobs import AsyncBlobStore
@@ -59,7 +60,7 @@ class FabricServicer(pb_grpc.FabricServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
         if not await self._model.ready(spec.model):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
             return
         queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
@@ -93,6 +94,13 @@ class FabricServicer(pb_grpc.FabricServicer):
         finally:
             queue.put_nowait(None)
 
+    async def _checked_id(self, value: str, context: grpc.aio.ServicerContext, name: str = "trajectory_id") -> str:
+        try:
+            check_length(name, value, self._gw.max_id_chars)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return value
+
     def cancel_local(self, trajectory_id: str) -> bool:
         task = self._running.get(trajectory_id)
         if task is None or task.done():
@@ -101,7 +109,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         return True
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
-        tid = request.trajectory_id
+        tid = await self._checked_id(request.trajectory_id, context)
         if self.cancel_local(tid):
             return _cancel_response(True, pb.STATUS_CANCELLED)
         status = await recorder.status_of(self._redis, tid)
@@ -115,6 +123,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
+        await self._checked_id(request.trajectory_id, context)
         found = await recorder.load(self._redis, request.trajectory_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
@@ -134,6 +143,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         ])
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
+        await self._checked_id(request.blob, context, "blob")
         try:
             data = await self._blobs.get(request.blob)
         except BlobNotFound as exc:
@@ -200,11 +210,11 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests()])
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{gw.host}:{gw.port}")
     await server.start()
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))

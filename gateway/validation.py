@@ -19,6 +19,12 @@ from toolfabric.v1 import fabric_pb2 as pb
 Downloader = Callable[[str, int], Awaitable[bytes]]
 
 
+def check_length(name: str, value: str, limit: int) -> None:
+    """An id or name over its limit is refused naming the limit, never echoing the value (it may be megabytes)."""
+    if len(value) > limit:
+        raise InvalidRequest(f"{name} is {len(value)} characters, over the limit of {limit}")
+
+
 class RequestValidator:
     def __init__(self, gateway: GatewaySettings, model: ModelSettings, common: CommonSettings,
                  blobs: AsyncBlobStore, download: Downloader) -> None:
@@ -36,6 +42,7 @@ class RequestValidator:
         if len(question) > self._gw.max_question_chars:
             raise InvalidRequest(f"question is {len(question)} characters, over the limit of "
                                  f"{self._gw.max_question_chars}")
+        check_length("model", request.model, self._gw.max_model_name_chars)
         mode = MODES.get(request.mode or pb.MODE_DEEP_RESEARCH)
         if mode is None:
             raise InvalidRequest(f"mode {request.mode} is not one of {sorted(pb.Mode.keys())}")

@@ -63,6 +63,9 @@ class GatewaySettings(BaseSettings):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
     max_images_per_request: int = Field(default=16, ge=1)
     max_question_chars: int = Field(default=20_000, ge=1)
+    # Longest trajectory id / blob reference and model name a request may carry (longer: INVALID_ARGUMENT).
+    max_id_chars: int = Field(default=128, ge=71)
+    max_model_name_chars: int = Field(default=256, ge=1)
     trajectory_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     # Budgets: the defaults a request gets when it leaves one at 0, and the ceilings it may ask for.
     default_max_steps: int = Field(default=16, ge=1)

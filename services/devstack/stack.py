@@ -27,14 +27,16 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 
 class EmbeddedStack:
     def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
-                 extra_env: dict[str, str] | None = None, worker_concurrency: int = 2) -> None:
+                 extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
+                 triton: TritonServer | None = None) -> None:
         self.workdir = workdir.resolve()
         self.gateway_port = gateway_port or free_port()
         self.demo_site = demo_site
         self.extra_env = extra_env or {}
         self.worker_concurrency = worker_concurrency
         self.redis = RedisServer(self.workdir / "redis")
-        self.triton = TritonServer(self.workdir / "triton")
+        # The CPU baseline by default; tests hand in a server that also loads their test models.
+        self.triton = triton or TritonServer(self.workdir / "triton")
         self.site_port = free_port()
         self.blob_port = free_port()
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).

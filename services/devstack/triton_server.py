@@ -17,7 +17,7 @@ from services.common.errors import ConfigurationError
 from services.devstack.processes import Child, free_port, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model" / "repository"
-CPU_MODELS = ("toolfabric_baseline", "toolfabric_scripted")
+CPU_MODELS = ("toolfabric_baseline",)
 
 
 def _pytriton_dir() -> Path:
@@ -31,10 +31,11 @@ def _pytriton_dir() -> Path:
 class TritonServer:
     """`tritonserver` with the CPU models, on free ports; `grpc_url` for clients."""
 
-    def __init__(self, workdir: Path, models: tuple[str, ...] = CPU_MODELS, repository: Path = REPOSITORY) -> None:
+    def __init__(self, workdir: Path, models: tuple[str, ...] = CPU_MODELS,
+                 repositories: tuple[Path, ...] = (REPOSITORY,)) -> None:
         self.workdir = workdir
         self.models = models
-        self.repository = repository
+        self.repositories = repositories
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self._child: Child | None = None
 
@@ -69,7 +70,7 @@ class TritonServer:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
         argv = [
             str(pytriton / "tritonserver" / "bin" / "tritonserver"),
-            f"--model-repository={self.repository}",
+            *[f"--model-repository={r}" for r in self.repositories],
             f"--backend-directory={self._backend_dir()}",
             "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in self.models],

@@ -12,6 +12,7 @@ from services.devstack.processes import free_port
 from services.fetch.spec import WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
+from tests.model_repository import TEST_MODELS, TEST_REPOSITORY
 
 from .conftest import settings_for
 from .servers import Server, html
@@ -39,7 +40,7 @@ async def test_unreachable_summariser_falls_back_to_passages_and_says_so(web: Se
 async def test_long_page_is_summarised_by_the_model_on_triton(web: Server, tmp_path: Path) -> None:
     from services.devstack.triton_server import TritonServer
 
-    with TritonServer(tmp_path, models=("toolfabric_scripted",)) as triton:
+    with TritonServer(tmp_path, models=TEST_MODELS, repositories=(TEST_REPOSITORY,)) as triton:
         # The scripted CPU model answers any non-script prompt with a fixed <answer>; what matters
         # here is that the page went through Triton and its reply came back labelled "summary".
         entry, usage = await _visit(web, ModelSummarizer("toolfabric_scripted", triton.grpc_url, timeout_s=60))

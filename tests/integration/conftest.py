@@ -12,6 +12,8 @@ import pytest
 
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.stack import EmbeddedStack
+from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
+from tests.model_repository import TEST_MODELS, TEST_REPOSITORY
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 
@@ -25,7 +27,10 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver) -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(tmp_path_factory.mktemp("stack"), extra_env=otlp_receiver.env()) as running:
+    workdir = tmp_path_factory.mktemp("stack")
+    triton = TritonServer(workdir.resolve() / "triton", models=(*CPU_MODELS, *TEST_MODELS),
+                          repositories=(REPOSITORY, TEST_REPOSITORY))
+    with EmbeddedStack(workdir, extra_env=otlp_receiver.env(), triton=triton) as running:
         yield running
 
 

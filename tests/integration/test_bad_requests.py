@@ -31,7 +31,7 @@ def png_bytes() -> bytes:
     ({"deadline_s": -5}, "budgets.deadline_s is -5"),
     ({"temperature": 7.0}, "sampling.temperature is 7"),
     ({"max_tokens": 0}, "sampling.max_tokens is 0"),
-    ({"model": "no_such_model"}, "model 'no_such_model' is not being served"),
+    ({"model": "m" * 100_000}, "model is 100000 characters, over the limit of 256"),
 ])
 def test_bad_request_is_invalid_argument_with_a_clear_message(client: Client, kwargs: dict, message: str) -> None:
     question = kwargs.pop("question", "What is this?")
