@@ -29,7 +29,8 @@ def _v1_file() -> descriptor_pb2.FileDescriptorProto:
     def rename(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
         for message in messages:
             for field in message.field:
-                field.type_name = field.type_name.replace(old, new)
+                if field.type_name:  # assigning "" would mark a scalar field as typed
+                    field.type_name = field.type_name.replace(old, new)
             rename(message.nested_type)
 
     rename(proto.message_type)
