@@ -20,8 +20,8 @@ def _short_names(enum: EnumTypeWrapper, prefix: str) -> Dict[str, int]:
     return {name[len(prefix):].lower(): value for name, value in enum.items() if value != 0}
 
 
-MODES = cast(Dict[str, pb.Mode], _short_names(pb.Mode, "MODE_"))
-STATUSES = cast(Dict[str, pb.Status], _short_names(pb.Status, "STATUS_"))
+MODES = cast("Dict[str, pb.Mode]", _short_names(pb.Mode, "MODE_"))
+STATUSES = cast("Dict[str, pb.Status]", _short_names(pb.Status, "STATUS_"))
 _ERROR_KINDS: Dict[str, int] = _short_names(pb.ErrorKind, "ERROR_KIND_")
 ERROR_KINDS: FrozenSet[str] = frozenset(_ERROR_KINDS)
 
@@ -38,4 +38,4 @@ def status_name(status: int) -> str:
 
 def error_kind(kind: str) -> pb.ErrorKind:
     """"timeout" → pb.ERROR_KIND_TIMEOUT; ERROR_KIND_UNSPECIFIED for a string the proto does not list."""
-    return cast(pb.ErrorKind, _ERROR_KINDS.get(kind, pb.ERROR_KIND_UNSPECIFIED))
+    return cast("pb.ErrorKind", _ERROR_KINDS.get(kind, pb.ERROR_KIND_UNSPECIFIED))
