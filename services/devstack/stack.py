@@ -7,6 +7,7 @@ and the only private address the fetch service may read. Used by `toolfabric up`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -163,8 +164,14 @@ def _worker_ready(redis_url: str, service: str) -> bool:
 
     app = Celery("toolfabric-probe", broker=redis_url, backend=redis_url)
     app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    result = None
     try:
         result = app.send_task(task_name(service), args=["ping", {}, {}], queue=service)
         return bool(result.get(timeout=2).get("ok"))
     finally:
+        if result is not None:
+            # Unsubscribe now, while Redis is up; AsyncResult.__del__ would do it whenever the garbage collector
+            # runs, possibly after Redis stopped (an unraisable ConnectionError at the end of a test session).
+            with contextlib.suppress(Exception):
+                app.backend.remove_pending_result(result)
         app.close()

@@ -23,6 +23,7 @@ from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step, forever
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
 ANSWER = "<think>done</think><answer>Eileen Collins</answer>"
 
@@ -175,6 +176,7 @@ async def test_malformed_output_is_an_error_observation_the_model_reads_next(
     assert status == pb.STATUS_COMPLETED  # the trajectory went on to the answer
     errors = [o for o in run.of("observation") if o.is_error]
     assert [o.error_kind for o in errors] == [kind] and message in errors[0].text
+    assert errors[0].kind == names.error_kind(kind) != pb.ERROR_KIND_UNSPECIFIED
     assert message in run.model.requests[1].prompt and f"error ({kind})" in run.model.requests[1].prompt
 
 
@@ -198,7 +200,7 @@ async def test_a_model_failure_fails_the_trajectory_with_a_fatal_error(blobs: As
     status, reason = await run()
     assert status == pb.STATUS_FAILED and reason == "Triton closed the stream"
     [error] = run.of("error")
-    assert (error.code, error.fatal) == ("model_unavailable", True)
+    assert (error.code, error.kind, error.fatal) == ("model_unavailable", pb.ERROR_KIND_MODEL_UNAVAILABLE, True)
     assert run.finished.status == pb.STATUS_FAILED
 
 
