@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import recorder
+from gateway.archive import Archive, check_labels
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
@@ -34,6 +35,8 @@ from services.common.telemetry import setup as telemetry
 from services.common.tools import SERVICES
 from services.model.chat_template import template_for
 from services.model.triton_client import TritonModel
+from services.store import open_store
+from services.store.errors import BadPageToken
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -44,14 +47,16 @@ SERVICE_NAME = "toolfabric.v1.Fabric"
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel) -> None:
+                 blobs: AsyncBlobStore, model: TritonModel, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
+        self._archive = archive
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
         self._gw = settings.gateway()
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         try:
             spec = await self._validator.validate(request)
+            check_labels(request)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
@@ -60,7 +65,10 @@ class FabricServicer(pb_grpc.FabricServicer):
                                 f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
             return
         queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
-        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
+        if self._archive is not None:
+            self._archive.begin(spec, request)
+        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s,
+                                             mirror=self._archive.event if self._archive else None)
         await record.begin(spec.question, request.mode or pb.MODE_DEEP_RESEARCH, spec.model)
 
         async def emit(event: pb.RunEvent) -> None:
@@ -113,6 +121,10 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         found = await recorder.load(self._redis, request.trajectory_id)
+        if found is not None and self._archive is not None:
+            await self._archive.add_stored_fields(found)
+        if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
+            found = await self._archive.trajectory(request.trajectory_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
@@ -134,12 +146,25 @@ class FabricServicer(pb_grpc.FabricServicer):
         try:
             data = await self._blobs.get(request.blob)
         except BlobNotFound as exc:
+            stored = await self._archive.image(request.blob) if self._archive is not None else None
+            if stored is not None:
+                return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
             info = images.inspect(data, settings.common().max_image_pixels)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)
+
+    async def ListTrajectories(self, request: pb.ListTrajectoriesRequest,
+                               context: grpc.aio.ServicerContext) -> pb.ListTrajectoriesResponse:
+        if self._archive is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway has no durable store")
+        try:
+            return await self._archive.list_page(request)  # type: ignore[union-attr]
+        except (InvalidRequest, BadPageToken) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
 
 
 async def _download_image(url: str, max_bytes: int) -> bytes:
@@ -186,7 +211,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model)
+    archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
+                      common.blob_ttl_s, settings.store()).start()
+    servicer = FabricServicer(loop, validator, redis_client, blobs, model, archive)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
@@ -226,6 +253,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     if blob_server is not None:
         await blob_server.stop()
     await executor.close()
+    await archive.close()  # after the server stopped: every event of every trajectory is written
     await model.close()
     await redis_client.aclose()
 

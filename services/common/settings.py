@@ -243,6 +243,10 @@ class StoreSettings(BaseSettings):
     url: SecretStr = SecretStr("")
     # Content-addressed image directory (a volume in production); empty = <data_dir>/images.
     images_dir: str = ""
+    # Trajectories (and images no other trajectory references) older than this are deleted; 0 = keep forever.
+    retention_days: float = Field(default=0.0, ge=0)
+    # How often a gateway applies the retention.
+    purge_interval_s: float = Field(default=3600.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,25 @@
+"""Errors of the durable store.
+
+    StoreError
+    ├── TrajectoryNotInStore   no such trajectory (never stored, or deleted by retention)
+    ├── ImageNotInStore        no such image file
+    └── BadPageToken           a page token this store did not issue
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    pass
+
+
+class TrajectoryNotInStore(StoreError):
+    pass
+
+
+class ImageNotInStore(StoreError):
+    pass
+
+
+class BadPageToken(StoreError, ValueError):
+    pass
