@@ -122,6 +122,22 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+@_needs_server
+def cmd_export(args: argparse.Namespace) -> int:
+    from services.export.cli import main
+
+    return main(args)
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from services.export.cli import add_arguments
+    except ModuleNotFoundError:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_arguments(parser)
+
+
 def register(sub: Any) -> None:
     """Add the server commands to the client CLI's subparsers."""
     up = sub.add_parser("up", help="start the whole stack on this machine (embedded default)")
@@ -148,6 +164,10 @@ def register(sub: Any) -> None:
     index.add_argument("--clear", action="store_true", help="empty the index first")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(func=cmd_index)
+
+    exporting = sub.add_parser("export", help="curated training data (SFT, R1V4 rounds, RL view) from trajectories")
+    exporting.set_defaults(func=cmd_export)
+    _add_export_arguments(exporting)
 
     evaluate = sub.add_parser("eval", help="benchmark through the fabric: run, import, report, compare")
     evaluate.set_defaults(func=cmd_eval)
