@@ -123,6 +123,13 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @_needs_server
+def cmd_store(args: argparse.Namespace) -> int:
+    from services.store.cli import main
+
+    return main(args)
+
+
+@_needs_server
 def cmd_export(args: argparse.Namespace) -> int:
     from services.export.cli import main
 
@@ -164,6 +171,12 @@ def register(sub: Any) -> None:
     index.add_argument("--clear", action="store_true", help="empty the index first")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(func=cmd_index)
+
+    store = sub.add_parser("store", help="durable store maintenance: delete trajectories, apply a retention")
+    store.set_defaults(func=cmd_store)
+    from services.store.cli import add_arguments as add_store_arguments
+
+    add_store_arguments(store)
 
     exporting = sub.add_parser("export", help="curated training data (SFT, R1V4 rounds, RL view) from trajectories")
     exporting.set_defaults(func=cmd_export)
