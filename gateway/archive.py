@@ -15,10 +15,10 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 
 from gateway.exceptions import InvalidRequest
 from gateway.loop import RunSpec
@@ -26,7 +26,7 @@ from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound
 from services.common.settings import StoreSettings
 from services.store import TrajectoryFilter, TrajectoryNotInStore, TrajectoryStore
-from services.store.errors import ImageNotInStore
+from services.store.errors import ImageNotInStore, StoreUnavailable
 from services.store.trajectories import NewTrajectory, StoredImage, image_refs
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -49,13 +49,6 @@ def check_labels(request: pb.RunRequest) -> None:
         raise InvalidRequest(f"eval_run is {len(request.eval_run)} characters, over {MAX_KEY}")
 
 
-@dataclass
-class WriteCost:
-    seconds: float
-    events: int
-    steps: int
-
-
 class Archive:
     def __init__(self, store: TrajectoryStore, redis_url: str, blob_ttl_s: int, settings: StoreSettings) -> None:
         self.store, self._settings = store, settings
@@ -63,10 +56,7 @@ class Archive:
         self._blobs = BlobStore(self._redis, blob_ttl_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stored_images: collections.OrderedDict[str, None] = collections.OrderedDict()
-        # The last writes (for the benchmark and the logs): seconds per batch and the steps it covered.
-        self.costs: collections.deque[WriteCost] = collections.deque(maxlen=10_000)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._idle = threading.Event()
         self._last_purge = 0.0
 
     def start(self) -> Archive:
@@ -82,7 +72,6 @@ class Archive:
     # -- called on the event loop: enqueue only ------------------------------------------------------
 
     def begin(self, spec: RunSpec, request: pb.RunRequest) -> None:
-        self._idle.clear()
         self._queue.put(NewTrajectory(
             trajectory_id=spec.trajectory_id, question=spec.question, mode=request.mode or pb.MODE_DEEP_RESEARCH,
             model=spec.model, created_at=time.time(), labels=dict(request.labels), eval_run=request.eval_run,
@@ -91,12 +80,7 @@ class Archive:
             sampling=dict(spec.sampling)))
 
     def event(self, event: pb.RunEvent) -> None:
-        self._idle.clear()
         self._queue.put(event)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """True once everything queued so far is written (tests and the benchmark)."""
-        return self._idle.wait(timeout)
 
     # -- reads, off the event loop ---------------------------------------------------------------------
 
@@ -105,6 +89,9 @@ class Archive:
             return await asyncio.to_thread(self.store.get, trajectory_id)
         except TrajectoryNotInStore:
             return None
+        except sa.exc.SQLAlchemyError:
+            log.warning("store: reading trajectory %s failed", trajectory_id, exc_info=True)
+            return None
 
     async def add_stored_fields(self, found: pb.Trajectory) -> None:
         """Labels, eval run, budgets and end time, which only the store keeps, onto a trajectory from Redis."""
@@ -112,6 +99,9 @@ class Archive:
             stored = await asyncio.to_thread(self.store.get, found.trajectory_id, with_events=False)
         except TrajectoryNotInStore:
             return  # not written yet
+        except sa.exc.SQLAlchemyError:
+            log.warning("store: reading trajectory %s failed", found.trajectory_id, exc_info=True)
+            return
         found.labels.update(stored.labels)
         found.eval_run = stored.eval_run
         found.budgets.CopyFrom(stored.budgets)
@@ -123,6 +113,9 @@ class Archive:
             data, mime, width, height = await asyncio.to_thread(self.store.image, ref)
         except ImageNotInStore:
             return None
+        except sa.exc.SQLAlchemyError:
+            log.warning("store: reading image %s failed", ref, exc_info=True)
+            return None
         return pb.Image(blob=ref, data=data, mime_type=mime, width=width, height=height)
 
     async def list_page(self, request: pb.ListTrajectoriesRequest) -> pb.ListTrajectoriesResponse:
@@ -133,7 +126,10 @@ class Archive:
             eval_run=request.eval_run, question_contains=request.question_contains,
             created_after=request.created_after.ToNanoseconds() / 1e9 if request.HasField("created_after") else None,
             created_before=request.created_before.ToNanoseconds() / 1e9 if request.HasField("created_before") else None)
-        page = await asyncio.to_thread(self.store.page, where, request.page_size, request.page_token)
+        try:
+            page = await asyncio.to_thread(self.store.page, where, request.page_size, request.page_token)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the trajectory store is unavailable: {type(exc).__name__}") from exc
         return pb.ListTrajectoriesResponse(trajectories=page.trajectories, next_page_token=page.next_token)
 
     # -- the writer thread -------------------------------------------------------------------------------
@@ -144,7 +140,6 @@ class Archive:
             try:
                 first = self._queue.get(timeout=min(self._settings.purge_interval_s, 5.0))
             except queue.Empty:
-                self._idle.set()
                 self._maybe_purge()
                 continue
             batch = [first]
@@ -154,30 +149,33 @@ class Archive:
                 except queue.Empty:
                     break
             stopping = any(item is _STOP for item in batch)
-            self._write([item for item in batch if item is not _STOP])
-            if self._queue.empty():
-                self._idle.set()
+            self._write([item for item in batch if item is not _STOP], stopping)
             self._maybe_purge()
 
-    def _write(self, batch: list[Any]) -> None:
+    def _write(self, batch: list[Any], stopping: bool) -> None:
+        """Writes the batch. While the database (or Redis) is unreachable it retries with backoff, the events
+        waiting in memory: none is dropped. A batch the database refuses (a data error) is logged and dropped
+        after three tries, so it cannot block every later write; so is one still failing at shutdown."""
         begun = [item for item in batch if isinstance(item, NewTrajectory)]
         events = [item for item in batch if isinstance(item, pb.RunEvent)]
-        started = time.perf_counter()
-        for attempt in range(3):
+        attempt = 0
+        while True:
             try:
                 images = self._images(events)
                 self.store.write(begun, events, images)
                 break
-            except Exception:
-                if attempt == 2:
-                    log.exception("store: %d events of %d trajectories could not be written", len(events),
-                                  len({e.trajectory_id for e in events}))
+            except Exception as exc:
+                attempt += 1
+                unreachable = isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, redis.ConnectionError))
+                if attempt >= 3 and (stopping or not unreachable):
+                    log.exception("store: dropping %d events of trajectories %s after %d attempts", len(events),
+                                  sorted({e.trajectory_id for e in events}), attempt)
                     return
-                time.sleep(0.5 * (attempt + 1))
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("store: write failed (attempt %d), retrying: %s", attempt, exc)
+                time.sleep(min(30.0, 0.25 * 2 ** attempt))
         for ref in images:
             self._remember(ref)
-        steps = len({(e.trajectory_id, e.step) for e in events})
-        self.costs.append(WriteCost(time.perf_counter() - started, len(events), steps))
 
     def _images(self, events: list[pb.RunEvent]) -> dict[str, StoredImage]:
         out: dict[str, StoredImage] = {}

@@ -36,7 +36,7 @@ from services.common.tools import SERVICES
 from services.model.chat_template import template_for
 from services.model.triton_client import TritonModel
 from services.store import open_store
-from services.store.errors import BadPageToken
+from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -164,6 +164,9 @@ class FabricServicer(pb_grpc.FabricServicer):
             return await self._archive.list_page(request)  # type: ignore[union-attr]
         except (InvalidRequest, BadPageToken) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise
 
 

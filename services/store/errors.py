@@ -3,7 +3,8 @@
     StoreError
     ├── TrajectoryNotInStore   no such trajectory (never stored, or deleted by retention)
     ├── ImageNotInStore        no such image file
-    └── BadPageToken           a page token this store did not issue
+    ├── BadPageToken           a page token this store did not issue
+    └── StoreUnavailable       the database cannot be reached or failed
 """
 
 from __future__ import annotations
@@ -22,4 +23,8 @@ class ImageNotInStore(StoreError):
 
 
 class BadPageToken(StoreError, ValueError):
+    pass
+
+
+class StoreUnavailable(StoreError):
     pass

@@ -12,9 +12,10 @@ import pytest
 import redis
 
 from services.devstack.stack import EmbeddedStack
+from tests.integration.conftest import extra_gateway
 from toolfabric import AsyncClient, Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
-from toolfabric.exceptions import ToolfabricError
+from toolfabric.exceptions import ToolfabricError, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -126,3 +127,26 @@ def test_cli_lists_trajectories_as_json_lines(stack: EmbeddedStack, stored_run) 
     bad = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "trajectories", "--target", stack.target,
                           "--label", "nokey"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_a_database_outage_fails_no_run_and_loses_no_trajectory(stack: EmbeddedStack, postgres_server,  # type: ignore[no-untyped-def]
+                                                                tmp_path) -> None:
+    env = {"TOOLFABRIC_STORE_URL": postgres_server.url, "TOOLFABRIC_DATA_DIR": str(tmp_path / "data")}
+    with extra_gateway(stack, tmp_path, **env) as target, Client(target, timeout_s=60) as client:
+        postgres_server.halt()
+        try:
+            result = client.ask("Answer briefly: what is 2+2?", mode="general", labels={"suite": "outage"})
+            assert result.status == "STATUS_COMPLETED"  # the run never waits for the database
+            with pytest.raises(Unavailable, match="trajectory store is unavailable"):
+                client.list_trajectories(labels={"suite": "outage"})
+        finally:
+            postgres_server.start()
+        # The writer thread kept the events and retries until the database is back.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = list(client.iter_trajectories(labels={"suite": "outage"}))
+            if found and found[0].status == pb.STATUS_COMPLETED:
+                break
+            time.sleep(0.2)
+        assert [s.trajectory_id for s in found] == [result.trajectory_id]
+        assert found[0].answer == result.answer

@@ -11,16 +11,6 @@ import sqlalchemy as sa
 from services.store import ImageFiles, TrajectoryStore
 from services.store.schema import metadata
 from services.store.trajectories import make_engine
-from tests.support.postgres import PostgresServer
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    if not PostgresServer.available():
-        pytest.fail("PostgreSQL is not installed (Debian's postgresql package; scripts/setup.sh installs it)")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -40,17 +40,25 @@ class PostgresServer:
         return f"postgresql+psycopg://toolfabric@127.0.0.1:{self.port}/toolfabric"
 
     def start(self) -> PostgresServer:
+        """Creates the cluster on first start; a later start (after `halt`) reuses its data."""
         data = self.dir / "data"
-        if self._as_postgres:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._run(str(_bin("initdb")), "-D", str(data), "-U", "toolfabric", "--auth=trust", "-E", "UTF8",
-                  "--no-instructions")
+        fresh = not data.exists()
+        if fresh:
+            if self._as_postgres:
+                shutil.chown(self.dir, "postgres", "postgres")
+            self._run(str(_bin("initdb")), "-D", str(data), "-U", "toolfabric", "--auth=trust", "-E", "UTF8",
+                      "--no-instructions")
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(str(_bin("pg_ctl")), "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
         wait_until(lambda: port_open(self.port), 30, "postgresql")
-        self._run(str(_bin("createdb")) if _bin("createdb") else "createdb", "-h", "127.0.0.1", "-p",
-                  str(self.port), "-U", "toolfabric", "toolfabric")
+        if fresh:
+            self._run(str(_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port), "-U", "toolfabric",
+                      "toolfabric")
         return self
+
+    def halt(self) -> None:
+        """Stops the server, keeping its data (an outage)."""
+        self._run(str(_bin("pg_ctl")), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         try:
