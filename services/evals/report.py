@@ -32,8 +32,10 @@ def plots(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, s
     out = {}
     cats = summary["per_category"]
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(list(cats), [c["accuracy"] * 100 for c in cats.values()],
-           yerr=[c["ci95"] * 100 for c in cats.values()], capsize=4, color="#4878a8")
+    # The Wald interval clipped to [0, 100] %.
+    low = [min(c["ci95"], c["accuracy"]) * 100 for c in cats.values()]
+    high = [min(c["ci95"], 1 - c["accuracy"]) * 100 for c in cats.values()]
+    ax.bar(list(cats), [c["accuracy"] * 100 for c in cats.values()], yerr=[low, high], capsize=4, color="#4878a8")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"accuracy by category ({summary['metric']}, Wald 95 %)")
