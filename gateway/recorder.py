@@ -6,6 +6,7 @@ of chunks is stored as one event per channel. Everything expires after the confi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import redis.asyncio as aredis
@@ -27,9 +28,11 @@ def _events_key(trajectory_id: str) -> str:
 class TrajectoryRecorder:
     """Writes one trajectory's events; `finish` flushes and stores the outcome."""
 
-    def __init__(self, client: aredis.Redis, trajectory_id: str, ttl_s: int) -> None:
+    def __init__(self, client: aredis.Redis, trajectory_id: str, ttl_s: int,
+                 mirror: Callable[[pb.RunEvent], None] | None = None) -> None:
         self._redis, self._id, self._ttl = client, trajectory_id, ttl_s
         self._pending: pb.RunEvent | None = None
+        self._mirror = mirror  # the durable store's writer (gateway/archive.py): gets each event as stored here
 
     async def begin(self, question: str, mode: int, model: str) -> None:
         created = Timestamp()
@@ -77,6 +80,8 @@ class TrajectoryRecorder:
         if fields:
             pipe.hset(_meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()
+        if self._mirror is not None:
+            self._mirror(event)
 
 
 async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:

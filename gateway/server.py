@@ -20,6 +20,7 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway import recorder
+from gateway.archive import Archive, check_labels
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
@@ -37,6 +38,8 @@ from services.common.tools import SERVICES
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.triton_client import TritonModel
+from services.store import open_store
+from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 from toolfabric.v1.names import FABRIC_SERVICE
@@ -48,14 +51,16 @@ SERVICE_NAME = FABRIC_SERVICE
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel) -> None:
+                 blobs: AsyncBlobStore, model: TritonModel, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
+        self._archive = archive
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
         self._gw = settings.gateway()
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         try:
             spec = await self._validator.validate(request)
+            check_labels(request)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
@@ -64,7 +69,10 @@ class FabricServicer(pb_grpc.FabricServicer):
                                 f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
             return
         queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
-        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
+        if self._archive is not None:
+            self._archive.begin(spec, request)
+        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s,
+                                             mirror=self._archive.event if self._archive else None)
         await record.begin(spec.question, request.mode or pb.MODE_DEEP_RESEARCH, spec.model)
 
         async def emit(event: pb.RunEvent) -> None:
@@ -125,6 +133,10 @@ class FabricServicer(pb_grpc.FabricServicer):
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         await self._checked_id(request.trajectory_id, context)
         found = await recorder.load(self._redis, request.trajectory_id)
+        if found is not None and self._archive is not None:
+            await self._archive.add_stored_fields(found)
+        if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
+            found = await self._archive.trajectory(request.trajectory_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
@@ -147,12 +159,28 @@ class FabricServicer(pb_grpc.FabricServicer):
         try:
             data = await self._blobs.get(request.blob)
         except BlobNotFound as exc:
+            stored = await self._archive.image(request.blob) if self._archive is not None else None
+            if stored is not None:
+                return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
             info = images.inspect(data, settings.common().max_image_pixels)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)
+
+    async def ListTrajectories(self, request: pb.ListTrajectoriesRequest,
+                               context: grpc.aio.ServicerContext) -> pb.ListTrajectoriesResponse:
+        if self._archive is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway has no durable store")
+        try:
+            return await self._archive.list_page(request)  # type: ignore[union-attr]
+        except (InvalidRequest, BadPageToken) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise
 
 
 def _cancel_response(cancelled: bool, status: pb.Status) -> pb.CancelResponse:
@@ -206,7 +234,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model)
+    archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
+                      common.blob_ttl_s, settings.store()).start()
+    servicer = FabricServicer(loop, validator, redis_client, blobs, model, archive)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
@@ -245,6 +275,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     if blob_server is not None:
         await blob_server.stop()
     await executor.close()
+    await archive.close()  # after the server stopped: every event of every trajectory is written
     await model.close()
     await redis_client.aclose()
 

@@ -106,6 +106,45 @@ def cmd_index(args: argparse.Namespace) -> int:
     return indexer.run(args)
 
 
+@_needs_server
+def cmd_eval(args: argparse.Namespace) -> int:
+    from services.evals.cli import main
+
+    return main(args)
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from services.evals.cli import add_arguments
+    except ModuleNotFoundError:  # without the server extra the command says what to install when run
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_arguments(parser)
+
+
+@_needs_server
+def cmd_store(args: argparse.Namespace) -> int:
+    from services.store.cli import main
+
+    return main(args)
+
+
+@_needs_server
+def cmd_export(args: argparse.Namespace) -> int:
+    from services.export.cli import main
+
+    return main(args)
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from services.export.cli import add_arguments
+    except ModuleNotFoundError:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_arguments(parser)
+
+
 def register(sub: Any) -> None:
     """Add the server commands to the client CLI's subparsers."""
     up = sub.add_parser("up", help="start the whole stack on this machine (embedded default)")
@@ -132,3 +171,17 @@ def register(sub: Any) -> None:
     index.add_argument("--clear", action="store_true", help="empty the index first")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(func=cmd_index)
+
+    store = sub.add_parser("store", help="durable store maintenance: delete trajectories, apply a retention")
+    store.set_defaults(func=cmd_store)
+    from services.store.cli import add_arguments as add_store_arguments
+
+    add_store_arguments(store)
+
+    exporting = sub.add_parser("export", help="curated training data (SFT, R1V4 rounds, RL view) from trajectories")
+    exporting.set_defaults(func=cmd_export)
+    _add_export_arguments(exporting)
+
+    evaluate = sub.add_parser("eval", help="benchmark through the fabric: run, import, report, compare")
+    evaluate.set_defaults(func=cmd_eval)
+    _add_eval_arguments(evaluate)

@@ -12,6 +12,7 @@ import pytest
 
 from services.common import settings
 from services.devstack.redis_server import RedisServer
+from tests.support.postgres import PostgresServer
 
 
 def descendants(pid: int) -> set[int]:
@@ -96,3 +97,13 @@ def redis_client(redis_server: RedisServer):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "toolfabric" / "demo"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster (Debian's server package) on a free port, removed at the end."""
+    if not PostgresServer.available():
+        pytest.fail("PostgreSQL is not installed (Debian's postgresql package; scripts/setup.sh installs it)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()

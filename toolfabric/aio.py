@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from toolfabric.exceptions import from_rpc_error
+from toolfabric.listing import list_request
 from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request, trace_metadata
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -52,6 +53,22 @@ class AsyncClient:
 
     async def image(self, blob: str) -> pb.Image:
         return await self._unary(self._stub.GetImage, pb.GetImageRequest(blob=blob))
+
+    async def list_trajectories(self, **filters: Any) -> pb.ListTrajectoriesResponse:
+        """One page of recorded trajectories, newest first. Filters: status (names), model, mode, labels,
+        eval_run, since, until (datetime or epoch seconds), question (substring), page_size, page_token."""
+        return await self._unary(self._stub.ListTrajectories, list_request(**filters))
+
+    async def iter_trajectories(self, **filters: Any) -> AsyncIterator[pb.TrajectorySummary]:
+        """Every matching trajectory, page after page."""
+        token = ""
+        while True:
+            page = await self.list_trajectories(**filters, page_token=token)
+            for summary in page.trajectories:
+                yield summary
+            token = page.next_page_token
+            if not token:
+                return
 
     async def _unary(self, method: Any, request: Any) -> Any:
         try:

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from toolfabric.exceptions import from_rpc_error
+from toolfabric.listing import list_request
 from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request, trace_metadata
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -55,6 +56,21 @@ class Client:
 
     def image(self, blob: str) -> pb.Image:
         return self._unary(self._stub.GetImage, pb.GetImageRequest(blob=blob))
+
+    def list_trajectories(self, **filters: Any) -> pb.ListTrajectoriesResponse:
+        """One page of recorded trajectories, newest first. Filters: status (names), model, mode, labels,
+        eval_run, since, until (datetime or epoch seconds), question (substring), page_size, page_token."""
+        return self._unary(self._stub.ListTrajectories, list_request(**filters))
+
+    def iter_trajectories(self, **filters: Any) -> Iterator[pb.TrajectorySummary]:
+        """Every matching trajectory, page after page."""
+        token = ""
+        while True:
+            page = self.list_trajectories(**filters, page_token=token)
+            yield from page.trajectories
+            token = page.next_page_token
+            if not token:
+                return
 
     def _unary(self, method: Any, request: Any) -> Any:
         try:

@@ -39,7 +39,7 @@ def trace_metadata() -> tuple[tuple[str, str], ...]:
 def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = "deep_research",
                 max_steps: int = 0, max_tool_calls: int = 0, deadline_s: float = 0.0,
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
-                model: str = "") -> pb.RunRequest:
+                model: str = "", labels: dict[str, str] | None = None, eval_run: str = "") -> pb.RunRequest:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     sampling = pb.SamplingParameters()
@@ -52,7 +52,7 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
     return pb.RunRequest(
         question=question, images=[image_input(i) for i in images], mode=MODES[mode], model=model,
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
-        sampling=sampling,
+        sampling=sampling, labels=labels or {}, eval_run=eval_run,
     )
 
 

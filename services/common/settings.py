@@ -247,6 +247,26 @@ class StoreSettings(BaseSettings):
     url: SecretStr = SecretStr("")
     # Content-addressed image directory (a volume in production); empty = <data_dir>/images.
     images_dir: str = ""
+    # Trajectories (and images no other trajectory references) older than this are deleted; 0 = keep forever.
+    retention_days: float = Field(default=0.0, ge=0)
+    # How often a gateway applies the retention.
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+
+
+class EvalSettings(BaseSettings):
+    """`toolfabric eval`: the LLM judge that grades answers (flags override these)."""
+
+    model_config = _config("TOOLFABRIC_EVAL_")
+
+    # none: no judge (exact / sub-exact / F1 only); triton: a model on a Triton server; openai: any
+    # OpenAI-compatible /chat/completions endpoint.
+    judge_backend: Literal["none", "triton", "openai"] = "none"
+    judge_model: str = ""
+    judge_triton_url: str = "127.0.0.1:8001"
+    judge_openai_base_url: str = "https://api.openai.com/v1"
+    judge_api_key: SecretStr = SecretStr("")
+    judge_timeout_s: float = Field(default=120.0, gt=0)
+    judge_max_tokens: int = Field(default=1024, ge=16)
 
 
 @lru_cache(maxsize=1)
@@ -292,3 +312,8 @@ def telemetry() -> TelemetrySettings:
 @lru_cache(maxsize=1)
 def store() -> StoreSettings:
     return StoreSettings()
+
+
+@lru_cache(maxsize=1)
+def evals() -> EvalSettings:
+    return EvalSettings()

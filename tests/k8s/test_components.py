@@ -208,3 +208,33 @@ def test_dev_serves_and_indexes_the_demo_corpus_where_fetch_may_read_it(dev: Ren
     assert policies.allows(pods["worker-fetch"], site, site.ports["http"])
     assert not policies.allows(pods["worker-vision"], site, site.ports["http"])
     assert (ROOT / "toolfabric" / "demo" / "site" / "index.html").exists()
+
+
+def _store_images_volume(rendered: Rendered) -> dict:
+    c = rendered.container("gateway")
+    images_dir = rendered.env(c)["TOOLFABRIC_STORE_IMAGES_DIR"]
+    mount = next(m for m in c.spec["volumeMounts"] if images_dir.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in c.pod["volumes"] if v["name"] == mount["name"])
+    return rendered.one("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+
+
+def test_dev_stores_trajectories_in_the_in_cluster_postgres(dev: Rendered) -> None:
+    c = dev.container("gateway")
+    url = dev.env(c)["TOOLFABRIC_STORE_URL"]
+    assert url.startswith("postgresql+psycopg://toolfabric:") and "@postgres:5432/toolfabric" in url
+    with environment(dev.env(c)):
+        assert settings.store().url.get_secret_value() == url  # a secret: never printed
+    db = dev.container("postgres")
+    assert db.workload["kind"] == "StatefulSet"
+    assert {e["name"]: e.get("value") for e in db.spec["env"]}["POSTGRES_DB"] == "toolfabric"
+    assert _store_images_volume(dev)["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_gpu_takes_the_store_url_from_the_secret_and_shares_images_across_replicas(gpu: Rendered) -> None:
+    c = gpu.container("gateway")
+    ref = next(e for e in c.spec["env"] if e["name"] == "TOOLFABRIC_STORE_URL")
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "toolfabric-secrets", "key": "store-url"}
+    assert gpu.get("StatefulSet", "postgres") is None
+    # Several gateway replicas (HPA): every one must read every trajectory's images.
+    assert _store_images_volume(gpu)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert float(gpu.env(c)["TOOLFABRIC_STORE_RETENTION_DAYS"]) > 0

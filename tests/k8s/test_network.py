@@ -12,7 +12,7 @@ from tests.k8s import netpol
 from tests.k8s.manifests import Rendered
 from tests.k8s.test_references import in_cluster_endpoints
 
-TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 6379, 8000, 8001, 8002, 8090, 9090, 9100, 9200, 16686, 50051)
+TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8090, 9090, 9100, 9200, 16686, 50051)
 
 
 def _service_backend(rendered: Rendered, host: str, port: int) -> tuple[list[netpol.Endpoint], int]:
@@ -39,11 +39,13 @@ USES = {
     "TOOLFABRIC_ELASTICSEARCH_URL": "toolfabric.io/elasticsearch-client",
     "TOOLFABRIC_MODEL_TRITON_URL": "toolfabric.io/model-client",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "toolfabric.io/telemetry-client",
+    "TOOLFABRIC_STORE_URL": "toolfabric.io/store-client",
 }
 # What each process uses (gateway/server.py: Redis + Triton; search and fetch: the cache store on
 # Elasticsearch; fetch: Triton for summaries; every process: the broker and tracing).
 DECLARED = {
-    "gateway": {"TOOLFABRIC_REDIS_URL", "TOOLFABRIC_MODEL_TRITON_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"},
+    "gateway": {"TOOLFABRIC_REDIS_URL", "TOOLFABRIC_MODEL_TRITON_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "TOOLFABRIC_STORE_URL"},
     "worker-vision": {"TOOLFABRIC_REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"},
     "worker-search": {"TOOLFABRIC_REDIS_URL", "TOOLFABRIC_ELASTICSEARCH_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"},
     "worker-fetch": {"TOOLFABRIC_REDIS_URL", "TOOLFABRIC_ELASTICSEARCH_URL", "TOOLFABRIC_MODEL_TRITON_URL",

@@ -143,7 +143,8 @@ def in_cluster_endpoints(rendered: Rendered, env: dict[str, str]) -> dict[str, t
     """Setting name -> (host, port) for every URL setting that points inside the cluster."""
     found = {}
     for key in ("TOOLFABRIC_REDIS_URL", "TOOLFABRIC_ELASTICSEARCH_URL", "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "TOOLFABRIC_PUBLIC_BASE_URL", "TOOLFABRIC_MODEL_TRITON_URL", "TOOLFABRIC_SEARCH_SEARXNG_URL"):
+                "TOOLFABRIC_PUBLIC_BASE_URL", "TOOLFABRIC_MODEL_TRITON_URL", "TOOLFABRIC_SEARCH_SEARXNG_URL",
+                "TOOLFABRIC_STORE_URL"):
         value = env.get(key)
         if not value or value == SECRET_STANDIN:  # unset, or all of it from a Secret: not knowable here
             continue

@@ -111,7 +111,11 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     traj.add_argument("--target", default="127.0.0.1:50051")
     traj.set_defaults(func=cmd_trajectory)
 
-    from toolfabric.cli import trace
+    from toolfabric.cli import trace, trajectories
+
+    listing = sub.add_parser("trajectories", help="list recorded trajectories (filters, newest first)")
+    trajectories.add_arguments(listing)
+    listing.set_defaults(func=trajectories.run)
 
     trace_parser = sub.add_parser("trace", help="print a trajectory's span tree")
     trace.add_arguments(trace_parser)
@@ -122,7 +126,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trace"})
+CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trajectories", "trace"})
 ENTRY_POINT_GROUP = "toolfabric.commands"
 
 

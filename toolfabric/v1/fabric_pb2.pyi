@@ -124,20 +124,31 @@ class Budgets(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model")
+    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
     question: str
     images: _containers.RepeatedCompositeFieldContainer[ImageInput]
     mode: Mode
     budgets: Budgets
     sampling: SamplingParameters
     model: str
-    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    eval_run: str
+    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ...) -> None: ...
 
 class ImageRef(_message.Message):
     __slots__ = ("name", "blob", "width", "height", "origin", "mime_type", "step")
@@ -325,7 +336,14 @@ class GetTrajectoryRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at")
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "labels", "eval_run", "budgets", "finished_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +354,10 @@ class Trajectory(_message.Message):
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     trace_id: str
     status: Status
@@ -346,7 +368,11 @@ class Trajectory(_message.Message):
     answer: str
     usage: Usage
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    eval_run: str
+    budgets: Budgets
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("mode",)
@@ -395,3 +421,81 @@ class Image(_message.Message):
     width: int
     height: int
     def __init__(self, blob: _Optional[str] = ..., data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class ListTrajectoriesRequest(_message.Message):
+    __slots__ = ("statuses", "model", "mode", "labels", "eval_run", "created_after", "created_before", "question_contains", "page_size", "page_token")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[Status]
+    model: str
+    mode: Mode
+    labels: _containers.ScalarMap[str, str]
+    eval_run: str
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    question_contains: str
+    page_size: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[Status, str]]] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., question_contains: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class TrajectorySummary(_message.Message):
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "answer", "created_at", "finished_at", "labels", "eval_run", "steps", "tool_calls", "reason")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    trace_id: str
+    status: Status
+    question: str
+    mode: Mode
+    model: str
+    answer: str
+    created_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    labels: _containers.ScalarMap[str, str]
+    eval_run: str
+    steps: int
+    tool_calls: int
+    reason: str
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., answer: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., steps: _Optional[int] = ..., tool_calls: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListTrajectoriesResponse(_message.Message):
+    __slots__ = ("trajectories", "next_page_token")
+    TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trajectories: _containers.RepeatedCompositeFieldContainer[TrajectorySummary]
+    next_page_token: str
+    def __init__(self, trajectories: _Optional[_Iterable[_Union[TrajectorySummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,11 @@ class FabricStub(object):
                 request_serializer=toolfabric_dot_v1_dot_fabric__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.Image.FromString,
                 _registered_method=True)
+        self.ListTrajectories = channel.unary_unary(
+                '/toolfabric.v1.Fabric/ListTrajectories',
+                request_serializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.SerializeToString,
+                response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.FromString,
+                _registered_method=True)
 
 
 class FabricServicer(object):
@@ -99,6 +104,13 @@ class FabricServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTrajectories(self, request, context):
+        """Recorded trajectories from the durable store, newest first, filtered and paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +138,11 @@ def add_FabricServicer_to_server(servicer, server):
                     servicer.GetImage,
                     request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.GetImageRequest.FromString,
                     response_serializer=toolfabric_dot_v1_dot_fabric__pb2.Image.SerializeToString,
+            ),
+            'ListTrajectories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrajectories,
+                    request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.FromString,
+                    response_serializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +280,33 @@ class Fabric(object):
             '/toolfabric.v1.Fabric/GetImage',
             toolfabric_dot_v1_dot_fabric__pb2.GetImageRequest.SerializeToString,
             toolfabric_dot_v1_dot_fabric__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrajectories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/toolfabric.v1.Fabric/ListTrajectories',
+            toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.SerializeToString,
+            toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

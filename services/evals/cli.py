@@ -1,0 +1,197 @@
+"""`toolfabric eval …`: run, import, report, compare (registered by services/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from services.evals.errors import EvalError
+
+R1V4_TEMPERATURE, R1V4_MAX_TOKENS = 0.2, 20480
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", required=True)
+    run = sub.add_parser("run", help="ask every question of a dataset through the fabric and grade the answers")
+    run.add_argument("dataset", help="eval JSONL (see `toolfabric eval import` for published formats)")
+    run.add_argument("--name", help="run name (default: the dataset's name); reusing it resumes the run")
+    run.add_argument("--runs-dir", default="eval-runs", help="where run folders go")
+    run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
+    run.add_argument("--concurrency", type=int, default=4)
+    run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
+    run.add_argument("--model", default="", help="Triton model (default: the server's)")
+    run.add_argument("--temperature", type=float, default=R1V4_TEMPERATURE, help="R1V4's benchmarks: 0.2")
+    run.add_argument("--max-tokens", type=int, default=R1V4_MAX_TOKENS, help="R1V4's benchmarks: 20480")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--max-steps", type=int, default=0)
+    run.add_argument("--max-tool-calls", type=int, default=0)
+    run.add_argument("--deadline", type=float, default=0.0, help="seconds per question")
+    run.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="on every trajectory")
+    run.add_argument("--limit", type=int, default=0, help="only the first N items")
+    run.add_argument("--judge", choices=["none", "triton", "openai"],
+                     help="judge backend (default TOOLFABRIC_EVAL_JUDGE_BACKEND)")
+    run.add_argument("--judge-model", help="judge model name (default TOOLFABRIC_EVAL_JUDGE_MODEL)")
+    run.add_argument("--judge-url", help="Triton address or OpenAI-compatible base URL of the judge")
+    run.add_argument("--judge-replay", action="store_true",
+                     help="grade from the judge cache only (a miss is an error): reproducible reruns")
+    run.add_argument("--judge-cache", help="judge cache file (default RUN/judge_cache.jsonl); another run's "
+                                           "cache replays its grading")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(eval_func=cmd_run)
+
+    imp = sub.add_parser("import", help="convert a published benchmark file into eval JSONL")
+    from services.evals.importers import IMPORTERS
+
+    imp.add_argument("format", choices=sorted(IMPORTERS))
+    imp.add_argument("source", help="the file as published (parquet or JSONL)")
+    imp.add_argument("out", help="eval JSONL to write (images go to images/ beside it)")
+    imp.add_argument("--limit", type=int, default=0)
+    imp.set_defaults(eval_func=cmd_import)
+
+    report = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--out", help="HTML file (default RUN/report.html)")
+    report.add_argument("--target", default="127.0.0.1:50051", help="gateway to fetch trajectories from")
+    report.add_argument("--no-trajectories", action="store_true", help="do not embed the trajectories")
+    report.set_defaults(eval_func=cmd_report)
+
+    compare = sub.add_parser("compare", help="paired difference of two runs with McNemar's test")
+    compare.add_argument("a", help="run folder A (baseline)")
+    compare.add_argument("b", help="run folder B")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(eval_func=cmd_compare)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return int(args.eval_func(args) or 0)
+    except EvalError as exc:
+        print(f"toolfabric eval: {exc}", file=sys.stderr)
+        return 2
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EvalError(f"--label wants KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
+def make_judge(args: argparse.Namespace, run_dir: Path) -> Any:
+    from services.common import settings
+    from services.evals.judge import Judge, OpenAIJudge, TritonJudge
+
+    cfg = settings.evals()
+    backend = args.judge or cfg.judge_backend
+    model = args.judge_model or cfg.judge_model
+    if backend == "none":
+        return None
+    if not model:
+        raise EvalError("a judge needs a model: --judge-model or TOOLFABRIC_EVAL_JUDGE_MODEL")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.judge_cache) if args.judge_cache else run_dir / "judge_cache.jsonl"
+    if args.judge_replay:
+        return Judge(None, cache, replay=True, name=f"{backend}:{model}")
+    if backend == "triton":
+        return Judge(TritonJudge(args.judge_url or cfg.judge_triton_url, model, cfg.judge_max_tokens,
+                                 cfg.judge_timeout_s), cache)
+    return Judge(OpenAIJudge(args.judge_url or cfg.judge_openai_base_url, model,
+                             cfg.judge_api_key.get_secret_value(), cfg.judge_max_tokens, cfg.judge_timeout_s), cache)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from services.evals.dataset import load_items
+    from services.evals.results import summary_text
+    from services.evals.runner import EvalRun, RunOptions
+
+    dataset = Path(args.dataset)
+    items = load_items(dataset)
+    if args.limit:
+        items = items[:args.limit]
+    name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
+    run_dir = Path(args.runs_dir) / name
+    options = RunOptions(target=args.target, concurrency=args.concurrency, mode=args.mode, model=args.model,
+                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
+                         max_steps=args.max_steps, max_tool_calls=args.max_tool_calls, deadline_s=args.deadline,
+                         labels=_labels(args.label))
+    source = str(dataset.resolve())
+
+    async def go() -> dict[str, Any]:
+        judge = make_judge(args, run_dir)  # inside the loop: its gRPC/HTTP clients belong to it
+        try:
+            return await EvalRun(run_dir, name, options, judge).run(items, progress=not args.no_progress,
+                                                                    dataset=source)
+        finally:
+            if judge is not None:
+                await judge.close()
+
+    summary = asyncio.run(go())
+    print(summary_text(summary))
+    print(f"results: {run_dir / 'results.jsonl'}; report: toolfabric eval report {run_dir}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from services.evals.importers import import_dataset
+
+    items = import_dataset(args.format, Path(args.source), Path(args.out), args.limit)
+    print(f"{len(items)} items written to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from services.evals.report import render
+    from services.evals.results import load_results
+
+    run_dir = Path(args.run)
+    if not (run_dir / "results.jsonl").exists():
+        raise EvalError(f"{run_dir} is not a run folder (no results.jsonl)")
+    trajectories = {} if args.no_trajectories else _fetch_trajectories(args.target, load_results(run_dir))
+    out = Path(args.out) if args.out else run_dir / "report.html"
+    out.write_text(render(run_dir, trajectories), encoding="utf-8")
+    print(f"report: {out} ({len(trajectories)} trajectories embedded)")
+    return 0
+
+
+def _fetch_trajectories(target: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from toolfabric import Client
+    from toolfabric.exceptions import ToolfabricError
+
+    out = {}
+    with Client(target, timeout_s=10) as client:
+        for record in results.values():
+            tid = record.get("trajectory_id")
+            if not tid:
+                continue
+            try:
+                out[tid] = client.trajectory(tid)
+            except ToolfabricError as exc:
+                print(f"toolfabric eval report: trajectory {tid}: {exc}", file=sys.stderr)
+                if "Unavailable" in type(exc).__name__:
+                    break
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from services.evals.results import load_results, mcnemar
+
+    a, b = load_results(Path(args.a)), load_results(Path(args.b))
+    result = mcnemar(a, b)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['n']} paired items: A {result['accuracy_a']:.1%}, B {result['accuracy_b']:.1%}, "
+          f"B - A = {result['difference']:+.1%} ± {result['ci95']:.1%} (95 %)")
+    print(f"only A correct: {result['a_only_correct']}, only B correct: {result['b_only_correct']}; "
+          f"McNemar exact p = {result['p_value']:.4g}")
+    if result["only_in_a"] or result["only_in_b"]:
+        print(f"not paired: {result['only_in_a']} items only in A, {result['only_in_b']} only in B")
+    return 0

@@ -1,0 +1,183 @@
+"""`toolfabric export FORMAT… OUT`: curated training data from the fabric's recorded trajectories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+FORMATS = ("sft", "rounds", "rl")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output folder (JSONL/JSON files, images/ beside them)")
+    parser.add_argument("--format", action="append", choices=FORMATS, dest="formats",
+                        help="sft (ms-swift messages, Qwen3-VL chat), rounds (R1V4), rl (prompt/completion per step "
+                             "with observation spans); repeatable, default sft")
+    parser.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
+    which = parser.add_argument_group("which trajectories (ListTrajectories filters)")
+    which.add_argument("--eval-run", default="")
+    which.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    which.add_argument("--model", default="")
+    which.add_argument("--question", default="", help="text the question contains")
+    which.add_argument("--since", type=float, help="epoch seconds")
+    which.add_argument("--limit", type=int, default=0)
+    curate = parser.add_argument_group("curation (applied in this order; each reports what it dropped)")
+    curate.add_argument("--any-status", action="store_true", help="keep trajectories that did not complete")
+    curate.add_argument("--correct-only", metavar="EVAL_RUN_DIR",
+                        help="only trajectories the eval run judged correct")
+    curate.add_argument("--no-error-observations", action="store_true")
+    curate.add_argument("--no-repeated-calls", action="store_true", help="no identical call made twice")
+    curate.add_argument("--valid-calls", action="store_true", help="every call valid for its tool's schema")
+    curate.add_argument("--images-exist", action="store_true", help="every referenced image exists")
+    curate.add_argument("--grounded", action="store_true",
+                        help="the answer's key string appears in something the trajectory read")
+    curate.add_argument("--min-steps", type=int, default=0)
+    curate.add_argument("--max-steps", type=int, default=0)
+    curate.add_argument("--min-calls", type=int, default=0)
+    curate.add_argument("--max-calls", type=int, default=0)
+    curate.add_argument("--consistent", action="store_true",
+                        help="drop trajectories whose thinking names a tool the step does not call")
+    curate.add_argument("--dedupe-question", action="store_true", help="one trajectory per question")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    from toolfabric.exceptions import ToolfabricError
+
+    try:
+        return export(args)
+    except (ToolfabricError, ValueError, OSError) as exc:
+        print(f"toolfabric export: {exc}", file=sys.stderr)
+        return 2
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label wants KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
+def export(args: argparse.Namespace) -> int:
+    from services.export import curation
+    from services.export.consistency import check
+    from services.export.conversation import rebuild
+    from services.export.formats import rl_records, rounds_record, sft_record
+    from services.model.chat_template import Qwen3VLTemplate
+    from toolfabric import Client
+    from toolfabric.exceptions import NotFound
+
+    console = Console(stderr=True)
+    out = Path(args.out)
+    formats = args.formats or ["sft"]
+    eval_results = _eval_results(Path(args.correct_only)) if args.correct_only else {}
+    with Client(args.target, timeout_s=60) as client:
+        summaries = []
+        for summary in client.iter_trajectories(eval_run=args.eval_run, labels=_labels(args.label), model=args.model,
+                                                question=args.question, since=args.since, page_size=500):
+            summaries.append(summary)
+            if args.limit and len(summaries) >= args.limit:
+                break
+        summaries.reverse()  # oldest first: dedupe keeps the first trajectory of a question
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                            disable=args.no_progress)
+        conversations = []
+        with progress:
+            task = progress.add_task("reading trajectories", total=len(summaries))
+            for summary in summaries:
+                conversations.append(rebuild(client.trajectory(summary.trajectory_id)))
+                progress.advance(task)
+
+        images: dict[str, bytes | None] = {}
+
+        def fetch(ref: str) -> bytes | None:
+            if ref not in images:
+                try:
+                    images[ref] = client.image(ref).data
+                except NotFound:
+                    images[ref] = None
+            return images[ref]
+
+        filters = [curation.Filter("completed", curation.completed)] if not args.any_status else []
+        if args.correct_only:
+            filters.append(curation.Filter("judge-correct", curation.judge_correct(
+                lambda c: eval_results.get(c.trajectory.trajectory_id, {}).get("correct"))))
+        for flag, name, check_fn in (
+                (args.no_error_observations, "no-error-observations", curation.no_error_observations),
+                (args.no_repeated_calls, "no-repeated-calls", curation.no_repeated_calls),
+                (args.valid_calls, "valid-calls", curation.valid_calls),
+                (args.images_exist, "images-exist", curation.images_exist(lambda ref: fetch(ref) is not None)),
+                (args.grounded, "grounded", curation.grounded(
+                    lambda c: eval_results.get(c.trajectory.trajectory_id, {}).get("answers", []))),
+                (any((args.min_steps, args.max_steps, args.min_calls, args.max_calls)), "bounds",
+                 curation.bounds(args.min_steps, args.max_steps, args.min_calls, args.max_calls)),
+                (args.consistent, "consistent", curation.consistent),
+                (args.dedupe_question, "dedupe-question", curation.dedupe_question())):
+            if flag:
+                filters.append(curation.Filter(name, check_fn))
+        kept = curation.apply(filters, conversations)
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "images").mkdir(exist_ok=True)
+        image_path: dict[str, str] = {}
+        for conv in kept:
+            for image in conv.images:
+                data = fetch(image.ref)
+                if data is None:
+                    raise ValueError(f"image {image.ref} of trajectory {conv.trajectory.trajectory_id} is gone "
+                                     "(add --images-exist to drop such trajectories)")
+                ext = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}.get(image.mime_type, "png")
+                path = f"images/{image.ref.removeprefix('sha256:')[:24]}.{ext}"
+                if not (out / path).exists():
+                    (out / path).write_bytes(data)
+                image_path[image.name + "@" + conv.trajectory.trajectory_id] = path
+
+    template = Qwen3VLTemplate()
+    written = {}
+    for fmt in formats:
+        rows: list[Any] = []
+        for conv in kept:
+            paths = {i.name: image_path[i.name + "@" + conv.trajectory.trajectory_id] for i in conv.images}
+            if fmt == "sft":
+                rows.append(sft_record(conv, paths))
+            elif fmt == "rounds":
+                rows.append(rounds_record(conv, paths))
+            else:
+                rows += rl_records(conv, template, paths)
+        name = {"sft": "sft.jsonl", "rounds": "rounds.json", "rl": "rl.jsonl"}[fmt]
+        with (out / name).open("w", encoding="utf-8") as f:
+            if fmt == "rounds":
+                json.dump(rows, f, ensure_ascii=False, indent=1)
+            else:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        written[name] = len(rows)
+    with (out / "consistency.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(check(c).to_json(), ensure_ascii=False) + "\n" for c in conversations)
+    curated = curation.report(filters, len(conversations), len(kept))
+    (out / "curation.json").write_text(json.dumps(curated, indent=2, ensure_ascii=False))
+
+    table = Table("filter", "dropped", "why")
+    for f in curated["filters"]:
+        table.add_row(f["filter"], str(f["dropped"]), "; ".join(f"{k} ({v})" for k, v in f["reasons"].items()))
+    Console().print(table)
+    print(f"kept {len(kept)} of {len(conversations)} trajectories; "
+          + ", ".join(f"{n}: {c} records" for n, c in written.items()) + f"; in {out}")
+    return 0
+
+
+def _eval_results(run_dir: Path) -> dict[str, dict[str, Any]]:
+    from services.evals.results import load_results
+
+    if not (run_dir / "results.jsonl").exists():
+        raise ValueError(f"{run_dir} is not an eval run folder (no results.jsonl)")
+    return {r["trajectory_id"]: r for r in load_results(run_dir).values() if r.get("trajectory_id")}

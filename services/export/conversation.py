@@ -1,0 +1,100 @@
+"""A recorded trajectory as the conversation the model saw: system (tool list), user (question and
+images), then per step the assistant's text and a user turn of <observation> blocks.
+
+Built with the agent loop's own prompt pieces, so re-rendering it with the model's chat template
+gives the prompts the model received.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.images import RegisteredImage
+from gateway.loop import MODES
+from gateway.prompting import observation_parts, system_message, user_message
+from services.catalog import catalog
+from services.model.chat_template import ImagePart, Message
+from toolfabric.v1 import fabric_pb2 as pb
+
+
+@dataclass
+class Call:
+    call_id: str
+    name: str
+    arguments: Any  # parsed JSON (or the raw string if it was not JSON)
+    arguments_json: str
+
+
+@dataclass
+class Step:
+    number: int
+    text: str = ""    # the assistant's whole output for the step (all channels, in order)
+    think: str = ""
+    answer: str = ""
+    calls: list[Call] = field(default_factory=list)
+    observations: list[pb.Observation] = field(default_factory=list)
+
+
+@dataclass
+class Conversation:
+    trajectory: pb.Trajectory
+    mode: str
+    messages: list[Message]
+    steps: list[Step]
+    images: list[RegisteredImage]  # every image by name, inputs first
+
+    @property
+    def answer(self) -> str:
+        return self.trajectory.answer
+
+
+def _registered(ref: pb.ImageRef) -> RegisteredImage:
+    return RegisteredImage(name=ref.name, ref=ref.blob, width=ref.width, height=ref.height, origin=ref.origin,
+                           mime_type=ref.mime_type, step=ref.step)
+
+
+def steps_of(trajectory: pb.Trajectory) -> list[Step]:
+    steps: dict[int, Step] = {}
+    for event in trajectory.events:
+        kind = event.WhichOneof("event")
+        if kind not in ("text", "tool_call", "observation") or event.step < 1:
+            continue
+        step = steps.setdefault(event.step, Step(event.step))
+        if kind == "text":
+            step.text += event.text.text
+            if event.text.channel == pb.CHANNEL_THINK:
+                step.think += event.text.text
+            elif event.text.channel == pb.CHANNEL_ANSWER:
+                step.answer += event.text.text
+        elif kind == "tool_call":
+            try:
+                arguments = json.loads(event.tool_call.arguments_json)
+            except json.JSONDecodeError:
+                arguments = event.tool_call.arguments_json
+            step.calls.append(Call(event.tool_call.call_id, event.tool_call.name, arguments,
+                                   event.tool_call.arguments_json))
+        else:
+            step.observations.append(event.observation)
+    return [steps[n] for n in sorted(steps)]
+
+
+def rebuild(trajectory: pb.Trajectory) -> Conversation:
+    mode = MODES.get(trajectory.mode or pb.MODE_DEEP_RESEARCH, "deep_research")
+    started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
+    inputs = [_registered(r) for r in started.images]
+    images = list(inputs)
+    messages = [system_message(mode, catalog().visible(mode)), user_message(trajectory.question, inputs)]
+    steps = steps_of(trajectory)
+    for step in steps:
+        messages.append(Message("assistant", [step.text]))
+        parts: list[str | ImagePart] = []
+        for obs in step.observations:
+            new = [_registered(r) for r in obs.images]
+            images += new
+            error = (obs.error_kind or "error") if obs.is_error else None
+            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new)
+        if parts:
+            messages.append(Message("user", parts))
+    return Conversation(trajectory, mode, messages, steps, images)

@@ -1,0 +1,44 @@
+"""`toolfabric store delete | purge` on the store the settings name (here SQLite under a data dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.store import ImageFiles, TrajectoryStore
+from services.store.trajectories import make_engine
+from tests.conftest import clear_settings_cache
+from tests.store.events import new, png, run, stored
+from toolfabric.cli.main import main
+
+
+@pytest.fixture
+def store_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """`toolfabric store …` in this process, on the store of a data dir of its own."""
+    monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TOOLFABRIC_STORE_URL", "")
+    clear_settings_cache()
+
+    def run(*args: str) -> tuple[int, str]:
+        code = main(["store", *args])
+        return code, capsys.readouterr().out
+
+    yield run
+    clear_settings_cache()
+
+
+def test_delete_and_purge_remove_trajectories_and_their_unshared_images(tmp_path: Path, store_cli) -> None:  # type: ignore[no-untyped-def]
+    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    own, shared = stored(png((9, 9, 9))), stored(png((7, 7, 7)))
+    store.write([new("old", created_at=100.0), new("new")],
+                run("old", inputs=[own[0], shared[0]], at=150.0) + run("new", inputs=[shared[0]]), dict([own, shared]))
+    store.close()
+
+    code, out = store_cli("delete", "old", "ghost")
+    assert code == 1 and "deleted 1 trajectories and 1 images; 1 id(s) were not in the store" in out
+    assert not (tmp_path / "images").joinpath(own[0][7:9], own[0][9:]).exists()
+    code, out = store_cli("purge", "--older-than-days", "1")
+    assert code == 0 and "deleted 1 trajectories" in out and "and 1 images" in out
+    assert not any(p.is_file() for p in (tmp_path / "images").rglob("*"))
+    assert store_cli("purge", "--older-than-days", "0")[0] == 2

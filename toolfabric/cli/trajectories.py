@@ -1,0 +1,87 @@
+"""`toolfabric trajectories`: recorded trajectories from the durable store, filtered, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any, Dict, Union
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _time(text: str) -> Union[datetime, float]:
+    """ISO 8601 (naive = UTC) or epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text)
+
+
+def _labels(pairs: list) -> Dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label wants KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
+    parser.add_argument("--status", action="append", default=[],
+                        help="completed, failed, cancelled, budget_exhausted, running (repeatable)")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--mode", choices=["deep_research", "general", "plan"])
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable; all must match")
+    parser.add_argument("--eval-run", default="")
+    parser.add_argument("--since", help="created at or after (ISO 8601 or epoch seconds)")
+    parser.add_argument("--until", help="created before (ISO 8601 or epoch seconds)")
+    parser.add_argument("--question", default="", help="text the question contains (case-insensitive)")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many (0 = all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from toolfabric.client import Client
+    from toolfabric.exceptions import ToolfabricError
+    from toolfabric.v1 import fabric_pb2 as pb
+
+    try:
+        filters: Dict[str, Any] = {
+            "status": args.status, "model": args.model, "mode": args.mode, "labels": _labels(args.label),
+            "eval_run": args.eval_run, "question": args.question,
+            "since": _time(args.since) if args.since else None, "until": _time(args.until) if args.until else None}
+    except ValueError as exc:
+        print(f"toolfabric trajectories: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False)
+    table = Table("trajectory", "created (UTC)", "status", "model", "steps", "calls", "labels", "question")
+    shown = 0
+    with Client(args.target) as client:
+        try:
+            page_size = min(args.limit, 1000) if args.limit else 1000
+            for summary in client.iter_trajectories(**filters, page_size=page_size):
+                if args.json:
+                    print(json.dumps(MessageToDict(summary), ensure_ascii=False))
+                else:
+                    table.add_row(summary.trajectory_id, summary.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+                                  pb.Status.Name(summary.status)[len("STATUS_"):].lower(),
+                                  summary.model, str(summary.steps), str(summary.tool_calls),
+                                  " ".join(f"{k}={v}" for k, v in sorted(summary.labels.items())),
+                                  summary.question[:60])
+                shown += 1
+                if args.limit and shown >= args.limit:
+                    break
+        except (ToolfabricError, ValueError) as exc:
+            print(f"toolfabric trajectories: {exc}", file=sys.stderr)
+            return 2
+    if not args.json:
+        console.print(table)
+        console.print(f"{shown} trajectories", style="dim")
+    return 0
