@@ -73,7 +73,6 @@ def export(args: argparse.Namespace) -> int:
     from services.export.consistency import check
     from services.export.conversation import rebuild
     from services.export.formats import rl_records, rounds_record, sft_record
-    from services.model.chat_template import Qwen3VLTemplate
     from toolfabric import Client
     from toolfabric.exceptions import NotFound
 
@@ -142,7 +141,6 @@ def export(args: argparse.Namespace) -> int:
                     (out / path).write_bytes(data)
                 image_path[image.name + "@" + conv.trajectory.trajectory_id] = path
 
-    template = Qwen3VLTemplate()
     written = {}
     for fmt in formats:
         rows: list[Any] = []
@@ -153,7 +151,7 @@ def export(args: argparse.Namespace) -> int:
             elif fmt == "rounds":
                 rows.append(rounds_record(conv, paths))
             else:
-                rows += rl_records(conv, template, paths)
+                rows += rl_records(conv, conv.dialect.template, paths)
         name = {"sft": "sft.jsonl", "rounds": "rounds.json", "rl": "rl.jsonl"}[fmt]
         with (out / name).open("w", encoding="utf-8") as f:
             if fmt == "rounds":

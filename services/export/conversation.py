@@ -15,7 +15,9 @@ from gateway.images import RegisteredImage
 from gateway.loop import MODES
 from gateway.prompting import observation_parts, system_message, user_message
 from services.catalog import catalog
+from services.common import settings
 from services.model.chat_template import ImagePart, Message
+from services.model.dialects import Dialect, dialect_for
 from toolfabric.v1 import fabric_pb2 as pb
 
 
@@ -44,6 +46,7 @@ class Conversation:
     messages: list[Message]
     steps: list[Step]
     images: list[RegisteredImage]  # every image by name, inputs first
+    dialect: Dialect  # the trajectory's model's: its system prompt, observation tags and chat template
 
     @property
     def answer(self) -> str:
@@ -85,7 +88,9 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
     inputs = [_registered(r) for r in started.images]
     images = list(inputs)
-    messages = [system_message(mode, catalog().visible(mode)), user_message(trajectory.question, inputs)]
+    model_settings = settings.model()
+    dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
+    messages = [system_message(mode, catalog().visible(mode), dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
     for step in steps:
         messages.append(Message("assistant", [step.text]))
@@ -94,7 +99,7 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
             new = [_registered(r) for r in obs.images]
             images += new
             error = (obs.error_kind or "error") if obs.is_error else None
-            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new)
+            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect.observation_tags)
         if parts:
             messages.append(Message("user", parts))
-    return Conversation(trajectory, mode, messages, steps, images)
+    return Conversation(trajectory, mode, messages, steps, images, dialect)
