@@ -68,7 +68,9 @@ def stack() -> Stack:
         # A container that exited is not going to become healthy: fail now, with its reason.
         for name in waiting:
             state = s.inspect(name)["State"]
-            assert state["Running"], f"{name} exited ({state.get('ExitCode')}): {s.run('logs', '--tail', '5', s.containers[name], check=False).stderr}"
+            if not state["Running"]:
+                logs = s.run("logs", "--tail", "5", s.containers[name], check=False)
+                raise AssertionError(f"{name} exited ({state.get('ExitCode')}): {logs.stdout}{logs.stderr}")
         time.sleep(2)
     assert not waiting, f"not healthy after 300 s: {sorted(waiting)}"
     # The one-shot indexer of the demo corpus (worker-search's init container in Kubernetes).
