@@ -86,7 +86,9 @@ COPY toolfabric/demo/site /opt/toolfabric/demo-site
 FROM ${DEBIAN_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
-LABEL org.opencontainers.image.title="toolfabric" \
+ARG DEBIAN_IMAGE
+LABEL org.opencontainers.image.base.name="${DEBIAN_IMAGE}" \
+      org.opencontainers.image.title="toolfabric" \
       org.opencontainers.image.description="Distributed tool-execution fabric for agentic vision-language models" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -103,14 +105,20 @@ COPY --from=builder /opt/toolfabric /opt/toolfabric
 
 # Runs the CPU Triton server on the fixed in-cluster ports; extra flags are passed through.
 COPY --chmod=0755 scripts/container/toolfabric-triton-cpu /usr/local/bin/toolfabric-triton-cpu
+# The manifests' gRPC/HTTP probes as a command, for compose health checks.
+COPY --chmod=0755 scripts/container/toolfabric-probe /usr/local/bin/toolfabric-probe
 
 # /opt/venv/bin first: the Triton stub's python3 must be this venv's (same build as libpython3.11).
+# The Redis and Triton addresses are empty on purpose: nothing listens on a container's loopback, so
+# the gateway and the workers refuse to start until the deployment sets them (one line, exit 2).
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/toolfabric \
     XDG_CACHE_HOME=/tmp/.cache \
-    TOOLFABRIC_DATA_DIR=/var/lib/toolfabric
+    TOOLFABRIC_DATA_DIR=/var/lib/toolfabric \
+    TOOLFABRIC_REDIS_URL="" \
+    TOOLFABRIC_MODEL_TRITON_URL=""
 
 RUN mkdir -p /var/lib/toolfabric && chown 10001:10001 /var/lib/toolfabric
 WORKDIR /home/toolfabric

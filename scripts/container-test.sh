@@ -22,7 +22,7 @@ fi
 redis_image="${TOOLFABRIC_REDIS_IMAGE:-docker.io/library/redis:7.2.7-alpine}"
 if ! "$ENGINE" image inspect "$redis_image" >/dev/null 2>&1 && ! timeout 90 "$ENGINE" pull -q "$redis_image" >/dev/null 2>&1; then
   redis_image="localhost/toolfabric-redis-standin:debian-12"
-  base="$("$ENGINE" image inspect --format '{{index .Config.Labels "toolfabric.base"}}' "$IMAGE" 2>/dev/null || true)"
+  base="$("$ENGINE" image inspect --format '{{index .Config.Labels "org.opencontainers.image.base.name"}}' "$IMAGE" 2>/dev/null || true)"
   echo "[container-test] cannot pull the official Redis image; building $redis_image" >&2
   "$ENGINE" build --network host ${base:+--build-arg "DEBIAN_IMAGE=$base"} -t "$redis_image" \
     -f scripts/container/redis.Containerfile scripts/container >&2
