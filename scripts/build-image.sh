@@ -18,9 +18,10 @@ release="$(echo "$DEBIAN_IMAGE" | sed -n 's/.*:\([0-9][0-9.]*\)-slim$/\1/p')"
 
 have_image() { "$ENGINE" image inspect "$1" >/dev/null 2>&1; }
 
+local_tag="localhost/toolfabric-base:debian-${release:-12}"
 local_base() {
   # A Debian rootfs from the mirror, trimmed like the -slim images, imported as an image.
-  local tag="localhost/toolfabric-base:debian-${release:-12}"
+  local tag="$local_tag"
   if have_image "$tag"; then echo "$tag"; return; fi
   [ "$(id -u)" -eq 0 ] || die "making the base image needs root (debootstrap)"
   command -v debootstrap >/dev/null || die "making the base image needs debootstrap: apt-get install debootstrap"
@@ -56,7 +57,7 @@ SLIM
 build_args=(--build-arg "VERSION=$VERSION")
 secret_args=()
 if [ "$ENGINE" = podman ]; then
-  if [ "${TOOLFABRIC_LOCAL_BASE:-0}" = 1 ]; then
+  if [ "${TOOLFABRIC_LOCAL_BASE:-0}" = 1 ] || { ! have_image "$DEBIAN_IMAGE" && have_image "$local_tag"; }; then
     DEBIAN_IMAGE="$(local_base)"
   elif ! have_image "$DEBIAN_IMAGE" && ! timeout 90 podman pull -q "$DEBIAN_IMAGE" >/dev/null 2>&1; then
     echo "[image] cannot pull $DEBIAN_IMAGE; making the base locally" >&2

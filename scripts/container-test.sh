@@ -24,8 +24,8 @@ if ! "$ENGINE" image inspect "$redis_image" >/dev/null 2>&1 && ! timeout 90 "$EN
   redis_image="localhost/toolfabric-redis-standin:debian-12"
   base="$("$ENGINE" image inspect --format '{{index .Config.Labels "org.opencontainers.image.base.name"}}' "$IMAGE" 2>/dev/null || true)"
   echo "[container-test] cannot pull the official Redis image; building $redis_image" >&2
-  "$ENGINE" build --network host ${base:+--build-arg "DEBIAN_IMAGE=$base"} -t "$redis_image" \
-    -f scripts/container/redis.Containerfile scripts/container >&2
+  "$ENGINE" build -q --network host ${base:+--build-arg "DEBIAN_IMAGE=$base"} -t "$redis_image" \
+    -f scripts/container/redis.Containerfile scripts/container >/dev/null
 fi
 
 project="toolfabric-test-$$"
@@ -37,16 +37,25 @@ export TOOLFABRIC_IMAGE="$IMAGE" TOOLFABRIC_REDIS_IMAGE="$redis_image" \
   TOOLFABRIC_BLOB_URL_SECRET="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 compose() { $COMPOSE -p "$project" -f compose.yaml -f compose.demo.yaml "$@"; }
 
+log="$(mktemp /tmp/toolfabric-container-test.XXXXXX.log)"
 cleanup() {
   status=$?
-  if [ $status -ne 0 ]; then compose logs --tail 40 >&2 2>&1 || true; fi
-  compose down -v -t 5 >/dev/null 2>&1 || true
+  if [ $status -ne 0 ]; then
+    echo "[container-test] failed; compose output in $log, last lines of each container:" >&2
+    for c in $("$ENGINE" ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}}'); do
+      echo "--- $c" >&2; "$ENGINE" logs --tail 15 "$c" >&2 2>&1 || true
+    done
+  fi
+  compose down -v -t 5 >>"$log" 2>&1 || true
+  # podman-compose 1.0 leaves the project network behind
+  "$ENGINE" network rm "${project}_default" >/dev/null 2>&1 || true
+  [ $status -ne 0 ] || rm -f "$log"
   exit $status
 }
 trap cleanup EXIT
 
 started=$(date +%s)
-compose up -d >&2
+compose up -d >"$log" 2>&1
 export TOOLFABRIC_CONTAINER_ENGINE="$ENGINE" TOOLFABRIC_CONTAINER_PROJECT="$project" \
   TOOLFABRIC_CONTAINER_TARGET="127.0.0.1:$port"
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/container "$@"
