@@ -25,7 +25,7 @@
 ARG DEBIAN_IMAGE=debian:12.15-slim
 
 # ---------------------------------------------------------------------------------------------
-FROM ${DEBIAN_IMAGE} AS builder
+FROM ${DEBIAN_IMAGE} AS deps
 
 ARG PIP_INDEX_URL=""
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -50,20 +50,13 @@ WORKDIR /src
 COPY pyproject.toml scripts/container/constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
       > /tmp/requirements.txt
+# The wheels themselves are kept in the cache mount (pip's HTTP cache stayed empty with a proxying
+# index): `pip download` fetches only what is not there yet, the install then runs offline from it.
 RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
     if [ -z "$PIP_INDEX_URL" ]; then unset PIP_INDEX_URL; fi; \
-    pip install -r /tmp/requirements.txt -c constraints.txt
-
-# The project itself: one distribution, every service.
-COPY README.md ./
-COPY protos ./protos
-COPY toolfabric ./toolfabric
-COPY gateway ./gateway
-COPY services ./services
-RUN pip install --no-deps --no-build-isolation . \
- && python -m compileall -q /opt/venv/lib/python3.11/site-packages/toolfabric \
-      /opt/venv/lib/python3.11/site-packages/gateway /opt/venv/lib/python3.11/site-packages/services
+    pip download -q -d /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt \
+ && pip install --no-index --find-links /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt
 
 # Triton (CPU) for the baseline policy: the server binary ships in nvidia-pytriton; build a backend
 # directory with the python backend and the stub for this Python, once, at build time, so the
@@ -76,11 +69,24 @@ RUN set -eu; \
     cp "$pt/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub" /opt/toolfabric/triton/backends/python/; \
     ln -s "$pt/tritonserver/bin/tritonserver" /opt/toolfabric/triton/tritonserver; \
     ln -s "$(dirname "$pt")/nvidia_pytriton.libs" /opt/toolfabric/triton/lib
+
+# ---------------------------------------------------------------------------------------------
+# The project itself, installed into an overlay tree (--root) that the runtime stage copies over the
+# dependency venv: a source change rebuilds only this, never the 800 MB dependency layer.
+FROM deps AS builder
+COPY README.md ./
+COPY protos ./protos
+COPY toolfabric ./toolfabric
+COPY gateway ./gateway
+COPY services ./services
+RUN pip install --no-deps --no-build-isolation --no-warn-script-location --root /opt/overlay . \
+ && site=/opt/venv/lib/python3.11/site-packages \
+ && python -m compileall -q -s /opt/overlay -p / /opt/overlay$site/toolfabric /opt/overlay$site/gateway \
+      /opt/overlay$site/services
 # The model repository (CPU models for this image, the vLLM model's config for the GPU init container).
-COPY services/model/repository /opt/toolfabric/model-repository
-RUN rm -rf /opt/toolfabric/model-repository/*/1/__pycache__
+COPY services/model/repository /opt/overlay/opt/toolfabric/model-repository
 # The demo corpus, served in-cluster by k8s/components/demo-site.
-COPY toolfabric/demo/site /opt/toolfabric/demo-site
+COPY toolfabric/demo/site /opt/overlay/opt/toolfabric/demo-site
 
 # ---------------------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS runtime
@@ -100,8 +106,9 @@ RUN apt-get update \
  && groupadd --gid 10001 toolfabric \
  && useradd --uid 10001 --gid 10001 --home-dir /home/toolfabric --create-home --shell /usr/sbin/nologin toolfabric
 
-COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/toolfabric /opt/toolfabric
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=deps /opt/toolfabric /opt/toolfabric
+COPY --from=builder /opt/overlay/ /
 
 # Runs the CPU Triton server on the fixed in-cluster ports; extra flags are passed through.
 COPY --chmod=0755 scripts/container/toolfabric-triton-cpu /usr/local/bin/toolfabric-triton-cpu

@@ -4,6 +4,7 @@
 #   scripts/build-image.sh                 # tag ghcr.io/toolfabric/toolfabric:<version>
 #   IMAGE=registry.example/tf:1 scripts/build-image.sh
 #   TOOLFABRIC_LOCAL_BASE=1 scripts/build-image.sh   # make the Debian base locally (no registry)
+#   BUILD_FLAGS=--no-cache scripts/build-image.sh     # rebuild every layer (downloads stay cached)
 #
 # Where no container registry is reachable, the Debian base the Dockerfile names is made from
 # Debian's package mirror with debootstrap (root, `apt-get install debootstrap`) and imported into
@@ -77,7 +78,7 @@ case "$index" in http://*|https://*) build_args+=(--build-arg "PIP_INDEX_URL=$in
 echo "[image] $ENGINE build -t $IMAGE (base $DEBIAN_IMAGE)" >&2
 start=$(date +%s)
 if [ "$ENGINE" = docker ]; then export DOCKER_BUILDKIT=1; fi
-"$ENGINE" build --network host "${build_args[@]}" "${secret_args[@]}" -t "$IMAGE" .
+"$ENGINE" build --network host "${build_args[@]}" "${secret_args[@]}" ${BUILD_FLAGS:-} -t "$IMAGE" .
 took=$(( $(date +%s) - start ))
 size="$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")"
 echo "[image] built $IMAGE in ${took}s; size $(( size / 1000000 )) MB" >&2

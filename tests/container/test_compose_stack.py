@@ -72,3 +72,33 @@ def test_a_worker_without_a_redis_url_exits_at_once_with_one_line(stack: Stack) 
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "TOOLFABRIC_REDIS_URL" in lines[0], done.stderr
+
+
+def _manifest_commands() -> list[tuple[str, list[str]]]:
+    """(where, command line) of every container in every rendering that runs the app image."""
+    from tests.k8s.manifests import APP_IMAGE, RENDERINGS, image_name, load
+
+    found = []
+    for name in RENDERINGS:
+        for container in load(name).containers():
+            if image_name(container.spec["image"]) == APP_IMAGE:
+                found.append((f"{name}: {container.where}",
+                              container.spec.get("command", []) + container.spec.get("args", [])))
+    return found
+
+
+def test_every_manifest_command_and_path_exists_in_the_image(stack: Stack) -> None:
+    image = stack.inspect("gateway")["Config"]["Image"]
+    checks = []
+    for where, argv in _manifest_commands():
+        # The program, and every absolute path the command names (model repository, demo corpus, …).
+        paths = [word for arg in argv for word in arg.split() if word.startswith("/opt/")]
+        checks.append(f'command -v {argv[0]} >/dev/null || echo "{where}: no {argv[0]}"')
+        checks += [f'test -e {p} || echo "{where}: no {p}"' for p in paths]
+        # The server commands exist with the subcommand the manifest gives them (once per subcommand).
+        if argv[:1] == ["toolfabric"] and not any(f"no toolfabric {argv[1]}\"" in c for c in checks):
+            checks.append(f'toolfabric {argv[1]} --help >/dev/null 2>&1 || echo "{where}: no toolfabric {argv[1]}"')
+    assert len(checks) > 8
+    done = stack.run("run", "--rm", "--read-only", "--entrypoint", "sh", image, "-c", "\n".join(checks),
+                     timeout=180)
+    assert done.stdout.strip() == "", done.stdout

@@ -36,12 +36,13 @@ def _args() -> dict[str, str]:
 
 def test_dockerfile_is_multi_stage_on_pinned_base_images() -> None:
     args = _args()
-    bases = []
+    bases, stages = [], set()
     for instruction, rest in _instructions():
         if instruction == "FROM":
-            image = rest.split()[0]
-            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-            bases.append(image)
+            image, *alias = rest.split()
+            if image not in stages:  # FROM an earlier stage is not a base image
+                bases.append(re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image))
+            stages.update(alias[1:2] if alias[:1] in (["AS"], ["as"]) else [])
     assert len(bases) >= 2
     assert all(image_tag(b) not in (None, "latest") for b in bases), bases
 
