@@ -114,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.stop()
 
 
-def _require(*, redis: bool = True, model: bool = False) -> None:
+def _require(*, model: bool = False) -> None:
     """Addresses a server cannot run without. Their loopback defaults suit `toolfabric up`; the
     image sets them empty (nothing listens on a container's loopback), so a container started
     without them stops here, naming what to set, instead of retrying 127.0.0.1 forever."""
@@ -122,7 +122,7 @@ def _require(*, redis: bool = True, model: bool = False) -> None:
     from services.common.errors import ConfigurationError
 
     missing = []
-    if redis and not settings.common().redis_url.strip():
+    if not settings.common().redis_url.strip():
         missing.append("TOOLFABRIC_REDIS_URL (e.g. redis://:PASSWORD@redis:6379/0)")
     if model and not settings.model().triton_url.strip():
         missing.append("TOOLFABRIC_MODEL_TRITON_URL (e.g. triton:8001)")
