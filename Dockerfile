@@ -2,6 +2,7 @@
 #
 # One image for every toolfabric process, built from the repository root:
 #   docker build -t ghcr.io/toolfabric/toolfabric:0.1.0 .
+#   make image        (podman/buildah, or docker; scripts/build-image.sh: local base, CA, pip cache)
 #
 #   toolfabric gateway                       the gRPC gateway (port 50051)
 #   toolfabric worker vision|search|fetch    one Celery worker per tool queue
@@ -13,39 +14,49 @@
 # Debian's own python3.11 on purpose: the Triton python-backend stub links the system
 # libpython3.11 and takes its standard library from the first python3 on PATH, which must be the
 # same build (see shared/notes/triton-on-cpu.md). The venv is made from /usr/bin/python3.11.
+#
+# Builds with BuildKit (docker) and with buildah 1.28+ (podman build): no heredocs. pip may get a
+# CA bundle as the build secret `pip-ca` (machines behind a TLS-inspecting proxy) and an index URL
+# as the build argument PIP_INDEX_URL; neither ends up in an image layer. Downloads are cached
+# across builds in a cache mount.
 
-ARG DEBIAN_IMAGE=debian:12.11-slim
+# The point release the image was built and run with (scripts/build-image.sh makes the same
+# release from Debian's mirror with debootstrap where no container registry is reachable).
+ARG DEBIAN_IMAGE=debian:12.15-slim
 
 # ---------------------------------------------------------------------------------------------
-FROM ${DEBIAN_IMAGE} AS builder
+FROM ${DEBIAN_IMAGE} AS deps
 
+ARG PIP_INDEX_URL=""
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_ROOT_USER_ACTION=ignore
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3.11 python3.11-venv python3.11-dev libpython3.11 build-essential ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-RUN /usr/bin/python3.11 -m venv /opt/venv \
+# pip: the CA bundle from the optional `pip-ca` secret, the index from PIP_INDEX_URL if given.
+ENV PIP_CONFIG_FILE=/dev/null
+RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
+    if [ -z "$PIP_INDEX_URL" ]; then unset PIP_INDEX_URL; fi; \
+    /usr/bin/python3.11 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade "pip>=24" "setuptools>=69" wheel
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first (from pyproject.toml only), so a source change does not reinstall them.
-COPY pyproject.toml ./
+# Dependencies first (from pyproject.toml only), so a source change does not reinstall them: the
+# SDK base plus the `server` extra, at the versions the tests ran with (scripts/container/lock.py).
+COPY pyproject.toml scripts/container/constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
-      > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
-
-# The project itself: one distribution, every service.
-COPY README.md ./
-COPY protos ./protos
-COPY toolfabric ./toolfabric
-COPY gateway ./gateway
-COPY services ./services
-RUN pip install --no-deps . \
- && python -m compileall -q /opt/venv/lib/python3.11/site-packages/toolfabric \
-      /opt/venv/lib/python3.11/site-packages/gateway /opt/venv/lib/python3.11/site-packages/services
+      > /tmp/requirements.txt
+# The wheels themselves are kept in the cache mount (pip's HTTP cache stayed empty with a proxying
+# index): `pip download` fetches only what is not there yet, the install then runs offline from it.
+RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
+    if [ -z "$PIP_INDEX_URL" ]; then unset PIP_INDEX_URL; fi; \
+    pip download -q -d /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt \
+ && pip install --no-index --find-links /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt
 
 # Triton (CPU) for the baseline policy: the server binary ships in nvidia-pytriton; build a backend
 # directory with the python backend and the stub for this Python, once, at build time, so the
@@ -58,17 +69,32 @@ RUN set -eu; \
     cp "$pt/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub" /opt/toolfabric/triton/backends/python/; \
     ln -s "$pt/tritonserver/bin/tritonserver" /opt/toolfabric/triton/tritonserver; \
     ln -s "$(dirname "$pt")/nvidia_pytriton.libs" /opt/toolfabric/triton/lib
+
+# ---------------------------------------------------------------------------------------------
+# The project itself, installed into an overlay tree (--root) that the runtime stage copies over the
+# dependency venv: a source change rebuilds only this, never the 800 MB dependency layer.
+FROM deps AS builder
+COPY README.md ./
+COPY protos ./protos
+COPY toolfabric ./toolfabric
+COPY gateway ./gateway
+COPY services ./services
+RUN pip install --no-deps --no-build-isolation --no-warn-script-location --root /opt/overlay . \
+ && site=/opt/venv/lib/python3.11/site-packages \
+ && python -m compileall -q -s /opt/overlay -p / /opt/overlay$site/toolfabric /opt/overlay$site/gateway \
+      /opt/overlay$site/services
 # The model repository (CPU models for this image, the vLLM model's config for the GPU init container).
-COPY services/model/repository /opt/toolfabric/model-repository
-RUN rm -rf /opt/toolfabric/model-repository/*/1/__pycache__
+COPY services/model/repository /opt/overlay/opt/toolfabric/model-repository
 # The demo corpus, served in-cluster by k8s/components/demo-site.
-COPY toolfabric/demo/site /opt/toolfabric/demo-site
+COPY toolfabric/demo/site /opt/overlay/opt/toolfabric/demo-site
 
 # ---------------------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS runtime
 
 ARG VERSION=0.1.0
-LABEL org.opencontainers.image.title="toolfabric" \
+ARG DEBIAN_IMAGE
+LABEL org.opencontainers.image.base.name="${DEBIAN_IMAGE}" \
+      org.opencontainers.image.title="toolfabric" \
       org.opencontainers.image.description="Distributed tool-execution fabric for agentic vision-language models" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -80,30 +106,26 @@ RUN apt-get update \
  && groupadd --gid 10001 toolfabric \
  && useradd --uid 10001 --gid 10001 --home-dir /home/toolfabric --create-home --shell /usr/sbin/nologin toolfabric
 
-COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/toolfabric /opt/toolfabric
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=deps /opt/toolfabric /opt/toolfabric
+COPY --from=builder /opt/overlay/ /
 
 # Runs the CPU Triton server on the fixed in-cluster ports; extra flags are passed through.
-COPY --chmod=0755 <<'EOF' /usr/local/bin/toolfabric-triton-cpu
-#!/bin/sh
-set -eu
-export LD_LIBRARY_PATH="/opt/toolfabric/triton/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-exec /opt/toolfabric/triton/tritonserver \
-  --model-repository="${TRITON_MODEL_REPOSITORY:-/opt/toolfabric/model-repository}" \
-  --backend-directory=/opt/toolfabric/triton/backends \
-  --model-control-mode=explicit \
-  --grpc-port=8001 --http-port=8000 --metrics-port=8002 \
-  --allow-http=true --exit-on-error=true --strict-readiness=true --log-verbose=0 \
-  "$@"
-EOF
+COPY --chmod=0755 scripts/container/toolfabric-triton-cpu /usr/local/bin/toolfabric-triton-cpu
+# The manifests' gRPC/HTTP probes as a command, for compose health checks.
+COPY --chmod=0755 scripts/container/toolfabric-probe /usr/local/bin/toolfabric-probe
 
 # /opt/venv/bin first: the Triton stub's python3 must be this venv's (same build as libpython3.11).
+# The Redis and Triton addresses are empty on purpose: nothing listens on a container's loopback, so
+# the gateway and the workers refuse to start until the deployment sets them (one line, exit 2).
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/toolfabric \
     XDG_CACHE_HOME=/tmp/.cache \
-    TOOLFABRIC_DATA_DIR=/var/lib/toolfabric
+    TOOLFABRIC_DATA_DIR=/var/lib/toolfabric \
+    TOOLFABRIC_REDIS_URL="" \
+    TOOLFABRIC_MODEL_TRITON_URL=""
 
 RUN mkdir -p /var/lib/toolfabric && chown 10001:10001 /var/lib/toolfabric
 WORKDIR /home/toolfabric

@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup demo test test-fast lint bench protos
+.PHONY: setup demo test test-fast lint bench protos image container-test
 
 setup:
 	@./scripts/setup.sh
@@ -25,3 +25,12 @@ bench: setup
 
 protos: setup
 	./scripts/gen_protos.sh
+
+# The container image (podman/buildah, or docker; scripts/build-image.sh) and the end-to-end check of
+# compose.yaml: build, start the stack, run the demo through it with the SDK, tear down. Not part of
+# `make test`: a from-scratch image build alone takes minutes (README, "Containers").
+image:
+	./scripts/build-image.sh
+
+container-test: setup
+	PYTHON=.venv/bin/python ./scripts/container-test.sh

@@ -32,7 +32,38 @@ def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
             print(f"toolfabric {args.command}: needs the server dependencies, which are not installed "
                   f"(no module named {exc.name!r}): pip install 'toolfabric[server]'", file=sys.stderr)
             return 2
+        except Exception as exc:
+            problem = _settings_problem(exc)
+            if problem is None:
+                raise
+            # A bad or missing setting: one line and a non-zero exit (a restarting container shows
+            # the reason, not a traceback or a connection retry loop).
+            print(f"toolfabric {args.command}: {problem}", file=sys.stderr)
+            return 2
     return run
+
+
+def _settings_problem(exc: Exception) -> str | None:
+    """'TOOLFABRIC_X: what is wrong' for a settings error, None for anything else."""
+    from pydantic import ValidationError
+    from pydantic_settings import BaseSettings
+
+    from services.common import settings
+    from services.common.errors import ConfigurationError
+
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    if not isinstance(exc, ValidationError):
+        return None
+    owner = getattr(settings, exc.title, None)
+    if not (isinstance(owner, type) and issubclass(owner, BaseSettings)):
+        return None  # a validation error that is not about the environment: a bug, keep the traceback
+    prefix = owner.model_config.get("env_prefix", "")
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = prefix + "__".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 @_needs_server
@@ -83,8 +114,25 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.stop()
 
 
+def _require(*, model: bool = False) -> None:
+    """Addresses a server cannot run without. Their loopback defaults suit `toolfabric up`; the
+    image sets them empty (nothing listens on a container's loopback), so a container started
+    without them stops here, naming what to set, instead of retrying 127.0.0.1 forever."""
+    from services.common import settings
+    from services.common.errors import ConfigurationError
+
+    missing = []
+    if not settings.common().redis_url.strip():
+        missing.append("TOOLFABRIC_REDIS_URL (e.g. redis://:PASSWORD@redis:6379/0)")
+    if model and not settings.model().triton_url.strip():
+        missing.append("TOOLFABRIC_MODEL_TRITON_URL (e.g. triton:8001)")
+    if missing:
+        raise ConfigurationError(f"not set: {', '.join(missing)}")
+
+
 @_needs_server
 def cmd_worker(args: argparse.Namespace) -> int:
+    _require()
     from services.common.worker import run_worker
 
     run_worker(args.service, concurrency=args.concurrency)
@@ -93,6 +141,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 @_needs_server
 def cmd_gateway(args: argparse.Namespace) -> int:
+    _require(model=True)
     from gateway.server import main as gateway_main
 
     gateway_main()

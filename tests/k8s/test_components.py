@@ -113,7 +113,10 @@ def test_dev_is_one_replica_each_without_keda_or_elasticsearch(dev: Rendered) ->
 def test_gpu_runs_vllm_triton_on_a_gpu_node(gpu: Rendered) -> None:
     triton = _triton(gpu)
     pod = triton.pod
-    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-vllm-python-py3", triton.spec["image"])
+    release = re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d\d)\.(\d\d)-vllm-python-py3", triton.spec["image"])
+    assert release, triton.spec["image"]
+    # Qwen3-VL (R1V4's base) needs vLLM >= 0.11.0, first shipped in Triton 25.11 (docs/deploy.md).
+    assert (int(release[1]), int(release[2])) >= (25, 11)
     resources = triton.spec["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"]
     assert int(resources["limits"]["nvidia.com/gpu"]) >= 1

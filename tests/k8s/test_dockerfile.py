@@ -36,12 +36,13 @@ def _args() -> dict[str, str]:
 
 def test_dockerfile_is_multi_stage_on_pinned_base_images() -> None:
     args = _args()
-    bases = []
+    bases, stages = [], set()
     for instruction, rest in _instructions():
         if instruction == "FROM":
-            image = rest.split()[0]
-            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
-            bases.append(image)
+            image, *alias = rest.split()
+            if image not in stages:  # FROM an earlier stage is not a base image
+                bases.append(re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image))
+            stages.update(alias[1:2] if alias[:1] in (["AS"], ["as"]) else [])
     assert len(bases) >= 2
     assert all(image_tag(b) not in (None, "latest") for b in bases), bases
 
@@ -61,8 +62,8 @@ def test_build_context_keeps_what_the_build_copies_and_drops_the_rest() -> None:
                if line.strip() and not line.startswith("#")]
     for must_ignore in (".git", ".venv", "k8s", "tests"):
         assert must_ignore in ignored
-    copied = [shlex.split(rest)[0] for ins, rest in _instructions()
-              if ins == "COPY" and not rest.startswith("--from") and "<<" not in rest]
+    copied = [source for ins, rest in _instructions() if ins == "COPY" and "--from" not in rest
+              for source in [a for a in shlex.split(rest) if not a.startswith("--")][:-1]]
     for source in copied:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not any(Path(source).parts[0] == pattern for pattern in ignored), f"{source} is .dockerignored"
@@ -71,8 +72,12 @@ def test_build_context_keeps_what_the_build_copies_and_drops_the_rest() -> None:
 def test_cpu_triton_launcher_serves_the_ports_the_manifests_use(dev: Rendered) -> None:
     text = DOCKERFILE.read_text()
     triton = dev.container("triton")
+    assert triton.spec["args"][0] == "toolfabric-triton-cpu"
+    source = next(shlex.split(rest)[-2] for ins, rest in _instructions()
+                  if ins == "COPY" and rest.endswith(" /usr/local/bin/toolfabric-triton-cpu"))
+    launcher = (ROOT / source).read_text()
     ports = {p["name"]: p["containerPort"] for p in triton.spec["ports"]}
-    assert f"--grpc-port={ports['grpc']}" in text and f"--http-port={ports['http']}" in text
-    assert f"--metrics-port={ports['metrics']}" in text
+    assert f"--grpc-port={ports['grpc']}" in launcher and f"--http-port={ports['http']}" in launcher
+    assert f"--metrics-port={ports['metrics']}" in launcher
     assert "python_backend_stubs/3.11/" in text and "/usr/bin/python3.11 -m venv" in text, \
         "the stub must match the image's Python"
