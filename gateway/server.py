@@ -24,14 +24,13 @@ from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
 from gateway.validation import RequestValidator
-from services.catalog import catalog
+from services.catalog import catalog, service_names
 from services.common import images, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
-from services.common.tools import SERVICES
 from services.model.chat_template import template_for
 from services.model.triton_client import TritonModel
 from toolfabric.v1 import fabric_pb2 as pb
@@ -236,7 +235,7 @@ def main() -> None:
     port = settings.gateway().metrics_port
     endpoint = metrics.start_metrics_server(
         port, settings.telemetry().metrics_host,
-        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, SERVICES)]) if port else None
+        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, service_names())]) if port else None
     try:
         asyncio.run(serve())
     finally:

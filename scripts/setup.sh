@@ -12,6 +12,8 @@ need_apt=()
 [ -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libpython3.11.so.1.0 ] \
   || need_apt+=(libpython3.11)
 command -v make >/dev/null || need_apt+=(make)
+# The ocr service (services/ocr) runs Tesseract with its English pack.
+command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("vision", "search", "fetch")
-
 
 def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(command)
@@ -85,9 +83,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 @_needs_server
 def cmd_worker(args: argparse.Namespace) -> int:
+    from services.catalog import plugins
+    from services.common.tools import SERVICES
     from services.common.worker import run_worker
 
-    run_worker(args.service, concurrency=args.concurrency)
+    if args.service in SERVICES:
+        run_worker(args.service, concurrency=args.concurrency)
+        return 0
+    found = plugins()
+    plugin = found.get(args.service)
+    if plugin is None:
+        known = ", ".join([*SERVICES, *(p.service for p in found.loaded)])
+        print(f"toolfabric worker: no service {args.service!r}; available: {known}", file=sys.stderr)
+        for problem in found.problems:
+            print(f"toolfabric worker: {problem}", file=sys.stderr)
+        return 2
+    run_worker(plugin.service, concurrency=args.concurrency, plugin=plugin)
     return 0
 
 
@@ -117,7 +128,7 @@ def register(sub: Any) -> None:
     up.set_defaults(func=cmd_up)
 
     worker = sub.add_parser("worker", help="run a tool service's Celery worker")
-    worker.add_argument("service", choices=list(SERVICES))
+    worker.add_argument("service", help="vision, search, fetch, or an installed plugin's service (e.g. ocr)")
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(func=cmd_worker)
 
