@@ -70,8 +70,12 @@ class RunSpec:
 class _Sink:
     """Stamps events with trajectory id, step, sequence number and time before emitting them."""
 
-    def __init__(self, trajectory_id: str, emit: Emit) -> None:
-        self.trajectory_id, self.step, self._seq, self._emit = trajectory_id, 0, 0, emit
+    def __init__(self, trajectory_id: str, emit: Emit, seq: int = 0) -> None:
+        self.trajectory_id, self.step, self._seq, self._emit = trajectory_id, 0, seq, emit
+
+    @property
+    def seq(self) -> int:
+        return self._seq
 
     async def __call__(self, **event: Any) -> None:
         self._seq += 1
@@ -238,6 +242,10 @@ class AgentLoop:
         state.usage.phases["model"] += time.monotonic() - started
         return "".join(pieces)
 
+    async def run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
+        """One step's tool calls as Run executes them: the step API (gateway/step) drives its trajectories here."""
+        return await self._run_calls(state, sink, calls)
+
     async def _run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
         planned: list[tuple[str, RawCall, ToolSpec | None, dict[str, Any] | None, ToolResult | None]] = []
         for index, raw in enumerate(calls, start=1):
@@ -340,6 +348,12 @@ class _Run:
     messages: list[Message] = field(default_factory=list)
     tool_calls: int = 0
     tools_exhausted: bool = False
+
+
+# For the step API, whose trajectories keep this state between requests (in Redis).
+RunState = _Run
+EventSink = _Sink
+RunUsage = _Usage
 
 
 def _mode_enum(mode: str) -> pb.Mode:

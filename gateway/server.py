@@ -23,6 +23,8 @@ from gateway import recorder
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
+from gateway.step import StepService
+from gateway.step import protos as step_protos
 from gateway.validation import RequestValidator
 from services.catalog import catalog, service_names
 from services.common import images, settings
@@ -43,8 +45,9 @@ SERVICE_NAME = "toolfabric.v1.Fabric"
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel) -> None:
+                 blobs: AsyncBlobStore, model: TritonModel, step: StepService | None = None) -> None:
         self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
+        self._step = step
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
         self._gw = settings.gateway()
 
@@ -129,6 +132,15 @@ class FabricServicer(pb_grpc.FabricServicer):
             for s in specs
         ])
 
+    async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepResponse:
+        if self._step is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway serves no step API")
+        try:
+            outcomes = await self._step.step(step_protos.items(request))  # type: ignore[union-attr]
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return step_protos.response(outcomes)
+
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
         try:
             data = await self._blobs.get(request.blob)
@@ -185,7 +197,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model)
+    step_settings = settings.step()
+    step = StepService(loop, validator, redis_client, blobs, step_settings, gw, model_settings.default_model)
+    servicer = FabricServicer(loop, validator, redis_client, blobs, model, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
@@ -204,6 +218,13 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
         from services.common.blob_urls import start_blob_server
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
+    doors = contextlib.AsyncExitStack()
+    if step_settings.http_port:
+        # verl-tool's POST /get_observation, for RL trainers.
+        from gateway.step import http as step_http
+
+        await doors.enter_async_context(step_http.serving(
+            step_http.app(step, blobs, step_settings.max_request_bytes), gw.host, step_settings.http_port))
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
@@ -224,6 +245,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()
+    await doors.aclose()
     await executor.close()
     await model.close()
     await redis_client.aclose()
