@@ -189,7 +189,8 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
-    redis_client = aredis.Redis.from_url(common.redis_url)
+    redis_client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
+        common.redis_url, max_connections=gw.redis_max_connections, timeout=gw.redis_connection_wait_s))
     blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client)
     await executor.start()

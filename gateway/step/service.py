@@ -26,6 +26,7 @@ from gateway.exceptions import InvalidRequest
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.loop import MODES, AgentLoop, EventSink, RunSpec, RunState, RunUsage
 from gateway.prompting import observation_parts
+from gateway.step.batch import QueuedWrites
 from gateway.step.dialect import parse_action
 from gateway.step.state import Loaded, StateStore, TrajectoryState
 from gateway.validation import RequestValidator
@@ -86,10 +87,13 @@ class StepService:
         """One outcome per item, in order; InvalidRequest when the request as a whole cannot be served."""
         self._check_batch(items)
         loaded = await self._store.load([i.trajectory_id for i in items])
-        results = await asyncio.gather(*(self._one(item, found) for item, found in zip(items, loaded, strict=True)))
+        writes = QueuedWrites(self._redis)
+        results = await asyncio.gather(*(self._one(item, found, writes.as_client())
+                                         for item, found in zip(items, loaded, strict=True)))
         keep = {r.outcome.trajectory_id: r.state for r in results if r.state is not None and r.released is None}
         release = {r.outcome.trajectory_id: r.released for r in results if r.released is not None}
-        await self._store.save(keep, release)
+        self._store.save(writes.pipe, keep, release)
+        await writes.flush()
         return [r.outcome for r in results]
 
     def _check_batch(self, items: list[StepItem]) -> None:
@@ -104,14 +108,21 @@ class StepService:
                                      "trajectory")
             first[item.trajectory_id] = index
 
-    async def _one(self, item: StepItem, found: Loaded) -> _Result:
+    async def _one(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
+        try:
+            return await self._item(item, found, records)
+        except Exception as exc:  # a fault of the fabric fails this item, never the batch
+            log.exception("step of trajectory %s failed", item.trajectory_id)
+            return _invalid(item.trajectory_id, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
         tid = item.trajectory_id
         if not tid or len(tid) > self._cfg.max_trajectory_id_chars:
             return _invalid(tid, f"trajectory id must be 1 to {self._cfg.max_trajectory_id_chars} characters")
         state = found.state
         if item.finish:
             if state is not None:
-                await self._end(tid, state, pb.STATUS_COMPLETED, "finished by the trainer")
+                await self._end(records, tid, state, pb.STATUS_COMPLETED, "finished by the trainer")
                 return _Result(StepOutcome(tid, done=True), released="finished by the trainer")
             if found.finished is not None:
                 return _Result(StepOutcome(tid, done=True))  # finishing twice is harmless
@@ -128,17 +139,13 @@ class StepService:
                 state = self._new_state(item)
                 registry = ImageRegistry(self._blobs)
                 await self._add_images(registry, item.images)
-                await self._begin(tid, state, registry)
+                await self._begin(records, tid, state, registry)
             else:
                 registry = state.registry(self._blobs)
                 await self._add_images(registry, item.images)
         except InvalidRequest as exc:
             return _invalid(tid, str(exc))
-        try:
-            return await self._act(item, state, registry)
-        except Exception as exc:  # a fault of the fabric fails this item, never the batch
-            log.exception("step of trajectory %s failed", tid)
-            return _invalid(tid, f"internal error: {type(exc).__name__}: {exc}")
+        return await self._act(records, item, state, registry)
 
     def _new_state(self, item: StepItem) -> TrajectoryState:
         mode = item.mode or self._cfg.default_mode
@@ -160,9 +167,9 @@ class StepService:
             checked = await self._validator.input_image(inputs + offset, image)
             registry.add_input(checked.ref, checked.width, checked.height, checked.mime_type, checked.data)
 
-    async def _begin(self, tid: str, state: TrajectoryState, registry: ImageRegistry) -> None:
+    async def _begin(self, records: aredis.Redis, tid: str, state: TrajectoryState, registry: ImageRegistry) -> None:
         """Record the trajectory's start and open its trace, which every later step joins."""
-        record = recorder.TrajectoryRecorder(self._redis, tid, self._gw.trajectory_ttl_s)
+        record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
         await record.begin(state.question, _MODE_ENUM[state.mode], state.model)
         attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
                       "gen_ai.conversation.id": tid, "toolfabric.trajectory.id": tid, "toolfabric.mode": state.mode,
@@ -186,9 +193,10 @@ class StepService:
                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
         return trace.set_span_in_context(NonRecordingSpan(parent))
 
-    async def _act(self, item: StepItem, state: TrajectoryState, registry: ImageRegistry) -> _Result:
+    async def _act(self, records: aredis.Redis, item: StepItem, state: TrajectoryState,
+                   registry: ImageRegistry) -> _Result:
         tid = item.trajectory_id
-        record = recorder.TrajectoryRecorder(self._redis, tid, self._gw.trajectory_ttl_s)
+        record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
         sink = EventSink(tid, record.record, seq=state.seq)
         state.steps += 1
         sink.step = state.steps
@@ -233,7 +241,7 @@ class StepService:
             state.keep_images(registry.images)
             if released is not None:
                 status = pb.STATUS_COMPLETED if released == "the model answered" else pb.STATUS_BUDGET_EXHAUSTED
-                await self._end(tid, state, status, released, sink)
+                await self._end(records, tid, state, status, released, sink)
                 outcome.done = True
         return _Result(outcome, state, released)
 
@@ -241,10 +249,10 @@ class StepService:
         return RunSpec(trajectory_id=tid, question=state.question, mode=state.mode, model=state.model, max_steps=0,
                        max_tool_calls=self._cfg.max_tool_calls, deadline_s=0.0, sampling={})
 
-    async def _end(self, tid: str, state: TrajectoryState, status: pb.Status, reason: str,
+    async def _end(self, records: aredis.Redis, tid: str, state: TrajectoryState, status: pb.Status, reason: str,
                    sink: EventSink | None = None) -> None:
         if sink is None:
-            record = recorder.TrajectoryRecorder(self._redis, tid, self._gw.trajectory_ttl_s)
+            record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
             sink = EventSink(tid, record.record, seq=state.seq)
             sink.step = state.steps
         usage = pb.Usage(steps=state.steps, phase_seconds={"total": time.time() - state.started})

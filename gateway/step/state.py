@@ -2,8 +2,8 @@
 
 One JSON value per live trajectory (its mode, dialect, counters, trace and image registry) and, once
 it is finished, a small tombstone, so an action for a finished id is refused instead of silently
-starting a new trajectory. A batch reads all its trajectories in one MGET and writes them in one
-pipeline.
+starting a new trajectory. A batch reads all its trajectories in one MGET and queues their writes on the
+request's one pipeline (gateway/step/batch.py).
 """
 
 from __future__ import annotations
@@ -86,14 +86,10 @@ class StateStore:
                               done.decode() if isinstance(done, bytes) else done))
         return out
 
-    async def save(self, keep: dict[str, TrajectoryState], release: dict[str, str]) -> None:
-        """Write the trajectories that go on; drop the released ones, leaving why they ended."""
-        if not keep and not release:
-            return
-        pipe = self._redis.pipeline(transaction=False)
+    def save(self, pipe: aredis.client.Pipeline, keep: dict[str, TrajectoryState], release: dict[str, str]) -> None:
+        """Queue on `pipe`: the trajectories that go on; the released ones dropped, leaving why they ended."""
         for tid, state in keep.items():
             pipe.set(_state_key(tid), state.model_dump_json(), ex=self._ttl)
         for tid, reason in release.items():
             pipe.delete(_state_key(tid))
             pipe.set(_done_key(tid), reason, ex=self._finished_ttl)
-        await pipe.execute()

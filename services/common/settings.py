@@ -85,6 +85,10 @@ class GatewaySettings(BaseSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     # Blob HTTP endpoint (signed URLs for reverse image search); 0 = not served by this gateway.
     blob_http_port: int = Field(default=0, ge=0, le=65535)
+    # Redis connections of one gateway process; past it, callers wait (up to the timeout) instead of failing,
+    # which matters when a step request brings a thousand trajectories at once.
+    redis_max_connections: int = Field(default=256, ge=4)
+    redis_connection_wait_s: float = Field(default=20.0, gt=0)
 
 
 class StepSettings(BaseSettings):

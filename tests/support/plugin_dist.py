@@ -1,44 +1,24 @@
-"""Installed-distribution metadata for plugins, in a directory put on sys.path / PYTHONPATH.
-
-`importlib.metadata` finds entry points in `*.dist-info/entry_points.txt` on the path, which is all
-`pip install` leaves behind for them; writing that file is installing the plugin's metadata, without
-touching the shared environment.
-"""
+"""Plugins for tests: what this repository declares, and a written dist-info put on this process's path
+(services.devstack.plugin_dist writes it; child processes get it through PYTHONPATH)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.devstack.plugin_dist import ROOT, env_with, write_dist
 from services.plugins import GROUP
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["declared_plugins", "env_with", "on_path", "write_dist"]
 
 
 def declared_plugins() -> dict[str, str]:
     """The `toolfabric.tools` entry points this repository's pyproject.toml declares."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return dict(project["entry-points"][GROUP])
-
-
-def write_dist(site: Path, distribution: str, plugins: dict[str, str]) -> Path:
-    info = site / f"{distribution}-0.0.0.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.0.0\n")
-    lines = [f"[{GROUP}]", *(f"{name} = {value}" for name, value in plugins.items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return site
-
-
-def env_with(site: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """`env` (default os.environ) with `site` and the repository on PYTHONPATH, for child processes."""
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    return env
 
 
 @contextmanager
