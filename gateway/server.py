@@ -226,6 +226,13 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
         await doors.enter_async_context(step_http.serving(
             step_http.app(step, blobs, step_settings.max_request_bytes), gw.host, step_settings.http_port))
+    if settings.mcp().http_port:
+        # The tools as an MCP server (streamable HTTP at /mcp), for agent frameworks.
+        from gateway.mcp.server import FabricMcp
+        from gateway.step import http as step_http
+
+        mcp_app = FabricMcp(step, blobs, catalog(), settings.mcp()).server.streamable_http_app(host=gw.host)
+        await doors.enter_async_context(step_http.serving(mcp_app, gw.host, settings.mcp().http_port, "on"))
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))

@@ -111,6 +111,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 @_needs_server
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from gateway.mcp.stdio import main as mcp_main
+
+    mcp_main()
+    return 0
+
+
+@_needs_server
 def cmd_index(args: argparse.Namespace) -> int:
     from services.index import indexer
 
@@ -134,6 +142,9 @@ def register(sub: Any) -> None:
 
     gw = sub.add_parser("gateway", help="run the gRPC gateway")
     gw.set_defaults(func=cmd_gateway)
+
+    mcp = sub.add_parser("mcp", help="serve the fabric's tools as an MCP server on stdin/stdout")
+    mcp.set_defaults(func=cmd_mcp)
 
     index = sub.add_parser("index", help="index files or URLs into the local search index")
     index.add_argument("paths", nargs="+", metavar="PATH_OR_URL",

@@ -18,7 +18,7 @@ import base64
 import binascii
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -149,9 +149,10 @@ def app(service: StepService, blobs: AsyncBlobStore, max_request_bytes: int) -> 
 
 
 @contextlib.asynccontextmanager
-async def serving(asgi: Starlette, host: str, port: int) -> AsyncIterator[uvicorn.Server]:
-    """Serve `asgi` with uvicorn on the running event loop until the block exits."""
-    server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan="off",
+async def serving(asgi: Starlette, host: str, port: int,
+                  lifespan: Literal["on", "off"] = "off") -> AsyncIterator[uvicorn.Server]:
+    """Serve `asgi` with uvicorn on the running event loop until the block exits (the MCP app needs its lifespan)."""
+    server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan=lifespan,
                                            access_log=False))
     task = asyncio.create_task(server.serve(), name=f"step-http-{port}")
     while not server.started:

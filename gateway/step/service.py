@@ -34,6 +34,7 @@ from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings, StepSettings
 from services.common.telemetry import metrics
 from services.model.chat_template import ImagePart
+from services.model.dialect import ParsedStep, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
 
 tracer = trace.get_tracer("toolfabric.gateway.step")
@@ -53,6 +54,9 @@ class StepItem:
     model: str = ""
     mode: str = ""
     question: str = ""
+    # Calls already in structured form (the MCP server): run as they are, the action is not parsed.
+    # An empty list with images only adds the images to the trajectory.
+    calls: list[RawCall] | None = None
 
 
 @dataclass
@@ -63,6 +67,8 @@ class StepOutcome:
     done: bool = False
     valid: bool = True
     error: str = ""
+    # Each call's own observation event, as recorded (its text without the model's framing, its images).
+    observations: list[pb.Observation] = field(default_factory=list)
 
 
 @dataclass
@@ -197,18 +203,27 @@ class StepService:
                    registry: ImageRegistry) -> _Result:
         tid = item.trajectory_id
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
-        sink = EventSink(tid, record.record, seq=state.seq)
+        outcome = StepOutcome(tid)
+
+        async def emit(event: pb.RunEvent) -> None:
+            if event.WhichOneof("event") == "observation":
+                outcome.observations.append(event.observation)
+            await record.record(event)
+
+        sink = EventSink(tid, emit, seq=state.seq)
         state.steps += 1
         sink.step = state.steps
         metrics.step(state.mode)
-        outcome = StepOutcome(tid)
         released: str | None = None
         with tracer.start_as_current_span(f"step {state.steps}", context=self._parent(state),
                                           attributes={"toolfabric.step": state.steps,
                                                       "toolfabric.trajectory.id": tid}):
-            for channel, text in ChannelTracker().feed(item.action):
-                await sink(text=pb.TextDelta(channel=channel, text=text))
-            parsed = parse_action(state.model, item.action)
+            if item.calls is not None:
+                parsed = ParsedStep(calls=list(item.calls))
+            else:
+                for channel, text in ChannelTracker().feed(item.action):
+                    await sink(text=pb.TextDelta(channel=channel, text=text))
+                parsed = parse_action(state.model, item.action)
             if parsed.plan is not None and not parsed.calls and state.mode != "plan":
                 parsed.problems.append("a <plan> is the answer of plan mode only; this trajectory is in "
                                        f"{state.mode} mode")
@@ -231,9 +246,13 @@ class StepService:
                 else:
                     await sink(answer=pb.FinalAnswer(text=parsed.answer or ""))
                 released = "the model answered"
+            elif item.calls is not None:
+                added = registry.images[len(registry.images) - len(item.images):] if item.images else []
+                outcome.text = ("added " + ", ".join(f"{i.name} ({i.width}x{i.height})" for i in added)
+                                if added else "no calls and no images: nothing to do")
             else:
                 outcome.valid, outcome.error = False, "; ".join(parsed.problems)
-            outcome.text = "".join(p for p in parts if isinstance(p, str))
+            outcome.text = outcome.text or "".join(p for p in parts if isinstance(p, str))
             outcome.images = [i for i in registry.images if i.step == state.steps]
             if released is None and item.is_last_step:
                 released = "the trainer's last step"

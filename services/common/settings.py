@@ -114,6 +114,19 @@ class StepSettings(BaseSettings):
     default_mode: Literal["deep_research", "general", "plan"] = "deep_research"
 
 
+class McpSettings(BaseSettings):
+    """The fabric as an MCP server (gateway/mcp): its tools for agent frameworks, over stdio or HTTP."""
+
+    model_config = _config("TOOLFABRIC_MCP_")
+
+    # Streamable HTTP at http://<gateway host>:<port>/mcp on the gateway; 0 = not served (stdio: `toolfabric mcp`).
+    http_port: int = Field(default=0, ge=0, le=65535)
+    # The tools a session is offered (and may call): those of this mode.
+    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    # Largest image an MCP client may add to its session (add_image), before decoding.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+
 class ModelSettings(BaseSettings):
     """How the gateway reaches the model on Triton and how it renders prompts."""
 
@@ -305,6 +318,11 @@ def gateway() -> GatewaySettings:
 @lru_cache(maxsize=1)
 def step() -> StepSettings:
     return StepSettings()
+
+
+@lru_cache(maxsize=1)
+def mcp() -> McpSettings:
+    return McpSettings()
 
 
 @lru_cache(maxsize=1)
