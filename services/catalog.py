@@ -1,5 +1,5 @@
-"""Every tool the fabric offers: each built-in service's `spec` module plus installed plugins
-(services.plugins), as specs only (no implementations)."""
+"""Every tool the fabric offers: each built-in service's `spec` module, installed plugins
+(services.plugins) and the tools of configured MCP servers (services.mcp), as specs only."""
 
 from __future__ import annotations
 
@@ -24,8 +24,18 @@ def plugins() -> plugin_loader.Plugins:
 
 
 @lru_cache(maxsize=1)
+def mcp_specs() -> list[ToolSpec]:
+    """Tools of the configured MCP servers (none unless TOOLFABRIC_MCP_CLIENT_SERVERS names some)."""
+    from services.common import settings
+    from services.mcp.catalog import list_tools
+
+    tools, _ = list_tools(settings.mcp_client())
+    return [t.spec for t in tools]
+
+
+@lru_cache(maxsize=1)
 def catalog() -> Catalog:
-    return Catalog([*builtin_specs(), *plugins().specs])
+    return Catalog([*builtin_specs(), *plugins().specs, *mcp_specs()])
 
 
 def service_names() -> list[str]:

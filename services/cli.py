@@ -87,7 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from services.common.tools import SERVICES
     from services.common.worker import run_worker
 
-    if args.service in SERVICES:
+    if args.service in (*SERVICES, "mcp"):  # mcp: the tools of TOOLFABRIC_MCP_CLIENT_SERVERS
         run_worker(args.service, concurrency=args.concurrency)
         return 0
     found = plugins()

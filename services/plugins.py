@@ -59,7 +59,7 @@ def load(found: Iterable[EntryPoint], builtin: Iterable[ToolSpec]) -> Plugins:
     for spec in builtin:
         for name in (spec.name, *spec.aliases):
             owner[name] = f"the built-in {spec.service} service"
-    services: set[str] = set(SERVICES)
+    services: set[str] = {*SERVICES, "mcp"}  # mcp: the MCP client's queue (services/mcp)
     loaded: list[ToolPlugin] = []
     problems: list[PluginProblem] = []
     seen: set[tuple[str, str]] = set()
