@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer steps and samples; well under 60 s")
     parser.add_argument("--trajectories", type=int, default=1024)
     args = parser.parse_args()
-    steps, samples = (3, 60) if args.quick else (8, 300)
+    steps, samples = (2, 40) if args.quick else (6, 200)
 
     from services.devstack.plugin_dist import env_with, write_dist
     from services.devstack.processes import Child, free_port, port_open, wait_until

@@ -1,4 +1,4 @@
-"""The server commands of `toolfabric`: up, gateway, worker, index.
+"""The server commands of `toolfabric`: up, gateway, worker, mcp, index.
 
 Registered with the client CLI through the `toolfabric.commands` entry point (pyproject.toml).
 This module imports only the standard library at load time; each command imports what it runs,

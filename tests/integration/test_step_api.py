@@ -14,7 +14,9 @@ import pytest
 from services.devstack.processes import free_port
 from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
+from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client, InvalidArgument
+from toolfabric.spans import SpanRecord
 from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -118,3 +120,23 @@ def test_grpc_step_refuses_a_malformed_request_and_reports_bad_tools_as_observat
     assert unknown.valid and "error (unknown_tool): unknown tool 'teleport'" in unknown.text
     assert bad_args.valid and "error (invalid_argument)" in bad_args.text
     assert [unknown.trajectory_id, bad_args.trajectory_id] == ["g1", "g2"]
+
+
+def test_a_stepped_trajectory_is_one_trace_across_requests(client: Client, otlp_receiver: OtlpReceiver) -> None:
+    code = '<tool_call>{"name": "code", "arguments": {"code": "print(1)"}}</tool_call>'
+    for _ in range(2):
+        [step] = client.step(["traced-1"], [code])
+        assert step.valid and not step.done
+    trace_id = client.trajectory("traced-1").trace_id
+
+    def complete(spans: list[SpanRecord]) -> bool:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        return (sum(s.name == "execute_tool code" for s in mine) == 2
+                and any(s.service != "toolfabric-gateway" for s in mine))
+
+    spans = [s for s in otlp_receiver.wait_for(complete, 30) if s.trace_id == trace_id]
+    names = [s.name for s in spans]
+    assert {"invoke_agent toolfabric", "step 1", "step 2"} <= set(names)
+    root = next(s for s in spans if s.name == "invoke_agent toolfabric")
+    assert all(s.parent_id == root.span_id for s in spans if s.name.startswith("step "))
+    assert any(s.service != "toolfabric-gateway" for s in spans)  # the worker's side joins the same trace
