@@ -15,7 +15,7 @@ from services.devstack.processes import free_port
 from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from tests.support.otlp_receiver import OtlpReceiver
-from toolfabric import Client, InvalidArgument
+from toolfabric import AsyncClient, Client, InvalidArgument
 from toolfabric.spans import SpanRecord
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -30,7 +30,7 @@ def step_url(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> 
     """A second gateway process with verl-tool's HTTP door open (the stack's own gateway has none)."""
     port = free_port()
     with extra_gateway(stack, tmp_path_factory.mktemp("step-gateway"), TOOLFABRIC_STEP_HTTP_PORT=str(port),
-                       TOOLFABRIC_STEP_MAX_ACTION_CHARS="2000"):
+                       TOOLFABRIC_STEP_MAX_ACTION_CHARS="2000", TOOLFABRIC_STEP_MAX_REQUEST_BYTES="200000"):
         url = f"http://127.0.0.1:{port}/get_observation"
         for _ in range(100):
             try:
@@ -95,6 +95,8 @@ def test_bad_step_requests_are_clear_errors_and_spare_the_other_items(step_url: 
     assert twice.status_code == 400 and "appears twice (positions 0 and 1)" in twice.json()["error"]
     not_json = httpx.post(step_url, content=b"{not json", timeout=30)
     assert not_json.status_code == 400 and "not a get_observation request" in not_json.json()["error"]
+    too_big = post(step_url, trajectory_ids=["x"], actions=["y" * 300_000])
+    assert too_big.status_code == 413 and "over the limit of 200000" in too_big.json()["error"]
     bad_image = post(step_url, trajectory_ids=["x"], actions=["a"], extra_fields=[{"images": ["%%%"]}])
     assert bad_image.status_code == 400 and "extra_fields[0].images[0]" in bad_image.json()["error"]
 
@@ -140,3 +142,12 @@ def test_a_stepped_trajectory_is_one_trace_across_requests(client: Client, otlp_
     root = next(s for s in spans if s.name == "invoke_agent toolfabric")
     assert all(s.parent_id == root.span_id for s in spans if s.name.startswith("step "))
     assert any(s.service != "toolfabric-gateway" for s in spans)  # the worker's side joins the same trace
+
+
+async def test_the_asyncio_client_steps_too(stack: EmbeddedStack) -> None:
+    async with AsyncClient(stack.target, timeout_s=120) as client:
+        [first] = await client.step(["async-1"], ['<tool_call>{"name": "code", "arguments": {"code": "print(2 + 2)"}}'
+                                                  '</tool_call>'], mode="general")
+        assert first.valid and "4" in first.text
+        [done] = await client.step(["async-1"], [""], finish=[True])
+        assert done.done and done.valid
