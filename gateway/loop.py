@@ -242,6 +242,10 @@ class AgentLoop:
         state.usage.phases["model"] += time.monotonic() - started
         return "".join(pieces)
 
+    def run_state(self, spec: RunSpec, registry: ImageRegistry, tool_calls: int) -> _Run:
+        """The state `run_calls` needs, for a trajectory whose model steps come from outside (gateway/step)."""
+        return _Run(spec, registry, _Usage(), time.monotonic(), tool_calls=tool_calls)
+
     async def run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
         """One step's tool calls as Run executes them: the step API (gateway/step) drives its trajectories here."""
         return await self._run_calls(state, sink, calls)
@@ -350,10 +354,8 @@ class _Run:
     tools_exhausted: bool = False
 
 
-# For the step API, whose trajectories keep this state between requests (in Redis).
-RunState = _Run
+# For the step API (gateway/step), which records its trajectories' events through the same sink.
 EventSink = _Sink
-RunUsage = _Usage
 
 
 def _mode_enum(mode: str) -> pb.Mode:

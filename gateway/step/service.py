@@ -24,7 +24,7 @@ from gateway import recorder
 from gateway.channels import ChannelTracker
 from gateway.exceptions import InvalidRequest
 from gateway.images import ImageRegistry, RegisteredImage
-from gateway.loop import MODES, AgentLoop, EventSink, RunSpec, RunState, RunUsage
+from gateway.loop import MODES, AgentLoop, EventSink, RunSpec
 from gateway.prompting import observation_parts
 from gateway.step.batch import QueuedWrites
 from gateway.step.dialect import parse_action
@@ -235,8 +235,7 @@ class StepService:
                                                       error_kind="model_output"))
                 parts += observation_parts("model_output", "-", message, "model_output", [])
             if parsed.calls:
-                run = RunState(self._spec(tid, state), registry, RunUsage(), time.monotonic(),
-                               tool_calls=state.tool_calls)
+                run = self._loop.run_state(self._spec(tid, state), registry, state.tool_calls)
                 parts += await self._loop.run_calls(run, sink, parsed.calls)
                 state.tool_calls = run.tool_calls
             elif parsed.plan is not None or parsed.answer is not None:
