@@ -37,8 +37,7 @@ def stdio(*extra: str, timeout_s: float = 30) -> McpServer:
 
 def test_tools_join_the_catalog_under_the_namespace_and_bad_ones_are_left_out() -> None:
     tools, problems = list_tools(McpClientSettings(
-        servers={"calc": stdio(), "gone": McpServer(command=["/nonexistent/server"]), "mute": stdio("--hang")},
-        list_timeout_s=4))
+        servers={"calc": stdio(), "gone": McpServer(command=["/nonexistent/server"])}, list_timeout_s=60))
     by_name = {t.spec.name: t for t in tools}
     assert sorted(by_name) == ["calc.add", "calc.crash", "calc.fails", "calc.hang", "calc.huge", "calc.picture"]
     add = by_name["calc.add"]
@@ -53,13 +52,16 @@ def test_tools_join_the_catalog_under_the_namespace_and_bad_ones_are_left_out() 
         "MCP server 'calc': tool 'not a name!' left out: not a usable tool name",
         "MCP server 'gone' left out: listing its tools failed: FileNotFoundError: [Errno 2] No such file or "
         "directory: '/nonexistent/server'",
-        "MCP server 'mute' left out: it did not list its tools within 4s",
     ])
+    # A server that never answers costs the listing its timeout, nothing more.
+    assert list_tools(McpClientSettings(servers={"mute": stdio("--hang")}, list_timeout_s=3)) == (
+        [], ["MCP server 'mute' left out: it did not list its tools within 3s"])
 
 
 @pytest.fixture(scope="module")
 def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Child]:
-    servers = {"calc": {"command": [sys.executable, CALC], "timeout_s": 5}}
+    # Each call starts the server (a Python process): the timeout leaves room for that on a loaded machine.
+    servers = {"calc": {"command": [sys.executable, CALC], "timeout_s": 15}}
     env = {**__import__("os").environ, "TOOLFABRIC_REDIS_URL": redis_server.url,
            "TOOLFABRIC_WORKER_CONCURRENCY": "2", "TOOLFABRIC_MCP_CLIENT_SERVERS": json.dumps(servers),
            "TOOLFABRIC_MCP_CLIENT_MAX_RESULT_CHARS": "1000"}
@@ -100,7 +102,7 @@ async def test_mcp_worker_runs_tools_and_turns_every_misbehaviour_into_an_observ
     failed = await run(executor, "calc.fails")
     assert (failed.ok, failed.error_kind) == (False, "tool_error") and "division by zero" in failed.text
     hung = await run(executor, "calc.hang")
-    assert hung.error_kind == "timeout" and "gave no result for hang within 5s" in hung.text
+    assert hung.error_kind == "timeout" and "gave no result for hang within 15s" in hung.text
     crashed = await run(executor, "calc.crash")
     assert crashed.error_kind == "unavailable" and "MCP server 'calc' failed on crash" in crashed.text
     huge = await run(executor, "calc.huge")
