@@ -71,8 +71,12 @@ class RunSpec:
 class _Sink:
     """Stamps events with trajectory id, step, sequence number and time before emitting them."""
 
-    def __init__(self, trajectory_id: str, emit: Emit) -> None:
-        self.trajectory_id, self.step, self._seq, self._emit = trajectory_id, 0, 0, emit
+    def __init__(self, trajectory_id: str, emit: Emit, seq: int = 0) -> None:
+        self.trajectory_id, self.step, self._seq, self._emit = trajectory_id, 0, seq, emit
+
+    @property
+    def seq(self) -> int:
+        return self._seq
 
     async def __call__(self, **event: Any) -> None:
         self._seq += 1
@@ -244,6 +248,14 @@ class AgentLoop:
         state.usage.phases["model"] += time.monotonic() - started
         return "".join(pieces)
 
+    def run_state(self, spec: RunSpec, registry: ImageRegistry, tool_calls: int) -> _Run:
+        """The state `run_calls` needs, for a trajectory whose model steps come from outside (gateway/step)."""
+        return _Run(spec, self._dialect_for(spec.model), registry, _Usage(), time.monotonic(), tool_calls=tool_calls)
+
+    async def run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
+        """One step's tool calls as Run executes them: the step API (gateway/step) drives its trajectories here."""
+        return await self._run_calls(state, sink, calls)
+
     async def _run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
         planned: list[tuple[str, RawCall, ToolSpec | None, dict[str, Any] | None, ToolResult | None]] = []
         for index, raw in enumerate(calls, start=1):
@@ -349,6 +361,10 @@ class _Run:
     messages: list[Message] = field(default_factory=list)
     tool_calls: int = 0
     tools_exhausted: bool = False
+
+
+# For the step API (gateway/step), which records its trajectories' events through the same sink.
+EventSink = _Sink
 
 
 def _mode_enum(mode: str) -> pb.Mode:

@@ -26,15 +26,16 @@ from gateway.exceptions import InvalidRequest
 from gateway.loop import MODES, AgentLoop, Emit, RunSpec
 from gateway.reflection import enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
+from gateway.step import StepService
+from gateway.step import protos as step_protos
 from gateway.validation import RequestValidator, check_length
-from services.catalog import catalog
+from services.catalog import catalog, service_names
 from services.common import images, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
-from services.common.tools import SERVICES
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.triton_client import TritonModel
@@ -51,9 +52,11 @@ SERVICE_NAME = FABRIC_SERVICE
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel, archive: Archive | None = None) -> None:
+                 blobs: AsyncBlobStore, model: TritonModel, archive: Archive | None = None,
+                 step: StepService | None = None) -> None:
         self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
         self._archive = archive
+        self._step = step
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
         self._gw = settings.gateway()
 
@@ -154,6 +157,15 @@ class FabricServicer(pb_grpc.FabricServicer):
             for s in specs
         ])
 
+    async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepResponse:
+        if self._step is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway serves no step API")
+        try:
+            outcomes = await self._step.step(step_protos.items(request))  # type: ignore[union-attr]
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return step_protos.response(outcomes)
+
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
         await self._checked_id(request.blob, context, "blob")
         try:
@@ -224,7 +236,8 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
-    redis_client = aredis.Redis.from_url(common.redis_url)
+    redis_client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
+        common.redis_url, max_connections=gw.redis_max_connections, timeout=gw.redis_connection_wait_s))
     blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client)
     await executor.start()
@@ -236,7 +249,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
                       common.blob_ttl_s, settings.store()).start()
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model, archive)
+    step_settings = settings.step()
+    step = StepService(loop, validator, redis_client, blobs, step_settings, gw, model_settings.default_model)
+    servicer = FabricServicer(loop, validator, redis_client, blobs, model, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
@@ -254,6 +269,20 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
         from services.common.blob_urls import start_blob_server
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
+    doors = contextlib.AsyncExitStack()
+    if step_settings.http_port:
+        # verl-tool's POST /get_observation, for RL trainers.
+        from gateway.step import http as step_http
+
+        await doors.enter_async_context(step_http.serving(
+            step_http.app(step, blobs, step_settings.max_request_bytes), gw.host, step_settings.http_port))
+    if settings.mcp().http_port:
+        # The tools as an MCP server (streamable HTTP at /mcp), for agent frameworks.
+        from gateway.mcp.server import FabricMcp
+        from gateway.step import http as step_http
+
+        mcp_app = FabricMcp(step, blobs, catalog(), settings.mcp()).server.streamable_http_app(host=gw.host)
+        await doors.enter_async_context(step_http.serving(mcp_app, gw.host, settings.mcp().http_port, "on"))
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
@@ -274,6 +303,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()
+    await doors.aclose()
     await executor.close()
     await archive.close()  # after the server stopped: every event of every trajectory is written
     await model.close()
@@ -286,7 +316,7 @@ def main() -> None:
     port = settings.gateway().metrics_port
     endpoint = metrics.start_metrics_server(
         port, settings.telemetry().metrics_host,
-        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, SERVICES)]) if port else None
+        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, service_names())]) if port else None
     try:
         asyncio.run(serve())
     finally:

@@ -103,6 +103,10 @@ class RequestValidator:
             out["seed"] = sampling.seed
         return out
 
+    async def input_image(self, index: int, image: pb.ImageInput) -> InputImage:
+        """One input image checked and stored as Run's are (the step API's inputs too)."""
+        return await self._image(index, image)
+
     async def _image(self, index: int, image: pb.ImageInput) -> InputImage:
         source = image.WhichOneof("source")
         limit = self._common.max_image_bytes

@@ -14,6 +14,8 @@ need_apt=()
 command -v make >/dev/null || need_apt+=(make)
 # The store's tests start a throwaway PostgreSQL cluster (initdb/pg_ctl from Debian's server package).
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+# The ocr service (services/ocr) runs Tesseract with its English pack.
+command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

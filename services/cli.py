@@ -1,4 +1,4 @@
-"""The server commands of `toolfabric`: up, gateway, worker, index.
+"""The server commands of `toolfabric`: up, gateway, worker, mcp, index.
 
 Registered with the client CLI through the `toolfabric.commands` entry point (pyproject.toml).
 This module imports only the standard library at load time; each command imports what it runs,
@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-SERVICES = ("vision", "search", "fetch")
 
 
 def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -133,9 +131,22 @@ def _require(*, model: bool = False) -> None:
 @_needs_server
 def cmd_worker(args: argparse.Namespace) -> int:
     _require()
+    from services.catalog import plugins
+    from services.common.tools import SERVICES
     from services.common.worker import run_worker
 
-    run_worker(args.service, concurrency=args.concurrency)
+    if args.service in (*SERVICES, "mcp"):  # mcp: the tools of TOOLFABRIC_MCP_CLIENT_SERVERS
+        run_worker(args.service, concurrency=args.concurrency)
+        return 0
+    found = plugins()
+    plugin = found.get(args.service)
+    if plugin is None:
+        known = ", ".join([*SERVICES, *(p.service for p in found.loaded)])
+        print(f"toolfabric worker: no service {args.service!r}; available: {known}", file=sys.stderr)
+        for problem in found.problems:
+            print(f"toolfabric worker: {problem}", file=sys.stderr)
+        return 2
+    run_worker(plugin.service, concurrency=args.concurrency, plugin=plugin)
     return 0
 
 
@@ -145,6 +156,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.server import main as gateway_main
 
     gateway_main()
+    return 0
+
+
+@_needs_server
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from gateway.mcp.stdio import main as mcp_main
+
+    mcp_main()
     return 0
 
 
@@ -205,12 +224,15 @@ def register(sub: Any) -> None:
     up.set_defaults(func=cmd_up)
 
     worker = sub.add_parser("worker", help="run a tool service's Celery worker")
-    worker.add_argument("service", choices=list(SERVICES))
+    worker.add_argument("service", help="vision, search, fetch, or an installed plugin's service (e.g. ocr)")
     worker.add_argument("--concurrency", type=int)
     worker.set_defaults(func=cmd_worker)
 
     gw = sub.add_parser("gateway", help="run the gRPC gateway")
     gw.set_defaults(func=cmd_gateway)
+
+    mcp = sub.add_parser("mcp", help="serve the fabric's tools as an MCP server on stdin/stdout")
+    mcp.set_defaults(func=cmd_mcp)
 
     index = sub.add_parser("index", help="index files or URLs into the local search index")
     index.add_argument("paths", nargs="+", metavar="PATH_OR_URL",

@@ -9,7 +9,15 @@ import grpc
 
 from toolfabric.exceptions import from_rpc_error
 from toolfabric.listing import list_request
-from toolfabric.requests import MAX_MESSAGE_BYTES, MODES, ImageLike, RunResult, run_request, trace_metadata
+from toolfabric.requests import (
+    MAX_MESSAGE_BYTES,
+    MODES,
+    ImageLike,
+    RunResult,
+    run_request,
+    step_request,
+    trace_metadata,
+)
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -53,6 +61,13 @@ class Client:
     def tools(self, mode: str | None = None) -> list[pb.Tool]:
         request = pb.ListToolsRequest(mode=MODES[mode] if mode else pb.MODE_UNSPECIFIED)
         return list(self._unary(self._stub.ListTools, request).tools)
+
+    def step(self, trajectory_ids: list[str], actions: list[str], **options: Any) -> list[pb.StepObservation]:
+        """One step of many trajectories whose model runs elsewhere (an RL trainer): each action is parsed,
+        its tool calls run, and the observation the model reads next comes back, in order. Options:
+        finish, is_last_step (lists), images (a list of images per trajectory), mode, model, questions."""
+        request = step_request(trajectory_ids, actions, **options)
+        return list((self._unary(self._stub.Step, request)).observations)
 
     def image(self, blob: str) -> pb.Image:
         return self._unary(self._stub.GetImage, pb.GetImageRequest(blob=blob))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import MODES
@@ -54,6 +54,27 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
         sampling=sampling, labels=labels or {}, eval_run=eval_run,
     )
+
+
+def step_request(trajectory_ids: Sequence[str], actions: Sequence[str], *,
+                 finish: Optional[Sequence[bool]] = None, is_last_step: Optional[Sequence[bool]] = None,
+                 images: Optional[Sequence[Sequence[ImageLike]]] = None, mode: str = "", model: str = "",
+                 questions: Optional[Sequence[str]] = None) -> pb.StepRequest:
+    """verl-tool's parallel lists as one StepRequest (images, mode, model, question matter on a first action)."""
+    n = len(trajectory_ids)
+    for name, value in (("actions", actions), ("finish", finish), ("is_last_step", is_last_step),
+                        ("images", images), ("questions", questions)):
+        if value is not None and len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} trajectory ids; the lists must be parallel")
+    if mode and mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
+    return pb.StepRequest(actions=[
+        pb.StepAction(trajectory_id=trajectory_ids[i], action=actions[i], finish=bool(finish and finish[i]),
+                      is_last_step=bool(is_last_step and is_last_step[i]),
+                      images=[image_input(x) for x in (images[i] if images else ())],
+                      mode=MODES[mode] if mode else pb.MODE_UNSPECIFIED, model=model,
+                      question=questions[i] if questions else "")
+        for i in range(n)])
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,82 @@ class GatewaySettings(BaseSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     # Blob HTTP endpoint (signed URLs for reverse image search); 0 = not served by this gateway.
     blob_http_port: int = Field(default=0, ge=0, le=65535)
+    # Redis connections of one gateway process; past it, callers wait (up to the timeout) instead of failing,
+    # which matters when a step request brings a thousand trajectories at once.
+    redis_max_connections: int = Field(default=256, ge=4)
+    redis_connection_wait_s: float = Field(default=20.0, gt=0)
+
+
+class StepSettings(BaseSettings):
+    """The step API (gateway/step): trajectories an RL trainer drives one action at a time."""
+
+    model_config = _config("TOOLFABRIC_STEP_")
+
+    # verl-tool's HTTP contract (POST /get_observation) on this port of the gateway; 0 = gRPC Step only.
+    http_port: int = Field(default=0, ge=0, le=65535)
+    max_batch: int = Field(default=4096, ge=1)
+    max_request_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # One action (the model's text for one step) longer than this is refused as invalid.
+    max_action_chars: int = Field(default=64_000, ge=100)
+    max_trajectory_id_chars: int = Field(default=256, ge=8)
+    # Per trajectory, over all its steps; a call past it is a budget_exhausted observation.
+    max_tool_calls: int = Field(default=256, ge=1)
+    max_images: int = Field(default=16, ge=1)
+    # A trajectory the trainer never finishes is forgotten this long after its last step.
+    state_ttl_s: int = Field(default=6 * 3600, ge=60)
+    # After `finish`, actions for the id are refused (not a new trajectory) for this long.
+    finished_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Default dialect and tools of a trajectory whose first action names neither.
+    default_mode: Literal["deep_research", "general", "plan"] = "deep_research"
+
+
+class McpSettings(BaseSettings):
+    """The fabric as an MCP server (gateway/mcp): its tools for agent frameworks, over stdio or HTTP."""
+
+    model_config = _config("TOOLFABRIC_MCP_")
+
+    # Streamable HTTP at http://<gateway host>:<port>/mcp on the gateway; 0 = not served (stdio: `toolfabric mcp`).
+    http_port: int = Field(default=0, ge=0, le=65535)
+    # The tools a session is offered (and may call): those of this mode.
+    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    # Largest image an MCP client may add to its session (add_image), before decoding.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+
+class McpServer(BaseModel):
+    """One MCP server whose tools join the catalog as `<name>.<tool>` (TOOLFABRIC_MCP_CLIENT_SERVERS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Either a command started over stdio (argv) …
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    # … or a streamable-HTTP URL, reached through the fetch service's SSRF guard.
+    url: str = ""
+    modes: list[Literal["deep_research", "general", "plan"]] = ["deep_research", "general"]
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("an MCP server needs exactly one of command (stdio) or url (streamable HTTP)")
+        return self
+
+
+class McpClientSettings(BaseSettings):
+    """The fabric as an MCP client (services/mcp): tools of other MCP servers, on the `mcp` worker queue."""
+
+    model_config = _config("TOOLFABRIC_MCP_CLIENT_")
+
+    # JSON object: name → McpServer, e.g. {"calc": {"command": ["python", "calc.py"]}}.
+    servers: dict[str, McpServer] = Field(default_factory=dict)
+    # Listing a server's tools (when the catalog is built) gives up after this long.
+    list_timeout_s: float = Field(default=20.0, gt=0)
+    # Text a call returns to the model is cut to this many characters; images beyond the count are dropped.
+    max_result_chars: int = Field(default=20_000, ge=100)
+    max_result_images: int = Field(default=4, ge=0)
+    # host or host:port of HTTP MCP servers allowed although private (same rules as the fetch allowlist).
+    private_host_allowlist: list[str] = Field(default_factory=list)
 
 
 class ModelSettings(BaseSettings):
@@ -222,6 +298,26 @@ class FetchSettings(BaseSettings):
     index_fetched_pages: bool = True
 
 
+class OcrSettings(BaseSettings):
+    """The `ocr` plugin service (services/ocr): Tesseract reading text in the trajectory's images."""
+
+    model_config = _config("TOOLFABRIC_OCR_")
+
+    # Tesseract language packs a call may ask for (Debian: tesseract-ocr-<lang>); the first is the default.
+    languages: list[str] = Field(default_factory=lambda: ["eng"], min_length=1)
+    # Page segmentation: 11 = sparse text (signs, labels, captions in photos), 3 = automatic page layout.
+    page_segmentation: int = Field(default=11, ge=0, le=13)
+    # Words Tesseract is less sure of than this (0-100) are dropped.
+    min_confidence: float = Field(default=40.0, ge=0, le=100)
+    # Images with a shorter longer side are upscaled to it first (Tesseract reads ~30 px text best).
+    min_side: int = Field(default=1600, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    # Text returned to the model is cut to this many characters.
+    max_output_chars: int = Field(default=4000, ge=100)
+    # Readings are cached by image content and options this long (0 = no cache).
+    cache_ttl_s: int = Field(default=24 * 3600, ge=0)
+
+
 class TelemetrySettings(BaseSettings):
     """Toolfabric-specific telemetry switches; exporters follow the standard OTEL_* variables."""
 
@@ -280,6 +376,21 @@ def gateway() -> GatewaySettings:
 
 
 @lru_cache(maxsize=1)
+def step() -> StepSettings:
+    return StepSettings()
+
+
+@lru_cache(maxsize=1)
+def mcp() -> McpSettings:
+    return McpSettings()
+
+
+@lru_cache(maxsize=1)
+def mcp_client() -> McpClientSettings:
+    return McpClientSettings()
+
+
+@lru_cache(maxsize=1)
 def model() -> ModelSettings:
     return ModelSettings()
 
@@ -302,6 +413,11 @@ def search() -> SearchSettings:
 @lru_cache(maxsize=1)
 def fetch() -> FetchSettings:
     return FetchSettings()
+
+
+@lru_cache(maxsize=1)
+def ocr() -> OcrSettings:
+    return OcrSettings()
 
 
 @lru_cache(maxsize=1)

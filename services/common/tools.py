@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import UnknownImage
 from toolfabric.v1 import names
 
-# The tool services, each with its own Celery queue and worker.
-Service = Literal["vision", "search", "fetch"]
-SERVICES: tuple[Service, ...] = get_args(Service)
+# A service is one Celery queue and one worker kind. The built-in ones ship with the fabric; a plugin
+# package adds more (ToolPlugin below, discovered by services.plugins). Names are open but validated.
+Service = str
+SERVICES: tuple[Service, ...] = ("vision", "search", "fetch")
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # The agent modes as the code spells them: the proto's Mode names (toolfabric.v1.names.MODES).
 AgentMode = Literal["deep_research", "general", "plan"]
 ALL_MODES: frozenset[str] = frozenset(names.MODES)
+
+
+def check_service_name(name: str) -> str:
+    """`name` if it can be a queue, a worker and a task name; ValueError saying the rule otherwise."""
+    if not isinstance(name, str) or not _SERVICE_NAME.match(name):
+        raise ValueError(f"service name {name!r} is not valid: use 1-31 lowercase letters, digits or '_', "
+                         "starting with a letter")
+    return name
 
 
 def task_name(service: str) -> str:
@@ -44,6 +54,9 @@ class ToolSpec:
     modes: frozenset[str] = ALL_MODES
     # Hidden tools (diagnostics such as `ping`) are callable but never advertised to the model.
     hidden: bool = False
+
+    def __post_init__(self) -> None:
+        check_service_name(self.service)
 
     def json_schema(self) -> dict[str, Any]:
         schema = self.arguments.model_json_schema()
@@ -127,6 +140,29 @@ def resolve_image(name: str, images: dict[str, str]) -> str:
     return ref
 
 
+@dataclass(frozen=True)
+class ToolPlugin:
+    """What a plugin package's `toolfabric.tools` entry point names: a service of its own.
+
+    `tools` are imported by the gateway (keep that module light: pydantic only); `handlers` is the
+    "module:attribute" of a `dict[tool name, handler]` that only the service's worker imports.
+    """
+
+    service: str
+    tools: tuple[ToolSpec, ...]
+    handlers: str
+
+    def __post_init__(self) -> None:
+        check_service_name(self.service)
+        if self.service in SERVICES:
+            raise ValueError(f"service name {self.service!r} belongs to a built-in service")
+        if ":" not in self.handlers:
+            raise ValueError(f"handlers {self.handlers!r} must be 'module:attribute'")
+        for spec in self.tools:
+            if spec.service != self.service:
+                raise ValueError(f"tool {spec.name!r} names service {spec.service!r}, not {self.service!r}")
+
+
 @dataclass
 class Catalog:
     """All tools by name and alias."""
@@ -149,6 +185,11 @@ class Catalog:
 
     def for_service(self, service: str) -> list[ToolSpec]:
         return [s for s in self.specs if s.service == service]
+
+    def services(self) -> list[str]:
+        """Every service with a tool in the catalog: the built-ins first, then plugins by name."""
+        extra = sorted({s.service for s in self.specs} - set(SERVICES))
+        return [*SERVICES, *extra]
 
 
 class PingArgs(BaseModel):

@@ -6,6 +6,7 @@ out of the task, so a worker never dies of one and the loop always gets an obser
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,15 @@ from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
 from services.common.telemetry.setup import setup_worker_telemetry
-from services.common.tools import PingArgs, ToolContext, ToolResult, ToolSpec, describe_validation_error, task_name
+from services.common.tools import (
+    PingArgs,
+    ToolContext,
+    ToolPlugin,
+    ToolResult,
+    ToolSpec,
+    describe_validation_error,
+    task_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +88,22 @@ def run_tool(
         return ToolResult.failure("internal", f"{tool} failed with an internal error: {type(exc).__name__}: {exc}")
 
 
-def run_worker(service: str, concurrency: int | None = None, extra_args: list[str] | None = None) -> None:
-    """Start a Celery worker consuming only `service`'s queue (blocks)."""
-    import importlib
+def register_plugin(plugin: ToolPlugin) -> Callable[..., Any]:
+    """A plugin's task, from its handlers ("module:attribute" naming a dict of tool name → handler)."""
+    module, _, attribute = plugin.handlers.partition(":")
+    handlers = getattr(importlib.import_module(module), attribute, None)
+    if not isinstance(handlers, dict) or not all(callable(h) for h in handlers.values()):
+        raise TypeError(f"{plugin.handlers} must be a dict of tool name → handler function")
+    return register_service(plugin.service, list(plugin.tools), handlers)
 
-    importlib.import_module(f"services.{service}.tasks")
+
+def run_worker(service: str, concurrency: int | None = None, extra_args: list[str] | None = None,
+               plugin: ToolPlugin | None = None) -> None:
+    """Start a Celery worker consuming only `service`'s queue (blocks); a plugin's when `plugin` is given."""
+    if plugin is not None:
+        register_plugin(plugin)
+    else:
+        importlib.import_module(f"services.{service}.tasks")
     worker = settings.worker()
     argv = [
         "worker",

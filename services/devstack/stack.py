@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.tools import SERVICES
+from services.catalog import service_names
 from services.devstack.processes import Child, free_port, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import TritonServer
@@ -41,7 +41,9 @@ class EmbeddedStack:
         self.site_port = free_port()
         self.blob_port = free_port()
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
-        self.metrics_ports = {name: free_port() for name in ("gateway", *SERVICES)}
+        # Built-in services and every installed plugin's (the ocr example among them).
+        self.services = service_names()
+        self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
         self.children: dict[str, Child] = {}
 
     @property
@@ -92,7 +94,7 @@ class EmbeddedStack:
                 wait_until(lambda: _http_ok(self.site_url), 15, "demo site", self.children["demo-site"].proc)
                 say("indexing the demo corpus into the local search index")
                 self._index_demo(env)
-            for service in SERVICES:
+            for service in self.services:
                 say(f"starting the {service} worker")
                 self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service],
                             {**env, "TOOLFABRIC_TELEMETRY_METRICS_PORT": str(self.metrics_ports[service])})
@@ -101,7 +103,7 @@ class EmbeddedStack:
                         {**env, "TOOLFABRIC_GATEWAY_METRICS_PORT": str(self.metrics_ports["gateway"])})
             wait_until(self._gateway_serving, 60, "gateway", self.children["gateway"].proc,
                        self.children["gateway"].log)
-            for service in SERVICES:
+            for service in self.services:
                 child = self.children[f"worker-{service}"]
                 wait_until(functools.partial(_worker_ready, self.redis.url, service), 60, f"{service} worker",
                            child.proc, child.log)
@@ -133,7 +135,7 @@ class EmbeddedStack:
 
     def stop(self) -> None:
         # Gateway first (it stops dispatching), then workers, then the servers they need.
-        for name in ["gateway", *[f"worker-{s}" for s in SERVICES], "demo-site"]:
+        for name in ["gateway", *[f"worker-{s}" for s in self.services], "demo-site"]:
             child = self.children.pop(name, None)
             if child:
                 child.stop()

@@ -9,8 +9,8 @@ import re
 from kubernetes.utils import parse_quantity
 
 from services.common import settings
-from services.common.tools import SERVICES
 from tests.k8s.manifests import APP_IMAGE, ROOT, Rendered, image_name, parse_bytes
+from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_settings import environment
 
 REPOSITORY = ROOT / "services" / "model" / "repository"
@@ -39,7 +39,7 @@ def test_gateway_has_service_hpa_and_pdb(rendered: Rendered) -> None:
 def test_one_worker_deployment_per_celery_queue(rendered: Rendered) -> None:
     workers = {c.spec["args"][2]: c for c in rendered.containers(init=False)
                if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]}
-    assert sorted(workers) == sorted(SERVICES)
+    assert sorted(workers) == sorted(WORKER_QUEUES)
     for queue, c in workers.items():
         assert c.workload["kind"] == "Deployment"
         assert c.workload["metadata"]["name"] == f"worker-{queue}"
@@ -141,7 +141,7 @@ def test_gpu_runs_vllm_triton_on_a_gpu_node(gpu: Rendered) -> None:
 
 def test_gpu_has_keda_elasticsearch_and_tracing_through_the_collector(gpu: Rendered) -> None:
     assert {s["spec"]["scaleTargetRef"]["name"] for s in gpu.of_kind("ScaledObject")} == {
-        f"worker-{q}" for q in SERVICES}
+        f"worker-{q}" for q in WORKER_QUEUES}
     assert gpu.one("StatefulSet", "elasticsearch")["spec"]["volumeClaimTemplates"]
     data = gpu.configmap_named("toolfabric-settings")["data"]
     assert data["TOOLFABRIC_ELASTICSEARCH_URL"] == "http://elasticsearch:9200"

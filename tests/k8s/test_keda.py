@@ -5,6 +5,10 @@ from __future__ import annotations
 from services.common.celery_app import app
 from services.common.tools import SERVICES, task_name
 from tests.k8s.manifests import Rendered
+from tests.support.plugin_dist import declared_plugins
+
+# Plugin services the repository ships (the ocr example): their workers consume queues named after them.
+WORKER_QUEUES = (*SERVICES, *declared_plugins())
 
 # Metadata the KEDA redis (list) scaler understands.
 REDIS_SCALER_KEYS = {
@@ -28,7 +32,7 @@ def test_celery_routes_each_service_task_to_its_own_queue() -> None:
 
 
 def test_every_keda_trigger_names_a_celery_queue_and_scales_its_consumer(rendered: Rendered) -> None:
-    queues = celery_queues()
+    queues = celery_queues() | set(WORKER_QUEUES)
     for scaled in rendered.of_kind("ScaledObject"):
         target = rendered.one("Deployment", scaled["spec"]["scaleTargetRef"]["name"])
         consumed = target["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -53,7 +57,7 @@ def test_keda_authenticates_with_the_redis_password(rendered: Rendered) -> None:
 def test_every_worker_is_scaled_exactly_once_when_keda_is_on(rendered: Rendered) -> None:
     scaled = [s["spec"]["scaleTargetRef"]["name"] for s in rendered.of_kind("ScaledObject")]
     if scaled:
-        assert sorted(scaled) == sorted(f"worker-{q}" for q in SERVICES)
+        assert sorted(scaled) == sorted(f"worker-{q}" for q in WORKER_QUEUES)
         for s in rendered.of_kind("ScaledObject"):
             assert 1 <= s["spec"]["minReplicaCount"] <= s["spec"]["maxReplicaCount"]
             # Scale-down must not cut running tasks short: KEDA's cooldown and the pod's grace period.

@@ -10,6 +10,7 @@ import itertools
 
 from tests.k8s import netpol
 from tests.k8s.manifests import Rendered
+from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_references import in_cluster_endpoints
 
 TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8090, 9090, 9100, 9200, 16686, 50051)
@@ -138,7 +139,7 @@ def test_redis_and_elasticsearch_are_reachable_only_from_the_fabric(rendered: Re
     policies, pods = netpol.Policies(rendered), netpol.pods(rendered)
     candidates = [*pods.values(), netpol.KEDA_OPERATOR, netpol.PROMETHEUS, netpol.OTHER_APP]
     redis_clients = {c.name for c in candidates if c.name != "redis" and policies.allows(c, pods["redis"], 6379)}
-    expected = {"gateway", "worker-vision", "worker-search", "worker-fetch"}
+    expected = {"gateway", *(f"worker-{q}" for q in WORKER_QUEUES)}
     if rendered.of_kind("ScaledObject"):
         expected.add("keda-operator")
     assert redis_clients == expected

@@ -499,3 +499,51 @@ class ListTrajectoriesResponse(_message.Message):
     trajectories: _containers.RepeatedCompositeFieldContainer[TrajectorySummary]
     next_page_token: str
     def __init__(self, trajectories: _Optional[_Iterable[_Union[TrajectorySummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StepAction(_message.Message):
+    __slots__ = ("trajectory_id", "action", "finish", "is_last_step", "images", "model", "mode", "question")
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FINISH_FIELD_NUMBER: _ClassVar[int]
+    IS_LAST_STEP_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    action: str
+    finish: bool
+    is_last_step: bool
+    images: _containers.RepeatedCompositeFieldContainer[ImageInput]
+    model: str
+    mode: Mode
+    question: str
+    def __init__(self, trajectory_id: _Optional[str] = ..., action: _Optional[str] = ..., finish: bool = ..., is_last_step: bool = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., model: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., question: _Optional[str] = ...) -> None: ...
+
+class StepRequest(_message.Message):
+    __slots__ = ("actions",)
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedCompositeFieldContainer[StepAction]
+    def __init__(self, actions: _Optional[_Iterable[_Union[StepAction, _Mapping]]] = ...) -> None: ...
+
+class StepObservation(_message.Message):
+    __slots__ = ("trajectory_id", "text", "images", "done", "valid", "error")
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    text: str
+    images: _containers.RepeatedCompositeFieldContainer[ImageRef]
+    done: bool
+    valid: bool
+    error: str
+    def __init__(self, trajectory_id: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., done: bool = ..., valid: bool = ..., error: _Optional[str] = ...) -> None: ...
+
+class StepResponse(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[StepObservation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[StepObservation, _Mapping]]] = ...) -> None: ...

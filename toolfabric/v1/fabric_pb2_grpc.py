@@ -64,6 +64,11 @@ class FabricStub(object):
                 request_serializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.SerializeToString,
                 response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.FromString,
                 _registered_method=True)
+        self.Step = channel.unary_unary(
+                '/toolfabric.v1.Fabric/Step',
+                request_serializer=toolfabric_dot_v1_dot_fabric__pb2.StepRequest.SerializeToString,
+                response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.StepResponse.FromString,
+                _registered_method=True)
 
 
 class FabricServicer(object):
@@ -111,6 +116,16 @@ class FabricServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Step(self, request, context):
+        """One step of many trajectories driven from outside (an RL trainer writes the actions): verl-tool's
+        tool-server contract. Each action is parsed with the model's dialect, its tool calls run, and the
+        observation the model should read next comes back. Trajectory state lives in Redis, so any
+        gateway replica can serve any step; `finish` releases it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +158,11 @@ def add_FabricServicer_to_server(servicer, server):
                     servicer.ListTrajectories,
                     request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.FromString,
                     response_serializer=toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.SerializeToString,
+            ),
+            'Step': grpc.unary_unary_rpc_method_handler(
+                    servicer.Step,
+                    request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.StepRequest.FromString,
+                    response_serializer=toolfabric_dot_v1_dot_fabric__pb2.StepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +327,33 @@ class Fabric(object):
             '/toolfabric.v1.Fabric/ListTrajectories',
             toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesRequest.SerializeToString,
             toolfabric_dot_v1_dot_fabric__pb2.ListTrajectoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Step(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/toolfabric.v1.Fabric/Step',
+            toolfabric_dot_v1_dot_fabric__pb2.StepRequest.SerializeToString,
+            toolfabric_dot_v1_dot_fabric__pb2.StepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,46 @@
+"""A step service outside the gateway process (the MCP server on stdio): the same parts `serve` wires."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aredis
+
+from gateway.celery_executor import CeleryToolExecutor
+from gateway.loop import AgentLoop
+from gateway.step.service import StepService
+from gateway.validation import RequestValidator
+from services.catalog import catalog
+from services.common import settings
+from services.common.blobs import AsyncBlobStore
+from services.common.celery_app import make_celery
+from services.model.dialects import dialect_for
+from services.model.triton_client import TritonModel
+
+
+async def _download_image(url: str, max_bytes: int) -> bytes:
+    from services.web.client import fetch_image_bytes  # the SSRF guard protects these downloads too
+
+    return await fetch_image_bytes(url, max_bytes)
+
+
+@contextlib.asynccontextmanager
+async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
+    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+    client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
+        common.redis_url, max_connections=gw.redis_max_connections, timeout=gw.redis_connection_wait_s))
+    blobs = AsyncBlobStore(client, common.blob_ttl_s)
+    executor = CeleryToolExecutor(make_celery(), client)
+    await executor.start()
+    # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
+    model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
+    loop = AgentLoop(model, executor, blobs, catalog(),
+                     lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw)
+    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
+    try:
+        yield StepService(loop, validator, client, blobs, settings.step(), gw, model_settings.default_model), blobs
+    finally:
+        await executor.close()
+        await model.close()
+        await client.aclose()

@@ -1,0 +1,284 @@
+"""The step API: one step of many trajectories whose model runs elsewhere (an RL trainer's rollout).
+
+For each (trajectory id, action) the service loads the trajectory's state from Redis (the first
+action of an unseen id starts it), parses the action with the model's dialect, runs its tool calls
+through the same path as Run (`AgentLoop.run_calls`: validation, Celery, tracing, metrics, image
+registry) and answers with the observation the model reads next. Every event is recorded like a
+Run's, so GetTrajectory and replay work for these trajectories too. Each item fails on its own: a
+bad action is `valid=False` with the reason as its observation, and the other items go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aredis
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from gateway import recorder
+from gateway.channels import ChannelTracker
+from gateway.exceptions import InvalidRequest
+from gateway.images import ImageRegistry, RegisteredImage
+from gateway.loop import MODES, AgentLoop, EventSink, RunSpec
+from gateway.prompting import observation_parts
+from gateway.step.batch import QueuedWrites
+from gateway.step.dialect import parse_action
+from gateway.step.state import Loaded, StateStore, TrajectoryState
+from gateway.validation import RequestValidator
+from services.common.blobs import AsyncBlobStore
+from services.common.settings import GatewaySettings, StepSettings
+from services.common.telemetry import metrics
+from services.model.chat_template import ImagePart
+from services.model.dialects import ParsedStep, RawCall
+from toolfabric.v1 import fabric_pb2 as pb
+
+tracer = trace.get_tracer("toolfabric.gateway.step")
+log = logging.getLogger(__name__)
+_MODE_ENUM = {v: k for k, v in MODES.items()}
+
+
+@dataclass
+class StepItem:
+    """One trajectory's part of a step request."""
+
+    trajectory_id: str
+    action: str = ""
+    finish: bool = False
+    is_last_step: bool = False
+    images: list[pb.ImageInput] = field(default_factory=list)
+    model: str = ""
+    mode: str = ""
+    question: str = ""
+    # Calls already in structured form (the MCP server): run as they are, the action is not parsed.
+    # An empty list with images only adds the images to the trajectory.
+    calls: list[RawCall] | None = None
+
+
+@dataclass
+class StepOutcome:
+    trajectory_id: str
+    text: str = ""
+    images: list[RegisteredImage] = field(default_factory=list)
+    done: bool = False
+    valid: bool = True
+    error: str = ""
+    # Each call's own observation event, as recorded (its text without the model's framing, its images).
+    observations: list[pb.Observation] = field(default_factory=list)
+
+
+@dataclass
+class _Result:
+    outcome: StepOutcome
+    state: TrajectoryState | None = None  # to keep (None: unchanged)
+    released: str | None = None  # why it ended, when it did
+
+
+def _invalid(tid: str, error: str, done: bool = False) -> _Result:
+    return _Result(StepOutcome(tid, text=f"error: {error}", done=done, valid=False, error=error))
+
+
+class StepService:
+    def __init__(self, loop: AgentLoop, validator: RequestValidator, client: aredis.Redis, blobs: AsyncBlobStore,
+                 settings: StepSettings, gateway: GatewaySettings, default_model: str) -> None:
+        self._loop, self._validator, self._redis, self._blobs = loop, validator, client, blobs
+        self._cfg, self._gw, self._default_model = settings, gateway, default_model
+        self._store = StateStore(client, settings.state_ttl_s, settings.finished_ttl_s)
+
+    async def step(self, items: list[StepItem]) -> list[StepOutcome]:
+        """One outcome per item, in order; InvalidRequest when the request as a whole cannot be served."""
+        self._check_batch(items)
+        loaded = await self._store.load([i.trajectory_id for i in items])
+        writes = QueuedWrites(self._redis)
+        results = await asyncio.gather(*(self._one(item, found, writes.as_client())
+                                         for item, found in zip(items, loaded, strict=True)))
+        keep = {r.outcome.trajectory_id: r.state for r in results if r.state is not None and r.released is None}
+        release = {r.outcome.trajectory_id: r.released for r in results if r.released is not None}
+        self._store.save(writes.pipe, keep, release)
+        await writes.flush()
+        return [r.outcome for r in results]
+
+    def _check_batch(self, items: list[StepItem]) -> None:
+        if len(items) > self._cfg.max_batch:
+            raise InvalidRequest(f"{len(items)} actions in one request, over the limit of {self._cfg.max_batch} "
+                                 "(TOOLFABRIC_STEP_MAX_BATCH)")
+        first: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.trajectory_id in first:
+                raise InvalidRequest(f"trajectory id {item.trajectory_id!r} appears twice (positions "
+                                     f"{first[item.trajectory_id]} and {index}); a request takes one action per "
+                                     "trajectory")
+            first[item.trajectory_id] = index
+
+    async def _one(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
+        try:
+            return await self._item(item, found, records)
+        except Exception as exc:  # a fault of the fabric fails this item, never the batch
+            log.exception("step of trajectory %s failed", item.trajectory_id)
+            return _invalid(item.trajectory_id, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
+        tid = item.trajectory_id
+        if not tid or len(tid) > self._cfg.max_trajectory_id_chars:
+            return _invalid(tid, f"trajectory id must be 1 to {self._cfg.max_trajectory_id_chars} characters")
+        state = found.state
+        if item.finish:
+            if state is not None:
+                await self._end(records, tid, state, pb.STATUS_COMPLETED, "finished by the trainer")
+                return _Result(StepOutcome(tid, done=True), released="finished by the trainer")
+            if found.finished is not None:
+                return _Result(StepOutcome(tid, done=True))  # finishing twice is harmless
+            return _invalid(tid, f"unknown trajectory id {tid!r}: it never took a step here, or its state expired "
+                                 f"({self._cfg.state_ttl_s}s after its last step)", done=True)
+        if found.finished is not None:
+            return _invalid(tid, f"trajectory {tid!r} has already finished ({found.finished}); a new trajectory "
+                                 "needs a new id", done=True)
+        if len(item.action) > self._cfg.max_action_chars:
+            return _invalid(tid, f"action is {len(item.action)} characters, over the limit of "
+                                 f"{self._cfg.max_action_chars} (TOOLFABRIC_STEP_MAX_ACTION_CHARS)")
+        try:
+            if state is None:
+                state = self._new_state(item)
+                registry = ImageRegistry(self._blobs)
+                await self._add_images(registry, item.images)
+                await self._begin(records, tid, state, registry)
+            else:
+                registry = state.registry(self._blobs)
+                await self._add_images(registry, item.images)
+        except InvalidRequest as exc:
+            return _invalid(tid, str(exc))
+        return await self._act(records, item, state, registry)
+
+    def _new_state(self, item: StepItem) -> TrajectoryState:
+        mode = item.mode or self._cfg.default_mode
+        if mode not in _MODE_ENUM:
+            raise InvalidRequest(f"mode {mode!r} is not one of {sorted(_MODE_ENUM)}")
+        if len(item.question) > self._gw.max_question_chars:
+            raise InvalidRequest(f"question is {len(item.question)} characters, over the limit of "
+                                 f"{self._gw.max_question_chars}")
+        return TrajectoryState(mode=mode, model=item.model or self._default_model, question=item.question,
+                               started=time.time())
+
+    async def _add_images(self, registry: ImageRegistry, images: list[pb.ImageInput]) -> None:
+        have = len(registry.images)
+        if have + len(images) > self._cfg.max_images:
+            raise InvalidRequest(f"{have + len(images)} images, over the limit of {self._cfg.max_images} per "
+                                 "trajectory (TOOLFABRIC_STEP_MAX_IMAGES)")
+        inputs = sum(1 for i in registry.images if i.step == 0)
+        for offset, image in enumerate(images, start=1):
+            checked = await self._validator.input_image(inputs + offset, image)
+            registry.add_input(checked.ref, checked.width, checked.height, checked.mime_type, checked.data)
+
+    async def _begin(self, records: aredis.Redis, tid: str, state: TrajectoryState, registry: ImageRegistry) -> None:
+        """Record the trajectory's start and open its trace, which every later step joins."""
+        record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
+        await record.begin(state.question, _MODE_ENUM[state.mode], state.model)
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
+                      "gen_ai.conversation.id": tid, "toolfabric.trajectory.id": tid, "toolfabric.mode": state.mode,
+                      "gen_ai.request.model": state.model, "toolfabric.driver": "step_api"}
+        with tracer.start_as_current_span("invoke_agent toolfabric", context=trace.set_span_in_context(
+                trace.INVALID_SPAN), attributes=attributes) as span:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                state.trace_id, state.span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+        sink = EventSink(tid, record.record)
+        await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=_MODE_ENUM[state.mode],
+                                                model=state.model,
+                                                images=[_ref(i) for i in registry.images]))
+        state.seq = sink.seq
+        metrics.trajectory_started(state.mode)
+
+    def _parent(self, state: TrajectoryState) -> trace.Context | None:
+        if not state.trace_id:
+            return None
+        parent = SpanContext(int(state.trace_id, 16), int(state.span_id, 16), is_remote=True,
+                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        return trace.set_span_in_context(NonRecordingSpan(parent))
+
+    async def _act(self, records: aredis.Redis, item: StepItem, state: TrajectoryState,
+                   registry: ImageRegistry) -> _Result:
+        tid = item.trajectory_id
+        record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
+        outcome = StepOutcome(tid)
+
+        async def emit(event: pb.RunEvent) -> None:
+            if event.WhichOneof("event") == "observation":
+                outcome.observations.append(event.observation)
+            await record.record(event)
+
+        sink = EventSink(tid, emit, seq=state.seq)
+        state.steps += 1
+        sink.step = state.steps
+        metrics.step(state.mode)
+        released: str | None = None
+        with tracer.start_as_current_span(f"step {state.steps}", context=self._parent(state),
+                                          attributes={"toolfabric.step": state.steps,
+                                                      "toolfabric.trajectory.id": tid}):
+            if item.calls is not None:
+                parsed = ParsedStep(calls=list(item.calls))
+            else:
+                for channel, text in ChannelTracker().feed(item.action):
+                    await sink(text=pb.TextDelta(channel=channel, text=text))
+                parsed = parse_action(state.model, item.action)
+            if parsed.plan is not None and not parsed.calls and state.mode != "plan":
+                parsed.problems.append("a <plan> is the answer of plan mode only; this trajectory is in "
+                                       f"{state.mode} mode")
+                parsed.plan = None
+            parts: list[str | ImagePart] = []
+            if parsed.problems:
+                message = "; ".join(parsed.problems)
+                await sink(observation=pb.Observation(call_id="", name="model_output", text=message, is_error=True,
+                                                      error_kind="model_output"))
+                parts += observation_parts("model_output", "-", message, "model_output", [])
+            if parsed.calls:
+                run = self._loop.run_state(self._spec(tid, state), registry, state.tool_calls)
+                parts += await self._loop.run_calls(run, sink, parsed.calls)
+                state.tool_calls = run.tool_calls
+            elif parsed.plan is not None or parsed.answer is not None:
+                if parsed.plan is not None:
+                    plan_json = json.dumps(parsed.plan, ensure_ascii=False)
+                    await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
+                else:
+                    await sink(answer=pb.FinalAnswer(text=parsed.answer or ""))
+                released = "the model answered"
+            elif item.calls is not None:
+                added = registry.images[len(registry.images) - len(item.images):] if item.images else []
+                outcome.text = ("added " + ", ".join(f"{i.name} ({i.width}x{i.height})" for i in added)
+                                if added else "no calls and no images: nothing to do")
+            else:
+                outcome.valid, outcome.error = False, "; ".join(parsed.problems)
+            outcome.text = outcome.text or "".join(p for p in parts if isinstance(p, str))
+            outcome.images = [i for i in registry.images if i.step == state.steps]
+            if released is None and item.is_last_step:
+                released = "the trainer's last step"
+            state.seq = sink.seq
+            state.keep_images(registry.images)
+            if released is not None:
+                status = pb.STATUS_COMPLETED if released == "the model answered" else pb.STATUS_BUDGET_EXHAUSTED
+                await self._end(records, tid, state, status, released, sink)
+                outcome.done = True
+        return _Result(outcome, state, released)
+
+    def _spec(self, tid: str, state: TrajectoryState) -> RunSpec:
+        return RunSpec(trajectory_id=tid, question=state.question, mode=state.mode, model=state.model, max_steps=0,
+                       max_tool_calls=self._cfg.max_tool_calls, deadline_s=0.0, sampling={})
+
+    async def _end(self, records: aredis.Redis, tid: str, state: TrajectoryState, status: pb.Status, reason: str,
+                   sink: EventSink | None = None) -> None:
+        if sink is None:
+            record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
+            sink = EventSink(tid, record.record, seq=state.seq)
+            sink.step = state.steps
+        usage = pb.Usage(steps=state.steps, phase_seconds={"total": time.time() - state.started})
+        await sink(usage=usage)
+        await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
+        metrics.trajectory_finished(state.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
+
+
+def _ref(image: RegisteredImage) -> pb.ImageRef:
+    return pb.ImageRef(name=image.name, blob=image.ref, width=image.width, height=image.height,
+                       origin=image.origin, mime_type=image.mime_type, step=image.step)

@@ -1,0 +1,75 @@
+"""The `ocr` handler: resolve the image, read it (cached by content), answer with lines and boxes.
+
+Imported only by the ocr worker (services.ocr.plugin names it). Readings are cached in the shared
+hot tier keyed by the image's content hash and the options, so every trajectory asking about the
+same photo shares one Tesseract run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from services.common import images, settings
+from services.common.blobs import BlobStore
+from services.common.cache import Cache, CacheEntry, cache_key
+from services.common.errors import BlobNotFound, InvalidImage, ToolInputError
+from services.common.tools import ToolContext, ToolResult, canonical_image_name, resolve_image
+from services.common.worker import Handler
+from services.ocr.reader import check_languages, read_lines
+from services.ocr.spec import OcrArgs
+
+
+def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
+    cfg, common = settings.ocr(), settings.common()
+    name = canonical_image_name(args.image)
+    ref = resolve_image(args.image, {canonical_image_name(n): r for n, r in ctx.images.items()})
+    lang = args.lang or cfg.languages[0]
+    check_languages(lang, cfg.languages)
+    try:
+        data = BlobStore(redis.Redis.from_url(common.redis_url), common.blob_ttl_s).get(ref)
+        bgr = images.decode_bgr(data, common.max_image_pixels)
+    except (BlobNotFound, InvalidImage) as exc:
+        raise ToolInputError(f"{name} cannot be read: {exc}") from None
+
+    def read() -> list[dict[str, Any]]:
+        lines = read_lines(bgr, lang, cfg.page_segmentation, cfg.min_confidence, cfg.min_side, cfg.timeout_s)
+        return [line.as_dict() for line in lines]
+
+    lines, source = asyncio.run(_cached(ref, lang, read))
+    height, width = bgr.shape[:2]
+    if not lines:
+        text = f"No legible text found in {name} ({width}x{height})."
+    else:
+        body = "\n".join(f"{line['text']}  [box {list(line['box'])}]" for line in lines)
+        text = f"Text read in {name} ({width}x{height}), one line each:\n{body}"
+    if len(text) > cfg.max_output_chars:
+        text = text[: cfg.max_output_chars] + f"\n… (cut at {cfg.max_output_chars} characters)"
+    return ToolResult(text=text, data={"image": name, "lines": lines, "lang": lang},
+                      usage={"ocr_cache_hit": float(source != "provider")})
+
+
+async def _cached(ref: str, lang: str, read: Any) -> tuple[list[dict[str, Any]], str]:
+    cfg, common = settings.ocr(), settings.common()
+    # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
+    if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
+        return await asyncio.to_thread(read), "provider"
+    client = aredis.Redis.from_url(common.redis_url)
+    try:
+        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2)
+        key = cache_key("ocr", image=ref, lang=lang, psm=cfg.page_segmentation, min_conf=cfg.min_confidence,
+                        min_side=cfg.min_side)
+
+        async def fetch() -> CacheEntry:
+            return CacheEntry.now(await asyncio.to_thread(read), "tesseract")
+
+        lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}")
+        return list(lookup.entry.value), lookup.source
+    finally:
+        await client.aclose()
+
+
+HANDLERS: dict[str, Handler] = {"ocr": ocr}

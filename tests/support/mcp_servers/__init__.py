@@ -1,0 +1,1 @@
+"""Real MCP servers (the official SDK) for the MCP client tests."""

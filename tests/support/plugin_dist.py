@@ -1,0 +1,37 @@
+"""Plugins for tests: what this repository declares, and a written dist-info put on this process's path
+(services.devstack.plugin_dist writes it; child processes get it through PYTHONPATH)."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.devstack.plugin_dist import ROOT, env_with, write_dist
+from services.plugins import GROUP
+
+__all__ = ["declared_plugins", "env_with", "on_path", "write_dist"]
+
+
+def declared_plugins() -> dict[str, str]:
+    """The `toolfabric.tools` entry points this repository's pyproject.toml declares."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return dict(project["entry-points"][GROUP])
+
+
+@contextmanager
+def on_path(site: Path) -> Iterator[None]:
+    """`site` on this process's sys.path, with the catalog re-read while it is there."""
+    from services import catalog
+
+    sys.path.insert(0, str(site))
+    catalog.plugins.cache_clear()
+    catalog.catalog.cache_clear()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(site))
+        catalog.plugins.cache_clear()
+        catalog.catalog.cache_clear()
