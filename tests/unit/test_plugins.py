@@ -10,9 +10,12 @@ import pytest
 from gateway.prompting import system_message
 from services import catalog as catalog_module
 from services.common.tools import Catalog, ToolPlugin, ToolSpec, check_service_name
+from services.model.dialects import dialect_named
 from services.plugins import GROUP, load
 from tests.support.plugin_dist import declared_plugins, on_path, write_dist
 from tests.support.sample_plugins.echo import ShoutArgs
+
+DIALECT = dialect_named("qwen3vl")
 
 SAMPLES = "tests.support.sample_plugins"
 
@@ -48,8 +51,8 @@ def test_a_working_plugin_loads_beside_broken_and_clashing_ones() -> None:
 def test_plugin_tools_reach_the_system_prompt_only_in_the_modes_they_name() -> None:
     found = load([ep("echo", f"{SAMPLES}.echo:PLUGIN")], catalog_module.builtin_specs())
     cat = Catalog([*catalog_module.builtin_specs(), *found.specs])
-    assert '"name": "shout"' in system_message("general", cat.visible("general")).parts[0]
-    assert '"name": "shout"' not in system_message("deep_research", cat.visible("deep_research")).parts[0]
+    assert '"name": "shout"' in system_message("general", cat.visible("general"), DIALECT).parts[0]
+    assert '"name": "shout"' not in system_message("deep_research", cat.visible("deep_research"), DIALECT).parts[0]
 
 
 @pytest.mark.parametrize("name", ["", "OCR", "1ocr", "ocr-service", "a" * 32, "x y", "../etc"])
