@@ -2,6 +2,7 @@
 
     GatewayError
     ├── InvalidRequest      the client's request is wrong (→ INVALID_ARGUMENT, message says what)
+    │   └── ModelNotServed  it names a model Triton does not serve (now)
     └── ToolDispatchError   a tool call could not be delivered or its result never came back
 """
 
@@ -14,6 +15,10 @@ class GatewayError(Exception):
 
 class InvalidRequest(GatewayError):
     """The client's request is invalid; the message says what is wrong."""
+
+
+class ModelNotServed(InvalidRequest):
+    """The request names a model that Triton does not serve (not loaded, or not ready)."""
 
 
 class ToolDispatchError(GatewayError):

@@ -65,6 +65,8 @@ class RunSpec:
     deadline_s: float
     sampling: dict[str, Any]
     inputs: list[InputImage] = field(default_factory=list)
+    # Services whose tools this run may not use (enable_search=false turns search and fetch off).
+    excluded_services: frozenset[str] = frozenset()
 
 
 class _Sink:
@@ -161,7 +163,7 @@ class AgentLoop:
 
     async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
         spec = state.spec
-        visible = self._catalog.visible(spec.mode)
+        visible = self._visible(spec)
         state.messages = [system_message(spec.mode, visible), user_message(spec.question, state.registry.images)]
         for step in range(1, spec.max_steps + 1):
             sink.step = step
@@ -284,12 +286,15 @@ class AgentLoop:
                                        None if result.ok else (result.error_kind or "error"), new_images)
         return parts
 
+    def _visible(self, spec: RunSpec) -> list[ToolSpec]:
+        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services]
+
     def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
                                                                ToolResult | None]:
         """The tool and its validated arguments, or the error result the model gets instead."""
         spec = state.spec
         tool = self._catalog.get(raw.name)
-        visible = [t.name for t in self._catalog.visible(spec.mode)]
+        visible = [t.name for t in self._visible(spec)]
         if tool is None or tool.hidden:
             return None, None, ToolResult.failure("unknown_tool",
                                                   f"unknown tool {raw.name!r}; available tools: {', '.join(visible)}")
@@ -297,6 +302,10 @@ class AgentLoop:
             return tool, None, ToolResult.failure(
                 "unknown_tool",
                 f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+        if tool.service in spec.excluded_services:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is turned off for this request (search disabled); "
+                                f"available: {', '.join(visible)}")
         try:
             arguments = tool.arguments.model_validate(raw.arguments).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:

@@ -22,7 +22,9 @@ from grpc_reflection.v1alpha import reflection
 from gateway import recorder
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.exceptions import InvalidRequest
-from gateway.loop import MODES, AgentLoop, Emit, RunSpec
+from gateway.http import HttpServer, create_app
+from gateway.loop import MODES, AgentLoop
+from gateway.runs import Runs
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import images, settings
@@ -43,59 +45,23 @@ SERVICE_NAME = "toolfabric.v1.Fabric"
 
 
 class FabricServicer(pb_grpc.FabricServicer):
-    def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel) -> None:
-        self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
-        self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
+    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore) -> None:
+        self._runs, self._redis, self._blobs = runs, redis_client, blobs
         self._gw = settings.gateway()
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
         try:
-            spec = await self._validator.validate(request)
+            spec = await self._runs.prepare(request)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
-        if not await self._model.ready(spec.model):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
-            return
-        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
-        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
-        await record.begin(spec.question, request.mode or pb.MODE_DEEP_RESEARCH, spec.model)
-
-        async def emit(event: pb.RunEvent) -> None:
-            await record.record(event)
-            queue.put_nowait(event)
-
-        # A caller that sends W3C trace context (the SDK does when it traces) gets the trajectory in its trace.
-        task = asyncio.create_task(self._drive(spec, emit, queue), name=f"trajectory-{spec.trajectory_id}",
-                                   context=telemetry.context_from_metadata(context.invocation_metadata()))
-        self._running[spec.trajectory_id] = task
-        metrics.stream_opened()
-        try:
-            while (event := await queue.get()) is not None:
+        trace_context = telemetry.context_from_metadata(context.invocation_metadata())
+        async with contextlib.aclosing(self._runs.stream(spec, request.mode, trace_context)) as events:
+            async for event in events:
                 yield event
-        finally:
-            metrics.stream_closed()
-            if not task.done():  # the client went away: the trajectory is cancelled
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(task, return_exceptions=True)
-            self._running.pop(spec.trajectory_id, None)
-
-    async def _drive(self, spec: RunSpec, emit: Emit,
-                     queue: asyncio.Queue[pb.RunEvent | None]) -> tuple[pb.Status, str]:
-        try:
-            return await self._loop.run(spec, emit)
-        finally:
-            queue.put_nowait(None)
 
     def cancel_local(self, trajectory_id: str) -> bool:
-        task = self._running.get(trajectory_id)
-        if task is None or task.done():
-            return False
-        task.cancel()
-        return True
+        return self._runs.cancel_local(trajectory_id)
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         tid = request.trajectory_id
@@ -161,18 +127,38 @@ async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricService
         await pubsub.aclose()
 
 
+async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_model: str) -> bool:
+    try:
+        async with asyncio.timeout(4):
+            return bool(await redis_client.ping()) and await model.ready(default_model)
+    except Exception:  # unreachable is simply not ready
+        return False
+
+
 async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_client: aredis.Redis,
                            model: TritonModel, default_model: str, interval_s: float) -> None:
     """The Fabric service is ready only while Redis answers and the default model is loaded."""
     while True:
-        try:
-            async with asyncio.timeout(4):
-                ready = bool(await redis_client.ping()) and await model.ready(default_model)
-        except Exception:  # unreachable is simply not ready
-            ready = False
+        ready = await _is_ready(redis_client, model, default_model)
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         await health_servicer.set(SERVICE_NAME, status)
         await asyncio.sleep(interval_s)
+
+
+async def _start_http_api(runs: Runs, redis_client: aredis.Redis, model: TritonModel,
+                          default_model: str) -> HttpServer | None:
+    """The OpenAI-compatible HTTP API in this process, when TOOLFABRIC_HTTP_PORT is set."""
+    http = settings.http()
+    if not http.port:
+        return None
+
+    async def ready() -> bool:
+        return await _is_ready(redis_client, model, default_model)
+
+    api = HttpServer(create_app(runs, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s)
+    await api.start()
+    log.info("HTTP API listening on %s:%d", http.host, api.port)
+    return api
 
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -186,7 +172,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model)
+    runs = Runs(loop, validator, redis_client, model, gw)
+    servicer = FabricServicer(runs, redis_client, blobs)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
@@ -205,6 +192,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
         from services.common.blob_urls import start_blob_server
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
+    http_api = await _start_http_api(runs, redis_client, model, model_settings.default_model)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
@@ -221,7 +209,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(gw.shutdown_delay_s)
     # New calls are refused from here; running trajectories get the grace period, then are cancelled.
-    await server.stop(grace=gw.shutdown_grace_s)
+    await asyncio.gather(server.stop(grace=gw.shutdown_grace_s), *([http_api.stop()] if http_api else []))
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()

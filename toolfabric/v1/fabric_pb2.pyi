@@ -75,20 +75,26 @@ class Budgets(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model")
+    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "conversation_id", "parent_trajectory_id", "enable_search")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     question: str
     images: _containers.RepeatedCompositeFieldContainer[ImageInput]
     mode: Mode
     budgets: Budgets
     sampling: SamplingParameters
     model: str
-    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    conversation_id: str
+    parent_trajectory_id: str
+    enable_search: bool
+    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ...) -> None: ...
 
 class ImageRef(_message.Message):
     __slots__ = ("name", "blob", "width", "height", "origin", "mime_type", "step")
@@ -270,7 +276,7 @@ class GetTrajectoryRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at")
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "conversation_id", "parent_trajectory_id", "tenant")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +287,9 @@ class Trajectory(_message.Message):
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     trace_id: str
     status: Status
@@ -291,7 +300,10 @@ class Trajectory(_message.Message):
     answer: str
     usage: Usage
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    conversation_id: str
+    parent_trajectory_id: str
+    tenant: str
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("mode",)

@@ -41,6 +41,7 @@ TRAJECTORIES_FINISHED = Counter(
 )
 STEPS = Counter(f"{_NS}_steps", "Model steps taken", ["mode"])
 ACTIVE_STREAMS = Gauge(f"{_NS}_active_streams", "Run streams open now", multiprocess_mode="livesum")
+HTTP_REQUESTS = Counter(f"{_NS}_http_requests", "HTTP API requests, by route and status", ["route", "status"])
 TOOL_CALLS = Counter(f"{_NS}_tool_calls", "Tool calls dispatched by the loop, by outcome", ["tool", "outcome"])
 TOOL_CALL_SECONDS = Histogram(
     f"{_NS}_tool_call_duration_seconds", "Tool call round trip seen by the loop", ["tool"], buckets=_CALL_BUCKETS
@@ -87,6 +88,10 @@ def stream_opened() -> None:
 
 def stream_closed() -> None:
     ACTIVE_STREAMS.dec()
+
+
+def http_request(route: str, status: str) -> None:
+    HTTP_REQUESTS.labels(route, status).inc()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,80 @@
+"""Starting a trajectory and streaming its events: what every door (gRPC Run, the HTTP API) calls.
+
+`prepare` turns a RunRequest into a RunSpec (or raises InvalidRequest saying what is wrong);
+`stream` runs the agent loop as its own task, records every event and yields them as they happen.
+Closing the stream early (the client went away) cancels the trajectory; so does `cancel_local`
+(Cancel from this replica, or from another one through Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncGenerator
+
+import redis.asyncio as aredis
+
+from gateway import recorder
+from gateway.exceptions import ModelNotServed
+from gateway.loop import AgentLoop, RunSpec
+from gateway.validation import RequestValidator
+from services.common.settings import GatewaySettings
+from services.common.telemetry import metrics
+from services.model.triton_client import TritonModel
+from toolfabric.v1 import fabric_pb2 as pb
+
+
+class Runs:
+    def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
+                 model: TritonModel, gw: GatewaySettings) -> None:
+        self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
+        self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
+
+    async def prepare(self, request: pb.RunRequest) -> RunSpec:
+        """The validated spec of `request`; InvalidRequest (ModelNotServed for a model Triton lacks) if not."""
+        spec = await self._validator.validate(request)
+        if not await self._model.ready(spec.model):
+            raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
+        return spec
+
+    async def stream(self, spec: RunSpec, mode: pb.Mode,
+                     trace_context: contextvars.Context | None = None) -> AsyncGenerator[pb.RunEvent, None]:
+        """Runs the trajectory, yielding its events; close it early (aclosing) to cancel the trajectory."""
+        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
+        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model)
+
+        async def emit(event: pb.RunEvent) -> None:
+            await record.record(event)
+            queue.put_nowait(event)
+
+        async def drive() -> tuple[pb.Status, str]:
+            try:
+                return await self._loop.run(spec, emit)
+            finally:
+                queue.put_nowait(None)
+
+        # A caller that sends W3C trace context gets the trajectory in its own trace.
+        task = asyncio.create_task(drive(), name=f"trajectory-{spec.trajectory_id}", context=trace_context)
+        self._running[spec.trajectory_id] = task
+        metrics.stream_opened()
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            metrics.stream_closed()
+            if not task.done():  # the client went away: the trajectory is cancelled
+                task.cancel()
+            # wait, not gather: a gather cancelled again (anyio cancels level-triggered) would cancel the
+            # trajectory a second time, in the middle of recording how it ended.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+            self._running.pop(spec.trajectory_id, None)
+
+    def cancel_local(self, trajectory_id: str) -> bool:
+        task = self._running.get(trajectory_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
