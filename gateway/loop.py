@@ -67,6 +67,7 @@ class RunSpec:
     inputs: list[InputImage] = field(default_factory=list)
     # Services whose tools this run may not use (enable_search=false turns search and fetch off).
     excluded_services: frozenset[str] = frozenset()
+    tenant: str = ""  # who runs it ("" = anonymous, auth off)
 
 
 class _Sink:
@@ -118,7 +119,7 @@ class AgentLoop:
         attributes: dict[str, str | int | float] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
             "gen_ai.conversation.id": spec.trajectory_id, "toolfabric.trajectory.id": spec.trajectory_id,
-            "gen_ai.request.model": spec.model,
+            "gen_ai.request.model": spec.model, "toolfabric.tenant": spec.tenant,
             "toolfabric.mode": spec.mode, "toolfabric.budget.max_steps": spec.max_steps,
             "toolfabric.budget.max_tool_calls": spec.max_tool_calls, "toolfabric.budget.deadline_s": spec.deadline_s,
         }

@@ -16,8 +16,10 @@ from collections.abc import AsyncGenerator
 import redis.asyncio as aredis
 
 from gateway import recorder
+from gateway.auth import ANONYMOUS, Principal
 from gateway.exceptions import ModelNotServed
 from gateway.loop import AgentLoop, RunSpec
+from gateway.tenants import Tenants
 from gateway.validation import RequestValidator
 from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
@@ -27,33 +29,42 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 model: TritonModel, gw: GatewaySettings) -> None:
+                 model: TritonModel, gw: GatewaySettings, tenants: Tenants) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
+        self.tenants = tenants
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
 
-    async def prepare(self, request: pb.RunRequest) -> RunSpec:
-        """The validated spec of `request`; InvalidRequest (ModelNotServed for a model Triton lacks) if not."""
+    async def prepare(self, request: pb.RunRequest, principal: Principal = ANONYMOUS) -> RunSpec:
+        """The validated spec of `request`, admitted for `principal`'s tenant (a concurrency slot taken, budgets
+        capped): stream it next. InvalidRequest (ModelNotServed for a model Triton lacks) or LimitExceeded if not."""
         spec = await self._validator.validate(request)
+        spec.tenant = principal.tenant
         if not await self._model.ready(spec.model):
             raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
+        await self.tenants.admit(principal, spec)
         return spec
 
     async def stream(self, spec: RunSpec, mode: pb.Mode,
                      trace_context: contextvars.Context | None = None) -> AsyncGenerator[pb.RunEvent, None]:
-        """Runs the trajectory, yielding its events; close it early (aclosing) to cancel the trajectory."""
+        """Runs a prepared trajectory, yielding its events; close it early (aclosing) to cancel the trajectory."""
+        principal = Principal(spec.tenant)
         queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
         record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
-        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model)
+        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant)
 
         async def emit(event: pb.RunEvent) -> None:
             await record.record(event)
+            await self.tenants.observe(principal, event)
             queue.put_nowait(event)
 
         async def drive() -> tuple[pb.Status, str]:
             try:
                 return await self._loop.run(spec, emit)
             finally:
-                queue.put_nowait(None)
+                try:  # in the trajectory's own task: a client that went away cannot interrupt it
+                    await self.tenants.release(principal, spec.trajectory_id)
+                finally:
+                    queue.put_nowait(None)
 
         # A caller that sends W3C trace context gets the trajectory in its own trace.
         task = asyncio.create_task(drive(), name=f"trajectory-{spec.trajectory_id}", context=trace_context)

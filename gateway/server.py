@@ -20,11 +20,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import recorder
+from gateway.auth import Authenticator, AuthInterceptor, Principal, announce, make_authenticator
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.exceptions import InvalidRequest
+from gateway.exceptions import InvalidRequest, LimitExceeded, NotYours, Unauthenticated
 from gateway.http import HttpServer, create_app
 from gateway.loop import MODES, AgentLoop
 from gateway.runs import Runs
+from gateway.tenants import Tenants
+from gateway.tls import bind_grpc
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import images, settings
@@ -45,15 +48,35 @@ SERVICE_NAME = "toolfabric.v1.Fabric"
 
 
 class FabricServicer(pb_grpc.FabricServicer):
-    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore) -> None:
-        self._runs, self._redis, self._blobs = runs, redis_client, blobs
+    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, auth: Authenticator) -> None:
+        self._runs, self._redis, self._blobs, self._auth = runs, redis_client, blobs, auth
         self._gw = settings.gateway()
 
-    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+    async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
+                       blob: str | None = None) -> Principal:
+        """The caller (the interceptor has checked its key); NOT_FOUND for another tenant's trajectory or image."""
         try:
-            spec = await self._runs.prepare(request)
+            principal = await self._auth.principal_of(context.invocation_metadata())
+            if trajectory_id is not None:
+                await self._runs.tenants.check_trajectory(principal, trajectory_id)
+            if blob is not None:
+                await self._runs.tenants.check_image(principal, blob)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except NotYours as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return principal
+
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        principal = await self._allowed(context, request.parent_trajectory_id or None)
+        try:
+            spec = await self._runs.prepare(request, principal)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        except LimitExceeded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
+                                (("retry-after", str(int(exc.retry_after_s))),))
             return
         trace_context = telemetry.context_from_metadata(context.invocation_metadata())
         async with contextlib.aclosing(self._runs.stream(spec, request.mode, trace_context)) as events:
@@ -65,6 +88,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         tid = request.trajectory_id
+        await self._allowed(context, tid)
         if self.cancel_local(tid):
             return pb.CancelResponse(cancelled=True, status=pb.Status.Name(pb.STATUS_CANCELLED))
         status = await recorder.status_of(self._redis, tid)
@@ -78,6 +102,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
+        await self._allowed(context, request.trajectory_id)
         found = await recorder.load(self._redis, request.trajectory_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
@@ -85,6 +110,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         return found  # type: ignore[return-value]
 
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
+        await self._allowed(context)
         cat = catalog()
         mode = MODES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
@@ -97,6 +123,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         ])
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
+        await self._allowed(context, blob=request.blob)
         try:
             data = await self._blobs.get(request.blob)
         except BlobNotFound as exc:
@@ -145,7 +172,7 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
         await asyncio.sleep(interval_s)
 
 
-async def _start_http_api(runs: Runs, redis_client: aredis.Redis, model: TritonModel,
+async def _start_http_api(runs: Runs, auth: Authenticator, redis_client: aredis.Redis, model: TritonModel,
                           default_model: str) -> HttpServer | None:
     """The OpenAI-compatible HTTP API in this process, when TOOLFABRIC_HTTP_PORT is set."""
     http = settings.http()
@@ -155,7 +182,9 @@ async def _start_http_api(runs: Runs, redis_client: aredis.Redis, model: TritonM
     async def ready() -> bool:
         return await _is_ready(redis_client, model, default_model)
 
-    api = HttpServer(create_app(runs, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s)
+    tls = settings.tls()
+    api = HttpServer(create_app(runs, auth, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s,
+                     certfile=tls.cert_file or None, keyfile=tls.key_file or None)
     await api.start()
     log.info("HTTP API listening on %s:%d", http.host, api.port)
     return api
@@ -172,18 +201,21 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: template_for(name, model_settings.templates, model_settings.default_template), gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    runs = Runs(loop, validator, redis_client, model, gw)
-    servicer = FabricServicer(runs, redis_client, blobs)
+    auth_settings = settings.auth()
+    auth = make_authenticator(auth_settings)
+    runs = Runs(loop, validator, redis_client, model, gw, Tenants(redis_client, auth_settings, common.blob_ttl_s))
+    servicer = FabricServicer(runs, redis_client, blobs, auth)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=[AuthInterceptor(auth)])
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (pb.DESCRIPTOR.services_by_name["Fabric"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{gw.host}:{gw.port}")
+    port = bind_grpc(server, f"{gw.host}:{gw.port}", settings.tls())
+    announce(auth_settings)
     await server.start()
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     blob_server = None
@@ -192,7 +224,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
         from services.common.blob_urls import start_blob_server
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
-    http_api = await _start_http_api(runs, redis_client, model, model_settings.default_model)
+    http_api = await _start_http_api(runs, auth, redis_client, model, model_settings.default_model)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))

@@ -1,4 +1,4 @@
-"""The server commands of `toolfabric`: up, gateway, worker, index.
+"""The server commands of `toolfabric`: up, gateway, worker, index, keys.
 
 Registered with the client CLI through the `toolfabric.commands` entry point (pyproject.toml).
 This module imports only the standard library at load time; each command imports what it runs,
@@ -106,6 +106,38 @@ def cmd_index(args: argparse.Namespace) -> int:
     return indexer.run(args)
 
 
+@_needs_server
+def cmd_keys(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from services.common.api_keys import ApiKeyStore
+
+    store = ApiKeyStore()
+    try:
+        if args.action == "create":
+            try:
+                key, record = store.create(args.tenant, args.name or "")
+            except ValueError as exc:
+                print(f"toolfabric keys create: {exc}", file=sys.stderr)
+                return 2
+            print(f"created key {record.key_id} for tenant {record.tenant!r}; it is shown only now:", file=sys.stderr)
+            print(key)
+            return 0
+        if args.action == "list":
+            for k in store.list(args.tenant):
+                when = dt.datetime.fromtimestamp(k.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.key_id}  {k.tenant:<20} {state:<8} {when}  {k.name}")
+            return 0
+        if store.revoke(args.key_id):
+            print(f"revoked {args.key_id}", file=sys.stderr)
+            return 0
+        print(f"toolfabric keys revoke: no active key {args.key_id!r}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
 def register(sub: Any) -> None:
     """Add the server commands to the client CLI's subparsers."""
     up = sub.add_parser("up", help="start the whole stack on this machine (embedded default)")
@@ -123,6 +155,17 @@ def register(sub: Any) -> None:
 
     gw = sub.add_parser("gateway", help="run the gRPC gateway")
     gw.set_defaults(func=cmd_gateway)
+
+    keys = sub.add_parser("keys", help="API keys of tenants (in the durable store: TOOLFABRIC_STORE_URL)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new key for a tenant (printed once)")
+    create.add_argument("tenant")
+    create.add_argument("--name", help="what the key is for")
+    listing = actions.add_parser("list", help="keys (ids, tenants, state; never the secrets)")
+    listing.add_argument("--tenant")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
 
     index = sub.add_parser("index", help="index files or URLs into the local search index")
     index.add_argument("paths", nargs="+", metavar="PATH_OR_URL",

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.exceptions import InvalidRequest, ModelNotServed
+from gateway.auth import Authenticator, Principal
+from gateway.exceptions import InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
 from gateway.http.chat import ChatTurn, parse_chat
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
@@ -55,15 +56,29 @@ class _EventStream(StreamingResponse):
                 await body.aclose()
 
 
-def create_app(runs: Runs, settings: HttpSettings, ready: Readiness) -> Starlette:
+def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: Readiness) -> Starlette:
+    async def caller(request: Request) -> Principal:
+        try:
+            return await auth.authenticate(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            raise ApiError(401, str(exc), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
+
     async def chat_completions(request: Request) -> Response:
+        principal = await caller(request)
         turn = parse_chat(await _json_body(request, settings.max_body_bytes), settings.models)
         try:
-            spec = await runs.prepare(turn.request)
+            if turn.request.parent_trajectory_id:
+                await runs.tenants.check_trajectory(principal, turn.request.parent_trajectory_id)
+            spec = await runs.prepare(turn.request, principal)
+        except NotYours as exc:
+            raise ApiError(404, str(exc), code="not_found", param="toolfabric.parent_trajectory_id") from None
         except ModelNotServed as exc:
             raise ApiError(503, str(exc), code="model_not_ready", param="model") from None
         except InvalidRequest as exc:
             raise ApiError(400, str(exc)) from None
+        except LimitExceeded as exc:
+            raise ApiError(429, str(exc), code="rate_limit_exceeded",
+                           headers={"Retry-After": str(int(exc.retry_after_s))}) from None
         trace_context = telemetry.context_from_metadata(request.headers.items())
         events = runs.stream(spec, turn.request.mode, trace_context)
         if turn.stream:
@@ -72,6 +87,7 @@ def create_app(runs: Runs, settings: HttpSettings, ready: Readiness) -> Starlett
         return await _complete(events, turn, spec, request)
 
     async def models(request: Request) -> Response:
+        await caller(request)
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "toolfabric",
              "toolfabric": {"mode": route.mode, "triton_model": route.triton_model}}

@@ -269,6 +269,43 @@ class HttpSettings(BaseSettings):
     })
 
 
+class TenantLimits(BaseModel):
+    """What one tenant may use (0 = no limit). Budgets cap what each of its turns gets."""
+
+    max_concurrent_trajectories: int = Field(default=0, ge=0)
+    tool_calls_per_minute: int = Field(default=0, ge=0)
+    cost_units_per_day: float = Field(default=0.0, ge=0)
+    max_steps: int = Field(default=0, ge=0)
+    max_tool_calls: int = Field(default=0, ge=0)
+    max_deadline_s: float = Field(default=0.0, ge=0)
+
+
+class AuthSettings(BaseSettings):
+    """API keys (Bearer on HTTP, `authorization` metadata on gRPC), tenants and their limits."""
+
+    model_config = _config("TOOLFABRIC_AUTH_")
+
+    # Off only in the embedded default (which says so loudly); every deployment manifest turns it on.
+    required: bool = False
+    # A verified key is trusted this long before the store is asked again (revocation takes at most this).
+    cache_ttl_s: float = Field(default=10.0, ge=0)
+    # Limits of every tenant, and overrides per tenant name.
+    default_limits: TenantLimits = Field(default_factory=TenantLimits)
+    tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
+
+    def limits(self, tenant: str) -> TenantLimits:
+        return self.tenant_limits.get(tenant, self.default_limits)
+
+
+class TlsSettings(BaseSettings):
+    """Server certificate of the gateway's gRPC and HTTP ports (PEM files; a Secret in Kubernetes)."""
+
+    model_config = _config("TOOLFABRIC_TLS_")
+
+    cert_file: str = ""  # empty = plaintext (loopback and the embedded default only)
+    key_file: str = ""
+
+
 @lru_cache(maxsize=1)
 def common() -> CommonSettings:
     return CommonSettings()
@@ -317,3 +354,13 @@ def store() -> StoreSettings:
 @lru_cache(maxsize=1)
 def http() -> HttpSettings:
     return HttpSettings()
+
+
+@lru_cache(maxsize=1)
+def auth() -> AuthSettings:
+    return AuthSettings()
+
+
+@lru_cache(maxsize=1)
+def tls() -> TlsSettings:
+    return TlsSettings()
