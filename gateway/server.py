@@ -27,7 +27,7 @@ from gateway.http import HttpServer, create_app
 from gateway.loop import MODES, AgentLoop
 from gateway.runs import Runs
 from gateway.tenants import Tenants
-from gateway.tls import bind_grpc
+from gateway.tls import bind_grpc, start_health_port
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import images, settings
@@ -217,6 +217,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     port = bind_grpc(server, f"{gw.host}:{gw.port}", settings.tls())
     announce(auth_settings)
     await server.start()
+    health_port = await start_health_port(health_servicer, gw.host, settings.tls().health_port) \
+        if settings.tls().health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     blob_server = None
     if gw.blob_http_port:
@@ -241,7 +243,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(gw.shutdown_delay_s)
     # New calls are refused from here; running trajectories get the grace period, then are cancelled.
-    await asyncio.gather(server.stop(grace=gw.shutdown_grace_s), *([http_api.stop()] if http_api else []))
+    await asyncio.gather(server.stop(grace=gw.shutdown_grace_s), *([http_api.stop()] if http_api else []),
+                         *([health_port.stop(grace=None)] if health_port else []))
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from services.common.errors import ConfigurationError
 from services.common.settings import TlsSettings
@@ -25,3 +26,12 @@ def bind_grpc(server: grpc.aio.Server, address: str, tls: TlsSettings) -> int:
         raise ConfigurationError(f"cannot read the TLS certificate or key: {exc}") from exc
     log.info("gRPC port %s uses TLS (%s)", address, tls.cert_file)
     return server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+
+
+async def start_health_port(health_servicer: health.aio.HealthServicer, host: str, port: int) -> grpc.aio.Server:
+    """A plaintext server with grpc.health.v1 only (the same statuses as the TLS port), for probes."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server

@@ -304,6 +304,9 @@ class TlsSettings(BaseSettings):
 
     cert_file: str = ""  # empty = plaintext (loopback and the embedded default only)
     key_file: str = ""
+    # Plaintext port serving only grpc.health.v1, for probes that cannot speak TLS (Kubernetes' gRPC
+    # probes); 0 = none.
+    health_port: int = Field(default=0, ge=0, le=65535)
 
 
 @lru_cache(maxsize=1)

@@ -8,18 +8,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.devstack.processes import free_port
 from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway
 from toolfabric import Client, Unavailable
+from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
+HEALTH_PORT = free_port()
 
 
 @dataclass
@@ -62,9 +68,19 @@ def make_pki(directory: Path, ca_name: str = "toolfabric test CA") -> Pki:
 def tls_gateway(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Pki]]:
     workdir = tmp_path_factory.mktemp("tls")
     pki = make_pki(workdir)
-    with api_gateway(stack, workdir, TOOLFABRIC_TLS_CERT_FILE=str(pki.cert),
-                     TOOLFABRIC_TLS_KEY_FILE=str(pki.key)) as api:
+    with api_gateway(stack, workdir, TOOLFABRIC_TLS_CERT_FILE=str(pki.cert), TOOLFABRIC_TLS_KEY_FILE=str(pki.key),
+                     TOOLFABRIC_TLS_HEALTH_PORT=str(HEALTH_PORT)) as api:
         yield api, pki
+
+
+def test_probes_get_plaintext_health_on_the_health_port_only(tls_gateway: tuple[Api, Pki]) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{HEALTH_PORT}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="toolfabric.v1.Fabric"), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:  # the Fabric API itself is not on the plaintext port
+            pb_grpc.FabricStub(channel).ListTools(pb.ListToolsRequest(), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_grpc_over_tls_with_the_ca_works_and_plaintext_does_not(tls_gateway: tuple[Api, Pki]) -> None:
