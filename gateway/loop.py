@@ -23,9 +23,10 @@ from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
 from gateway.channels import ChannelTracker
+from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
-from gateway.prompting import observation_parts, system_message, user_message
+from gateway.prompting import history_messages, observation_parts, system_message, user_message
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
@@ -68,6 +69,11 @@ class RunSpec:
     # Services whose tools this run may not use (enable_search=false turns search and fetch off).
     excluded_services: frozenset[str] = frozenset()
     tenant: str = ""  # who runs it ("" = anonymous, auth off)
+    # Conversations: earlier turns as prior context (never rerun) and their images, carried by name.
+    conversation_id: str = ""
+    parent_trajectory_id: str = ""
+    history: list[PriorTurn] = field(default_factory=list)
+    carried: list[RegisteredImage] = field(default_factory=list)
 
 
 class _Sink:
@@ -114,11 +120,14 @@ class AgentLoop:
         """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
         sink = _Sink(spec.trajectory_id, emit)
         state = _Run(spec, ImageRegistry(self._blobs), _Usage(), time.monotonic())
-        for image in spec.inputs:
-            state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+        for carried in spec.carried:
+            state.registry.carry(carried)
+        state.inputs = [state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+                        for image in spec.inputs]
         attributes: dict[str, str | int | float] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
-            "gen_ai.conversation.id": spec.trajectory_id, "toolfabric.trajectory.id": spec.trajectory_id,
+            "gen_ai.conversation.id": spec.conversation_id or spec.trajectory_id,
+            "toolfabric.trajectory.id": spec.trajectory_id,
             "gen_ai.request.model": spec.model, "toolfabric.tenant": spec.tenant,
             "toolfabric.mode": spec.mode, "toolfabric.budget.max_steps": spec.max_steps,
             "toolfabric.budget.max_tool_calls": spec.max_tool_calls, "toolfabric.budget.deadline_s": spec.deadline_s,
@@ -165,7 +174,10 @@ class AgentLoop:
     async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
         spec = state.spec
         visible = self._visible(spec)
-        state.messages = [system_message(spec.mode, visible), user_message(spec.question, state.registry.images)]
+        shown = {name for turn in spec.history for name in turn.images}
+        state.messages = [system_message(spec.mode, visible), *history_messages(spec.history),
+                          user_message(spec.question, [i for i in state.inputs if i.name not in shown],
+                                       [i for i in spec.carried if i.step > 0])]
         for step in range(1, spec.max_steps + 1):
             sink.step = step
             state.usage.steps = step
@@ -348,6 +360,7 @@ class _Run:
     usage: _Usage
     started: float
     messages: list[Message] = field(default_factory=list)
+    inputs: list[RegisteredImage] = field(default_factory=list)  # this turn's own input images
     tool_calls: int = 0
     tools_exhausted: bool = False
 

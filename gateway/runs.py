@@ -15,9 +15,10 @@ from collections.abc import AsyncGenerator
 
 import redis.asyncio as aredis
 
-from gateway import recorder
+from gateway import conversations, recorder
 from gateway.auth import ANONYMOUS, Principal
-from gateway.exceptions import ModelNotServed
+from gateway.conversations import PriorTurn
+from gateway.exceptions import InvalidRequest, ModelNotServed
 from gateway.loop import AgentLoop, RunSpec
 from gateway.tenants import Tenants
 from gateway.validation import RequestValidator
@@ -34,11 +35,25 @@ class Runs:
         self.tenants = tenants
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
 
-    async def prepare(self, request: pb.RunRequest, principal: Principal = ANONYMOUS) -> RunSpec:
+    async def prepare(self, request: pb.RunRequest, principal: Principal = ANONYMOUS,
+                      history: list[PriorTurn] | None = None) -> RunSpec:
         """The validated spec of `request`, admitted for `principal`'s tenant (a concurrency slot taken, budgets
-        capped): stream it next. InvalidRequest (ModelNotServed for a model Triton lacks) or LimitExceeded if not."""
+        capped): stream it next. InvalidRequest (ModelNotServed for a model Triton lacks), NotYours (a parent of
+        another tenant) or LimitExceeded if not. `history`: earlier turns the client sent (the HTTP API's
+        messages), whose images are the request's first images; a parent trajectory takes precedence."""
         spec = await self._validator.validate(request)
         spec.tenant = principal.tenant
+        if request.parent_trajectory_id:
+            await self.tenants.check_trajectory(principal, request.parent_trajectory_id)
+            earlier = await conversations.load(self._redis, request.parent_trajectory_id)
+            if request.conversation_id and request.conversation_id != earlier.conversation_id:
+                raise InvalidRequest(f"conversation_id {request.conversation_id!r} is not the parent's conversation "
+                                     f"({earlier.conversation_id!r})")
+            spec.history, spec.carried, spec.conversation_id = earlier.turns, earlier.images, earlier.conversation_id
+            spec.parent_trajectory_id = request.parent_trajectory_id
+        else:
+            spec.history = history or []
+            spec.conversation_id = request.conversation_id or spec.trajectory_id
         if not await self._model.ready(spec.model):
             raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
         await self.tenants.admit(principal, spec)
@@ -50,7 +65,8 @@ class Runs:
         principal = Principal(spec.tenant)
         queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
         record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s)
-        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant)
+        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant,
+                           conversation_id=spec.conversation_id, parent_trajectory_id=spec.parent_trajectory_id)
 
         async def emit(event: pb.RunEvent) -> None:
             await record.record(event)

@@ -68,9 +68,12 @@ class FabricServicer(pb_grpc.FabricServicer):
         return principal
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        principal = await self._allowed(context, request.parent_trajectory_id or None)
+        principal = await self._allowed(context)
         try:
             spec = await self._runs.prepare(request, principal)
+        except NotYours as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            return
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return

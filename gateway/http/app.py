@@ -67,9 +67,7 @@ def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: R
         principal = await caller(request)
         turn = parse_chat(await _json_body(request, settings.max_body_bytes), settings.models)
         try:
-            if turn.request.parent_trajectory_id:
-                await runs.tenants.check_trajectory(principal, turn.request.parent_trajectory_id)
-            spec = await runs.prepare(turn.request, principal)
+            spec = await runs.prepare(turn.request, principal, turn.history)
         except NotYours as exc:
             raise ApiError(404, str(exc), code="not_found", param="toolfabric.parent_trajectory_id") from None
         except ModelNotServed as exc:
@@ -82,7 +80,7 @@ def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: R
         trace_context = telemetry.context_from_metadata(request.headers.items())
         events = runs.stream(spec, turn.request.mode, trace_context)
         if turn.stream:
-            return _EventStream(_sse(events, turn), media_type="text/event-stream",
+            return _EventStream(_sse(events, turn, spec), media_type="text/event-stream",
                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return await _complete(events, turn, spec, request)
 
@@ -140,9 +138,9 @@ def _data(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def _sse(events: AsyncIterator[pb.RunEvent], turn: ChatTurn) -> AsyncIterator[str]:
+async def _sse(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: RunSpec) -> AsyncIterator[str]:
     """The stream: a first chunk with the role and ids, content chunks, the finish, [DONE]."""
-    transcript = Transcript(turn.model)
+    transcript = Transcript(turn.model, spec.conversation_id)
     async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
         async for event in stream:
             piece = transcript.feed(event)
@@ -162,7 +160,7 @@ async def _sse(events: AsyncIterator[pb.RunEvent], turn: ChatTurn) -> AsyncItera
 async def _complete(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: RunSpec,
                     request: Request) -> Response:
     """The whole trajectory as one message; a client that disconnects meanwhile cancels it."""
-    transcript = Transcript(turn.model)
+    transcript = Transcript(turn.model, spec.conversation_id)
 
     async def collect() -> None:
         async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.conversations import PriorTurn
 from gateway.http.errors import ApiError
 from gateway.loop import MODES
 from services.common.settings import ModelRoute
@@ -86,15 +87,6 @@ class _Body(BaseModel):
 
 
 @dataclass
-class PriorTurn:
-    """An earlier exchange of the conversation, as the client sent it back: context, not rerun."""
-
-    question: str
-    answer: str
-    images: list[pb.ImageInput] = field(default_factory=list)
-
-
-@dataclass
 class ChatTurn:
     model: str  # the public model name, echoed in responses
     request: pb.RunRequest
@@ -119,7 +111,8 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
                        code="model_not_found", param="model")
     turn_start = _new_turn_start(chat.messages)
     texts: list[str] = []
-    images: list[pb.ImageInput] = []
+    # Earlier turns' images come first: they are <image 1>, <image 2>, … of the conversation.
+    history, images = ([], []) if chat.toolfabric.parent_trajectory_id else _history(chat.messages[:turn_start])
     for index in range(turn_start, len(chat.messages)):
         text, found = _content(chat.messages[index], index)
         texts.append(text)
@@ -135,7 +128,7 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
     if chat.enable_search is not None:
         request.enable_search = chat.enable_search
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-    return ChatTurn(chat.model, request, chat.stream, include_usage, _history(chat.messages[:turn_start]))
+    return ChatTurn(chat.model, request, chat.stream, include_usage, history)
 
 
 def _new_turn_start(messages: list[_Message]) -> int:
@@ -157,21 +150,24 @@ def _new_turn_start(messages: list[_Message]) -> int:
     return start
 
 
-def _history(messages: list[_Message]) -> list[PriorTurn]:
+def _history(messages: list[_Message]) -> tuple[list[PriorTurn], list[pb.ImageInput]]:
+    """Earlier exchanges the client sent back (context, never rerun), and their images in order."""
     turns: list[PriorTurn] = []
-    question: list[str] = []
     images: list[pb.ImageInput] = []
+    question: list[str] = []
+    names: list[str] = []
     for index, message in enumerate(messages):
         text, found = _content(message, index)
         if message.role == "user":
             question.append(text)
+            names += [f"<image {len(images) + n}>" for n in range(1, len(found) + 1)]
             images += found
         elif message.role == "assistant":
             match = _ANSWER.search(text)  # an R1V4 trajectory sent back whole: its answer is the context
             turns.append(PriorTurn("\n".join(q for q in question if q), (match.group(1) if match else text).strip(),
-                                   images))
-            question, images = [], []
-    return turns
+                                   names))
+            question, names = [], []
+    return turns, images
 
 
 def _content(message: _Message, index: int) -> tuple[str, list[pb.ImageInput]]:

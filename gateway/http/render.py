@@ -56,8 +56,8 @@ def usage_json(usage: pb.Usage) -> dict[str, int]:
 class Transcript:
     """Follows one trajectory's events; builds chunks as they come, or the whole completion at the end."""
 
-    def __init__(self, model: str) -> None:
-        self.model, self.created = model, int(time.time())
+    def __init__(self, model: str, conversation_id: str = "") -> None:
+        self.model, self.created, self.conversation_id = model, int(time.time()), conversation_id
         self.trajectory_id = self.trace_id = ""
         self.status: pb.Status = pb.STATUS_RUNNING
         self.reason = self.answer = ""
@@ -89,7 +89,8 @@ class Transcript:
         return piece
 
     def extension(self, *, final: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"trajectory_id": self.trajectory_id, "trace_id": self.trace_id}
+        out: dict[str, Any] = {"trajectory_id": self.trajectory_id, "trace_id": self.trace_id,
+                               "conversation_id": self.conversation_id}
         if final:
             out |= {"status": pb.Status.Name(self.status).removeprefix("STATUS_").lower(), "reason": self.reason,
                     "answer": self.answer,
