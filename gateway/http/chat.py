@@ -102,7 +102,8 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
     try:
         chat = _Body.model_validate(body)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # Of a union's branch errors, the deepest is the one about what the client meant to send.
+        err = max(exc.errors(), key=lambda e: len(e["loc"]))
         where = _param(err["loc"])
         raise ApiError(400, f"{where}: {err['msg']}" if where else err["msg"], param=where or None) from None
     route = routes.get(chat.model)
