@@ -60,6 +60,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 130
     if tracing:
         print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
+    print(f"[toolfabric up] HTTP API (OpenAI chat completions, R1V4's model names): {stack.http_url}/v1",
+          file=sys.stderr)
+    if os.environ.get("TOOLFABRIC_AUTH_REQUIRED", "").lower() not in ("1", "true", "yes", "on"):
+        print("[toolfabric up] WARNING: authentication is OFF — every caller is trusted and shares one tenant. "
+              "Keep this on loopback; set TOOLFABRIC_AUTH_REQUIRED=true and create keys with "
+              "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
