@@ -130,7 +130,7 @@ async def _json_body(request: Request, limit: int) -> Any:
 
 
 def _too_large(size: int, limit: int, at_least: bool = False) -> str:
-    return (f"the request body is {'over ' if at_least else ''}{size} bytes, over the limit of {limit} bytes "
+    return (f"the request body is {'more than ' if at_least else ''}{size} bytes, over the limit of {limit} bytes "
             "(TOOLFABRIC_HTTP_MAX_BODY_BYTES)")
 
 

@@ -176,3 +176,17 @@ def wait_for_status(api: Api, trajectory_id: str, timeout_s: float = 10) -> int:
         time.sleep(0.1)
         status = status_of(api, trajectory_id)
     return status
+
+
+def test_a_failed_trajectory_says_so_in_the_stream_and_as_an_error_reply(api: Api, oai: openai.OpenAI) -> None:
+    body = {"messages": [user(script({"fail": "the model server fell over"}))], "model": "test/scripted",
+            "stream": True}
+    response = requests.post(f"{api.url}/v1/chat/completions", json=body, stream=True, timeout=60)
+    _, events = read_stream_like_r1v4(response)
+    error = next(e for e in events if "error" in e)
+    assert error["error"]["code"] == "model_unavailable" and "fell over" in error["error"]["message"]
+    assert events[-2]["toolfabric"]["status"] == "failed" and events[-1] == {"done": True}
+    with pytest.raises(openai.APIStatusError) as info:
+        oai.chat.completions.create(model="test/scripted",
+                                    messages=[user(script({"fail": "the model server fell over"}))])  # type: ignore[list-item]
+    assert info.value.status_code == 503 and "fell over" in info.value.message
