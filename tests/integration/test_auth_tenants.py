@@ -170,6 +170,7 @@ def test_over_the_concurrency_limit_is_resource_exhausted_and_429_with_a_retry_h
         events.close()
     scraped = requests.get(secured.metrics_url, timeout=10).text
     assert 'toolfabric_tenant_limited_total{limit="max_concurrent_trajectories",tenant="limited"} 2.0' in scraped
+    assert 'toolfabric_http_requests_total{route="/v1/chat/completions",status="429"} 1.0' in scraped
 
 
 def test_tool_calls_per_minute_and_max_budgets_are_capped_per_tenant(secured: Secured) -> None:
