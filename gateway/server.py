@@ -176,14 +176,14 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
 
 
 async def _start_http_api(runs: Runs, auth: Authenticator, redis_client: aredis.Redis, model: TritonModel,
-                          default_model: str) -> HttpServer | None:
+                          default_model: str, draining: asyncio.Event) -> HttpServer | None:
     """The OpenAI-compatible HTTP API in this process, when TOOLFABRIC_HTTP_PORT is set."""
     http = settings.http()
     if not http.port:
         return None
 
-    async def ready() -> bool:
-        return await _is_ready(redis_client, model, default_model)
+    async def ready() -> bool:  # like the Fabric service's health: not while draining
+        return not draining.is_set() and await _is_ready(redis_client, model, default_model)
 
     tls = settings.tls()
     api = HttpServer(create_app(runs, auth, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s,
@@ -229,13 +229,13 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
         from services.common.blob_urls import start_blob_server
 
         blob_server = await start_blob_server(gw.host, gw.blob_http_port)
-    http_api = await _start_http_api(runs, auth, redis_client, model, model_settings.default_model)
+    stop = stop or asyncio.Event()
+    http_api = await _start_http_api(runs, auth, redis_client, model, model_settings.default_model, stop)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
     log.info("gateway listening on %s:%d", gw.host, port)
 
-    stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -190,3 +190,28 @@ def test_a_failed_trajectory_says_so_in_the_stream_and_as_an_error_reply(api: Ap
         oai.chat.completions.create(model="test/scripted",
                                     messages=[user(script({"fail": "the model server fell over"}))])  # type: ignore[list-item]
     assert info.value.status_code == 503 and "fell over" in info.value.message
+
+
+def test_readiness_turns_off_while_the_gateway_drains(stack: EmbeddedStack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import sys
+
+    from services.devstack.processes import Child, free_port, port_open, wait_until
+
+    grpc_port, http_port = free_port(), free_port()
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(grpc_port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                         "TOOLFABRIC_HTTP_PORT": str(http_port), "TOOLFABRIC_GATEWAY_SHUTDOWN_DELAY_S": "3"}
+    gateway = Child("gateway-drain", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_until(lambda: port_open(http_port), 30, "HTTP API", gateway.proc, gateway.log)
+        assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+        gateway.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2.5  # within the shutdown delay: still serving, no longer ready
+        while requests.get(f"{url}/readyz", timeout=5).status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert gateway.proc.wait(30) == 0
+    finally:
+        gateway.stop()
