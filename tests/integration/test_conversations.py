@@ -117,3 +117,17 @@ def test_http_continues_a_recorded_turn_by_its_id(api: Api) -> None:
     with Client(api.target) as grpc_client:
         record = grpc_client.trajectory(extra["trajectory_id"])
     assert record.parent_trajectory_id == first.trajectory_id and record.status == pb.STATUS_COMPLETED
+
+
+def test_the_cli_continues_a_turn(stack: EmbeddedStack, client: Client) -> None:
+    import subprocess
+    import sys
+
+    first = client.ask(script("<answer>the red one</answer>"), images=[RED], model="toolfabric_scripted")
+    run = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "run", "--target", stack.target,
+                          "--model", "toolfabric_scripted", "--out", "", "--continue", first.trajectory_id,
+                          script(crop("<image 1>"), RECALL)], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the red one" in run.stdout  # the recalled earlier answer
+    assert "<sub-image 1>" in run.stdout  # the crop of the carried picture
