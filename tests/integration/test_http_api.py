@@ -215,3 +215,15 @@ def test_readiness_turns_off_while_the_gateway_drains(stack: EmbeddedStack, tmp_
         assert gateway.proc.wait(30) == 0
     finally:
         gateway.stop()
+
+
+def test_an_http_image_url_is_downloaded_through_the_ssrf_guard(stack: EmbeddedStack, oai: openai.OpenAI,
+                                                                 api: Api) -> None:
+    # The demo site is the one private address the stack's guard allows; anything else private is refused.
+    content = [{"type": "image_url", "image_url": {"url": f"{stack.site_url}coffee.jpg"}},
+               {"type": "text", "text": script("<answer>a coffee</answer>")}]
+    reply = oai.chat.completions.create(model="test/scripted", messages=[{"role": "user", "content": content}])  # type: ignore[list-item]
+    with Client(api.target) as client:
+        started = client.trajectory(reply.model_extra["toolfabric"]["trajectory_id"]).events[0].started  # type: ignore[index]
+    assert [(i.name, i.mime_type) for i in started.images] == [("<image 1>", "image/jpeg")]
+    assert started.images[0].width > 100
