@@ -22,6 +22,7 @@ from gateway.exceptions import InvalidRequest, ModelNotServed
 from gateway.loop import AgentLoop, RunSpec
 from gateway.tenants import Tenants
 from gateway.validation import RequestValidator
+from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
 from services.model.triton_client import TritonModel
@@ -30,9 +31,9 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 model: TritonModel, gw: GatewaySettings, tenants: Tenants) -> None:
+                 model: TritonModel, gw: GatewaySettings, tenants: Tenants, blobs: AsyncBlobStore) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
-        self.tenants = tenants
+        self.tenants, self._blobs = tenants, blobs
         self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
 
     async def prepare(self, request: pb.RunRequest, principal: Principal = ANONYMOUS,
@@ -49,6 +50,11 @@ class Runs:
             if request.conversation_id and request.conversation_id != earlier.conversation_id:
                 raise InvalidRequest(f"conversation_id {request.conversation_id!r} is not the parent's conversation "
                                      f"({earlier.conversation_id!r})")
+            gone = set(await self._blobs.keep([i.ref for i in earlier.images]))
+            if gone:
+                names = ", ".join(i.name for i in earlier.images if i.ref in gone)
+                raise InvalidRequest(f"images of the earlier turns have expired from the blob store ({names}; "
+                                     "TOOLFABRIC_BLOB_TTL_S): start a new conversation with them")
             spec.history, spec.carried, spec.conversation_id = earlier.turns, earlier.images, earlier.conversation_id
             spec.parent_trajectory_id = request.parent_trajectory_id
         else:

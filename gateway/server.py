@@ -206,7 +206,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     auth_settings = settings.auth()
     auth = make_authenticator(auth_settings)
-    runs = Runs(loop, validator, redis_client, model, gw, Tenants(redis_client, auth_settings, common.blob_ttl_s))
+    runs = Runs(loop, validator, redis_client, model, gw, Tenants(redis_client, auth_settings, common.blob_ttl_s),
+                blobs)
     servicer = FabricServicer(runs, redis_client, blobs, auth)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),

@@ -131,3 +131,15 @@ def test_the_cli_continues_a_turn(stack: EmbeddedStack, client: Client) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "the red one" in run.stdout  # the recalled earlier answer
     assert "<sub-image 1>" in run.stdout  # the crop of the carried picture
+
+
+def test_continuing_after_the_earlier_images_expired_says_so(stack: EmbeddedStack, client: Client) -> None:
+    import redis
+
+    first = client.ask(script("<answer>green</answer>"), images=[GREEN], model="toolfabric_scripted")
+    blob = first.events[0].started.images[0].blob
+    with redis.Redis.from_url(stack.redis.url) as r:
+        deleted = [key for key in r.scan_iter("*") if key.decode().endswith(blob.removeprefix("sha256:"))]
+        assert deleted and r.delete(*deleted)
+    with pytest.raises(InvalidArgument, match=r"expired from the blob store \(<image 1>"):
+        client.ask("crop it", parent_trajectory_id=first.trajectory_id, model="toolfabric_scripted")
