@@ -57,7 +57,8 @@ def user(text: str, *images: bytes) -> dict[str, Any]:
 def read_stream_like_r1v4(response: requests.Response) -> tuple[str, list[dict[str, Any]]]:
     """What r1v4/batch_stream.py does with the stream: iter_lines, `data: ` prefix, stop at `[DONE]`."""
     full, events = "", []
-    for line in response.iter_lines(decode_unicode=True):
+    for raw in response.iter_lines(decode_unicode=True):
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # as the script does
         if not line:
             continue
         assert line.startswith("data: "), line

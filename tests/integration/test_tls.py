@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.devstack.processes import free_port
+from services.devstack.processes import free_port, wait_until
 from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway
 from toolfabric import Client, Unavailable
@@ -25,7 +25,6 @@ from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
-HEALTH_PORT = free_port()
 
 
 @dataclass
@@ -33,6 +32,10 @@ class Pki:
     ca: Path
     cert: Path
     key: Path
+    health_port: int = 0  # the gateway's plaintext health-only port
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def _name(common_name: str) -> x509.Name:
@@ -68,16 +71,26 @@ def make_pki(directory: Path, ca_name: str = "toolfabric test CA") -> Pki:
 def tls_gateway(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Pki]]:
     workdir = tmp_path_factory.mktemp("tls")
     pki = make_pki(workdir)
+    pki.health_port = free_port()
     with api_gateway(stack, workdir, TOOLFABRIC_TLS_CERT_FILE=str(pki.cert), TOOLFABRIC_TLS_KEY_FILE=str(pki.key),
-                     TOOLFABRIC_TLS_HEALTH_PORT=str(HEALTH_PORT)) as api:
+                     TOOLFABRIC_TLS_HEALTH_PORT=str(pki.health_port)) as api:
         yield api, pki
 
 
 def test_probes_get_plaintext_health_on_the_health_port_only(tls_gateway: tuple[Api, Pki]) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{HEALTH_PORT}") as channel:
+    _, pki = tls_gateway
+    with grpc.insecure_channel(f"127.0.0.1:{pki.health_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        reply = health.Check(health_pb2.HealthCheckRequest(service="toolfabric.v1.Fabric"), timeout=10)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == SERVING
+
+        def fabric_serving() -> bool:  # set by the readiness watcher once Redis and the model answer
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service="toolfabric.v1.Fabric"), timeout=5)
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == SERVING)
+
+        wait_until(fabric_serving, 30, "Fabric service SERVING on the health port")
         with pytest.raises(grpc.RpcError) as info:  # the Fabric API itself is not on the plaintext port
             pb_grpc.FabricStub(channel).ListTools(pb.ListToolsRequest(), timeout=10)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
