@@ -32,6 +32,9 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
 MAX_LABELS, MAX_KEY, MAX_VALUE = 32, 200, 1000
+# Set by the gateway from the caller's API key, never by the caller: ListTrajectories filters on it so a
+# tenant lists only its own trajectories.
+TENANT_LABEL = "toolfabric.tenant"
 _BATCH = 2000
 _STOP = object()
 
@@ -41,6 +44,8 @@ def check_labels(request: pb.RunRequest) -> None:
     if len(request.labels) > MAX_LABELS:
         raise InvalidRequest(f"{len(request.labels)} labels, over the limit of {MAX_LABELS}")
     for key, value in request.labels.items():
+        if key == TENANT_LABEL:
+            raise InvalidRequest(f"label {TENANT_LABEL!r} is set by the gateway from the API key")
         if not key.strip() or len(key) > MAX_KEY:
             raise InvalidRequest(f"label key {key[:40]!r} must be 1-{MAX_KEY} characters")
         if len(value) > MAX_VALUE:
@@ -71,10 +76,10 @@ class Archive:
 
     # -- called on the event loop: enqueue only ------------------------------------------------------
 
-    def begin(self, spec: RunSpec, request: pb.RunRequest) -> None:
+    def begin(self, spec: RunSpec, mode: pb.Mode) -> None:
         self._queue.put(NewTrajectory(
-            trajectory_id=spec.trajectory_id, question=spec.question, mode=request.mode or pb.MODE_DEEP_RESEARCH,
-            model=spec.model, created_at=time.time(), labels=dict(request.labels), eval_run=request.eval_run,
+            trajectory_id=spec.trajectory_id, question=spec.question, mode=mode or pb.MODE_DEEP_RESEARCH,
+            model=spec.model, created_at=time.time(), labels=dict(spec.labels), eval_run=spec.eval_run,
             budgets={"max_steps": spec.max_steps, "max_tool_calls": spec.max_tool_calls,
                      "deadline_s": spec.deadline_s},
             sampling=dict(spec.sampling)))

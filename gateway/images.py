@@ -40,6 +40,12 @@ class ImageRegistry:
         image = RegisteredImage(f"<sub-image {self._outputs}>", ref, width, height, origin, mime_type, step)
         return self._add(image, None)
 
+    def carry(self, image: RegisteredImage) -> RegisteredImage:
+        """An image of an earlier turn of the conversation, under the name it had there."""
+        if image.name.startswith("<sub-image "):
+            self._outputs = max(self._outputs, int(image.name.removeprefix("<sub-image ").rstrip(">")))
+        return self._add(image, None)
+
     def _add(self, image: RegisteredImage, data: bytes | None) -> RegisteredImage:
         self._images.append(image)
         if data is not None:

@@ -23,9 +23,10 @@ from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
 from gateway.channels import ChannelTracker
+from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
-from gateway.prompting import observation_parts, system_message, user_message
+from gateway.prompting import history_messages, observation_parts, system_message, user_message
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
@@ -66,6 +67,16 @@ class RunSpec:
     deadline_s: float
     sampling: dict[str, Any]
     inputs: list[InputImage] = field(default_factory=list)
+    # Services whose tools this run may not use (enable_search=false turns search and fetch off).
+    excluded_services: frozenset[str] = frozenset()
+    tenant: str = ""  # who runs it ("" = anonymous, auth off)
+    labels: dict[str, str] = field(default_factory=dict)  # kept in the durable store, filtered on
+    eval_run: str = ""
+    # Conversations: earlier turns as prior context (never rerun) and their images, carried by name.
+    conversation_id: str = ""
+    parent_trajectory_id: str = ""
+    history: list[PriorTurn] = field(default_factory=list)
+    carried: list[RegisteredImage] = field(default_factory=list)
 
 
 class _Sink:
@@ -116,12 +127,15 @@ class AgentLoop:
         """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
         sink = _Sink(spec.trajectory_id, emit)
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
-        for image in spec.inputs:
-            state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+        for carried in spec.carried:
+            state.registry.carry(carried)
+        state.inputs = [state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+                        for image in spec.inputs]
         attributes: dict[str, str | int | float] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
-            "gen_ai.conversation.id": spec.trajectory_id, "toolfabric.trajectory.id": spec.trajectory_id,
-            "gen_ai.request.model": spec.model,
+            "gen_ai.conversation.id": spec.conversation_id or spec.trajectory_id,
+            "toolfabric.trajectory.id": spec.trajectory_id,
+            "gen_ai.request.model": spec.model, "toolfabric.tenant": spec.tenant,
             "toolfabric.mode": spec.mode, "toolfabric.budget.max_steps": spec.max_steps,
             "toolfabric.budget.max_tool_calls": spec.max_tool_calls, "toolfabric.budget.deadline_s": spec.deadline_s,
         }
@@ -167,9 +181,11 @@ class AgentLoop:
 
     async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
         spec = state.spec
-        visible = self._catalog.visible(spec.mode)
-        state.messages = [system_message(spec.mode, visible, state.dialect),
-                          user_message(spec.question, state.registry.images)]
+        visible = self._visible(spec)
+        shown = {name for turn in spec.history for name in turn.images}
+        state.messages = [system_message(spec.mode, visible, state.dialect), *history_messages(spec.history),
+                          user_message(spec.question, [i for i in state.inputs if i.name not in shown],
+                                       [i for i in spec.carried if i.step > 0])]
         for step in range(1, spec.max_steps + 1):
             sink.step = step
             state.usage.steps = step
@@ -304,12 +320,15 @@ class AgentLoop:
                                        state.dialect.observation_tags)
         return parts
 
+    def _visible(self, spec: RunSpec) -> list[ToolSpec]:
+        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services]
+
     def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
                                                                ToolResult | None]:
         """The tool and its validated arguments, or the error result the model gets instead."""
         spec = state.spec
         tool = self._catalog.get(raw.name)
-        visible = [t.name for t in self._catalog.visible(spec.mode)]
+        visible = [t.name for t in self._visible(spec)]
         if tool is None or tool.hidden:
             return None, None, ToolResult.failure("unknown_tool",
                                                   f"unknown tool {raw.name!r}; available tools: {', '.join(visible)}")
@@ -317,6 +336,10 @@ class AgentLoop:
             return tool, None, ToolResult.failure(
                 "unknown_tool",
                 f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+        if tool.service in spec.excluded_services:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is turned off for this request (search disabled); "
+                                f"available: {', '.join(visible)}")
         try:
             arguments = tool.arguments.model_validate(raw.arguments).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
@@ -359,6 +382,7 @@ class _Run:
     usage: _Usage
     started: float
     messages: list[Message] = field(default_factory=list)
+    inputs: list[RegisteredImage] = field(default_factory=list)  # this turn's own input images
     tool_calls: int = 0
     tools_exhausted: bool = False
 

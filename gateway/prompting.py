@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.conversations import PriorTurn
 from gateway.images import RegisteredImage
 from services.common.tools import ToolSpec
 from services.model.chat_template import ImagePart, Message
@@ -40,8 +41,21 @@ def system_message(mode: str, tools: list[ToolSpec], dialect: Dialect) -> Messag
     return Message("system", [f"Mode: {mode}\n{instructions}\n\n# Tools\n<tools>\n{listing}\n</tools>"])
 
 
-def user_message(question: str, images: list[RegisteredImage]) -> Message:
-    return Message("user", [*(ImagePart(i.name) for i in images), question])
+def user_message(question: str, images: list[RegisteredImage],
+                 earlier: list[RegisteredImage] | None = None) -> Message:
+    """The turn's question with its images; images tools made in earlier turns are listed by name."""
+    note = "" if not earlier else "\n\n(Images tools made in earlier turns, usable by name: " + ", ".join(
+        f"{i.name} {i.width}x{i.height} {i.origin}" for i in earlier) + ")"
+    return Message("user", [*(ImagePart(i.name) for i in images), question + note])
+
+
+def history_messages(turns: list[PriorTurn]) -> list[Message]:
+    """Earlier turns of the conversation as the model saw them end: each question, then its answer."""
+    out: list[Message] = []
+    for turn in turns:
+        out.append(Message("user", [*(ImagePart(name) for name in turn.images), turn.question]))
+        out.append(Message("assistant", [f"<answer>{turn.answer}</answer>"]))
+    return out
 
 
 def observation_parts(

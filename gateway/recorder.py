@@ -34,13 +34,15 @@ class TrajectoryRecorder:
         self._pending: pb.RunEvent | None = None
         self._mirror = mirror  # the durable store's writer (gateway/archive.py): gets each event as stored here
 
-    async def begin(self, question: str, mode: int, model: str) -> None:
+    async def begin(self, question: str, mode: int, model: str, *, tenant: str = "", conversation_id: str = "",
+                    parent_trajectory_id: str = "") -> None:
         created = Timestamp()
         created.GetCurrentTime()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(_meta_key(self._id), mapping={
             "question": question, "mode": mode, "model": model, "status": pb.STATUS_RUNNING,
-            "created_at": created.SerializeToString(),
+            "created_at": created.SerializeToString(), "tenant": tenant, "conversation_id": conversation_id,
+            "parent_trajectory_id": parent_trajectory_id,
         })
         pipe.expire(_meta_key(self._id), self._ttl)
         await pipe.execute()
@@ -96,7 +98,9 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
         trajectory_id=trajectory_id, trace_id=meta.get("trace_id", b"").decode(),
         status=cast(pb.Status, int(meta.get("status", 0))), question=meta.get("question", b"").decode(),
         mode=cast(pb.Mode, int(meta.get("mode", 0))), model=meta.get("model", b"").decode(),
-        answer=meta.get("answer", b"").decode(),
+        answer=meta.get("answer", b"").decode(), tenant=meta.get("tenant", b"").decode(),
+        conversation_id=meta.get("conversation_id", b"").decode(),
+        parent_trajectory_id=meta.get("parent_trajectory_id", b"").decode(),
         events=[pb.RunEvent.FromString(e) for e in events],
     )
     if "usage" in meta:
@@ -109,3 +113,12 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
     value = await client.hget(_meta_key(trajectory_id), "status")
     return None if value is None else int(value)
+
+
+async def tenant_of(client: aredis.Redis, trajectory_id: str) -> str | None:
+    """The tenant that ran a trajectory ("" = anonymous), or None if there is no such record."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(_meta_key(trajectory_id))
+    pipe.hget(_meta_key(trajectory_id), "tenant")
+    exists, tenant = await pipe.execute()
+    return None if not exists else (tenant or b"").decode()

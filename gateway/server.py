@@ -20,14 +20,19 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway import recorder
-from gateway.archive import Archive, check_labels
+from gateway.archive import TENANT_LABEL, Archive
+from gateway.auth import Authenticator, AuthInterceptor, Principal, announce, make_authenticator
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.exceptions import InvalidRequest
-from gateway.loop import MODES, AgentLoop, Emit, RunSpec
+from gateway.exceptions import InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
+from gateway.http import HttpServer, create_app
+from gateway.loop import MODES, AgentLoop
 from gateway.reflection import enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
+from gateway.runs import Runs
 from gateway.step import StepService
 from gateway.step import protos as step_protos
+from gateway.tenants import Tenants
+from gateway.tls import bind_grpc, start_health_port
 from gateway.validation import RequestValidator, check_length
 from services.catalog import catalog, service_names
 from services.common import images, settings
@@ -51,59 +56,48 @@ SERVICE_NAME = FABRIC_SERVICE
 
 
 class FabricServicer(pb_grpc.FabricServicer):
-    def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 blobs: AsyncBlobStore, model: TritonModel, archive: Archive | None = None,
-                 step: StepService | None = None) -> None:
-        self._loop, self._validator, self._redis, self._blobs, self._model = loop, validator, redis_client, blobs, model
-        self._archive = archive
-        self._step = step
-        self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
+    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, auth: Authenticator,
+                 archive: Archive | None = None, step: StepService | None = None) -> None:
+        self._runs, self._redis, self._blobs, self._auth = runs, redis_client, blobs, auth
+        self._archive, self._step = archive, step
         self._gw = settings.gateway()
 
-    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+    async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
+                       blob: str | None = None) -> Principal:
+        """The caller (the interceptor has checked its key); NOT_FOUND for another tenant's trajectory or image."""
         try:
-            spec = await self._validator.validate(request)
-            check_labels(request)
+            principal = await self._auth.principal_of(context.invocation_metadata())
+            if trajectory_id is not None:
+                await self._runs.tenants.check_trajectory(principal, trajectory_id)
+            if blob is not None:
+                await self._runs.tenants.check_image(principal, blob)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except NotYours as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return principal
+
+    async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        principal = await self._allowed(context)
+        try:
+            spec = await self._runs.prepare(request, principal)
+        except NotYours as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            return
+        except ModelNotServed as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            return
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
-        if not await self._model.ready(spec.model):
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
+        except LimitExceeded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
+                                (("retry-after", str(int(exc.retry_after_s))),))
             return
-        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
-        if self._archive is not None:
-            self._archive.begin(spec, request)
-        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s,
-                                             mirror=self._archive.event if self._archive else None)
-        await record.begin(spec.question, request.mode or pb.MODE_DEEP_RESEARCH, spec.model)
-
-        async def emit(event: pb.RunEvent) -> None:
-            await record.record(event)
-            queue.put_nowait(event)
-
-        # A caller that sends W3C trace context (the SDK does when it traces) gets the trajectory in its trace.
-        task = asyncio.create_task(self._drive(spec, emit, queue), name=f"trajectory-{spec.trajectory_id}",
-                                   context=telemetry.context_from_metadata(context.invocation_metadata()))
-        self._running[spec.trajectory_id] = task
-        metrics.stream_opened()
-        try:
-            while (event := await queue.get()) is not None:
+        trace_context = telemetry.context_from_metadata(context.invocation_metadata())
+        async with contextlib.aclosing(self._runs.stream(spec, request.mode, trace_context)) as events:
+            async for event in events:
                 yield event
-        finally:
-            metrics.stream_closed()
-            if not task.done():  # the client went away: the trajectory is cancelled
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(task, return_exceptions=True)
-            self._running.pop(spec.trajectory_id, None)
-
-    async def _drive(self, spec: RunSpec, emit: Emit,
-                     queue: asyncio.Queue[pb.RunEvent | None]) -> tuple[pb.Status, str]:
-        try:
-            return await self._loop.run(spec, emit)
-        finally:
-            queue.put_nowait(None)
 
     async def _checked_id(self, value: str, context: grpc.aio.ServicerContext, name: str = "trajectory_id") -> str:
         try:
@@ -113,14 +107,11 @@ class FabricServicer(pb_grpc.FabricServicer):
         return value
 
     def cancel_local(self, trajectory_id: str) -> bool:
-        task = self._running.get(trajectory_id)
-        if task is None or task.done():
-            return False
-        task.cancel()
-        return True
+        return self._runs.cancel_local(trajectory_id)
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         tid = await self._checked_id(request.trajectory_id, context)
+        await self._allowed(context, tid)
         if self.cancel_local(tid):
             return _cancel_response(True, pb.STATUS_CANCELLED)
         status = await recorder.status_of(self._redis, tid)
@@ -135,6 +126,7 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         await self._checked_id(request.trajectory_id, context)
+        await self._allowed(context, request.trajectory_id)
         found = await recorder.load(self._redis, request.trajectory_id)
         if found is not None and self._archive is not None:
             await self._archive.add_stored_fields(found)
@@ -146,6 +138,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         return found  # type: ignore[return-value]
 
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
+        await self._allowed(context)
         cat = catalog()
         mode = MODES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
@@ -168,6 +161,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
         await self._checked_id(request.blob, context, "blob")
+        await self._allowed(context, blob=request.blob)
         try:
             data = await self._blobs.get(request.blob)
         except BlobNotFound as exc:
@@ -183,8 +177,11 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def ListTrajectories(self, request: pb.ListTrajectoriesRequest,
                                context: grpc.aio.ServicerContext) -> pb.ListTrajectoriesResponse:
+        principal = await self._allowed(context)
         if self._archive is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway has no durable store")
+        if principal.tenant:  # a tenant lists only its own trajectories
+            request.labels[TENANT_LABEL] = principal.tenant
         try:
             return await self._archive.list_page(request)  # type: ignore[union-attr]
         except (InvalidRequest, BadPageToken) as exc:
@@ -219,18 +216,40 @@ async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricService
         await pubsub.aclose()
 
 
+async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_model: str) -> bool:
+    try:
+        async with asyncio.timeout(4):
+            return bool(await redis_client.ping()) and await model.ready(default_model)
+    except Exception:  # unreachable is simply not ready
+        return False
+
+
 async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_client: aredis.Redis,
                            model: TritonModel, default_model: str, interval_s: float) -> None:
     """The Fabric service is ready only while Redis answers and the default model is loaded."""
     while True:
-        try:
-            async with asyncio.timeout(4):
-                ready = bool(await redis_client.ping()) and await model.ready(default_model)
-        except Exception:  # unreachable is simply not ready
-            ready = False
+        ready = await _is_ready(redis_client, model, default_model)
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         await health_servicer.set(SERVICE_NAME, status)
         await asyncio.sleep(interval_s)
+
+
+async def _start_http_api(runs: Runs, auth: Authenticator, redis_client: aredis.Redis, model: TritonModel,
+                          default_model: str, draining: asyncio.Event) -> HttpServer | None:
+    """The OpenAI-compatible HTTP API in this process, when TOOLFABRIC_HTTP_PORT is set."""
+    http = settings.http()
+    if not http.port:
+        return None
+
+    async def ready() -> bool:  # like the Fabric service's health: not while draining
+        return not draining.is_set() and await _is_ready(redis_client, model, default_model)
+
+    tls = settings.tls()
+    api = HttpServer(create_app(runs, auth, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s,
+                     certfile=tls.cert_file or None, keyfile=tls.key_file or None)
+    await api.start()
+    log.info("HTTP API listening on %s:%d", http.host, api.port)
+    return api
 
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
@@ -247,21 +266,29 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
+    auth_settings = settings.auth()
+    auth = make_authenticator(auth_settings)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
                       common.blob_ttl_s, settings.store()).start()
+    runs = Runs(loop, validator, redis_client, model, gw, Tenants(redis_client, auth_settings, common.blob_ttl_s),
+                blobs, archive)
     step_settings = settings.step()
     step = StepService(loop, validator, redis_client, blobs, step_settings, gw, model_settings.default_model)
-    servicer = FabricServicer(loop, validator, redis_client, blobs, model, archive, step)
+    servicer = FabricServicer(runs, redis_client, blobs, auth, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
-    server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests()])
+    # Undecodable bytes are refused before the key is even looked at (INVALID_ARGUMENT, not UNKNOWN).
+    server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests(), AuthInterceptor(auth)])
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{gw.host}:{gw.port}")
+    port = bind_grpc(server, f"{gw.host}:{gw.port}", settings.tls())
+    announce(auth_settings)
     await server.start()
+    health_port = await start_health_port(health_servicer, gw.host, settings.tls().health_port) \
+        if settings.tls().health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     blob_server = None
     if gw.blob_http_port:
@@ -283,12 +310,13 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
         mcp_app = FabricMcp(step, blobs, catalog(), settings.mcp()).server.streamable_http_app(host=gw.host)
         await doors.enter_async_context(step_http.serving(mcp_app, gw.host, settings.mcp().http_port, "on"))
+    stop = stop or asyncio.Event()
+    http_api = await _start_http_api(runs, auth, redis_client, model, model_settings.default_model, stop)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
     log.info("gateway listening on %s:%d", gw.host, port)
 
-    stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -299,7 +327,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await health_servicer.enter_graceful_shutdown()
     await asyncio.sleep(gw.shutdown_delay_s)
     # New calls are refused from here; running trajectories get the grace period, then are cancelled.
-    await server.stop(grace=gw.shutdown_grace_s)
+    await asyncio.gather(server.stop(grace=gw.shutdown_grace_s), *([http_api.stop()] if http_api else []),
+                         *([health_port.stop(grace=None)] if health_port else []))
     cancel_listener.cancel()
     if blob_server is not None:
         await blob_server.stop()

@@ -16,6 +16,8 @@ from services.common.errors import InvalidImage
 from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
+# The services `enable_search=false` turns off: web search and web reading.
+SEARCH_SERVICES = frozenset({"search", "fetch"})
 Downloader = Callable[[str, int], Awaitable[bytes]]
 
 
@@ -59,6 +61,8 @@ class RequestValidator:
                                         self._gw.default_max_tool_calls, self._gw.limit_max_tool_calls),
             deadline_s=self._deadline(request.budgets.deadline_s),
             sampling=self._sampling(request.sampling),
+            excluded_services=frozenset() if request.enable_search or not request.HasField("enable_search")
+            else SEARCH_SERVICES,
         )
         for index, image in enumerate(request.images, start=1):
             spec.inputs.append(await self._image(index, image))

@@ -1,4 +1,4 @@
-"""The server commands of `toolfabric`: up, gateway, worker, mcp, index.
+"""The server commands of `toolfabric`: up, gateway, worker, mcp, index, keys, eval, export, store.
 
 Registered with the client CLI through the `toolfabric.commands` entry point (pyproject.toml).
 This module imports only the standard library at load time; each command imports what it runs,
@@ -89,6 +89,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 130
     if tracing:
         print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
+    print(f"[toolfabric up] HTTP API (OpenAI chat completions, R1V4's model names): {stack.http_url}/v1",
+          file=sys.stderr)
+    if os.environ.get("TOOLFABRIC_AUTH_REQUIRED", "").lower() not in ("1", "true", "yes", "on"):
+        print("[toolfabric up] WARNING: authentication is OFF — every caller is trusted and shares one tenant. "
+              "Keep this on loopback; set TOOLFABRIC_AUTH_REQUIRED=true and create keys with "
+              "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
@@ -211,6 +217,35 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("rest", nargs=argparse.REMAINDER)
         return
     add_arguments(parser)
+def cmd_keys(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from services.common.api_keys import ApiKeyStore
+
+    store = ApiKeyStore()
+    try:
+        if args.action == "create":
+            try:
+                key, record = store.create(args.tenant, args.name or "")
+            except ValueError as exc:
+                print(f"toolfabric keys create: {exc}", file=sys.stderr)
+                return 2
+            print(f"created key {record.key_id} for tenant {record.tenant!r}; it is shown only now:", file=sys.stderr)
+            print(key)
+            return 0
+        if args.action == "list":
+            for k in store.list(args.tenant):
+                when = dt.datetime.fromtimestamp(k.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+                state = "revoked" if k.revoked_at else "active"
+                print(f"{k.key_id}  {k.tenant:<20} {state:<8} {when}  {k.name}")
+            return 0
+        if store.revoke(args.key_id):
+            print(f"revoked {args.key_id}", file=sys.stderr)
+            return 0
+        print(f"toolfabric keys revoke: no active key {args.key_id!r}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
 
 
 def register(sub: Any) -> None:
@@ -233,6 +268,16 @@ def register(sub: Any) -> None:
 
     mcp = sub.add_parser("mcp", help="serve the fabric's tools as an MCP server on stdin/stdout")
     mcp.set_defaults(func=cmd_mcp)
+    keys = sub.add_parser("keys", help="API keys of tenants (in the durable store: TOOLFABRIC_STORE_URL)")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new key for a tenant (printed once)")
+    create.add_argument("tenant")
+    create.add_argument("--name", help="what the key is for")
+    listing = actions.add_parser("list", help="keys (ids, tenants, state; never the secrets)")
+    listing.add_argument("--tenant")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
 
     index = sub.add_parser("index", help="index files or URLs into the local search index")
     index.add_argument("paths", nargs="+", metavar="PATH_OR_URL",

@@ -8,7 +8,15 @@
 
 from toolfabric.aio import AsyncClient
 from toolfabric.client import Client
-from toolfabric.exceptions import DeadlineExceeded, InvalidArgument, NotFound, ToolfabricError, Unavailable
+from toolfabric.exceptions import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ToolfabricError,
+    Unauthenticated,
+    Unavailable,
+)
 from toolfabric.requests import RunResult
 
 __all__ = [
@@ -17,7 +25,9 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidArgument",
     "NotFound",
+    "ResourceExhausted",
     "RunResult",
     "ToolfabricError",
+    "Unauthenticated",
     "Unavailable",
 ]

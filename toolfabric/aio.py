@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from toolfabric.connection import auth_metadata, credentials
 from toolfabric.exceptions import from_rpc_error
 from toolfabric.listing import list_request
 from toolfabric.requests import (
@@ -25,15 +26,21 @@ _OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_rece
 
 
 class AsyncClient:
-    def __init__(self, target: str = "127.0.0.1:50051", *, timeout_s: float | None = None) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
+    def __init__(self, target: str = "127.0.0.1:50051", *, timeout_s: float | None = None,
+                 api_key: str | None = None, tls: bool = False, root_certificates: bytes | None = None) -> None:
+        """`api_key` (default `$TOOLFABRIC_API_KEY`) is sent with every call; `tls`/`root_certificates`
+        (or `$TOOLFABRIC_TLS_CA_FILE`) make the channel TLS."""
+        creds = credentials(tls, root_certificates)
+        self._channel = (grpc.aio.secure_channel(target, creds, options=_OPTIONS) if creds
+                         else grpc.aio.insecure_channel(target, options=_OPTIONS))
+        self._auth = auth_metadata(api_key)
         self._stub = pb_grpc.FabricStub(self._channel)
         self._timeout = timeout_s
 
     async def events(self, question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (),
                      **options: Any) -> AsyncIterator[pb.RunEvent]:
         call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout,
-                              metadata=trace_metadata())
+                              metadata=self._auth + trace_metadata())
         try:
             async for event in call:
                 yield event
@@ -87,7 +94,7 @@ class AsyncClient:
 
     async def _unary(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, timeout=self._timeout or 30)
+            return await method(request, timeout=self._timeout or 30, metadata=self._auth)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 

@@ -2,7 +2,9 @@
 
     ToolfabricError
     ├── InvalidArgument   the request was rejected; the message says what is wrong
-    ├── NotFound          unknown trajectory or image (or its record expired)
+    ├── NotFound          unknown trajectory or image (or its record expired, or another tenant's)
+    ├── Unauthenticated   no API key, or a malformed, wrong or revoked one
+    ├── ResourceExhausted over a tenant limit; `retry_after_s` says when to try again
     ├── Unavailable       the gateway could not be reached
     └── DeadlineExceeded  the call ran past the client's timeout
 """
@@ -34,7 +36,17 @@ class DeadlineExceeded(ToolfabricError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-_BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unavailable, DeadlineExceeded)}
+class Unauthenticated(ToolfabricError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(ToolfabricError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after_s: float = 0.0
+
+
+_BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unavailable, DeadlineExceeded, Unauthenticated,
+                                      ResourceExhausted)}
 
 
 def from_rpc_error(exc: grpc.RpcError) -> ToolfabricError:
@@ -42,4 +54,7 @@ def from_rpc_error(exc: grpc.RpcError) -> ToolfabricError:
     details = exc.details() if hasattr(exc, "details") else str(exc)
     error = _BY_CODE.get(code, ToolfabricError)(details or str(code))
     error.code = code
+    if isinstance(error, ResourceExhausted) and hasattr(exc, "trailing_metadata"):
+        hint = dict(exc.trailing_metadata() or ()).get("retry-after")
+        error.retry_after_s = float(hint) if isinstance(hint, str) and hint.isdigit() else 0.0
     return error

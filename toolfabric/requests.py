@@ -39,7 +39,10 @@ def trace_metadata() -> tuple[tuple[str, str], ...]:
 def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = "deep_research",
                 max_steps: int = 0, max_tool_calls: int = 0, deadline_s: float = 0.0,
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
-                model: str = "", labels: dict[str, str] | None = None, eval_run: str = "") -> pb.RunRequest:
+                model: str = "", labels: dict[str, str] | None = None, eval_run: str = "",
+                conversation_id: str = "", parent_trajectory_id: str = "",
+                enable_search: Optional[bool] = None) -> pb.RunRequest:
+    """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     sampling = pb.SamplingParameters()
@@ -49,11 +52,15 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
         sampling.max_tokens = max_tokens
     if seed is not None:
         sampling.seed = seed
-    return pb.RunRequest(
+    request = pb.RunRequest(
         question=question, images=[image_input(i) for i in images], mode=MODES[mode], model=model,
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
         sampling=sampling, labels=labels or {}, eval_run=eval_run,
+        conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id,
     )
+    if enable_search is not None:
+        request.enable_search = enable_search
+    return request
 
 
 def step_request(trajectory_ids: Sequence[str], actions: Sequence[str], *,

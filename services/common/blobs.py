@@ -68,6 +68,14 @@ class AsyncBlobStore:
         await pipe.execute()
         return ref
 
+    async def keep(self, refs: list[str]) -> list[str]:
+        """Gives these blobs a full lifetime again (a conversation still uses them); returns those already gone."""
+        pipe = self._redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.expire(_key(ref), self._ttl_s)
+        alive = await pipe.execute()
+        return [ref for ref, ok in zip(refs, alive, strict=True) if not ok]
+
     async def get(self, ref: str) -> bytes:
         data = await self._redis.get(_key(ref))
         if data is None:

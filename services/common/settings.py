@@ -365,6 +365,70 @@ class EvalSettings(BaseSettings):
     judge_max_tokens: int = Field(default=1024, ge=16)
 
 
+class ModelRoute(BaseModel):
+    """What a public model name of the HTTP API runs: a mode, on a Triton model ("" = the default model)."""
+
+    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    triton_model: str = ""
+
+
+class HttpSettings(BaseSettings):
+    """The OpenAI-compatible HTTP API (R1V4's hosted API shape), served by the gateway process."""
+
+    model_config = _config("TOOLFABRIC_HTTP_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0 = no HTTP API
+    # Largest request body accepted (a JSON body carrying base64 images is ~4/3 of the images' size).
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Public model names (the `model` field) → mode and Triton model. R1V4's hosted names by default.
+    models: dict[str, ModelRoute] = Field(default_factory=lambda: {
+        "skywork/r1v4-lite": ModelRoute(mode="deep_research"),
+        "skywork/r1v4-lite-general": ModelRoute(mode="general"),
+        "skywork/r1v4-vl-planner-lite": ModelRoute(mode="plan"),
+    })
+
+
+class TenantLimits(BaseModel):
+    """What one tenant may use (0 = no limit). Budgets cap what each of its turns gets."""
+
+    max_concurrent_trajectories: int = Field(default=0, ge=0)
+    tool_calls_per_minute: int = Field(default=0, ge=0)
+    cost_units_per_day: float = Field(default=0.0, ge=0)
+    max_steps: int = Field(default=0, ge=0)
+    max_tool_calls: int = Field(default=0, ge=0)
+    max_deadline_s: float = Field(default=0.0, ge=0)
+
+
+class AuthSettings(BaseSettings):
+    """API keys (Bearer on HTTP, `authorization` metadata on gRPC), tenants and their limits."""
+
+    model_config = _config("TOOLFABRIC_AUTH_")
+
+    # Off only in the embedded default (which says so loudly); every deployment manifest turns it on.
+    required: bool = False
+    # A verified key is trusted this long before the store is asked again (revocation takes at most this).
+    cache_ttl_s: float = Field(default=10.0, ge=0)
+    # Limits of every tenant, and overrides per tenant name.
+    default_limits: TenantLimits = Field(default_factory=TenantLimits)
+    tenant_limits: dict[str, TenantLimits] = Field(default_factory=dict)
+
+    def limits(self, tenant: str) -> TenantLimits:
+        return self.tenant_limits.get(tenant, self.default_limits)
+
+
+class TlsSettings(BaseSettings):
+    """Server certificate of the gateway's gRPC and HTTP ports (PEM files; a Secret in Kubernetes)."""
+
+    model_config = _config("TOOLFABRIC_TLS_")
+
+    cert_file: str = ""  # empty = plaintext (loopback and the embedded default only)
+    key_file: str = ""
+    # Plaintext port serving only grpc.health.v1, for probes that cannot speak TLS (Kubernetes' gRPC
+    # probes); 0 = none.
+    health_port: int = Field(default=0, ge=0, le=65535)
+
+
 @lru_cache(maxsize=1)
 def common() -> CommonSettings:
     return CommonSettings()
@@ -433,3 +497,18 @@ def store() -> StoreSettings:
 @lru_cache(maxsize=1)
 def evals() -> EvalSettings:
     return EvalSettings()
+
+
+@lru_cache(maxsize=1)
+def http() -> HttpSettings:
+    return HttpSettings()
+
+
+@lru_cache(maxsize=1)
+def auth() -> AuthSettings:
+    return AuthSettings()
+
+
+@lru_cache(maxsize=1)
+def tls() -> TlsSettings:
+    return TlsSettings()

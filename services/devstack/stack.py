@@ -40,6 +40,7 @@ class EmbeddedStack:
         self.triton = triton or TritonServer(self.workdir / "triton")
         self.site_port = free_port()
         self.blob_port = free_port()
+        self.http_port = free_port()  # the OpenAI-compatible HTTP API
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
         self.services = service_names()
@@ -49,6 +50,10 @@ class EmbeddedStack:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def site_url(self) -> str:
@@ -66,6 +71,8 @@ class EmbeddedStack:
             # The gateway serves blobs at signed URLs here, for providers that fetch images by URL.
             "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": str(self.blob_port),
             "TOOLFABRIC_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.blob_port}",
+            "TOOLFABRIC_HTTP_HOST": "127.0.0.1",
+            "TOOLFABRIC_HTTP_PORT": str(self.http_port),
             "PYTHONUNBUFFERED": "1",
         })
         if self.demo_site:

@@ -45,7 +45,8 @@ def extra_gateway(stack: EmbeddedStack, workdir: Path, **settings: str) -> Itera
     """A second gateway process on the running stack's Redis, Triton and workers, with `settings` (env) on top;
     yields its address."""
     port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"} | settings
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                         "TOOLFABRIC_HTTP_PORT": "0"} | settings
     gateway = Child(f"gateway-{port}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], workdir, env=env)
     try:
         wait_until(lambda: port_open(port), 30, "extra gateway", gateway.proc, gateway.log)

@@ -27,6 +27,8 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             if "Ctrl-C stops everything" in line or proc.poll() is not None:
                 break
         assert any("ready in" in x for x in lines), "".join(lines)
+        assert any("authentication is OFF" in x for x in lines)  # the open embedded default says so loudly
+        assert any("HTTP API" in x and "/v1" in x for x in lines)
         started = descendants(proc.pid)
         assert len(started) >= 6  # redis, triton (+ stubs), three workers (+ pool children), gateway
         proc.send_signal(signal.SIGINT)

@@ -35,6 +35,8 @@ APP_IMAGE = "ghcr.io/toolfabric/toolfabric"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # The only Secret the manifests may reference; its keys are listed in k8s/secrets/secrets.env.example.
 SECRET_NAME = "toolfabric-secrets"
+# … and the gateway's certificate, a kubernetes.io/tls Secret (k8s/components/gateway-tls).
+TLS_SECRET = ("toolfabric-tls", {"tls.crt", "tls.key"})
 # What `Rendered.env` puts where a Secret's value goes (URL-safe: it ends up inside redis:// URLs).
 SECRET_STANDIN = "s3cr3t-value"
 

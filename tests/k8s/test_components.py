@@ -18,7 +18,12 @@ REPOSITORY = ROOT / "services" / "model" / "repository"
 
 def test_gateway_probes_use_grpc_health_on_the_serving_port(rendered: Rendered) -> None:
     c = rendered.container("gateway")
-    port = next(p["containerPort"] for p in c.spec["ports"] if p["name"] == "grpc")
+    env = rendered.env(c)
+    # With TLS on the serving port, probes (which cannot speak TLS) use the plaintext health-only port.
+    name = "grpc-health" if env.get("TOOLFABRIC_TLS_CERT_FILE") else "grpc"
+    port = next(p["containerPort"] for p in c.spec["ports"] if p["name"] == name)
+    if name == "grpc-health":
+        assert int(env["TOOLFABRIC_TLS_HEALTH_PORT"]) == port
     readiness, liveness = c.spec["readinessProbe"], c.spec["livenessProbe"]
     assert readiness["grpc"]["port"] == liveness["grpc"]["port"] == port
     # Liveness asks about the server (""), readiness about the Fabric service: draining or lost
@@ -27,6 +32,27 @@ def test_gateway_probes_use_grpc_health_on_the_serving_port(rendered: Rendered) 
     assert readiness["grpc"]["service"] == "toolfabric.v1.Fabric"
     proto = (ROOT / "protos" / "toolfabric" / "v1" / "fabric.proto").read_text()
     assert "package toolfabric.v1;" in proto and re.search(r"^service Fabric\b", proto, re.M)
+
+
+def test_every_deployment_requires_api_keys_and_serves_the_http_api(rendered: Rendered) -> None:
+    c = rendered.container("gateway")
+    env = rendered.env(c)
+    assert settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
+    assert "TOOLFABRIC_STORE_URL" in env  # keys live in the shared durable store, not on a pod's disk
+    service = rendered.one("Service", "gateway")
+    assert {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP",
+            "appProtocol": "http"} in service["spec"]["ports"]
+
+
+def test_gateway_tls_comes_from_the_tls_secret(gpu: Rendered) -> None:
+    c = gpu.container("gateway")
+    env = gpu.env(c)
+    mounts = {m["name"]: m["mountPath"] for m in c.spec["volumeMounts"]}
+    volume = next(v for v in gpu.one("Deployment", "gateway")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == "toolfabric-tls"
+    assert env["TOOLFABRIC_TLS_CERT_FILE"] == f"{mounts['tls']}/tls.crt"
+    assert env["TOOLFABRIC_TLS_KEY_FILE"] == f"{mounts['tls']}/tls.key"
 
 
 def test_gateway_has_service_hpa_and_pdb(rendered: Rendered) -> None:

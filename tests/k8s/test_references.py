@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.k8s.manifests import SECRET_NAME, SECRET_STANDIN, Rendered
+from tests.k8s.manifests import SECRET_NAME, SECRET_STANDIN, TLS_SECRET, Rendered
 
 
 def _secret_ref(rendered: Rendered, name: str, key: str | None, where: str) -> list[str]:
+    tls_name, tls_keys = TLS_SECRET
+    if name == tls_name:  # the gateway's certificate: only the standard keys of a kubernetes.io/tls Secret
+        return [] if key is None or key in tls_keys else [f"{where}: {tls_name} has only {sorted(tls_keys)}"]
     if name != SECRET_NAME:
-        return [f"{where}: references Secret {name}; the fabric has one Secret, {SECRET_NAME}"]
+        return [f"{where}: references Secret {name}; the fabric has one Secret, {SECRET_NAME} (and {tls_name})"]
     if key is not None and key not in rendered.secret_keys:
         return [f"{where}: Secret key {key} is not listed in k8s/secrets/secrets.env.example"]
     return []

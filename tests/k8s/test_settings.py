@@ -138,6 +138,7 @@ def test_tracing_variables_are_ones_the_telemetry_module_accepts(rendered: Rende
     ("TOOLFABRIC_GATEWAY_PORT", "grpc"),
     ("TOOLFABRIC_GATEWAY_METRICS_PORT", "metrics"),
     ("TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT", "blob-http"),
+    ("TOOLFABRIC_HTTP_PORT", "http"),
 ])
 def test_gateway_ports_in_the_settings_are_the_container_ports(rendered: Rendered, variable: str, field: str) -> None:
     c = rendered.container("gateway")
@@ -150,6 +151,7 @@ def test_processes_listen_on_all_interfaces_so_probes_and_services_reach_them(re
         env = rendered.env(c)
         if c.spec.get("args", [])[:2] == ["toolfabric", "gateway"]:
             assert env["TOOLFABRIC_GATEWAY_HOST"] in ("0.0.0.0", "::", "[::]"), c.where
+            assert env["TOOLFABRIC_HTTP_HOST"] in ("0.0.0.0", "::", "[::]"), c.where
         if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]:
             assert env["TOOLFABRIC_TELEMETRY_METRICS_HOST"] in ("0.0.0.0", "::"), c.where
             ports = {p["name"]: p["containerPort"] for p in c.spec["ports"]}

@@ -5,8 +5,8 @@ import toolfabric
 
 def test_exported_names() -> None:
     assert sorted(toolfabric.__all__) == [
-        "AsyncClient", "Client", "DeadlineExceeded", "InvalidArgument", "NotFound", "RunResult",
-        "ToolfabricError", "Unavailable",
+        "AsyncClient", "Client", "DeadlineExceeded", "InvalidArgument", "NotFound", "ResourceExhausted",
+        "RunResult", "ToolfabricError", "Unauthenticated", "Unavailable",
     ]
     for name in toolfabric.__all__:
         assert getattr(toolfabric, name) is not None

@@ -24,7 +24,10 @@ DEMO_IMAGE = Path(__file__).resolve().parents[1] / "demo" / "question.jpg"
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"mode": args.mode, "max_steps": args.max_steps, "max_tool_calls": args.max_tool_calls,
-                                  "deadline_s": args.deadline, "model": args.model}
+                                  "deadline_s": args.deadline, "model": args.model,
+                                  "parent_trajectory_id": args.continue_from}
+    if args.no_search:
+        options["enable_search"] = False
     if args.temperature is not None:
         options["temperature"] = args.temperature
     return options
@@ -98,6 +101,9 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--deadline", type=float, default=0.0, help="seconds")
     run.add_argument("--temperature", type=float)
     run.add_argument("--model", default="", help="Triton model name (default: the server's)")
+    run.add_argument("--continue", dest="continue_from", default="", metavar="TRAJECTORY_ID",
+                     help="continue that turn: its questions, answers and images are this turn's context")
+    run.add_argument("--no-search", action="store_true", help="no search or web tools for this turn")
     run.add_argument("--out", default="toolfabric-output", help="folder for the trajectory's images ('' = don't save)")
     run.set_defaults(func=cmd_run)
 

@@ -124,7 +124,7 @@ class Budgets(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run")
+    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run", "conversation_id", "parent_trajectory_id", "enable_search")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,9 @@ class RunRequest(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     question: str
     images: _containers.RepeatedCompositeFieldContainer[ImageInput]
     mode: Mode
@@ -148,7 +151,10 @@ class RunRequest(_message.Message):
     model: str
     labels: _containers.ScalarMap[str, str]
     eval_run: str
-    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ...) -> None: ...
+    conversation_id: str
+    parent_trajectory_id: str
+    enable_search: bool
+    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ...) -> None: ...
 
 class ImageRef(_message.Message):
     __slots__ = ("name", "blob", "width", "height", "origin", "mime_type", "step")
@@ -336,7 +342,7 @@ class GetTrajectoryRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "labels", "eval_run", "budgets", "finished_at")
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "labels", "eval_run", "budgets", "finished_at", "conversation_id", "parent_trajectory_id", "tenant")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +364,9 @@ class Trajectory(_message.Message):
     EVAL_RUN_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     trace_id: str
     status: Status
@@ -372,7 +381,10 @@ class Trajectory(_message.Message):
     eval_run: str
     budgets: Budgets
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    conversation_id: str
+    parent_trajectory_id: str
+    tenant: str
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("mode",)

@@ -41,6 +41,12 @@ TRAJECTORIES_FINISHED = Counter(
 )
 STEPS = Counter(f"{_NS}_steps", "Model steps taken", ["mode"])
 ACTIVE_STREAMS = Gauge(f"{_NS}_active_streams", "Run streams open now", multiprocess_mode="livesum")
+HTTP_REQUESTS = Counter(f"{_NS}_http_requests", "HTTP API requests, by route and status", ["route", "status"])
+# Per tenant (tenants are created by operators with `toolfabric keys create`: a bounded label).
+TENANT_TRAJECTORIES = Counter(f"{_NS}_tenant_trajectories", "Trajectories admitted, per tenant", ["tenant"])
+TENANT_LIMITED = Counter(f"{_NS}_tenant_limited", "Turns refused over a tenant limit", ["tenant", "limit"])
+TENANT_TOOL_CALLS = Counter(f"{_NS}_tenant_tool_calls", "Tool calls, per tenant", ["tenant"])
+TENANT_COST = Counter(f"{_NS}_tenant_cost_units", "Provider cost units spent, per tenant", ["tenant"])
 TOOL_CALLS = Counter(f"{_NS}_tool_calls", "Tool calls dispatched by the loop, by outcome", ["tool", "outcome"])
 TOOL_CALL_SECONDS = Histogram(
     f"{_NS}_tool_call_duration_seconds", "Tool call round trip seen by the loop", ["tool"], buckets=_CALL_BUCKETS
@@ -87,6 +93,26 @@ def stream_opened() -> None:
 
 def stream_closed() -> None:
     ACTIVE_STREAMS.dec()
+
+
+def http_request(route: str, status: str) -> None:
+    HTTP_REQUESTS.labels(route, status).inc()
+
+
+def tenant_trajectory(tenant: str) -> None:
+    TENANT_TRAJECTORIES.labels(tenant or "anonymous").inc()
+
+
+def tenant_limited(tenant: str, limit: str) -> None:
+    TENANT_LIMITED.labels(tenant or "anonymous", limit).inc()
+
+
+def tenant_tool_call(tenant: str) -> None:
+    TENANT_TOOL_CALLS.labels(tenant or "anonymous").inc()
+
+
+def tenant_cost(tenant: str, units: float) -> None:
+    TENANT_COST.labels(tenant or "anonymous").inc(units)
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ class Situation:
     input_images: int
     steps_done: int
     observations: list[SeenObservation] = field(default_factory=list)
+    earlier: list[tuple[str, str]] = field(default_factory=list)  # (role, text) of earlier conversation turns
 
     def of_tool(self, tool: str) -> list[SeenObservation]:
         return [o for o in self.observations if o.tool == tool and not o.is_error]
@@ -62,15 +63,21 @@ def read_situation(prompt: str) -> Situation:
     messages: list[Message] = Qwen3VLTemplate().parse(prompt)
     system = next((m.text() for m in messages if m.role == "system"), "")
     mode_match = re.search(r"^Mode: (\w+)", system, re.MULTILINE)
-    users = [m for m in messages if m.role == "user"]
-    first = users[0] if users else Message("user")
-    observations = [o for m in users[1:] for o in observations_in(m.text())]
+    # The turn being answered starts at the last user message that is a question, not observations
+    # (earlier turns of a conversation come before it as question/answer pairs).
+    questions = [i for i, m in enumerate(messages)
+                 if m.role == "user" and not m.text().lstrip().startswith("<observation>")]
+    start = questions[-1] if questions else len(messages)
+    first = messages[start] if questions else Message("user")
+    turn = messages[start + 1:]
+    observations = [o for m in turn if m.role == "user" for o in observations_in(m.text())]
     return Situation(
         mode=mode_match.group(1) if mode_match else "deep_research",
         question=first.text().strip(),
         input_images=len(first.image_names()),
-        steps_done=sum(1 for m in messages if m.role == "assistant"),
+        steps_done=sum(1 for m in turn if m.role == "assistant"),
         observations=observations,
+        earlier=[(m.role, m.text()) for m in messages[:start] if m.role != "system"],
     )
 
 

@@ -1,0 +1,122 @@
+"""Who is calling: API keys (Bearer on HTTP, `authorization` metadata on gRPC) resolved to a tenant.
+
+With `TOOLFABRIC_AUTH_REQUIRED=false` (the embedded default only) every caller is the anonymous
+tenant "" and nothing is checked. Otherwise every Fabric RPC and every HTTP API call needs a valid
+key: the gRPC interceptor refuses the rest with UNAUTHENTICATED before a handler runs, and handlers
+ask `principal_of` for the tenant (a cache hit). Verified keys are cached for `cache_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gateway.exceptions import Unauthenticated
+from services.common.api_keys import ApiKeyStore, KeyRejected
+from services.common.settings import AuthSettings
+
+log = logging.getLogger(__name__)
+FABRIC_PREFIX = "/toolfabric.v1.Fabric/"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str  # "" = anonymous (auth off)
+    key_id: str = ""
+
+
+ANONYMOUS = Principal("")
+
+
+class Authenticator:
+    def __init__(self, settings: AuthSettings, keys: ApiKeyStore | None) -> None:
+        self.required = settings.required
+        self._keys, self._ttl = keys, settings.cache_ttl_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller of an `Authorization` value, or Unauthenticated saying what is wrong."""
+        if not self.required:
+            return ANONYMOUS
+        if not authorization:
+            raise Unauthenticated("missing API key: send the header 'Authorization: Bearer <key>'")
+        scheme, _, key = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("malformed Authorization: expected 'Bearer <key>'")
+        key = key.strip()
+        cached = self._cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        if self._keys is None:
+            raise Unauthenticated("no API key store is configured")
+        try:
+            record = await asyncio.to_thread(self._keys.verify, key)
+        except KeyRejected as exc:
+            self._cache.pop(key, None)
+            raise Unauthenticated(str(exc)) from None
+        principal = Principal(record.tenant, record.key_id)
+        if self._ttl:
+            if len(self._cache) > 10_000:  # bounded: forget everything rather than grow without end
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self._ttl, principal)
+        return principal
+
+    async def principal_of(self, metadata: Iterable[tuple[str, Any]] | None) -> Principal:
+        """The caller of a gRPC call, from its `authorization` metadata."""
+        value = next((v for k, v in metadata or () if k == "authorization" and isinstance(v, str)), None)
+        return await self.authenticate(value)
+
+
+def make_authenticator(settings: AuthSettings) -> Authenticator:
+    return Authenticator(settings, ApiKeyStore() if settings.required else None)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses Fabric calls without a valid key (UNAUTHENTICATED); health and reflection stay open."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
+                                                             Awaitable[grpc.RpcMethodHandler]],
+                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not self._auth.required or not details.method.startswith(FABRIC_PREFIX):
+            return handler
+        try:
+            await self._auth.principal_of(details.invocation_metadata)  # type: ignore[attr-defined]
+        except Unauthenticated as exc:
+            return _refusal(handler, str(exc))
+        return handler
+
+
+def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover  (abort raises; this makes it a stream handler)
+
+    factory = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+               (True, False): grpc.stream_unary_rpc_method_handler,
+               (True, True): grpc.stream_stream_rpc_method_handler}[(handler.request_streaming,
+                                                                      handler.response_streaming)]
+    return factory(streaming if handler.response_streaming else unary,  # type: ignore[operator]
+                   request_deserializer=handler.request_deserializer,
+                   response_serializer=handler.response_serializer)
+
+
+def announce(settings: AuthSettings) -> None:
+    """Says at start-up, loudly, when the gateway trusts every caller."""
+    if not settings.required:
+        log.warning("=" * 78)
+        log.warning("AUTHENTICATION IS OFF: every caller is trusted and all callers share one tenant.")
+        log.warning("Fine for `toolfabric up` on loopback; set TOOLFABRIC_AUTH_REQUIRED=true anywhere else.")
+        log.warning("=" * 78)

@@ -1,0 +1,75 @@
+"""Conversations: a turn that continues earlier ones, without rerunning them.
+
+A Run with `parent_trajectory_id` continues that trajectory: the earlier turns' questions and answers
+become prior messages of the prompt, and every image they saw or made is carried into the new
+turn's registry under the same name (so "crop <image 2> again" or "zoom into <sub-image 1>" work).
+The chain of parents is followed back to the first turn (at most `MAX_TURNS`). All turns share a
+`conversation_id`: the first turn's own trajectory id unless the client names one.
+
+The HTTP API's `messages` history is the other source of earlier turns: its images are validated as
+inputs of the new turn and its assistant messages are the earlier answers (`PriorTurn`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio as aredis
+
+from gateway import recorder
+from gateway.exceptions import InvalidRequest
+from gateway.images import RegisteredImage
+from toolfabric.v1 import fabric_pb2 as pb
+
+MAX_TURNS = 32
+
+
+@dataclass
+class PriorTurn:
+    """One earlier exchange as the model sees it: the question with the images it came with, the answer."""
+
+    question: str
+    answer: str
+    images: list[str] = field(default_factory=list)  # names of the images sent with the question
+
+
+@dataclass
+class Earlier:
+    conversation_id: str
+    turns: list[PriorTurn]
+    images: list[RegisteredImage]  # every image of the earlier turns, in registry order
+
+
+def _registered(ref: pb.ImageRef) -> RegisteredImage:
+    return RegisteredImage(ref.name, ref.blob, ref.width, ref.height, ref.origin, ref.mime_type, ref.step)
+
+
+async def load(client: aredis.Redis, parent_id: str) -> Earlier:
+    """The conversation up to and including `parent_id`, or InvalidRequest if a turn of it is gone."""
+    chain: list[pb.Trajectory] = []
+    next_id = parent_id
+    while next_id and len(chain) < MAX_TURNS:
+        found = await recorder.load(client, next_id)
+        if found is None:
+            what = "parent trajectory" if next_id == parent_id else "earlier turn of the conversation"
+            raise InvalidRequest(f"{what} {next_id!r} is unknown or its record expired")
+        if found.status == pb.STATUS_RUNNING:
+            raise InvalidRequest(f"trajectory {found.trajectory_id!r} is still running; continue it once it ends")
+        chain.append(found)
+        next_id = found.parent_trajectory_id
+    chain.reverse()
+    turns: list[PriorTurn] = []
+    seen: set[str] = set()
+    for turn in chain:
+        started = next((e.started for e in turn.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
+        new_inputs = [i.name for i in started.images if i.name not in seen]
+        seen.update(i.name for i in started.images)
+        seen.update(i.name for e in turn.events if e.WhichOneof("event") == "observation" for i in e.observation.images)
+        answer = turn.answer or f"(no answer: {pb.Status.Name(turn.status).removeprefix('STATUS_').lower()})"
+        turns.append(PriorTurn(turn.question, answer, new_inputs))
+    parent = chain[-1]
+    started = next((e.started for e in parent.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
+    images = [_registered(i) for i in started.images]
+    images += [_registered(i) for e in parent.events if e.WhichOneof("event") == "observation"
+               for i in e.observation.images]
+    return Earlier(parent.conversation_id or parent.trajectory_id, turns, images)

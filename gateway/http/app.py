@@ -1,0 +1,240 @@
+"""The Starlette app of the HTTP API: routes, body checks, streaming, and the error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.auth import Authenticator, Principal
+from gateway.exceptions import InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
+from gateway.http.chat import ChatTurn, parse_chat
+from gateway.http.errors import ApiError
+from gateway.http.render import Transcript
+from gateway.loop import RunSpec
+from gateway.runs import Runs
+from services.common.settings import HttpSettings
+from services.common.telemetry import metrics
+from services.common.telemetry import setup as telemetry
+from toolfabric.v1 import fabric_pb2 as pb
+
+log = logging.getLogger(__name__)
+CHAT_PATHS = ("/api/v1/chat/completions", "/v1/chat/completions")
+Readiness = Callable[[], Awaitable[bool]]
+
+
+class _EventStream(StreamingResponse):
+    """SSE that notices a vanished client at once (not only at its next write) and stops the trajectory."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                async def stream() -> None:
+                    with contextlib.suppress(OSError, ClientDisconnect):
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            # Cancelled while waiting on a send, the generator is left suspended: close it (which cancels the
+            # trajectory) now rather than whenever it is garbage-collected.
+            body = self.body_iterator
+            if isinstance(body, AsyncGenerator):
+                await body.aclose()
+
+
+def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: Readiness) -> Starlette:
+    async def caller(request: Request) -> Principal:
+        try:
+            return await auth.authenticate(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            raise ApiError(401, str(exc), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
+
+    async def chat_completions(request: Request) -> Response:
+        principal = await caller(request)
+        turn = parse_chat(await _json_body(request, settings.max_body_bytes), settings.models)
+        try:
+            spec = await runs.prepare(turn.request, principal, turn.history)
+        except NotYours as exc:
+            raise ApiError(404, str(exc), code="not_found", param="toolfabric.parent_trajectory_id") from None
+        except ModelNotServed as exc:
+            raise ApiError(503, str(exc), code="model_not_ready", param="model") from None
+        except InvalidRequest as exc:
+            raise ApiError(400, str(exc)) from None
+        except LimitExceeded as exc:
+            raise ApiError(429, str(exc), code="rate_limit_exceeded",
+                           headers={"Retry-After": str(int(exc.retry_after_s))}) from None
+        trace_context = telemetry.context_from_metadata(request.headers.items())
+        events = runs.stream(spec, turn.request.mode, trace_context)
+        if turn.stream:
+            return _EventStream(_sse(events, turn, spec), media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await _complete(events, turn, spec, request)
+
+    async def models(request: Request) -> Response:
+        await caller(request)
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "toolfabric",
+             "toolfabric": {"mode": route.mode, "triton_model": route.triton_model}}
+            for name, route in sorted(settings.models.items())]})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ok = await ready()
+        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+    routes = [*(Route(path, chat_completions, methods=["POST"]) for path in CHAT_PATHS),
+              Route("/v1/models", models, methods=["GET"]), Route("/api/v1/models", models, methods=["GET"]),
+              Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                                                       Exception: _internal_error})
+    app.add_middleware(_RequestMetrics)
+    return app
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, not {content_type or 'missing'!r}",
+                       code="unsupported_media_type")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, _too_large(int(declared), limit), code="request_too_large")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():  # a chunked body is counted as it arrives
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, _too_large(len(body), limit, at_least=True), code="request_too_large")
+    except ClientDisconnect:
+        raise ApiError(400, "the client went away while sending the request") from None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _too_large(size: int, limit: int, at_least: bool = False) -> str:
+    return (f"the request body is {'more than ' if at_least else ''}{size} bytes, over the limit of {limit} bytes "
+            "(TOOLFABRIC_HTTP_MAX_BODY_BYTES)")
+
+
+def _data(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def _sse(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: RunSpec) -> AsyncIterator[str]:
+    """The stream: a first chunk with the role and ids, content chunks, the finish, [DONE]."""
+    transcript = Transcript(turn.model, spec.conversation_id)
+    async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
+        async for event in stream:
+            piece = transcript.feed(event)
+            if event.WhichOneof("event") == "started":
+                yield _data(transcript.chunk({"role": "assistant", "content": ""},
+                                             extension=transcript.extension(final=False)))
+            elif piece:
+                yield _data(transcript.chunk({"content": piece}))
+    if transcript.error is not None:  # a failed trajectory says so in OpenAI's error shape before the end
+        yield _data(_failure(transcript).body() | {"toolfabric": transcript.extension(final=True)})
+    yield _data(transcript.final_chunk())
+    if turn.include_usage:
+        yield _data(transcript.usage_chunk())
+    yield "data: [DONE]\n\n"
+
+
+async def _complete(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: RunSpec,
+                    request: Request) -> Response:
+    """The whole trajectory as one message; a client that disconnects meanwhile cancels it."""
+    transcript = Transcript(turn.model, spec.conversation_id)
+
+    async def collect() -> None:
+        async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                transcript.feed(event)
+
+    collecting = asyncio.create_task(collect())
+    watching = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait((collecting, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (collecting, watching):
+            task.cancel()
+        await asyncio.gather(collecting, watching, return_exceptions=True)
+    if transcript.status == pb.STATUS_RUNNING:
+        log.info("client went away; trajectory %s cancelled", spec.trajectory_id)
+        return Response(status_code=499)  # nobody is listening any more
+    if transcript.error is not None:
+        raise _failure(transcript)
+    return JSONResponse(transcript.completion())
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _failure(transcript: Transcript) -> ApiError:
+    error = transcript.error or pb.Error(code="internal", message=transcript.reason)
+    status = 503 if error.code == "model_unavailable" else 500
+    return ApiError(status, f"trajectory {transcript.trajectory_id} failed: {error.message}", code=error.code)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return ApiError(405, f"{request.method} is not allowed on {request.url.path}",
+                        code="method_not_allowed").response()
+    return ApiError(exc.status_code, f"no route {request.url.path!r}" if exc.status_code == 404 else exc.detail,
+                    code="not_found" if exc.status_code == 404 else None).response()
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("HTTP API request failed")
+    return ApiError(500, f"internal error: {type(exc).__name__}", code="internal").response()
+
+
+class _RequestMetrics:
+    """Counts requests by route and status (the route template, never the raw path: bounded labels)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = scope.get("path", "")
+            route = path if path in (*CHAT_PATHS, "/v1/models", "/api/v1/models", "/healthz", "/readyz") else "other"
+            metrics.http_request(route, str(status["code"]))

@@ -1,0 +1,145 @@
+"""Per-tenant limits and isolation.
+
+Limits (settings: `TOOLFABRIC_AUTH_DEFAULT_LIMITS`, `TOOLFABRIC_AUTH_TENANT_LIMITS`), kept in Redis so
+every gateway replica shares them:
+- concurrent trajectories: a sorted set of running trajectory ids, each expiring at its deadline (a
+  crashed replica's entries age out instead of leaking);
+- tool calls per minute: a counter per minute window; a turn is refused when the window is used up
+  and otherwise gets at most the calls left in it as its tool-call budget;
+- provider cost units per day (UTC): summed from each turn's usage, checked when a turn starts;
+- max budgets: a turn's steps, tool calls and deadline are capped at the tenant's maxima.
+Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics.
+
+Isolation: `check_trajectory` is THE check every RPC that touches a trajectory calls (get, cancel,
+list, watch, step); `check_image` guards image bytes. Another tenant's trajectory is "not found".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import redis.asyncio as aredis
+
+from gateway import recorder
+from gateway.auth import Principal
+from gateway.exceptions import LimitExceeded, NotYours
+from gateway.loop import RunSpec
+from services.common.settings import AuthSettings
+from services.common.telemetry import metrics
+from toolfabric.v1 import fabric_pb2 as pb
+
+_PREFIX = "toolfabric:tenant:"
+# Atomically: drop expired entries, refuse if at the limit, else add this trajectory.
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def _key(tenant: str, *parts: str) -> str:
+    return _PREFIX + ":".join((tenant or "-", *parts))
+
+
+def _minute(now: float) -> str:
+    return str(int(now // 60))
+
+
+def _day(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%d")
+
+
+class Tenants:
+    def __init__(self, redis_client: aredis.Redis, settings: AuthSettings, image_ttl_s: int) -> None:
+        self._redis, self._settings, self._image_ttl = redis_client, settings, image_ttl_s
+        self._admit = redis_client.register_script(_ADMIT)
+
+    # -- limits
+    async def admit(self, principal: Principal, spec: RunSpec) -> None:
+        """Caps the turn's budgets at the tenant's limits and takes a concurrency slot, or LimitExceeded."""
+        limits = self._settings.limits(principal.tenant)
+        tenant, now = principal.tenant, time.time()
+        if limits.max_steps:
+            spec.max_steps = min(spec.max_steps, limits.max_steps)
+        if limits.max_tool_calls:
+            spec.max_tool_calls = min(spec.max_tool_calls, limits.max_tool_calls)
+        if limits.max_deadline_s:
+            spec.deadline_s = min(spec.deadline_s, limits.max_deadline_s)
+        if limits.cost_units_per_day:
+            spent = float(await self._redis.get(_key(tenant, "cost", _day(now))) or 0)
+            if spent >= limits.cost_units_per_day:
+                midnight = dt.datetime.fromtimestamp(now, dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+                retry = (midnight + dt.timedelta(days=1)).timestamp() - now
+                self._refuse(tenant, "cost_units_per_day", retry,
+                             f"tenant {tenant!r} has spent {spent:g} of its {limits.cost_units_per_day:g} provider "
+                             "cost units today (UTC)")
+        if limits.tool_calls_per_minute:
+            used = int(await self._redis.get(_key(tenant, "tool_calls", _minute(now))) or 0)
+            left = limits.tool_calls_per_minute - used
+            if left <= 0:
+                self._refuse(tenant, "tool_calls_per_minute", 60 - now % 60,
+                             f"tenant {tenant!r} has made {used} tool calls this minute, its limit is "
+                             f"{limits.tool_calls_per_minute}")
+            spec.max_tool_calls = min(spec.max_tool_calls, left)
+        expires = now + spec.deadline_s + 60
+        admitted = await self._admit(keys=[_key(tenant, "running")],
+                                     args=[now, expires, limits.max_concurrent_trajectories, spec.trajectory_id,
+                                           int(spec.deadline_s) + 120])
+        if not admitted:
+            self._refuse(tenant, "max_concurrent_trajectories", 5.0,
+                         f"tenant {tenant!r} already runs {limits.max_concurrent_trajectories} trajectories, "
+                         "its limit")
+        metrics.tenant_trajectory(tenant)
+
+    def _refuse(self, tenant: str, limit: str, retry_after_s: float, message: str) -> None:
+        metrics.tenant_limited(tenant, limit)
+        retry = max(1, int(retry_after_s + 0.999))
+        raise LimitExceeded(f"{message}; retry in {retry}s", retry, limit)
+
+    async def release(self, principal: Principal, trajectory_id: str) -> None:
+        await self._redis.zrem(_key(principal.tenant, "running"), trajectory_id)
+
+    async def observe(self, principal: Principal, event: pb.RunEvent) -> None:
+        """Counts what a running turn uses and remembers the images it saw or made."""
+        kind = event.WhichOneof("event")
+        tenant, now = principal.tenant, time.time()
+        if kind == "tool_call":
+            key = _key(tenant, "tool_calls", _minute(now))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            await pipe.execute()
+            metrics.tenant_tool_call(tenant)
+        elif kind == "usage" and event.usage.counters.get("cost_units"):
+            cost = event.usage.counters["cost_units"]
+            key = _key(tenant, "cost", _day(now))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incrbyfloat(key, cost)
+            pipe.expire(key, 2 * 86400)
+            await pipe.execute()
+            metrics.tenant_cost(tenant, cost)
+        refs = [i.blob for i in event.started.images] if kind == "started" else \
+            [i.blob for i in event.observation.images] if kind == "observation" else []
+        if refs and self._settings.required:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.sadd(_key(tenant, "images"), *refs)
+            pipe.expire(_key(tenant, "images"), self._image_ttl)
+            await pipe.execute()
+
+    # -- isolation
+    async def check_trajectory(self, principal: Principal, trajectory_id: str) -> None:
+        """NotYours unless the caller's tenant ran `trajectory_id` (unknown ids pass: the caller reports them)."""
+        if not self._settings.required:
+            return
+        owner = await recorder.tenant_of(self._redis, trajectory_id)
+        if owner is not None and owner != principal.tenant:
+            raise NotYours(f"no trajectory {trajectory_id!r}")
+
+    async def check_image(self, principal: Principal, blob: str) -> None:
+        """NotYours unless one of the caller's trajectories saw or made the image."""
+        if self._settings.required and not await self._redis.sismember(_key(principal.tenant, "images"), blob):
+            raise NotYours(f"no image {blob!r}")

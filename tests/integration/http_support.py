@@ -1,0 +1,72 @@
+"""Helpers for the HTTP API tests: a gateway with the API on, and R1V4's own way of reading the stream."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from services.devstack.processes import free_port, port_open, wait_until
+from services.devstack.stack import EmbeddedStack
+from tests.integration.conftest import extra_gateway
+
+# Public names the test gateways serve: R1V4's defaults plus the scripted model (general mode, search on).
+MODELS = {
+    "skywork/r1v4-lite": {"mode": "deep_research"},
+    "skywork/r1v4-vl-planner-lite": {"mode": "plan"},
+    "test/scripted": {"mode": "deep_research", "triton_model": "toolfabric_scripted"},
+    "test/not-served": {"mode": "general", "triton_model": "no_such_triton_model"},
+}
+
+
+@dataclass
+class Api:
+    url: str     # http://127.0.0.1:PORT
+    target: str  # the same gateway's gRPC address
+
+
+@contextlib.contextmanager
+def api_gateway(stack: EmbeddedStack, workdir: Path, **settings: str) -> Iterator[Api]:
+    port = free_port()
+    env = {"TOOLFABRIC_HTTP_PORT": str(port), "TOOLFABRIC_HTTP_MODELS": json.dumps(MODELS)} | settings
+    with extra_gateway(stack, workdir, **env) as target:
+        wait_until(lambda: port_open(port), 30, "HTTP API")
+        yield Api(f"http://127.0.0.1:{port}", target)
+
+
+def script(*steps: object) -> str:
+    return json.dumps({"script": list(steps)})
+
+
+def data_url(data: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def user(text: str, *images: bytes) -> dict[str, Any]:
+    """A user message the way R1V4's scripts build it: images first, then the text."""
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in images]
+    return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
+
+
+def read_stream_like_r1v4(response: requests.Response) -> tuple[str, list[dict[str, Any]]]:
+    """What r1v4/batch_stream.py does with the stream: iter_lines, `data: ` prefix, stop at `[DONE]`."""
+    full, events = "", []
+    for raw in response.iter_lines(decode_unicode=True):
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # as the script does
+        if not line:
+            continue
+        assert line.startswith("data: "), line
+        if line == "data: [DONE]":
+            events.append({"done": True})
+            continue
+        event = json.loads(line[6:])
+        events.append(event)
+        if event.get("choices"):
+            full += event["choices"][0].get("delta", {}).get("content") or ""
+    return full, events
