@@ -31,10 +31,12 @@ fi
 project="toolfabric-test-$$"
 port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 blob_port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+http_port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export TOOLFABRIC_IMAGE="$IMAGE" TOOLFABRIC_REDIS_IMAGE="$redis_image" \
-  TOOLFABRIC_GATEWAY_HOST_PORT="$port" TOOLFABRIC_BLOB_HOST_PORT="$blob_port" \
+  TOOLFABRIC_GATEWAY_HOST_PORT="$port" TOOLFABRIC_BLOB_HOST_PORT="$blob_port" TOOLFABRIC_HTTP_HOST_PORT="$http_port" \
   TOOLFABRIC_REDIS_PASSWORD="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" \
-  TOOLFABRIC_BLOB_URL_SECRET="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  TOOLFABRIC_BLOB_URL_SECRET="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" \
+  TOOLFABRIC_AUTH_REQUIRED=false  # the demo runs keyless here; keys are tested in tests/integration
 compose() { $COMPOSE -p "$project" -f compose.yaml -f compose.demo.yaml "$@"; }
 
 log="$(mktemp /tmp/toolfabric-container-test.XXXXXX.log)"

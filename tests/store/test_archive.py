@@ -21,10 +21,10 @@ from tests.store.events import new, png, run
 from toolfabric.v1 import fabric_pb2 as pb
 
 
-def spec(trajectory_id: str) -> RunSpec:
+def spec(trajectory_id: str, labels: dict[str, str] | None = None, eval_run: str = "") -> RunSpec:
     return RunSpec(trajectory_id=trajectory_id, question="Who is this?", mode="deep_research",
                    model="toolfabric_baseline", max_steps=8, max_tool_calls=20, deadline_s=60.0,
-                   sampling={"temperature": 0.2})
+                   sampling={"temperature": 0.2}, labels=labels or {}, eval_run=eval_run)
 
 
 def wait_for(check, timeout_s: float = 20) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +53,7 @@ def test_events_and_their_images_reach_the_store_off_the_callers_thread(tmp_path
     blocker = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     started = time.perf_counter()
-    archive.begin(spec("t1"), pb.RunRequest(labels={"suite": "archive"}, eval_run="e1"))
+    archive.begin(spec("t1", {"suite": "archive"}, "e1"), pb.MODE_DEEP_RESEARCH)
     for event in run("t1", inputs=[refs[0]], outputs=[refs[1]]):
         archive.event(event)
     assert time.perf_counter() - started < 0.05  # nine events queued while the database is locked
@@ -73,7 +73,7 @@ def test_retention_deletes_old_trajectories_in_the_background(tmp_path: Path, re
     seed.write([new("ancient", created_at=1000.0)], run("ancient", at=1010.0))
     seed.close()
     archive, store = open_archive(tmp_path, redis_server.url, retention_days=1, purge_interval_s=0.1)
-    archive.begin(spec("fresh"), pb.RunRequest())
+    archive.begin(spec("fresh"), pb.MODE_DEEP_RESEARCH)
     wait_for(lambda: store.get("fresh") is not None)
 
     def ancient_gone() -> bool:
