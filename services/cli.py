@@ -130,5 +130,16 @@ def register(sub: Any) -> None:
     index.add_argument("--base-url", default=None,
                        help="record DIR/x.html at BASE_URL/x.html instead of its file:// URL")
     index.add_argument("--clear", action="store_true", help="empty the index first")
+    index.add_argument("--include", action="append", metavar="GLOB",
+                       help="index only files whose relative path matches (repeatable)")
+    index.add_argument("--exclude", action="append", metavar="GLOB",
+                       help="also leave out matching files (repeatable; added to the defaults)")
+    index.add_argument("--all-files", action="store_true",
+                       help="drop the default excludes (_sources/, _static/, hidden folders, build artefacts)")
+    index.add_argument("--crawl", action="store_true", help="follow same-site links from the URLs, breadth-first")
+    index.add_argument("--max-pages", type=int, help="crawl at most this many pages (default: settings)")
+    index.add_argument("--max-depth", type=int, help="follow links at most this deep (default: settings)")
+    index.add_argument("--rate", type=float, help="crawl at most this many pages a second (default: settings)")
+    index.add_argument("--ignore-robots", action="store_true", help="crawl without asking robots.txt")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(func=cmd_index)
