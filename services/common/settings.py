@@ -186,7 +186,8 @@ class SearchSettings(BaseSettings):
     # default: Sphinx's reST twins and build files, hidden folders, generated index/search pages, artefacts.
     index_exclude: list[str] = Field(default_factory=lambda: [
         "_sources/*", "_static/*", "_modules/*", ".*", "__pycache__/*", "node_modules/*",
-        "genindex.html", "genindex-*.html", "search.html", "py-modindex.html", "*.inv", "*.map", "*.min.js"])
+        "genindex.html", "genindex-*.html", "search.html", "py-modindex.html", "robots.txt", "*.inv", "*.map",
+        "*.min.js"])
     # Two pages whose 64-bit SimHash differ in at most this many bits are one page (near duplicates).
     index_near_duplicate_bits: int = Field(default=3, ge=0, le=16)
     # `toolfabric index URL --crawl`: same-site pages breadth-first within these limits.

@@ -187,8 +187,8 @@ class SQLiteIndex(SearchIndex):
         stored = sorted(con.execute(
             "SELECT page_url, image_url, content_hash, title FROM occurrences WHERE page_url = ?", (page_url,)))
         wanted = sorted({(o.page_url, o.image_url, o.content_hash, o.title) for o in occurrences})
-        if stored == wanted and occurrences:
-            return
+        if stored == wanted:
+            return  # the same placements again: nothing to write, no cached image answer dropped
         self._write([
             ("DELETE FROM occurrences WHERE page_url = ?", [(page_url,)]),
             (

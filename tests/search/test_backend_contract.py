@@ -126,9 +126,11 @@ def test_every_write_that_changes_something_changes_the_generation(index: Search
     seen = [index.generation()]
     index.upsert_pages(PAGES[:1])
     seen.append(index.generation())
+    index.set_occurrences("https://a.test/collins", [ImageOccurrence("h1", "https://a.test/collins", "x.jpg", "X")])
+    seen.append(index.generation())
     index.set_occurrences("https://a.test/collins", [])
     seen.append(index.generation())
-    assert len(set(seen)) == 3
+    assert len(set(seen)) == 4
 
 
 def test_rewriting_unchanged_pages_writes_nothing_and_keeps_every_scope(index: SearchIndex) -> None:
