@@ -21,7 +21,7 @@ from services.index.base import ImageOccurrence, SearchIndex
 from services.index.documents import Page
 from services.index.imagematch import Fingerprint
 from services.index.results import ImageResult, WebResult
-from services.index.terms import document_keys, parse_query, query_terms, stem_keys
+from services.index.terms import changed_keys, document_keys, parse_query, query_terms, stem_keys
 
 _TEXT = {"type": "text", "analyzer": "english"}
 _MAPPINGS: dict[str, dict[str, Any]] = {
@@ -95,9 +95,11 @@ class ElasticsearchIndex(SearchIndex):
         changed = [p for p in latest.values() if stored.get(p.url, {}).get("content_hash") != p.content_hash]
         if not changed:
             return 0  # re-reading an unchanged page writes nothing and keeps every cached answer
-        texts = [t for p in changed for t in (p.title, p.headings, p.text)]
         fields = ("title", "headings", "body")
-        texts += [str(stored[p.url].get(f, "")) for p in changed if p.url in stored for f in fields]
+        keys = document_keys(*(t for p in changed if p.url not in stored for t in (p.title, p.headings, p.text)))
+        for p in changed:
+            if p.url in stored:
+                keys |= changed_keys([str(stored[p.url].get(f, "")) for f in fields], [p.title, p.headings, p.text])
         now = int(time.time())
         generation = self._bulk([{
             "_index": self._names["pages"], "_id": _doc_id(p.url),
@@ -105,7 +107,7 @@ class ElasticsearchIndex(SearchIndex):
                         "indexed_at": now, "content_hash": p.content_hash},
         } for p in changed])
         helpers.bulk(self._es, [{"_index": self._names["terms"], "_id": key, "_source": {"value": generation}}
-                                for key in sorted(document_keys(*texts))], refresh="wait_for")
+                                for key in sorted(keys)], refresh="wait_for")
         return len(changed)
 
     def text_scope(self, query: str) -> str:

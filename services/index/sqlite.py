@@ -23,7 +23,7 @@ from services.index.base import ImageOccurrence, SearchIndex
 from services.index.documents import Page
 from services.index.imagematch import Fingerprint
 from services.index.results import ImageResult, WebResult
-from services.index.terms import Query, document_keys, parse_query, query_terms, snippet, stem_keys
+from services.index.terms import Query, changed_keys, document_keys, parse_query, query_terms, snippet, stem_keys
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,19 @@ class SQLiteIndex(SearchIndex):
         changed = [p for p in latest.values() if stored.get(p.url) != p.content_hash]
         if not changed:
             return 0  # re-reading an unchanged page writes nothing and keeps every cached answer
-        # Queries that can see a difference are those sharing a term with the old or the new text.
+        # Queries that can see a difference: those with a word the change added, removed or re-counted
+        # (every word of a new page).
         old_urls = [p.url for p in changed if p.url in stored]
-        texts = [t for p in changed for t in (p.title, p.headings, p.text)]
+        before: dict[str, list[str]] = {}
         if old_urls:
             marks = ",".join("?" * len(old_urls))
-            for row in con.execute(f"SELECT title, headings, body FROM pages WHERE url IN ({marks})",  # noqa: S608
-                                   old_urls):
-                texts.extend(row)
+            for url, *texts in con.execute(
+                    f"SELECT url, title, headings, body FROM pages WHERE url IN ({marks})", old_urls):  # noqa: S608
+                before[url] = texts
+        keys = document_keys(*(t for p in changed if p.url not in before for t in (p.title, p.headings, p.text)))
+        for p in changed:
+            if p.url in before:
+                keys |= changed_keys(before[p.url], [p.title, p.headings, p.text])
         now = time.time()
         rows = [(p.url, p.title, p.headings, p.text, p.kind, now, p.content_hash) for p in changed]
         self._write([(
@@ -166,7 +171,7 @@ class SQLiteIndex(SearchIndex):
             "headings=excluded.headings, body=excluded.body, kind=excluded.kind, indexed_at=excluded.indexed_at, "
             "content_hash=excluded.content_hash",
             rows,
-        )], keys=document_keys(*texts))
+        )], keys=keys)
         return len(changed)
 
     def upsert_images(self, fingerprints: list[Fingerprint]) -> None:

@@ -65,8 +65,21 @@ def stem_keys(tokens: list[str] | set[str]) -> set[str]:
     return {s[:6] for s in _stemmer().stemWords(unique)}
 
 
+def changed_keys(old: list[str], new: list[str]) -> set[str]:
+    """Keys of the words whose count differs between a page's old and new text: a query without any of
+    them ranks the page as before (up to length normalisation, which moves every score alike)."""
+    from collections import Counter
+
+    before = Counter(w for text in old for w in _WORD.findall(text.lower()))
+    after = Counter(w for text in new for w in _WORD.findall(text.lower()))
+    return stem_keys({w for w in before.keys() | after.keys() if before[w] != after[w]})
+
+
 def document_keys(*texts: str) -> set[str]:
-    return stem_keys({w for text in texts for w in words(text)})
+    found: set[str] = set()
+    for text in texts:
+        found.update(_WORD.findall(text.lower()))
+    return stem_keys(found)
 
 
 SNIPPET_CHARS = 240
