@@ -45,8 +45,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     spans = workdir.resolve() / "traces.jsonl"
     tracing = {} if "OTEL_TRACES_EXPORTER" in os.environ else {
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
+    user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing)
+                          extra_env=tracing, data_dir=Path(user_data) if user_data else None)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -67,8 +68,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
                               trace_file=spans if tracing else None, mode="deep_research")
+        from services.devstack.served import describe_index, suggestion
+
+        pages, where = describe_index(stack.data_dir)
+        print(f"[toolfabric up] search index: {where}", file=sys.stderr)
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
-              f"  toolfabric run --target {stack.target} \"{DEMO_QUESTION}\" --image {DEMO_IMAGE}\n"
+              f"  {suggestion(stack.target, demo=stack.demo_site and not stack.user_data, pages=pages)}\n"
               "Ctrl-C stops everything.", file=sys.stderr)
         while True:
             dead = [name for name, ok in stack.alive().items() if not ok]
