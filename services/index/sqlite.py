@@ -23,7 +23,16 @@ from services.index.base import ImageOccurrence, SearchIndex
 from services.index.documents import Page
 from services.index.imagematch import Fingerprint
 from services.index.results import ImageResult, WebResult
-from services.index.terms import Query, changed_keys, document_keys, parse_query, query_terms, snippet, stem_keys
+from services.index.terms import (
+    SCAN_CHARS,
+    Query,
+    changed_keys,
+    document_keys,
+    parse_query,
+    query_terms,
+    snippet,
+    stem_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +275,10 @@ class SQLiteIndex(SearchIndex):
         if not top:
             return []
         marks = ",".join("?" * len(top))
+        # Only the head of a page is read for its snippet: a 3 MB page costs what a 50 KB one does.
         rows = {r[0]: r[1:] for r in con.execute(
-            f"SELECT id, url, title, body FROM pages WHERE id IN ({marks})", [r for r, _ in top])}  # noqa: S608
+            f"SELECT id, url, title, substr(body, 1, {SCAN_CHARS}) FROM pages WHERE id IN ({marks})",  # noqa: S608
+            [r for r, _ in top])}
         shown = Query(parsed.terms, parsed.phrases)
         return [WebResult(rows[r][1], rows[r][0], snippet(rows[r][2], shown)) for r, _ in top if r in rows]
 

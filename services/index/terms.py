@@ -84,8 +84,8 @@ def document_keys(*texts: str) -> set[str]:
 
 SNIPPET_CHARS = 240
 # The snippet is looked for in the first SCAN_CHARS of a page (all of a typical page), with at most
-# MAX_HITS_PER_TERM places per term: a 1 MB changelog costs what a 100 KB page does.
-SCAN_CHARS = 100_000
+# MAX_HITS_PER_TERM places per term: a 1 MB changelog costs what a 50 KB page does.
+SCAN_CHARS = 50_000
 MAX_HITS_PER_TERM = 64
 
 
@@ -107,8 +107,9 @@ def snippet(text: str, query: Query, limit: int = SNIPPET_CHARS) -> str:
     hits: list[tuple[int, str]] = []
     for stem in {s for s in _stemmer().stemWords(query.terms) if s}:
         # Literal searches (fast even on a 1 MB page), kept where the stem starts a word.
-        start, found = lowered.find(stem), 0
-        while start >= 0 and found < MAX_HITS_PER_TERM:
+        start, found, tries = lowered.find(stem), 0, 0
+        while start >= 0 and found < MAX_HITS_PER_TERM and tries < 4 * MAX_HITS_PER_TERM:
+            tries += 1  # a short stem occurs inside many words: bounded work per term
             if start == 0 or not lowered[start - 1].isalnum():
                 hits.append((start, stem))
                 found += 1
