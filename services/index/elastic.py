@@ -157,7 +157,8 @@ class ElasticsearchIndex(SearchIndex):
                 "must": {"multi_match": {"query": " ".join(parsed.terms), "fields": weights,
                                          "type": "most_fields", "operator": "or"}},
                 "should": should}},
-            highlight={"fields": {"body": {"fragment_size": 240, "number_of_fragments": 1,
+            # The page's beginning when only the title matched (the body itself is never sent back).
+            highlight={"fields": {"body": {"fragment_size": 240, "number_of_fragments": 1, "no_match_size": 240,
                                            "pre_tags": [""], "post_tags": [""]}}},
             source_includes=["url", "title"],
         )
