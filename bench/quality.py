@@ -50,7 +50,8 @@ class Scores:
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+    """Case, spacing and inline-code backticks do not matter when looking for an answer in a text."""
+    return " ".join(text.replace("`", "").lower().split())
 
 
 class Reader:
@@ -172,8 +173,8 @@ def main() -> int:
 
         rows = [evaluate("fabric", questions, ranked(fabric), reader)]
         tuned = (engine.WEIGHTS, engine.PHRASE_BOOST, engine.NEAR_BOOST)
-        engine.WEIGHTS, engine.PHRASE_BOOST, engine.NEAR_BOOST = (5.0, 1.0, 1.0), 0.0, 0.0
-        rows.append(evaluate("fabric, plain BM25 (no boosts)", questions, ranked(fabric), reader))
+        engine.WEIGHTS, engine.PHRASE_BOOST, engine.NEAR_BOOST = (1.0, 1.0, 1.0), 0.0, 0.0
+        rows.append(evaluate("fabric, plain BM25 (equal fields)", questions, ranked(fabric), reader))
         engine.WEIGHTS, engine.PHRASE_BOOST, engine.NEAR_BOOST = tuned
         rows.append(evaluate("fabric, no default excludes", questions, ranked(everything), reader))
         rows.append(evaluate("bm25s (trafilatura text)", questions, bm25s_search(urls, reader), reader))
