@@ -28,13 +28,17 @@ from services.index.terms import (
     Query,
     changed_keys,
     document_keys,
+    find_snippet,
     parse_query,
     query_terms,
-    snippet,
+    short_snippet,
     stem_keys,
 )
 
 log = logging.getLogger(__name__)
+
+# How far into a long page a snippet is looked for, SCAN_CHARS at a time, before showing its beginning.
+MAX_SNIPPET_SCAN = 1_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages(
@@ -280,7 +284,21 @@ class SQLiteIndex(SearchIndex):
             f"SELECT id, url, title, substr(body, 1, {SCAN_CHARS}) FROM pages WHERE id IN ({marks})",  # noqa: S608
             [r for r, _ in top])}
         shown = Query(parsed.terms, parsed.phrases)
-        return [WebResult(rows[r][1], rows[r][0], snippet(rows[r][2], shown)) for r, _ in top if r in rows]
+        return [WebResult(rows[r][1], rows[r][0], self._snippet(r, rows[r][2], shown)) for r, _ in top if r in rows]
+
+    def _snippet(self, rowid: int, head: str, query: Query) -> str:
+        """The snippet from the page's head, else from the next SCAN_CHARS chunks (up to MAX_SNIPPET_SCAN)."""
+        found = find_snippet(head, query)
+        offset = len(head)
+        while found is None and len(head) == SCAN_CHARS and offset < MAX_SNIPPET_SCAN:
+            row = self._cons.get().execute("SELECT substr(body, ?, ?) FROM pages WHERE id = ?",
+                                           (offset + 1, SCAN_CHARS, rowid)).fetchone()
+            chunk = row[0] if row else ""
+            if not chunk:
+                break
+            found = find_snippet(chunk, query)
+            offset += len(chunk)
+        return short_snippet(head) if found is None else found
 
     def text_scope(self, query: str) -> str:
         parsed = parse_query(query)

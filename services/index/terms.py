@@ -94,12 +94,19 @@ def short_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def snippet(text: str, query: Query, limit: int = SNIPPET_CHARS) -> str:
-    """The `limit`-character window of `text` holding the most distinct query terms (plain text, no markup).
+    """The `limit`-character window of `text` holding the most distinct query terms (plain text, no markup),
+    or the page's beginning when none is in its first SCAN_CHARS."""
+    found = find_snippet(text, query, limit)
+    return short_snippet(text, limit) if found is None else found
 
-    Cheap on long pages: one regex pass over the body finds every term, a sliding window counts them.
+
+def find_snippet(text: str, query: Query, limit: int = SNIPPET_CHARS) -> str | None:
+    """Like `snippet`, None when no query term is in the first SCAN_CHARS of `text`.
+
+    Cheap on long pages: a bounded literal search per term, a sliding window counts them.
     """
     if not query.terms or not text:
-        return short_snippet(text, limit)
+        return None
     head = text[:SCAN_CHARS]
     lowered = head.lower()  # offsets must match `text`: lower() keeps the length except for rare letters
     if len(lowered) != len(head):
@@ -115,7 +122,7 @@ def snippet(text: str, query: Query, limit: int = SNIPPET_CHARS) -> str:
                 found += 1
             start = lowered.find(stem, start + len(stem))
     if not hits:
-        return short_snippet(text, limit)
+        return None
     hits.sort()
     best, best_score, left = 0, -1, 0
     for right in range(len(hits)):
