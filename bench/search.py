@@ -339,6 +339,8 @@ def bench_local_index(sizes: list[int], words: int, n_queries: int, workdir: Pat
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and documents (< 60 s)")
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="page-sized synthetic corpus sizes, comma-separated (full mode; 100k takes a while)")
     args = parser.parse_args()
     started = time.perf_counter()
     # Page-sized synthetic documents: 2,500 words is about 19 KB of text, a typical documentation page.
@@ -387,7 +389,7 @@ def main() -> int:
               f"{real['reread']:.2f} (a global generation bump: 0.00); after one page gained a sentence "
               f"{real['after_change']:.2f}")
 
-        sizes = [1_000] if args.quick else [10_000, 100_000]
+        sizes = [1_000] if args.quick else [int(x) for x in args.sizes.split(",")]
         local = bench_local_index(sizes, words, n_queries, Path(tmp))
         print(f"local index (SQLite FTS5 BM25, Zipf corpus, {words} words/page, top 5 with snippets):")
         for size in sizes:

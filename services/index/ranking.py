@@ -5,9 +5,10 @@
 # NEAR_TOKENS tokens in the text or in the title/headings; the share of query words a page has.
 # Tuned on the quality benchmark (bench/quality.py, 55 questions over Sphinx's documentation):
 # the field weights gave the gain (title 12 scored one question more there, but ranked the demo
-# corpus worse: 6 keeps both); an identifier found whole doubles a score (it costs 0.007 MRR
-# there and puts `asyncio.gather` pages before pages saying "asyncio" and "gather" apart); proximity
-# and coverage boosts lowered recall@1 there, so they are off by default, kept for other corpora.
+# corpus worse: 6 keeps both); an identifier found whole doubles a score when at most half of the
+# candidates hold it (`asyncio.gather` pages before pages saying "asyncio" and "gather" apart, while
+# `conf.py`, on most Sphinx pages, boosts nothing); proximity and coverage boosts lowered recall@1
+# there, so they are off by default, kept for other corpora.
 WEIGHTS = (6.0, 3.0, 1.0)
 CANDIDATES = 40
 PHRASE_BOOST = 1.0

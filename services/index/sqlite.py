@@ -245,8 +245,11 @@ class SQLiteIndex(SearchIndex):
 
         factor = dict.fromkeys(ids, 1.0)
         for parts in query.phrases:
-            for r in matching(_phrase(parts)):
-                factor[r] += ranking.PHRASE_BOOST
+            whole = matching(_phrase(parts))
+            # Only an identifier that tells candidates apart earns its boost: `conf.py` on most pages does not.
+            if len(whole) <= len(ids) // 2:
+                for r in whole:
+                    factor[r] += ranking.PHRASE_BOOST
         pairs = list(zip(query.terms, query.terms[1:], strict=False))
         near = ranking.NEAR_TOKENS
         for boost, column in ((ranking.NEAR_BOOST, ""), (ranking.HEADING_NEAR_BOOST, "{title headings}: ")):
