@@ -243,8 +243,7 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
             try:
                 if crawl and src.local is None:
                     if crawled >= crawl.max_pages:
-                        bar.update(1)
-                        continue
+                        continue  # links found beyond the page limit: not counted on the bar
                     if crawled:
                         time.sleep(1.0 / crawl.rate_per_s)  # politeness between requests to the site
                     if crawl.respect_robots and not loader.robots_allow(src.url):
