@@ -2,9 +2,16 @@
 
 Why SQLite FTS5 rather than tantivy: it ships inside Python (no extra wheel to build or
 trust), its write-ahead log lets every Celery worker process read while one writes (tantivy
-allows one writer per index directory, held by a lock file), it has BM25 ranking, snippets and
-a Porter stemmer built in, and the same file also holds the image fingerprints and their
-occurrences in ordinary tables, updated in the same transaction as the text.
+allows one writer per index directory, held by a lock file), it has BM25 ranking with column
+weights, phrase and NEAR queries and a Porter stemmer built in, and the same file also holds the
+image fingerprints and their occurrences in ordinary tables, updated in the same transaction as the text.
+
+A query ranks on the index alone (BM25 over title, headings, body), re-scores the best candidates
+(services/index/ranking.py), then reads the head of only the k pages returned for their snippets:
+FTS5's own snippet() re-tokenises every matching page and was most of a query's time on real pages.
+Each write records, per word stem, the generation at which a page holding it changed
+(`term_versions`): `text_scope` keys cached answers by those, so a change drops only the answers
+it can affect, and an unchanged page (same content hash) is not written at all.
 """
 
 from __future__ import annotations
