@@ -51,7 +51,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pages(
   id INTEGER PRIMARY KEY, url TEXT UNIQUE NOT NULL, title TEXT NOT NULL, headings TEXT NOT NULL,
   body TEXT NOT NULL, kind TEXT NOT NULL, indexed_at REAL NOT NULL, content_hash TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS pages_hash ON pages(content_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS pages_fts USING fts5(
   title, headings, body, content='pages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
 CREATE TRIGGER IF NOT EXISTS pages_ai AFTER INSERT ON pages BEGIN
@@ -221,12 +220,6 @@ class SQLiteIndex(SearchIndex):
                 wanted,
             ),
         ], images=True)
-
-    def has_content(self, content_hash: str) -> str | None:
-        """The URL of a stored page with exactly this content, if any (duplicate detection)."""
-        row = self._cons.get().execute("SELECT url FROM pages WHERE content_hash = ? LIMIT 1",
-                                       (content_hash,)).fetchone()
-        return None if row is None else str(row[0])
 
     def _without_common_terms(self, terms: list[str]) -> list[str]:
         con = self._cons.get()
