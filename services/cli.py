@@ -74,8 +74,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     spans = workdir.resolve() / "traces.jsonl"
     tracing = {} if "OTEL_TRACES_EXPORTER" in os.environ else {
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
+    user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing)
+                          extra_env=tracing, data_dir=Path(user_data) if user_data else None)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -102,8 +103,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
                               trace_file=spans if tracing else None, mode="deep_research")
+        from services.devstack.served import describe_index, suggestion
+
+        pages, where = describe_index(stack.data_dir)
+        print(f"[toolfabric up] search index: {where}", file=sys.stderr)
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
-              f"  toolfabric run --target {stack.target} \"{DEMO_QUESTION}\" --image {DEMO_IMAGE}\n"
+              f"  {suggestion(stack.target, demo=stack.demo_site and not stack.user_data, pages=pages)}\n"
               "Ctrl-C stops everything.", file=sys.stderr)
         while True:
             dead = [name for name, ok in stack.alive().items() if not ok]
@@ -285,6 +290,17 @@ def register(sub: Any) -> None:
     index.add_argument("--base-url", default=None,
                        help="record DIR/x.html at BASE_URL/x.html instead of its file:// URL")
     index.add_argument("--clear", action="store_true", help="empty the index first")
+    index.add_argument("--include", action="append", metavar="GLOB",
+                       help="index only files whose relative path matches (repeatable)")
+    index.add_argument("--exclude", action="append", metavar="GLOB",
+                       help="also leave out matching files (repeatable; added to the defaults)")
+    index.add_argument("--all-files", action="store_true",
+                       help="drop the default excludes (_sources/, _static/, hidden folders, build artefacts)")
+    index.add_argument("--crawl", action="store_true", help="follow same-site links from the URLs, breadth-first")
+    index.add_argument("--max-pages", type=int, help="crawl at most this many pages (default: settings)")
+    index.add_argument("--max-depth", type=int, help="follow links at most this deep (default: settings)")
+    index.add_argument("--rate", type=float, help="crawl at most this many pages a second (default: settings)")
+    index.add_argument("--ignore-robots", action="store_true", help="crawl without asking robots.txt")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     index.set_defaults(func=cmd_index)
 

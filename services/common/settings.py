@@ -262,6 +262,18 @@ class SearchSettings(BaseSettings):
     serper_hl: str = "en"
     searxng_language: str = "en"
     max_images_per_call: int = Field(default=4, ge=1)
+    # `toolfabric index DIR`: glob patterns (on paths relative to DIR, and on crawled URL paths) left out by
+    # default: Sphinx's reST twins and build files, hidden folders, generated index/search pages, artefacts.
+    index_exclude: list[str] = Field(default_factory=lambda: [
+        "_sources/*", "_static/*", "_modules/*", ".*", "__pycache__/*", "node_modules/*",
+        "genindex.html", "genindex-*.html", "search.html", "py-modindex.html", "robots.txt", "*.inv", "*.map",
+        "*.min.js"])
+    # Two pages whose 64-bit SimHash differ in at most this many bits are one page (near duplicates).
+    index_near_duplicate_bits: int = Field(default=3, ge=0, le=16)
+    # `toolfabric index URL --crawl`: same-site pages breadth-first within these limits.
+    crawl_max_pages: int = Field(default=500, ge=1)
+    crawl_max_depth: int = Field(default=5, ge=0)
+    crawl_rate_per_s: float = Field(default=2.0, gt=0)
 
 
 class FetchSettings(BaseSettings):

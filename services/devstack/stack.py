@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,8 +30,11 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 class EmbeddedStack:
     def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
-                 triton: TritonServer | None = None) -> None:
+                 triton: TritonServer | None = None, data_dir: Path | None = None) -> None:
         self.workdir = workdir.resolve()
+        # The user's data directory (their own index) when given; else a fresh one in the workdir.
+        self.user_data = data_dir is not None
+        self.data_dir = (data_dir or self.workdir / "data").resolve()
         self.gateway_port = gateway_port or free_port()
         self.demo_site = demo_site
         self.extra_env = extra_env or {}
@@ -63,7 +67,7 @@ class EmbeddedStack:
         env = dict(os.environ)
         env.update({
             "TOOLFABRIC_REDIS_URL": self.redis.url,
-            "TOOLFABRIC_DATA_DIR": str(self.workdir / "data"),
+            "TOOLFABRIC_DATA_DIR": str(self.data_dir),
             "TOOLFABRIC_MODEL_TRITON_URL": self.triton.grpc_url,
             "TOOLFABRIC_GATEWAY_HOST": "127.0.0.1",
             "TOOLFABRIC_GATEWAY_PORT": str(self.gateway_port),
@@ -76,9 +80,12 @@ class EmbeddedStack:
             "PYTHONUNBUFFERED": "1",
         })
         if self.demo_site:
-            # The demo corpus is served on loopback: allow exactly that host:port, nothing else private.
-            env["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"] = json.dumps([f"127.0.0.1:{self.site_port}"])
-            env["TOOLFABRIC_FETCH_ALLOWED_PORTS"] = json.dumps([80, 443, self.site_port])
+            # The demo corpus is served on loopback: allow that host:port too, beside what the user allows.
+            hosts = _env_list(env.get("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"), [])
+            ports = [int(p) for p in _env_list(env.get("TOOLFABRIC_FETCH_ALLOWED_PORTS"), [80, 443])]
+            env["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"] = json.dumps(
+                list(dict.fromkeys([*hosts, f"127.0.0.1:{self.site_port}"])))
+            env["TOOLFABRIC_FETCH_ALLOWED_PORTS"] = json.dumps(list(dict.fromkeys([*ports, self.site_port])))
         env.update(self.extra_env)
         return env
 
@@ -99,8 +106,11 @@ class EmbeddedStack:
                 self._spawn("demo-site", [sys.executable, "-m", "http.server", str(self.site_port), "--bind",
                                           "127.0.0.1", "--directory", str(DEMO_DIR / "site")], env)
                 wait_until(lambda: _http_ok(self.site_url), 15, "demo site", self.children["demo-site"].proc)
-                say("indexing the demo corpus into the local search index")
-                self._index_demo(env)
+                if self.user_data:  # never mix the demo pages into the user's own index
+                    say(f"not indexing the demo corpus into your index in {self.data_dir}")
+                else:
+                    say("indexing the demo corpus into the local search index")
+                    self._index_demo(env)
             for service in self.services:
                 say(f"starting the {service} worker")
                 self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service],
@@ -157,6 +167,17 @@ class EmbeddedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _env_list(raw: str | None, default: list[Any]) -> list[Any]:
+    """A list setting as the user gave it in the environment: JSON, else comma-separated."""
+    if not raw or not raw.strip():
+        return list(default)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = [x.strip() for x in raw.split(",") if x.strip()]
+    return value if isinstance(value, list) else [value]
 
 
 def _http_ok(url: str) -> bool:

@@ -7,7 +7,6 @@ shared: it loads the fingerprints once per index generation and matches in memor
 
 from __future__ import annotations
 
-import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -16,14 +15,6 @@ from services.index.documents import Page
 from services.index.imagematch import FeatureIndex, Fingerprint
 from services.index.results import ImageResult, WebResult
 
-SNIPPET_CHARS = 240
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-# Dropped from queries (not from documents): they match nearly every page and cost the most.
-STOPWORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
-    "where which who whom why with how did does do".split()
-)
-
 
 @dataclass(frozen=True)
 class ImageOccurrence:
@@ -31,17 +22,6 @@ class ImageOccurrence:
     page_url: str
     image_url: str
     title: str
-
-
-def query_terms(query: str) -> list[str]:
-    """Lower-cased word tokens, stopwords dropped unless nothing else is left, de-duplicated."""
-    tokens = [t.lower() for t in _TOKEN.findall(query)]
-    kept = [t for t in tokens if t not in STOPWORDS] or tokens
-    return list(dict.fromkeys(kept))
-
-
-def short_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 class SearchIndex(ABC):
@@ -55,8 +35,9 @@ class SearchIndex(ABC):
 
     # --- storage, per backend -------------------------------------------------------------
     @abstractmethod
-    def upsert_pages(self, pages: list[Page]) -> None:
-        """Add or replace pages by URL (their text; image occurrences are separate)."""
+    def upsert_pages(self, pages: list[Page]) -> int:
+        """Add or replace pages by URL (their text; image occurrences are separate); a page whose
+        content is unchanged is left as it is. Returns how many pages were added or changed."""
 
     @abstractmethod
     def upsert_images(self, fingerprints: list[Fingerprint]) -> None:
@@ -68,7 +49,8 @@ class SearchIndex(ABC):
 
     @abstractmethod
     def search_text(self, query: str, k: int) -> list[WebResult]:
-        """BM25 over page titles and text; title matches weigh more."""
+        """Pages best matching `query`: BM25 over title, headings and body (weighted in that order), boosted
+        where code identifiers appear whole and query terms appear close together."""
 
     @abstractmethod
     def search_image_text(self, query: str, k: int) -> list[ImageResult]:
@@ -84,7 +66,16 @@ class SearchIndex(ABC):
 
     @abstractmethod
     def generation(self) -> int:
-        """A number that changes on every write: cache keys and the feature cache use it."""
+        """A number that changes on every write that changed something (the image feature cache uses it)."""
+
+    def text_scope(self, query: str) -> str:
+        """What identifies `search_text(query)`'s answer in the cache: it changes when a page holding one
+        of the query's terms changes (precise invalidation), not on every write. Default: the generation."""
+        return str(self.generation())
+
+    def image_scope(self) -> str:
+        """Likewise for image searches (reverse and by text): changes when images or placements change."""
+        return str(self.generation())
 
     @abstractmethod
     def counts(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ and caption (a `<figure>`'s `<figcaption>`), so images can be found by words and
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -30,7 +31,17 @@ _SUFFIX_TYPES = {
     ".pdf": "application/pdf",
 }
 # Elements whose text is not page content.
-_DROP = ("script", "style", "noscript", "template", "nav", "svg", "iframe", "form")
+_DROP = ("script", "style", "noscript", "template", "nav", "svg", "iframe", "form", "footer")
+# Site chrome repeated on every page (navigation bars, sidebars, permalink glyphs): it would make
+# every page match the site's menu words. Sphinx, MkDocs and most themes mark it with these.
+_CHROME = ("//*[@role='navigation' or @role='search' or @role='banner' or @role='contentinfo']"
+           "|//*[contains(concat(' ', normalize-space(@class), ' '), ' headerlink ')"
+           " or contains(concat(' ', normalize-space(@class), ' '), ' sphinxsidebar ')"
+           " or contains(concat(' ', normalize-space(@class), ' '), ' related ')"
+           " or contains(concat(' ', normalize-space(@class), ' '), ' breadcrumbs ')]")
+# The page's main content, where the theme marks it.
+_MAIN = "//*[@role='main']|//main|//article"
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _SPACES = re.compile(r"\s+")
 
 
@@ -57,6 +68,15 @@ class Page:
     text: str
     kind: str
     images: list[PageImage] = field(default_factory=list)
+    headings: str = ""  # section headings, " | "-joined: ranked between title and body
+
+    @property
+    def content_hash(self) -> str:
+        """What re-indexing compares: an unchanged page is not written again."""
+        digest = hashlib.sha256()
+        for part in (self.title, self.headings, self.text, self.kind):
+            digest.update(part.encode("utf-8", "surrogatepass") + b"\x00")
+        return digest.hexdigest()
 
 
 def content_type_for(name: str) -> str | None:
@@ -114,12 +134,18 @@ def parse_html(url: str, data: bytes | str) -> Page:
             fc = figure.find(".//figcaption")
             caption = _clean(fc.text_content()) if fc is not None else ""
         images.append(PageImage(urljoin(url, src), _clean(img.get("alt") or ""), caption))
+    for el in root.xpath(_CHROME):
+        el.drop_tree()
+    main = root.xpath(_MAIN)
     body = root.find(".//body")
-    text_root = body if body is not None else root
+    text_root = main[0] if main else body if body is not None else root
+    # The h1 usually repeats the title: counted once, as the title.
+    headings = " | ".join(dict.fromkeys(
+        h for h in (_clean(el.text_content()) for el in text_root.iter(*_HEADINGS)) if h and h not in title))
     # Alt texts count as page text too: a photo's description is often the only mention of its subject.
     alts = " ".join(i.alt for i in images if i.alt)
     text = _clean(" ".join(text_root.itertext()) + " " + alts)
-    return Page(url, title, text, "html", images)
+    return Page(url, title, text, "html", images, headings)
 
 
 def parse_markdown(url: str, text: str) -> Page:

@@ -11,6 +11,7 @@ consistent region match counts. ORB's scale pyramid covers the 2-4x zoom of a cr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -56,6 +57,9 @@ def _to_signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+ORB_MIN_SIDE = 64
+
+
 def _work_gray(bgr: np.ndarray) -> np.ndarray:
     h, w = bgr.shape[:2]
     scale = WORK_SIDE / max(h, w)
@@ -70,8 +74,13 @@ def fingerprint(data: bytes, max_pixels: int, n_features: int = MAX_FEATURES) ->
     gray = _work_gray(bgr)
     ph = imagehash.phash(Image.fromarray(gray))
     phash = _to_signed64(int(str(ph), 16))
-    orb = cv2.ORB.create(nfeatures=n_features)
-    kps, desc = orb.detectAndCompute(gray, np.full(gray.shape, 255, np.uint8))
+    kps: Sequence[cv2.KeyPoint] = ()
+    desc = None
+    # ORB's image pyramid needs room for its 31-pixel patches: a 20000x3 strip shrinks to 512x1, where
+    # OpenCV asserts instead of finding nothing. Such images are matched by their hash alone.
+    if min(gray.shape) >= ORB_MIN_SIDE:
+        orb = cv2.ORB.create(nfeatures=n_features)
+        kps, desc = orb.detectAndCompute(gray, np.full(gray.shape, 255, np.uint8))
     if desc is None or not kps:
         points = np.zeros((0, 2), np.float32)
         desc = np.zeros((0, 32), np.uint8)

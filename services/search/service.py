@@ -61,7 +61,7 @@ class SearchService:
             text = self._check_query(query)
             k = self.config.results_per_query
             results = await self._first_answer(
-                usage, f"text_search {text!r}", lambda p: p.web(text, k),
+                usage, f"text_search {text!r}", text, lambda p: p.web(text, k),
                 lambda scope: cache_key("search.web", provider=scope, query=text, k=k),
             )
             return {"query": query, "results": as_dicts(web_results_from(results))}
@@ -92,7 +92,7 @@ class SearchService:
 
             image = ImageQuery(ref, load, lambda: self.public_url(ref))
             results = await self._first_answer(
-                usage, f"image_search {shown}", lambda p: p.reverse_image(image, k),
+                usage, f"image_search {shown}", None, lambda p: p.reverse_image(image, k),
                 # Images are keyed by content (the blob reference is the sha256 of the bytes).
                 lambda scope: cache_key("search.image", provider=scope, image=ref, k=k),
             )
@@ -104,7 +104,8 @@ class SearchService:
             return {"image": shown, "error": str(exc), "kind": exc.kind}
 
     # --- shared -------------------------------------------------------------------------------
-    async def _first_answer(self, usage: Usage, describe: str, ask: Callable[[Provider], Awaitable[Answer]],
+    async def _first_answer(self, usage: Usage, describe: str, query: str | None,
+                            ask: Callable[[Provider], Awaitable[Answer]],
                             key_for: Callable[[str], str]) -> list[dict[str, Any]]:
         """Results from the first provider in order that answers (cached or live)."""
         failures: list[str] = []
@@ -120,7 +121,7 @@ class SearchService:
                 return CacheEntry.now(as_dicts(answer.results), provider.name, answer.cost_units)
 
             try:
-                key = key_for(await provider.scope())
+                key = key_for(await provider.scope(query))
                 lookup = await self.cache.get_or_fetch(key, fetch, describe=f"{describe} via {provider.name}",
                                                        lock_s=self._flight_s)
             except ProviderUnsupported as exc:

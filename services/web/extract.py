@@ -18,6 +18,7 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
+from services.web.cleanup import LARGE_PAGE_CHARS, blocks_text, drop_permalinks, unescape_markdown, unlink_link_lists
 from services.web.decoding import HTML_TYPES, PDF_TYPES, TEXT_TYPES, decode_text
 from services.web.errors import UndecodableContent, UnsupportedContentType
 
@@ -152,8 +153,11 @@ def extract_html(text: str, url: str) -> Page:
     tree = parse_html(text, url)
     title = page_title(tree)
     images = page_images(tree)
+    drop_permalinks(tree)
+    unlink_link_lists(tree)
     body_text = _normalise_space(tree.text_content()) if tree.find("body") is not None else ""
-    content = main_content(tree)
+    # trafilatura's cost grows faster than the page: a very large one is read in one pass instead.
+    content = _normalise_space(blocks_text(tree)) if len(text) > LARGE_PAGE_CHARS else main_content(tree)
     if len(content) < min(200, len(body_text) // 5):
         content = _readability(text, url) or content
     if len(content) < min(200, len(body_text) // 5):
@@ -178,7 +182,7 @@ def main_content(tree: lxml.html.HtmlElement) -> str:
     except Exception:  # trafilatura raises assorted errors on hostile markup
         log.exception("trafilatura failed")
         return ""
-    return _normalise_space(out or "")
+    return unescape_markdown(_normalise_space(out or ""))
 
 
 def _readability(text: str, url: str) -> str:

@@ -38,9 +38,7 @@ class Robots:
         parsed = httpx.URL(url)
         origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
         rules = await self._rules(fetcher, origin)
-        parser = RobotFileParser()
-        parser.parse(rules.splitlines())
-        if not parser.can_fetch(self._agent, url):
+        if not allows(rules, self._agent, url):
             raise RobotsDisallowed(f"{origin}/robots.txt does not allow {self._agent} to fetch {url}")
 
     async def _rules(self, fetcher: Fetcher, origin: str) -> str:
@@ -56,15 +54,26 @@ class Robots:
         cached = await self._redis.get(key)
         if cached is not None:
             return cached.decode("utf-8", "replace") if isinstance(cached, bytes) else str(cached)
-        try:
-            fetched = await fetcher.fetch(origin + "/robots.txt", TEXT_TYPES | HTML_TYPES, MAX_ROBOTS_BYTES)
-            rules = fetched.body.decode("utf-8", "replace") if fetched.media_type in TEXT_TYPES else ALLOW_ALL
-        except HTTPStatusError as exc:
-            rules = ALLOW_ALL if 400 <= exc.status < 500 else DISALLOW_ALL
-        except (BlockedURL, HostNotFound):
-            raise  # the page itself is refused or unknown: say that, not "robots"
-        except FetchError as exc:
-            log.info("robots.txt of %s unreachable (%s): treating as disallow-all", origin, exc)
-            rules = DISALLOW_ALL
+        rules = await download_rules(fetcher, origin)
         await self._redis.set(key, rules.encode(), ex=self._ttl_s)
         return rules
+
+
+async def download_rules(fetcher: Fetcher, origin: str) -> str:
+    """`origin`'s robots.txt rules by RFC 9309 (4xx: allow all; 5xx or unreachable: disallow all)."""
+    try:
+        fetched = await fetcher.fetch(origin + "/robots.txt", TEXT_TYPES | HTML_TYPES, MAX_ROBOTS_BYTES)
+        return fetched.body.decode("utf-8", "replace") if fetched.media_type in TEXT_TYPES else ALLOW_ALL
+    except HTTPStatusError as exc:
+        return ALLOW_ALL if 400 <= exc.status < 500 else DISALLOW_ALL
+    except (BlockedURL, HostNotFound):
+        raise  # the page itself is refused or unknown: say that, not "robots"
+    except FetchError as exc:
+        log.info("robots.txt of %s unreachable (%s): treating as disallow-all", origin, exc)
+        return DISALLOW_ALL
+
+
+def allows(rules: str, user_agent: str, url: str) -> bool:
+    parser = RobotFileParser()
+    parser.parse(rules.splitlines())
+    return parser.can_fetch(user_agent.split("/")[0].split()[0], url)

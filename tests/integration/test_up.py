@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,9 +17,13 @@ from tests.conftest import alive, descendants
 pytestmark = pytest.mark.integration
 
 
-def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_path: Path, demo_dir: Path) -> None:
+    data = tmp_path / "my-data"
+    env = {**os.environ, "TOOLFABRIC_DATA_DIR": str(data)}
+    subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "index", str(demo_dir / "site"), "--base-url",
+                    "https://mine.test/", "--no-progress"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", "up", "--port", "0", "--workdir",
-                             str(tmp_path), "--no-demo-site"], stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "work"), "--no-demo-site"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -29,6 +35,9 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         assert any("ready in" in x for x in lines), "".join(lines)
         assert any("authentication is OFF" in x for x in lines)  # the open embedded default says so loudly
         assert any("HTTP API" in x and "/v1" in x for x in lines)
+        text = "".join(lines)
+        assert f"search index: {data / 'search-index.sqlite3'}: 8 pages, 4 images" in text
+        assert "toolfabric run --target" in text and "astronaut" not in text  # no demo site, no demo question
         started = descendants(proc.pid)
         assert len(started) >= 6  # redis, triton (+ stubs), three workers (+ pool children), gateway
         proc.send_signal(signal.SIGINT)
@@ -40,3 +49,20 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_demo_site_is_added_to_the_users_fetch_allowlist_and_ports(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.devstack.stack import EmbeddedStack
+
+    monkeypatch.setenv("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST", '["intranet.example:8443"]')
+    monkeypatch.setenv("TOOLFABRIC_FETCH_ALLOWED_PORTS", "[80, 443, 8443]")
+    stack = EmbeddedStack(tmp_path, demo_site=True)  # env() only: nothing is started
+    env = stack.env()
+    assert json.loads(env["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"]) == ["intranet.example:8443",
+                                                                         f"127.0.0.1:{stack.site_port}"]
+    assert json.loads(env["TOOLFABRIC_FETCH_ALLOWED_PORTS"]) == [80, 443, 8443, stack.site_port]
+    assert env["TOOLFABRIC_DATA_DIR"] == str(tmp_path.resolve() / "data")
+    mine = EmbeddedStack(tmp_path, demo_site=False, data_dir=tmp_path / "mine").env()
+    assert mine["TOOLFABRIC_DATA_DIR"] == str((tmp_path / "mine").resolve())
+    assert json.loads(mine["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"]) == ["intranet.example:8443"]

@@ -122,13 +122,74 @@ def test_queries_with_search_syntax_characters_never_fail(index: SearchIndex, qu
     assert isinstance(index.search_text(query, 5), list)
 
 
-def test_every_write_changes_the_generation(index: SearchIndex) -> None:
+def test_every_write_that_changes_something_changes_the_generation(index: SearchIndex) -> None:
     seen = [index.generation()]
     index.upsert_pages(PAGES[:1])
     seen.append(index.generation())
+    index.set_occurrences("https://a.test/collins", [ImageOccurrence("h1", "https://a.test/collins", "x.jpg", "X")])
+    seen.append(index.generation())
     index.set_occurrences("https://a.test/collins", [])
     seen.append(index.generation())
-    assert len(set(seen)) == 3
+    assert len(set(seen)) == 4
+
+
+def test_rewriting_unchanged_pages_writes_nothing_and_keeps_every_scope(index: SearchIndex) -> None:
+    assert index.upsert_pages(PAGES) == len(PAGES)
+    before = (index.generation(), index.text_scope("coffee beans"), index.image_scope())
+    assert index.upsert_pages(PAGES) == 0
+    assert (index.generation(), index.text_scope("coffee beans"), index.image_scope()) == before
+
+
+def test_a_changed_page_changes_the_scope_of_queries_sharing_its_words_only(index: SearchIndex) -> None:
+    index.upsert_pages(PAGES)
+    coffee, cats, images = index.text_scope("roasted coffee"), index.text_scope("domesticated cat"), index.image_scope()
+    roasted = index.text_scope("roasted")
+    assert index.upsert_pages([Page("https://a.test/coffee", "Coffee", "Coffee is brewed from roasted beans.",
+                                     "html")]) == 1
+    assert index.text_scope("roasted coffee") != coffee  # "coffee": once now, twice before
+    assert index.text_scope("roasted") == roasted  # on the page, but as often as before: its ranking stands
+    assert index.text_scope("brewing") != index.text_scope("zeppelin")  # sanity: scopes differ by words
+    assert index.text_scope("domesticated cats") == cats  # same stems as "domesticated cat": untouched
+    assert index.image_scope() == images
+    index.clear()
+    assert index.text_scope("domesticated cat") != cats  # clearing drops everything
+
+
+def test_headings_weigh_between_title_and_body(index: SearchIndex) -> None:
+    index.upsert_pages([
+        Page("https://h.test/body", "Guide", "Many words here. The configuration of themes is explained below.",
+             "html", headings="Introduction | Usage"),
+        Page("https://h.test/heading", "Guide", "Many words here. Options are explained below.", "html",
+             headings="Introduction | Theme configuration"),
+    ])
+    assert _urls(index.search_text("theme configuration", 2))[0] == "https://h.test/heading"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("lru_cache", "https://code.test/functools"),
+    ("asyncio.gather", "https://code.test/asyncio"),
+    ("2**19937-1", "https://code.test/random"),
+])
+def test_code_identifiers_rank_pages_holding_them_whole_first(index: SearchIndex, query: str, expected: str) -> None:
+    index.upsert_pages([
+        Page("https://code.test/functools", "functools", "Decorate with functools.lru_cache to memoise calls.", "html"),
+        Page("https://code.test/caches", "Caches", "An LRU policy evicts the oldest entry of a cache; the LRU "
+             "list and the cache size. Cache cache cache, LRU LRU.", "html"),
+        Page("https://code.test/asyncio", "Tasks", "Run awaitables concurrently with asyncio.gather(*aws).", "html"),
+        Page("https://code.test/gather", "Notes", "asyncio event loops; we gather results; asyncio runs "
+             "them; the results we gather.", "html"),
+        Page("https://code.test/random", "random", "The Mersenne Twister has a period of 2**19937-1.", "html"),
+        Page("https://code.test/numbers", "Numbers", "2 and 1 and 19937 are numbers; 1 1 2 2 19937.", "html"),
+    ])
+    assert _urls(index.search_text(query, 3))[0] == expected
+
+
+def test_snippets_show_where_the_query_words_are_on_a_long_page(index: SearchIndex) -> None:
+    filler = " ".join(f"Paragraph {i} is about nothing in particular." for i in range(3000))  # ~140 KB
+    index.upsert_pages([Page("https://long.test/", "Long page",
+                             filler[:60_000] + " The zeppelin hangar holds the airship. " + filler, "html")])
+    result = index.search_text("zeppelin hangar", 1)[0]
+    assert "zeppelin hangar holds the airship" in result.snippet and len(result.snippet) <= 260
 
 
 def _variants(path: Path) -> dict[str, bytes]:

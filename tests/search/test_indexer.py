@@ -193,3 +193,29 @@ def test_the_index_command_reports_what_it_did(tmp_path: Path, demo_dir: Path, m
     assert out[0].startswith("indexed 8 pages, 4 images (4 placements) in ")
     assert out[2].startswith("indexed 0 pages") and "absent (no such file or directory)" in out[2]
     assert (tmp_path / "search-index.sqlite3").exists()
+
+
+def test_an_index_file_of_the_older_layout_is_emptied_and_works(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    from services.index.documents import Page
+
+    path = tmp_path / "old.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript("""
+CREATE TABLE pages(id INTEGER PRIMARY KEY, url TEXT UNIQUE NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+  kind TEXT NOT NULL, indexed_at REAL NOT NULL);
+CREATE VIRTUAL TABLE pages_fts USING fts5(title, body, content='pages', content_rowid='id');
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO pages VALUES (1, 'https://old.test/', 'Old', 'old body', 'html', 0);
+INSERT INTO meta VALUES ('generation', 7), ('filler', 1000);
+""")
+    con.close()
+    index = SQLiteIndex(path)
+    try:
+        assert index.counts()["pages"] == 0 and "older layout" in caplog.text
+        index.upsert_pages([Page("https://new.test/", "New", "a zeppelin page", "html")])
+        assert [r.url for r in index.search_text("zeppelin", 3)] == ["https://new.test/"]
+    finally:
+        index.close()

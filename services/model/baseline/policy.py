@@ -29,7 +29,7 @@ _STOP = {
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 INSPECT_CODE = """h, w = image.shape[:2]
-crop = image[: h // 2, w // 4 : 3 * w // 4]
+crop = image[: max(1, h // 2), w // 4 : max(w // 4 + 1, 3 * w // 4)]  # never empty, even for 1x1
 save(cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
 print(f"input {w}x{h}, mean brightness {image.mean():.1f}")"""
 

@@ -27,8 +27,9 @@ class ImageQuery:
 class Provider:
     name = "provider"
 
-    async def scope(self) -> str:
-        """What besides the request identifies a result in the cache (the local index's generation)."""
+    async def scope(self, query: str | None = None) -> str:
+        """What besides the request identifies a result in the cache: for the local index, the state of
+        the pages that can answer `query` (a text search), or of its images (`query` None)."""
         return self.name
 
     async def web(self, query: str, k: int) -> Answer:

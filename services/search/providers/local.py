@@ -16,9 +16,12 @@ class LocalProvider(Provider):
         self.index = index
         self.max_pixels = max_pixels
 
-    async def scope(self) -> str:
-        # Cached answers must not outlive the index they came from.
-        return f"local@{await asyncio.to_thread(self.index.generation)}"
+    async def scope(self, query: str | None = None) -> str:
+        # Cached answers must not outlive what they came from, and only that: a page change drops the
+        # answers of queries sharing a term with it, an image change those of image searches.
+        if query is None:
+            return f"local@images:{await asyncio.to_thread(self.index.image_scope)}"
+        return f"local@text:{await asyncio.to_thread(self.index.text_scope, query)}"
 
     async def web(self, query: str, k: int) -> Answer:
         return Answer(await asyncio.to_thread(self.index.search_text, query, k))

@@ -24,7 +24,7 @@ class SearxngProvider(Provider):
         self.url = url.rstrip("/") if url else None
         self.language = language
 
-    async def scope(self) -> str:
+    async def scope(self, query: str | None = None) -> str:
         return f"searxng:{self.url}:{self.language}"
 
     async def _search(self, query: str, category: str) -> list[dict[str, Any]]:

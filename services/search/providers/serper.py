@@ -41,7 +41,7 @@ class SerperProvider(Provider):
         self.base_url = base_url.rstrip("/")
         self.api_key, self.gl, self.hl = api_key, gl, hl
 
-    async def scope(self) -> str:
+    async def scope(self, query: str | None = None) -> str:
         return f"serper:{self.gl}:{self.hl}"
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:

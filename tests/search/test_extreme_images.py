@@ -1,0 +1,59 @@
+"""image_search on extreme shapes (a 20000x3 strip, 3x20000, 1x1) through the search task as a worker
+runs it: an answer (no match is an empty list), never an `internal` error; and such images index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import redis
+
+from services.common.blobs import BlobStore
+from services.index.documents import Page
+from tests.conftest import clear_settings_cache
+from tests.search.conftest import DEMO_BASE
+
+SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
+
+
+def _png(shape: tuple[int, int]) -> bytes:
+    return cv2.imencode(".png", np.random.default_rng(2).integers(0, 255, (*shape, 3), dtype=np.uint8))[1].tobytes()
+
+
+def test_image_search_answers_extreme_shapes_through_the_worker_path(
+        redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.index import default_index, reset_default_index
+    from services.index.indexer import index_document, index_paths
+    from services.search import runtime
+    from services.search.tasks import call
+
+    task: Any = call  # the Celery task; .run is its body, as a worker executes it
+    monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
+    clear_settings_cache()
+    runtime.reset()
+    reset_default_index()
+    store = BlobStore(redis_client, 600)
+    try:
+        index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=default_index())
+        strip = _png(SHAPES["20000x3"])
+        # A page showing the strip is indexed like any other (its fingerprint has a hash, no features).
+        page = index_document("https://strip.test/", b"<html><title>Strip</title><body><img src='s.png' alt='strip'>"
+                              b"</body></html>", "text/html", images={"https://strip.test/s.png": strip},
+                              index=default_index())
+        assert isinstance(page, Page)
+        names = {f"<image {i}>": store.put(_png(shape)) for i, shape in enumerate(SHAPES.values(), 1)}
+        result = task.run("image_search", {"image_paths": list(names)}, {"images": names})
+    finally:
+        runtime.reset()
+        reset_default_index()
+        clear_settings_cache()
+    assert result["ok"], result["text"]
+    entries = json.loads(result["text"])
+    assert [e["image"] for e in entries] == list(names)
+    assert all("error" not in e for e in entries), entries
+    assert entries[0]["results"][0]["source"] == "https://strip.test/"  # the same strip: found by its hash
