@@ -101,6 +101,11 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
     return out
 
 
+async def events_from(client: aredis.Redis, trajectory_id: str, index: int) -> list[pb.RunEvent]:
+    """Recorded events from position `index` on (Watch follows a trajectory with this)."""
+    return [pb.RunEvent.FromString(e) for e in await client.lrange(_events_key(trajectory_id), index, -1)]
+
+
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
     value = await client.hget(_meta_key(trajectory_id), "status")
     return None if value is None else int(value)

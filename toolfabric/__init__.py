@@ -8,7 +8,14 @@
 
 from toolfabric.aio import AsyncClient
 from toolfabric.client import Client
-from toolfabric.exceptions import DeadlineExceeded, InvalidArgument, NotFound, ToolfabricError, Unavailable
+from toolfabric.exceptions import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ToolfabricError,
+    Unavailable,
+)
 from toolfabric.requests import RunResult
 
 __all__ = [
@@ -17,6 +24,7 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidArgument",
     "NotFound",
+    "ResourceExhausted",
     "RunResult",
     "ToolfabricError",
     "Unavailable",

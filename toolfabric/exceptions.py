@@ -3,7 +3,8 @@
     ToolfabricError
     ├── InvalidArgument   the request was rejected; the message says what is wrong
     ├── NotFound          unknown trajectory or image (or its record expired)
-    ├── Unavailable       the gateway could not be reached
+    ├── Unavailable       the gateway, Redis or the model service could not be reached
+    ├── ResourceExhausted the gateway is busy; `retry_after_s` says when to try again
     └── DeadlineExceeded  the call ran past the client's timeout
 """
 
@@ -30,11 +31,16 @@ class Unavailable(ToolfabricError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(ToolfabricError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after_s: float | None = None
+
+
 class DeadlineExceeded(ToolfabricError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-_BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unavailable, DeadlineExceeded)}
+_BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unavailable, ResourceExhausted, DeadlineExceeded)}
 
 
 def from_rpc_error(exc: grpc.RpcError) -> ToolfabricError:
@@ -42,4 +48,8 @@ def from_rpc_error(exc: grpc.RpcError) -> ToolfabricError:
     details = exc.details() if hasattr(exc, "details") else str(exc)
     error = _BY_CODE.get(code, ToolfabricError)(details or str(code))
     error.code = code
+    if isinstance(error, ResourceExhausted) and hasattr(exc, "trailing_metadata"):
+        for key, value in exc.trailing_metadata() or ():
+            if key == "grpc-retry-pushback-ms":
+                error.retry_after_s = int(value) / 1000
     return error

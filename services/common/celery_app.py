@@ -42,7 +42,8 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=worker.prefetch_multiplier,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        task_track_started=False,
+        # STARTED names the worker running a task: the gateway sends a task again when that worker dies.
+        task_track_started=True,
     )
     return app
 

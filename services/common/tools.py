@@ -89,6 +89,8 @@ class ToolResult(BaseModel):
     error_kind: str | None = None
     # Counters for the usage report: provider_calls, cache_hit_hot, cost_units, …
     usage: dict[str, float] = Field(default_factory=dict)
+    # Set by the gateway: how many times the call was sent (above 1 when its worker died and it ran again).
+    attempts: int = 1
 
     @classmethod
     def failure(cls, kind: str, message: str) -> ToolResult:

@@ -5,7 +5,7 @@ import toolfabric
 
 def test_exported_names() -> None:
     assert sorted(toolfabric.__all__) == [
-        "AsyncClient", "Client", "DeadlineExceeded", "InvalidArgument", "NotFound", "RunResult",
+        "AsyncClient", "Client", "DeadlineExceeded", "InvalidArgument", "NotFound", "ResourceExhausted", "RunResult",
         "ToolfabricError", "Unavailable",
     ]
     for name in toolfabric.__all__:

@@ -141,7 +141,7 @@ class ToolCall(_message.Message):
     def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ...) -> None: ...
 
 class Observation(_message.Message):
-    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s")
+    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s", "attempts")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class Observation(_message.Message):
     IS_ERROR_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     name: str
     text: str
@@ -156,7 +157,8 @@ class Observation(_message.Message):
     is_error: bool
     error_kind: str
     duration_s: float
-    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    attempts: int
+    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class FinalAnswer(_message.Message):
     __slots__ = ("text", "plan_json")
@@ -214,15 +216,29 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., fatal: bool = ...) -> None: ...
 
 class TrajectoryFinished(_message.Message):
-    __slots__ = ("status", "reason")
+    __slots__ = ("status", "reason", "resumes")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     status: Status
     reason: str
-    def __init__(self, status: _Optional[_Union[Status, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    resumes: int
+    def __init__(self, status: _Optional[_Union[Status, str]] = ..., reason: _Optional[str] = ..., resumes: _Optional[int] = ...) -> None: ...
+
+class TrajectoryResumed(_message.Message):
+    __slots__ = ("from_step", "from_seq", "gateway", "reason")
+    FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    from_step: int
+    from_seq: int
+    gateway: str
+    reason: str
+    def __init__(self, from_step: _Optional[int] = ..., from_seq: _Optional[int] = ..., gateway: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished")
+    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished", "resumed")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +251,7 @@ class RunEvent(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     step: int
     seq: int
@@ -247,7 +264,8 @@ class RunEvent(_message.Message):
     usage: Usage
     error: Error
     finished: TrajectoryFinished
-    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ...) -> None: ...
+    resumed: TrajectoryResumed
+    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ..., resumed: _Optional[_Union[TrajectoryResumed, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("trajectory_id",)
@@ -270,7 +288,7 @@ class GetTrajectoryRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at")
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "gateway", "resumes")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +299,8 @@ class Trajectory(_message.Message):
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     trace_id: str
     status: Status
@@ -291,7 +311,9 @@ class Trajectory(_message.Message):
     answer: str
     usage: Usage
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    gateway: str
+    resumes: int
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., gateway: _Optional[str] = ..., resumes: _Optional[int] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("mode",)
@@ -326,6 +348,14 @@ class GetImageRequest(_message.Message):
     BLOB_FIELD_NUMBER: _ClassVar[int]
     blob: str
     def __init__(self, blob: _Optional[str] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("trajectory_id", "from_seq")
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    from_seq: int
+    def __init__(self, trajectory_id: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("blob", "data", "mime_type", "width", "height")
