@@ -27,6 +27,7 @@ import redis.asyncio as aredis
 from celery import Celery
 
 from gateway.interfaces import ToolDispatchError, ToolInvocation
+from services.common import revocations
 from services.common.consumers import LiveConsumers
 from services.common.tools import ToolResult, task_name
 
@@ -43,11 +44,12 @@ _KEEPALIVE = "toolfabric:gateway:keepalive"
 
 class CeleryToolExecutor:
     def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
-                 no_consumer_wait_s: float = 3.0, retries: int = 1) -> None:
+                 no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0) -> None:
         self._app = app
         self._redis = redis_client
         self._consumers = consumers
         self._no_consumer_wait_s, self._retries = no_consumer_wait_s, retries
+        self._retry_consumer_wait_s = retry_consumer_wait_s
         self._pubsub = redis_client.pubsub()
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -88,7 +90,9 @@ class CeleryToolExecutor:
         attempt = 0
         while True:
             attempt += 1
-            await self._await_consumer(invocation)
+            # A resent call waits longer for a worker: the one that died is usually being replaced.
+            await self._await_consumer(invocation, self._no_consumer_wait_s if attempt == 1
+                                       else min(self._retry_consumer_wait_s, max(deadline - loop.time(), 0)))
             try:
                 meta = await self._attempt(invocation, deadline)
             except _WorkerLost as lost:
@@ -102,12 +106,12 @@ class CeleryToolExecutor:
             result.attempts = attempt
             return result
 
-    async def _await_consumer(self, invocation: ToolInvocation) -> None:
+    async def _await_consumer(self, invocation: ToolInvocation, wait_s: float) -> None:
         """Return once the service's queue has a live consumer; `unavailable` if none comes in time."""
         if self._consumers is None:
             return
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._no_consumer_wait_s
+        give_up = loop.time() + wait_s
         try:
             while not await self._consumers.count(invocation.service):
                 if loop.time() >= give_up:
@@ -149,12 +153,12 @@ class CeleryToolExecutor:
             with contextlib.suppress(Exception):
                 await self._pubsub.unsubscribe(channel)
             if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
-                await self.revoke(task_id)
+                await self.revoke(task_id, invocation.timeout_s)
 
     async def _wait(self, task_id: str, future: asyncio.Future[dict[str, Any]],
                     invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        poll = 0.5
+        poll, unconsumed_since = 0.5, None
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -170,12 +174,19 @@ class CeleryToolExecutor:
                     stored = await self._redis.get(_META + task_id)
                 except aredis.RedisError:
                     continue  # Redis away for a moment: keep waiting until the deadline
-                if not stored:
-                    continue
-                meta = json.loads(stored)
+                meta = json.loads(stored) if stored else {}
                 if meta.get("status") in _READY:
                     return meta
                 await self._check_worker(invocation.service, meta)
+                if not meta and self._consumers is not None:
+                    # Still queued: if every worker of the service has gone meanwhile, say so now.
+                    if await self._consumers.count(invocation.service):
+                        unconsumed_since = None
+                    elif unconsumed_since is None:
+                        unconsumed_since = loop.time()
+                    elif loop.time() - unconsumed_since >= self._no_consumer_wait_s:
+                        raise ToolDispatchError("unavailable", f"no live '{invocation.service}' worker is left "
+                                                               f"to run {invocation.tool}") from None
 
     async def _check_worker(self, service: str, meta: dict[str, Any]) -> None:
         """Raise _WorkerLost if the task is STARTED on a worker that no longer beats."""
@@ -185,8 +196,11 @@ class CeleryToolExecutor:
         if hostname and not await self._consumers.alive(service, hostname):
             raise _WorkerLost(f"worker {hostname} died while running it")
 
-    async def revoke(self, task_id: str) -> None:
-        """Stop a queued or running task (the control broadcast blocks, so it runs in a thread)."""
+    async def revoke(self, task_id: str, ttl_s: float = 3600.0) -> None:
+        """Stop a queued or running task (the control broadcast blocks, so it runs in a thread), and remember
+        the revocation in Redis for workers that start later."""
+        with contextlib.suppress(Exception):
+            await revocations.mark(self._redis, task_id, ttl_s)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._app.control.revoke, task_id, terminate=True, signal="SIGKILL")
 

@@ -353,7 +353,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     redis_client = make_redis(common.redis_url, gw)
     blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
     consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries)
+    executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
+                                  gw.retry_consumer_wait_s)
     await executor.start()
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s,
                         model_settings.reconnect_backoff_max_s)

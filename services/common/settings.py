@@ -107,6 +107,8 @@ class GatewaySettings(BaseSettings):
     # start meanwhile are used); a task whose worker died is sent again up to `tool_retries` times.
     no_consumer_wait_s: float = Field(default=3.0, ge=0)
     tool_retries: int = Field(default=1, ge=0, le=5)
+    # A call sent again after its worker died waits up to this long for a worker (one is usually restarting).
+    retry_consumer_wait_s: float = Field(default=30.0, ge=0)
     # Cancel of a trajectory running on another replica waits this long to report what happened.
     cancel_wait_s: float = Field(default=5.0, gt=0)
     # Watch polls the record this often for new events.

@@ -7,17 +7,20 @@ out of the task, so a worker never dies of one and the loop always gets an obser
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import consumers, settings
+from services.common import consumers, revocations, settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
@@ -44,12 +47,26 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
 
     @app.task(name=task_name(service), bind=True)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        if self.request.id and _revoked(self.request.id):  # abandoned while queued: nobody waits for it
+            return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
         started = time.perf_counter()
         result = run_tool(by_name, tool, arguments, context)
         observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
         return result.model_dump(mode="json")
 
     return call
+
+
+@functools.lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.common().redis_url, socket_timeout=2)
+
+
+def _revoked(task_id: str) -> bool:
+    try:
+        return revocations.is_revoked(_redis(), task_id)
+    except redis.RedisError:  # cannot tell: run it (at-least-once)
+        return False
 
 
 def run_tool(
@@ -93,7 +110,8 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         "--concurrency",
         str(concurrency or worker.concurrency),
         "--hostname",
-        f"{service}@%h",
+        # Unique per process: a restarted worker is a new consumer, so gateways can tell that the old one died.
+        f"{service}-{uuid.uuid4().hex[:6]}@%h",
         "--loglevel",
         settings.common().log_level,
         "--without-gossip",
