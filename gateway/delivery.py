@@ -1,7 +1,7 @@
 """One Run's events on their way to the client and to the record.
 
-The client's queue gets every event first. A record write that fails (Redis away, its pool exhausted)
-never ends the stream: the record misses that event, and the final `finished` event is written again in
+Each event is recorded, then queued for the client. A record write that fails (Redis away, its pool
+exhausted) never ends the stream: the record misses that event, and the final `finished` event is written again in
 the background until Redis takes it (for up to `record_retry_s`), so the record ends as the client saw it.
 A delivery can be detached (the gateway hands the trajectory to another replica): from then on nothing
 more goes to the record or the client.
@@ -37,9 +37,9 @@ class Delivery:
         self.last_seq = max(self.last_seq, event.seq)
         if event.HasField("finished"):
             self.finished = event.finished
-        if self._queue is not None:
-            self._queue.put_nowait(event)
         try:
+            # Recorded before the client sees it: after a gateway loss, Watch from the client's last seq + 1
+            # misses nothing.
             await self._recorder.record(event)
         except RedisError as exc:
             log.warning("trajectory %s: event %d not recorded (%s)", self.trajectory_id, event.seq, exc)
@@ -47,6 +47,9 @@ class Delivery:
                 task = asyncio.create_task(self._settle(event), name=f"settle-{self.trajectory_id}")
                 _settling.add(task)
                 task.add_done_callback(_settling.discard)
+        finally:
+            if self._queue is not None:
+                self._queue.put_nowait(event)
 
     async def fail(self, code: str, reason: str) -> None:
         """End a trajectory whose loop stopped without finishing: an error and a FAILED `finished` event."""
