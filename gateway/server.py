@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -392,6 +393,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    # Everything allocated at start-up (modules, stubs, schemas) moves out of the collector's reach: a full
+    # collection then walks only what serving allocates, not a ~100 ms pause on the event loop.
+    gc.freeze()
     if ready:
         ready.set()
     await stop.wait()

@@ -10,6 +10,8 @@ reference, and new images come back as references.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,9 +45,7 @@ class ToolSpec:
     hidden: bool = False
 
     def json_schema(self) -> dict[str, Any]:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return schema
+        return copy.deepcopy(_json_schema(self.arguments))
 
     def function_schema(self) -> dict[str, Any]:
         """The OpenAI/Qwen function-calling shape the system prompt lists."""
@@ -53,6 +53,15 @@ class ToolSpec:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.json_schema()},
         }
+
+
+@functools.cache
+def _json_schema(arguments: type[BaseModel]) -> dict[str, Any]:
+    # Building a schema takes pydantic milliseconds per tool; every trajectory's system prompt lists them all,
+    # on the gateway's event loop.
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    return schema
 
 
 class ToolContext(BaseModel):
