@@ -65,7 +65,8 @@ async def _one(client: object, question: str, image: bytes, into: Round) -> None
         into.hung += 1
         return
     except ToolfabricError as exc:
-        into.failed.append(f"{type(exc).__name__}: {exc}"[:160])
+        into.failed.append(f"{type(exc).__name__} ({exc.code.name}) after {time.monotonic() - started:.0f}s: "
+                           f"{exc}"[:200])
         return
     if result.status != "STATUS_COMPLETED":
         into.failed.append(f"{result.status}: {result.reason}"[:160])
@@ -96,8 +97,8 @@ def _report(r: Round, base: Round) -> None:
           f"{rate:6.2f} trajectories/s  p50 {r.pct(0.5):6.1f}s  p99 {r.pct(0.99):6.1f}s  "
           f"{r.tool_calls / r.seconds:7.1f} tool calls/s  |  p50 {r.pct(0.5) / base.pct(0.5):5.1f}x alone, "
           f"throughput {rate / base_rate:5.1f}x alone", flush=True)
-    for reason in sorted(set(r.failed))[:5]:
-        print(f"          failed: {reason} (x{r.failed.count(reason)})")
+    for reason in r.failed[:8]:
+        print(f"          failed: {reason}")
 
 
 def main() -> int:
@@ -105,6 +106,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10 only; under 60 s including start-up")
     parser.add_argument("--n", type=int, nargs="*", help="concurrency levels (default 50 200 500)")
     parser.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
+    parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
 
@@ -113,7 +115,8 @@ def main() -> int:
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
     image = DEMO_IMAGE.read_bytes()
-    with tempfile.TemporaryDirectory(prefix="toolfabric-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="toolfabric-load-") as scratch:
+        tmp = args.workdir or scratch
         t0 = time.monotonic()
         stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS).start()
         extra: list[Child] = []

@@ -366,7 +366,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     servicer = FabricServicer(loop, validator, redis_client, blobs, model, leases)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
-               ("grpc.max_send_message_length", 2 * gw.max_message_bytes)]
+               ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
+               ("grpc.server_max_unrequested_time_in_server", gw.accept_wait_s)]
     server = grpc.aio.server(options=options)
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

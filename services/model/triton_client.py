@@ -68,6 +68,7 @@ class TritonModel:
         ])
         self._url = url
         self._idle_timeout_s = idle_timeout_s
+        self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
 
     async def stream(
         self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str
@@ -106,9 +107,14 @@ class TritonModel:
                 )
                 if final:
                     return
+        except ModelUnavailable:
+            self._serving.pop(model, None)  # ask Triton again before the next Run is admitted
+            raise
         except InferenceServerException as exc:
+            self._serving.pop(model, None)
             raise ModelUnavailable(f"model service at {self._url} is unavailable: {_one_line(exc)}") from exc
         except grpc.RpcError as exc:  # Triton went away mid-stream (killed, restarted, network)
+            self._serving.pop(model, None)
             raise ModelUnavailable(f"model service at {self._url} dropped the stream of {model}: "
                                    f"{_rpc_reason(exc)}") from exc
         finally:
@@ -122,11 +128,22 @@ class TritonModel:
             return False
 
     async def serves(self, model: str) -> bool:
-        """Whether Triton serves `model` now; raises ModelUnavailable when Triton itself cannot be reached."""
+        """Whether Triton serves `model` now; raises ModelUnavailable when Triton itself cannot be reached.
+
+        A positive answer is kept for a second (500 Runs arriving at once ask once), and a Triton too busy to
+        answer in time counts as serving: the model stream itself then fails, named, if it is not."""
+        loop = asyncio.get_running_loop()
+        if self._serving.get(model, 0.0) > loop.time():
+            return True
         try:
-            return bool(await self._client.is_model_ready(model, client_timeout=5))
+            ready = bool(await self._client.is_model_ready(model, client_timeout=5))
         except InferenceServerException as exc:
+            if "DEADLINE_EXCEEDED" in str(exc.status()):
+                return True
             raise ModelUnavailable(f"model service at {self._url} is unreachable: {_one_line(exc)}") from exc
+        if ready:
+            self._serving[model] = loop.time() + 1.0
+        return ready
 
     async def close(self) -> None:
         await self._client.close()

@@ -53,3 +53,5 @@ def test_triton_killed_mid_stream_fails_the_run_as_model_unavailable_and_recover
             assert time.monotonic() - started < 10, "the gateway did not find Triton again"
             time.sleep(0.5)
     assert (result.status, result.answer) == ("STATUS_COMPLETED", "back")
+    print(f"\n[faults] Triton killed: stream failed {detected_s:.2f}s later; served again "
+          f"{time.monotonic() - started:.1f}s after Triton was back")

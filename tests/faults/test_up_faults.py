@@ -53,6 +53,7 @@ def test_crashed_worker_is_restarted_and_sigkill_of_up_stops_every_child(tmp_pat
         proc.wait(10)
         took = wait_for(lambda: not any(alive(p) for p in started), 30, "every child of `up` to stop")
         assert took < 20, f"children took {took:.1f}s to stop"
+        print(f"\n[faults] `up` SIGKILLed: all {len(started)} processes gone {took:.1f}s later")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -80,6 +80,7 @@ def test_call_to_a_service_whose_worker_died_is_unavailable_within_seconds(
     [obs] = result.observations
     assert obs.error_kind == "unavailable" and "no live 'vision' worker" in obs.text, obs.text
     assert took < 8
+    print(f"\n[faults] worker dead: `unavailable` observation after {took:.1f}s")
     assert result.status == "STATUS_COMPLETED"
     record = fault_client.trajectory(result.trajectory_id)
     assert [e.observation.error_kind for e in record.events if e.HasField("observation")] == ["unavailable"]
@@ -104,6 +105,7 @@ def test_task_of_a_worker_killed_whole_is_sent_again_and_the_record_shows_two_at
     assert not obs.is_error and "slept" in obs.text, obs.text
     assert obs.attempts == 2  # ran twice: once on the dead worker, once on its replacement
     assert recovered_s < 30  # not the broker's visibility timeout (an hour)
+    print(f"\n[faults] worker killed mid-task: result of the resent task {recovered_s:.1f}s after the kill")
     assert seen[-1].finished.status == pb.STATUS_COMPLETED
     record = fault_client.trajectory(seen[-1].trajectory_id)
     assert [e.observation.attempts for e in record.events if e.HasField("observation")] == [2]
