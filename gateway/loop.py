@@ -139,10 +139,10 @@ class AgentLoop:
                     reason=f"gateway lost; resumed with {len(resume.steps)} completed steps kept"))
             else:
                 await sink(started=pb.TrajectoryStarted(
-                trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
-                budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
-                                   deadline_s=spec.deadline_s),
-                images=[_image_ref(i) for i in state.registry.images]))
+                    trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
+                    budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
+                                       deadline_s=spec.deadline_s),
+                    images=[_image_ref(i) for i in state.registry.images]))
             failure: BaseException | None = None
             try:
                 async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):

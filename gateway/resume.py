@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 import redis.asyncio as aredis
 
+from gateway import recorder
 from gateway.loop import InputImage, RunSpec
-from gateway.recorder import _meta_key
 from toolfabric.v1 import fabric_pb2 as pb
 
 # Error kinds of calls the loop refused before sending: they did not count against the tool-call budget.
@@ -56,11 +56,11 @@ class Checkpoint:
 async def save_spec(client: aredis.Redis, spec: RunSpec) -> None:
     data = asdict(spec)
     data["inputs"] = [{k: v for k, v in i.items() if k != "data"} for i in data["inputs"]]  # bytes stay blobs
-    await client.hset(_meta_key(spec.trajectory_id), "spec", json.dumps(data))
+    await recorder.set_field(client, spec.trajectory_id, "spec", json.dumps(data))
 
 
 async def load_spec(client: aredis.Redis, trajectory_id: str) -> RunSpec | None:
-    raw = await client.hget(_meta_key(trajectory_id), "spec")
+    raw = await recorder.get_field(client, trajectory_id, "spec")
     if raw is None:
         return None
     data = json.loads(raw)
