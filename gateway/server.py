@@ -54,6 +54,7 @@ from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 CANCEL_CHANNEL = "toolfabric:cancel"
+_CANCEL_REQUESTED = "toolfabric:cancel-requested:"
 SERVICE_NAME = "toolfabric.v1.Fabric"
 
 
@@ -178,7 +179,9 @@ class FabricServicer(pb_grpc.FabricServicer):
                 status=pb.STATUS_CANCELLED, reason="cancelled (its gateway had been lost)")))
             await self._leases.release(tid, finished=True)
             return self._cancel_response(delivery.finished)
-        # Running on another replica: every gateway listens on the cancel channel. Answer with what happened.
+        # Running on another replica: every gateway listens on the cancel channel. The request is also kept, so a
+        # replica taking over from a lost gateway ends it instead of resuming it. Answer with what happened.
+        await self._redis.set(_CANCEL_REQUESTED + tid, 1, ex=3600)
         await self._redis.publish(CANCEL_CHANNEL, tid)
         deadline = time.monotonic() + self._gw.cancel_wait_s
         while time.monotonic() < deadline:
@@ -212,6 +215,9 @@ class FabricServicer(pb_grpc.FabricServicer):
         if point.answer is not None:  # it had answered; only its end was lost
             await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
                 status=pb.STATUS_COMPLETED, reason="the model answered", resumes=point.resumes)))
+        elif await self._redis.exists(_CANCEL_REQUESTED + tid):
+            await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
+                status=pb.STATUS_CANCELLED, reason="cancelled (its gateway had been lost)", resumes=point.resumes)))
         elif spec is None or not self._gw.resume_lost:
             await delivery.fail("gateway_lost", "gateway lost: its lease expired while the trajectory ran")
         else:

@@ -86,3 +86,20 @@ def test_sigterm_hands_running_trajectories_to_another_replica(fault_stack: Embe
     rest = list(fault_client.watch(seen[0].trajectory_id, from_seq=from_seq))
     assert rest[0].HasField("resumed") and rest[-1].finished.status == pb.STATUS_COMPLETED
     assert fault_client.trajectory(seen[0].trajectory_id).status == pb.STATUS_COMPLETED
+
+
+def test_cancel_of_a_trajectory_whose_gateway_just_died_ends_it_cancelled(
+        fault_stack: EmbeddedStack, fault_client: Client, tmp_path: Path) -> None:
+    slow = code_call("import time\ntime.sleep(6)\nprint('late')")
+    with gateway_process(fault_stack, tmp_path) as (target, gateway), Client(target, timeout_s=60) as doomed:
+        events = doomed.events(script(slow, "<answer>ok</answer>"), model="toolfabric_scripted")
+        for event in events:
+            if event.HasField("tool_call"):
+                kill_group(gateway.proc.pid)
+                break
+        events.close()
+    # Its lease has not expired yet: nobody runs it, nobody has taken it over. Cancel waits for the truth.
+    reply = fault_client.cancel(event.trajectory_id)
+    assert reply.cancelled and reply.status == "STATUS_CANCELLED"
+    record = fault_client.trajectory(event.trajectory_id)
+    assert record.status == pb.STATUS_CANCELLED and record.events[-1].finished.status == pb.STATUS_CANCELLED
