@@ -65,7 +65,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """In the forked child, before exec: SIGTERM it when the process that started it dies, however it dies
     (SIGKILL, a closed terminal, a broken pipe). SIGTERM, not SIGKILL, so redis-server, Triton and Celery
-    still stop their own children (pool processes, backend stubs)."""
+    still stop their own children (pool processes, backend stubs). Linux ties the signal to the *thread* that
+    started the child: start children from a thread that lives as long as they should (the main thread)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect
