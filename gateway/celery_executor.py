@@ -103,7 +103,7 @@ class CeleryToolExecutor:
                 log.warning("%s: %s; sending it again (attempt %d)", invocation.tool, lost, attempt + 1)
                 continue
             result = _to_result(invocation.tool, meta)
-            result.attempts = attempt
+            result.attempts += attempt - 1  # the worker counts a redelivery of the same task; we count resends
             return result
 
     async def _await_consumer(self, invocation: ToolInvocation, wait_s: float) -> None:

@@ -51,6 +51,9 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
             return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
         started = time.perf_counter()
         result = run_tool(by_name, tool, arguments, context)
+        if (self.request.delivery_info or {}).get("redelivered"):
+            # The broker delivered it again (its pool process died mid-call): it has run before.
+            result.attempts = 2
         observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
         return result.model_dump(mode="json")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -33,25 +34,18 @@ def _restart_vision(stack: EmbeddedStack) -> None:
         client.close()
 
 
-def _started(client: redis.Redis) -> set[bytes]:
-    """Tasks a worker has started and not finished (their STARTED record names the worker)."""
-    return {k for k in client.scan_iter("celery-task-meta-*") if b'"STARTED"' in (client.get(k) or b"")}
+def _wait_until_running(stack: EmbeddedStack, trajectory_id: str) -> None:
+    """Until a vision worker runs this trajectory's call (Celery's own `inspect active`, which shows the args)."""
+    from celery import Celery
 
-
-def _wait_until_started(stack: EmbeddedStack, before: set[bytes]) -> None:
-    client = redis.Redis.from_url(stack.redis.url)
+    app = Celery(broker=stack.redis.url, backend=stack.redis.url)
     try:
-        wait_until(lambda: bool(_started(client) - before), 20, "a newly started task")
+        def running() -> bool:
+            replies = app.control.inspect(timeout=0.5).active() or {}
+            return any(trajectory_id in json.dumps(task.get("args")) for tasks in replies.values() for task in tasks)
+        wait_until(running, 20, "the worker to start the call")
     finally:
-        client.close()
-
-
-def _started_now(stack: EmbeddedStack) -> set[bytes]:
-    client = redis.Redis.from_url(stack.redis.url)
-    try:
-        return _started(client)
-    finally:
-        client.close()
+        app.close()
 
 
 def _children_of(pid: int) -> list[int]:
@@ -89,13 +83,12 @@ def test_call_to_a_service_whose_worker_died_is_unavailable_within_seconds(
 def test_task_of_a_worker_killed_whole_is_sent_again_and_the_record_shows_two_attempts(
         fault_stack: EmbeddedStack, fault_client: Client) -> None:
     step = code_call("import time\ntime.sleep(3)\nprint('slept')")
-    before = _started_now(fault_stack)
     seen: list[pb.RunEvent] = []
     killed_at = 0.0
     for event in fault_client.events(script(step, "<answer>done</answer>"), model="toolfabric_scripted"):
         seen.append(event)
         if event.HasField("tool_call"):
-            _wait_until_started(fault_stack, before)
+            _wait_until_running(fault_stack, event.trajectory_id)
             kill_group(fault_stack.children["worker-vision"].proc.pid)
             killed_at = time.monotonic()
             _restart_vision(fault_stack)  # what `toolfabric up`'s supervisor or Kubernetes does
@@ -115,13 +108,12 @@ def test_pool_process_killed_mid_task_is_redelivered_by_celery_and_the_call_comp
         fault_stack: EmbeddedStack, fault_client: Client) -> None:
     main = fault_stack.children["worker-vision"].proc.pid
     step = code_call("import time\ntime.sleep(2)\nprint('survived')")
-    before = _started_now(fault_stack)
     seen: list[pb.RunEvent] = []
     started = 0.0
     for event in fault_client.events(script(step, "<answer>done</answer>"), model="toolfabric_scripted"):
         seen.append(event)
         if event.HasField("tool_call"):
-            _wait_until_started(fault_stack, before)
+            _wait_until_running(fault_stack, event.trajectory_id)
             pool = [p for p in _children_of(main) if alive(p)]
             assert pool, "the worker has no pool process"
             for pid in pool:
@@ -130,6 +122,7 @@ def test_pool_process_killed_mid_task_is_redelivered_by_celery_and_the_call_comp
     [obs] = [e.observation for e in seen if e.HasField("observation")]
     # task_acks_late + task_reject_on_worker_lost: the message went back to the queue and ran again at once.
     assert not obs.is_error and "survived" in obs.text, obs.text
+    assert obs.attempts == 2  # it ran twice, and the record says so
     assert time.monotonic() - started < 20
     assert fault_stack.children["worker-vision"].alive()  # the worker itself lived on
     assert seen[-1].finished.status == pb.STATUS_COMPLETED
