@@ -5,6 +5,13 @@ the channel of the same name. The executor keeps one pub/sub connection, subscri
 channel before publishing the task, and resolves the call's future when the result arrives — no
 thread per call and no polling on the hot path. A GET of the key covers the rare case of a result
 stored before the subscription took effect.
+
+Faults are found within seconds, not at the call's timeout: a service with no live worker (see
+`services.common.consumers`) gets an `unavailable` result after `no_consumer_wait_s`; a task whose worker
+died (its STARTED record names a worker that stopped beating) is sent again under a new id, up to
+`tool_retries` times, and the result says how many attempts it took. Every task expires with its call's
+timeout, so a worker never runs a call nobody waits for (Celery discards an expired task on receipt),
+and a call abandoned for any reason is revoked.
 """
 
 from __future__ import annotations
@@ -20,19 +27,29 @@ import redis.asyncio as aredis
 from celery import Celery
 
 from gateway.interfaces import ToolDispatchError, ToolInvocation
+from services.common import revocations
+from services.common.consumers import LiveConsumers
 from services.common.tools import ToolResult, task_name
 
 log = logging.getLogger(__name__)
 _META = "celery-task-meta-"
 _READY = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+class _WorkerLost(Exception):
+    """The worker running a task stopped beating: the task will not finish."""
 # Subscribed for the executor's whole life, so the reader's pub/sub connection always has a channel.
 _KEEPALIVE = "toolfabric:gateway:keepalive"
 
 
 class CeleryToolExecutor:
-    def __init__(self, app: Celery, redis_client: aredis.Redis) -> None:
+    def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
+                 no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0) -> None:
         self._app = app
         self._redis = redis_client
+        self._consumers = consumers
+        self._no_consumer_wait_s, self._retries = no_consumer_wait_s, retries
+        self._retry_consumer_wait_s = retry_consumer_wait_s
         self._pubsub = redis_client.pubsub()
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -68,42 +85,83 @@ class CeleryToolExecutor:
                     future.set_result(meta)
 
     async def call(self, invocation: ToolInvocation) -> ToolResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + invocation.timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            # A resent call waits longer for a worker: the one that died is usually being replaced.
+            await self._await_consumer(invocation, self._no_consumer_wait_s if attempt == 1
+                                       else min(self._retry_consumer_wait_s, max(deadline - loop.time(), 0)))
+            try:
+                meta = await self._attempt(invocation, deadline)
+            except _WorkerLost as lost:
+                if attempt > self._retries or loop.time() >= deadline:
+                    result = ToolResult.failure("worker_lost", f"{invocation.tool}: {lost} (sent {attempt} times)")
+                    result.attempts = attempt
+                    return result
+                log.warning("%s: %s; sending it again (attempt %d)", invocation.tool, lost, attempt + 1)
+                continue
+            result = _to_result(invocation.tool, meta)
+            result.attempts += attempt - 1  # the worker counts a redelivery of the same task; we count resends
+            return result
+
+    async def _await_consumer(self, invocation: ToolInvocation, wait_s: float) -> None:
+        """Return once the service's queue has a live consumer; `unavailable` if none comes in time."""
+        if self._consumers is None:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_s
+        try:
+            while not await self._consumers.count(invocation.service):
+                if loop.time() >= give_up:
+                    raise ToolDispatchError(
+                        "unavailable", f"no live '{invocation.service}' worker: none has sent a heartbeat "
+                                       f"recently, so {invocation.tool} cannot run now")
+                await asyncio.sleep(0.25)
+        except aredis.RedisError as exc:
+            raise ToolDispatchError("unavailable", f"Redis is unreachable, {invocation.tool} was not queued: "
+                                                   f"{exc}") from exc
+
+    async def _attempt(self, invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
         task_id = str(uuid.uuid4())
         channel = _META + task_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[task_id] = future
+        finished = False
         try:
-            await self._pubsub.subscribe(channel)
             try:
-                # Publishing is one short Redis write; doing it inline keeps the caller's trace context
-                # current, so Celery's instrumentation carries it in the task headers.
-                self._app.send_task(
-                    task_name(invocation.service),
+                await self._pubsub.subscribe(channel)
+                # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the
+                # context, so Celery's instrumentation still carries the trace in the task headers). The task
+                # expires with the call: a worker that receives it later discards it.
+                remaining = max(deadline - asyncio.get_running_loop().time(), 1.0)
+                await asyncio.to_thread(
+                    self._app.send_task, task_name(invocation.service),
                     args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
                     task_id=task_id, queue=invocation.service, headers=invocation.headers or None,
+                    expires=remaining,
                 )
             except Exception as exc:
                 raise ToolDispatchError("unavailable", f"could not queue {invocation.tool} on "
                                                        f"'{invocation.service}': {exc}") from exc
-            meta = await self._wait(task_id, future, invocation)
-        except asyncio.CancelledError:
-            await self.revoke(task_id)
-            raise
+            meta = await self._wait(task_id, future, invocation, deadline)
+            finished = True
+            return meta
         finally:
             self._waiters.pop(task_id, None)
             with contextlib.suppress(Exception):
                 await self._pubsub.unsubscribe(channel)
-        return _to_result(invocation.tool, meta)
+            if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
+                await self.revoke(task_id, invocation.timeout_s)
 
     async def _wait(self, task_id: str, future: asyncio.Future[dict[str, Any]],
-                    invocation: ToolInvocation) -> dict[str, Any]:
+                    invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + invocation.timeout_s
-        poll = 1.0
+        poll, unconsumed_since = 0.5, None
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                await self.revoke(task_id)
                 raise ToolDispatchError("timeout", f"{invocation.tool} gave no result within "
                                                    f"{invocation.timeout_s:g}s (TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S)")
             try:
@@ -111,15 +169,38 @@ class CeleryToolExecutor:
                 async with asyncio.timeout(min(poll, remaining)):
                     return await asyncio.shield(future)
             except TimeoutError:
-                stored = await self._redis.get(_META + task_id)
-                if stored:
-                    meta = json.loads(stored)
-                    if meta.get("status") in _READY:
-                        return meta
-                poll = min(poll * 2, 5.0)
+                poll = min(poll * 2, 2.0)
+                try:
+                    stored = await self._redis.get(_META + task_id)
+                except aredis.RedisError:
+                    continue  # Redis away for a moment: keep waiting until the deadline
+                meta = json.loads(stored) if stored else {}
+                if meta.get("status") in _READY:
+                    return meta
+                await self._check_worker(invocation.service, meta)
+                if not meta and self._consumers is not None:
+                    # Still queued: if every worker of the service has gone meanwhile, say so now.
+                    if await self._consumers.count(invocation.service):
+                        unconsumed_since = None
+                    elif unconsumed_since is None:
+                        unconsumed_since = loop.time()
+                    elif loop.time() - unconsumed_since >= self._no_consumer_wait_s:
+                        raise ToolDispatchError("unavailable", f"no live '{invocation.service}' worker is left "
+                                                               f"to run {invocation.tool}") from None
 
-    async def revoke(self, task_id: str) -> None:
-        """Stop a queued or running task (the control broadcast blocks, so it runs in a thread)."""
+    async def _check_worker(self, service: str, meta: dict[str, Any]) -> None:
+        """Raise _WorkerLost if the task is STARTED on a worker that no longer beats."""
+        if self._consumers is None or meta.get("status") != "STARTED":
+            return
+        hostname = (meta.get("result") or {}).get("hostname") if isinstance(meta.get("result"), dict) else None
+        if hostname and not await self._consumers.alive(service, hostname):
+            raise _WorkerLost(f"worker {hostname} died while running it")
+
+    async def revoke(self, task_id: str, ttl_s: float = 3600.0) -> None:
+        """Stop a queued or running task (the control broadcast blocks, so it runs in a thread), and remember
+        the revocation in Redis for workers that start later."""
+        with contextlib.suppress(Exception):
+            await revocations.mark(self._redis, task_id, ttl_s)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._app.control.revoke, task_id, terminate=True, signal="SIGKILL")
 

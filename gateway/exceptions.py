@@ -6,6 +6,7 @@
     ├── Unauthenticated     no API key, or a malformed, unknown or revoked one (→ UNAUTHENTICATED / 401)
     ├── LimitExceeded       the tenant is over one of its limits (→ RESOURCE_EXHAUSTED / 429, retry hint)
     ├── NotYours            another tenant's trajectory or image (→ NOT_FOUND: existence is not revealed)
+    ├── HandedOver          the gateway is shutting down; the trajectory goes on on another replica (→ UNAVAILABLE)
     └── ToolDispatchError   a tool call could not be delivered or its result never came back
 """
 
@@ -46,3 +47,8 @@ class ToolDispatchError(GatewayError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class HandedOver(GatewayError):
+    """This gateway is shutting down and handed the trajectory to another replica; the message says how to
+    Watch it from the next sequence number."""

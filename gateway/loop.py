@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
@@ -37,6 +37,9 @@ from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
+
+if TYPE_CHECKING:
+    from gateway.resume import Checkpoint
 
 tracer = trace.get_tracer("toolfabric.gateway")
 log = logging.getLogger(__name__)
@@ -123,14 +126,21 @@ class AgentLoop:
         self._model, self._tools, self._blobs = model, tools, blobs
         self._catalog, self._dialect_for, self._settings = catalog, dialect_for, settings
 
-    async def run(self, spec: RunSpec, emit: Emit) -> tuple[pb.Status, str]:
-        """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED."""
+    async def run(self, spec: RunSpec, emit: Emit, resume: Checkpoint | None = None,
+                  resumed_by: str = "") -> tuple[pb.Status, str]:
+        """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED.
+
+        With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
         for carried in spec.carried:
             state.registry.carry(carried)
-        state.inputs = [state.registry.add_input(image.ref, image.width, image.height, image.mime_type, image.data)
+        state.inputs = [state.registry.add_input(image.ref, image.width, image.height, image.mime_type,
+                                                 image.data or None)
                         for image in spec.inputs]
+        if resume is not None:
+            self._restore(state, resume)
+            sink._seq = resume.last_seq  # the sequence goes on where the record stopped
         attributes: dict[str, str | int | float] = {
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
             "gen_ai.conversation.id": spec.conversation_id or spec.trajectory_id,
@@ -143,15 +153,20 @@ class AgentLoop:
         with tracer.start_as_current_span("invoke_agent toolfabric", attributes=attributes) as span:
             ctx = span.get_span_context()
             trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
-            await sink(started=pb.TrajectoryStarted(
-                trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
-                budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
-                                   deadline_s=spec.deadline_s),
-                images=[_image_ref(i) for i in state.registry.images]))
+            if resume is not None:
+                await sink(resumed=pb.TrajectoryResumed(
+                    from_step=resume.next_step, from_seq=resume.last_seq, gateway=resumed_by,
+                    reason=f"gateway lost; resumed with {len(resume.steps)} completed steps kept"))
+            else:
+                await sink(started=pb.TrajectoryStarted(
+                    trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
+                    budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
+                                       deadline_s=spec.deadline_s),
+                    images=[_image_ref(i) for i in state.registry.images]))
             failure: BaseException | None = None
             try:
-                async with asyncio.timeout(spec.deadline_s):
-                    status, reason = await self._steps(state, sink)
+                async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):
+                    status, reason = await self._steps(state, sink, resume.next_step if resume else 1)
             except TimeoutError:
                 status, reason = pb.STATUS_BUDGET_EXHAUSTED, f"deadline of {spec.deadline_s:g}s reached"
             except asyncio.CancelledError:
@@ -176,17 +191,40 @@ class AgentLoop:
             span.set_attribute("toolfabric.status", pb.Status.Name(status))
             metrics.trajectory_finished(spec.mode, names.status_name(status))
             await sink(usage=state.usage.proto(time.monotonic() - state.started))
-            await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
+            await sink(finished=pb.TrajectoryFinished(status=status, reason=reason,
+                                                      resumes=resume.resumes + 1 if resume else 0))
         return status, reason
 
-    async def _steps(self, state: _Run, sink: _Sink) -> tuple[pb.Status, str]:
+    def _opening(self, state: _Run) -> list[Message]:
+        """How every run starts: the system prompt, the conversation's earlier turns, this turn's question."""
         spec = state.spec
-        visible = self._visible(spec)
         shown = {name for turn in spec.history for name in turn.images}
-        state.messages = [system_message(spec.mode, visible, state.dialect), *history_messages(spec.history),
-                          user_message(spec.question, [i for i in state.inputs if i.name not in shown],
-                                       [i for i in spec.carried if i.step > 0])]
-        for step in range(1, spec.max_steps + 1):
+        return [system_message(spec.mode, self._visible(spec), state.dialect), *history_messages(spec.history),
+                user_message(spec.question, [i for i in state.inputs if i.name not in shown],
+                             [i for i in spec.carried if i.step > 0])]
+
+    def _restore(self, state: _Run, point: Checkpoint) -> None:
+        """The conversation, images and budget of the checkpoint's completed steps, as they were recorded."""
+        state.messages = self._opening(state)
+        for done in point.steps:
+            state.messages.append(Message("assistant", [done.text]))
+            parts: list[str | ImagePart] = []
+            for obs in done.observations:
+                images = [state.registry.add_output(i.blob, i.width, i.height, i.origin, i.mime_type, i.step)
+                          for i in obs.images]
+                parts += observation_parts(obs.name, obs.call_id or "-", obs.text,
+                                           (obs.error_kind or "error") if obs.is_error else None, images,
+                                           state.dialect.observation_tags)
+            state.messages.append(Message("user", parts))
+        state.usage.tool_calls = point.tool_calls()
+        state.tool_calls = sum(state.usage.tool_calls.values())
+        state.usage.steps = len(point.steps)
+
+    async def _steps(self, state: _Run, sink: _Sink, first_step: int = 1) -> tuple[pb.Status, str]:
+        spec = state.spec
+        if not state.messages:
+            state.messages = self._opening(state)
+        for step in range(first_step, spec.max_steps + 1):
             sink.step = step
             state.usage.steps = step
             metrics.step(spec.mode)
@@ -312,7 +350,7 @@ class AgentLoop:
                 call_id=call_id, name=tool.name if tool else raw.name, text=result.text,
                 images=[_image_ref(i) for i in new_images], is_error=not result.ok,
                 error_kind=result.error_kind or "", kind=names.error_kind(result.error_kind or ""),
-                duration_s=duration))
+                duration_s=duration, attempts=result.attempts))
             metrics.tool_call(tool.name if tool else "unknown", "ok" if result.ok else result.error_kind or "error",
                               duration or None)  # a refused call never ran: no latency
             parts += observation_parts(tool.name if tool else raw.name, call_id, result.text,

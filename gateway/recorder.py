@@ -110,6 +110,21 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
     return out
 
 
+async def set_field(client: aredis.Redis, trajectory_id: str, name: str, value: str) -> None:
+    """An extra field of the record (gateway/resume.py keeps the validated request here)."""
+    await client.hset(_meta_key(trajectory_id), name, value)
+
+
+async def get_field(client: aredis.Redis, trajectory_id: str, name: str) -> str | None:
+    value = await client.hget(_meta_key(trajectory_id), name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def events_from(client: aredis.Redis, trajectory_id: str, index: int) -> list[pb.RunEvent]:
+    """Recorded events from position `index` on (Watch follows a trajectory with this)."""
+    return [pb.RunEvent.FromString(e) for e in await client.lrange(_events_key(trajectory_id), index, -1)]
+
+
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
     value = await client.hget(_meta_key(trajectory_id), "status")
     return None if value is None else int(value)

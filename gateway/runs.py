@@ -1,9 +1,14 @@
-"""Starting a trajectory and streaming its events: what every door (gRPC Run, the HTTP API) calls.
+"""The trajectories of this gateway: what every door (gRPC Run, the HTTP API) calls to start and stream one.
 
-`prepare` turns a RunRequest into a RunSpec (or raises InvalidRequest saying what is wrong);
-`stream` runs the agent loop as its own task, records every event and yields them as they happen.
-Closing the stream early (the client went away) cancels the trajectory; so does `cancel_local`
-(Cancel from this replica, or from another one through Redis).
+`prepare` turns a RunRequest into a RunSpec (InvalidRequest saying what is wrong, ModelNotServed /
+ModelUnavailable for the model, NotYours, LimitExceeded for the tenant); `stream` runs the agent loop as its
+own task, records every event before the caller sees it (gateway/delivery.py) and yields them. Closing the
+stream early (the client went away) cancels the trajectory; so does `cancel_local` (Cancel from this
+replica, or from another one through Redis).
+
+Each running trajectory holds a lease (gateway/leases.py); `reap` resumes the trajectories of a lost gateway
+(gateway/resume.py). On shutdown `drain` hands trajectories still running after the grace period to another
+replica instead of cancelling them; their streams end with HandedOver (the client can Watch them).
 """
 
 from __future__ import annotations
@@ -11,15 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
+import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import redis.asyncio as aredis
+from redis.exceptions import RedisError
 
-from gateway import conversations, recorder
+from gateway import conversations, recorder, resume
 from gateway.archive import TENANT_LABEL, Archive, check_labels
 from gateway.auth import ANONYMOUS, Principal
 from gateway.conversations import PriorTurn
-from gateway.exceptions import InvalidRequest, ModelNotServed
+from gateway.delivery import Delivery
+from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed
+from gateway.leases import Leases
 from gateway.loop import AgentLoop, RunSpec
 from gateway.tenants import Tenants
 from gateway.validation import RequestValidator
@@ -29,21 +40,31 @@ from services.common.telemetry import metrics
 from services.model.triton_client import TritonModel
 from toolfabric.v1 import fabric_pb2 as pb
 
+log = logging.getLogger(__name__)
+CANCEL_CHANNEL = "toolfabric:cancel"
+_CANCEL_REQUESTED = "toolfabric:cancel-requested:"
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    delivery: Delivery
+
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
                  model: TritonModel, gw: GatewaySettings, tenants: Tenants, blobs: AsyncBlobStore,
-                 archive: Archive | None = None) -> None:
+                 leases: Leases, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
-        self.tenants, self._blobs, self._archive = tenants, blobs, archive
-        self._running: dict[str, asyncio.Task[tuple[pb.Status, str]]] = {}
+        self.tenants, self._blobs, self._archive, self.leases = tenants, blobs, archive, leases
+        self._running: dict[str, _Running] = {}
+        self.draining = False
 
     async def prepare(self, request: pb.RunRequest, principal: Principal = ANONYMOUS,
                       history: list[PriorTurn] | None = None) -> RunSpec:
         """The validated spec of `request`, admitted for `principal`'s tenant (a concurrency slot taken, budgets
-        capped): stream it next. InvalidRequest (ModelNotServed for a model Triton lacks), NotYours (a parent of
-        another tenant) or LimitExceeded if not. `history`: earlier turns the client sent (the HTTP API's
-        messages), whose images are the request's first images; a parent trajectory takes precedence."""
+        capped): stream it next. `history`: earlier turns the client sent (the HTTP API's messages), whose images
+        are the request's first images; a parent trajectory takes precedence."""
         spec = await self._validator.validate(request)
         check_labels(request)
         spec.tenant = principal.tenant
@@ -65,57 +86,179 @@ class Runs:
         else:
             spec.history = history or []
             spec.conversation_id = request.conversation_id or spec.trajectory_id
-        if not await self._model.ready(spec.model):
+        # serves() raises ModelUnavailable when Triton itself is down (→ UNAVAILABLE, named as such).
+        if not await self._model.serves(spec.model):
             raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
         await self.tenants.admit(principal, spec)
         return spec
 
     async def stream(self, spec: RunSpec, mode: pb.Mode,
                      trace_context: contextvars.Context | None = None) -> AsyncGenerator[pb.RunEvent, None]:
-        """Runs a prepared trajectory, yielding its events; close it early (aclosing) to cancel the trajectory."""
+        """Runs a prepared trajectory, yielding its events; close it early (aclosing) to cancel the trajectory.
+        RedisError before the first event: nothing started. HandedOver at the end: another replica goes on."""
         principal = Principal(spec.tenant)
-        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+        try:
+            record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s,
+                                                 mirror=self._archive.event if self._archive else None)
+            await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant,
+                               conversation_id=spec.conversation_id,
+                               parent_trajectory_id=spec.parent_trajectory_id)
+            await resume.save_spec(self._redis, spec)
+            await self.leases.acquire(spec.trajectory_id)
+        except BaseException:
+            await self.tenants.release(principal, spec.trajectory_id)
+            raise
         if self._archive is not None:
             self._archive.begin(spec, mode)
-        record = recorder.TrajectoryRecorder(self._redis, spec.trajectory_id, self._gw.trajectory_ttl_s,
-                                             mirror=self._archive.event if self._archive else None)
-        await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant,
-                           conversation_id=spec.conversation_id, parent_trajectory_id=spec.parent_trajectory_id)
-
-        async def emit(event: pb.RunEvent) -> None:
-            await record.record(event)
-            await self.tenants.observe(principal, event)
-            queue.put_nowait(event)
-
-        async def drive() -> tuple[pb.Status, str]:
-            try:
-                return await self._loop.run(spec, emit)
-            finally:
-                try:  # in the trajectory's own task: a client that went away cannot interrupt it
-                    await self.tenants.release(principal, spec.trajectory_id)
-                finally:
-                    queue.put_nowait(None)
-
-        # A caller that sends W3C trace context gets the trajectory in its own trace.
-        task = asyncio.create_task(drive(), name=f"trajectory-{spec.trajectory_id}", context=trace_context)
-        self._running[spec.trajectory_id] = task
+        queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+        delivery = Delivery(record, spec.trajectory_id, self._gw.record_retry_s, queue)
+        running = self._start(spec, delivery, context=trace_context)
         metrics.stream_opened()
         try:
             while (event := await queue.get()) is not None:
                 yield event
+            if delivery.detached:
+                raise HandedOver(f"gateway shutting down; trajectory {spec.trajectory_id} goes on on another "
+                                 f"replica: Watch it from seq {delivery.last_seq + 1}")
         finally:
             metrics.stream_closed()
-            if not task.done():  # the client went away: the trajectory is cancelled
-                task.cancel()
+            if not running.task.done() and not delivery.detached:  # the client went away: cancel the trajectory
+                running.task.cancel()
             # wait, not gather: a gather cancelled again (anyio cancels level-triggered) would cancel the
             # trajectory a second time, in the middle of recording how it ended.
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-            self._running.pop(spec.trajectory_id, None)
+                await asyncio.wait([running.task])
+
+    def _start(self, spec: RunSpec, delivery: Delivery, checkpoint: resume.Checkpoint | None = None,
+               context: contextvars.Context | None = None) -> _Running:
+        task = asyncio.create_task(self._drive(spec, delivery, checkpoint), name=f"trajectory-{spec.trajectory_id}",
+                                   context=context)
+        running = _Running(task, delivery)
+        self._running[spec.trajectory_id] = running
+        return running
+
+    async def _drive(self, spec: RunSpec, delivery: Delivery, checkpoint: resume.Checkpoint | None) -> None:
+        tid, principal = spec.trajectory_id, Principal(spec.tenant)
+
+        async def emit(event: pb.RunEvent) -> None:
+            await delivery.emit(event)
+            await self.tenants.observe(principal, event)
+
+        try:
+            await self._loop.run(spec, emit, checkpoint, self.leases.owner)
+        except asyncio.CancelledError:  # cancelled before the loop was inside its own handling
+            if delivery.finished is None and not delivery.detached:
+                await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(status=pb.STATUS_CANCELLED,
+                                                                                  reason="cancelled")))
+        except Exception as exc:  # the loop catches its own faults; this is a fault in emitting them
+            log.exception("trajectory %s stopped without finishing", tid)
+            if delivery.finished is None:
+                await delivery.fail("internal", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if delivery.finished is None and not delivery.detached:
+                await delivery.fail("internal", "the trajectory stopped without finishing")
+            if self._running.get(tid) is not None and self._running[tid].delivery is delivery:
+                del self._running[tid]
+            with contextlib.suppress(RedisError):  # else the lease expires and the reaper tidies up
+                await self.leases.release(tid, finished=not delivery.detached)
+            with contextlib.suppress(RedisError):  # else the slot expires with the deadline
+                await self.tenants.release(principal, tid)
+            delivery.close()
 
     def cancel_local(self, trajectory_id: str) -> bool:
-        task = self._running.get(trajectory_id)
-        if task is None or task.done():
+        running = self._running.get(trajectory_id)
+        if running is None or running.task.done():
             return False
-        task.cancel()
+        running.task.cancel()
         return True
+
+    async def cancel(self, tid: str) -> int | None:
+        """Cancels `tid` wherever it runs and says how it stands afterwards (None: no such trajectory)."""
+        running = self._running.get(tid)
+        if running is not None and self.cancel_local(tid):
+            await asyncio.wait([running.task], timeout=self._gw.cancel_wait_s)
+            return running.delivery.finished.status if running.delivery.finished else pb.STATUS_RUNNING
+        status = await recorder.status_of(self._redis, tid)
+        if status is None or status != pb.STATUS_RUNNING:
+            return status
+        if await self.leases.holder(tid) is None and await self.leases.claim(tid):
+            # Its gateway is gone and no replica has taken it over yet: it ends here, as cancelled.
+            delivery = await self._take_delivery(tid)
+            await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
+                status=pb.STATUS_CANCELLED, reason="cancelled (its gateway had been lost)")))
+            await self.leases.release(tid, finished=True)
+            return pb.STATUS_CANCELLED
+        # Running on another replica: every gateway listens on the cancel channel. The request is also kept, so a
+        # replica taking over from a lost gateway ends it instead of resuming it. Answer with what happened.
+        await self._redis.set(_CANCEL_REQUESTED + tid, 1, ex=3600)
+        await self._redis.publish(CANCEL_CHANNEL, tid)
+        deadline = time.monotonic() + self._gw.cancel_wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            status = await recorder.status_of(self._redis, tid)
+            if status != pb.STATUS_RUNNING:
+                break
+        return status
+
+    async def _take_delivery(self, tid: str) -> Delivery:
+        found = await recorder.load(self._redis, tid)
+        last = max((e.seq for e in found.events), default=0) if found else 0
+        return Delivery(self._recorder(tid), tid, self._gw.record_retry_s, first_seq=last)
+
+    def _recorder(self, tid: str) -> recorder.TrajectoryRecorder:
+        return recorder.TrajectoryRecorder(self._redis, tid, self._gw.trajectory_ttl_s,
+                                           mirror=self._archive.event if self._archive else None)
+
+    async def take_over(self, tid: str) -> None:
+        """A trajectory whose lease this gateway just claimed: resume it, or end it with the reason."""
+        found = await recorder.load(self._redis, tid)
+        if found is None or found.status != pb.STATUS_RUNNING:
+            await self.leases.release(tid, finished=True)
+            return
+        point = resume.checkpoint(found, time.time())
+        spec = await resume.load_spec(self._redis, tid)
+        delivery = Delivery(self._recorder(tid), tid, self._gw.record_retry_s, first_seq=point.last_seq)
+        if point.answer is not None:  # it had answered; only its end was lost
+            await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
+                status=pb.STATUS_COMPLETED, reason="the model answered", resumes=point.resumes)))
+        elif await self._redis.exists(_CANCEL_REQUESTED + tid):
+            await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
+                status=pb.STATUS_CANCELLED, reason="cancelled (its gateway had been lost)", resumes=point.resumes)))
+        elif spec is None or not self._gw.resume_lost:
+            await delivery.fail("gateway_lost", "gateway lost: its lease expired while the trajectory ran")
+        else:
+            log.warning("resuming trajectory %s from step %d (its gateway was lost)", tid, point.next_step)
+            self._start(spec, delivery, point)
+            return
+        await self.leases.release(tid, finished=True)
+
+    async def reap(self) -> None:
+        """Runs for the gateway's life: finds trajectories whose lease expired and takes them over."""
+        while True:
+            await asyncio.sleep(self._gw.reaper_interval_s)
+            if self.draining:
+                return
+            try:
+                for tid in await self.leases.orphans():
+                    if await self.leases.claim(tid):
+                        await self.take_over(tid)
+            except RedisError as exc:
+                log.warning("reaper: Redis unavailable (%s); retrying", exc)
+            except Exception:
+                log.exception("reaper failed; retrying")
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutdown: running trajectories get `grace_s` to finish; the rest are handed to another replica
+        (their lease released, so a reaper resumes them at once) and their clients told to Watch there."""
+        self.draining = True
+        tasks = [r.task for r in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for tid, running in list(self._running.items()):
+            if running.task.done():
+                continue
+            running.delivery.detached = True
+            running.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(running.task, return_exceptions=True)
+            log.warning("handed trajectory %s to another replica at shutdown", tid)

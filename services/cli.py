@@ -67,6 +67,7 @@ def _settings_problem(exc: Exception) -> str | None:
 @_needs_server
 def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.stack import EmbeddedStack
+    from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="toolfabric-"))
@@ -81,9 +82,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    # Ctrl-C and SIGTERM both stop everything (a shell may start us with SIGINT ignored).
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    # Ctrl-C, SIGTERM and a closed terminal all stop everything (a shell may start us with SIGINT ignored).
+    # Killed any other way (SIGKILL, OOM), the children stop themselves: each has a parent-death signal.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     try:
         stack.start(progress=True)
     except KeyboardInterrupt:
@@ -110,16 +112,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
               f"  {suggestion(stack.target, demo=stack.demo_site and not stack.user_data, pages=pages)}\n"
               "Ctrl-C stops everything.", file=sys.stderr)
+        supervisor = Supervisor(stack, _say)
         while True:
-            dead = [name for name, ok in stack.alive().items() if not ok]
-            if dead:
-                print(f"[toolfabric up] {', '.join(dead)} exited; stopping (see {workdir / 'logs'})", file=sys.stderr)
-                return 1
+            supervisor.check()  # a crashed worker, gateway, Redis or Triton is restarted, with backoff
             time.sleep(1)
     except KeyboardInterrupt:
         return 0
     finally:
-        print("[toolfabric up] stopping", file=sys.stderr)
+        _say("stopping")
         stack.stop()
 
 
@@ -137,6 +137,12 @@ def _require(*, model: bool = False) -> None:
         missing.append("TOOLFABRIC_MODEL_TRITON_URL (e.g. triton:8001)")
     if missing:
         raise ConfigurationError(f"not set: {', '.join(missing)}")
+def _say(message: str) -> None:
+    # stderr may be a pipe whose reader is gone (`toolfabric up | tee` closed): the stack keeps running.
+    try:
+        print(f"[toolfabric up] {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 @_needs_server

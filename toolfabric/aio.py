@@ -56,6 +56,18 @@ class AsyncClient:
             result.add(event)
         return result
 
+    async def watch(self, trajectory_id: str, from_seq: int = 0) -> AsyncIterator[pb.RunEvent]:
+        """Re-attach to a trajectory: its events with seq >= `from_seq`, then new ones, until `finished`."""
+        call = self._stub.Watch(pb.WatchRequest(trajectory_id=trajectory_id, from_seq=from_seq),
+                                timeout=self._timeout)
+        try:
+            async for event in call:
+                yield event
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
     async def cancel(self, trajectory_id: str) -> pb.CancelResponse:
         return await self._unary(self._stub.Cancel, pb.CancelRequest(trajectory_id=trajectory_id))
 

@@ -59,6 +59,18 @@ class Client:
             result.add(event)
         return result
 
+    def watch(self, trajectory_id: str, from_seq: int = 0) -> Iterator[pb.RunEvent]:
+        """Re-attach to a trajectory (running, resumed elsewhere, or finished): its events with seq >= `from_seq`,
+        then new ones as they happen, until `finished`. After a dropped Run stream, pass the last seq seen + 1."""
+        call = self._stub.Watch(pb.WatchRequest(trajectory_id=trajectory_id, from_seq=from_seq),
+                                timeout=self._timeout)
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
     def cancel(self, trajectory_id: str) -> pb.CancelResponse:
         return self._unary(self._stub.Cancel, pb.CancelRequest(trajectory_id=trajectory_id))
 

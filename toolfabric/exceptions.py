@@ -4,8 +4,8 @@
     ├── InvalidArgument   the request was rejected; the message says what is wrong
     ├── NotFound          unknown trajectory or image (or its record expired, or another tenant's)
     ├── Unauthenticated   no API key, or a malformed, wrong or revoked one
-    ├── ResourceExhausted over a tenant limit; `retry_after_s` says when to try again
-    ├── Unavailable       the gateway could not be reached
+    ├── ResourceExhausted over a tenant limit, or the gateway is busy; `retry_after_s` says when to try again
+    ├── Unavailable       the gateway, Redis or the model service could not be reached
     └── DeadlineExceeded  the call ran past the client's timeout
 """
 
@@ -55,6 +55,10 @@ def from_rpc_error(exc: grpc.RpcError) -> ToolfabricError:
     error = _BY_CODE.get(code, ToolfabricError)(details or str(code))
     error.code = code
     if isinstance(error, ResourceExhausted) and hasattr(exc, "trailing_metadata"):
-        hint = dict(exc.trailing_metadata() or ()).get("retry-after")
-        error.retry_after_s = float(hint) if isinstance(hint, str) and hint.isdigit() else 0.0
+        for key, value in exc.trailing_metadata() or ():
+            # A tenant limit says `retry-after` (seconds); a busy gateway gRPC's own pushback (milliseconds).
+            if key == "retry-after" and isinstance(value, str) and value.isdigit():
+                error.retry_after_s = float(value)
+            elif key == "grpc-retry-pushback-ms" and isinstance(value, str) and value.isdigit():
+                error.retry_after_s = int(value) / 1000
     return error

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aredis
-
 from gateway.celery_executor import CeleryToolExecutor
+from gateway.connections import redis_client
 from gateway.loop import AgentLoop
 from gateway.step.service import StepService
 from gateway.validation import RequestValidator
@@ -28,8 +27,7 @@ async def _download_image(url: str, max_bytes: int) -> bytes:
 @contextlib.asynccontextmanager
 async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
-    client = aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(
-        common.redis_url, max_connections=gw.redis_max_connections, timeout=gw.redis_connection_wait_s))
+    client = redis_client(common.redis_url, gw)
     blobs = AsyncBlobStore(client, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(), client)
     await executor.start()

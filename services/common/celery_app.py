@@ -34,6 +34,9 @@ def make_celery() -> Celery:
         task_time_limit=worker.task_time_limit_s,
         task_soft_time_limit=worker.task_soft_time_limit_s,
         result_expires=common.celery_result_expires_s,
+        # A result finished while Redis restarts is stored once it is back, not lost (the gateway waits for it).
+        result_backend_always_retry=True,
+        result_backend_max_retries=20,
         broker_transport_options={"visibility_timeout": common.celery_visibility_timeout_s},
         result_backend_transport_options={"visibility_timeout": common.celery_visibility_timeout_s},
         task_queues=[Queue(s) for s in SERVICES],
@@ -42,7 +45,8 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=worker.prefetch_multiplier,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        task_track_started=False,
+        # STARTED names the worker running a task: the gateway sends a task again when that worker dies.
+        task_track_started=True,
     )
     return app
 

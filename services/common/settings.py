@@ -88,10 +88,37 @@ class GatewaySettings(BaseSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     # Blob HTTP endpoint (signed URLs for reverse image search); 0 = not served by this gateway.
     blob_http_port: int = Field(default=0, ge=0, le=65535)
-    # Redis connections of one gateway process; past it, callers wait (up to the timeout) instead of failing,
-    # which matters when a step request brings a thousand trajectories at once.
+    # Reliability (see gateway/leases.py, gateway/admission.py, gateway/consumers.py).
+    # Redis connections of one gateway process; a request that finds none free waits `redis_pool_timeout_s`,
+    # then fails with a message naming this setting (never redis-py's bare "Too many connections").
     redis_max_connections: int = Field(default=256, ge=4)
-    redis_connection_wait_s: float = Field(default=20.0, gt=0)
+    redis_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # While Redis is away, a finished trajectory's final status is written again for this long.
+    record_retry_s: float = Field(default=120.0, ge=0)
+    # Trajectories run at once by this process; up to `admission_queue` more wait, each at most
+    # `admission_wait_s`; beyond that a Run gets RESOURCE_EXHAUSTED with a retry hint.
+    max_running: int = Field(default=600, ge=1)
+    admission_queue: int = Field(default=400, ge=0)
+    admission_wait_s: float = Field(default=20.0, ge=0)
+    # A running trajectory's lease: renewed every `lease_ttl_s / 3`; a lease left to expire means its gateway
+    # is gone, and any replica's reaper (every `reaper_interval_s`) resumes the trajectory or fails it.
+    lease_ttl_s: float = Field(default=15.0, gt=0)
+    reaper_interval_s: float = Field(default=5.0, gt=0)
+    # Resume trajectories of a lost gateway from their last completed step (False: end them FAILED).
+    resume_lost: bool = True
+    # A tool call to a service with no live worker fails as `unavailable` after this long (workers that
+    # start meanwhile are used); a task whose worker died is sent again up to `tool_retries` times.
+    no_consumer_wait_s: float = Field(default=3.0, ge=0)
+    tool_retries: int = Field(default=1, ge=0, le=5)
+    # A call sent again after its worker died waits up to this long for a worker (one is usually restarting).
+    retry_consumer_wait_s: float = Field(default=30.0, ge=0)
+    # gRPC cancels a call the server has not picked up within this long (its default is 30 s, which a busy
+    # gateway on a loaded machine can miss at a burst of Runs); admission then answers each one.
+    accept_wait_s: int = Field(default=300, ge=1)
+    # Cancel of a trajectory running on another replica waits this long to report what happened.
+    cancel_wait_s: float = Field(default=5.0, gt=0)
+    # Watch polls the record this often for new events.
+    watch_poll_s: float = Field(default=0.25, gt=0)
 
 
 class StepSettings(BaseSettings):
@@ -182,6 +209,8 @@ class ModelSettings(BaseSettings):
     max_tokens: int = Field(default=8192, ge=1, le=131072)
     # Time to the first streamed token and between tokens before the step fails.
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    # Longest wait between reconnection attempts to a Triton that went away (gRPC's default is 120 s).
+    reconnect_backoff_max_s: float = Field(default=2.0, gt=0)
 
 
 class WorkerSettings(BaseSettings):
@@ -197,7 +226,10 @@ class WorkerSettings(BaseSettings):
     # Readiness without a broker round trip: while its consumer is connected, the worker touches this
     # file every `heartbeat_interval_s` (a probe checks its age). Unset = no heartbeat file.
     heartbeat_file: str | None = None
-    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    # The same heartbeat goes to Redis, where gateways see which services have a live consumer; a worker
+    # silent for `heartbeat_ttl_s` counts as gone.
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    heartbeat_ttl_s: float = Field(default=8.0, gt=0)
 
 
 class VisionSettings(BaseSettings):

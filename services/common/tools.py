@@ -10,6 +10,8 @@ reference, and new images come back as references.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -59,9 +61,7 @@ class ToolSpec:
         check_service_name(self.service)
 
     def json_schema(self) -> dict[str, Any]:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return schema
+        return copy.deepcopy(_json_schema(self.arguments))
 
     def function_schema(self) -> dict[str, Any]:
         """The OpenAI/Qwen function-calling shape the system prompt lists."""
@@ -69,6 +69,15 @@ class ToolSpec:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.json_schema()},
         }
+
+
+@functools.cache
+def _json_schema(arguments: type[BaseModel]) -> dict[str, Any]:
+    # Building a schema takes pydantic milliseconds per tool; every trajectory's system prompt lists them all,
+    # on the gateway's event loop.
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    return schema
 
 
 class ToolContext(BaseModel):
@@ -105,6 +114,8 @@ class ToolResult(BaseModel):
     error_kind: str | None = None
     # Counters for the usage report: provider_calls, cache_hit_hot, cost_units, …
     usage: dict[str, float] = Field(default_factory=dict)
+    # Set by the gateway: how many times the call was sent (above 1 when its worker died and it ran again).
+    attempts: int = 1
 
     @classmethod
     def failure(cls, kind: str, message: str) -> ToolResult:

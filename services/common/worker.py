@@ -6,18 +6,22 @@ out of the task, so a worker never dies of one and the loop always gets an obser
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import settings
+from services.common import consumers, revocations, settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
@@ -52,12 +56,29 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
 
     @app.task(name=task_name(service), bind=True)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        if self.request.id and _revoked(self.request.id):  # abandoned while queued: nobody waits for it
+            return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
         started = time.perf_counter()
         result = run_tool(by_name, tool, arguments, context)
+        if (self.request.delivery_info or {}).get("redelivered"):
+            # The broker delivered it again (its pool process died mid-call): it has run before.
+            result.attempts = 2
         observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
         return result.model_dump(mode="json")
 
     return call
+
+
+@functools.lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.common().redis_url, socket_timeout=2)
+
+
+def _revoked(task_id: str) -> bool:
+    try:
+        return revocations.is_revoked(_redis(), task_id)
+    except redis.RedisError:  # cannot tell: run it (at-least-once)
+        return False
 
 
 def run_tool(
@@ -112,7 +133,8 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         "--concurrency",
         str(concurrency or worker.concurrency),
         "--hostname",
-        f"{service}@%h",
+        # Unique per process: a restarted worker is a new consumer, so gateways can tell that the old one died.
+        f"{service}-{uuid.uuid4().hex[:6]}@%h",
         "--loglevel",
         settings.common().log_level,
         "--without-gossip",
@@ -120,16 +142,16 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         *(extra_args or []),
     ]
     setup_worker_telemetry(service)  # tracing starts in each pool process, after the fork
-    if worker.heartbeat_file:
-        app.steps["consumer"].add(Heartbeat)
+    app.steps["consumer"].add(Heartbeat)
     app.worker_main(argv)
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Touches the heartbeat file while the consumer is connected to the broker.
+    """Beats while the consumer is connected to the broker: in Redis (gateways see which services have a
+    live consumer, `services.common.consumers`) and, when configured, in a file for a readiness probe.
 
     Consumer steps start once the broker connection is up and stop when it is lost, so a stale
-    file means "not consuming" — a readiness probe only has to check the file's age.
+    beat means "not consuming".
     """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
@@ -137,14 +159,35 @@ class Heartbeat(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._timer: Any = None
+        self._registry: consumers.ConsumerRegistry | None = None
 
     def start(self, parent: Any) -> None:
-        path = Path(settings.worker().heartbeat_file or "")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        self._timer = parent.timer.call_repeatedly(settings.worker().heartbeat_interval_s, path.touch)
+        queues = [q.name for q in parent.task_consumer.queues] if parent.task_consumer else []
+        self._registry = consumers.ConsumerRegistry.from_settings()
+        hostname = parent.hostname
+        file = settings.worker().heartbeat_file
+        path = Path(file) if file else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+        def beat() -> None:
+            if path is not None:
+                path.touch()
+            try:
+                self._registry.beat(hostname, queues)  # type: ignore[union-attr]
+            except Exception as exc:  # Redis away: the consumer step stops with the broker anyway
+                log.warning("heartbeat to Redis failed: %s", exc)
+
+        beat()
+        self._timer = parent.timer.call_repeatedly(settings.worker().heartbeat_interval_s, beat)
 
     def stop(self, parent: Any) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._registry is not None:
+            # A clean stop says so at once; a killed worker's beat simply ages out.
+            with contextlib.suppress(Exception):
+                self._registry.leave(parent.hostname)
+            self._registry.close()
+            self._registry = None

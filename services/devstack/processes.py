@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +41,17 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, proc: sub
     raise TimeoutError(f"{what} was not ready after {timeout_s:.0f}s{_tail(log)}")
 
 
+def log_says(log: Path | None, *needles: str) -> bool:
+    """Whether the log mentions any of `needles` (e.g. a port lost to another process)."""
+    if log is None or not log.exists():
+        return False
+    text = log.read_text(errors="replace").lower()
+    return any(n.lower() in text for n in needles)
+
+
+PORT_TAKEN = ("address already in use", "failed to bind", "could not create server socket", "errno 98")
+
+
 def _tail(log: Path | None, lines: int = 30) -> str:
     if log is None or not log.exists():
         return ""
@@ -46,26 +59,52 @@ def _tail(log: Path | None, lines: int = 30) -> str:
     return "\n--- last lines of " + str(log) + " ---\n" + "\n".join(text)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: SIGTERM it when the process that started it dies, however it dies
+    (SIGKILL, a closed terminal, a broken pipe). SIGTERM, not SIGKILL, so redis-server, Triton and Celery
+    still stop their own children (pool processes, backend stubs). Linux ties the signal to the *thread* that
+    started the child: start children from a thread that lives as long as they should (the main thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Child:
-    """A child process with its output in a log file, in its own process group."""
+    """A child process with its output in a log file, in its own process group, that dies with its parent."""
 
     def __init__(self, name: str, argv: Sequence[str], log_dir: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
         self.name = name
         self.log = log_dir / f"{name}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
+        self.argv, self.env, self.cwd = list(argv), env, cwd
+        self.restarts = 0
+        self._spawn()
+
+    def _spawn(self) -> None:
         self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(
-            list(argv),
+            self.argv,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
+            env=self.env,
+            cwd=self.cwd,
             start_new_session=True,  # its own group: stopping it stops its children (Celery pool, Triton stub)
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def respawn(self) -> None:
+        """Start the same command again (after it died), appending to the same log."""
+        self.stop()
+        self._spawn()
+        self.restarts += 1
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc.poll() is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from services.common.errors import ConfigurationError
-from services.devstack.processes import Child, free_port, wait_until
+from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 
 
 def redis_binary() -> str:
@@ -30,29 +30,63 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    """Starts redis-server on a free loopback port with no persistence; `url` to connect."""
+    """Starts redis-server on a free loopback port; `url` to connect.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    With `persistent`, it keeps an append-only file in `workdir` (fsync every second), so a restart on the
+    same workdir still has every trajectory record, image, lease and queued task — at most the last second
+    of writes is lost. Without it (the tests' throwaway servers) a restart loses everything.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, persistent: bool = False) -> None:
+        self._fixed_port = port is not None
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
+        self.persistent = persistent
         self._child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         if self._child is not None:  # already running (e.g. `with RedisServer(...).start()`)
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return self
+            except RuntimeError:
+                # A port chosen free can be taken before redis-server binds it: choose again.
+                lost = self._child is not None and log_says(self._child.log, *PORT_TAKEN)
+                self.stop()
+                if not lost or self._fixed_port or attempt == 2:
+                    raise
+                self.port = free_port()
+        return self
+
+    def _start_once(self) -> None:
+        persistence = (["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""] if self.persistent
+                       else ["--save", "", "--appendonly", "no"])
         argv = [
-            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", *persistence,
             "--dir", str(self.workdir),
             # The broker must never drop a queued task to make room.
             "--maxmemory-policy", "noeviction",
         ]
         self._child = Child(f"redis-{self.port}", argv, self.workdir)
         client = redis.Redis.from_url(self.url)
-        wait_until(lambda: bool(client.ping()), 15, "redis-server", self._child.proc, self._child.log)
-        client.close()
-        return self
+        try:
+            wait_until(lambda: bool(client.ping()), 15, "redis-server", self._child.proc, self._child.log)
+        finally:
+            client.close()
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.proc.pid if self._child else None
 
     def stop(self) -> None:
         if self._child:

@@ -3,6 +3,10 @@
 Redis, the Triton server with the CPU models, one Celery worker per service, the gateway, and (for
 the demo) a loopback web server for the demo corpus, which is indexed into the local search index
 and the only private address the fetch service may read. Used by `toolfabric up` and the tests.
+
+Redis keeps an append-only file in `<workdir>/redis`, so the stack restarted on the same workdir still has
+its trajectories. Every child dies with the process that started it (see `processes.Child`);
+`supervise()` restarts whatever crashed, with backoff (services/devstack/supervisor.py).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class EmbeddedStack:
         self.demo_site = demo_site
         self.extra_env = extra_env or {}
         self.worker_concurrency = worker_concurrency
-        self.redis = RedisServer(self.workdir / "redis")
+        self.redis = RedisServer(self.workdir / "redis", persistent=True)
         # The CPU baseline by default; tests hand in a server that also loads their test models.
         self.triton = triton or TritonServer(self.workdir / "triton")
         self.site_port = free_port()
@@ -149,6 +153,10 @@ class EmbeddedStack:
 
     def alive(self) -> dict[str, bool]:
         return {name: child.alive() for name, child in self.children.items()}
+
+    def restart_worker(self, service: str) -> None:
+        """Start a service's worker again (after it died or was killed), with the same settings."""
+        self.children[f"worker-{service}"].respawn()
 
     def stop(self) -> None:
         # Gateway first (it stops dispatching), then workers, then the servers they need.

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from services.common.errors import ConfigurationError
-from services.devstack.processes import Child, free_port, wait_until
+from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model" / "repository"
 CPU_MODELS = ("toolfabric_baseline",)
@@ -59,6 +59,27 @@ class TritonServer:
     def start(self, timeout_s: float = 120.0) -> TritonServer:
         if self._child is not None:  # already running (e.g. `with TritonServer(...).start()`)
             return self
+        for attempt in range(3):
+            try:
+                self._start_once(timeout_s)
+                return self
+            except RuntimeError:
+                # A port chosen free can be taken before Triton binds it (several stacks on one machine).
+                lost = self._child is not None and log_says(self._child.log, *PORT_TAKEN)
+                self.stop()
+                if not lost or attempt == 2:
+                    raise
+                self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        return self
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.proc.pid if self._child else None
+
+    def _start_once(self, timeout_s: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         pytriton = _pytriton_dir()
         libs = pytriton.parent / "nvidia_pytriton.libs"
@@ -82,10 +103,11 @@ class TritonServer:
             "--allow-http=true",
             "--log-verbose=0",
             "--exit-on-error=true",
+            # On SIGTERM, in-flight requests get this long before Triton exits (its default is 30 s).
+            "--exit-timeout-secs=2",
         ]
         self._child = Child(f"triton-{self.grpc_port}", argv, self.workdir, env=env)
         wait_until(self._ready, timeout_s, "tritonserver", self._child.proc, self._child.log)
-        return self
 
     def _ready(self) -> bool:
         import tritonclient.grpc as grpcclient
@@ -98,7 +120,7 @@ class TritonServer:
 
     def stop(self) -> None:
         if self._child:
-            self._child.stop(timeout_s=20)
+            self._child.stop(timeout_s=8)
             self._child = None
 
     def __enter__(self) -> TritonServer:

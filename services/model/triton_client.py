@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
@@ -55,10 +56,19 @@ def _int(result: grpcclient.InferResult, name: str) -> int | None:
 class TritonModel:
     """The gateway's ModelBackend on Triton (one shared gRPC channel)."""
 
-    def __init__(self, url: str, idle_timeout_s: float) -> None:
-        self._client = grpcclient.InferenceServerClient(url)
+    def __init__(self, url: str, idle_timeout_s: float, reconnect_backoff_max_s: float = 2.0) -> None:
+        # gRPC's reconnect backoff grows to 120 s by default: capped, a restarted Triton is found again
+        # within seconds, without restarting the gateway.
+        backoff_ms = int(reconnect_backoff_max_s * 1000)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=[
+            ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, 500)),
+            ("grpc.min_reconnect_backoff_ms", min(backoff_ms, 500)),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms),
+        ])
         self._url = url
         self._idle_timeout_s = idle_timeout_s
+        self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
 
     async def stream(
         self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str
@@ -86,7 +96,7 @@ class TritonModel:
                         "(TOOLFABRIC_MODEL_STREAM_IDLE_TIMEOUT_S)"
                     ) from None
                 if error is not None:
-                    raise ModelUnavailable(f"model {model} failed: {error}")
+                    raise ModelUnavailable(f"model {model} failed: {_one_line(error)}")
                 params = result.get_response().parameters
                 final = "triton_final_response" in params and params["triton_final_response"].bool_param
                 yield ModelChunk(
@@ -97,20 +107,58 @@ class TritonModel:
                 )
                 if final:
                     return
+        except ModelUnavailable:
+            self._serving.pop(model, None)  # ask Triton again before the next Run is admitted
+            raise
         except InferenceServerException as exc:
-            raise ModelUnavailable(f"model service at {self._url} is unavailable: {exc}") from exc
+            self._serving.pop(model, None)
+            raise ModelUnavailable(f"model service at {self._url} is unavailable: {_one_line(exc)}") from exc
+        except grpc.RpcError as exc:  # Triton went away mid-stream (killed, restarted, network)
+            self._serving.pop(model, None)
+            raise ModelUnavailable(f"model service at {self._url} dropped the stream of {model}: "
+                                   f"{_rpc_reason(exc)}") from exc
         finally:
             responses.cancel() if hasattr(responses, "cancel") else None
             await _aclose(iterator)
 
     async def ready(self, model: str) -> bool:
         try:
-            return bool(await self._client.is_model_ready(model))
+            return bool(await self._client.is_model_ready(model, client_timeout=5))
         except InferenceServerException:
             return False
 
+    async def serves(self, model: str) -> bool:
+        """Whether Triton serves `model` now; raises ModelUnavailable when Triton itself cannot be reached.
+
+        A positive answer is kept for a second (500 Runs arriving at once ask once), and a Triton too busy to
+        answer in time counts as serving: the model stream itself then fails, named, if it is not."""
+        loop = asyncio.get_running_loop()
+        if self._serving.get(model, 0.0) > loop.time():
+            return True
+        try:
+            ready = bool(await self._client.is_model_ready(model, client_timeout=5))
+        except InferenceServerException as exc:
+            if "DEADLINE_EXCEEDED" in str(exc.status()):
+                return True
+            raise ModelUnavailable(f"model service at {self._url} is unreachable: {_one_line(exc)}") from exc
+        if ready:
+            self._serving[model] = loop.time() + 1.0
+        return ready
+
     async def close(self) -> None:
         await self._client.close()
+
+
+def _one_line(exc: BaseException | InferenceServerException) -> str:
+    text = exc.message() if isinstance(exc, InferenceServerException) and exc.message() else str(exc)
+    return " ".join(text.split())[:300]
+
+
+def _rpc_reason(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    name = code.name if isinstance(code, grpc.StatusCode) else "error"
+    return f"{name} ({' '.join(str(details).split())[:200]})"
 
 
 async def _aclose(iterator: Any) -> None:

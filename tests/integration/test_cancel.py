@@ -65,7 +65,7 @@ def test_cancel_during_tool_call_revokes_the_task(stack: EmbeddedStack, client: 
     active: list = ["?"]
     while time.monotonic() < deadline:
         replies = app.control.inspect(timeout=1).active() or {}
-        active = [t for host, tasks in replies.items() if host.startswith("vision@") for t in tasks]
+        active = [t for host, tasks in replies.items() if host.startswith("vision-") for t in tasks]
         if not active:
             break
         time.sleep(0.5)

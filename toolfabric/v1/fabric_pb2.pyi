@@ -207,7 +207,7 @@ class ToolCall(_message.Message):
     def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ...) -> None: ...
 
 class Observation(_message.Message):
-    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s", "kind")
+    __slots__ = ("call_id", "name", "text", "images", "is_error", "error_kind", "duration_s", "kind", "attempts")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +216,7 @@ class Observation(_message.Message):
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     name: str
     text: str
@@ -224,7 +225,8 @@ class Observation(_message.Message):
     error_kind: str
     duration_s: float
     kind: ErrorKind
-    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ..., kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
+    attempts: int
+    def __init__(self, call_id: _Optional[str] = ..., name: _Optional[str] = ..., text: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., is_error: bool = ..., error_kind: _Optional[str] = ..., duration_s: _Optional[float] = ..., kind: _Optional[_Union[ErrorKind, str]] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class FinalAnswer(_message.Message):
     __slots__ = ("text", "plan_json")
@@ -284,15 +286,29 @@ class Error(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., fatal: bool = ..., kind: _Optional[_Union[ErrorKind, str]] = ...) -> None: ...
 
 class TrajectoryFinished(_message.Message):
-    __slots__ = ("status", "reason")
+    __slots__ = ("status", "reason", "resumes")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     status: Status
     reason: str
-    def __init__(self, status: _Optional[_Union[Status, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    resumes: int
+    def __init__(self, status: _Optional[_Union[Status, str]] = ..., reason: _Optional[str] = ..., resumes: _Optional[int] = ...) -> None: ...
+
+class TrajectoryResumed(_message.Message):
+    __slots__ = ("from_step", "from_seq", "gateway", "reason")
+    FROM_STEP_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    from_step: int
+    from_seq: int
+    gateway: str
+    reason: str
+    def __init__(self, from_step: _Optional[int] = ..., from_seq: _Optional[int] = ..., gateway: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished")
+    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished", "resumed")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +321,7 @@ class RunEvent(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     step: int
     seq: int
@@ -317,7 +334,8 @@ class RunEvent(_message.Message):
     usage: Usage
     error: Error
     finished: TrajectoryFinished
-    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ...) -> None: ...
+    resumed: TrajectoryResumed
+    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ..., resumed: _Optional[_Union[TrajectoryResumed, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("trajectory_id",)
@@ -342,7 +360,7 @@ class GetTrajectoryRequest(_message.Message):
     def __init__(self, trajectory_id: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "labels", "eval_run", "budgets", "finished_at", "conversation_id", "parent_trajectory_id", "tenant")
+    __slots__ = ("trajectory_id", "trace_id", "status", "question", "mode", "model", "events", "answer", "usage", "created_at", "labels", "eval_run", "budgets", "finished_at", "conversation_id", "parent_trajectory_id", "tenant", "gateway", "resumes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -367,6 +385,8 @@ class Trajectory(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    RESUMES_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     trace_id: str
     status: Status
@@ -384,7 +404,9 @@ class Trajectory(_message.Message):
     conversation_id: str
     parent_trajectory_id: str
     tenant: str
-    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+    gateway: str
+    resumes: int
+    def __init__(self, trajectory_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., status: _Optional[_Union[Status, str]] = ..., question: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., model: _Optional[str] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., tenant: _Optional[str] = ..., gateway: _Optional[str] = ..., resumes: _Optional[int] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("mode",)
@@ -419,6 +441,14 @@ class GetImageRequest(_message.Message):
     BLOB_FIELD_NUMBER: _ClassVar[int]
     blob: str
     def __init__(self, blob: _Optional[str] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("trajectory_id", "from_seq")
+    TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    trajectory_id: str
+    from_seq: int
+    def __init__(self, trajectory_id: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("blob", "data", "mime_type", "width", "height")

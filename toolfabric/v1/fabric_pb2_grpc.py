@@ -69,6 +69,11 @@ class FabricStub(object):
                 request_serializer=toolfabric_dot_v1_dot_fabric__pb2.StepRequest.SerializeToString,
                 response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.StepResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/toolfabric.v1.Fabric/Watch',
+                request_serializer=toolfabric_dot_v1_dot_fabric__pb2.WatchRequest.SerializeToString,
+                response_deserializer=toolfabric_dot_v1_dot_fabric__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class FabricServicer(object):
@@ -126,6 +131,14 @@ class FabricServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Re-attaches to a trajectory (running, resumed on another gateway, or finished): its recorded events
+        from `from_seq` on, then new ones as they are recorded, until `finished`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +176,11 @@ def add_FabricServicer_to_server(servicer, server):
                     servicer.Step,
                     request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.StepRequest.FromString,
                     response_serializer=toolfabric_dot_v1_dot_fabric__pb2.StepResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=toolfabric_dot_v1_dot_fabric__pb2.WatchRequest.FromString,
+                    response_serializer=toolfabric_dot_v1_dot_fabric__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +372,33 @@ class Fabric(object):
             '/toolfabric.v1.Fabric/Step',
             toolfabric_dot_v1_dot_fabric__pb2.StepRequest.SerializeToString,
             toolfabric_dot_v1_dot_fabric__pb2.StepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/toolfabric.v1.Fabric/Watch',
+            toolfabric_dot_v1_dot_fabric__pb2.WatchRequest.SerializeToString,
+            toolfabric_dot_v1_dot_fabric__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

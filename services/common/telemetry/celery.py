@@ -8,7 +8,9 @@ current context. So senders use `trace_publishing()` here instead, which handles
 this process does not know.
 
 Celery's own Redis traffic (the broker write under a publish span, the result write after a task
-body) is summed up by the publish and run spans; `is_celery_plumbing` lets the sampler drop it.
+body) is summed up by the publish and run spans; `is_celery_plumbing` lets the sampler drop it. The
+STARTED record written before the body (the gateway reads it to tell which worker runs a task) is
+written with instrumentation suppressed.
 """
 
 from __future__ import annotations
@@ -107,6 +109,26 @@ def trace_publishing() -> None:
     _publishing_on = True
 
 
+def _quiet_started_records() -> None:
+    """Store STARTED states without Redis spans under the run span (they are Celery's, not the task's)."""
+    from celery import current_app, states
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    backend = current_app.backend
+    store = backend.store_result
+
+    def store_result(task_id: str, result: Any, state: str, *args: Any, **kwargs: Any) -> Any:
+        if state != states.STARTED:
+            return store(task_id, result, state, *args, **kwargs)
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            return store(task_id, result, state, *args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    backend.store_result = store_result
+
+
 def trace_worker(service_name: str, setup: Callable[[str], bool], shutdown: Callable[[], None]) -> None:
     """Run `setup` in every pool process after the fork (prefork and solo pools), then instrument Celery."""
 
@@ -115,6 +137,7 @@ def trace_worker(service_name: str, setup: Callable[[str], bool], shutdown: Call
             from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
             CeleryInstrumentor().instrument()
+            _quiet_started_records()
 
     def stop(**_: Any) -> None:
         shutdown()  # flushes the last spans before the pool process exits

@@ -1,0 +1,153 @@
+"""Load: N concurrent demo trajectories (10 tool calls each, all three services) through the embedded stack.
+
+Everything runs on this machine: redis-server, Triton with the baseline policy, one worker per service, the
+gateway(s) and the clients (one process, asyncio, one channel per 25 runs so SO_REUSEPORT spreads them over
+gateway processes). The baseline, measured in the same run at equal settings, is one trajectory alone.
+For each N it prints completed / failed / hung, trajectories/s, p50 / p99 latency, tool calls/s, and ratios
+to the baseline (latency: how much slower under load; throughput: how much more work per second).
+
+  python bench/load.py --quick          # N = 10 (under 60 s with start-up)
+  python bench/load.py                  # N = 50, 200, 500
+  python bench/load.py --gateways 2     # two gateway processes on one port (SO_REUSEPORT)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Equal settings for every N: budgets generous enough that only a fault or a hang can fail a run.
+SETTINGS = {
+    "TOOLFABRIC_GATEWAY_DEFAULT_DEADLINE_S": "1800",
+    "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "900",
+    "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",
+    "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "60",
+}
+HUNG_S = 1200.0  # a run with no end after this long counts as hung
+
+
+@dataclass
+class Round:
+    n: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    tool_calls: int = 0
+    failed: list[str] = field(default_factory=list)
+    hung: int = 0
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies)
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _one(client: object, question: str, image: bytes, into: Round) -> None:
+    from toolfabric import ToolfabricError
+
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(HUNG_S):
+            result = await client.ask(question, images=[image], mode="deep_research")  # type: ignore[attr-defined]
+    except TimeoutError:
+        into.hung += 1
+        return
+    except ToolfabricError as exc:
+        into.failed.append(f"{type(exc).__name__} ({exc.code.name}) after {time.monotonic() - started:.0f}s: "
+                           f"{exc}"[:200])
+        return
+    if result.status != "STATUS_COMPLETED":
+        into.failed.append(f"{result.status}: {result.reason}"[:160])
+        return
+    into.latencies.append(time.monotonic() - started)
+    into.tool_calls += len(result.tool_calls)
+
+
+async def _round(target: str, n: int, question: str, image: bytes) -> Round:
+    from toolfabric import AsyncClient
+
+    result = Round(n)
+    clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 24) // 25))]
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*[_one(clients[i % len(clients)], question, image, result) for i in range(n)])
+    finally:
+        for client in clients:
+            await client.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _report(r: Round, base: Round) -> None:
+    rate = r.completed / r.seconds
+    base_rate = base.completed / base.seconds
+    print(f"N={r.n:4d}  completed {r.completed:4d}  failed {len(r.failed):3d}  hung {r.hung:3d}  "
+          f"{rate:6.2f} trajectories/s  p50 {r.pct(0.5):6.1f}s  p99 {r.pct(0.99):6.1f}s  "
+          f"{r.tool_calls / r.seconds:7.1f} tool calls/s  |  p50 {r.pct(0.5) / base.pct(0.5):5.1f}x alone, "
+          f"throughput {rate / base_rate:5.1f}x alone", flush=True)
+    for reason in r.failed[:8]:
+        print(f"          failed: {reason}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N = 10 only; under 60 s including start-up")
+    parser.add_argument("--n", type=int, nargs="*", help="concurrency levels (default 50 200 500)")
+    parser.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
+    parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
+    args = parser.parse_args()
+    levels = [10] if args.quick else (args.n or [50, 200, 500])
+
+    from services.devstack.processes import Child, port_open, wait_until
+    from services.devstack.stack import EmbeddedStack
+    from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+
+    image = DEMO_IMAGE.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="toolfabric-load-") as scratch:
+        tmp = args.workdir or scratch
+        t0 = time.monotonic()
+        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS).start()
+        extra: list[Child] = []
+        try:
+            for i in range(args.gateways - 1):  # same port: the kernel spreads connections (SO_REUSEPORT)
+                env = stack.env() | {"TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"}
+                extra.append(Child(f"gateway-{i + 2}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"],
+                                   Path(tmp) / "logs", env=env))
+            for child in extra:
+                wait_until(lambda: port_open(stack.gateway_port), 30, "extra gateway", child.proc, child.log)
+            time.sleep(1.0 if extra else 0.0)
+            print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; {args.gateways} gateway "
+                  f"process(es); worker concurrency {stack.worker_concurrency} per service", flush=True)
+            base = asyncio.run(_round(stack.target, 1, DEMO_QUESTION, image))
+            if not base.completed:
+                print(f"the baseline trajectory failed: {base.failed or 'hung'}")
+                return 1
+            print(f"baseline: one trajectory alone {base.pct(0.5):.1f}s, {base.tool_calls} tool calls", flush=True)
+            worst = 0
+            for n in levels:
+                result = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
+                _report(result, base)
+                worst = max(worst, len(result.failed) + result.hung)
+            print(f"total {time.monotonic() - t0:.0f}s; median baseline check "
+                  f"{statistics.median(base.latencies):.1f}s")
+            return 1 if worst else 0
+        finally:
+            for child in extra:
+                child.stop()
+            stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

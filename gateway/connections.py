@@ -1,0 +1,35 @@
+"""The gateway's Redis connections: one bounded pool per process, sized from settings.
+
+A request that finds every connection busy waits up to `redis_pool_timeout_s` for one, then fails with
+an error naming the setting (redis-py's own pool would fail at once with "Too many connections").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from services.common.settings import GatewaySettings
+
+
+class PoolExhausted(RedisConnectionError):
+    """Every Redis connection of this gateway stayed busy for the pool timeout."""
+
+
+class _Pool(aredis.BlockingConnectionPool):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except RedisConnectionError as exc:
+            if "No connection available" not in str(exc):
+                raise
+            raise PoolExhausted(
+                f"all {self.max_connections} Redis connections of this gateway stayed busy for {self.timeout:g}s "
+                "(raise TOOLFABRIC_GATEWAY_REDIS_MAX_CONNECTIONS or run more gateway processes)") from exc
+
+
+def redis_client(url: str, gw: GatewaySettings) -> aredis.Redis:
+    pool = _Pool.from_url(url, max_connections=gw.redis_max_connections, timeout=gw.redis_pool_timeout_s)
+    return aredis.Redis(connection_pool=pool)

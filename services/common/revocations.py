@@ -1,0 +1,22 @@
+"""Revoked tool tasks, remembered in Redis until they expire.
+
+Celery's revoke is a broadcast that only workers alive at that moment keep (in memory). A worker that
+starts later — a restarted one picking up a dead worker's queued or redelivered tasks — would run calls
+nobody waits for. So the gateway also writes `toolfabric:revoked:<task id>` with the task's remaining life,
+and a worker checks it before running a task (one GET).
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aredis
+
+_KEY = "toolfabric:revoked:"
+
+
+async def mark(client: aredis.Redis, task_id: str, ttl_s: float) -> None:
+    await client.set(_KEY + task_id, 1, px=max(int(ttl_s * 1000), 1000))
+
+
+def is_revoked(client: redis.Redis, task_id: str) -> bool:
+    return bool(client.exists(_KEY + task_id))
