@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup demo test test-fast lint bench protos
+.PHONY: setup demo test test-fast lint bench protos fuzz
 
 setup:
 	@./scripts/setup.sh
@@ -25,3 +25,8 @@ bench: setup
 
 protos: setup
 	./scripts/gen_protos.sh
+
+# Every fuzz target for a long while, in parallel (FUZZ_MINUTES each, default 10); findings land in
+# tests/fuzz/crashes/<target>/, which `make test` replays.
+fuzz: setup
+	.venv/bin/python -m tests.fuzz.launch --minutes $(or $(FUZZ_MINUTES),10)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -51,22 +53,41 @@ class ImageInfo:
     has_alpha: bool = False
 
 
+@contextmanager
+def _decoder(problem: str) -> Iterator[None]:
+    """The one place where a third-party decoder's failure on untrusted bytes becomes InvalidImage.
+
+    Pillow and OpenCV raise whatever their parsers trip over on hostile input (TypeError from a
+    TIFF rational where an integer belongs, struct.error, IndexError, cv2.error, …): all of it
+    means the bytes are not an image we can use, never a fault of the caller.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"image rejected as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:  # what Pillow documents for bad data
+        raise InvalidImage(f"{problem}: {exc}") from None
+    except Exception as exc:
+        raise InvalidImage(f"{problem} ({type(exc).__name__}: {exc})") from None
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImage("image is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _decoder("image header is corrupt"):
             return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InvalidImage(
             f"not a recognised image ({len(data)} bytes, starts with {data[:8]!r}); "
             f"accepted types: {', '.join(sorted(ACCEPTED.values()))}"
         ) from None
-    except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"image rejected as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImage(f"image header is corrupt: {exc}") from None
 
 
 def _orientation(img: Image.Image) -> int:
@@ -77,9 +98,20 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def _oriented_by_pillow(img: Image.Image) -> bool:
+    """Pillow (11+) reports a TIFF's size as displayed, orientation applied; other formats as stored."""
+    tags = getattr(img, "tag_v2", None)
+    return tags is not None and img.size != (tags.get(256), tags.get(257))
+
+
 def inspect(data: bytes, max_pixels: int) -> ImageInfo:
     """Header-only check: is this an accepted image type within the pixel limit?"""
     img = _open(data)
+    with _decoder("image header is corrupt"):
+        return _info(img, max_pixels)
+
+
+def _info(img: Image.Image, max_pixels: int) -> ImageInfo:
     fmt = img.format or ""
     if fmt not in ACCEPTED:
         raise InvalidImage(f"unsupported image type {fmt or 'unknown'}; accepted: {', '.join(sorted(ACCEPTED))}")
@@ -92,7 +124,7 @@ def inspect(data: bytes, max_pixels: int) -> ImageInfo:
             "(checked before decoding)"
         )
     orientation = _orientation(img)
-    if orientation in _QUARTER_TURNS:
+    if orientation in _QUARTER_TURNS and not _oriented_by_pillow(img):
         width, height = height, width
     has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
     return ImageInfo(fmt, ACCEPTED[fmt], width, height, img.mode, orientation, has_alpha)
@@ -101,21 +133,15 @@ def inspect(data: bytes, max_pixels: int) -> ImageInfo:
 def decode_bgr(data: bytes, max_pixels: int) -> np.ndarray:
     """Fully decode to an 8-bit, 3-channel BGR array (raises InvalidImage if corrupt)."""
     info = inspect(data, max_pixels)
-    if _opencv_decodes(info, data):
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is not None and bgr.shape[:2] == (info.height, info.width):
-            return bgr
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data))
-            opened.load()
-            rgb = _to_rgb8(ImageOps.exif_transpose(opened) or opened)
-    except InvalidImage:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImage(f"image data is corrupt or truncated: {exc}") from None
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    with _decoder("image data is corrupt or truncated"):
+        if _opencv_decodes(info, data):
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is not None and bgr.shape[:2] == (info.height, info.width):
+                return bgr
+        opened = Image.open(io.BytesIO(data))
+        opened.load()
+        rgb = _to_rgb8(ImageOps.exif_transpose(opened) or opened)
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def _opencv_decodes(info: ImageInfo, data: bytes) -> bool:

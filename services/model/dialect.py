@@ -28,6 +28,14 @@ _TAG_CALLS = {
 _TAG_FORM = re.compile(r"<(text_search|image_search|web_content|code)>(.*?)</\1>", re.DOTALL)
 _FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 PLAN_TOOLS = {"image_search", "text_search", "web_visit", "none"}
+# Valid JSON that Python's reader still refuses (found by fuzzing; degenerate output such as
+# "[[[[…" is a common way for a model to fail): nesting past the recursion limit, and integers
+# longer than int's 4300-digit conversion limit (ValueError).
+_UNREADABLE = (RecursionError, ValueError)
+
+
+def _unreadable(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
 
 
 @dataclass
@@ -91,6 +99,9 @@ def _parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | Non
     except json.JSONDecodeError as exc:
         problems.append(f"tool call {index} is not valid JSON ({exc.msg} at position {exc.pos}): {raw.strip()[:200]}")
         return None
+    except _UNREADABLE as exc:
+        problems.append(f"tool call {index} cannot be read as JSON ({_unreadable(exc)}): {raw.strip()[:200]}")
+        return None
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         problems.append(f'tool call {index} must be an object with a string "name" and an "arguments" object')
         return None
@@ -98,7 +109,7 @@ def _parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | Non
     if isinstance(args, str):  # some models double-encode the arguments
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, *_UNREADABLE):
             pass
     if not isinstance(args, dict):
         problems.append(f'tool call {index} ({obj["name"]}): "arguments" must be a JSON object')
@@ -111,6 +122,9 @@ def _parse_plan(raw: str, problems: list[str]) -> list[dict[str, Any]] | None:
         plan = json.loads(raw.strip())
     except json.JSONDecodeError as exc:
         problems.append(f"the plan is not valid JSON ({exc.msg} at position {exc.pos})")
+        return None
+    except _UNREADABLE as exc:
+        problems.append(f"the plan cannot be read as JSON ({_unreadable(exc)})")
         return None
     if not isinstance(plan, list) or not 2 <= len(plan) <= 10:
         problems.append("the plan must be a JSON list of 2 to 10 steps")
