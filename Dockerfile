@@ -75,7 +75,7 @@ LABEL org.opencontainers.image.title="toolfabric" \
 
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 libpython3.11 tini ca-certificates \
+ && apt-get install -y --no-install-recommends python3.11 libpython3.11 libturbojpeg0 tini ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 toolfabric \
  && useradd --uid 10001 --gid 10001 --home-dir /home/toolfabric --create-home --shell /usr/sbin/nologin toolfabric

@@ -12,6 +12,8 @@ need_apt=()
 [ -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libpython3.11.so.1.0 ] \
   || need_apt+=(libpython3.11)
 command -v make >/dev/null || need_apt+=(make)
+# Crops and zooms of JPEGs decode only their region through libturbojpeg (services/common/jpegcrop.py).
+ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0' || need_apt+=(libturbojpeg0)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

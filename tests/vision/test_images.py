@@ -181,3 +181,20 @@ def test_tiff_exif_orientation_is_reported_in_the_size_it_decodes_to() -> None:
     bgr = images.decode_bgr(data, MAX_PIXELS)
     assert (info.width, info.height) == (48, 64) == (bgr.shape[1], bgr.shape[0])
     assert np.array_equal(bgr, images.decode_bgr(_pil_bytes(pil, "PNG", exif=exif.tobytes()), MAX_PIXELS))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_fast_png_encoding_is_lossless_standard_png(channels: int) -> None:
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)  # noise: nothing to hide errors in
+    data = images.encode_png(arr, fast=True)
+    assert images.inspect(data, MAX_PIXELS).format == "PNG"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), arr)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)))[:, :, :3], arr[:, :, 2::-1])  # another reader
+
+
+def test_fast_png_encoding_keeps_gray_images_gray() -> None:
+    gray = np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    data = images.encode_png(gray, fast=True)
+    assert images.inspect(data, MAX_PIXELS).mode == "L"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), gray)

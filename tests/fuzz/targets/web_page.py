@@ -10,6 +10,8 @@ engine's per-input timeout, set to the fetch service's total timeout.
 
 from __future__ import annotations
 
+import readability  # noqa: F401  (extract imports it lazily; importing it here gets it instrumented)
+
 from services.web.decoding import (
     HTML_TYPES,
     PDF_TYPES,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+import pypdf  # noqa: F401  (extract_pdf imports it lazily; importing it here gets it instrumented)
+
 from services.web.errors import UndecodableContent
 from services.web.extract import extract_pdf
 from services.web.passages import CHARS_PER_TOKEN, select
