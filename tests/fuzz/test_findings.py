@@ -38,3 +38,15 @@ def test_run_request_with_a_corrupt_tiff_is_refused_as_an_invalid_argument(redis
     request = pb.RunRequest(question="What is this?", images=[pb.ImageInput(data=tiff)])
     with pytest.raises(InvalidRequest, match=r"image 1: image data is corrupt or truncated \(TypeError"):
         run_request.LOOP.run_until_complete(run_request.VALIDATOR.validate(request))
+
+
+def test_refused_image_url_is_not_echoed_whole(redis_server: RedisServer) -> None:
+    from tests.fuzz.targets import run_request
+
+    url = "http://example.com/" + "a" * 10_000  # over the guard's URL limit
+    request = pb.RunRequest(question="What is this?", images=[pb.ImageInput(url=url)])
+    with pytest.raises(InvalidRequest) as refused:
+        run_request.LOOP.run_until_complete(run_request.VALIDATOR.validate(request))
+    message = str(refused.value)
+    assert message.startswith("image 1: could not download 'http://example.com/aaa")
+    assert "the limit is 4096" in message and len(message) < 1000
