@@ -199,13 +199,18 @@ def encode_png(bgr: np.ndarray, compression: int = 1, fast: bool = False) -> byt
     `fast` uses fpng for colour arrays instead: lossless standard PNG, 10-20x faster than zlib
     level 1 for files about 15% larger (bench/vision.py measures both); gray arrays keep zlib.
     """
-    if fast and bgr.dtype == np.uint8 and bgr.ndim == 3 and bgr.shape[2] in (3, 4) and _fpng() is not None:
+    # fpng writes sides past 65535 wrapped around (found by fuzzing): zlib for those.
+    colour = bgr.dtype == np.uint8 and bgr.ndim == 3 and bgr.shape[2] in (3, 4)
+    if fast and colour and max(bgr.shape[:2]) <= _FPNG_MAX_SIDE and _fpng() is not None:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
         return bytes(_fpng().from_ndarray(rgb))
     ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise InvalidImage("could not encode image as PNG")
     return buf.tobytes()
+
+
+_FPNG_MAX_SIDE = 65535
 
 
 @lru_cache(maxsize=1)

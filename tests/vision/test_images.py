@@ -198,3 +198,10 @@ def test_fast_png_encoding_keeps_gray_images_gray() -> None:
     data = images.encode_png(gray, fast=True)
     assert images.inspect(data, MAX_PIXELS).mode == "L"
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), gray)
+
+
+def test_fast_png_encoding_of_a_side_over_65535_pixels_stays_correct() -> None:
+    # Found by fuzzing: fpng wrote a 65540-pixel width as 4; such images go through zlib.
+    wide = np.random.default_rng(6).integers(0, 256, (2, 65_540, 3), dtype=np.uint8)
+    data = images.encode_png(wide, fast=True)
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), wide)
