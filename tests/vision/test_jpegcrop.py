@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,14 @@ def test_region_of_a_truncated_jpeg_is_an_invalid_image() -> None:
 def test_region_outside_the_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not inside the 301x203 image"):
         images.decode_region_bgr(photo("420"), (0, 0, 302, 10), MAX_PIXELS)
+
+
+def test_damaged_jpeg_region_has_the_pixels_of_the_full_decode() -> None:
+    # Found by fuzzing: a JPEG with corrupt entropy data that decoders still decode; the lossless
+    # transform resynchronised differently, so damaged files now take the full decode.
+    data = (Path(__file__).resolve().parents[1] / "fuzz" / "crashes" / "images"
+            / "crash-09299a35dd681fdf2990d3b48ab3becfaba70f2e").read_bytes()
+    region = images.decode_region_bgr(data, (11, 5, 16, 8), MAX_PIXELS)
+    assert np.array_equal(region, images.decode_bgr(data, MAX_PIXELS)[5:8, 11:16])
+    with pytest.raises(UserWarning, match="Corrupt JPEG data"):
+        jpegcrop.region_bgr(data, 11, 5, 16, 8)
