@@ -8,7 +8,9 @@ orientation applied, alpha composited on white, CMYK/16-bit/palette/grayscale co
 Plain 8-bit JPEG/PNG/WebP/BMP — nearly every photo — is decoded by OpenCV straight into BGR,
 about 1.5x faster than Pillow plus a colour conversion; everything else goes through Pillow.
 A JPEG without its end marker is truncated: OpenCV would pad it with grey, so it goes to
-Pillow, which says so.
+Pillow, which says so. `decode_region_bgr` decodes only a box of a JPEG (jpegcrop.py), for crops.
+
+Whatever a decoder raises on hostile bytes becomes InvalidImage in one place, `_decoder`.
 """
 
 from __future__ import annotations
