@@ -92,6 +92,25 @@ def outcome(target: str, proc: subprocess.Popen[bytes], log: Path, crashes: Path
                    str(log), artifacts)
 
 
+def rescue(target: str, work: Path, crashes: Path) -> list[str]:
+    """Inputs of the working corpus that fail the target, copied to `crashes`.
+
+    For a target that died without writing its input (a signal in the middle of libFuzzer's crash
+    report has happened once): the failing input is usually in the corpus it was mutating.
+    """
+    import importlib
+    import shutil
+
+    fuzz_one = importlib.import_module(f"tests.fuzz.targets.{target}").fuzz_one
+    found = []
+    for path in sorted(work.iterdir()) if work.is_dir() else []:
+        try:
+            fuzz_one(path.read_bytes())
+        except Exception:
+            found.append(str(shutil.copy(path, crashes / f"crash-{path.name}")))
+    return found
+
+
 def run(targets: list[str], seconds: float, crashes_root: Path, work_root: Path, nice: int = 0) -> list[Outcome]:
     """All targets at once; waits for the last one (libFuzzer stops itself at max_total_time)."""
     procs = []
@@ -108,7 +127,10 @@ def run(targets: list[str], seconds: float, crashes_root: Path, work_root: Path,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        results.append(outcome(target, proc, log, crashes, seconds, before))
+        result = outcome(target, proc, log, crashes, seconds, before)
+        if result.returncode != 0 and not result.artifacts:
+            result.artifacts = rescue(target, work_root / target, crashes)
+        results.append(result)
     return results
 
 
