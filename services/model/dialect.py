@@ -130,7 +130,9 @@ def _parse_plan(raw: str, problems: list[str]) -> list[dict[str, Any]] | None:
         problems.append("the plan must be a JSON list of 2 to 10 steps")
         return None
     for i, item in enumerate(plan, start=1):
-        if not isinstance(item, dict) or item.get("tool_name") not in PLAN_TOOLS:
+        # A non-string tool_name ({} or []) cannot be looked up in the set (found by fuzzing).
+        tool = item.get("tool_name") if isinstance(item, dict) else None
+        if not isinstance(tool, str) or tool not in PLAN_TOOLS:
             problems.append(f"plan step {i} needs a tool_name among {sorted(PLAN_TOOLS)}")
             return None
         if not isinstance(item.get("description", ""), str) or not isinstance(item.get("parameters", {}), dict):

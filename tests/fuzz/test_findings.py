@@ -50,3 +50,9 @@ def test_refused_image_url_is_not_echoed_whole(redis_server: RedisServer) -> Non
     message = str(refused.value)
     assert message.startswith("image 1: could not download 'http://example.com/aaa")
     assert "the limit is 4096" in message and len(message) < 1000
+
+
+def test_plan_step_with_an_object_as_tool_name_is_a_problem_for_the_model() -> None:
+    step = parse_model_output('<plan>[{"description": "a", "tool_name": "image_search"}, '
+                              '{"description": "b", "tool_name": {}}]</plan>')
+    assert step.plan is None and step.problems[0].startswith("plan step 2 needs a tool_name among")
