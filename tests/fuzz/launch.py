@@ -69,6 +69,8 @@ def command(target: str, seconds: float, work: Path, crashes: Path) -> list[str]
         "-report_slow_units=1000000",  # a slow first input (imports, caches) is not a finding; -timeout is
         f"-artifact_prefix={crashes}/",
         str(work), str(CORPUS / target),
+        # Earlier findings seed the search too: variants of a fixed bug are likely neighbours.
+        *([str(CRASHES / target)] if (CRASHES / target).is_dir() else []),
     ]
 
 
