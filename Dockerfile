@@ -101,7 +101,7 @@ LABEL org.opencontainers.image.base.name="${DEBIAN_IMAGE}" \
 
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 libpython3.11 tini ca-certificates \
+ && apt-get install -y --no-install-recommends python3.11 libpython3.11 libturbojpeg0 tini ca-certificates \
     tesseract-ocr tesseract-ocr-eng \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 toolfabric \

@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup demo test test-fast lint bench protos image container-test
+.PHONY: setup demo test test-fast lint bench protos image container-test fuzz
 
 setup:
 	@./scripts/setup.sh
@@ -34,3 +34,7 @@ image:
 
 container-test: setup
 	PYTHON=.venv/bin/python ./scripts/container-test.sh
+# Every fuzz target for a long while, in parallel (FUZZ_MINUTES each, default 10); findings land in
+# tests/fuzz/crashes/<target>/, which `make test` replays.
+fuzz: setup
+	.venv/bin/python -m tests.fuzz.launch --minutes $(or $(FUZZ_MINUTES),10)

@@ -120,7 +120,9 @@ class RequestValidator:
             try:
                 data = await self._download(image.url, limit)
             except Exception as exc:  # the fetcher's errors already say what went wrong
-                raise InvalidRequest(f"image {index}: could not download {image.url!r}: {exc}") from exc
+                # Shortened: a status message must fit gRPC's metadata limit (found by fuzzing).
+                raise InvalidRequest(
+                    f"image {index}: could not download {image.url[:200]!r}: {str(exc)[:500]}") from exc
         else:
             raise InvalidRequest(f"image {index} has neither data nor url")
         if len(data) > limit:

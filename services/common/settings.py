@@ -259,6 +259,9 @@ class VisionSettings(BaseSettings):
     max_zoom: float = Field(default=4.0, ge=1)
     # Results of the fixed operations are encoded as PNG at this zlib level (1 = fast, 9 = small) …
     png_compression: int = Field(default=1, ge=0, le=9)
+    # "fpng": colour PNG results through fpng (lossless, 10-20x faster, ~15% larger; zlib for gray);
+    # "zlib": every PNG at png_compression.
+    png_encoder: Literal["fpng", "zlib"] = "fpng"
     # … up to this many pixels; larger colour results are JPEG (a 12 MP PNG takes ~0.7 s and ~20 MB).
     png_max_pixels: int = Field(default=4_000_000, ge=0)
     jpeg_quality: int = Field(default=95, ge=50, le=100)

@@ -16,7 +16,7 @@ from services.common.errors import InvalidImage, ToolResourceExhausted, UnknownI
 from services.common.settings import VisionSettings
 from services.common.tools import ToolContext, ToolResult, canonical_image_name
 from services.vision import ops, spec
-from services.vision.boxes import Coords, Fitted, fit_box
+from services.vision.boxes import Coords, Fitted, PixelBox, fit_box
 from services.vision.draw import Mark, draw
 from services.vision.store import ImageStore, image_store
 
@@ -27,8 +27,33 @@ class Source:
     array: np.ndarray
 
     @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
     def size(self) -> str:
-        return f"{self.array.shape[1]}x{self.array.shape[0]}"
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class Located:
+    """An image known by name and size but not decoded: crops and zooms decode only their box."""
+
+    name: str
+    ref: str
+    width: int
+    height: int
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    def region(self, box: PixelBox, store: ImageStore | None = None) -> np.ndarray:
+        return (store or image_store()).region(self.ref, (box.x1, box.y1, box.x2, box.y2), self.name)
 
 
 def load(name: str, ctx: ToolContext, store: ImageStore | None = None) -> Source:
@@ -38,7 +63,14 @@ def load(name: str, ctx: ToolContext, store: ImageStore | None = None) -> Source
     return Source(canonical, store.bgr(ref, canonical))
 
 
-def load_by_index(index: int, ctx: ToolContext, store: ImageStore | None = None) -> Source:
+def locate(name: str, ctx: ToolContext, store: ImageStore | None = None) -> Located:
+    store = store or image_store()
+    ref = store.resolve(name, ctx)
+    canonical = canonical_image_name(name)
+    return Located(canonical, ref, *store.size(ref, canonical))
+
+
+def locate_by_index(index: int, ctx: ToolContext, store: ImageStore | None = None) -> Located:
     """Qwen3-VL's img_idx: 0 is the first image, later ones in the order the trajectory got them."""
     store = store or image_store()
     named = store.trajectory_images(ctx)
@@ -46,7 +78,7 @@ def load_by_index(index: int, ctx: ToolContext, store: ImageStore | None = None)
         listing = ", ".join(f"{i}: {name}" for i, (name, _) in enumerate(named)) or "none"
         raise UnknownImage(f"img_idx {index} is out of range; this trajectory's images are {listing}")
     name, ref = named[index]
-    return Source(name, store.bgr(ref, name))
+    return Located(name, ref, *store.size(ref, name))
 
 
 def encode(arr: np.ndarray, cfg: VisionSettings) -> bytes:
@@ -54,7 +86,7 @@ def encode(arr: np.ndarray, cfg: VisionSettings) -> bytes:
     h, w = arr.shape[:2]
     if arr.ndim == 3 and h * w > cfg.png_max_pixels:
         return images.encode_jpeg(arr, cfg.jpeg_quality)
-    return images.encode_png(arr, cfg.png_compression)
+    return images.encode_png(arr, cfg.png_compression, fast=cfg.png_encoder == "fpng")
 
 
 def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
@@ -68,11 +100,10 @@ def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
     return ToolResult(text=f"{summary}: {new.width}x{new.height} image.", data=data, images=[new])
 
 
-def _fit(src: Source, bbox: list[float], coords: Coords) -> Fitted:
+def _fit(src: Located, bbox: list[float], coords: Coords) -> Fitted:
     cfg = settings.vision()
-    h, w = src.array.shape[:2]
-    return fit_box(bbox, coords, w, h, min_side=cfg.crop_min_side, max_aspect=cfg.crop_max_aspect_ratio,
-                   image_name=src.name)
+    return fit_box(bbox, coords, src.width, src.height, min_side=cfg.crop_min_side,
+                   max_aspect=cfg.crop_max_aspect_ratio, image_name=src.name)
 
 
 def _notes(fitted: Fitted) -> str:
@@ -80,19 +111,19 @@ def _notes(fitted: Fitted) -> str:
 
 
 def crop(args: spec.CropArgs, ctx: ToolContext) -> ToolResult:
-    src = load(args.image, ctx)
+    src = locate(args.image, ctx)
     fitted = _fit(src, args.bbox, args.coords)
     box = fitted.box.as_list()
-    return emit(ops.crop(src.array, fitted.box), f"crop of {src.name} {box}",
+    return emit(src.region(fitted.box), f"crop of {src.name} {box}",
                 f"Cropped {src.name} ({src.size}) to pixels {box}{_notes(fitted)}",
                 {"source": src.name, "box": box, "notes": list(fitted.notes)})
 
 
-def _zoom(src: Source, bbox: list[float], coords: Coords, factor: float | None, label: str = "") -> ToolResult:
+def _zoom(src: Located, bbox: list[float], coords: Coords, factor: float | None, label: str = "") -> ToolResult:
     cfg = settings.vision()
     fitted = _fit(src, bbox, coords)
     scale = ops.zoom_factor(fitted.box, cfg.zoom_target_side, cfg.max_zoom, factor)
-    out = ops.zoom(src.array, fitted.box, scale, settings.common().max_image_pixels)
+    out = ops.enlarge(src.region(fitted.box), scale, settings.common().max_image_pixels)
     box = fitted.box.as_list()
     what = f" on {label!r}" if label else ""
     return emit(out, f"zoom {scale:.2g}x{what} of {src.name} {box}",
@@ -101,11 +132,11 @@ def _zoom(src: Source, bbox: list[float], coords: Coords, factor: float | None, 
 
 
 def zoom_in(args: spec.ZoomArgs, ctx: ToolContext) -> ToolResult:
-    return _zoom(load(args.image, ctx), args.bbox, args.coords, args.factor)
+    return _zoom(locate(args.image, ctx), args.bbox, args.coords, args.factor)
 
 
 def qwen_zoom_in(args: spec.QwenZoomArgs, ctx: ToolContext) -> ToolResult:
-    return _zoom(load_by_index(args.img_idx, ctx), args.bbox_2d, "qwen1000", None, args.label)
+    return _zoom(locate_by_index(args.img_idx, ctx), args.bbox_2d, "qwen1000", None, args.label)
 
 
 def resize(args: spec.ResizeArgs, ctx: ToolContext) -> ToolResult:

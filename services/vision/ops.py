@@ -61,12 +61,17 @@ def zoom_factor(box: PixelBox, target_side: int, max_zoom: float, factor: float 
 
 
 def zoom(img: np.ndarray, box: PixelBox, factor: float, max_pixels: int) -> np.ndarray:
-    region = img[box.y1 : box.y2, box.x1 : box.x2]
-    width, height = round(box.width * factor), round(box.height * factor)
-    if (width, height) == (box.width, box.height):
+    return enlarge(img[box.y1 : box.y2, box.x1 : box.x2], factor, max_pixels)
+
+
+def enlarge(region: np.ndarray, factor: float, max_pixels: int) -> np.ndarray:
+    """The region (already cut out) upscaled by `factor`, bicubic."""
+    height, width = region.shape[:2]
+    new_w, new_h = round(width * factor), round(height * factor)
+    if (new_w, new_h) == (width, height):
         return np.ascontiguousarray(region)
-    _check_pixels(width, height, max_pixels, "the zoomed image")
-    return cv2.resize(region, (width, height), interpolation=cv2.INTER_CUBIC)
+    _check_pixels(new_w, new_h, max_pixels, "the zoomed image")
+    return cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
 
 
 def resize(img: np.ndarray, width: int | None, height: int | None, scale: float | None,

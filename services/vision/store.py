@@ -103,6 +103,29 @@ class ImageStore:
         self._cache.put(("bgr", ref), arr, arr.nbytes)
         return arr
 
+    def size(self, ref: str, name: str = "") -> tuple[int, int]:
+        """(width, height) as displayed, from the cached decode or the header (no decode)."""
+        cached = self._cache.get(("bgr", ref))
+        if cached is not None:
+            return cached.shape[1], cached.shape[0]
+        try:
+            info = images.inspect(self.data(ref, name), self._max_pixels)
+        except InvalidImage as exc:
+            raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
+        return info.width, info.height
+
+    def region(self, ref: str, box: tuple[int, int, int, int], name: str = "") -> np.ndarray:
+        """The pixels of box (x1, y1, x2, y2) of `bgr(ref)`, decoding only that region of a JPEG
+        that is not cached (a crop of a photo costs a fraction of its full decode)."""
+        x1, y1, x2, y2 = box
+        cached = self._cache.get(("bgr", ref))
+        if cached is not None:
+            return cached[y1:y2, x1:x2]  # type: ignore[no-any-return]
+        try:
+            return images.decode_region_bgr(self.data(ref, name), box, self._max_pixels)
+        except InvalidImage as exc:
+            raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
+
     def plain_png(self, ref: str, name: str = "") -> bytes:
         """PNG bytes that decode exactly to `bgr(ref)` (the code sandbox's input files)."""
         cached = self._cache.get(("png", ref))

@@ -28,6 +28,8 @@ _EXTRA_BLOCKED = tuple(
         "100::/64",  # discard-only
         "2001::/23",  # IETF protocol assignments (Teredo handled separately)
         "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637; newer than Python's tables, found by the property test)
+        "5f00::/16",  # SRv6 segment identifiers (RFC 9602), not globally reachable
         "fc00::/7",  # unique local
         "fe80::/10",  # link-local
         "fec0::/10",  # site-local (deprecated)

@@ -149,7 +149,7 @@ def _codec(label: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label
         return None
 
 

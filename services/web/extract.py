@@ -213,8 +213,10 @@ def extract_pdf(body: bytes, url: str) -> Page:
         title = ""
         if reader.metadata is not None and reader.metadata.title:
             title = str(reader.metadata.title).strip()
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except PdfReadError as exc:
         raise UndecodableContent(f"the PDF could not be read: {exc}") from None
+    except Exception as exc:  # pypdf raises whatever its parser trips over on a broken file (found by fuzzing)
+        raise UndecodableContent(f"the PDF could not be read ({type(exc).__name__}: {exc})") from None
     if not title:
         title = next((line for p in pages for line in p.splitlines()[1:] if line.strip()), "")[:120]
     return Page(url, title, "\n\n".join(pages), "pdf")

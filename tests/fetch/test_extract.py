@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from services.web.extract import extract_html
+from pathlib import Path
+
+import pytest
+
+from services.web.decoding import decode_text
+from services.web.errors import UndecodableContent
+from services.web.extract import extract_html, extract_pdf
 from services.web.passages import select, split_passages
 
 GUIDE = """<html><head><title>Guide</title><base href="https://docs.example.org/v2/"></head><body>
@@ -50,3 +56,19 @@ def test_passages_carry_their_heading_and_come_back_in_page_order() -> None:
     assert chosen.method == "passages" and chosen.truncated
     assert chosen.content.index("06:21") < chosen.content.index("Eileen Collins")
     assert len(chosen.content) <= 120 * 4
+
+
+FUZZ_CRASHES = Path(__file__).resolve().parents[1] / "fuzz" / "crashes"
+
+
+def test_charset_label_with_a_nul_is_ignored_not_a_crash() -> None:
+    # Found by fuzzing: codecs.lookup raises ValueError (not LookupError) on an embedded NUL.
+    text, encoding = decode_text("Caf\u00e9".encode(), "utf\x00-8", html=False)
+    assert (text, encoding) == ("Caf\u00e9", "utf-8")
+
+
+def test_pdf_whose_page_has_a_null_parent_is_an_undecodable_content_error() -> None:
+    # Found by fuzzing: pypdf raised AttributeError from extract_text on this file.
+    data = (FUZZ_CRASHES / "web_pdf" / "crash-2f1b2bf34f6a6178300f3cac5fde9abd54ebf6f6").read_bytes()
+    with pytest.raises(UndecodableContent, match=r"the PDF could not be read \(AttributeError"):
+        extract_pdf(data, "https://example.org/doc.pdf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -157,3 +158,50 @@ def test_plain_png_passes_plain_pngs_through_and_converts_the_rest() -> None:
     # What a reader (cv2.imread in the sandbox) sees is exactly what decode_bgr returns.
     assert np.array_equal(cv2.imdecode(np.frombuffer(converted, np.uint8), cv2.IMREAD_COLOR),
                           images.decode_bgr(rotated, MAX_PIXELS))
+
+
+FUZZ_CRASHES = Path(__file__).resolve().parents[1] / "fuzz" / "crashes" / "images"
+
+
+def test_tiff_with_a_rational_where_an_integer_belongs_is_an_invalid_image() -> None:
+    # Found by fuzzing: StripOffsets typed RATIONAL made Pillow raise TypeError inside decode_bgr,
+    # which the gateway answered as UNKNOWN instead of INVALID_ARGUMENT.
+    data = (FUZZ_CRASHES / "crash-03a6ea338fb73d32a3c2a0eda93928d85371351c").read_bytes()
+    with pytest.raises(InvalidImage, match=r"image data is corrupt or truncated \(TypeError: 'IFDRational'"):
+        images.decode_bgr(data, MAX_PIXELS)
+
+
+def test_tiff_exif_orientation_is_reported_in_the_size_it_decodes_to() -> None:
+    # Found by fuzzing: Pillow reports a rotated TIFF's size as displayed, so inspect turned it twice.
+    pil = Image.fromarray(cv2.cvtColor(scene(64, 48), cv2.COLOR_BGR2RGB))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _pil_bytes(pil, "TIFF", exif=exif)
+    info = images.inspect(data, MAX_PIXELS)
+    bgr = images.decode_bgr(data, MAX_PIXELS)
+    assert (info.width, info.height) == (48, 64) == (bgr.shape[1], bgr.shape[0])
+    assert np.array_equal(bgr, images.decode_bgr(_pil_bytes(pil, "PNG", exif=exif.tobytes()), MAX_PIXELS))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_fast_png_encoding_is_lossless_standard_png(channels: int) -> None:
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)  # noise: nothing to hide errors in
+    data = images.encode_png(arr, fast=True)
+    assert images.inspect(data, MAX_PIXELS).format == "PNG"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), arr)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)))[:, :, :3], arr[:, :, 2::-1])  # another reader
+
+
+def test_fast_png_encoding_keeps_gray_images_gray() -> None:
+    gray = np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8)
+    data = images.encode_png(gray, fast=True)
+    assert images.inspect(data, MAX_PIXELS).mode == "L"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), gray)
+
+
+def test_fast_png_encoding_of_a_side_over_65535_pixels_stays_correct() -> None:
+    # Found by fuzzing: fpng wrote a 65540-pixel width as 4; such images go through zlib.
+    wide = np.random.default_rng(6).integers(0, 256, (2, 65_540, 3), dtype=np.uint8)
+    data = images.encode_png(wide, fast=True)
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), wide)

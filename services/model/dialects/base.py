@@ -66,12 +66,25 @@ def split_think(text: str, step: ParsedStep) -> str:
     return text[think.end():] if think else text
 
 
+# Valid JSON that Python's reader still refuses (found by fuzzing; degenerate output such as
+# "[[[[…" is a common way for a model to fail): nesting past the recursion limit, and integers
+# longer than int's 4300-digit conversion limit (ValueError).
+UNREADABLE = (RecursionError, ValueError)
+
+
+def unreadable(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+
+
 def parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | None:
     """`{"name": …, "arguments": {…}}` (arguments may be double-encoded), or None with the problem noted."""
     try:
         obj = json.loads(raw.strip())
     except json.JSONDecodeError as exc:
         problems.append(f"tool call {index} is not valid JSON ({exc.msg} at position {exc.pos}): {raw.strip()[:200]}")
+        return None
+    except UNREADABLE as exc:
+        problems.append(f"tool call {index} cannot be read as JSON ({unreadable(exc)}): {raw.strip()[:200]}")
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         problems.append(f'tool call {index} must be an object with a string "name" and an "arguments" object')
@@ -80,7 +93,7 @@ def parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | None
     if isinstance(args, str):  # some models double-encode the arguments
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, *UNREADABLE):
             pass
     if not isinstance(args, dict):
         problems.append(f'tool call {index} ({obj["name"]}): "arguments" must be a JSON object')

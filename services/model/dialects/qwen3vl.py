@@ -18,12 +18,14 @@ from services.model.chat_template import ChatTemplate, Qwen3VLTemplate
 from services.model.dialects.base import (
     ANSWER,
     TOOL_CALL,
+    UNREADABLE,
     ParsedStep,
     RawCall,
     finish,
     parse_json_call,
     report_unclosed,
     split_think,
+    unreadable,
 )
 
 _PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
@@ -70,11 +72,16 @@ def _parse_plan(raw: str, problems: list[str]) -> list[dict[str, Any]] | None:
     except json.JSONDecodeError as exc:
         problems.append(f"the plan is not valid JSON ({exc.msg} at position {exc.pos})")
         return None
+    except UNREADABLE as exc:
+        problems.append(f"the plan cannot be read as JSON ({unreadable(exc)})")
+        return None
     if not isinstance(plan, list) or not 2 <= len(plan) <= 10:
         problems.append("the plan must be a JSON list of 2 to 10 steps")
         return None
     for i, item in enumerate(plan, start=1):
-        if not isinstance(item, dict) or item.get("tool_name") not in PLAN_TOOLS:
+        # A non-string tool_name ({} or []) cannot be looked up in the set (found by fuzzing).
+        tool = item.get("tool_name") if isinstance(item, dict) else None
+        if not isinstance(tool, str) or tool not in PLAN_TOOLS:
             problems.append(f"plan step {i} needs a tool_name among {sorted(PLAN_TOOLS)}")
             return None
         if not isinstance(item.get("description", ""), str) or not isinstance(item.get("parameters", {}), dict):

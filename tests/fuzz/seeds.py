@@ -1,0 +1,155 @@
+"""Writes the seed corpora in tests/fuzz/corpus/ (deterministic; rerun after changing a target's input format).
+
+    python -m tests.fuzz.seeds
+
+Seeds are small valid inputs of every kind a boundary accepts, so the fuzzer starts from deep
+inside each parser instead of having to discover the file signatures first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from pathlib import Path
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def image_seeds() -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    rgb = Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
+    out: list[bytes] = []
+
+    def save(img: Image.Image, fmt: str, **kwargs: object) -> None:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **kwargs)
+        out.append(buf.getvalue())
+
+    for fmt in ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"):
+        save(rgb, fmt)
+    save(rgb.convert("L"), "PNG")
+    save(rgb.convert("RGBA"), "PNG")
+    save(rgb.convert("P"), "PNG", transparency=0)  # palette with a transparent index
+    save(rgb.convert("RGBA"), "WEBP", lossless=True)
+    save(rgb.convert("CMYK"), "JPEG")
+    save(rgb.convert("CMYK"), "TIFF")
+    save(Image.fromarray((np.arange(192, dtype=np.uint16) * 300).reshape(12, 16)), "PNG")  # 16-bit gray
+    save(Image.fromarray((np.arange(192, dtype=np.uint16) * 300).reshape(12, 16)), "TIFF")
+    save(rgb, "TIFF", compression="tiff_lzw")
+    save(rgb, "TIFF", compression="tiff_adobe_deflate", dpi=(72.5, 72.5))  # rational tags
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated a quarter turn
+    save(rgb, "JPEG", exif=exif.tobytes())
+    save(rgb, "PNG", exif=exif.tobytes())
+    save(rgb, "TIFF", exif=exif)
+    frames = [rgb, rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    save(frames[0], "PNG", save_all=True, append_images=frames[1:])  # APNG
+    save(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    return out
+
+
+DIALECT = [
+    '<think>The photo shows a shuttle crew.</think>\n<tool_call>{"name": "image_search", "arguments": '
+    '{"image_paths": ["<image 1>"]}}</tool_call>',
+    '<think>two at once</think><tool_call>{"name": "text_search", "arguments": {"queries": ["STS-93 commander"]}}'
+    '</tool_call><tool_call>{"name": "web_visit", "arguments": "{\\"urls\\": [\\"https://example.org\\"], '
+    '\\"goal\\": \\"commander\\"}"}</tool_call>',
+    '<tool_call>{"name": "code", "arguments": {"code": "save(image[100:200, 50:150])"}}</tool_call>',
+    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 200, 500, 700], "img_idx": 0, '
+    '"label": "face"}}</tool_call>',
+    '<tool_call>{"name": "crop", "arguments": {"image": "<sub-image 1>", "bbox": [0.1, 0.2, 0.5, 0.6], '
+    '"coords": "normalized"}}</tool_call>',
+    '<think>tag form</think><text_search>first woman shuttle commander</text_search>'
+    '<image_search><image 1></image_search><web_content>https://example.org/eileen</web_content>',
+    '<code>\n```python\nimport cv2\nsave(cv2.resize(image, None, fx=2, fy=2))\n```\n</code>',
+    '<think>done</think><answer>Eileen Collins; STS-93 (1999).</answer>',
+    '<plan>[{"description": "find the person", "tool_name": "image_search", "parameters": {"image_path": '
+    '"<image 1>"}}, {"description": "first mission of [Person from Step 1]", "tool_name": "text_search", '
+    '"parameters": {"query": "[Person from Step 1] first command"}}, {"description": "verify", '
+    '"tool_name": "none", "parameters": {}}]</plan>',
+    '<tool_call>{"name": "text_search", "arguments": {"queries": [1, 2]}</tool_call><answer>x',
+    '<tool_call>{"name": "rotate", "arguments": {"image": "<image 1>", "angle": 1e308, "fill": "#ff00ff"}}'
+    '</tool_call>',
+    '<tool_call>{"name": "draw", "arguments": {"image": "<image 1>", "marks": [{"kind": "box", '
+    '"xy": [1, 2, 3, 4], "label": "a"}]}}</tool_call>',
+]
+
+
+def request_seeds() -> list[bytes]:
+    from toolfabric.v1 import fabric_pb2 as pb
+
+    png = image_seeds()[0]
+    requests = [
+        pb.RunRequest(question="Who is this?", images=[pb.ImageInput(data=png)]),
+        pb.RunRequest(question="What is it?", mode=pb.MODE_PLAN, model="r1v4",
+                      budgets=pb.Budgets(max_steps=4, max_tool_calls=8, deadline_s=30.0),
+                      sampling=pb.SamplingParameters(temperature=0.2, top_p=0.9, top_k=20, max_tokens=512, seed=1)),
+        pb.RunRequest(question="From a URL", images=[pb.ImageInput(url="https://93.184.216.34/photo.jpg")]),
+        pb.RunRequest(question="Private", images=[pb.ImageInput(url="http://0x7f.1/x.png")]),
+        pb.RunRequest(question=" ", budgets=pb.Budgets(max_steps=-1, deadline_s=float("nan"))),
+    ]
+    return [r.SerializeToString() for r in requests]
+
+
+def page_seeds() -> list[bytes]:
+    import gzip
+    import zlib
+
+    article = (
+        "<!doctype html><html><head><meta charset='windows-1252'><title>Eileen Collins</title>"
+        "<base href='https://example.org/wiki/'><meta property='og:title' content='Collins'></head><body>"
+        "<nav><a href='/'>home</a></nav><main><article><h1>Eileen Collins</h1>"
+        "<p>Eileen Collins was the first woman to command a Space Shuttle mission, STS-93 in 1999.</p>"
+        "<figure><img src='collins.jpg' width='300'><figcaption>Collins in 1999</figcaption></figure>"
+        "<table><tr><th>Mission</th><th>Year</th></tr><tr><td>STS-63</td><td>1995</td></tr></table>"
+        "<ul><li>pilot</li><li>commander</li></ul><p>" + "Shuttle astronaut history. " * 60 + "</p>"
+        "</article></main></body></html>"
+    )
+    out = [
+        b"text/html; charset=utf-8\n\n" + article.encode("cp1252"),
+        b"text/html\ngzip\n" + gzip.compress(article.encode()),
+        b"text/html\ndeflate\n" + zlib.compress(article.encode())[2:-4],  # raw deflate, as some servers send
+        b"application/octet-stream\n\n" + article.encode(),
+        b"text/plain; charset=iso-8859-1\n\n" + "Caf\u00e9 cr\u00e8me\n\n# Heading\n\nMore text.\n".encode("latin-1"),
+        b"text/plain\n\n" + "\ufeff# Notes\n\n".encode("utf-16"),
+        b"text/markdown\n\n" + ("## Section\n\n" + "A sentence about shuttles. " * 80 + "\n\n").encode() * 3,
+        b"application/xhtml+xml; charset=shift_jis\n\n<?xml version='1.0' encoding='shift_jis'?><html><body><p>"
+        + "\u5b87\u5b99\u98db\u884c\u58eb".encode("shift_jis") + b"</p></body></html>",
+    ]
+    return out
+
+
+def pdf_seeds() -> list[bytes]:
+    from tests.fetch.pdfs import make_pdf
+
+    return [
+        make_pdf(["Eileen Collins commanded STS-93."], title="Collins"),
+        make_pdf([f"Page {i} about the shuttle program." for i in range(1, 4)]),
+        make_pdf(["(parentheses) and \\ backslashes"], title=""),
+    ]
+
+
+def write(target: str, seeds: list[bytes]) -> None:
+    folder = CORPUS / target
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for seed in seeds:
+        (folder / hashlib.sha1(seed).hexdigest()).write_bytes(seed)  # libFuzzer's own naming
+
+
+def main() -> None:
+    write("images", image_seeds())
+    write("dialect", [text.encode() for text in DIALECT])
+    write("channels", [text.encode() for text in DIALECT])
+    write("run_request", request_seeds())
+    write("web_page", page_seeds())
+    write("web_pdf", pdf_seeds())
+
+
+if __name__ == "__main__":
+    main()
