@@ -65,7 +65,10 @@ def kill_group(pid: int | None, sig: int = signal.SIGKILL) -> None:
 def gateway_process(stack: EmbeddedStack, workdir: Path, **settings: str) -> Iterator[tuple[str, Child]]:
     """Another gateway process on the stack's Redis, Triton and workers; yields its address and process."""
     port = free_port()
-    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"} | settings
+    # The stack's own gateway holds the HTTP doors' ports: this one serves gRPC only.
+    env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                         "TOOLFABRIC_HTTP_PORT": "0", "TOOLFABRIC_STEP_HTTP_PORT": "0",
+                         "TOOLFABRIC_MCP_HTTP_PORT": "0"} | settings
     gateway = Child(f"gateway-{port}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], workdir, env=env)
     try:
         wait_until(lambda: port_open(port), 30, "extra gateway", gateway.proc, gateway.log)

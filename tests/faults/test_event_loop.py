@@ -131,7 +131,10 @@ def gateway_env(fault_stack: EmbeddedStack) -> Iterator[int]:
     port = free_port()
     saved = dict(os.environ)
     os.environ.update(fault_stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port),
-                                           "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"})
+                                           "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
+                                           # the stack's own gateway holds its HTTP doors' ports
+                                           "TOOLFABRIC_HTTP_PORT": "0", "TOOLFABRIC_STEP_HTTP_PORT": "0",
+                                           "TOOLFABRIC_MCP_HTTP_PORT": "0"})
     clear_settings_cache()
     try:
         yield port
