@@ -97,7 +97,7 @@ class CeleryToolExecutor:
                 meta = await self._attempt(invocation, deadline)
             except _WorkerLost as lost:
                 if attempt > self._retries or loop.time() >= deadline:
-                    result = ToolResult.failure("worker_lost", f"{invocation.tool}: {lost} (sent {attempt} times)")
+                    result = ToolResult.failure("worker_failure", f"{invocation.tool}: {lost} (sent {attempt} times)")
                     result.attempts = attempt
                     return result
                 log.warning("%s: %s; sending it again (attempt %d)", invocation.tool, lost, attempt + 1)

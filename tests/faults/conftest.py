@@ -16,6 +16,7 @@ import pytest
 
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.stack import EmbeddedStack
+from tests.model_repository import triton_with_test_models
 from toolfabric import Client
 
 FAST = {
@@ -34,8 +35,9 @@ FAST = {
 
 @pytest.fixture(scope="session")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(tmp_path_factory.mktemp("fault-stack"), demo_site=False, extra_env=FAST,
-                       worker_concurrency=1) as running:
+    workdir = tmp_path_factory.mktemp("fault-stack")
+    with EmbeddedStack(workdir, demo_site=False, extra_env=FAST, worker_concurrency=1,
+                       triton=triton_with_test_models(workdir)) as running:
         yield running
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import alive, descendants
-from tests.faults.conftest import script, wait_for
+from tests.faults.conftest import wait_for
 from toolfabric import Client
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,10 @@ def test_crashed_worker_is_restarted_and_sigkill_of_up_stops_every_child(tmp_pat
     started: set[int] = set()
     try:
         with Client(_target(lines), timeout_s=60) as client:
-            kept = client.ask(script("<answer>kept</answer>"), model="toolfabric_scripted").trajectory_id
+            # `up` serves the CPU baseline only; in plan mode it answers with a plan, no tool needed.
+            first = client.ask("Who commanded STS-93?", mode="plan")
+            kept, kept_answer = first.trajectory_id, first.answer
+            assert first.status == "STATUS_COMPLETED" and kept_answer
         [worker] = [p for p in descendants(proc.pid) if "worker vision" in _cmdline(p)
                     and "worker vision" not in _cmdline(int((Path("/proc") / str(p) / "stat").read_text()
                                                             .rsplit(")", 1)[1].split()[1]))]
@@ -71,7 +74,7 @@ def test_crashed_worker_is_restarted_and_sigkill_of_up_stops_every_child(tmp_pat
         # `up` again on the same workdir: Redis comes back from its append-only file with the trajectory.
         proc, lines = _up(tmp_path)
         with Client(_target(lines), timeout_s=60) as client:
-            assert client.trajectory(kept).answer == "kept"
+            assert client.trajectory(kept).answer == kept_answer
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:

@@ -12,8 +12,7 @@ import pytest
 
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.stack import EmbeddedStack
-from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
-from tests.model_repository import TEST_MODELS, TEST_REPOSITORY
+from tests.model_repository import triton_with_test_models
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 
@@ -28,9 +27,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, otlp_receiver: OtlpReceiver) -> Iterator[EmbeddedStack]:
     workdir = tmp_path_factory.mktemp("stack")
-    triton = TritonServer(workdir.resolve() / "triton", models=(*CPU_MODELS, *TEST_MODELS),
-                          repositories=(REPOSITORY, TEST_REPOSITORY))
-    with EmbeddedStack(workdir, extra_env=otlp_receiver.env(), triton=triton) as running:
+    with EmbeddedStack(workdir, extra_env=otlp_receiver.env(), triton=triton_with_test_models(workdir)) as running:
         yield running
 
 

@@ -6,5 +6,13 @@ any output, malformed included, through the real Triton server and gateway.
 
 from pathlib import Path
 
+from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
+
 TEST_REPOSITORY = Path(__file__).resolve().parent
 TEST_MODELS = ("toolfabric_scripted",)
+
+
+def triton_with_test_models(workdir: Path) -> TritonServer:
+    """The stack's Triton (the CPU baseline) with the test models loaded beside it."""
+    return TritonServer(workdir.resolve() / "triton", models=(*CPU_MODELS, *TEST_MODELS),
+                        repositories=(REPOSITORY, TEST_REPOSITORY))
