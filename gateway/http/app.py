@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Authenticator, Principal
 from gateway.exceptions import InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
-from gateway.http.chat import ChatTurn, parse_chat
+from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
 from gateway.loop import RunSpec
@@ -123,10 +123,7 @@ async def _json_body(request: Request, limit: int) -> Any:
                 raise ApiError(413, _too_large(len(body), limit, at_least=True), code="request_too_large")
     except ClientDisconnect:
         raise ApiError(400, "the client went away while sending the request") from None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    return read_json(body)
 
 
 def _too_large(size: int, limit: int, at_least: bool = False) -> str:

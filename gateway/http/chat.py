@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.conversations import PriorTurn
@@ -27,6 +28,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 _MODE_ENUM = {name: enum for enum, name in MODES.items()}
 _INT32 = 2**31 - 1
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+_ECHO = 100  # characters of a client's value quoted back in an error message
 
 
 class _ImageURL(BaseModel):
@@ -95,6 +97,15 @@ class ChatTurn:
     history: list[PriorTurn] = field(default_factory=list)
 
 
+def read_json(raw: bytes | bytearray) -> Any:
+    """A request body decoded, or ApiError 400. pydantic's parser, not `json`: it refuses lone surrogates (text no
+    protobuf string can hold) and nesting past 200 levels, where `json.loads` raised RecursionError."""
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
 def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
     """The turn a decoded JSON body asks for, or ApiError (400, or 404 for an unknown model)."""
     if not isinstance(body, dict):
@@ -104,12 +115,13 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
     except ValidationError as exc:
         # Of a union's branch errors, the deepest is the one about what the client meant to send.
         err = max(exc.errors(), key=lambda e: len(e["loc"]))
-        where = _param(err["loc"])
-        raise ApiError(400, f"{where}: {err['msg']}" if where else err["msg"], param=where or None) from None
+        where = _param(err["loc"])[:_ECHO]
+        msg = err["msg"][:2 * _ECHO]  # pydantic quotes some input (a union tag) in it
+        raise ApiError(400, f"{where}: {msg}" if where else msg, param=where or None) from None
     route = routes.get(chat.model)
     if route is None:
-        raise ApiError(404, f"the model {chat.model!r} does not exist; available: {', '.join(sorted(routes))}",
-                       code="model_not_found", param="model")
+        raise ApiError(404, f"the model {chat.model[:_ECHO]!r} does not exist; available: "
+                            f"{', '.join(sorted(routes))}", code="model_not_found", param="model")
     turn_start = _new_turn_start(chat.messages)
     texts: list[str] = []
     # Earlier turns' images come first: they are <image 1>, <image 2>, … of the conversation.
@@ -197,7 +209,10 @@ def _image(url: str, where: str) -> pb.ImageInput:
             return pb.ImageInput(data=base64.b64decode(payload, validate=True))
         except (binascii.Error, ValueError):
             raise ApiError(400, f"{where}: the data URL's base64 payload is invalid", param=where) from None
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise ApiError(400, f"{where}: not a valid URL ({exc})", param=where) from None
     if scheme not in ("http", "https"):
         raise ApiError(400, f"{where}: an image must be a data: URL or an http(s) URL, not {scheme or url[:20]!r}",
                        param=where)

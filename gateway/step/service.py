@@ -40,6 +40,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 tracer = trace.get_tracer("toolfabric.gateway.step")
 log = logging.getLogger(__name__)
 _MODE_ENUM = {v: k for k, v in MODES.items()}
+_ECHO = 100  # characters of a client's value quoted back in an error message
 
 
 @dataclass
@@ -109,7 +110,7 @@ class StepService:
         first: dict[str, int] = {}
         for index, item in enumerate(items):
             if item.trajectory_id in first:
-                raise InvalidRequest(f"trajectory id {item.trajectory_id!r} appears twice (positions "
+                raise InvalidRequest(f"trajectory id {item.trajectory_id[:_ECHO]!r} appears twice (positions "
                                      f"{first[item.trajectory_id]} and {index}); a request takes one action per "
                                      "trajectory")
             first[item.trajectory_id] = index
@@ -156,7 +157,7 @@ class StepService:
     def _new_state(self, item: StepItem) -> TrajectoryState:
         mode = item.mode or self._cfg.default_mode
         if mode not in _MODE_ENUM:
-            raise InvalidRequest(f"mode {mode!r} is not one of {sorted(_MODE_ENUM)}")
+            raise InvalidRequest(f"mode {mode[:_ECHO]!r} is not one of {sorted(_MODE_ENUM)}")
         if len(item.question) > self._gw.max_question_chars:
             raise InvalidRequest(f"question is {len(item.question)} characters, over the limit of "
                                  f"{self._gw.max_question_chars}")

@@ -134,6 +134,59 @@ def pdf_seeds() -> list[bytes]:
     ]
 
 
+def chat_seeds() -> list[bytes]:
+    """Bodies as R1V4's clients send them: data-URL images beside text parts, streamed or not, search on or off."""
+    import base64
+    import json
+
+    png = "data:image/png;base64," + base64.b64encode(image_seeds()[0]).decode()
+    user = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}},
+                                        {"type": "text", "text": "Who is this, and what was her first mission?"}]}
+    bodies: list[dict[str, object]] = [
+        {"model": "skywork/r1v4-lite", "messages": [user], "stream": True, "enable_search": True},
+        {"model": "skywork/r1v4-lite-general", "stream": False, "temperature": 0.6, "top_p": 0.95, "max_tokens": 1024,
+         "messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Hello"}]},
+        {"model": "skywork/r1v4-vl-planner-lite", "messages": [user], "stream": True,
+         "stream_options": {"include_usage": True}, "enable_search": False, "seed": 7, "n": 1},
+        {"model": "skywork/r1v4-lite", "messages": [
+            user, {"role": "assistant", "content": "<think>a shuttle crew</think><answer>Eileen Collins</answer>"},
+            {"role": "user", "content": [{"type": "text", "text": "And her second?"},
+                                         {"type": "image_url", "image_url": "https://93.184.216.34/p.jpg"}]}],
+         "toolfabric": {"max_steps": 4, "max_tool_calls": 8, "deadline_s": 30.0, "conversation_id": "c-1"}},
+        {"model": "skywork/r1v4-lite", "messages": [{"role": "user", "content": "x"}],
+         "toolfabric": {"parent_trajectory_id": "t-1"}, "max_completion_tokens": 64, "top_k": 20},
+        {"model": "gpt-4o", "messages": [{"role": "tool", "content": "42"}]},
+    ]
+    return [json.dumps(body).encode() for body in bodies]
+
+
+def step_seeds() -> list[bytes]:
+    """verl-tool's parallel lists (first byte even: the HTTP door) and the same as a gRPC StepRequest (odd)."""
+    import base64
+    import json
+
+    from toolfabric.v1 import fabric_pb2 as pb
+
+    b64 = base64.b64encode(image_seeds()[0]).decode()
+    actions = ['<think>look closer</think><tool_call>{"name": "image_zoom_in_tool", "arguments": '
+               '{"bbox_2d": [1, 2, 8, 9], "img_idx": 0}}</tool_call>', "<answer>Eileen Collins</answer>"]
+    bodies: list[dict[str, object]] = [
+        {"trajectory_ids": ["t-1", "t-2"], "actions": actions, "finish": [False, False],
+         "is_last_step": [False, True], "extra_fields": [
+             {"images": [f"data:image/png;base64,{b64}"], "question": "Who is this?", "mode": "deep_research"},
+             {"images": [b64, "https://93.184.216.34/p.png"], "model": "r1v4", "mode": "general"}]},
+        {"trajectory_ids": ["t-3"], "actions": [""], "finish": [True]},
+        {"trajectory_ids": ["t-4", "t-4"], "actions": ["a", "b"], "extra_fields": [None, {"mode": "plan"}]},
+    ]
+    out = [b"J" + json.dumps(body).encode() for body in bodies]
+    request = pb.StepRequest(actions=[
+        pb.StepAction(trajectory_id="t-1", action=actions[0], images=[pb.ImageInput(data=image_seeds()[0])],
+                      question="Who is this?", mode=pb.MODE_DEEP_RESEARCH, model="r1v4"),
+        pb.StepAction(trajectory_id="t-2", action=actions[1], is_last_step=True, finish=False),
+        pb.StepAction(trajectory_id="t-3", finish=True)])
+    return [*out, b"G" + request.SerializeToString()]
+
+
 def write(target: str, seeds: list[bytes]) -> None:
     folder = CORPUS / target
     shutil.rmtree(folder, ignore_errors=True)
@@ -149,6 +202,8 @@ def main() -> None:
     write("run_request", request_seeds())
     write("web_page", page_seeds())
     write("web_pdf", pdf_seeds())
+    write("chat", chat_seeds())
+    write("step", step_seeds())
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from gateway.exceptions import InvalidRequest
+from gateway.http.chat import parse_chat, read_json
+from gateway.http.errors import ApiError
 from services.devstack.redis_server import RedisServer
 from tests.fuzz.adapters import parse_model_output
 from toolfabric.v1 import fabric_pb2 as pb
@@ -56,3 +59,57 @@ def test_plan_step_with_an_object_as_tool_name_is_a_problem_for_the_model() -> N
     step = parse_model_output('<plan>[{"description": "a", "tool_name": "image_search"}, '
                               '{"description": "b", "tool_name": {}}]</plan>')
     assert step.plan is None and step.problems[0].startswith("plan step 2 needs a tool_name among")
+
+
+def _chat_error(body: bytes) -> ApiError:
+    from tests.fuzz.targets import chat
+
+    with pytest.raises(ApiError) as refused:
+        parse_chat(read_json(body), chat.ROUTES)
+    return refused.value
+
+
+def _user_turn(content: object, **body: object) -> bytes:
+    return json.dumps({"model": "skywork/r1v4-lite", "messages": [{"role": "user", "content": content}],
+                       **body}).encode()
+
+
+def test_chat_image_url_with_an_unclosed_ipv6_bracket_is_a_bad_request() -> None:
+    error = _chat_error((CRASHES / "chat" / "crash-880a0df101d2a29673cdd2c159d8aad315747f5f").read_bytes())
+    assert error.status == 400 and "not a valid URL (Invalid IPv6 URL)" in error.message
+    assert error.param == "messages[2].content[1].image_url"
+
+
+def test_chat_body_nested_past_the_recursion_limit_is_invalid_json() -> None:
+    error = _chat_error(b"[" * 100_000)
+    assert (error.status, error.code) == (400, "invalid_json") and "recursion limit" in error.message
+
+
+def test_chat_body_with_a_lone_surrogate_is_invalid_json_not_a_broken_protobuf() -> None:
+    error = _chat_error(_user_turn("Who is \ud800 this?"))
+    assert (error.status, error.code) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize(("body", "quoted"), [
+    (json.dumps({"model": "m" * 10_000, "messages": [{"role": "user", "content": "hi"}]}).encode(), "'mmm"),
+    (_user_turn([{"type": "t" * 10_000}]), "Input tag 'ttt"),
+    (_user_turn("hi", toolfabric={"k" * 10_000: 1}), "toolfabric.kkk"),
+], ids=["model", "part_type", "extension_field"])
+def test_chat_error_does_not_echo_a_huge_value_whole(body: bytes, quoted: str) -> None:
+    error = _chat_error(body)
+    assert quoted in error.message and len(error.message) < 500 and len(error.param or "") <= 100
+
+
+def test_step_error_does_not_echo_a_huge_trajectory_id_or_mode(redis_server: RedisServer) -> None:
+    from gateway.step.http import parse_body
+    from tests.fuzz.targets import step
+
+    tid = "t" * 100_000
+    with pytest.raises(InvalidRequest, match=r"^trajectory id 'ttt.*' appears twice") as twice:
+        step.SERVICE._check_batch(parse_body(json.dumps({"trajectory_ids": [tid, tid], "actions": ["", ""]}).encode()))
+    assert len(str(twice.value)) < 500
+    [item] = parse_body(json.dumps({"trajectory_ids": ["t-1"], "actions": ["a"],
+                                    "extra_fields": [{"mode": "x" * 100_000}]}).encode())
+    with pytest.raises(InvalidRequest, match=r"^mode 'xxx.*' is not one of") as mode:
+        step.SERVICE._new_state(item)
+    assert len(str(mode.value)) < 500

@@ -48,7 +48,8 @@ async def guarded_download(url: str, max_bytes: int) -> bytes:
 
 
 LOOP = asyncio.new_event_loop()
-BLOBS = AsyncBlobStore(aredis.Redis.from_url(os.environ.get("TOOLFABRIC_REDIS_URL", "redis://127.0.0.1:6379/0")), 60)
+REDIS = aredis.Redis.from_url(os.environ.get("TOOLFABRIC_REDIS_URL", "redis://127.0.0.1:6379/0"))
+BLOBS = AsyncBlobStore(REDIS, 60)
 VALIDATOR = RequestValidator(GATEWAY, MODEL, COMMON, BLOBS, guarded_download)
 
 
