@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Authenticator, Principal
-from gateway.exceptions import InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
+from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
@@ -27,6 +27,7 @@ from gateway.runs import Runs
 from services.common.settings import HttpSettings
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
+from services.model.errors import ModelUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: R
             raise ApiError(404, str(exc), code="not_found", param="toolfabric.parent_trajectory_id") from None
         except ModelNotServed as exc:
             raise ApiError(503, str(exc), code="model_not_ready", param="model") from None
+        except ModelUnavailable as exc:
+            raise ApiError(503, f"model_unavailable: {exc}", code="model_unavailable") from None
         except InvalidRequest as exc:
             raise ApiError(400, str(exc)) from None
         except LimitExceeded as exc:
@@ -138,14 +141,19 @@ def _data(payload: dict[str, Any]) -> str:
 async def _sse(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: RunSpec) -> AsyncIterator[str]:
     """The stream: a first chunk with the role and ids, content chunks, the finish, [DONE]."""
     transcript = Transcript(turn.model, spec.conversation_id)
-    async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
-        async for event in stream:
-            piece = transcript.feed(event)
-            if event.WhichOneof("event") == "started":
-                yield _data(transcript.chunk({"role": "assistant", "content": ""},
-                                             extension=transcript.extension(final=False)))
-            elif piece:
-                yield _data(transcript.chunk({"content": piece}))
+    try:
+        async with contextlib.aclosing(events) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                piece = transcript.feed(event)
+                if event.WhichOneof("event") == "started":
+                    yield _data(transcript.chunk({"role": "assistant", "content": ""},
+                                                 extension=transcript.extension(final=False)))
+                elif piece:
+                    yield _data(transcript.chunk({"content": piece}))
+    except HandedOver as exc:  # this gateway is shutting down; another replica goes on with the trajectory
+        yield _data(ApiError(503, str(exc), code="gateway_shutting_down").body())
+        yield "data: [DONE]\n\n"
+        return
     if transcript.error is not None:  # a failed trajectory says so in OpenAI's error shape before the end
         yield _data(_failure(transcript).body() | {"toolfabric": transcript.extension(final=True)})
     yield _data(transcript.final_chunk())
@@ -172,6 +180,8 @@ async def _complete(events: AsyncIterator[pb.RunEvent], turn: ChatTurn, spec: Ru
         for task in (collecting, watching):
             task.cancel()
         await asyncio.gather(collecting, watching, return_exceptions=True)
+    if collecting.done() and not collecting.cancelled() and isinstance(collecting.exception(), HandedOver):
+        raise ApiError(503, str(collecting.exception()), code="gateway_shutting_down")
     if transcript.status == pb.STATUS_RUNNING:
         log.info("client went away; trajectory %s cancelled", spec.trajectory_id)
         return Response(status_code=499)  # nobody is listening any more

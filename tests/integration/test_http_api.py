@@ -200,14 +200,14 @@ def test_readiness_turns_off_while_the_gateway_drains(stack: EmbeddedStack, tmp_
 
     grpc_port, http_port = free_port(), free_port()
     env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(grpc_port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
-                         "TOOLFABRIC_HTTP_PORT": str(http_port), "TOOLFABRIC_GATEWAY_SHUTDOWN_DELAY_S": "3"}
+                         "TOOLFABRIC_HTTP_PORT": str(http_port), "TOOLFABRIC_GATEWAY_SHUTDOWN_DELAY_S": "8"}
     gateway = Child("gateway-drain", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], tmp_path, env=env)
     url = f"http://127.0.0.1:{http_port}"
     try:
         wait_until(lambda: port_open(http_port), 30, "HTTP API", gateway.proc, gateway.log)
         assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
         gateway.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 2.5  # within the shutdown delay: still serving, no longer ready
+        deadline = time.monotonic() + 6  # within the shutdown delay: still serving, no longer ready
         while requests.get(f"{url}/readyz", timeout=5).status_code != 503:
             assert time.monotonic() < deadline
             time.sleep(0.05)
