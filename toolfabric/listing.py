@@ -13,6 +13,17 @@ from toolfabric.v1 import fabric_pb2 as pb
 TimeLike = Union[datetime, float, int]
 
 
+def parse_labels(pairs: Sequence[str]) -> Dict[str, str]:
+    """`KEY=VALUE` strings (the CLIs' repeatable --label) as a dict; ValueError names a malformed one."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--label wants KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
 def _timestamp(value: TimeLike) -> Timestamp:
     """A datetime (naive = UTC) or epoch seconds."""
     if isinstance(value, datetime):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from services.evals.errors import EvalError
+from toolfabric.listing import parse_labels
 
 R1V4_TEMPERATURE, R1V4_MAX_TOKENS = 0.2, 20480
 
@@ -76,13 +77,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EvalError(f"--label wants KEY=VALUE, not {pair!r}")
-        out[key] = value
-    return out
+    try:
+        return parse_labels(pairs)
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def make_judge(args: argparse.Namespace, run_dir: Path) -> Any:

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from toolfabric.listing import parse_labels
+
 FORMATS = ("sft", "rounds", "rl")
 
 
@@ -58,16 +60,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
 
-def _labels(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--label wants KEY=VALUE, not {pair!r}")
-        out[key] = value
-    return out
-
-
 def export(args: argparse.Namespace) -> int:
     from services.export import curation
     from services.export.consistency import check
@@ -82,8 +74,9 @@ def export(args: argparse.Namespace) -> int:
     eval_results = _eval_results(Path(args.correct_only)) if args.correct_only else {}
     with Client(args.target, timeout_s=60) as client:
         summaries = []
-        for summary in client.iter_trajectories(eval_run=args.eval_run, labels=_labels(args.label), model=args.model,
-                                                question=args.question, since=args.since, page_size=500):
+        for summary in client.iter_trajectories(eval_run=args.eval_run, labels=parse_labels(args.label),
+                                                model=args.model, question=args.question, since=args.since,
+                                                page_size=500):
             summaries.append(summary)
             if args.limit and len(summaries) >= args.limit:
                 break

@@ -11,6 +11,8 @@ from typing import Any, Dict, Union
 from rich.console import Console
 from rich.table import Table
 
+from toolfabric.listing import parse_labels
+
 
 def _time(text: str) -> Union[datetime, float]:
     """ISO 8601 (naive = UTC) or epoch seconds."""
@@ -18,16 +20,6 @@ def _time(text: str) -> Union[datetime, float]:
         return float(text)
     except ValueError:
         return datetime.fromisoformat(text)
-
-
-def _labels(pairs: list) -> Dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--label wants KEY=VALUE, not {pair!r}")
-        out[key] = value
-    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         filters: Dict[str, Any] = {
-            "status": args.status, "model": args.model, "mode": args.mode, "labels": _labels(args.label),
+            "status": args.status, "model": args.model, "mode": args.mode, "labels": parse_labels(args.label),
             "eval_run": args.eval_run, "question": args.question,
             "since": _time(args.since) if args.since else None, "until": _time(args.until) if args.until else None}
     except ValueError as exc:
