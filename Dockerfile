@@ -51,11 +51,12 @@ COPY pyproject.toml scripts/container/constraints.txt ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
       > /tmp/requirements.txt
 # The wheels themselves are kept in the cache mount (pip's HTTP cache stayed empty with a proxying
-# index): `pip download` fetches only what is not there yet, the install then runs offline from it.
+# index): `pip wheel` fetches only what is not there yet (building sdists such as pyturbojpeg into wheels),
+# the install then runs offline from it.
 RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi; \
     if [ -z "$PIP_INDEX_URL" ]; then unset PIP_INDEX_URL; fi; \
-    pip download -q -d /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt \
+    pip wheel -q -w /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt \
  && pip install --no-index --find-links /root/.cache/pip/wheels -r /tmp/requirements.txt -c constraints.txt
 
 # Triton (CPU) for the baseline policy: the server binary ships in nvidia-pytriton; build a backend
