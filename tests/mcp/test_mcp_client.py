@@ -11,20 +11,19 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aredis
 from pydantic import ValidationError
 
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.interfaces import ToolInvocation
 from services.common import images
 from services.common.blobs import BlobStore
-from services.common.celery_app import make_celery
 from services.common.settings import McpClientSettings, McpServer
 from services.common.tools import ToolContext, ToolResult
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.redis_server import RedisServer
 from services.mcp.calls import call
 from services.mcp.catalog import list_tools
+from tests.support.executor import celery_executor
 
 pytestmark = pytest.mark.integration
 
@@ -75,14 +74,8 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 async def executor(redis_server: RedisServer, worker: Child) -> AsyncIterator[CeleryToolExecutor]:
-    client = aredis.Redis.from_url(redis_server.url)
-    app = make_celery()
-    executor = CeleryToolExecutor(app, client)
-    await executor.start()
-    yield executor
-    await executor.close()
-    app.close()
-    await client.aclose()
+    async with celery_executor(redis_server.url) as executor:
+        yield executor
 
 
 async def run(executor: CeleryToolExecutor, tool: str, arguments: dict[str, object] | None = None) -> ToolResult:

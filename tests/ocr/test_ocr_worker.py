@@ -12,15 +12,14 @@ import cv2
 import numpy as np
 import pytest
 import redis
-import redis.asyncio as aredis
 
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.interfaces import ToolInvocation
 from services.common.blobs import BlobStore
-from services.common.celery_app import make_celery
 from services.common.tools import ToolContext, ToolResult
 from services.devstack.processes import Child
 from services.devstack.redis_server import RedisServer
+from tests.support.executor import celery_executor
 from tests.support.plugin_dist import declared_plugins, env_with, write_dist
 
 pytestmark = pytest.mark.integration
@@ -49,14 +48,8 @@ def workers(redis_server: RedisServer, site: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 async def executor(redis_server: RedisServer, workers: None) -> AsyncIterator[CeleryToolExecutor]:
-    client = aredis.Redis.from_url(redis_server.url)
-    app = make_celery()
-    executor = CeleryToolExecutor(app, client)
-    await executor.start()
-    yield executor
-    await executor.close()
-    app.close()
-    await client.aclose()
+    async with celery_executor(redis_server.url) as executor:
+        yield executor
 
 
 def sign(*lines: str) -> bytes:
