@@ -40,10 +40,6 @@ class Earlier:
     images: list[RegisteredImage]  # every image of the earlier turns, in registry order
 
 
-def _registered(ref: pb.ImageRef) -> RegisteredImage:
-    return RegisteredImage(ref.name, ref.blob, ref.width, ref.height, ref.origin, ref.mime_type, ref.step)
-
-
 async def load(client: aredis.Redis, parent_id: str) -> Earlier:
     """The conversation up to and including `parent_id`, or InvalidRequest if a turn of it is gone."""
     chain: list[pb.Trajectory] = []
@@ -69,7 +65,7 @@ async def load(client: aredis.Redis, parent_id: str) -> Earlier:
         turns.append(PriorTurn(turn.question, answer, new_inputs))
     parent = chain[-1]
     started = next((e.started for e in parent.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
-    images = [_registered(i) for i in started.images]
-    images += [_registered(i) for e in parent.events if e.WhichOneof("event") == "observation"
+    images = [RegisteredImage.from_ref(i) for i in started.images]
+    images += [RegisteredImage.from_ref(i) for e in parent.events if e.WhichOneof("event") == "observation"
                for i in e.observation.images]
     return Earlier(parent.conversation_id or parent.trajectory_id, turns, images)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.blobs import AsyncBlobStore
+from toolfabric.v1 import fabric_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,15 @@ class RegisteredImage:
     origin: str
     mime_type: str
     step: int
+
+    @classmethod
+    def from_ref(cls, ref: pb.ImageRef) -> RegisteredImage:
+        return cls(ref.name, ref.blob, ref.width, ref.height, ref.origin, ref.mime_type, ref.step)
+
+    def as_ref(self) -> pb.ImageRef:
+        """The image as events and records carry it."""
+        return pb.ImageRef(name=self.name, blob=self.ref, width=self.width, height=self.height,
+                           origin=self.origin, mime_type=self.mime_type, step=self.step)
 
 
 class ImageRegistry:

@@ -115,11 +115,6 @@ class _Usage:
                         counters=self.counters)
 
 
-def _image_ref(image: RegisteredImage) -> pb.ImageRef:
-    return pb.ImageRef(name=image.name, blob=image.ref, width=image.width, height=image.height,
-                       origin=image.origin, mime_type=image.mime_type, step=image.step)
-
-
 class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: AsyncBlobStore, catalog: Catalog,
                  dialect_for: Callable[[str], Dialect], settings: GatewaySettings) -> None:
@@ -162,7 +157,7 @@ class AgentLoop:
                     trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
                     budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                        deadline_s=spec.deadline_s),
-                    images=[_image_ref(i) for i in state.registry.images]))
+                    images=[i.as_ref() for i in state.registry.images]))
             failure: BaseException | None = None
             try:
                 async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):
@@ -348,7 +343,7 @@ class AgentLoop:
                 state.usage.counters[key] = state.usage.counters.get(key, 0.0) + value
             await sink(observation=pb.Observation(
                 call_id=call_id, name=tool.name if tool else raw.name, text=result.text,
-                images=[_image_ref(i) for i in new_images], is_error=not result.ok,
+                images=[i.as_ref() for i in new_images], is_error=not result.ok,
                 error_kind=result.error_kind or "", kind=names.error_kind(result.error_kind or ""),
                 duration_s=duration, attempts=result.attempts))
             metrics.tool_call(tool.name if tool else "unknown", "ok" if result.ok else result.error_kind or "error",

@@ -189,7 +189,7 @@ class StepService:
         sink = EventSink(tid, record.record)
         await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=_MODE_ENUM[state.mode],
                                                 model=state.model,
-                                                images=[_ref(i) for i in registry.images]))
+                                                images=[i.as_ref() for i in registry.images]))
         state.seq = sink.seq
         metrics.trajectory_started(state.mode)
 
@@ -280,6 +280,3 @@ class StepService:
         metrics.trajectory_finished(state.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
 
 
-def _ref(image: RegisteredImage) -> pb.ImageRef:
-    return pb.ImageRef(name=image.name, blob=image.ref, width=image.width, height=image.height,
-                       origin=image.origin, mime_type=image.mime_type, step=image.step)

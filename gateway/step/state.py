@@ -20,16 +20,6 @@ from services.common.blobs import AsyncBlobStore
 _KEY = "toolfabric:step:"
 
 
-class StoredImage(BaseModel):
-    name: str
-    ref: str
-    width: int
-    height: int
-    origin: str
-    mime_type: str
-    step: int
-
-
 class TrajectoryState(BaseModel):
     mode: str
     model: str
@@ -40,7 +30,7 @@ class TrajectoryState(BaseModel):
     trace_id: str = ""
     span_id: str = ""
     started: float = 0.0
-    images: list[StoredImage] = Field(default_factory=list)
+    images: list[RegisteredImage] = Field(default_factory=list)  # pydantic reads the dataclass
 
     def registry(self, blobs: AsyncBlobStore) -> ImageRegistry:
         """The trajectory's image registry as it was (names come out the same: same order, same kinds)."""
@@ -53,8 +43,7 @@ class TrajectoryState(BaseModel):
         return registry
 
     def keep_images(self, images: Sequence[RegisteredImage]) -> None:
-        self.images = [StoredImage(name=i.name, ref=i.ref, width=i.width, height=i.height, origin=i.origin,
-                                   mime_type=i.mime_type, step=i.step) for i in images]
+        self.images = list(images)
 
 
 @dataclass

@@ -53,11 +53,6 @@ class Conversation:
         return self.trajectory.answer
 
 
-def _registered(ref: pb.ImageRef) -> RegisteredImage:
-    return RegisteredImage(name=ref.name, ref=ref.blob, width=ref.width, height=ref.height, origin=ref.origin,
-                           mime_type=ref.mime_type, step=ref.step)
-
-
 def steps_of(trajectory: pb.Trajectory) -> list[Step]:
     steps: dict[int, Step] = {}
     for event in trajectory.events:
@@ -86,7 +81,7 @@ def steps_of(trajectory: pb.Trajectory) -> list[Step]:
 def rebuild(trajectory: pb.Trajectory) -> Conversation:
     mode = MODES.get(trajectory.mode or pb.MODE_DEEP_RESEARCH, "deep_research")
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
-    inputs = [_registered(r) for r in started.images]
+    inputs = [RegisteredImage.from_ref(r) for r in started.images]
     images = list(inputs)
     model_settings = settings.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
@@ -96,7 +91,7 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
         messages.append(Message("assistant", [step.text]))
         parts: list[str | ImagePart] = []
         for obs in step.observations:
-            new = [_registered(r) for r in obs.images]
+            new = [RegisteredImage.from_ref(r) for r in obs.images]
             images += new
             error = (obs.error_kind or "error") if obs.is_error else None
             parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect.observation_tags)

@@ -72,19 +72,26 @@ def split_think(text: str, step: ParsedStep) -> str:
 UNREADABLE = (RecursionError, ValueError)
 
 
-def unreadable(exc: Exception) -> str:
-    return "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+NOT_READ = object()  # read_json's "nothing could be read" (JSON's own null is a value)
+
+
+def read_json(raw: str, what: str, problems: list[str], *, quote: bool = False) -> Any:
+    """`raw` as JSON, or NOT_READ with the problem noted in the model's terms (`what`: "the plan", …)."""
+    excerpt = f": {raw.strip()[:200]}" if quote else ""
+    try:
+        return json.loads(raw.strip())
+    except json.JSONDecodeError as exc:
+        problems.append(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}){excerpt}")
+    except UNREADABLE as exc:
+        kind = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+        problems.append(f"{what} cannot be read as JSON ({kind}){excerpt}")
+    return NOT_READ
 
 
 def parse_json_call(raw: str, index: int, problems: list[str]) -> RawCall | None:
     """`{"name": …, "arguments": {…}}` (arguments may be double-encoded), or None with the problem noted."""
-    try:
-        obj = json.loads(raw.strip())
-    except json.JSONDecodeError as exc:
-        problems.append(f"tool call {index} is not valid JSON ({exc.msg} at position {exc.pos}): {raw.strip()[:200]}")
-        return None
-    except UNREADABLE as exc:
-        problems.append(f"tool call {index} cannot be read as JSON ({unreadable(exc)}): {raw.strip()[:200]}")
+    obj = read_json(raw, f"tool call {index}", problems, quote=True)
+    if obj is NOT_READ:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         problems.append(f'tool call {index} must be an object with a string "name" and an "arguments" object')

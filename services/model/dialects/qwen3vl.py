@@ -10,22 +10,21 @@ so that is where a step stops. Tool names and arguments are the catalog's own.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from services.model.chat_template import ChatTemplate, Qwen3VLTemplate
 from services.model.dialects.base import (
     ANSWER,
+    NOT_READ,
     TOOL_CALL,
-    UNREADABLE,
     ParsedStep,
     RawCall,
     finish,
     parse_json_call,
+    read_json,
     report_unclosed,
     split_think,
-    unreadable,
 )
 
 _PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
@@ -67,13 +66,8 @@ def parse_step(text: str) -> ParsedStep:
 
 
 def _parse_plan(raw: str, problems: list[str]) -> list[dict[str, Any]] | None:
-    try:
-        plan = json.loads(raw.strip())
-    except json.JSONDecodeError as exc:
-        problems.append(f"the plan is not valid JSON ({exc.msg} at position {exc.pos})")
-        return None
-    except UNREADABLE as exc:
-        problems.append(f"the plan cannot be read as JSON ({unreadable(exc)})")
+    plan = read_json(raw, "the plan", problems)
+    if plan is NOT_READ:
         return None
     if not isinstance(plan, list) or not 2 <= len(plan) <= 10:
         problems.append("the plan must be a JSON list of 2 to 10 steps")
