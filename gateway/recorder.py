@@ -17,7 +17,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 _KEY = "toolfabric:trajectory:"
 
 
-def _meta_key(trajectory_id: str) -> str:
+def meta_key(trajectory_id: str) -> str:
     return f"{_KEY}{trajectory_id}"
 
 
@@ -39,12 +39,12 @@ class TrajectoryRecorder:
         created = Timestamp()
         created.GetCurrentTime()
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(_meta_key(self._id), mapping={
+        pipe.hset(meta_key(self._id), mapping={
             "question": question, "mode": mode, "model": model, "status": pb.STATUS_RUNNING,
             "created_at": created.SerializeToString(), "tenant": tenant, "conversation_id": conversation_id,
             "parent_trajectory_id": parent_trajectory_id,
         })
-        pipe.expire(_meta_key(self._id), self._ttl)
+        pipe.expire(meta_key(self._id), self._ttl)
         await pipe.execute()
 
     async def record(self, event: pb.RunEvent) -> None:
@@ -80,7 +80,7 @@ class TrajectoryRecorder:
         pipe.rpush(_events_key(self._id), event.SerializeToString())
         pipe.expire(_events_key(self._id), self._ttl)
         if fields:
-            pipe.hset(_meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
+            pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()
         if self._mirror is not None:
             self._mirror(event)
@@ -88,7 +88,7 @@ class TrajectoryRecorder:
 
 async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(_meta_key(trajectory_id))
+    pipe.hgetall(meta_key(trajectory_id))
     pipe.lrange(_events_key(trajectory_id), 0, -1)
     meta, events = await pipe.execute()
     if not meta:
@@ -112,11 +112,11 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
 
 async def set_field(client: aredis.Redis, trajectory_id: str, name: str, value: str) -> None:
     """An extra field of the record (gateway/resume.py keeps the validated request here)."""
-    await client.hset(_meta_key(trajectory_id), name, value)
+    await client.hset(meta_key(trajectory_id), name, value)
 
 
 async def get_field(client: aredis.Redis, trajectory_id: str, name: str) -> str | None:
-    value = await client.hget(_meta_key(trajectory_id), name)
+    value = await client.hget(meta_key(trajectory_id), name)
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -126,14 +126,14 @@ async def events_from(client: aredis.Redis, trajectory_id: str, index: int) -> l
 
 
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
-    value = await client.hget(_meta_key(trajectory_id), "status")
+    value = await client.hget(meta_key(trajectory_id), "status")
     return None if value is None else int(value)
 
 
 async def tenant_of(client: aredis.Redis, trajectory_id: str) -> str | None:
     """The tenant that ran a trajectory ("" = anonymous), or None if there is no such record."""
     pipe = client.pipeline(transaction=False)
-    pipe.exists(_meta_key(trajectory_id))
-    pipe.hget(_meta_key(trajectory_id), "tenant")
+    pipe.exists(meta_key(trajectory_id))
+    pipe.hget(meta_key(trajectory_id), "tenant")
     exists, tenant = await pipe.execute()
     return None if not exists else (tenant or b"").decode()

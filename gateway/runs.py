@@ -26,13 +26,12 @@ from redis.exceptions import RedisError
 
 from gateway import conversations, recorder, resume
 from gateway.archive import TENANT_LABEL, Archive, check_labels
-from gateway.auth import ANONYMOUS, Principal
 from gateway.conversations import PriorTurn
 from gateway.delivery import Delivery
 from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed
 from gateway.leases import Leases
 from gateway.loop import AgentLoop, RunSpec
-from gateway.tenants import Tenants
+from gateway.policy import ANONYMOUS, Policy, Principal, scoped
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
@@ -53,10 +52,10 @@ class _Running:
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 model: TritonModel, gw: GatewaySettings, tenants: Tenants, blobs: AsyncBlobStore,
+                 model: TritonModel, gw: GatewaySettings, policy: Policy, blobs: AsyncBlobStore,
                  leases: Leases, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
-        self.tenants, self._blobs, self._archive, self.leases = tenants, blobs, archive, leases
+        self.policy, self._blobs, self._archive, self.leases = policy, blobs, archive, leases
         self._running: dict[str, _Running] = {}
         self.draining = False
 
@@ -68,12 +67,14 @@ class Runs:
         spec = await self._validator.validate(request)
         check_labels(request)
         spec.tenant = principal.tenant
+        spec.trajectory_id = scoped(principal, spec.trajectory_id)  # ids are the tenant's (policy/ownership.py)
         spec.labels = {**request.labels, **({TENANT_LABEL: principal.tenant} if principal.tenant else {})}
         spec.eval_run = request.eval_run
         if request.parent_trajectory_id:
-            await self.tenants.check_trajectory(principal, request.parent_trajectory_id)
-            earlier = await conversations.load(self._redis, request.parent_trajectory_id)
-            if request.conversation_id and request.conversation_id != earlier.conversation_id:
+            parent = scoped(principal, request.parent_trajectory_id)
+            await self.policy.ownership.check_trajectory(principal, parent)
+            earlier = await conversations.load(self._redis, parent)
+            if request.conversation_id and scoped(principal, request.conversation_id) != earlier.conversation_id:
                 raise InvalidRequest(f"conversation_id {request.conversation_id!r} is not the parent's conversation "
                                      f"({earlier.conversation_id!r})")
             gone = set(await self._blobs.keep([i.ref for i in earlier.images]))
@@ -82,14 +83,14 @@ class Runs:
                 raise InvalidRequest(f"images of the earlier turns have expired from the blob store ({names}; "
                                      "TOOLFABRIC_BLOB_TTL_S): start a new conversation with them")
             spec.history, spec.carried, spec.conversation_id = earlier.turns, earlier.images, earlier.conversation_id
-            spec.parent_trajectory_id = request.parent_trajectory_id
+            spec.parent_trajectory_id = parent
         else:
             spec.history = history or []
-            spec.conversation_id = request.conversation_id or spec.trajectory_id
+            spec.conversation_id = scoped(principal, request.conversation_id) or spec.trajectory_id
         # serves() raises ModelUnavailable when Triton itself is down (→ UNAVAILABLE, named as such).
         if not await self._model.serves(spec.model):
             raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
-        await self.tenants.admit(principal, spec)
+        await self.policy.limits.admit(principal, spec)
         return spec
 
     async def stream(self, spec: RunSpec, mode: pb.Mode,
@@ -106,7 +107,7 @@ class Runs:
             await resume.save_spec(self._redis, spec)
             await self.leases.acquire(spec.trajectory_id)
         except BaseException:
-            await self.tenants.release(principal, spec.trajectory_id)
+            await self.policy.limits.release(principal, spec.trajectory_id)
             raise
         if self._archive is not None:
             self._archive.begin(spec, mode)
@@ -142,7 +143,7 @@ class Runs:
 
         async def emit(event: pb.RunEvent) -> None:
             await delivery.emit(event)
-            await self.tenants.observe(principal, event)
+            await self.policy.observe(principal, event)
 
         try:
             await self._loop.run(spec, emit, checkpoint, self.leases.owner)
@@ -162,7 +163,7 @@ class Runs:
             with contextlib.suppress(RedisError):  # else the lease expires and the reaper tidies up
                 await self.leases.release(tid, finished=not delivery.detached)
             with contextlib.suppress(RedisError):  # else the slot expires with the deadline
-                await self.tenants.release(principal, tid)
+                await self.policy.limits.release(principal, tid)
             delivery.close()
 
     def cancel_local(self, trajectory_id: str) -> bool:

@@ -26,22 +26,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.exceptions import RedisError
 
 from gateway import recorder
-from gateway.admission import Admission, AdmissionRefused
+from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
-from gateway.auth import Authenticator, AuthInterceptor, Principal, announce, make_authenticator
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.connections import redis_client as make_redis
-from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
-from gateway.http import HttpServer, create_app
+from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
+from gateway.http import create_app
+from gateway.http.app import CHAT_ROUTES
 from gateway.leases import Leases, owner_id
 from gateway.loop import MODES, AgentLoop
+from gateway.policy import Policy, Principal, make_policy, scoped
+from gateway.policy.authentication import announce
+from gateway.policy.grpc import current_principal
+from gateway.policy.listeners import HttpListener, bind_grpc, start_blobs, start_health_port
 from gateway.reflection import enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.step import StepService
 from gateway.step import protos as step_protos
-from gateway.tenants import Tenants
-from gateway.tls import bind_grpc, start_health_port
 from gateway.validation import RequestValidator, check_length
 from services.catalog import catalog, service_names
 from services.common import images, settings
@@ -66,32 +68,31 @@ SERVICE_NAME = FABRIC_SERVICE
 
 
 class FabricServicer(pb_grpc.FabricServicer):
-    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, auth: Authenticator,
+    def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, policy: Policy,
                  archive: Archive | None = None, step: StepService | None = None) -> None:
-        self._runs, self._redis, self._blobs, self._auth = runs, redis_client, blobs, auth
+        self._runs, self._redis, self._blobs, self._policy = runs, redis_client, blobs, policy
         self._archive, self._step = archive, step
         self._gw = settings.gateway()
-        self._admission = Admission(self._gw.max_running, self._gw.admission_queue, self._gw.admission_wait_s)
 
     async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
-                       blob: str | None = None) -> Principal:
-        """The caller (the interceptor has checked its key); NOT_FOUND for another tenant's trajectory or image."""
+                       blob: str | None = None) -> tuple[Principal, str]:
+        """The caller (the interceptor resolved it) and the stored id of `trajectory_id` for that caller;
+        NOT_FOUND for another tenant's trajectory or image."""
+        principal = current_principal()
+        tid = scoped(principal, trajectory_id or "")
         try:
-            principal = await self._auth.principal_of(context.invocation_metadata())
             if trajectory_id is not None:
-                await self._runs.tenants.check_trajectory(principal, trajectory_id)
+                await self._policy.ownership.check_trajectory(principal, tid)
             if blob is not None:
-                await self._runs.tenants.check_image(principal, blob)
-        except Unauthenticated as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                await self._policy.ownership.check_image(principal, blob)
         except NotYours as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        return principal
+        return principal, tid
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        principal = await self._allowed(context)
+        principal, _ = await self._allowed(context)
         try:
-            async with self._admission.slot():
+            async with self._policy.admission.slot():
                 async for event in self._run(request, principal, context):
                     yield event
         except AdmissionRefused as exc:
@@ -144,16 +145,15 @@ class FabricServicer(pb_grpc.FabricServicer):
         return self._runs.cancel_local(trajectory_id)
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
-        tid = await self._checked_id(request.trajectory_id, context)
-        await self._allowed(context, tid)
+        _, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         status = await self._runs.cancel(tid)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no trajectory {tid!r}")
         return _cancel_response(status == pb.STATUS_CANCELLED, pb.Status.ValueType(status or 0))
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        tid, index = await self._checked_id(request.trajectory_id, context), 0
-        await self._allowed(context, tid)
+        index = 0
+        _, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         if await recorder.status_of(self._redis, tid) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no trajectory {tid!r} (unknown or its record expired)")
@@ -177,20 +177,24 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
-        await self._checked_id(request.trajectory_id, context)
-        await self._allowed(context, request.trajectory_id)
-        found = await recorder.load(self._redis, request.trajectory_id)
+        principal, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
+        found = await recorder.load(self._redis, tid)
         if found is not None and self._archive is not None:
             await self._archive.add_stored_fields(found)
         if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
-            found = await self._archive.trajectory(request.trajectory_id)
+            found = await self._archive.trajectory(tid)
+            try:
+                if found is not None:  # the store's copy passes the same owner check as Redis's
+                    self._policy.ownership.check_record(principal, found)
+            except NotYours as exc:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
             return pb.Trajectory()
         found.resumes = sum(1 for e in found.events if e.HasField("resumed"))
         if found.status == pb.STATUS_RUNNING:
-            found.gateway = await self._runs.leases.holder(request.trajectory_id) or ""
+            found.gateway = await self._runs.leases.holder(tid) or ""
         return found
 
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
@@ -207,12 +211,16 @@ class FabricServicer(pb_grpc.FabricServicer):
         ])
 
     async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepResponse:
+        principal, _ = await self._allowed(context)
         if self._step is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway serves no step API")
         try:
-            outcomes = await self._step.step(step_protos.items(request))  # type: ignore[union-attr]
+            outcomes = await self._step.step(step_protos.items(request), principal)  # type: ignore[union-attr]
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except LimitExceeded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
+                                (("retry-after", str(int(exc.retry_after_s))),))
         return step_protos.response(outcomes)
 
     async def GetImage(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.Image:
@@ -233,7 +241,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def ListTrajectories(self, request: pb.ListTrajectoriesRequest,
                                context: grpc.aio.ServicerContext) -> pb.ListTrajectoriesResponse:
-        principal = await self._allowed(context)
+        principal, _ = await self._allowed(context)
         if self._archive is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this gateway has no durable store")
         if principal.tenant:  # a tenant lists only its own trajectories
@@ -295,28 +303,53 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
         await asyncio.sleep(interval_s)
 
 
-async def _start_http_api(runs: Runs, auth: Authenticator, redis_client: aredis.Redis, model: TritonModel,
-                          default_model: str, draining: asyncio.Event) -> HttpServer | None:
-    """The OpenAI-compatible HTTP API in this process, when TOOLFABRIC_HTTP_PORT is set."""
+_FABRIC_METHODS = tuple(f"/{FABRIC_SERVICE}/{m.name}" for m in pb.DESCRIPTOR.services_by_name["Fabric"].methods)
+_HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+
+
+async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Runs, step: StepService,
+                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: TritonModel, default_model: str,
+                      draining: asyncio.Event) -> None:
+    """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
+    gw, tls = settings.gateway(), settings.tls()
+
+    async def listen(listener: HttpListener) -> None:
+        await listener.start()
+        doors.push_async_callback(listener.stop)
+
     http = settings.http()
-    if not http.port:
-        return None
+    if http.port:  # the OpenAI-compatible chat API
+        async def ready() -> bool:  # like the Fabric service's health: not while draining
+            return not draining.is_set() and await _is_ready(redis_client, model, default_model)
 
-    async def ready() -> bool:  # like the Fabric service's health: not while draining
-        return not draining.is_set() and await _is_ready(redis_client, model, default_model)
+        await listen(HttpListener(policy.doors, "chat", create_app(runs, policy, http, ready), http.host, http.port,
+                                  tls, policy.guard, CHAT_ROUTES, ("/healthz", "/readyz"), gw.shutdown_grace_s))
+    step_settings = settings.step()
+    if step_settings.http_port:  # verl-tool's POST /get_observation, for RL trainers
+        from gateway.step import http as step_http
 
-    tls = settings.tls()
-    api = HttpServer(create_app(runs, auth, http, ready), http.host, http.port, settings.gateway().shutdown_grace_s,
-                     certfile=tls.cert_file or None, keyfile=tls.key_file or None)
-    await api.start()
-    log.info("HTTP API listening on %s:%d", http.host, api.port)
-    return api
+        await listen(HttpListener(policy.doors, "step", policy.http(step_http.app(step, blobs,
+                                                                                   step_settings.max_request_bytes),
+                                                                     open_paths=("/health",)),
+                                  gw.host, step_settings.http_port, tls, policy.guard,
+                                  ("/get_observation", "/health"), ("/health",)))
+    mcp = settings.mcp()
+    if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
+        from gateway.mcp.server import FabricMcp
+
+        mcp_app = FabricMcp(step, blobs, catalog(), mcp).server.streamable_http_app(host=gw.host)
+        await listen(HttpListener(policy.doors, "mcp", policy.http(mcp_app), gw.host, mcp.http_port, tls,
+                                  policy.guard, ("/mcp",), lifespan=True))
+    if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls)
+        doors.push_async_callback(blob_server.stop)
 
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
     redis_client = make_redis(common.redis_url, gw)
+    policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
     blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
     consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
@@ -329,56 +362,36 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    auth_settings = settings.auth()
-    auth = make_authenticator(auth_settings)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
                       common.blob_ttl_s, settings.store()).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
-    runs = Runs(loop, validator, redis_client, model, gw, Tenants(redis_client, auth_settings, common.blob_ttl_s),
-                blobs, leases, archive)
-    step_settings = settings.step()
-    step = StepService(loop, validator, redis_client, blobs, step_settings, gw, model_settings.default_model)
-    servicer = FabricServicer(runs, redis_client, blobs, auth, archive, step)
+    runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
+    step = StepService(loop, validator, redis_client, blobs, settings.step(), gw, model_settings.default_model,
+                       policy)
+    servicer = FabricServicer(runs, redis_client, blobs, policy, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
                ("grpc.server_max_unrequested_time_in_server", gw.accept_wait_s)]
     # Undecodable bytes are refused before the key is even looked at (INVALID_ARGUMENT, not UNKNOWN).
-    server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests(), AuthInterceptor(auth)])
+    server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests(), policy.interceptor()])
     pb_grpc.add_FabricServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
-    port = bind_grpc(server, f"{gw.host}:{gw.port}", settings.tls())
-    announce(auth_settings)
+    port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, settings.tls(), policy.guard,
+                     _FABRIC_METHODS, _HEALTH_METHODS)
+    announce(settings.auth())
     await server.start()
-    health_port = await start_health_port(health_servicer, gw.host, settings.tls().health_port) \
+    health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port) \
         if settings.tls().health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     renewer = asyncio.create_task(leases.keep_renewing(), name="lease-renewal")
     reaper = asyncio.create_task(runs.reap(), name="lease-reaper")
-    blob_server = None
-    if gw.blob_http_port:
-        # Signed, expiring image URLs for providers that must fetch an image (reverse image search).
-        from services.common.blob_urls import start_blob_server
-
-        blob_server = await start_blob_server(gw.host, gw.blob_http_port)
-    doors = contextlib.AsyncExitStack()
-    if step_settings.http_port:
-        # verl-tool's POST /get_observation, for RL trainers.
-        from gateway.step import http as step_http
-
-        await doors.enter_async_context(step_http.serving(
-            step_http.app(step, blobs, step_settings.max_request_bytes), gw.host, step_settings.http_port))
-    if settings.mcp().http_port:
-        # The tools as an MCP server (streamable HTTP at /mcp), for agent frameworks.
-        from gateway.mcp.server import FabricMcp
-        from gateway.step import http as step_http
-
-        mcp_app = FabricMcp(step, blobs, catalog(), settings.mcp()).server.streamable_http_app(host=gw.host)
-        await doors.enter_async_context(step_http.serving(mcp_app, gw.host, settings.mcp().http_port, "on"))
     stop = stop or asyncio.Event()
-    http_api = await _start_http_api(runs, auth, redis_client, model, model_settings.default_model, stop)
+    doors = contextlib.AsyncExitStack()
+    await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_settings.default_model, stop)
+    policy.doors.publish(gw.doors_file)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
                                                      model_settings.default_model, gw.readiness_interval_s))
@@ -398,12 +411,9 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await asyncio.sleep(gw.shutdown_delay_s)
     # Running trajectories get the grace period, then go to another replica (not cancelled).
     await runs.drain(gw.shutdown_grace_s)
-    await asyncio.gather(server.stop(grace=1.0), *([http_api.stop()] if http_api else []),
-                         *([health_port.stop(grace=None)] if health_port else []))
+    await asyncio.gather(server.stop(grace=1.0), *([health_port.stop(grace=None)] if health_port else []))
     for task in (cancel_listener, renewer, reaper):
         task.cancel()
-    if blob_server is not None:
-        await blob_server.stop()
     await doors.aclose()
     await executor.close()
     await archive.close()  # after the server stopped: every event of every trajectory is written

@@ -17,12 +17,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.auth import Authenticator, Principal
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
 from gateway.loop import RunSpec
+from gateway.policy import Policy, Principal
 from gateway.runs import Runs
 from services.common.settings import HttpSettings
 from services.common.telemetry import metrics
@@ -32,6 +32,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
 CHAT_PATHS = ("/api/v1/chat/completions", "/v1/chat/completions")
+CHAT_ROUTES = (*CHAT_PATHS, "/v1/models", "/api/v1/models", "/healthz", "/readyz")
 Readiness = Callable[[], Awaitable[bool]]
 
 
@@ -57,10 +58,10 @@ class _EventStream(StreamingResponse):
                 await body.aclose()
 
 
-def create_app(runs: Runs, auth: Authenticator, settings: HttpSettings, ready: Readiness) -> Starlette:
+def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readiness) -> Starlette:
     async def caller(request: Request) -> Principal:
         try:
-            return await auth.authenticate(request.headers.get("authorization"))
+            return await policy.authenticate(request.headers.get("authorization"))
         except Unauthenticated as exc:
             raise ApiError(401, str(exc), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
 
@@ -243,5 +244,5 @@ class _RequestMetrics:
             await self.app(scope, receive, sending)
         finally:
             path = scope.get("path", "")
-            route = path if path in (*CHAT_PATHS, "/v1/models", "/api/v1/models", "/healthz", "/readyz") else "other"
+            route = path if path in CHAT_ROUTES else "other"
             metrics.http_request(route, str(status["code"]))

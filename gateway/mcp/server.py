@@ -19,6 +19,8 @@ from typing import Any
 from mcp import types
 from mcp.server.lowlevel import Server
 
+from gateway.exceptions import LimitExceeded
+from gateway.policy.http import principal_of
 from gateway.step import StepItem, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
@@ -42,25 +44,29 @@ class FabricMcp:
     def __init__(self, step: StepService, blobs: AsyncBlobStore, catalog: Catalog, settings: McpSettings) -> None:
         self._step, self._blobs, self._catalog, self._cfg = step, blobs, catalog, settings
         self._sessions: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._http_sessions: dict[str, str] = {}
+        self._http_sessions: dict[tuple[str, str], str] = {}
         self.server: Server[Any] = Server("toolfabric", version="0.1.0", on_list_tools=self._list_tools,
                                           on_call_tool=self._call_tool,
                                           instructions="Tools of the toolfabric fabric. Images: add_image, "
                                                        "then refer to them by name (<image 1>, <sub-image 1>).")
 
     def trajectory_id(self, ctx: Any) -> str:
-        """The session's trajectory: by the streamable-HTTP session header, else by the stdio connection.
+        """The session's trajectory: by the caller's tenant and the streamable-HTTP session header, else by
+        the stdio connection. A session id is only ever the session of the tenant that opened it: another
+        tenant sending the same header gets a trajectory of its own (and the step API stores it in that
+        tenant's namespace).
 
         The SDK builds a new ServerSession per request; what lasts is the HTTP session id or the connection.
         """
         request = getattr(ctx, "request", None)
         header = request.headers.get("mcp-session-id") if request is not None else None
         if header:
-            if header not in self._http_sessions:
+            key = (principal_of(request).tenant, header)
+            if key not in self._http_sessions:
                 while len(self._http_sessions) >= _MAX_HTTP_SESSIONS:  # oldest first; its state expires by TTL
                     self._http_sessions.pop(next(iter(self._http_sessions)))
-                self._http_sessions[header] = f"mcp-{uuid.uuid4()}"
-            return self._http_sessions[header]
+                self._http_sessions[key] = f"mcp-{uuid.uuid4()}"
+            return self._http_sessions[key]
         connection = getattr(ctx.session, "_connection", ctx.session)
         if connection not in self._sessions:
             self._sessions[connection] = f"mcp-{uuid.uuid4()}"
@@ -83,7 +89,11 @@ class FabricMcp:
         else:
             item = StepItem(tid, calls=[RawCall(params.name, arguments)], mode=self._cfg.mode,
                             question="(MCP session)")
-        [outcome] = await self._step.step([item])
+        request = getattr(ctx, "request", None)  # HTTP: the caller the policy resolved; stdio: the local user
+        try:
+            [outcome] = await self._step.step([item], principal_of(request))
+        except LimitExceeded as exc:
+            return _error(str(exc))
         if not outcome.valid:
             return _error(outcome.error)
         if not outcome.observations:

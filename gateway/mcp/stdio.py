@@ -4,6 +4,7 @@ start their tools as a subprocess). Needs the fabric's Redis and workers; logs g
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import sys
 
@@ -15,8 +16,13 @@ from services.catalog import catalog
 from services.common import settings
 from services.common.telemetry import setup as telemetry
 
+log = logging.getLogger(__name__)
+
 
 async def serve_stdio() -> None:
+    # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
+    log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
+                getpass.getuser())
     async with standalone() as (step, blobs):
         fabric = FabricMcp(step, blobs, catalog(), settings.mcp())
         async with stdio_server() as (read, write):

@@ -8,26 +8,24 @@ with images is an object whose ``image`` is a data: URL (``images`` lists all wh
 A request that cannot be served as a whole (lists of different lengths, not JSON, too big) is a 400/413
 with ``{"error": …}``; a bad item is ``valid: false`` with the reason as its observation.
 
-`routes()` is a Starlette router of its own, so an app with other doors can mount it beside them.
+`routes()` is a Starlette router of its own, so an app with other doors can mount it beside them. The
+gateway serves it behind the policy (gateway/policy/http.py: the caller is resolved before a route runs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.exceptions import InvalidRequest
+from gateway.exceptions import InvalidRequest, LimitExceeded
+from gateway.policy.http import principal_of
 from gateway.step.service import StepItem, StepOutcome, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
@@ -125,9 +123,12 @@ def routes(service: StepService, blobs: AsyncBlobStore, max_request_bytes: int) 
                 return _error(413, f"request is over the limit of {max_request_bytes} bytes "
                                    "(TOOLFABRIC_STEP_MAX_REQUEST_BYTES)")
         try:
-            outcomes = await service.step(parse_body(bytes(raw)))
+            outcomes = await service.step(parse_body(bytes(raw)), principal_of(request))
         except InvalidRequest as exc:
             return _error(400, str(exc))
+        except LimitExceeded as exc:
+            return JSONResponse({"error": str(exc)}, status_code=429,
+                                headers={"Retry-After": str(int(exc.retry_after_s))})
         return JSONResponse({
             "observations": [await observation_json(o, blobs) for o in outcomes],
             "dones": [o.done for o in outcomes],
@@ -146,23 +147,3 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def app(service: StepService, blobs: AsyncBlobStore, max_request_bytes: int) -> Starlette:
     return Starlette(routes=routes(service, blobs, max_request_bytes))
-
-
-@contextlib.asynccontextmanager
-async def serving(asgi: Starlette, host: str, port: int,
-                  lifespan: Literal["on", "off"] = "off") -> AsyncIterator[uvicorn.Server]:
-    """Serve `asgi` with uvicorn on the running event loop until the block exits (the MCP app needs its lifespan)."""
-    server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan=lifespan,
-                                           access_log=False))
-    task = asyncio.create_task(server.serve(), name=f"step-http-{port}")
-    while not server.started:
-        if task.done():
-            task.result()  # raises why it could not start (port taken, …)
-            raise RuntimeError(f"step API HTTP server on {host}:{port} stopped at start-up")
-        await asyncio.sleep(0.02)
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        await task
-

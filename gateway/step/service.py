@@ -14,7 +14,8 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aredis
 from opentelemetry import trace
@@ -25,6 +26,7 @@ from gateway.channels import ChannelTracker
 from gateway.exceptions import InvalidRequest
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.loop import MODES, AgentLoop, EventSink, RunSpec
+from gateway.policy import ANONYMOUS, Policy, Principal, scoped, unscoped
 from gateway.prompting import observation_parts
 from gateway.step.batch import QueuedWrites
 from gateway.step.dialect import parse_action
@@ -83,25 +85,57 @@ def _invalid(tid: str, error: str, done: bool = False) -> _Result:
     return _Result(StepOutcome(tid, text=f"error: {error}", done=done, valid=False, error=error))
 
 
+@dataclass
+class _Caller:
+    """Who sent a step request, and the tool calls its tenant may still make this minute (None: no limit)."""
+
+    principal: Principal
+    calls_left: int | None = None
+
+
 class StepService:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, client: aredis.Redis, blobs: AsyncBlobStore,
-                 settings: StepSettings, gateway: GatewaySettings, default_model: str) -> None:
+                 settings: StepSettings, gateway: GatewaySettings, default_model: str,
+                 policy: Policy | None = None) -> None:
         self._loop, self._validator, self._redis, self._blobs = loop, validator, client, blobs
-        self._cfg, self._gw, self._default_model = settings, gateway, default_model
+        self._cfg, self._gw, self._default_model, self._policy = settings, gateway, default_model, policy
         self._store = StateStore(client, settings.state_ttl_s, settings.finished_ttl_s)
 
-    async def step(self, items: list[StepItem]) -> list[StepOutcome]:
-        """One outcome per item, in order; InvalidRequest when the request as a whole cannot be served."""
+    async def step(self, items: list[StepItem], principal: Principal = ANONYMOUS) -> list[StepOutcome]:
+        """One outcome per item, in order; InvalidRequest when the request as a whole cannot be served,
+        LimitExceeded when the caller's tenant is at a limit. Ids are the caller's own: they are stored under
+        the tenant's namespace (policy/ownership.py), so two tenants' `rollout-7` never meet."""
         self._check_batch(items)
-        loaded = await self._store.load([i.trajectory_id for i in items])
+        if self._policy is None:  # the MCP server on stdio: the local user, no policy to ask
+            return await self._step(items, _Caller(principal))
+        async with self._policy.step_request(principal) as left:
+            return await self._step(items, _Caller(principal, left))
+
+    async def _step(self, items: list[StepItem], caller: _Caller) -> list[StepOutcome]:
+        stored = [replace(i, trajectory_id=scoped(caller.principal, i.trajectory_id)) for i in items]
+        loaded = await self._store.load([i.trajectory_id for i in stored])
+        taken = await self._taken([i.trajectory_id for i, found in zip(stored, loaded, strict=True)
+                                   if found.state is None and found.finished is None])
         writes = QueuedWrites(self._redis)
-        results = await asyncio.gather(*(self._one(item, found, writes.as_client())
-                                         for item, found in zip(items, loaded, strict=True)))
+        results = await asyncio.gather(*(self._one(item, found, writes.as_client(), caller, item.trajectory_id in taken)
+                                         for item, found in zip(stored, loaded, strict=True)))
         keep = {r.outcome.trajectory_id: r.state for r in results if r.state is not None and r.released is None}
         release = {r.outcome.trajectory_id: r.released for r in results if r.released is not None}
         self._store.save(writes.pipe, keep, release)
         await writes.flush()
+        for r in results:
+            r.outcome.trajectory_id = unscoped(caller.principal, r.outcome.trajectory_id)
         return [r.outcome for r in results]
+
+    async def _taken(self, new_ids: list[str]) -> set[str]:
+        """Of ids about to start a step trajectory, those that already name a recorded trajectory (a Run's):
+        a step never writes into a record it did not start."""
+        if not new_ids:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for tid in new_ids:
+            pipe.exists(recorder.meta_key(tid))
+        return {tid for tid, found in zip(new_ids, await pipe.execute(), strict=True) if found}
 
     def _check_batch(self, items: list[StepItem]) -> None:
         if len(items) > self._cfg.max_batch:
@@ -115,14 +149,19 @@ class StepService:
                                      "trajectory")
             first[item.trajectory_id] = index
 
-    async def _one(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
+    async def _one(self, item: StepItem, found: Loaded, records: aredis.Redis, caller: _Caller,
+                   taken: bool) -> _Result:
         try:
-            return await self._item(item, found, records)
+            if taken:
+                return _invalid(item.trajectory_id, f"trajectory id {unscoped(caller.principal, item.trajectory_id)!r} "
+                                                    "already names a trajectory that was not started by the step API; "
+                                                    "a step trajectory needs an id of its own")
+            return await self._item(item, found, records, caller)
         except Exception as exc:  # a fault of the fabric fails this item, never the batch
             log.exception("step of trajectory %s failed", item.trajectory_id)
             return _invalid(item.trajectory_id, f"internal error: {type(exc).__name__}: {exc}")
 
-    async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis) -> _Result:
+    async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis, caller: _Caller) -> _Result:
         tid = item.trajectory_id
         if not tid or len(tid) > self._cfg.max_trajectory_id_chars:
             return _invalid(tid, f"trajectory id must be 1 to {self._cfg.max_trajectory_id_chars} characters")
@@ -146,13 +185,13 @@ class StepService:
                 state = self._new_state(item)
                 registry = ImageRegistry(self._blobs)
                 await self._add_images(registry, item.images)
-                await self._begin(records, tid, state, registry)
+                await self._begin(records, tid, state, registry, caller)
             else:
                 registry = state.registry(self._blobs)
                 await self._add_images(registry, item.images)
         except InvalidRequest as exc:
             return _invalid(tid, str(exc))
-        return await self._act(records, item, state, registry)
+        return await self._act(records, item, state, registry, caller)
 
     def _new_state(self, item: StepItem) -> TrajectoryState:
         mode = item.mode or self._cfg.default_mode
@@ -174,10 +213,11 @@ class StepService:
             checked = await self._validator.input_image(inputs + offset, image)
             registry.add_input(checked.ref, checked.width, checked.height, checked.mime_type, checked.data)
 
-    async def _begin(self, records: aredis.Redis, tid: str, state: TrajectoryState, registry: ImageRegistry) -> None:
-        """Record the trajectory's start and open its trace, which every later step joins."""
+    async def _begin(self, records: aredis.Redis, tid: str, state: TrajectoryState, registry: ImageRegistry,
+                     caller: _Caller) -> None:
+        """Record the trajectory's start (with its owner) and open its trace, which every later step joins."""
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
-        await record.begin(state.question, _MODE_ENUM[state.mode], state.model)
+        await record.begin(state.question, _MODE_ENUM[state.mode], state.model, tenant=caller.principal.tenant)
         attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
                       "gen_ai.conversation.id": tid, "toolfabric.trajectory.id": tid, "toolfabric.mode": state.mode,
                       "gen_ai.request.model": state.model, "toolfabric.driver": "step_api"}
@@ -186,7 +226,7 @@ class StepService:
             ctx = span.get_span_context()
             if ctx.is_valid:
                 state.trace_id, state.span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-        sink = EventSink(tid, record.record)
+        sink = EventSink(tid, self._observed(record.record, caller))
         await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=_MODE_ENUM[state.mode],
                                                 model=state.model,
                                                 images=[i.as_ref() for i in registry.images]))
@@ -200,8 +240,21 @@ class StepService:
                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
         return trace.set_span_in_context(NonRecordingSpan(parent))
 
+    def _observed(self, record: Callable[[pb.RunEvent], Awaitable[None]],
+                  caller: _Caller) -> Callable[[pb.RunEvent], Awaitable[None]]:
+        """`record`, with every event also shown to the policy (tool calls counted, images made the tenant's)."""
+        policy = self._policy
+        if policy is None:
+            return record
+
+        async def observed(event: pb.RunEvent) -> None:
+            await record(event)
+            await policy.observe(caller.principal, event)
+
+        return observed
+
     async def _act(self, records: aredis.Redis, item: StepItem, state: TrajectoryState,
-                   registry: ImageRegistry) -> _Result:
+                   registry: ImageRegistry, caller: _Caller) -> _Result:
         tid = item.trajectory_id
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
         outcome = StepOutcome(tid)
@@ -211,7 +264,7 @@ class StepService:
                 outcome.observations.append(event.observation)
             await record.record(event)
 
-        sink = EventSink(tid, emit, seq=state.seq)
+        sink = EventSink(tid, self._observed(emit, caller), seq=state.seq)
         state.steps += 1
         sink.step = state.steps
         metrics.step(state.mode)
@@ -236,7 +289,7 @@ class StepService:
                                                       error_kind="model_output"))
                 parts += observation_parts("model_output", "-", message, "model_output", [])
             if parsed.calls:
-                run = self._loop.run_state(self._spec(tid, state), registry, state.tool_calls)
+                run = self._loop.run_state(self._spec(tid, state, caller), registry, state.tool_calls)
                 parts += await self._loop.run_calls(run, sink, parsed.calls)
                 state.tool_calls = run.tool_calls
             elif parsed.plan is not None or parsed.answer is not None:
@@ -264,9 +317,12 @@ class StepService:
                 outcome.done = True
         return _Result(outcome, state, released)
 
-    def _spec(self, tid: str, state: TrajectoryState) -> RunSpec:
+    def _spec(self, tid: str, state: TrajectoryState, caller: _Caller) -> RunSpec:
+        budget = self._cfg.max_tool_calls
+        if caller.calls_left is not None:  # the tenant's calls per minute cap this step's calls too
+            budget = min(budget, state.tool_calls + caller.calls_left)
         return RunSpec(trajectory_id=tid, question=state.question, mode=state.mode, model=state.model, max_steps=0,
-                       max_tool_calls=self._cfg.max_tool_calls, deadline_s=0.0, sampling={})
+                       max_tool_calls=budget, deadline_s=0.0, sampling={}, tenant=caller.principal.tenant)
 
     async def _end(self, records: aredis.Redis, tid: str, state: TrajectoryState, status: pb.Status, reason: str,
                    sink: EventSink | None = None) -> None:

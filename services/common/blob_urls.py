@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -95,8 +96,9 @@ class BlobServer:
         await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
-async def start_blob_server(host: str, port: int) -> BlobServer:
-    """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store."""
+async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> BlobServer:
+    """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
+    `ssl_context`."""
     common = settings.common()
     client = aredis.Redis.from_url(common.redis_url)
     store = AsyncBlobStore(client, common.blob_ttl_s)
@@ -119,7 +121,7 @@ async def start_blob_server(host: str, port: int) -> BlobServer:
     app.router.add_route("GET", ROUTE + "{digest}", serve)  # aiohttp answers HEAD for GET routes
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port  # the real port when port=0
     return BlobServer(runner, client, host, bound)

@@ -119,6 +119,13 @@ class GatewaySettings(BaseSettings):
     cancel_wait_s: float = Field(default=5.0, gt=0)
     # Watch polls the record this often for new events.
     watch_poll_s: float = Field(default=0.25, gt=0)
+    # Where the gateway writes the list of its doors (ports, TLS, what each asks) once all listen; "" = nowhere.
+    doors_file: str = ""
+    # Decode budget of one request (gateway/validation.py): declared pixels of all its images together, and
+    # how long its full decodes may take; at most `decode_concurrency` decodes run at once per gateway.
+    max_decode_pixels_per_request: int = Field(default=64_000_000, ge=1024)
+    decode_timeout_s: float = Field(default=5.0, gt=0)
+    decode_concurrency: int = Field(default=2, ge=1)
 
 
 class StepSettings(BaseSettings):

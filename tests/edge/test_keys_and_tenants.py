@@ -11,10 +11,11 @@ import pytest
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
-from gateway.auth import Authenticator, Principal
+from gateway.policy.authentication import Authenticator, Principal
 from gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
 from gateway.loop import RunSpec
-from gateway.tenants import Tenants
+from gateway.policy.limits import Limits
+from gateway.policy.ownership import Ownership, scoped, unscoped
 from services.common.api_keys import ApiKeyStore, KeyRejected
 from services.common.settings import AuthSettings, TenantLimits
 from services.devstack.redis_server import RedisServer
@@ -113,7 +114,7 @@ async def redis_async(redis_server: RedisServer) -> aredis.Redis:
 
 async def test_cost_units_per_day_refuse_until_utc_midnight(redis_async: aredis.Redis) -> None:
     limits = AuthSettings(required=True, tenant_limits={"acme": TenantLimits(cost_units_per_day=3)})
-    tenants = Tenants(redis_async, limits, 60)
+    tenants = Limits(redis_async, limits)
     acme = Principal("acme")
     await tenants.admit(acme, spec("t1"))
     await tenants.observe(acme, pb.RunEvent(usage=pb.Usage(counters={"cost_units": 3.5})))
@@ -129,12 +130,12 @@ async def test_cost_units_per_day_refuse_until_utc_midnight(redis_async: aredis.
 async def test_budgets_are_capped_at_the_tenants_maxima(redis_async: aredis.Redis) -> None:
     limits = AuthSettings(default_limits=TenantLimits(max_steps=4, max_tool_calls=5, max_deadline_s=30))
     asked = spec(steps=10, calls=3, deadline=600)
-    await Tenants(redis_async, limits, 60).admit(Principal("acme"), asked)
+    await Limits(redis_async, limits).admit(Principal("acme"), asked)
     assert (asked.max_steps, asked.max_tool_calls, asked.deadline_s) == (4, 3, 30)
 
 
 async def test_concurrency_slots_are_released_and_expire(redis_async: aredis.Redis) -> None:
-    tenants = Tenants(redis_async, AuthSettings(default_limits=TenantLimits(max_concurrent_trajectories=1)), 60)
+    tenants = Limits(redis_async, AuthSettings(default_limits=TenantLimits(max_concurrent_trajectories=1)))
     acme = Principal("acme")
     await tenants.admit(acme, spec("t1", deadline=0.5))
     with pytest.raises(LimitExceeded, match="already runs 1"):
@@ -149,14 +150,34 @@ async def test_concurrency_slots_are_released_and_expire(redis_async: aredis.Red
 async def test_isolation_follows_the_recorded_tenant_and_the_images_seen(redis_async: aredis.Redis) -> None:
     from gateway.recorder import TrajectoryRecorder
 
-    tenants = Tenants(redis_async, AuthSettings(required=True), 60)
+    owners = Ownership(redis_async, True, 60)
     await TrajectoryRecorder(redis_async, "t1", 60).begin("q", pb.MODE_GENERAL, "m", tenant="acme")
-    await tenants.observe(Principal("acme"), pb.RunEvent(started=pb.TrajectoryStarted(
+    await owners.observe(Principal("acme"), pb.RunEvent(started=pb.TrajectoryStarted(
         images=[pb.ImageRef(name="<image 1>", blob="sha256:aa")])))
-    await tenants.check_trajectory(Principal("acme"), "t1")
-    await tenants.check_image(Principal("acme"), "sha256:aa")
+    await owners.check_trajectory(Principal("acme"), "t1")
+    await owners.check_image(Principal("acme"), "sha256:aa")
     with pytest.raises(NotYours):
-        await tenants.check_trajectory(Principal("globex"), "t1")
+        await owners.check_trajectory(Principal("globex"), "t1")
     with pytest.raises(NotYours):
-        await tenants.check_image(Principal("globex"), "sha256:aa")
-    await tenants.check_trajectory(Principal("globex"), "unknown")  # not found is the caller's to report
+        await owners.check_image(Principal("globex"), "sha256:aa")
+    await owners.check_trajectory(Principal("globex"), "unknown")  # not found is the caller's to report
+
+
+def test_ids_are_namespaced_by_tenant_and_come_back_as_the_caller_named_them() -> None:
+    acme, globex, anyone = Principal("acme"), Principal("globex"), Principal("")
+    assert scoped(acme, "rollout-7") == "acme/rollout-7" != scoped(globex, "rollout-7") == "globex/rollout-7"
+    assert scoped(acme, "acme/rollout-7") == "acme/rollout-7"  # an id handed out already scoped is kept
+    assert scoped(globex, "acme/rollout-7") == "globex/acme/rollout-7"  # never into another tenant's space
+    assert scoped(anyone, "rollout-7") == "rollout-7"  # the open default: stored data keeps its ids
+    assert unscoped(acme, scoped(acme, "rollout-7")) == "rollout-7"
+
+
+async def test_a_stored_record_passes_the_same_owner_check(redis_async: aredis.Redis) -> None:
+    owners = Ownership(redis_async, True, 60)
+    mine = pb.Trajectory(trajectory_id="acme/t", tenant="acme")
+    owners.check_record(Principal("acme"), mine)
+    with pytest.raises(NotYours, match="no trajectory"):
+        owners.check_record(Principal("globex"), mine)
+    labelled = pb.Trajectory(trajectory_id="t", labels={"toolfabric.tenant": "acme"})  # older rows: the label
+    with pytest.raises(NotYours):
+        owners.check_record(Principal("globex"), labelled)

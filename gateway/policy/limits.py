@@ -1,4 +1,4 @@
-"""Per-tenant limits and isolation.
+"""Per-tenant limits.
 
 Limits (settings: `TOOLFABRIC_AUTH_DEFAULT_LIMITS`, `TOOLFABRIC_AUTH_TENANT_LIMITS`), kept in Redis so
 every gateway replica shares them:
@@ -8,10 +8,8 @@ every gateway replica shares them:
   and otherwise gets at most the calls left in it as its tool-call budget;
 - provider cost units per day (UTC): summed from each turn's usage, checked when a turn starts;
 - max budgets: a turn's steps, tool calls and deadline are capped at the tenant's maxima.
-Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics.
-
-Isolation: `check_trajectory` is THE check every RPC that touches a trajectory calls (get, cancel,
-list, watch, step); `check_image` guards image bytes. Another tenant's trajectory is "not found".
+Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics. The step API's
+calls pass the same limits (`admit_step`, `count_calls`) as a Run's turns.
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ import time
 
 import redis.asyncio as aredis
 
-from gateway import recorder
-from gateway.auth import Principal
-from gateway.exceptions import LimitExceeded, NotYours
+from gateway.exceptions import LimitExceeded
 from gateway.loop import RunSpec
+from gateway.policy.authentication import Principal
 from services.common.settings import AuthSettings
 from services.common.telemetry import metrics
 from toolfabric.v1 import fabric_pb2 as pb
@@ -53,9 +50,9 @@ def _day(now: float) -> str:
     return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%d")
 
 
-class Tenants:
-    def __init__(self, redis_client: aredis.Redis, settings: AuthSettings, image_ttl_s: int) -> None:
-        self._redis, self._settings, self._image_ttl = redis_client, settings, image_ttl_s
+class Limits:
+    def __init__(self, redis_client: aredis.Redis, settings: AuthSettings) -> None:
+        self._redis, self._settings = redis_client, settings
         self._admit = redis_client.register_script(_ADMIT)
 
     # -- limits
@@ -77,23 +74,42 @@ class Tenants:
                 self._refuse(tenant, "cost_units_per_day", retry,
                              f"tenant {tenant!r} has spent {spent:g} of its {limits.cost_units_per_day:g} provider "
                              "cost units today (UTC)")
-        if limits.tool_calls_per_minute:
-            used = int(await self._redis.get(_key(tenant, "tool_calls", _minute(now))) or 0)
-            left = limits.tool_calls_per_minute - used
-            if left <= 0:
-                self._refuse(tenant, "tool_calls_per_minute", 60 - now % 60,
-                             f"tenant {tenant!r} has made {used} tool calls this minute, its limit is "
-                             f"{limits.tool_calls_per_minute}")
+        left = await self.calls_left(principal)
+        if left is not None:
             spec.max_tool_calls = min(spec.max_tool_calls, left)
-        expires = now + spec.deadline_s + 60
-        admitted = await self._admit(keys=[_key(tenant, "running")],
-                                     args=[now, expires, limits.max_concurrent_trajectories, spec.trajectory_id,
-                                           int(spec.deadline_s) + 120])
-        if not admitted:
-            self._refuse(tenant, "max_concurrent_trajectories", 5.0,
-                         f"tenant {tenant!r} already runs {limits.max_concurrent_trajectories} trajectories, "
-                         "its limit")
+        await self.take_slot(principal, spec.trajectory_id, spec.deadline_s + 60)
         metrics.tenant_trajectory(tenant)
+
+    async def count_calls(self, principal: Principal, n: int) -> None:
+        tenant = principal.tenant
+        key = _key(tenant, "tool_calls", _minute(time.time()))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incrby(key, n)
+        pipe.expire(key, 120)
+        await pipe.execute()
+        for _ in range(n):
+            metrics.tenant_tool_call(tenant)
+
+    async def calls_left(self, principal: Principal) -> int | None:
+        """Tool calls the tenant may still make this minute (None: no such limit), or LimitExceeded at 0."""
+        limit, now = self._settings.limits(principal.tenant).tool_calls_per_minute, time.time()
+        if not limit:
+            return None
+        used = int(await self._redis.get(_key(principal.tenant, "tool_calls", _minute(now))) or 0)
+        if used >= limit:
+            self._refuse(principal.tenant, "tool_calls_per_minute", 60 - now % 60,
+                         f"tenant {principal.tenant!r} has made {used} tool calls this minute, its limit is {limit}")
+        return limit - used
+
+    async def take_slot(self, principal: Principal, slot_id: str, hold_s: float) -> None:
+        """A concurrency slot for `slot_id` (a trajectory, or one step request) for at most `hold_s`, or
+        LimitExceeded when the tenant already runs its `max_concurrent_trajectories`."""
+        limit, now = self._settings.limits(principal.tenant).max_concurrent_trajectories, time.time()
+        admitted = await self._admit(keys=[_key(principal.tenant, "running")],
+                                     args=[now, now + hold_s, limit, slot_id, int(hold_s) + 60])
+        if not admitted:
+            self._refuse(principal.tenant, "max_concurrent_trajectories", 5.0,
+                         f"tenant {principal.tenant!r} already runs {limit} trajectories, its limit")
 
     def _refuse(self, tenant: str, limit: str, retry_after_s: float, message: str) -> None:
         metrics.tenant_limited(tenant, limit)
@@ -104,16 +120,11 @@ class Tenants:
         await self._redis.zrem(_key(principal.tenant, "running"), trajectory_id)
 
     async def observe(self, principal: Principal, event: pb.RunEvent) -> None:
-        """Counts what a running turn uses and remembers the images it saw or made."""
+        """Counts what a running turn (or a step) uses."""
         kind = event.WhichOneof("event")
         tenant, now = principal.tenant, time.time()
         if kind == "tool_call":
-            key = _key(tenant, "tool_calls", _minute(now))
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            await pipe.execute()
-            metrics.tenant_tool_call(tenant)
+            await self.count_calls(principal, 1)
         elif kind == "usage" and event.usage.counters.get("cost_units"):
             cost = event.usage.counters["cost_units"]
             key = _key(tenant, "cost", _day(now))
@@ -122,24 +133,3 @@ class Tenants:
             pipe.expire(key, 2 * 86400)
             await pipe.execute()
             metrics.tenant_cost(tenant, cost)
-        refs = [i.blob for i in event.started.images] if kind == "started" else \
-            [i.blob for i in event.observation.images] if kind == "observation" else []
-        if refs and self._settings.required:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.sadd(_key(tenant, "images"), *refs)
-            pipe.expire(_key(tenant, "images"), self._image_ttl)
-            await pipe.execute()
-
-    # -- isolation
-    async def check_trajectory(self, principal: Principal, trajectory_id: str) -> None:
-        """NotYours unless the caller's tenant ran `trajectory_id` (unknown ids pass: the caller reports them)."""
-        if not self._settings.required:
-            return
-        owner = await recorder.tenant_of(self._redis, trajectory_id)
-        if owner is not None and owner != principal.tenant:
-            raise NotYours(f"no trajectory {trajectory_id!r}")
-
-    async def check_image(self, principal: Principal, blob: str) -> None:
-        """NotYours unless one of the caller's trajectories saw or made the image."""
-        if self._settings.required and not await self._redis.sismember(_key(principal.tenant, "images"), blob):
-            raise NotYours(f"no image {blob!r}")

@@ -1,9 +1,10 @@
 """Who is calling: API keys (Bearer on HTTP, `authorization` metadata on gRPC) resolved to a tenant.
 
 With `TOOLFABRIC_AUTH_REQUIRED=false` (the embedded default only) every caller is the anonymous
-tenant "" and nothing is checked. Otherwise every Fabric RPC and every HTTP API call needs a valid
-key: the gRPC interceptor refuses the rest with UNAUTHENTICATED before a handler runs, and handlers
-ask `principal_of` for the tenant (a cache hit). Verified keys are cached for `cache_ttl_s`.
+tenant "" and nothing is checked. Otherwise every door needs a valid key: the gRPC interceptor
+(policy/grpc.py) and the HTTP middleware (policy/http.py) refuse the rest before a handler runs and
+hand the handler the resolved principal. Verified keys are cached for `cache_ttl_s`; a revoked key
+stops working within that time (0 = verified on every call).
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import grpc
 
 from gateway.exceptions import Unauthenticated
 from services.common.api_keys import ApiKeyStore, KeyRejected
 from services.common.settings import AuthSettings
 
 log = logging.getLogger(__name__)
-FABRIC_PREFIX = "/toolfabric.v1.Fabric/"
 
 
 @dataclass(frozen=True)
@@ -75,42 +73,6 @@ class Authenticator:
 
 def make_authenticator(settings: AuthSettings) -> Authenticator:
     return Authenticator(settings, ApiKeyStore() if settings.required else None)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses Fabric calls without a valid key (UNAUTHENTICATED); health and reflection stay open."""
-
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._auth = authenticator
-
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
-                                                             Awaitable[grpc.RpcMethodHandler]],
-                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or not self._auth.required or not details.method.startswith(FABRIC_PREFIX):
-            return handler
-        try:
-            await self._auth.principal_of(details.invocation_metadata)  # type: ignore[attr-defined]
-        except Unauthenticated as exc:
-            return _refusal(handler, str(exc))
-        return handler
-
-
-def _refusal(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-        yield  # pragma: no cover  (abort raises; this makes it a stream handler)
-
-    factory = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-               (True, False): grpc.stream_unary_rpc_method_handler,
-               (True, True): grpc.stream_stream_rpc_method_handler}[(handler.request_streaming,
-                                                                      handler.response_streaming)]
-    return factory(streaming if handler.response_streaming else unary,  # type: ignore[operator]
-                   request_deserializer=handler.request_deserializer,
-                   response_serializer=handler.response_serializer)
 
 
 def announce(settings: AuthSettings) -> None:

@@ -1,0 +1,84 @@
+"""The policy every door passes through, built once per gateway process.
+
+A door translates its protocol and asks the policy: who is calling (`authenticate`, or the gRPC
+interceptor / HTTP middleware that do it for a whole door), which stored id a name means for that
+caller (`scoped`), whether the caller owns what it names (`ownership`), whether its tenant may start
+more work (`limits`, `step_request`), whether the gateway has room (`admission`), and where to listen
+(policy/listeners.py, which reads the TLS settings). No door decides any of these itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aredis
+from starlette.types import ASGIApp
+
+from gateway.admission import Admission
+from gateway.policy import secrets
+from gateway.policy.authentication import Authenticator, Principal, make_authenticator
+from gateway.policy.doors import Doors, Guard
+from gateway.policy.grpc import PolicyInterceptor
+from gateway.policy.http import ErrorBody, RequireKey, plain_error
+from gateway.policy.limits import Limits
+from gateway.policy.ownership import Ownership, scoped
+from services.common import settings
+from toolfabric.v1 import fabric_pb2 as pb
+
+
+class Policy:
+    def __init__(self, authenticator: Authenticator, limits: Limits, ownership: Ownership, admission: Admission,
+                 step_hold_s: float) -> None:
+        self.authenticator, self.limits, self.ownership, self.admission = authenticator, limits, ownership, admission
+        self.doors = Doors()
+        self._step_hold_s = step_hold_s
+
+    @property
+    def required(self) -> bool:
+        return self.authenticator.required
+
+    @property
+    def guard(self) -> Guard:
+        return "api_key" if self.required else "none"
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        return await self.authenticator.authenticate(authorization)
+
+    def interceptor(self) -> PolicyInterceptor:
+        return PolicyInterceptor(self.authenticator)
+
+    def http(self, app: ASGIApp, open_paths: tuple[str, ...] = (), error_body: ErrorBody = plain_error) -> RequireKey:
+        """`app` behind the policy: every path but `open_paths` needs a valid key."""
+        return RequireKey(app, self.authenticator, open_paths, error_body)
+
+    scoped = staticmethod(scoped)
+
+    async def observe(self, principal: Principal, event: pb.RunEvent) -> None:
+        """What a running trajectory (Run or step) uses and sees: counted, and its images made the tenant's."""
+        await self.limits.observe(principal, event)
+        await self.ownership.observe(principal, event)
+
+    @contextlib.asynccontextmanager
+    async def step_request(self, principal: Principal) -> AsyncIterator[int | None]:
+        """One step-API request (HTTP, gRPC or MCP) of `principal`: it holds one of the tenant's concurrency
+        slots while it runs, and yields the tool calls the tenant may still make this minute (None: no
+        limit). LimitExceeded when either limit is reached."""
+        left = await self.limits.calls_left(principal)
+        slot = f"step:{uuid.uuid4()}"
+        await self.limits.take_slot(principal, slot, self._step_hold_s)
+        try:
+            yield left
+        finally:
+            await self.limits.release(principal, slot)
+
+
+def make_policy(redis_client: aredis.Redis) -> Policy:
+    """The gateway's policy from the settings; ConfigurationError (one line) for settings it refuses."""
+    auth, common, gw = settings.auth(), settings.common(), settings.gateway()
+    secrets.check(auth, common)
+    return Policy(make_authenticator(auth), Limits(redis_client, auth),
+                  Ownership(redis_client, auth.required, max(common.blob_ttl_s, gw.trajectory_ttl_s)),
+                  Admission(gw.max_running, gw.admission_queue, gw.admission_wait_s),
+                  gw.tool_timeout_s * 2 + 60)
