@@ -32,6 +32,11 @@ class RequestValidator:
                  blobs: AsyncBlobStore, download: Downloader) -> None:
         self._gw, self._model, self._common = gateway, model, common
         self._blobs, self._download = blobs, download
+        self._decoding = asyncio.Semaphore(gateway.decode_concurrency)  # bounds the gateway's decode memory
+
+    def decode_budget(self) -> DecodeBudget:
+        """What one request (a Run, a chat turn, one step action) may decode."""
+        return DecodeBudget(self._gw.max_decode_pixels_per_request)
 
     async def validate(self, request: pb.RunRequest) -> RunSpec:
         size = request.ByteSize()
@@ -64,8 +69,9 @@ class RequestValidator:
             excluded_services=frozenset() if request.enable_search or not request.HasField("enable_search")
             else SEARCH_SERVICES,
         )
+        budget = self.decode_budget()
         for index, image in enumerate(request.images, start=1):
-            spec.inputs.append(await self._image(index, image))
+            spec.inputs.append(await self._image(index, image, budget))
         return spec
 
     @staticmethod
@@ -107,11 +113,11 @@ class RequestValidator:
             out["seed"] = sampling.seed
         return out
 
-    async def input_image(self, index: int, image: pb.ImageInput) -> InputImage:
+    async def input_image(self, index: int, image: pb.ImageInput, budget: DecodeBudget) -> InputImage:
         """One input image checked and stored as Run's are (the step API's inputs too)."""
-        return await self._image(index, image)
+        return await self._image(index, image, budget)
 
-    async def _image(self, index: int, image: pb.ImageInput) -> InputImage:
+    async def _image(self, index: int, image: pb.ImageInput, budget: DecodeBudget) -> InputImage:
         source = image.WhichOneof("source")
         limit = self._common.max_image_bytes
         if source == "data":
@@ -129,9 +135,44 @@ class RequestValidator:
             raise InvalidRequest(f"image {index} is {len(data)} bytes, over the limit of {limit} bytes")
         try:
             info = images.inspect(data, self._common.max_image_pixels)
+            budget.spend(index, info.width * info.height)
             # A full decode catches corrupt or truncated data; off the event loop, it can take a while.
-            await asyncio.to_thread(images.decode_bgr, data, self._common.max_image_pixels)
+            await self._decode(index, data)
         except InvalidImage as exc:
             raise InvalidRequest(f"image {index}: {exc}") from None
         ref = await self._blobs.put(data)
         return InputImage(ref=ref, width=info.width, height=info.height, mime_type=info.mime_type, data=data)
+
+    async def _decode(self, index: int, data: bytes) -> None:
+        """The full decode, in a thread, at most `decode_concurrency` at once and `decode_timeout_s` long for the
+        request. A decode that runs over keeps its slot until the decoder really stops (a thread cannot be
+        killed), so hostile images cost the gateway a bounded amount of memory and CPU, never its event loop."""
+        timeout = self._gw.decode_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await self._decoding.acquire()
+        except TimeoutError:
+            raise InvalidRequest(f"image {index}: no decoder became free within {timeout:g}s, the decode time "
+                                 "limit (TOOLFABRIC_GATEWAY_DECODE_TIMEOUT_S)") from None
+        work = asyncio.ensure_future(asyncio.to_thread(images.decode_bgr, data, self._common.max_image_pixels))
+        work.add_done_callback(lambda _: self._decoding.release())
+        try:
+            await asyncio.wait_for(asyncio.shield(work), timeout)
+        except TimeoutError:
+            work.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody awaits it now
+            raise InvalidRequest(f"image {index}: decoding took longer than {timeout:g}s, the decode time limit "
+                                 "(TOOLFABRIC_GATEWAY_DECODE_TIMEOUT_S)") from None
+
+
+class DecodeBudget:
+    """The pixels one request may still decode, spent from each image's declared size before it is decoded."""
+
+    def __init__(self, pixels: int) -> None:
+        self.limit = self.left = pixels
+
+    def spend(self, index: int, pixels: int) -> None:
+        if pixels > self.left:
+            raise InvalidRequest(f"image {index}: its {pixels} pixels bring the request's images to "
+                                 f"{self.limit - self.left + pixels} pixels, over the decode budget of {self.limit} "
+                                 "pixels per request (TOOLFABRIC_GATEWAY_MAX_DECODE_PIXELS_PER_REQUEST)")
+        self.left -= pixels

@@ -209,8 +209,9 @@ class StepService:
             raise InvalidRequest(f"{have + len(images)} images, over the limit of {self._cfg.max_images} per "
                                  "trajectory (TOOLFABRIC_STEP_MAX_IMAGES)")
         inputs = sum(1 for i in registry.images if i.step == 0)
+        budget = self._validator.decode_budget()  # one action's images share one decode budget
         for offset, image in enumerate(images, start=1):
-            checked = await self._validator.input_image(inputs + offset, image)
+            checked = await self._validator.input_image(inputs + offset, image, budget)
             registry.add_input(checked.ref, checked.width, checked.height, checked.mime_type, checked.data)
 
     async def _begin(self, records: aredis.Redis, tid: str, state: TrajectoryState, registry: ImageRegistry,

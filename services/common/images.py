@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from services.common import jpegcrop
+from services.common import jpegcrop, settings
 from services.common.errors import InvalidImage
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ _EXIF_ORIENTATION = 0x0112
 _QUARTER_TURNS = {5, 6, 7, 8}
 _OPENCV_FORMATS = {"JPEG", "PNG", "WEBP", "BMP"}
 _OPENCV_MODES = {"RGB", "L"}
+# Images up to this size are never refused for their pixels per byte (icons, strips, blank thumbnails).
+_DENSITY_FLOOR = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,20 @@ def _oriented_by_pillow(img: Image.Image) -> bool:
     return tags is not None and img.size != (tags.get(256), tags.get(257))
 
 
-def inspect(data: bytes, max_pixels: int) -> ImageInfo:
-    """Header-only check: is this an accepted image type within the pixel limit?"""
+def inspect(data: bytes, max_pixels: int, max_pixels_per_byte: int | None = None) -> ImageInfo:
+    """Header-only check: is this an accepted image type within the pixel limit, and does the file not
+    declare far more pixels than its size could plausibly hold (`max_pixels_per_byte`, default from the
+    settings)? Both are refused before a single pixel is decoded."""
     img = _open(data)
     with _decoder("image header is corrupt"):
-        return _info(img, max_pixels)
+        info = _info(img, max_pixels)
+    density = settings.common().max_image_pixels_per_byte if max_pixels_per_byte is None else max_pixels_per_byte
+    pixels = info.width * info.height
+    if pixels > _DENSITY_FLOOR and pixels > len(data) * density:
+        raise InvalidImage(f"image declares {info.width}x{info.height} = {pixels} pixels in only {len(data)} bytes "
+                           f"({pixels // len(data)} pixels per byte), over the limit of {density} "
+                           "(TOOLFABRIC_MAX_IMAGE_PIXELS_PER_BYTE; checked before decoding)")
+    return info
 
 
 def _info(img: Image.Image, max_pixels: int) -> ImageInfo:

@@ -30,6 +30,10 @@ class CommonSettings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     # Checked from the header before decoding: a decompression bomb never gets decoded.
     max_image_pixels: int = Field(default=40_000_000, ge=1024)
+    # Decode work a small file may buy: an image over 4 Mpx must not declare more pixels per byte of file than
+    # this (checked from the header, before decoding). Blank PNG/GIF/JPEG stay under ~1,300; a 1.3 kB TIFF
+    # declaring 31.6 Mpx is 24,000.
+    max_image_pixels_per_byte: int = Field(default=8192, ge=1)
     celery_result_expires_s: int = Field(default=3600, ge=60)
     # Redis visibility timeout of the broker; every task's hard time limit stays below it.
     celery_visibility_timeout_s: int = Field(default=3600, ge=60)
