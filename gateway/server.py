@@ -46,7 +46,7 @@ from gateway.step import StepService
 from gateway.step import protos as step_protos
 from gateway.validation import RequestValidator, check_length
 from services.catalog import catalog, service_names
-from services.common import images, settings
+from services.common import images, logs, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
@@ -422,7 +422,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
 
 def main() -> None:
-    logging.basicConfig(level=settings.common().log_level)
+    logs.install(settings.common().log_level)
     telemetry.setup_telemetry("toolfabric-gateway")
     port = settings.gateway().metrics_port
     endpoint = metrics.start_metrics_server(

@@ -13,7 +13,7 @@ from mcp.server.stdio import stdio_server
 from gateway.mcp.server import FabricMcp
 from gateway.step.runtime import standalone
 from services.catalog import catalog
-from services.common import settings
+from services.common import logs, settings
 from services.common.telemetry import setup as telemetry
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ async def serve_stdio() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=settings.common().log_level, stream=sys.stderr)
+    logs.install(settings.common().log_level, stream=sys.stderr)
     telemetry.setup_telemetry("toolfabric-mcp")
     try:
         asyncio.run(serve_stdio())

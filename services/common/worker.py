@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import bootsteps
+from celery import bootsteps, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import consumers, revocations, settings
+from services.common import consumers, logs, revocations, settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
@@ -142,6 +142,9 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         *(extra_args or []),
     ]
     setup_worker_telemetry(service)  # tracing starts in each pool process, after the fork
+    # Celery sets up its logging when the worker starts: the filters go on its handlers then.
+    for setup_done in (signals.after_setup_logger, signals.after_setup_task_logger):
+        setup_done.connect(lambda logger, **_: logs.install(logger=logger), weak=False)
     app.steps["consumer"].add(Heartbeat)
     app.worker_main(argv)
 
