@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -54,9 +55,14 @@ def check_labels(request: pb.RunRequest) -> None:
         raise InvalidRequest(f"eval_run is {len(request.eval_run)} characters, over {MAX_KEY}")
 
 
+Purge = Callable[[float, TrajectoryStore, "redis.Redis"], Any]
+
+
 class Archive:
-    def __init__(self, store: TrajectoryStore, redis_url: str, blob_ttl_s: int, settings: StoreSettings) -> None:
-        self.store, self._settings = store, settings
+    def __init__(self, store: TrajectoryStore, redis_url: str, blob_ttl_s: int, settings: StoreSettings,
+                 purge: Purge | None = None) -> None:
+        # `purge`: retention across every tier (gateway/erasure.py); without it, the store's rows only.
+        self.store, self._settings, self._purge = store, settings, purge
         self._redis = redis.Redis.from_url(redis_url)
         self._blobs = BlobStore(self._redis, blob_ttl_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -214,7 +220,11 @@ class Archive:
             return
         self._last_purge = now
         try:
-            trajectories, images = self.store.purge(now - days * 86400)
+            if self._purge is not None:
+                erased = self._purge(now - days * 86400, self.store, self._redis)
+                trajectories, images = erased.trajectories, erased.images
+            else:
+                trajectories, images = self.store.purge(now - days * 86400)
         except Exception:
             log.exception("store: retention purge failed")
             return

@@ -21,7 +21,7 @@ def meta_key(trajectory_id: str) -> str:
     return f"{_KEY}{trajectory_id}"
 
 
-def _events_key(trajectory_id: str) -> str:
+def events_key(trajectory_id: str) -> str:
     return f"{_KEY}{trajectory_id}:events"
 
 
@@ -77,8 +77,8 @@ class TrajectoryRecorder:
 
     async def _append(self, event: pb.RunEvent, fields: dict[str, bytes | str | int]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.rpush(_events_key(self._id), event.SerializeToString())
-        pipe.expire(_events_key(self._id), self._ttl)
+        pipe.rpush(events_key(self._id), event.SerializeToString())
+        pipe.expire(events_key(self._id), self._ttl)
         if fields:
             pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()
@@ -89,7 +89,7 @@ class TrajectoryRecorder:
 async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(meta_key(trajectory_id))
-    pipe.lrange(_events_key(trajectory_id), 0, -1)
+    pipe.lrange(events_key(trajectory_id), 0, -1)
     meta, events = await pipe.execute()
     if not meta:
         return None
@@ -122,7 +122,7 @@ async def get_field(client: aredis.Redis, trajectory_id: str, name: str) -> str 
 
 async def events_from(client: aredis.Redis, trajectory_id: str, index: int) -> list[pb.RunEvent]:
     """Recorded events from position `index` on (Watch follows a trajectory with this)."""
-    return [pb.RunEvent.FromString(e) for e in await client.lrange(_events_key(trajectory_id), index, -1)]
+    return [pb.RunEvent.FromString(e) for e in await client.lrange(events_key(trajectory_id), index, -1)]
 
 
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:

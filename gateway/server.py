@@ -25,7 +25,7 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.exceptions import RedisError
 
-from gateway import recorder
+from gateway import erasure, recorder
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.celery_executor import CeleryToolExecutor
@@ -363,7 +363,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      gw)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
-                      common.blob_ttl_s, settings.store()).start()
+                      common.blob_ttl_s, settings.store(), erasure.purge).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, settings.step(), gw, model_settings.default_model,

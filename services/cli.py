@@ -209,9 +209,10 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 @_needs_server
 def cmd_store(args: argparse.Namespace) -> int:
+    from gateway import erasure
     from services.store.cli import main
 
-    return main(args)
+    return main(args, erasure)  # delete means gone: Redis's copies go with the store's
 
 
 @_needs_server

@@ -60,6 +60,11 @@ def _done_key(trajectory_id: str) -> str:
     return f"{_KEY}{trajectory_id}:finished"
 
 
+def keys(trajectory_id: str) -> tuple[str, str]:
+    """Every Redis key the step API keeps for a trajectory (its state and its tombstone)."""
+    return _state_key(trajectory_id), _done_key(trajectory_id)
+
+
 class StateStore:
     def __init__(self, client: aredis.Redis, ttl_s: int, finished_ttl_s: int) -> None:
         self._redis, self._ttl, self._finished_ttl = client, ttl_s, finished_ttl_s

@@ -45,6 +45,10 @@ class BlobStore:
         pipe.execute()
         return ref
 
+    def delete(self, refs: list[str]) -> int:
+        """Drops blobs (a deleted trajectory's images); how many were there."""
+        return int(self._redis.delete(*(_key(r) for r in refs))) if refs else 0
+
     def get(self, ref: str) -> bytes:
         data = self._redis.get(_key(ref))
         if data is None:

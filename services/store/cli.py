@@ -1,13 +1,15 @@
 """`toolfabric store delete ID… | purge --older-than-days D`: the store's maintenance commands.
 
-They act on the store the settings name (TOOLFABRIC_STORE_URL, else SQLite under the data dir); Redis's
-hot copies of a deleted trajectory expire on their own.
+They act on the store the settings name (TOOLFABRIC_STORE_URL, else SQLite under the data dir) and, given
+`erase` (services/cli.py passes gateway/erasure.py), on Redis at TOOLFABRIC_REDIS_URL too: a deleted
+trajectory is gone from every tier, not only from the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     purge.add_argument("--older-than-days", type=float, required=True)
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, erase: Any = None) -> int:
+    """`erase`: the module that deletes from every tier (`erase(ids, store, redis)`, `purge(cutoff, …)`)."""
+    import redis
+
     from services.common import settings
     from services.store import open_store
 
@@ -26,15 +31,29 @@ def main(args: argparse.Namespace) -> int:
         print("toolfabric store purge: --older-than-days must be positive")
         return 2
     store = open_store(settings.store(), settings.common())
+    client = redis.Redis.from_url(settings.common().redis_url) if erase is not None else None
     try:
         if args.store_command == "delete":
-            trajectories, images = store.delete(args.ids)
+            if erase is None:
+                trajectories, images = store.delete(args.ids)
+                where = ""
+            else:
+                erased = erase.erase(args.ids, store, client)
+                trajectories, images = erased.trajectories, erased.images
+                where = f" ({erased.stored} from the store, {erased.hot} from Redis)"
             missing = len(set(args.ids)) - trajectories
-            print(f"deleted {trajectories} trajectories and {images} images"
-                  + (f"; {missing} id(s) were not in the store" if missing else ""))
+            print(f"deleted {trajectories} trajectories{where} and {images} images"
+                  + (f"; {missing} id(s) were found nowhere" if missing else ""))
             return 0 if not missing else 1
-        trajectories, images = store.purge(time.time() - args.older_than_days * 86400)
+        cutoff = time.time() - args.older_than_days * 86400
+        if erase is None:
+            trajectories, images = store.purge(cutoff)
+        else:
+            erased = erase.purge(cutoff, store, client)
+            trajectories, images = erased.trajectories, erased.images
         print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images")
         return 0
     finally:
         store.close()
+        if client is not None:
+            client.close()

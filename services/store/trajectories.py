@@ -225,9 +225,30 @@ class TrajectoryStore:
 
     def delete(self, trajectory_ids: Iterable[str]) -> tuple[int, int]:
         """Deletes trajectories and every image no remaining trajectory references: (trajectories, images)."""
+        deleted, orphans = self.erase(trajectory_ids)
+        return deleted, len(orphans)
+
+    def referenced(self, refs: Iterable[str]) -> set[str]:
+        """Of `refs`, the images some trajectory in the store still references."""
+        wanted = list(set(refs))
+        if not wanted:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(schema.image_refs.c.blob)
+                                    .where(schema.image_refs.c.blob.in_(wanted))).scalars())
+
+    def expired(self, older_than: float) -> list[str]:
+        """Ids of what finished (or started) before `older_than` (epoch seconds): retention's candidates."""
+        t = schema.trajectories
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(t.c.id).where(
+                sa.func.coalesce(t.c.finished_at, t.c.created_at) < older_than)).scalars())
+
+    def erase(self, trajectory_ids: Iterable[str]) -> tuple[int, list[str]]:
+        """`delete`, saying which images went: (trajectories deleted, image refs deleted)."""
         ids = list(trajectory_ids)
         if not ids:
-            return 0, 0
+            return 0, []
         with self.engine.begin() as conn:
             blobs = set(conn.execute(sa.select(schema.image_refs.c.blob)
                                      .where(schema.image_refs.c.trajectory_id.in_(ids))).scalars())
@@ -241,14 +262,11 @@ class TrajectoryStore:
                 conn.execute(schema.images.delete().where(schema.images.c.blob.in_(orphans)))
         for ref in orphans:  # after the commit: a failed transaction never loses a file
             self.files.delete(ref)
-        return deleted, len(orphans)
+        return deleted, orphans
 
     def purge(self, older_than: float) -> tuple[int, int]:
         """Retention: deletes what finished (or started) before `older_than` (epoch seconds)."""
-        t = schema.trajectories
-        with self.engine.connect() as conn:
-            ids = list(conn.execute(sa.select(t.c.id).where(
-                sa.func.coalesce(t.c.finished_at, t.c.created_at) < older_than)).scalars())
+        ids = self.expired(older_than)
         total = (0, 0)
         for start in range(0, len(ids), 500):
             done = self.delete(ids[start:start + 500])

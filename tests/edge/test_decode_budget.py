@@ -94,5 +94,5 @@ async def test_decode_time_is_bounded_and_a_slow_decode_keeps_its_slot(blobs: As
                                              r".*TOOLFABRIC_GATEWAY_DECODE_TIMEOUT_S"):
         await first
     # The decoder thread still runs and holds the only slot: the next request is refused, not queued forever.
-    with pytest.raises(InvalidRequest, match="no decoder became free within 0.001s"):
+    with pytest.raises(InvalidRequest, match=r"no decoder became free within 0\.001s"):
         await checked.validate(request(big))

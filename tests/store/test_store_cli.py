@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.devstack.redis_server import RedisServer
 from services.store import ImageFiles, TrajectoryStore
 from services.store.trajectories import make_engine
 from tests.conftest import clear_settings_cache
@@ -14,8 +15,9 @@ from toolfabric.cli.main import main
 
 
 @pytest.fixture
-def store_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """`toolfabric store …` in this process, on the store of a data dir of its own."""
+def store_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+              redis_server: RedisServer):
+    """`toolfabric store …` in this process, on the store of a data dir of its own (and the session's Redis)."""
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOOLFABRIC_STORE_URL", "")
     clear_settings_cache()
@@ -36,7 +38,8 @@ def test_delete_and_purge_remove_trajectories_and_their_unshared_images(tmp_path
     store.close()
 
     code, out = store_cli("delete", "old", "ghost")
-    assert code == 1 and "deleted 1 trajectories and 1 images; 1 id(s) were not in the store" in out
+    assert code == 1 and "deleted 1 trajectories (1 from the store, 0 from Redis) and 1 images; 1 id(s) were " \
+                         "found nowhere" in out
     assert not (tmp_path / "images").joinpath(own[0][7:9], own[0][9:]).exists()
     code, out = store_cli("purge", "--older-than-days", "1")
     assert code == 0 and "deleted 1 trajectories" in out and "and 1 images" in out
