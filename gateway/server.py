@@ -148,7 +148,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         _, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         status = await self._runs.cancel(tid)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no trajectory {tid!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no trajectory {request.trajectory_id!r}")
         return _cancel_response(status == pb.STATUS_CANCELLED, pb.Status.ValueType(status or 0))
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
@@ -156,7 +156,7 @@ class FabricServicer(pb_grpc.FabricServicer):
         _, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         if await recorder.status_of(self._redis, tid) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no trajectory {tid!r} (unknown or its record expired)")
+                                f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
         while True:
             try:
                 events = await recorder.events_from(self._redis, tid, index)

@@ -59,7 +59,7 @@ class AsyncClient:
     async def watch(self, trajectory_id: str, from_seq: int = 0) -> AsyncIterator[pb.RunEvent]:
         """Re-attach to a trajectory: its events with seq >= `from_seq`, then new ones, until `finished`."""
         call = self._stub.Watch(pb.WatchRequest(trajectory_id=trajectory_id, from_seq=from_seq),
-                                timeout=self._timeout)
+                                timeout=self._timeout, metadata=self._auth)  # Watch needs the key like every RPC
         try:
             async for event in call:
                 yield event

@@ -63,7 +63,7 @@ class Client:
         """Re-attach to a trajectory (running, resumed elsewhere, or finished): its events with seq >= `from_seq`,
         then new ones as they happen, until `finished`. After a dropped Run stream, pass the last seq seen + 1."""
         call = self._stub.Watch(pb.WatchRequest(trajectory_id=trajectory_id, from_seq=from_seq),
-                                timeout=self._timeout)
+                                timeout=self._timeout, metadata=self._auth)  # Watch needs the key like every RPC
         try:
             yield from call
         except grpc.RpcError as exc:

@@ -17,12 +17,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours, Unauthenticated
+from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
 from gateway.loop import RunSpec
-from gateway.policy import Policy, Principal
+from gateway.policy import Policy
+from gateway.policy.http import RequireKey, principal_of
 from gateway.runs import Runs
 from services.common.settings import HttpSettings
 from services.common.telemetry import metrics
@@ -59,14 +60,8 @@ class _EventStream(StreamingResponse):
 
 
 def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readiness) -> Starlette:
-    async def caller(request: Request) -> Principal:
-        try:
-            return await policy.authenticate(request.headers.get("authorization"))
-        except Unauthenticated as exc:
-            raise ApiError(401, str(exc), code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}) from None
-
     async def chat_completions(request: Request) -> Response:
-        principal = await caller(request)
+        principal = principal_of(request)  # the policy resolved it before any route ran
         turn = parse_chat(await _json_body(request, settings.max_body_bytes), settings.models)
         try:
             spec = await runs.prepare(turn.request, principal, turn.history)
@@ -89,7 +84,6 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
         return await _complete(events, turn, spec, request)
 
     async def models(request: Request) -> Response:
-        await caller(request)
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "toolfabric",
              "toolfabric": {"mode": route.mode, "triton_model": route.triton_model}}
@@ -107,6 +101,9 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
               Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                                                        Exception: _internal_error})
+    # Every route but the probes passes the policy first (401 in OpenAI's error shape); metrics count those too.
+    app.add_middleware(RequireKey, authenticator=policy.authenticator, open_paths=("/healthz", "/readyz"),
+                       error_body=lambda message: ApiError(401, message, code="invalid_api_key").body())
     app.add_middleware(_RequestMetrics)
     return app
 

@@ -48,6 +48,7 @@ def secured(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> I
     keys = {tenant: store.create(tenant, "tests")[0] for tenant in ("acme", "globex", "limited")}
     metrics_port = free_port()
     env = {"TOOLFABRIC_STORE_URL": url, "TOOLFABRIC_AUTH_REQUIRED": "true", "TOOLFABRIC_AUTH_CACHE_TTL_S": "0",
+           "TOOLFABRIC_BLOB_URL_SECRET": "s" * 32,
            "TOOLFABRIC_AUTH_TENANT_LIMITS": json.dumps(LIMITS),
            "TOOLFABRIC_GATEWAY_METRICS_PORT": str(metrics_port)}
     with api_gateway(stack, workdir, **env) as api:
