@@ -71,7 +71,8 @@ def main() -> int:
                             env=stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(grpc_port),
                                                "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
                                                "TOOLFABRIC_HTTP_PORT": str(http_port),
-                                               "TOOLFABRIC_AUTH_REQUIRED": "true", "TOOLFABRIC_BLOB_URL_SECRET": "bench-" + "s" * 32, "TOOLFABRIC_STORE_URL": store_url})
+                                               "TOOLFABRIC_AUTH_REQUIRED": "true", "TOOLFABRIC_STORE_URL": store_url,
+                                               "TOOLFABRIC_BLOB_URL_SECRET": "bench-" + "s" * 32})
             try:
                 wait_until(lambda: port_open(http_port), 30, "gateway with auth", secured.proc, secured.log)
                 body: dict[str, Any] = {"model": "bench/scripted", "messages": [{"role": "user", "content": QUESTION}]}
