@@ -64,6 +64,22 @@ def _settings_problem(exc: Exception) -> str | None:
     return "; ".join(problems)
 
 
+_DOOR_WHAT = {"fabric": "gRPC Fabric API", "health": "gRPC health (probes)", "chat": "HTTP chat completions",
+              "step": "step API (POST /get_observation)", "mcp": "MCP (streamable HTTP)", "blobs": "blob URLs"}
+_DOOR_PATH = {"step": "/get_observation", "mcp": "/mcp", "chat": "/v1"}
+
+
+def _print_doors(doors_file: Path) -> None:
+    """Every door the gateway serves, with the policy in force there (from the list the gateway wrote)."""
+    from gateway.policy.doors import read
+
+    guard = {"api_key": "API key required", "signed_url": "signed URLs only", "none": "no key asked"}
+    for door in read(doors_file):
+        print(f"[toolfabric up] door {door.name:<6} {door.address}{_DOOR_PATH.get(door.name, '')}  "
+              f"{_DOOR_WHAT.get(door.name, door.name)}; {'TLS' if door.tls else 'plaintext'}, {guard[door.guard]}",
+              file=sys.stderr)
+
+
 @_needs_server
 def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.stack import EmbeddedStack
@@ -77,7 +93,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
     user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing, data_dir=Path(user_data) if user_data else None)
+                          extra_env=tracing, data_dir=Path(user_data) if user_data else None,
+                          step_port=args.step_port, mcp_port=args.mcp_port)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -94,6 +111,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"[toolfabric up] spans go to {spans}; show one: toolfabric trace ID --file {spans}", file=sys.stderr)
     print(f"[toolfabric up] HTTP API (OpenAI chat completions, R1V4's model names): {stack.http_url}/v1",
           file=sys.stderr)
+    _print_doors(stack.doors_file)
+    for plugin, why in stack.left_out.items():
+        print(f"[toolfabric up] plugin {plugin} is left out (its worker did not start): {why}", file=sys.stderr)
     if os.environ.get("TOOLFABRIC_AUTH_REQUIRED", "").lower() not in ("1", "true", "yes", "on"):
         print("[toolfabric up] WARNING: authentication is OFF — every caller is trusted and shares one tenant. "
               "Keep this on loopback; set TOOLFABRIC_AUTH_REQUIRED=true and create keys with "
@@ -268,6 +288,10 @@ def register(sub: Any) -> None:
     up.add_argument("--workdir", help="where logs and data go (default: a new temporary folder)")
     up.add_argument("--out", default="toolfabric-output", help="folder for the demo's images")
     up.add_argument("--no-demo-site", action="store_true", help="do not serve and index the demo corpus")
+    up.add_argument("--step-port", type=int, metavar="PORT",
+                    help="also serve the step API (verl-tool's POST /get_observation) here (0 = any free port)")
+    up.add_argument("--mcp-port", type=int, metavar="PORT",
+                    help="also serve the tools as an MCP server (streamable HTTP at /mcp) here (0 = any free port)")
     up.set_defaults(func=cmd_up)
 
     worker = sub.add_parser("worker", help="run a tool service's Celery worker")

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.catalog import service_names
+from services.common.tools import SERVICES
 from services.devstack.processes import Child, free_port, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import TritonServer
@@ -34,7 +36,8 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 class EmbeddedStack:
     def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
-                 triton: TritonServer | None = None, data_dir: Path | None = None) -> None:
+                 triton: TritonServer | None = None, data_dir: Path | None = None, step_port: int | None = None,
+                 mcp_port: int | None = None) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
@@ -49,6 +52,13 @@ class EmbeddedStack:
         self.site_port = free_port()
         self.blob_port = free_port()
         self.http_port = free_port()  # the OpenAI-compatible HTTP API
+        # The step API (verl-tool's /get_observation) and the MCP endpoint, when asked (0 = any free port).
+        self.step_port = (step_port or free_port()) if step_port is not None else None
+        self.mcp_port = (mcp_port or free_port()) if mcp_port is not None else None
+        self.doors_file = self.workdir / "doors.json"  # the gateway lists what it serves here
+        # Signs blob URLs; the stack's own random one, so a stack with auth on starts without setting it.
+        self.blob_secret = secrets.token_urlsafe(32)
+        self.left_out: dict[str, str] = {}  # plugin services whose worker could not start → why
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
         self.services = service_names()
@@ -81,8 +91,14 @@ class EmbeddedStack:
             "TOOLFABRIC_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.blob_port}",
             "TOOLFABRIC_HTTP_HOST": "127.0.0.1",
             "TOOLFABRIC_HTTP_PORT": str(self.http_port),
+            "TOOLFABRIC_GATEWAY_DOORS_FILE": str(self.doors_file),
             "PYTHONUNBUFFERED": "1",
         })
+        env.setdefault("TOOLFABRIC_BLOB_URL_SECRET", self.blob_secret)
+        if self.step_port is not None:
+            env["TOOLFABRIC_STEP_HTTP_PORT"] = str(self.step_port)
+        if self.mcp_port is not None:
+            env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
         if self.demo_site:
             # The demo corpus is served on loopback: allow that host:port too, beside what the user allows.
             hosts = _env_list(env.get("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"), [])
@@ -124,10 +140,20 @@ class EmbeddedStack:
                         {**env, "TOOLFABRIC_GATEWAY_METRICS_PORT": str(self.metrics_ports["gateway"])})
             wait_until(self._gateway_serving, 60, "gateway", self.children["gateway"].proc,
                        self.children["gateway"].log)
-            for service in self.services:
+            for service in list(self.services):
                 child = self.children[f"worker-{service}"]
-                wait_until(functools.partial(_worker_ready, self.redis.url, service), 60, f"{service} worker",
-                           child.proc, child.log)
+                try:
+                    wait_until(functools.partial(_worker_ready, self.redis.url, service), 60, f"{service} worker",
+                               child.proc, child.log)
+                except (RuntimeError, TimeoutError) as exc:
+                    if service in SERVICES:  # the fabric's own services must run
+                        raise
+                    # A plugin that fails to import or start is reported and left out; the rest runs (its
+                    # tools answer `unavailable`, the gateway's fail-fast for a queue with no consumer).
+                    self.children.pop(f"worker-{service}").stop()
+                    self.services.remove(service)
+                    self.left_out[service] = str(exc).splitlines()[0]
+                    say(f"plugin {service} left out: {self.left_out[service]} (log: {child.log})")
         except BaseException:
             self.stop()
             raise

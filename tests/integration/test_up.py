@@ -66,3 +66,38 @@ def test_the_demo_site_is_added_to_the_users_fetch_allowlist_and_ports(tmp_path:
     mine = EmbeddedStack(tmp_path, demo_site=False, data_dir=tmp_path / "mine").env()
     assert mine["TOOLFABRIC_DATA_DIR"] == str((tmp_path / "mine").resolve())
     assert json.loads(mine["TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"]) == ["intranet.example:8443"]
+
+
+def test_up_serves_the_step_and_mcp_doors_when_asked_and_leaves_a_broken_plugin_out(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.plugin_dist import env_with, write_dist
+
+    site = write_dist(tmp_path / "site", "sample_fragile", {"fragile": "tests.support.sample_plugins.fragile:PLUGIN"})
+    proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", "up", "--port", "0", "--workdir",
+                             str(tmp_path / "work"), "--no-demo-site", "--step-port", "0", "--mcp-port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env_with(site))
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C stops everything" in line or proc.poll() is not None:
+                break
+        text = "".join(lines)
+        assert "plugin fragile left out" in text and "a_module_that_is_not_installed" in text, text
+        doors = {line.split()[3]: line for line in lines if line.startswith("[toolfabric up] door ")}
+        assert {"fabric", "chat", "step", "mcp", "blobs"} <= set(doors), text
+        assert "/get_observation" in doors["step"] and "/mcp" in doors["mcp"]
+        assert all("plaintext, no key asked" in doors[d] for d in ("fabric", "chat", "step", "mcp")), doors
+        step_url = doors["step"].split()[4]
+        reply = httpx.post(step_url, timeout=60, json={
+            "trajectory_ids": ["up-1"], "actions": ['<tool_call>{"name": "code", "arguments": {"code": '
+                                                    '"print(6 * 7)"}}</tool_call>']}).json()
+        assert reply["valids"] == [True] and "42" in json.dumps(reply["observations"])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -44,6 +44,19 @@ def test_every_deployment_requires_api_keys_and_serves_the_http_api(rendered: Re
             "appProtocol": "http"} in service["spec"]["ports"]
 
 
+def test_the_step_and_mcp_doors_are_exposed_with_the_same_policy(rendered: Rendered) -> None:
+    c = rendered.container("gateway")
+    env = rendered.env(c)
+    ports = {p["name"]: p["containerPort"] for p in c.spec["ports"]}
+    assert int(env["TOOLFABRIC_STEP_HTTP_PORT"]) == ports["step-http"]
+    assert int(env["TOOLFABRIC_MCP_HTTP_PORT"]) == ports["mcp-http"]
+    service = {p["name"]: p for p in rendered.one("Service", "gateway")["spec"]["ports"]}
+    assert service["step-http"]["targetPort"] == "step-http" and service["mcp-http"]["targetPort"] == "mcp-http"
+    # One gateway process serves every door: the same keys (auth required), TLS settings and probes hold for all.
+    assert settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
+    assert c.spec["readinessProbe"]["grpc"]["service"] == "toolfabric.v1.Fabric"
+
+
 def test_gateway_tls_comes_from_the_tls_secret(gpu: Rendered) -> None:
     c = gpu.container("gateway")
     env = gpu.env(c)

@@ -13,7 +13,7 @@ from tests.k8s.manifests import Rendered
 from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_references import in_cluster_endpoints
 
-TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8080, 8090, 9090, 9100, 9200, 16686,
+TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8080, 8081, 8082, 8090, 9090, 9100, 9200, 16686,
                          50051)
 
 
@@ -82,7 +82,8 @@ def test_clients_anywhere_reach_the_gateway_and_nothing_else(rendered: Rendered)
     policies, pods = netpol.Policies(rendered), netpol.pods(rendered)
     reachable = {(name, port) for (name, pod), port in itertools.product(pods.items(), TCP_PORTS_OF_INTEREST)
                  if policies.allows(netpol.OTHER_APP, pod, port)}
-    assert reachable == {("gateway", 50051), ("gateway", 8090), ("gateway", 8080)}
+    assert reachable == {("gateway", 50051), ("gateway", 8090), ("gateway", 8080), ("gateway", 8081),
+                         ("gateway", 8082)}
 
 
 def test_metrics_are_scrapable_from_the_monitoring_namespace(rendered: Rendered) -> None:

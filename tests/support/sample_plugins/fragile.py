@@ -1,0 +1,9 @@
+"""A plugin that loads (its tools are declared) but whose handlers fail to import: its worker cannot start."""
+
+from __future__ import annotations
+
+from services.common.tools import ToolPlugin, ToolSpec
+from tests.support.sample_plugins.echo import ShoutArgs
+
+TOOLS = (ToolSpec("whisper", "fragile", "Repeat the text quietly.", ShoutArgs, modes=frozenset({"general"})),)
+PLUGIN = ToolPlugin("fragile", TOOLS, "tests.support.sample_plugins.broken:HANDLERS")
