@@ -28,7 +28,7 @@ from gateway import conversations, recorder, resume
 from gateway.archive import TENANT_LABEL, Archive, check_labels
 from gateway.conversations import PriorTurn
 from gateway.delivery import Delivery
-from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed
+from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed, NotYours
 from gateway.leases import Leases
 from gateway.loop import AgentLoop, RunSpec
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped
@@ -73,6 +73,8 @@ class Runs:
         if request.parent_trajectory_id:
             parent = scoped(principal, request.parent_trajectory_id)
             await self.policy.ownership.check_trajectory(principal, parent)
+            if await recorder.status_of(self._redis, parent) is None:  # unknown is "not found", like another's
+                raise NotYours(f"no trajectory {request.parent_trajectory_id!r} (unknown or its record expired)")
             earlier = await conversations.load(self._redis, parent)
             if request.conversation_id and scoped(principal, request.conversation_id) != earlier.conversation_id:
                 raise InvalidRequest(f"conversation_id {request.conversation_id!r} is not the parent's conversation "

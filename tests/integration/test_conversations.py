@@ -13,7 +13,7 @@ from PIL import Image
 
 from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, script, user
-from toolfabric import Client, InvalidArgument
+from toolfabric import Client, InvalidArgument, NotFound
 from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ def test_a_run_continues_its_parent_with_its_questions_answers_and_images(client
 
 
 def test_continuing_an_unknown_turn_or_another_conversation_is_invalid(client: Client) -> None:
-    with pytest.raises(InvalidArgument, match="parent trajectory 'nope' is unknown"):
+    with pytest.raises(NotFound, match=r"no trajectory 'nope' \(unknown or its record expired\)"):
         client.ask("go on", parent_trajectory_id="nope", model="toolfabric_scripted")
     first = client.ask(script("<answer>a</answer>"), model="toolfabric_scripted")
     with pytest.raises(InvalidArgument, match="is not the parent's conversation"):
