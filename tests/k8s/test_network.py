@@ -13,8 +13,8 @@ from tests.k8s.manifests import Rendered
 from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_references import in_cluster_endpoints
 
-TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8080, 8081, 8082, 8090, 9090, 9100, 9200, 16686,
-                         50051)
+TCP_PORTS_OF_INTEREST = (53, 80, 443, 4317, 4318, 5432, 6379, 8000, 8001, 8002, 8080, 8081, 8082, 8090, 9090, 9100,
+                         9200, 16686, 50051)
 
 
 def _service_backend(rendered: Rendered, host: str, port: int) -> tuple[list[netpol.Endpoint], int]:
