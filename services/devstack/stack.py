@@ -152,7 +152,7 @@ class EmbeddedStack:
                     # tools answer `unavailable`, the gateway's fail-fast for a queue with no consumer).
                     self.children.pop(f"worker-{service}").stop()
                     self.services.remove(service)
-                    self.left_out[service] = str(exc).splitlines()[0]
+                    self.left_out[service] = f"{str(exc).splitlines()[0]}: {_last_error(child.log)}"
                     say(f"plugin {service} left out: {self.left_out[service]} (log: {child.log})")
         except BaseException:
             self.stop()
@@ -212,6 +212,14 @@ def _env_list(raw: str | None, default: list[Any]) -> list[Any]:
     except ValueError:
         value = [x.strip() for x in raw.split(",") if x.strip()]
     return value if isinstance(value, list) else [value]
+
+
+def _last_error(log: Path) -> str:
+    """The line of a crashed process's log that says why (its last error line, else its last line)."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()] \
+        if log.exists() else []
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    return (errors or lines or ["(no log)"])[-1][:300]
 
 
 def _http_ok(url: str) -> bool:

@@ -50,7 +50,26 @@ def image_seeds() -> list[bytes]:
     save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
     save(frames[0], "PNG", save_all=True, append_images=frames[1:])  # APNG
     save(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    out.append(small_tiff())
     return out
+
+
+def small_tiff() -> bytes:
+    """Issue 21's case: 1,313 bytes declaring 23 x 1,376,273 px (31.7 Mpx, under the 40 Mpx limit), one deflate
+    strip cut short. It must be refused from its header, never decoded."""
+    import struct
+    import zlib
+
+    width, height = 23, 1_376_273
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 8), (262, 3, 1), (273, 4, 0), (277, 3, 1),
+               (278, 4, height), (279, 4, 0)]
+    data_offset = 8 + 2 + 12 * len(entries) + 4
+    payload = zlib.compress(bytes(width * height), 9)[:1313 - data_offset]
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
+    for tag, kind, value in entries:
+        value = {273: data_offset, 279: len(payload)}.get(tag, value)
+        out += struct.pack("<HHIHH", tag, kind, 1, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, 1, value)
+    return bytes(out + struct.pack("<I", 0) + payload)
 
 
 DIALECT = [
@@ -187,6 +206,12 @@ def step_seeds() -> list[bytes]:
     return [*out, b"G" + request.SerializeToString()]
 
 
+def door_seeds() -> list[bytes]:
+    key = "tfk_0123456789ab_" + "k" * 43
+    headers = ["", f"Bearer {key}", "Bearer", "bearer  x", "Basic Zm9vOmJhcg==", "Bearer tfk_\u00e9", "Bearer " + "a" * 300]
+    return [bytes([n]) + h.encode() + b"\n/get_observation" for n, h in enumerate(headers)]
+
+
 def write(target: str, seeds: list[bytes]) -> None:
     folder = CORPUS / target
     shutil.rmtree(folder, ignore_errors=True)
@@ -204,6 +229,7 @@ def main() -> None:
     write("web_pdf", pdf_seeds())
     write("chat", chat_seeds())
     write("step", step_seeds())
+    write("doors", door_seeds())
 
 
 if __name__ == "__main__":

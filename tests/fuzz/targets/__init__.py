@@ -6,4 +6,4 @@ documented errors) and raises for anything else: an undocumented exception escap
 Python code atheris instruments for coverage when the target runs under the fuzzer.
 """
 
-NAMES = ("dialect", "channels", "run_request", "images", "web_page", "web_pdf", "chat", "step")
+NAMES = ("dialect", "channels", "run_request", "images", "web_page", "web_pdf", "chat", "step", "doors")
