@@ -38,7 +38,7 @@ from gateway.loop import MODES, AgentLoop
 from gateway.policy import Policy, Principal, make_policy, scoped
 from gateway.policy.authentication import announce
 from gateway.policy.grpc import current_principal
-from gateway.policy.listeners import HttpListener, bind_grpc, start_blobs, start_health_port
+from gateway.policy.listeners import HttpListener, bind_grpc, start_blobs, start_health_port, start_metrics
 from gateway.reflection import enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
@@ -340,6 +340,10 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
         mcp_app = FabricMcp(step, blobs, catalog(), mcp).server.streamable_http_app(host=gw.host)
         await listen(HttpListener(policy.doors, "mcp", policy.http(mcp_app), gw.host, mcp.http_port, tls,
                                   policy.guard, ("/mcp",), lifespan=True))
+    if gw.metrics_port:  # Prometheus, for the monitoring namespace (the NetworkPolicy keeps everyone else out)
+        endpoint = start_metrics(policy.doors, gw.metrics_port, settings.telemetry().metrics_host,
+                                 [metrics.QueueDepthCollector(settings.common().redis_url, service_names())])
+        doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
         blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls)
         doors.push_async_callback(blob_server.stop)
@@ -424,13 +428,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 def main() -> None:
     logs.install(settings.common().log_level)
     telemetry.setup_telemetry("toolfabric-gateway")
-    port = settings.gateway().metrics_port
-    endpoint = metrics.start_metrics_server(
-        port, settings.telemetry().metrics_host,
-        collectors=[metrics.QueueDepthCollector(settings.common().redis_url, service_names())]) if port else None
     try:
         asyncio.run(serve())
     finally:
-        if endpoint:
-            endpoint.close()
         telemetry.shutdown_telemetry()  # export the last spans

@@ -65,7 +65,8 @@ def _settings_problem(exc: Exception) -> str | None:
 
 
 _DOOR_WHAT = {"fabric": "gRPC Fabric API", "health": "gRPC health (probes)", "chat": "HTTP chat completions",
-              "step": "step API (POST /get_observation)", "mcp": "MCP (streamable HTTP)", "blobs": "blob URLs"}
+              "step": "step API (POST /get_observation)", "mcp": "MCP (streamable HTTP)", "blobs": "blob URLs",
+              "metrics": "Prometheus metrics"}
 _DOOR_PATH = {"step": "/get_observation", "mcp": "/mcp", "chat": "/v1"}
 
 

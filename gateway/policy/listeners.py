@@ -18,12 +18,14 @@ from pathlib import Path
 import grpc
 import uvicorn
 from grpc_health.v1 import health, health_pb2_grpc
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp
 
 from gateway.policy.doors import Door, Doors, Guard
 from services.common.blob_urls import BlobServer, start_blob_server
 from services.common.errors import ConfigurationError
 from services.common.settings import TlsSettings
+from services.common.telemetry.metrics import MetricsServer, start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -122,4 +124,12 @@ async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings) -> B
         context.load_cert_chain(*files)
     server = await start_blob_server(host, port, context)
     doors.register(Door("blobs", "http", host, server.port, files is not None, "signed_url", ("/blobs/{digest}",)))
+    return server
+
+
+def start_metrics(doors: Doors, port: int, host: str, collectors: list[Collector]) -> MetricsServer:
+    """Prometheus' /metrics: plaintext and keyless (scrapers), numbers only; who may reach it is the network's call
+    (k8s: the monitoring namespace)."""
+    server = start_metrics_server(port, host, collectors)
+    doors.register(Door("metrics", "http", host, server.port, False, "none", ("/metrics",), ("/metrics",)))
     return server

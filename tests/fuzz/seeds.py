@@ -208,7 +208,8 @@ def step_seeds() -> list[bytes]:
 
 def door_seeds() -> list[bytes]:
     key = "tfk_0123456789ab_" + "k" * 43
-    headers = ["", f"Bearer {key}", "Bearer", "bearer  x", "Basic Zm9vOmJhcg==", "Bearer tfk_\u00e9", "Bearer " + "a" * 300]
+    headers = ["", f"Bearer {key}", "Bearer", "bearer  x", "Basic Zm9vOmJhcg==", "Bearer tfk_\u00e9",
+               "Bearer " + "a" * 300]
     return [bytes([n]) + h.encode() + b"\n/get_observation" for n, h in enumerate(headers)]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from services.common.api_keys import ApiKeyStore
 from services.devstack.processes import free_port, port_open, wait_until
 from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
@@ -38,6 +39,13 @@ def api_gateway(stack: EmbeddedStack, workdir: Path, **settings: str) -> Iterato
     with extra_gateway(stack, workdir, **env) as target:
         wait_until(lambda: port_open(port), 30, "HTTP API")
         yield Api(f"http://127.0.0.1:{port}", target)
+
+
+def tenant_keys(workdir: Path, *tenants: str) -> tuple[str, ApiKeyStore, dict[str, str]]:
+    """A key store in `workdir` (the store URL a gateway is given, the store) and one key per tenant."""
+    url = f"sqlite:///{workdir / 'store.sqlite3'}"
+    store = ApiKeyStore(url)
+    return url, store, {tenant: store.create(tenant, "tests")[0] for tenant in tenants}
 
 
 def script(*steps: object) -> str:

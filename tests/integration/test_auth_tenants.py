@@ -21,7 +21,7 @@ from PIL import Image
 from services.common.api_keys import ApiKeyStore
 from services.devstack.processes import free_port
 from services.devstack.stack import EmbeddedStack
-from tests.integration.http_support import Api, api_gateway, script, user
+from tests.integration.http_support import Api, api_gateway, script, tenant_keys, user
 from toolfabric import Client, NotFound, ResourceExhausted, Unauthenticated
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -43,9 +43,7 @@ class Secured:
 @pytest.fixture(scope="module")
 def secured(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     workdir = tmp_path_factory.mktemp("auth")
-    url = f"sqlite:///{workdir / 'store.sqlite3'}"
-    store = ApiKeyStore(url)
-    keys = {tenant: store.create(tenant, "tests")[0] for tenant in ("acme", "globex", "limited")}
+    url, store, keys = tenant_keys(workdir, "acme", "globex", "limited")
     metrics_port = free_port()
     env = {"TOOLFABRIC_STORE_URL": url, "TOOLFABRIC_AUTH_REQUIRED": "true", "TOOLFABRIC_AUTH_CACHE_TTL_S": "0",
            "TOOLFABRIC_BLOB_URL_SECRET": "s" * 32,

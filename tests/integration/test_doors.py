@@ -34,11 +34,10 @@ from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
 from gateway.policy import doors as door_list
-from services.common.api_keys import ApiKeyStore
 from services.common.blob_urls import signed_url
 from services.devstack.processes import free_port, wait_until
 from services.devstack.stack import EmbeddedStack
-from tests.integration.http_support import api_gateway, script, user
+from tests.integration.http_support import api_gateway, script, tenant_keys, user
 from tests.integration.test_tls import Pki, make_pki
 from toolfabric import Client, NotFound, ResourceExhausted
 from toolfabric.v1 import fabric_pb2 as pb
@@ -76,9 +75,7 @@ class Locked:
 @pytest.fixture(scope="module")
 def locked(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locked]:
     workdir = tmp_path_factory.mktemp("doors")
-    url = f"sqlite:///{workdir / 'store.sqlite3'}"
-    store = ApiKeyStore(url)
-    keys = {tenant: store.create(tenant, "door test")[0] for tenant in ("acme", "globex", "limited")}
+    url, store, keys = tenant_keys(workdir, "acme", "globex", "limited")
     revoked, record = store.create("acme", "revoked at once")
     store.revoke(record.key_id)
     pki = make_pki(workdir)
@@ -88,7 +85,8 @@ def locked(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> It
            "TOOLFABRIC_TLS_CERT_FILE": str(pki.cert), "TOOLFABRIC_TLS_KEY_FILE": str(pki.key),
            "TOOLFABRIC_TLS_HEALTH_PORT": str(free_port()), "TOOLFABRIC_STEP_HTTP_PORT": str(free_port()),
            "TOOLFABRIC_MCP_HTTP_PORT": str(free_port()), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": str(free_port()),
-           "TOOLFABRIC_GATEWAY_DOORS_FILE": str(doors_file), "TOOLFABRIC_GATEWAY_DECODE_TIMEOUT_S": "2"}
+           "TOOLFABRIC_GATEWAY_DOORS_FILE": str(doors_file),
+           "TOOLFABRIC_GATEWAY_METRICS_PORT": str(free_port()), "TOOLFABRIC_GATEWAY_DECODE_TIMEOUT_S": "2"}
     with api_gateway(stack, workdir, **env) as api:
         wait_until(doors_file.exists, 30, "the gateway's list of doors")
         yield Locked({d.name: d for d in door_list.read(doors_file)}, pki, keys, revoked, stack.env() | env,
@@ -157,10 +155,11 @@ def grpc_call(target: str, ca: bytes, method: str, key: str | None) -> grpc.Stat
 
 
 def test_the_gateway_lists_every_door_it_serves(locked: Locked) -> None:
-    assert set(locked.doors) == {"fabric", "health", "chat", "step", "mcp", "blobs"}
+    assert set(locked.doors) == {"fabric", "health", "chat", "step", "mcp", "blobs", "metrics"}
     for door in locked.doors.values():
-        assert door.tls == (door.name != "health"), door  # the probes' port is the one plaintext door
-        assert door.guard == {"health": "none", "blobs": "signed_url"}.get(door.name, "api_key"), door
+        # Probes and Prometheus are the plaintext, keyless doors; they serve no tenant's data.
+        assert door.tls == (door.name not in ("health", "metrics")), door
+        assert door.guard == {"health": "none", "metrics": "none", "blobs": "signed_url"}.get(door.name, "api_key")
 
 
 def test_the_gateway_listens_on_its_doors_only(locked: Locked) -> None:

@@ -17,6 +17,18 @@ from tests.conftest import alive, descendants
 pytestmark = pytest.mark.integration
 
 
+def lines_until_running(proc: subprocess.Popen[str], timeout_s: float) -> list[str]:
+    """What `toolfabric up` said on stderr until it runs (or exits, or `timeout_s` passes)."""
+    lines = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        lines.append(line)
+        if "Ctrl-C stops everything" in line or proc.poll() is not None:
+            break
+    return lines
+
+
 def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_path: Path, demo_dir: Path) -> None:
     data = tmp_path / "my-data"
     env = {**os.environ, "TOOLFABRIC_DATA_DIR": str(data)}
@@ -25,13 +37,7 @@ def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", "up", "--port", "0", "--workdir",
                              str(tmp_path / "work"), "--no-demo-site"], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()  # type: ignore[union-attr]
-            lines.append(line)
-            if "Ctrl-C stops everything" in line or proc.poll() is not None:
-                break
+        lines = lines_until_running(proc, 120)
         assert any("ready in" in x for x in lines), "".join(lines)
         assert any("authentication is OFF" in x for x in lines)  # the open embedded default says so loudly
         assert any("HTTP API" in x and "/v1" in x for x in lines)
@@ -78,13 +84,7 @@ def test_up_serves_the_step_and_mcp_doors_when_asked_and_leaves_a_broken_plugin_
                              str(tmp_path / "work"), "--no-demo-site", "--step-port", "0", "--mcp-port", "0"],
                             stderr=subprocess.PIPE, text=True, env=env_with(site))
     try:
-        lines = []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()  # type: ignore[union-attr]
-            lines.append(line)
-            if "Ctrl-C stops everything" in line or proc.poll() is not None:
-                break
+        lines = lines_until_running(proc, 180)
         text = "".join(lines)
         assert "plugin fragile left out" in text and "a_module_that_is_not_installed" in text, text
         doors = {line.split()[3]: line for line in lines if line.startswith("[toolfabric up] door ")}
