@@ -45,7 +45,8 @@ from toolfabric.v1 import fabric_pb2 as pb
 pytestmark = pytest.mark.integration
 SECRET = "door-test-" + "x" * 40
 SLOW = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.05}
-LIMITS = {"limited": {"max_concurrent_trajectories": 1, "tool_calls_per_minute": 2}}
+# A tenant of its own: limit counters live in the Redis every test gateway shares.
+LIMITS = {"capped": {"max_concurrent_trajectories": 1, "tool_calls_per_minute": 2}}
 CODE = '<tool_call>{"name": "code", "arguments": {"code": "print(6 * 7)"}}</tool_call>'
 CROP = '<tool_call>{"name": "crop", "arguments": {"image": "<image 1>", "bbox": [0, 0, 20, 20]}}</tool_call>'
 SMALL_TIFF = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "images" / \
@@ -75,7 +76,7 @@ class Locked:
 @pytest.fixture(scope="module")
 def locked(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Locked]:
     workdir = tmp_path_factory.mktemp("doors")
-    url, store, keys = tenant_keys(workdir, "acme", "globex", "limited")
+    url, store, keys = tenant_keys(workdir, "acme", "globex", "capped")
     revoked, record = store.create("acme", "revoked at once")
     store.revoke(record.key_id)
     pki = make_pki(workdir)
@@ -310,8 +311,8 @@ def test_delete_means_gone_from_every_tier(locked: Locked) -> None:
 
 
 def test_limits_apply_on_every_door(locked: Locked) -> None:
-    ca, headers = str(locked.pki.ca), locked.headers("limited")
-    with locked.client("limited") as limited:
+    ca, headers = str(locked.pki.ca), locked.headers("capped")
+    with locked.client("capped") as limited:
         events = limited.events(script(SLOW), model="toolfabric_scripted")
         first = next(iter(events))  # the tenant's one concurrent trajectory
         try:
@@ -323,7 +324,7 @@ def test_limits_apply_on_every_door(locked: Locked) -> None:
             chat = requests.post(locked.url("chat") + "/v1/chat/completions", headers=headers, verify=ca, timeout=60,
                                  json={"model": "test/scripted", "messages": [user(script("<answer>x</answer>"))]})
             assert chat.status_code == 429
-            assert "already runs 1" in asyncio.run(mcp_call(locked, "limited", "code", {"code": "print(1)"}))
+            assert "already runs 1" in asyncio.run(mcp_call(locked, "capped", "code", {"code": "print(1)"}))
         finally:
             limited.cancel(first.trajectory_id)
             events.close()
