@@ -162,8 +162,8 @@ class StepService:
             return _invalid(item.trajectory_id, f"internal error: {type(exc).__name__}: {exc}")
 
     async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis, caller: _Caller) -> _Result:
-        tid = item.trajectory_id
-        if not tid or len(tid) > self._cfg.max_trajectory_id_chars:
+        tid, shown = item.trajectory_id, unscoped(caller.principal, item.trajectory_id)  # stored / as the caller named it
+        if not shown or len(shown) > self._cfg.max_trajectory_id_chars:
             return _invalid(tid, f"trajectory id must be 1 to {self._cfg.max_trajectory_id_chars} characters")
         state = found.state
         if item.finish:
@@ -172,10 +172,10 @@ class StepService:
                 return _Result(StepOutcome(tid, done=True), released="finished by the trainer")
             if found.finished is not None:
                 return _Result(StepOutcome(tid, done=True))  # finishing twice is harmless
-            return _invalid(tid, f"unknown trajectory id {tid!r}: it never took a step here, or its state expired "
+            return _invalid(tid, f"unknown trajectory id {shown!r}: it never took a step here, or its state expired "
                                  f"({self._cfg.state_ttl_s}s after its last step)", done=True)
         if found.finished is not None:
-            return _invalid(tid, f"trajectory {tid!r} has already finished ({found.finished}); a new trajectory "
+            return _invalid(tid, f"trajectory {shown!r} has already finished ({found.finished}); a new trajectory "
                                  "needs a new id", done=True)
         if len(item.action) > self._cfg.max_action_chars:
             return _invalid(tid, f"action is {len(item.action)} characters, over the limit of "
