@@ -162,7 +162,7 @@ class StepService:
             return _invalid(item.trajectory_id, f"internal error: {type(exc).__name__}: {exc}")
 
     async def _item(self, item: StepItem, found: Loaded, records: aredis.Redis, caller: _Caller) -> _Result:
-        tid, shown = item.trajectory_id, unscoped(caller.principal, item.trajectory_id)  # stored / as the caller named it
+        tid, shown = item.trajectory_id, unscoped(caller.principal, item.trajectory_id)  # stored; as named
         if not shown or len(shown) > self._cfg.max_trajectory_id_chars:
             return _invalid(tid, f"trajectory id must be 1 to {self._cfg.max_trajectory_id_chars} characters")
         state = found.state
