@@ -90,6 +90,10 @@ class ModelTokenizer:
             raise TokenizerUnavailable(f"cannot read {processor}: {exc}") from exc
         return cls(tokenizer, grid, source=str(root))
 
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
     def token_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)
 

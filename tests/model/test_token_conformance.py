@@ -1,0 +1,121 @@
+"""Token conformance for RL, on tiny Qwen3-VL and DeepEyes (Qwen2.5-VL) models generating for real.
+
+The agent loop runs whole trajectories against a transformers engine in this process (the model's real vision
+tower and image processor, random weights, so every step is garbage the loop answers with a model_output
+observation). For each dialect it proves on the recorded `ModelTokens`:
+(a) each step's prompt ids begin with the previous step's prompt + completion ids (the first mismatch is named);
+(b) the separators at the assistant -> observation -> assistant boundaries survive: the appended ids are the
+    tokenizer's own ids of "<|im_end|>\\n<|im_start|>user\\n…" (the model's <|im_end|> kept, the "\\n" after it);
+(c) each image's placeholder count equals the processor's grid, the step-1 prompt equals what a Qwen processor
+    makes of the rendered text (each <|image_pad|> repeated grid_t*grid_h*grid_w/merge² times), and the model
+    accepts the ids with the pixel values (transformers refuses a count that does not match the features).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import redis.asyncio as aredis  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
+
+from gateway.images import RegisteredImage  # noqa: E402
+from gateway.loop import AgentLoop, InputImage, RunSpec  # noqa: E402
+from gateway.prompting import system_message, user_message  # noqa: E402
+from services.catalog import catalog  # noqa: E402
+from services.common.blobs import AsyncBlobStore  # noqa: E402
+from services.common.settings import GatewaySettings  # noqa: E402
+from services.devstack.redis_server import RedisServer  # noqa: E402
+from services.export.tokens import segments  # noqa: E402
+from services.model.dialects import dialect_named  # noqa: E402
+from services.model.tokenizer import ModelTokenizer  # noqa: E402
+from tests.fakes.agents import RecordingTools  # noqa: E402
+from tests.model.tiny_vl import TransformersEngine, checkpoint, image_processor  # noqa: E402
+from toolfabric.v1 import fabric_pb2 as pb  # noqa: E402
+
+SIZES = [(320, 256), (150, 410)]
+
+
+@pytest.fixture
+async def blobs(redis_server: RedisServer) -> AsyncIterator[AsyncBlobStore]:
+    client = aredis.Redis.from_url(redis_server.url)
+    yield AsyncBlobStore(client, 600)
+    await client.aclose()
+
+
+def png(size: tuple[int, int], seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise(size, 40 + seed).convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("family", ["qwen3vl", "deepeyes"])
+async def test_prefix_separators_and_image_counts_hold_for_a_real_model(family: str, blobs: AsyncBlobStore,
+                                                                       tmp_path: Path) -> None:
+    root, model = checkpoint(family, tmp_path / family)
+    tokenizer = ModelTokenizer.load(root)
+    engine = TransformersEngine(model, tokenizer, image_processor(root))
+    loop = AgentLoop(engine, RecordingTools(), blobs, catalog(), lambda _: dialect_named(family), GatewaySettings(),
+                     lambda _: tokenizer)
+    inputs = []
+    for i, size in enumerate(SIZES):
+        data = png(size, i)
+        inputs.append(InputImage(await blobs.put(data), *size, "image/png", data))
+    events: list[pb.RunEvent] = []
+
+    async def emit(event: pb.RunEvent) -> None:
+        events.append(event)
+
+    spec = RunSpec(trajectory_id=f"conf-{family}", question="Who is on the left?", mode="general", model="tiny",
+                   max_steps=3, max_tool_calls=4, deadline_s=120, sampling={"max_tokens": 12}, inputs=inputs)
+    status, reason = await loop.run(spec, emit)
+    assert status == pb.STATUS_BUDGET_EXHAUSTED, reason  # garbage never answers: three steps, each observed
+    records = [e.tokens for e in events if e.HasField("tokens")]
+    assert len(records) == 3 and all(r.token_in for r in records)
+
+    # (a) the prefix property, checked the way a trainer checks it, on the ids the engine used.
+    found, mismatch = segments(pb.Trajectory(events=events))
+    assert mismatch is None, f"step {mismatch.step}: first mismatch at token {mismatch.position}"
+    [whole] = found
+    assert whole.steps == [1, 2, 3]
+    previous: list[int] = []
+    for r in records:
+        assert r.prompt_reused == len(previous)
+        previous = [*previous, *r.prompt_token_ids, *r.completion_token_ids]
+    assert whole.input_ids == previous
+
+    # (b) separators: what the fabric appended after each completion is the tokenizer's own ids of the turn
+    # markup, starting right after the model's <|im_end|> (or with one, when max_tokens cut the model short).
+    hf = PreTrainedTokenizerFast(tokenizer_file=str(root / "tokenizer.json"))
+    end = tokenizer.token_id("<|im_end|>")
+    assert [r.completion_token_ids[-1] == end for r in records[:2]] == [True, False]  # both kinds of boundary
+    for (start, stop), (_, last, _) in zip(whole.observation_spans, whole.completion_spans, strict=False):
+        assert start == last
+        appended = whole.input_ids[start:stop]
+        ended = whole.input_ids[start - 1] == end
+        opening = ("" if ended else "<|im_end|>") + "\n<|im_start|>user\n"
+        assert appended[:len(hf.encode(opening))] == hf.encode(opening)
+        assert tokenizer.decode(appended).endswith("<|im_end|>\n<|im_start|>assistant\n")
+        assert hf.encode("\n")[0] in appended[:2]  # the newline after <|im_end|> is there, as its own token
+
+    # (c) image placeholders: per image, the processor's grid, in every step's prompt.
+    assert [list(r.image_tokens) for r in records] == engine.grids
+    assert all(r.engine_image_tokens == sum(r.image_tokens) for r in records)
+    # The step-1 prompt is the template's rendering of the conversation, each single <|image_pad|> repeated as a
+    # Qwen processor repeats it (grid_t * grid_h * grid_w / merge²), read by the tokenizer itself.
+    dialect = dialect_named(family)
+    started = next(e.started for e in events if e.HasField("started"))
+    rendered = dialect.template.render([
+        system_message("general", catalog().visible("general"), dialect),
+        user_message(spec.question, [RegisteredImage.from_ref(i) for i in started.images])])
+    pieces = rendered.split(pad := "<|image_pad|>")
+    assert len(pieces) == len(SIZES) + 1
+    reference = pieces[0] + "".join(pad * n + rest for n, rest in zip(engine.grids[0], pieces[1:], strict=True))
+    assert hf.encode(reference) == list(records[0].prompt_token_ids)
