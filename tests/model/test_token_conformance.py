@@ -22,23 +22,23 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import redis.asyncio as aredis  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
+import redis.asyncio as aredis
+from PIL import Image
+from transformers import PreTrainedTokenizerFast
 
-from gateway.images import RegisteredImage  # noqa: E402
-from gateway.loop import AgentLoop, InputImage, RunSpec  # noqa: E402
-from gateway.prompting import system_message, user_message  # noqa: E402
-from services.catalog import catalog  # noqa: E402
-from services.common.blobs import AsyncBlobStore  # noqa: E402
-from services.common.settings import GatewaySettings  # noqa: E402
-from services.devstack.redis_server import RedisServer  # noqa: E402
-from services.export.tokens import segments  # noqa: E402
-from services.model.dialects import dialect_named  # noqa: E402
-from services.model.tokenizer import ModelTokenizer  # noqa: E402
-from tests.fakes.agents import RecordingTools  # noqa: E402
-from tests.model.tiny_vl import TransformersEngine, checkpoint, image_processor  # noqa: E402
-from toolfabric.v1 import fabric_pb2 as pb  # noqa: E402
+from gateway.images import RegisteredImage
+from gateway.loop import AgentLoop, InputImage, RunSpec
+from gateway.prompting import system_message, user_message
+from services.catalog import catalog
+from services.common.blobs import AsyncBlobStore
+from services.common.settings import GatewaySettings
+from services.devstack.redis_server import RedisServer
+from services.export.tokens import segments
+from services.model.dialects import dialect_named
+from services.model.tokenizer import ModelTokenizer
+from tests.fakes.agents import RecordingTools
+from tests.model.tiny_vl import TransformersEngine, checkpoint, image_processor
+from toolfabric.v1 import fabric_pb2 as pb
 
 SIZES = [(320, 256), (150, 410)]
 

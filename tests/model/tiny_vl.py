@@ -46,8 +46,9 @@ def checkpoint(family: str, root: Path, seed: int = 0) -> tuple[Path, torch.nn.M
     torch.manual_seed(seed)
     if family == "qwen3vl":
         config = Qwen3VLConfig(
-            text_config={**text, "head_dim": 64, "rope_parameters": {
-                "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12], "mrope_interleaved": True}},
+            text_config={**text, "head_dim": 64, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                                     "mrope_section": [8, 12, 12],
+                                                                     "mrope_interleaved": True}},
             vision_config={"depth": 1, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": patch,
                            "spatial_merge_size": 2, "out_hidden_size": 128, "deepstack_visual_indexes": [0],
                            "num_position_embeddings": 256}, **ids)
