@@ -296,14 +296,16 @@ class AgentLoop:
                         await sink(text=pb.TextDelta(channel=channel, text=text))
                 if chunk.finish_reason:
                     finish = chunk.finish_reason
+                # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
+                # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
                 if chunk.input_tokens is not None:
-                    state.usage.input_tokens += chunk.input_tokens
                     span_input = chunk.input_tokens
-                    span.set_attribute("gen_ai.usage.input_tokens", chunk.input_tokens)
                 if chunk.output_tokens is not None:
-                    state.usage.output_tokens += chunk.output_tokens
-                    span_output = chunk.output_tokens
-                    span.set_attribute("gen_ai.usage.output_tokens", chunk.output_tokens)
+                    span_output += chunk.output_tokens
+            state.usage.input_tokens += span_input
+            state.usage.output_tokens += span_output
+            span.set_attribute("gen_ai.usage.input_tokens", span_input)
+            span.set_attribute("gen_ai.usage.output_tokens", span_output)
             if first_token is not None:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", first_token)
             if finish:
