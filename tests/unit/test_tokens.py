@@ -18,7 +18,7 @@ from PIL import Image
 
 from gateway.interfaces import ToolInvocation
 from gateway.loop import AgentLoop, InputImage, RunSpec
-from gateway.resume import checkpoint
+from gateway.resume import Checkpoint, checkpoint
 from gateway.tokens import StepTokens, TokenLedger
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
@@ -59,7 +59,8 @@ def png(width: int, height: int) -> bytes:
 
 
 async def run_loop(blobs: AsyncBlobStore, engine: TokenEngine, tokenizer: ModelTokenizer | None,
-                   dialect: str = "qwen3vl", steps: int = 6) -> list[pb.RunEvent]:
+                   dialect: str = "qwen3vl", steps: int = 6, resume: Checkpoint | None = None) -> list[pb.RunEvent]:
+    """One trajectory (a 320x256 photo in; zoom_in answers with a 96x64 image); with `resume`, from a checkpoint."""
     zoomed = await blobs.put(png(96, 64))
 
     async def zoom(invocation: ToolInvocation) -> ToolResult:
@@ -77,7 +78,7 @@ async def run_loop(blobs: AsyncBlobStore, engine: TokenEngine, tokenizer: ModelT
     spec = RunSpec(trajectory_id="t1", question="Who is this?", mode="general", model="tiny", max_steps=steps,
                    max_tool_calls=8, deadline_s=30, sampling={},
                    inputs=[InputImage(ref, 320, 256, "image/png", photo)])
-    await loop.run(spec, emit)
+    await loop.run(spec, emit, resume)
     return events
 
 
@@ -230,23 +231,7 @@ async def test_a_resumed_trajectory_goes_on_extending_the_recorded_ids(blobs: As
     assert point.steps[0].tokens is not None
 
     again = TokenEngine(tokenizer, [ZOOM, ANSWER])
-    zoomed = await blobs.put(png(96, 64))
-
-    async def zoom(invocation: ToolInvocation) -> ToolResult:
-        return ToolResult(text="zoomed", images=[NewImage(ref=zoomed, width=96, height=64, origin="zoom")])
-
-    loop = AgentLoop(again, RecordingTools({"zoom_in": zoom}), blobs, catalog(), lambda _: dialect_named("qwen3vl"),
-                     GatewaySettings(), lambda _: tokenizer)
-    photo = png(320, 256)
-    ref = await blobs.put(photo)
-    resumed: list[pb.RunEvent] = []
-
-    async def emit(event: pb.RunEvent) -> None:
-        resumed.append(event)
-
-    spec = RunSpec(trajectory_id="t1", question="Who is this?", mode="general", model="tiny", max_steps=6,
-                   max_tool_calls=8, deadline_s=30, sampling={}, inputs=[InputImage(ref, 320, 256, "image/png", photo)])
-    await loop.run(spec, emit, point)
+    resumed = await run_loop(blobs, again, tokenizer, resume=point)
     step2 = next(e.tokens for e in resumed if e.HasField("tokens"))
     first_prompt, first_completion = full_prompts(events[:cut])[0]
     assert step2.prompt_reused == len(first_prompt) + len(first_completion)
