@@ -33,7 +33,7 @@ from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
 from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
-from services.model.backend import ModelBackend, ModelChunk, ModelUnavailable
+from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, RawCall
 from services.model.tokenizer import ModelTokenizer
@@ -286,7 +286,7 @@ class AgentLoop:
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
             async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id, **extra):
-                _gather_tokens(got, chunk)
+                got.add(chunk)
                 state.usage.token_unit = chunk.token_unit
                 if chunk.text:
                     if first_token is None:
@@ -443,16 +443,6 @@ class _Run:
     tool_calls: int = 0
     tools_exhausted: bool = False
     tokens: TokenLedger = field(default_factory=lambda: TokenLedger(None))
-
-
-def _gather_tokens(into: StepTokens, chunk: ModelChunk) -> None:
-    if chunk.prompt_token_ids is not None and into.prompt_ids is None:
-        into.prompt_ids = chunk.prompt_token_ids
-    into.completion_ids += chunk.output_token_ids
-    into.logprobs += chunk.output_logprobs
-    if chunk.num_image_tokens is not None:
-        into.engine_image_tokens = chunk.num_image_tokens
-    into.token_in = into.token_in or chunk.token_in
 
 
 def _image_count(messages: list[Message]) -> int:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from services.model.backend import ModelChunk
 from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -43,6 +44,15 @@ class StepTokens:
     logprobs: list[float] = field(default_factory=list)
     engine_image_tokens: int = 0
     token_in: bool = False
+
+    def add(self, chunk: ModelChunk) -> None:
+        if chunk.prompt_token_ids is not None and self.prompt_ids is None:
+            self.prompt_ids = chunk.prompt_token_ids  # the first response's: the prompt the engine used
+        self.completion_ids += chunk.output_token_ids
+        self.logprobs += chunk.output_logprobs
+        if chunk.num_image_tokens is not None:
+            self.engine_image_tokens = chunk.num_image_tokens
+        self.token_in = self.token_in or chunk.token_in
 
 
 class TokenLedger:
