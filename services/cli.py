@@ -77,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
     user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing, data_dir=Path(user_data) if user_data else None)
+                          extra_env=tracing, data_dir=Path(user_data) if user_data else None, model=args.model)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -275,6 +275,10 @@ def register(sub: Any) -> None:
     up.add_argument("--workdir", help="where logs and data go (default: a new temporary folder)")
     up.add_argument("--out", default="toolfabric-output", help="folder for the demo's images")
     up.add_argument("--no-demo-site", action="store_true", help="do not serve and index the demo corpus")
+    up.add_argument("--model", default="baseline",
+                    help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
+                    "made on first use and served by a real engine: tiny-qwen3 (vLLM); needs `make setup-model` "
+                    "(docs/models.md)")
     up.set_defaults(func=cmd_up)
 
     from services.model.tiny import FAMILY_NAMES

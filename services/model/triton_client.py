@@ -33,6 +33,8 @@ def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any]) -> 
         tensor("stream", "BOOL", [True]),
         tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
         tensor("exclude_input_in_output", "BOOL", [True]),
+        # Triton's vLLM backend sends finish_reason only when asked (and as "None" until the last response).
+        tensor("return_finish_reason", "BOOL", [True]),
         tensor("return_num_input_tokens", "BOOL", [True]),
         tensor("return_num_output_tokens", "BOOL", [True]),
     ]
@@ -46,6 +48,11 @@ def _text(result: grpcclient.InferResult, name: str) -> str:
     if arr is None:
         return ""
     return "".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1))
+
+
+def _finish_reason(result: grpcclient.InferResult) -> str | None:
+    reason = _text(result, "finish_reason")
+    return None if reason in ("", "None") else reason
 
 
 def _int(result: grpcclient.InferResult, name: str) -> int | None:
@@ -101,7 +108,7 @@ class TritonModel:
                 final = "triton_final_response" in params and params["triton_final_response"].bool_param
                 yield ModelChunk(
                     text=_text(result, "text_output"),
-                    finish_reason=_text(result, "finish_reason") or None,
+                    finish_reason=_finish_reason(result),
                     input_tokens=_int(result, "num_input_tokens"),
                     output_tokens=_int(result, "num_output_tokens"),
                 )

@@ -25,7 +25,7 @@ import triton_python_backend_utils as pb_utils
 
 FLAGS = ("return_finish_reason", "return_cumulative_logprob", "return_logprobs", "return_num_input_tokens",
          "return_num_output_tokens", "return_token_ids")
-INPUTS = [
+INPUTS: list[dict[str, Any]] = [
     {"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
     {"name": "image", "data_type": "TYPE_STRING", "dims": [-1], "optional": True},
     {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True},
@@ -34,7 +34,7 @@ INPUTS = [
     *[{"name": f, "data_type": "TYPE_BOOL", "dims": [1], "optional": True} for f in FLAGS],
     {"name": "input_ids", "data_type": "TYPE_INT64", "dims": [-1], "optional": True},
 ]
-OUTPUTS = [
+OUTPUTS: list[dict[str, Any]] = [
     {"name": "text_output", "data_type": "TYPE_STRING", "dims": [-1]},
     {"name": "finish_reason", "data_type": "TYPE_STRING", "dims": [-1]},
     {"name": "cumulative_logprob", "data_type": "TYPE_FP32", "dims": [-1]},

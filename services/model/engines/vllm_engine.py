@@ -61,11 +61,15 @@ class VllmModel:
         self.model_name = args["model_name"]
         with open(os.path.join(pb_utils.get_model_dir(), "model.json")) as f:
             self.engine_config = _expand(json.load(f))
+        # vLLM's CPU KV cache takes VLLM_CPU_KVCACHE_SPACE GiB; 1 is plenty for the tiny models on a shared machine.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         self.engine_args = AsyncEngineArgs(**self.engine_config)
-        self.gauge = pb_utils.MetricFamily(
+        # The family must stay referenced: Triton drops a collected family's metrics from its endpoint.
+        self.gauge_family = pb_utils.MetricFamily(
             name="toolfabric_engine_unfinished_requests",
             description="requests the engine still holds (generating or queued)",
-            kind=pb_utils.MetricFamily.GAUGE).Metric(labels={"model": self.model_name})
+            kind=pb_utils.MetricFamily.GAUGE)
+        self.gauge = self.gauge_family.Metric(labels={"model": self.model_name})
         self.engine: Any = None
         self.started = threading.Event()
         self.stopping: asyncio.Event | None = None
@@ -138,6 +142,8 @@ class VllmModel:
             async for output in self.engine.generate(prompt, params, request_id):
                 if state["cancelled"] or (not gen.stream and sender.is_cancelled()):
                     await self.engine.abort(request_id)
+                    pb_utils.Logger.log_info(f"[vllm] request {request_id} cancelled: aborted in the engine after "
+                                             f"{len(output.outputs[0].token_ids)} tokens")
                     self.responses.put((state, contract.cancelled(), final))
                     return
                 last = output
