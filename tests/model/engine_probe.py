@@ -4,8 +4,10 @@ the fabric against), and reading the engine's own count of unfinished requests f
 from __future__ import annotations
 
 import json
+import queue
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +34,8 @@ class Generated:
     responses: int = 0
 
 
-def generate(url: str, model: str, prompt: str, sampling: dict[str, Any], input_ids: list[int] | None = None
-             ) -> Generated:
+def generate(url: str, model: str, prompt: str, sampling: dict[str, Any], input_ids: list[int] | None = None,
+             on_first: Callable[[], None] | None = None) -> Generated:
     inputs = [tensor("text_input", "BYTES", [prompt.encode()]), tensor("stream", "BOOL", [True]),
               tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
               tensor("exclude_input_in_output", "BOOL", [True])]
@@ -42,19 +44,18 @@ def generate(url: str, model: str, prompt: str, sampling: dict[str, Any], input_
     if input_ids is not None:
         inputs.append(tensor("input_ids", "INT64", input_ids))
     out = Generated()
-    done: list[Any] = []
+    done: queue.Queue[Any] = queue.Queue()
     client = grpcclient.InferenceServerClient(url)
-    client.start_stream(callback=lambda result, error: done.append((result, error)))
+    client.start_stream(callback=lambda result, error: done.put((result, error)))
     try:
         client.async_stream_infer(model, inputs, enable_empty_final_response=True)
         while True:
-            while not done:
-                import time
-                time.sleep(0.005)
-            result, error = done.pop(0)
+            result, error = done.get()
             if error is not None:
                 raise RuntimeError(str(error))
             out.responses += 1
+            if out.responses == 1 and on_first is not None:
+                on_first()
             out.text += "".join(v.decode() for v in result.as_numpy("text_output") or [])
             for name, target in (("prompt_token_ids", out.prompt_ids), ("output_token_ids", out.output_ids),
                                  ("output_logprobs", out.logprobs)):
