@@ -279,14 +279,16 @@ class AgentLoop:
                         await sink(text=pb.TextDelta(channel=channel, text=text))
                 if chunk.finish_reason:
                     finish = chunk.finish_reason
+                # Triton's vLLM backend repeats the prompt's count on every response and counts each response's
+                # own output tokens: the step's input is one prompt, its output the sum.
                 if chunk.input_tokens is not None:
-                    state.usage.input_tokens += chunk.input_tokens
                     span_input = chunk.input_tokens
-                    span.set_attribute("gen_ai.usage.input_tokens", chunk.input_tokens)
                 if chunk.output_tokens is not None:
-                    state.usage.output_tokens += chunk.output_tokens
-                    span_output = chunk.output_tokens
-                    span.set_attribute("gen_ai.usage.output_tokens", chunk.output_tokens)
+                    span_output += chunk.output_tokens
+            state.usage.input_tokens += span_input
+            state.usage.output_tokens += span_output
+            span.set_attribute("gen_ai.usage.input_tokens", span_input)
+            span.set_attribute("gen_ai.usage.output_tokens", span_output)
             if first_token is not None:
                 span.set_attribute("gen_ai.response.time_to_first_chunk", first_token)
             if finish:

