@@ -277,8 +277,8 @@ def register(sub: Any) -> None:
     up.add_argument("--no-demo-site", action="store_true", help="do not serve and index the demo corpus")
     up.add_argument("--model", default="baseline",
                     help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
-                    "made on first use and served by a real engine: tiny-qwen3 (vLLM); needs `make setup-model` "
-                    "(docs/models.md)")
+                    "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
+                    "(transformers, images); needs `make setup-model` (docs/models.md)")
     up.set_defaults(func=cmd_up)
 
     from services.model.tiny import FAMILY_NAMES
