@@ -27,6 +27,7 @@ from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
 from gateway.prompting import history_messages, observation_parts, system_message, user_message
+from gateway.tokens import StepTokens, TokenLedger
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
@@ -35,6 +36,7 @@ from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, de
 from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, RawCall
+from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
 
@@ -104,6 +106,8 @@ class _Sink:
 class _Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    token_unit: str = ""  # as the model's engine reports it ("words" for the baseline)
+    image_tokens: int = 0
     steps: int = 0
     tool_calls: dict[str, int] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=lambda: {"model": 0.0, "tools": 0.0})
@@ -112,14 +116,17 @@ class _Usage:
     def proto(self, total_s: float) -> pb.Usage:
         return pb.Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, steps=self.steps,
                         tool_calls=self.tool_calls, phase_seconds={**self.phases, "total": total_s},
-                        counters=self.counters)
+                        counters=self.counters, token_unit=self.token_unit or "tokens",
+                        image_tokens=self.image_tokens)
 
 
 class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: AsyncBlobStore, catalog: Catalog,
-                 dialect_for: Callable[[str], Dialect], settings: GatewaySettings) -> None:
+                 dialect_for: Callable[[str], Dialect], settings: GatewaySettings,
+                 tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None) -> None:
         self._model, self._tools, self._blobs = model, tools, blobs
         self._catalog, self._dialect_for, self._settings = catalog, dialect_for, settings
+        self._tokenizer_for = tokenizer_for  # a model's own tokenizer, for token-in (None: text prompts)
 
     async def run(self, spec: RunSpec, emit: Emit, resume: Checkpoint | None = None,
                   resumed_by: str = "") -> tuple[pb.Status, str]:
@@ -128,6 +135,7 @@ class AgentLoop:
         With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
+        state.tokens = TokenLedger(self._tokenizer_for(spec.model), state.dialect.template.turn_end)
         for carried in spec.carried:
             state.registry.carry(carried)
         state.inputs = [state.registry.add_input(image.ref, image.width, image.height, image.mime_type,
@@ -202,6 +210,9 @@ class AgentLoop:
         """The conversation, images and budget of the checkpoint's completed steps, as they were recorded."""
         state.messages = self._opening(state)
         for done in point.steps:
+            if done.tokens is not None:
+                state.tokens.restore(state.dialect.template.render(state.messages), done.text,
+                                     _image_count(state.messages), done.tokens)
             state.messages.append(Message("assistant", [done.text]))
             parts: list[str | ImagePart] = []
             for obs in done.observations:
@@ -257,6 +268,10 @@ class AgentLoop:
         by_name = {i.name: i for i in state.registry.images}
         names = [p.name for m in state.messages for p in m.parts if isinstance(p, ImagePart)]
         images = [await state.registry.data(by_name[n]) for n in names]
+        input_ids = state.tokens.prompt_for(prompt, [(by_name[n].width, by_name[n].height) for n in names])
+        # Only to a backend that is given ids: one written before token-in takes the call without them.
+        extra: dict[str, Any] = {"input_ids": input_ids} if input_ids is not None else {}
+        got = StepTokens()
         attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": spec.model,
                       "gen_ai.provider.name": "triton"}
         for key in ("temperature", "top_p", "top_k", "max_tokens", "seed"):
@@ -270,7 +285,9 @@ class AgentLoop:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
-            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id):
+            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id, **extra):
+                got.add(chunk)
+                state.usage.token_unit = chunk.token_unit
                 if chunk.text:
                     if first_token is None:
                         first_token = time.monotonic() - started
@@ -279,8 +296,8 @@ class AgentLoop:
                         await sink(text=pb.TextDelta(channel=channel, text=text))
                 if chunk.finish_reason:
                     finish = chunk.finish_reason
-                # Triton's vLLM backend repeats the prompt's count on every response and counts each response's
-                # own output tokens: the step's input is one prompt, its output the sum.
+                # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
+                # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
                 if chunk.input_tokens is not None:
                     span_input = chunk.input_tokens
                 if chunk.output_tokens is not None:
@@ -297,7 +314,12 @@ class AgentLoop:
             metrics.model_step(spec.model, first_token, int(span_input or 0), int(span_output or 0),
                                time.monotonic() - started - first_token if first_token is not None else None)
         state.usage.phases["model"] += time.monotonic() - started
-        return "".join(pieces)
+        text = "".join(pieces)
+        tokens = state.tokens.record(prompt, text, len(names), input_ids, got)
+        if tokens is not None:
+            state.usage.image_tokens += sum(tokens.image_tokens)
+            await sink(tokens=tokens)
+        return text
 
     def run_state(self, spec: RunSpec, registry: ImageRegistry, tool_calls: int) -> _Run:
         """The state `run_calls` needs, for a trajectory whose model steps come from outside (gateway/step)."""
@@ -420,6 +442,11 @@ class _Run:
     inputs: list[RegisteredImage] = field(default_factory=list)  # this turn's own input images
     tool_calls: int = 0
     tools_exhausted: bool = False
+    tokens: TokenLedger = field(default_factory=lambda: TokenLedger(None))
+
+
+def _image_count(messages: list[Message]) -> int:
+    return sum(1 for m in messages for p in m.parts if isinstance(p, ImagePart))
 
 
 # For the step API (gateway/step), which records its trajectories' events through the same sink.

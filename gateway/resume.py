@@ -30,6 +30,7 @@ class CompletedStep:
     step: int
     text: str
     observations: list[pb.Observation]
+    tokens: pb.ModelTokens | None = None  # the step's token ids, when its model reported them
 
 
 @dataclass
@@ -89,7 +90,7 @@ def checkpoint(record: pb.Trajectory, now_s: float) -> Checkpoint:
             for step in [s for s in by_step if s >= event.resumed.from_step]:
                 del by_step[step]
             continue
-        if kind in {"text", "tool_call", "observation"} and event.step > 0:
+        if kind in {"text", "tool_call", "observation", "tokens"} and event.step > 0:
             by_step.setdefault(event.step, []).append(event)
     for number in range(1, max(by_step, default=0) + 1):
         events = by_step.get(number, [])
@@ -98,5 +99,6 @@ def checkpoint(record: pb.Trajectory, now_s: float) -> Checkpoint:
         observations = [e.observation for e in events if e.HasField("observation")]
         if not text or not observations or calls - {o.call_id for o in observations}:
             break
-        point.steps.append(CompletedStep(number, text, observations))
+        tokens = next((e.tokens for e in events if e.HasField("tokens")), None)
+        point.steps.append(CompletedStep(number, text, observations, tokens))
     return point

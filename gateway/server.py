@@ -54,6 +54,7 @@ from services.common.telemetry import setup as telemetry
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.errors import ModelUnavailable
+from services.model.tokenizer import load_tokenizers
 from services.model.triton_client import TritonModel
 from services.store import open_store
 from services.store.errors import BadPageToken, StoreUnavailable
@@ -325,9 +326,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s,
                         model_settings.reconnect_backoff_max_s)
     check_dialects(model_settings.dialects, model_settings.default_dialect)
+    tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
-                     gw)
+                     gw, tokenizers.get)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     auth_settings = settings.auth()
     auth = make_authenticator(auth_settings)

@@ -48,9 +48,10 @@ def content_of(event: pb.RunEvent) -> str:
     return ""
 
 
-def usage_json(usage: pb.Usage) -> dict[str, int]:
+def usage_json(usage: pb.Usage) -> dict[str, Any]:
+    """OpenAI's usage object; `token_unit` says what the counts are ("words" for the baseline policy)."""
     return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens}
+            "total_tokens": usage.input_tokens + usage.output_tokens, "token_unit": usage.token_unit or "tokens"}
 
 
 class Transcript:

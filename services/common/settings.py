@@ -205,6 +205,11 @@ class ModelSettings(BaseSettings):
     # '{"deepeyes-7b": "deepeyes"}'; unlisted models speak `default_dialect`. Checked at gateway start-up.
     dialects: dict[str, str] = Field(default_factory=dict)
     default_dialect: str = "qwen3vl"
+    # Checkpoint directory per model name, e.g. '{"tiny-qwen3vl": "/data/models/tiny-qwen3vl"}': the gateway loads
+    # the model's own tokenizer (tokenizer.json) and image processor config from it, records the exact token ids
+    # of every step, and sends the prompt as ids to an engine that takes them (token-in; docs/models.md,
+    # "Tokens for RL"). Unlisted models get text prompts and have the ids their engine reports recorded.
+    checkpoints: dict[str, str] = Field(default_factory=dict)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=8192, ge=1, le=131072)
     # Time to the first streamed token and between tokens before the step fails.

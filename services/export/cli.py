@@ -20,8 +20,9 @@ FORMATS = ("sft", "rounds", "rl")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (JSONL/JSON files, images/ beside them)")
     parser.add_argument("--format", action="append", choices=FORMATS, dest="formats",
-                        help="sft (ms-swift messages, Qwen3-VL chat), rounds (R1V4), rl (prompt/completion per step "
-                             "with observation spans); repeatable, default sft")
+                        help="sft (ms-swift messages, Qwen3-VL chat), rounds (R1V4), rl (rl_tokens.jsonl: token-exact "
+                             "input_ids + loss mask + observation spans per trajectory, from the ids the model saw; "
+                             "rl.jsonl: prompt/completion text per step); repeatable, default sft")
     parser.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
     which = parser.add_argument_group("which trajectories (ListTrajectories filters)")
     which.add_argument("--eval-run", default="")
@@ -65,6 +66,7 @@ def export(args: argparse.Namespace) -> int:
     from services.export.consistency import check
     from services.export.conversation import rebuild
     from services.export.formats import rl_records, rounds_record, sft_record
+    from services.export.tokens import rl_token_records
     from toolfabric import Client
     from toolfabric.exceptions import NotFound
 
@@ -135,6 +137,27 @@ def export(args: argparse.Namespace) -> int:
                 image_path[image.name + "@" + conv.trajectory.trajectory_id] = path
 
     written = {}
+    if "rl" in formats:
+        samples: list[dict[str, Any]] = []
+        without: list[str] = []
+        for conv in kept:
+            paths = {i.name: image_path[i.name + "@" + conv.trajectory.trajectory_id] for i in conv.images}
+            records = rl_token_records(conv, paths)
+            samples += records
+            if not records:
+                without.append(conv.trajectory.trajectory_id)
+            elif records[0]["first_mismatch"]:
+                m = records[0]["first_mismatch"]
+                console.print(f"[yellow]{conv.trajectory.trajectory_id}: step {m['step']}'s prompt ids stop extending "
+                              f"the previous step's at token {m['position']} (expected {m['expected']}, found "
+                              f"{m['found']}); exported as {len(records)} samples")
+        if without:
+            console.print(f"{len(without)} trajectories have no token ids recorded (the baseline policy, or an engine "
+                          f"that returns none) and are not in rl_tokens.jsonl: {', '.join(without[:5])}"
+                          + (" …" if len(without) > 5 else ""))
+        with (out / "rl_tokens.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in samples)
+        written["rl_tokens.jsonl"] = len(samples)
     for fmt in formats:
         rows: list[Any] = []
         for conv in kept:

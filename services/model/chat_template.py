@@ -37,6 +37,7 @@ class Message:
 
 class ChatTemplate(Protocol):
     name: str
+    turn_end: str  # the token that closes a turn (the model generates it to end its own)
 
     def render(self, messages: list[Message]) -> str: ...
 
@@ -47,6 +48,7 @@ class Qwen3VLTemplate:
     """Qwen3-VL's template; the open prompt ends with the assistant turn the model continues."""
 
     name = "qwen3-vl"
+    turn_end = "<|im_end|>"
     IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
     _TURN = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)(?:<\|im_end\|>\n?|$)", re.DOTALL)
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -20,13 +21,38 @@ from tritonclient.utils import InferenceServerException
 
 from services.model.backend import ModelChunk, ModelUnavailable
 
+_NUMPY = {"BYTES": np.object_, "BOOL": bool, "INT64": np.int64}
 
-def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any]) -> list[grpcclient.InferInput]:
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a served model takes and says beyond the vLLM backend's contract, read from its Triton config once."""
+
+    input_ids: bool = False          # takes `input_ids` (token-in)
+    return_token_ids: bool = False   # returns prompt/output token ids when asked
+    logprobs: bool = False           # returns `output_logprobs`
+    token_unit: str = "tokens"  # noqa: S105 - what its num_*_tokens count (parameter `token_unit`; the baseline: "words")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Capabilities:
+        inputs = {i.get("name") for i in config.get("input", [])}
+        outputs = {o.get("name") for o in config.get("output", [])}
+        unit = config.get("parameters", {}).get("token_unit", {}).get("string_value", "") or "tokens"
+        return cls(input_ids="input_ids" in inputs, return_token_ids="return_token_ids" in inputs,
+                   logprobs="output_logprobs" in outputs, token_unit=unit)
+
+
+def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], input_ids: list[int] | None = None,
+                 capabilities: Capabilities = Capabilities()) -> list[grpcclient.InferInput]:
+    """The request tensors; the token extensions only for a model whose config declares them."""
     def tensor(name: str, dtype: str, values: list[Any]) -> grpcclient.InferInput:
-        arr = np.array(values, dtype=np.object_ if dtype == "BYTES" else bool)
+        arr = np.array(values, dtype=_NUMPY[dtype])
         t = grpcclient.InferInput(name, list(arr.shape), dtype)
         t.set_data_from_numpy(arr)
         return t
+
+    if capabilities.logprobs and "logprobs" not in sampling:
+        sampling = {**sampling, "logprobs": 0}  # vLLM: 0 = the sampled token's own logprob only
 
     inputs = [
         tensor("text_input", "BYTES", [prompt.encode("utf-8")]),
@@ -40,6 +66,10 @@ def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any]) -> 
     ]
     if images:
         inputs.append(tensor("image", "BYTES", [base64.b64encode(b) for b in images]))
+    if input_ids is not None and capabilities.input_ids:
+        inputs.append(tensor("input_ids", "INT64", input_ids))
+    if capabilities.return_token_ids:
+        inputs.append(tensor("return_token_ids", "BOOL", [True]))
     return inputs
 
 
@@ -60,6 +90,16 @@ def _int(result: grpcclient.InferResult, name: str) -> int | None:
     return None if arr is None or arr.size == 0 else int(arr.reshape(-1)[0])
 
 
+def _ints(result: grpcclient.InferResult, name: str) -> list[int] | None:
+    arr = result.as_numpy(name)
+    return None if arr is None else [int(v) for v in arr.reshape(-1)]
+
+
+def _floats(result: grpcclient.InferResult, name: str) -> list[float]:
+    arr = result.as_numpy(name)
+    return [] if arr is None else [float(v) for v in arr.reshape(-1)]
+
+
 class TritonModel:
     """The gateway's ModelBackend on Triton (one shared gRPC channel)."""
 
@@ -76,11 +116,26 @@ class TritonModel:
         self._url = url
         self._idle_timeout_s = idle_timeout_s
         self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
+        self._capabilities: dict[str, Capabilities] = {}
+
+    async def capabilities(self, model: str) -> Capabilities:
+        """The model's token extensions, from its config (asked once; a model Triton cannot describe has none)."""
+        known = self._capabilities.get(model)
+        if known is None:
+            try:
+                config = await self._client.get_model_config(model, as_json=True, client_timeout=5)
+            except InferenceServerException:
+                return Capabilities()  # not cached: asked again once the model is served
+            known = self._capabilities[model] = Capabilities.from_config(config.get("config", config))
+        return known
 
     async def stream(
-        self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str
+        self, model: str, prompt: str, images: list[bytes], sampling: dict[str, Any], request_id: str,
+        input_ids: list[int] | None = None,
     ) -> AsyncIterator[ModelChunk]:
-        inputs = build_inputs(prompt, images, sampling)
+        can = await self.capabilities(model)
+        inputs = build_inputs(prompt, images, sampling, input_ids, can)
+        token_in = input_ids is not None and can.input_ids
 
         async def requests() -> AsyncIterator[dict[str, Any]]:
             yield {"model_name": model, "inputs": inputs, "request_id": request_id,
@@ -111,6 +166,11 @@ class TritonModel:
                     finish_reason=_finish_reason(result),
                     input_tokens=_int(result, "num_input_tokens"),
                     output_tokens=_int(result, "num_output_tokens"),
+                    prompt_token_ids=_ints(result, "prompt_token_ids"),
+                    output_token_ids=_ints(result, "output_token_ids") or [],
+                    output_logprobs=_floats(result, "output_logprobs"),
+                    num_image_tokens=_int(result, "num_image_tokens"),
+                    token_in=token_in, token_unit=can.token_unit,
                 )
                 if final:
                     return

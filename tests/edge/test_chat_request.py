@@ -116,7 +116,7 @@ def test_transcript_is_the_model_text_with_observations_between() -> None:
     assert done["choices"][0]["message"]["content"] == (
         '<think>x</think><tool_call>{"name": "code"}</tool_call>'
         '<observation>{"result": 1, "type": "code"}</observation><answer>1</answer>')
-    assert done["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+    assert done["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12, "token_unit": "tokens"}
     assert done["toolfabric"]["status"] == "completed" and done["toolfabric"]["trace_id"] == "abc"
     budget = Transcript("m")
     budget.feed(pb.RunEvent(finished=pb.TrajectoryFinished(status=pb.STATUS_BUDGET_EXHAUSTED)))

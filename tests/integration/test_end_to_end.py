@@ -62,6 +62,9 @@ def test_deep_research_uses_every_service_with_parallel_steps(demo_run) -> None:
     assert usage.tool_calls["code"] == 2 and usage.tool_calls["web_visit"] == 2
     assert usage.phase_seconds["total"] >= usage.phase_seconds["tools"] > 0
     assert usage.output_tokens > 0
+    # The baseline is a policy, not a model: its counts are words and say so; it has no token ids to record.
+    assert usage.token_unit == "words" and usage.image_tokens == 0
+    assert not [e for e in demo_run.events if e.HasField("tokens")]
 
 
 def test_images_made_by_code_are_fed_back_and_used_by_later_tools(demo_run, client: Client) -> None:  # type: ignore[no-untyped-def]

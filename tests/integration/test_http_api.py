@@ -75,6 +75,7 @@ def test_openai_client_without_streaming_gets_one_message_with_usage(oai: openai
     assert reply.choices[0].finish_reason == "stop" and reply.model == "test/scripted"
     assert reply.usage is not None and reply.usage.completion_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert (reply.usage.model_extra or {})["token_unit"] == "words"  # a scripted policy counts words, and says so
     extra = reply.model_extra["toolfabric"]  # type: ignore[index]
     assert extra["answer"] == "STS-93" and extra["usage"]["tool_calls"] == {"text_search": 1}
     assert reply.id == f"chatcmpl-{extra['trajectory_id']}"

@@ -126,3 +126,19 @@ def test_creating_the_tables_again_is_harmless(store: TrajectoryStore) -> None:
     store.write([new("t1")], run("t1"))
     again = TrajectoryStore(store.engine, store.files)
     assert again.get("t1").answer == "Eileen Collins"
+
+
+def test_token_records_and_the_usage_unit_read_back_exactly(store: TrajectoryStore) -> None:
+    # A step's ids as the gateway records them (reuse + tail), long as a real multi-turn prompt with images.
+    events = run("t1")
+    tokens = pb.ModelTokens(prompt_reused=0, prompt_token_ids=[(i * 7919) % 151_000 for i in range(40_000)],
+                            completion_token_ids=[151_645, 0, 2**40], completion_logprobs=[-0.125, -3.5, 0.0],
+                            image_tokens=[1024, 80], token_in=True, engine_image_tokens=1104)
+    events.insert(2, pb.RunEvent(trajectory_id="t1", seq=99, step=1, tokens=tokens))
+    usage = next(e for e in events if e.HasField("usage"))
+    usage.usage.token_unit, usage.usage.image_tokens = "tokens", 1104
+    store.write([new("t1")], events)
+    got = store.get("t1")
+    [recorded] = [e.tokens for e in got.events if e.HasField("tokens")]
+    assert recorded == tokens
+    assert got.usage.token_unit == "tokens" and got.usage.image_tokens == 1104

@@ -16,15 +16,16 @@ TEST_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 
 
 @contextlib.contextmanager
-def loaded(triton_url: str, name: str) -> Iterator[str]:
-    """Loads tests/model_repository/<name> into the server at `triton_url`; unloads it afterwards."""
+def loaded(triton_url: str, name: str, parameters: dict[str, str] | None = None) -> Iterator[str]:
+    """Loads tests/model_repository/<name> into the server at `triton_url` (with config `parameters` set on top);
+    unloads it afterwards."""
     model_dir = TEST_REPOSITORY / name
     files = {f"file:{p.relative_to(model_dir)}": p.read_bytes() for p in model_dir.rglob("*")
              if p.is_file() and p.name != "config.pbtxt" and "__pycache__" not in p.parts}
     client = grpcclient.InferenceServerClient(triton_url)
     try:
         # Inline files need the config as JSON: the text form's fields are the same, read by Triton's parser.
-        client.load_model(name, config=_config_json(model_dir / "config.pbtxt"), files=files)
+        client.load_model(name, config=_config_json(model_dir / "config.pbtxt", parameters or {}), files=files)
         yield name
     finally:
         with contextlib.suppress(Exception):
@@ -32,9 +33,11 @@ def loaded(triton_url: str, name: str) -> Iterator[str]:
         client.close()
 
 
-def _config_json(path: Path) -> str:
+def _config_json(path: Path, parameters: dict[str, str]) -> str:
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
     return json_format.MessageToJson(config, preserving_proto_field_name=True)

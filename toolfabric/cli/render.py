@@ -34,7 +34,9 @@ class TrajectoryPrinter:
         kind = event.WhichOneof("event")
         if kind != "text":
             self._end_stream()
-        getattr(self, f"_on_{kind}")(event)
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:  # an event kind newer than this client is skipped
+            handler(event)
 
     def _end_stream(self) -> None:
         if self._streaming is not None:
@@ -101,11 +103,19 @@ class TrajectoryPrinter:
         u = event.usage
         calls = ", ".join(f"{k} {v}" for k, v in sorted(u.tool_calls.items())) or "none"
         phases = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(u.phase_seconds.items()))
-        self.console.print(f"usage: {u.steps} steps; tool calls: {calls}; tokens in/out {u.input_tokens}/"
+        unit = u.token_unit or "tokens"
+        self.console.print(f"usage: {u.steps} steps; tool calls: {calls}; {unit} in/out {u.input_tokens}/"
                            f"{u.output_tokens}; {phases}", style="dim")
         if u.counters:
             self.console.print("counters: " + ", ".join(f"{k} {v:g}" for k, v in sorted(u.counters.items())),
                                style="dim")
+
+    def _on_tokens(self, event: pb.RunEvent) -> None:
+        t = event.tokens
+        prompt = t.prompt_reused + len(t.prompt_token_ids)
+        images = f", {sum(t.image_tokens)} image tokens" if t.image_tokens else ""
+        self.console.print(f"tokens: prompt {prompt}{images}, completion {len(t.completion_token_ids)}"
+                           f"{' (token-in)' if t.token_in else ''}", style="dim")
 
     def _on_error(self, event: pb.RunEvent) -> None:
         self.console.print(Text(f"error {event.error.code}: {event.error.message}", style="bold red"))

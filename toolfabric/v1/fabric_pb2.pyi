@@ -237,7 +237,7 @@ class FinalAnswer(_message.Message):
     def __init__(self, text: _Optional[str] = ..., plan_json: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("input_tokens", "output_tokens", "steps", "tool_calls", "phase_seconds", "counters")
+    __slots__ = ("input_tokens", "output_tokens", "steps", "tool_calls", "phase_seconds", "counters", "token_unit", "image_tokens")
     class ToolCallsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -265,13 +265,17 @@ class Usage(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     PHASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_UNIT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     output_tokens: int
     steps: int
     tool_calls: _containers.ScalarMap[str, int]
     phase_seconds: _containers.ScalarMap[str, float]
     counters: _containers.ScalarMap[str, float]
-    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., steps: _Optional[int] = ..., tool_calls: _Optional[_Mapping[str, int]] = ..., phase_seconds: _Optional[_Mapping[str, float]] = ..., counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    token_unit: str
+    image_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., steps: _Optional[int] = ..., tool_calls: _Optional[_Mapping[str, int]] = ..., phase_seconds: _Optional[_Mapping[str, float]] = ..., counters: _Optional[_Mapping[str, float]] = ..., token_unit: _Optional[str] = ..., image_tokens: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "fatal", "kind")
@@ -307,8 +311,26 @@ class TrajectoryResumed(_message.Message):
     reason: str
     def __init__(self, from_step: _Optional[int] = ..., from_seq: _Optional[int] = ..., gateway: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class ModelTokens(_message.Message):
+    __slots__ = ("prompt_reused", "prompt_token_ids", "completion_token_ids", "completion_logprobs", "image_tokens", "token_in", "engine_image_tokens")
+    PROMPT_REUSED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IN_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_IMAGE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    prompt_reused: int
+    prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    completion_token_ids: _containers.RepeatedScalarFieldContainer[int]
+    completion_logprobs: _containers.RepeatedScalarFieldContainer[float]
+    image_tokens: _containers.RepeatedScalarFieldContainer[int]
+    token_in: bool
+    engine_image_tokens: int
+    def __init__(self, prompt_reused: _Optional[int] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., completion_logprobs: _Optional[_Iterable[float]] = ..., image_tokens: _Optional[_Iterable[int]] = ..., token_in: bool = ..., engine_image_tokens: _Optional[int] = ...) -> None: ...
+
 class RunEvent(_message.Message):
-    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished", "resumed")
+    __slots__ = ("trajectory_id", "step", "seq", "time", "started", "text", "tool_call", "observation", "answer", "usage", "error", "finished", "resumed", "tokens")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -322,6 +344,7 @@ class RunEvent(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     step: int
     seq: int
@@ -335,7 +358,8 @@ class RunEvent(_message.Message):
     error: Error
     finished: TrajectoryFinished
     resumed: TrajectoryResumed
-    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ..., resumed: _Optional[_Union[TrajectoryResumed, _Mapping]] = ...) -> None: ...
+    tokens: ModelTokens
+    def __init__(self, trajectory_id: _Optional[str] = ..., step: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[TrajectoryStarted, _Mapping]] = ..., text: _Optional[_Union[TextDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., answer: _Optional[_Union[FinalAnswer, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., finished: _Optional[_Union[TrajectoryFinished, _Mapping]] = ..., resumed: _Optional[_Union[TrajectoryResumed, _Mapping]] = ..., tokens: _Optional[_Union[ModelTokens, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("trajectory_id",)
