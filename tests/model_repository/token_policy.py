@@ -10,12 +10,12 @@ its `logprobs` output is JSON, one {id: {logprob, rank, decoded_token}} per toke
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+from services.model.python_backend import StreamingPolicyModel, _scalar
 from tests.model_repository.scripted import next_step
 
 
@@ -24,25 +24,23 @@ def _tensor(request, name: str):  # type: ignore[no-untyped-def]
     return None if tensor is None else tensor.as_numpy().reshape(-1)
 
 
-class ScriptedTokenModel:
+class ScriptedTokenModel(StreamingPolicyModel):
+    """Each request on its own thread (StreamingPolicyModel.execute), answered by `_serve` below."""
+
     official = False
 
     def initialize(self, args: dict) -> None:
+        super().initialize(args)
         path = json.loads(args["model_config"])["parameters"]["tokenizer"]["string_value"]
         self.tokenizer = Tokenizer.from_file(path)
         self.end = self.tokenizer.token_to_id("<|im_end|>")
         self.pad = self.tokenizer.token_to_id("<|image_pad|>")
 
-    def execute(self, requests):  # type: ignore[no-untyped-def]
-        for request in requests:
-            threading.Thread(target=self._serve, args=(request,), daemon=True).start()
-        return None
-
     def _serve(self, request) -> None:  # type: ignore[no-untyped-def]
         sender = request.get_response_sender()
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
-            prompt = _tensor(request, "text_input")[0].decode("utf-8")
+            prompt = _scalar(request, "text_input", "")
             given = _tensor(request, "input_ids")
             ids = [int(v) for v in given] if given is not None else self.tokenizer.encode(
                 prompt, add_special_tokens=False).ids
