@@ -10,9 +10,10 @@ take for an image. `images` lists the same files in order, for loaders that want
 
 R1V4 rounds: per trajectory the rounds (think, tool_call, observation) and the final (think, answer).
 
-RL view: per step the exact prompt the model was given (the chat template's rendering) and its
+RL view (text): per step the prompt the model was given (the chat template's rendering) and its
 completion, with character spans of the prompt that are observation text (mask them from the loss)
-and spans that are earlier model output.
+and spans that are earlier model output. Character spans cannot mark the model's own `<|im_end|>` (not in
+the text); the token-exact samples (services/export/tokens.py, rl_tokens.jsonl) can.
 """
 
 from __future__ import annotations
