@@ -268,7 +268,8 @@ class AgentLoop:
         by_name = {i.name: i for i in state.registry.images}
         names = [p.name for m in state.messages for p in m.parts if isinstance(p, ImagePart)]
         images = [await state.registry.data(by_name[n]) for n in names]
-        input_ids = state.tokens.prompt_for(prompt, [(by_name[n].width, by_name[n].height) for n in names])
+        sizes = [(by_name[n].width, by_name[n].height) for n in names]
+        input_ids = state.tokens.prompt_for(prompt, sizes)
         # Only to a backend that is given ids: one written before token-in takes the call without them.
         extra: dict[str, Any] = {"input_ids": input_ids} if input_ids is not None else {}
         got = StepTokens()
@@ -315,7 +316,7 @@ class AgentLoop:
                                time.monotonic() - started - first_token if first_token is not None else None)
         state.usage.phases["model"] += time.monotonic() - started
         text = "".join(pieces)
-        tokens = state.tokens.record(prompt, text, len(names), input_ids, got)
+        tokens = state.tokens.record(prompt, text, sizes, input_ids, got)
         if tokens is not None:
             state.usage.image_tokens += sum(tokens.image_tokens)
             await sink(tokens=tokens)

@@ -86,10 +86,13 @@ class TokenLedger:
             log.warning("token ids not built (%s); the model gets the prompt as text", exc)
             return None
 
-    def record(self, prompt_text: str, completion_text: str, image_count: int, sent: list[int] | None,
-               step: StepTokens) -> pb.ModelTokens | None:
+    def record(self, prompt_text: str, completion_text: str, image_sizes: Sequence[tuple[int, int]],
+               sent: list[int] | None, step: StepTokens) -> pb.ModelTokens | None:
         """The step's `ModelTokens`, and the ledger moved on to it; None when nobody knows the step's ids."""
         prompt = step.prompt_ids if step.prompt_ids is not None else (sent if step.token_in else None)
+        if prompt is None and step.completion_ids:
+            prompt = self._engine_reading(prompt_text, completion_text, image_sizes, step.completion_ids)
+        image_count = len(image_sizes)
         if prompt is None:
             self.prompt_ids, self.completion_ids, self._text = [], [], ""  # the next step starts over from text
             return None
@@ -104,6 +107,19 @@ class TokenLedger:
                              engine_image_tokens=step.engine_image_tokens)
         self._advance(prompt, step.completion_ids, prompt_text, completion_text, image_count)
         return out
+
+    def _engine_reading(self, prompt_text: str, completion_text: str, image_sizes: Sequence[tuple[int, int]],
+                        completion: list[int]) -> list[int] | None:
+        """The prompt ids of an engine that took text and reported only its completion's ids (Triton's official vLLM
+        backend): it tokenised the text with this checkpoint's tokenizer, which reads it the same way here. Kept only
+        when the completion ids spell the text it streamed (not some other reading of it)."""
+        if self.tokenizer is None or not self.tokenizer.decode(completion, skip_special=True).startswith(
+                completion_text):
+            return None
+        try:
+            return self.tokenizer.encode(prompt_text, image_sizes)
+        except ValueError:
+            return None
 
     def restore(self, prompt_text: str, completion_text: str, image_count: int, tokens: pb.ModelTokens) -> None:
         """Moves the ledger over a step recorded before (a trajectory resumed on another gateway)."""

@@ -25,5 +25,9 @@ if [ ! -f "$stamp" ] || [ scripts/model-requirements.txt -nt "$stamp" ]; then
   # its +cpu torch and then transformers refuses to import model classes. The engines need none of them
   # (images go through the PIL image processor), so they go.
   "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec
+  # Triton's python backend stub (2.51, built against numpy 1's ABI) hands BYTES tensors to numpy 2 as garbage
+  # (text_input arrives as a buffer of b"7777…"), so the engines run on numpy 1.26. opencv's metadata asks for
+  # numpy>=2 (pip says so); vLLM's engine and cv2's import work on 1.26 (docs/models.md).
+  "$VENV/bin/python" -m pip install -q "numpy>=1.26,<2"
   touch "$stamp"
 fi

@@ -94,7 +94,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
     user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
-                          extra_env=tracing, data_dir=Path(user_data) if user_data else None,
+                          extra_env=tracing, data_dir=Path(user_data) if user_data else None, model=args.model,
                           step_port=args.step_port, mcp_port=args.mcp_port)
 
     def interrupt(signum: int, frame: object) -> None:
@@ -301,6 +301,10 @@ def register(sub: Any) -> None:
                     help="also serve the step API (verl-tool's POST /get_observation) here (0 = any free port)")
     up.add_argument("--mcp-port", type=int, metavar="PORT",
                     help="also serve the tools as an MCP server (streamable HTTP at /mcp) here (0 = any free port)")
+    up.add_argument("--model", default="baseline",
+                    help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
+                    "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
+                    "(transformers, images); needs `make setup-model` (docs/models.md)")
     up.set_defaults(func=cmd_up)
 
     from services.model.tiny import FAMILY_NAMES

@@ -26,9 +26,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.catalog import service_names
 from services.common.tools import SERVICES
+from services.devstack import neural_models
 from services.devstack.processes import Child, free_port, wait_until
 from services.devstack.redis_server import RedisServer
-from services.devstack.triton_server import TritonServer
+from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 
@@ -36,8 +37,8 @@ DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 class EmbeddedStack:
     def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
-                 triton: TritonServer | None = None, data_dir: Path | None = None, step_port: int | None = None,
-                 mcp_port: int | None = None) -> None:
+                 triton: TritonServer | None = None, data_dir: Path | None = None,
+                 model: str | None = None, step_port: int | None = None, mcp_port: int | None = None) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
@@ -47,7 +48,14 @@ class EmbeddedStack:
         self.extra_env = extra_env or {}
         self.worker_concurrency = worker_concurrency
         self.redis = RedisServer(self.workdir / "redis", persistent=True)
-        # The CPU baseline by default; tests hand in a server that also loads their test models.
+        # The CPU baseline by default; tests hand in a server that also loads their test models. A tiny neural model
+        # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
+        self.model = neural_models.MODELS[model] if model and model != "baseline" else None
+        if triton is None and self.model is not None:
+            repo = self.workdir / "model-repository"
+            names = neural_models.write_repository(repo, [model or ""])
+            triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names),
+                                  repositories=(REPOSITORY, repo), start_timeout_s=900)
         self.triton = triton or TritonServer(self.workdir / "triton")
         self.site_port = free_port()
         self.blob_port = free_port()
@@ -99,6 +107,8 @@ class EmbeddedStack:
             env["TOOLFABRIC_STEP_HTTP_PORT"] = str(self.step_port)
         if self.mcp_port is not None:
             env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
+        if self.model is not None:
+            env.update(neural_models.gateway_env(self.model))
         if self.demo_site:
             # The demo corpus is served on loopback: allow that host:port too, beside what the user allows.
             hosts = _env_list(env.get("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"), [])
@@ -118,7 +128,9 @@ class EmbeddedStack:
         try:
             say("starting redis-server")
             self.redis.start()
-            say("starting Triton with the CPU baseline policy")
+            say("starting Triton with the CPU baseline policy" + (
+                f" and {self.model.name} ({self.model.engine} engine; loading takes a minute or two)"
+                if self.model else ""))
             self.triton.start()
             env = self.env()
             if self.demo_site:

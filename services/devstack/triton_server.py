@@ -32,10 +32,11 @@ class TritonServer:
     """`tritonserver` with the CPU models, on free ports; `grpc_url` for clients."""
 
     def __init__(self, workdir: Path, models: tuple[str, ...] = CPU_MODELS,
-                 repositories: tuple[Path, ...] = (REPOSITORY,)) -> None:
+                 repositories: tuple[Path, ...] = (REPOSITORY,), start_timeout_s: float = 120.0) -> None:
         self.workdir = workdir
         self.models = models
         self.repositories = repositories
+        self.start_timeout_s = start_timeout_s  # neural engines take minutes to load on a busy CPU
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self._child: Child | None = None
 
@@ -56,12 +57,12 @@ class TritonServer:
             shutil.copy2(stub, target / "triton_python_backend_stub")
         return target.parent
 
-    def start(self, timeout_s: float = 120.0) -> TritonServer:
+    def start(self, timeout_s: float | None = None) -> TritonServer:
         if self._child is not None:  # already running (e.g. `with TritonServer(...).start()`)
             return self
         for attempt in range(3):
             try:
-                self._start_once(timeout_s)
+                self._start_once(timeout_s or self.start_timeout_s)
                 return self
             except RuntimeError:
                 # A port chosen free can be taken before Triton binds it (several stacks on one machine).

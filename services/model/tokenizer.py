@@ -118,8 +118,8 @@ class ModelTokenizer:
             raise ValueError("the text has fewer image placeholders than images")
         return out
 
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids, skip_special_tokens=False)
+    def decode(self, ids: list[int], skip_special: bool = False) -> str:
+        return self._tok.decode(ids, skip_special_tokens=skip_special)
 
     def image_runs(self, ids: list[int]) -> list[int]:
         """The length of every run of image pad ids in `ids`: the placeholder count per image, in order."""

@@ -31,6 +31,9 @@ class Capabilities:
     input_ids: bool = False          # takes `input_ids` (token-in)
     return_token_ids: bool = False   # returns prompt/output token ids when asked
     logprobs: bool = False           # returns `output_logprobs`
+    # Triton's official vLLM backend: no token ids, but its `logprobs` output (JSON, one {id: {logprob, …}} per
+    # token) names each sampled token when sampling asks for logprobs 0: the completion ids come from there.
+    logprob_ids: bool = False
     token_unit: str = "tokens"  # noqa: S105 - what its num_*_tokens count (parameter `token_unit`; the baseline: "words")
 
     @classmethod
@@ -39,7 +42,9 @@ class Capabilities:
         outputs = {o.get("name") for o in config.get("output", [])}
         unit = config.get("parameters", {}).get("token_unit", {}).get("string_value", "") or "tokens"
         return cls(input_ids="input_ids" in inputs, return_token_ids="return_token_ids" in inputs,
-                   logprobs="output_logprobs" in outputs, token_unit=unit)
+                   logprobs="output_logprobs" in outputs, token_unit=unit,
+                   logprob_ids="return_logprobs" in inputs and "logprobs" in outputs
+                   and "return_token_ids" not in inputs)
 
 
 def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], input_ids: list[int] | None = None,
@@ -51,7 +56,7 @@ def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], inp
         t.set_data_from_numpy(arr)
         return t
 
-    if capabilities.logprobs and "logprobs" not in sampling:
+    if (capabilities.logprobs or capabilities.logprob_ids) and "logprobs" not in sampling:
         sampling = {**sampling, "logprobs": 0}  # vLLM: 0 = the sampled token's own logprob only
 
     inputs = [
@@ -59,6 +64,8 @@ def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], inp
         tensor("stream", "BOOL", [True]),
         tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
         tensor("exclude_input_in_output", "BOOL", [True]),
+        # Triton's vLLM backend sends finish_reason only when asked (and as "None" until the last response).
+        tensor("return_finish_reason", "BOOL", [True]),
         tensor("return_num_input_tokens", "BOOL", [True]),
         tensor("return_num_output_tokens", "BOOL", [True]),
     ]
@@ -68,7 +75,32 @@ def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], inp
         inputs.append(tensor("input_ids", "INT64", input_ids))
     if capabilities.return_token_ids:
         inputs.append(tensor("return_token_ids", "BOOL", [True]))
+    if capabilities.logprob_ids and sampling.get("logprobs") == 0:
+        inputs.append(tensor("return_logprobs", "BOOL", [True]))
     return inputs
+
+
+def sampled_tokens(logprobs_json: str) -> tuple[list[int], list[float]] | None:
+    """The sampled ids and logprobs in a vLLM backend `logprobs` output asked for with logprobs 0 (one entry per
+    token, holding only the sampled one); None when it is absent or an entry holds several (which one was sampled
+    is then not said)."""
+    try:
+        entries = json.loads(logprobs_json) if logprobs_json else None
+    except ValueError:
+        return None
+    if not isinstance(entries, list):
+        return None
+    ids, values = [], []
+    for entry in entries:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            return None
+        [(token, info)] = entry.items()
+        try:
+            ids.append(int(token))
+            values.append(float(info["logprob"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+    return ids, values
 
 
 def _text(result: grpcclient.InferResult, name: str) -> str:
@@ -76,6 +108,11 @@ def _text(result: grpcclient.InferResult, name: str) -> str:
     if arr is None:
         return ""
     return "".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1))
+
+
+def _finish_reason(result: grpcclient.InferResult) -> str | None:
+    reason = _text(result, "finish_reason")
+    return None if reason in ("", "None") else reason
 
 
 def _int(result: grpcclient.InferResult, name: str) -> int | None:
@@ -154,14 +191,18 @@ class TritonModel:
                     raise ModelUnavailable(f"model {model} failed: {_one_line(error)}")
                 params = result.get_response().parameters
                 final = "triton_final_response" in params and params["triton_final_response"].bool_param
+                output_ids = _ints(result, "output_token_ids") or []
+                output_logprobs = _floats(result, "output_logprobs")
+                if can.logprob_ids:
+                    sampled = sampled_tokens(_text(result, "logprobs"))
+                    output_ids, output_logprobs = sampled if sampled is not None else ([], [])
                 yield ModelChunk(
                     text=_text(result, "text_output"),
-                    finish_reason=_text(result, "finish_reason") or None,
+                    finish_reason=_finish_reason(result),
                     input_tokens=_int(result, "num_input_tokens"),
                     output_tokens=_int(result, "num_output_tokens"),
                     prompt_token_ids=_ints(result, "prompt_token_ids"),
-                    output_token_ids=_ints(result, "output_token_ids") or [],
-                    output_logprobs=_floats(result, "output_logprobs"),
+                    output_token_ids=output_ids, output_logprobs=output_logprobs,
                     num_image_tokens=_int(result, "num_image_tokens"),
                     token_in=token_in, token_unit=can.token_unit,
                 )

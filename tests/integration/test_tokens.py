@@ -30,6 +30,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
 MODEL = "toolfabric_scripted_tokens"
+OFFICIAL = "toolfabric_scripted_logprobs"  # says of tokens only what Triton's official vLLM backend says
 ZOOM = '<think>closer</think><tool_call>{"name": "zoom_in", "arguments": {"image": "<image 1>", ' \
        '"bbox": [0, 0, 160, 128], "factor": 1}}</tool_call>'
 ANSWER = "<think>seen</think><answer>a purple square</answer>"
@@ -38,9 +39,11 @@ ANSWER = "<think>seen</think><answer>a purple square</answer>"
 @pytest.fixture(scope="module")
 def tokens_gateway(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     checkpoint = make_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny")
-    with loaded(stack.triton.grpc_url, MODEL, {"tokenizer": str(checkpoint / "tokenizer.json")}), \
+    parameters = {"tokenizer": str(checkpoint / "tokenizer.json")}
+    checkpoints = json.dumps({MODEL: str(checkpoint), OFFICIAL: str(checkpoint)})
+    with loaded(stack.triton.grpc_url, MODEL, parameters), loaded(stack.triton.grpc_url, OFFICIAL, parameters), \
             extra_gateway(stack, tmp_path_factory.mktemp("gateway"),
-                          TOOLFABRIC_MODEL_CHECKPOINTS=json.dumps({MODEL: str(checkpoint)})) as target:
+                          TOOLFABRIC_MODEL_CHECKPOINTS=checkpoints) as target:
         yield target, checkpoint
 
 
@@ -95,3 +98,21 @@ def test_the_baseline_still_gets_text_and_records_no_ids(tokens_gateway: tuple[s
     assert result.status == "STATUS_COMPLETED"
     assert not [e for e in result.events if e.HasField("tokens")]
     assert result.usage is not None and result.usage.token_unit == "words"
+
+
+def test_an_engine_that_takes_text_has_its_sampled_ids_recorded(tokens_gateway: tuple[str, Path]) -> None:
+    # Triton's official vLLM backend takes no ids and returns none, but its `logprobs` output (asked for with
+    # logprobs 0) names each sampled token; the prompt ids are the checkpoint tokenizer's reading of the text sent.
+    target, checkpoint = tokens_gateway
+    tokenizer = ModelTokenizer.load(checkpoint)
+    with Client(target, timeout_s=180) as client:
+        result = client.ask(json.dumps({"script": [ZOOM, ANSWER]}), images=[photo()], model=OFFICIAL, mode="general")
+    assert result.status == "STATUS_COMPLETED"
+    records = [e.tokens for e in result.events if e.HasField("tokens")]
+    assert len(records) == 2 and not any(r.token_in for r in records)
+    end = tokenizer.token_id("<|im_end|>")
+    assert list(records[0].completion_token_ids) == [*tokenizer.encode(ZOOM), end]
+    assert all(v == pytest.approx(-0.5) for r in records for v in r.completion_logprobs)
+    assert list(records[0].image_tokens) == [tokenizer.grid.tokens(320, 256)]
+    found, mismatch = segments(pb.Trajectory(events=result.events))
+    assert mismatch is None and found[0].steps == [1, 2]  # canonical ids: re-reading the text gives them back

@@ -30,6 +30,7 @@ from services.export.tokens import rl_token_records, segments
 from services.model.dialects import dialect_named
 from services.model.errors import TokenizerUnavailable
 from services.model.tokenizer import ImageGrid, ModelTokenizer, load_tokenizers
+from services.model.triton_client import sampled_tokens
 from tests.fakes.agents import RecordingTools
 from tests.fakes.token_engine import TokenEngine
 from tests.support.tokenizer import make_checkpoint
@@ -125,7 +126,7 @@ def test_the_ledger_appends_only_the_new_turn_keeping_the_separator(tokenizer: M
     im_end = tokenizer.token_id("<|im_end|>")
     assert im_end is not None
     completion = [*tokenizer.encode("<answer>x</answer>"), im_end]
-    ledger.record(first, "<answer>x</answer>", 0, sent, StepTokens(completion_ids=completion, token_in=True))
+    ledger.record(first, "<answer>x</answer>", [], sent, StepTokens(completion_ids=completion, token_in=True))
     second = first + "<answer>x</answer><|im_end|>\n<|im_start|>user\n<observation>ok</observation><|im_end|>\n" \
                      "<|im_start|>assistant\n"
     ids = ledger.prompt_for(second, [])
@@ -237,3 +238,12 @@ async def test_a_resumed_trajectory_goes_on_extending_the_recorded_ids(blobs: As
     assert step2.prompt_reused == len(first_prompt) + len(first_completion)
     assert again.given[0] is not None and again.given[0][:step2.prompt_reused] == first_prompt + first_completion
 
+
+
+def test_the_official_backends_logprobs_name_the_sampled_tokens() -> None:
+    one = json.dumps([{"151645": {"logprob": -0.25, "rank": 1, "decoded_token": "<|im_end|>"}},
+                      {"13": {"logprob": -1.5, "rank": 3, "decoded_token": "."}}])
+    assert sampled_tokens(one) == ([151645, 13], [-0.25, -1.5])
+    several = json.dumps([{"1": {"logprob": -0.1}, "2": {"logprob": -2.0}}])  # top-2: which was sampled is not said
+    assert sampled_tokens(several) is None
+    assert sampled_tokens("null") is None and sampled_tokens("") is None and sampled_tokens("{") is None

@@ -13,7 +13,7 @@ from typing import Any
 from services.model.tiny import templates, tokens
 
 TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "head_dim": 64, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
+        "num_key_value_heads": 1, "head_dim": 64, "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
         "rope_theta": 1000000.0, "tie_word_embeddings": True}
 MROPE = {"rope_type": "default", "mrope_section": [8, 12, 12]}
 

@@ -25,7 +25,7 @@ def make_tiny(family_name: str, out: Path, seed: int = 0) -> Path:
     trained = tokens.train(tokens.corpus(), family.added, VOCAB)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=trained, eos_token="<|im_end|>", pad_token="<|endoftext|>",  # noqa: S106 - a token
-        chat_template=family.chat_template, model_max_length=8192, clean_up_tokenization_spaces=False)
+        chat_template=family.chat_template, model_max_length=32768, clean_up_tokenization_spaces=False)
     tokenizer.save_pretrained(tmp)
     ids = {t: i for t in (*tokens.SPECIAL, *family.added) if (i := trained.token_to_id(t)) is not None}
     vocab_size = -(-trained.get_vocab_size() // 64) * 64  # padded, as real checkpoints are
