@@ -38,7 +38,8 @@ class EmbeddedStack:
     def __init__(self, workdir: Path, *, gateway_port: int | None = None, demo_site: bool = True,
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
                  triton: TritonServer | None = None, data_dir: Path | None = None,
-                 model: str | None = None, step_port: int | None = None, mcp_port: int | None = None) -> None:
+                 model: str | None = None, step_port: int | None = None, mcp_port: int | None = None,
+                 also_serve: tuple[str, ...] = ()) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
@@ -50,10 +51,14 @@ class EmbeddedStack:
         self.redis = RedisServer(self.workdir / "redis", persistent=True)
         # The CPU baseline by default; tests hand in a server that also loads their test models. A tiny neural model
         # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
-        self.model = neural_models.MODELS[model] if model and model != "baseline" else None
-        if triton is None and self.model is not None:
+        # `also_serve`: more neural models (tiny names or checkpoint directories) Runs can name, e.g. the
+        # flywheel's trained and untrained checkpoints side by side.
+        self.model = neural_models.resolve(model) if model and model != "baseline" else None
+        self.also_serve = [neural_models.resolve(m) for m in also_serve]
+        served = [m for m in (self.model, *self.also_serve) if m is not None]
+        if triton is None and served:
             repo = self.workdir / "model-repository"
-            names = neural_models.write_repository(repo, [model or ""])
+            names = neural_models.write_repository(repo, list(served))
             triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names),
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
         self.triton = triton or TritonServer(self.workdir / "triton")
@@ -108,7 +113,10 @@ class EmbeddedStack:
         if self.mcp_port is not None:
             env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
         if self.model is not None:
-            env.update(neural_models.gateway_env(self.model))
+            env.update(neural_models.gateway_env(self.model, *self.also_serve))
+        elif self.also_serve:
+            env.update({k: v for k, v in neural_models.gateway_env(*self.also_serve).items()
+                        if k != "TOOLFABRIC_MODEL_DEFAULT_MODEL"})  # the baseline stays the default
         if self.demo_site:
             # The demo corpus is served on loopback: allow that host:port too, beside what the user allows.
             hosts = _env_list(env.get("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"), [])
