@@ -8,7 +8,11 @@ to the baseline (latency: how much slower under load; throughput: how much more 
 
   python bench/load.py --quick          # N = 10 (under 60 s with start-up)
   python bench/load.py                  # N = 50, 200, 500
-  python bench/load.py --gateways 2     # two gateway processes on one port (SO_REUSEPORT)
+  python bench/load.py --gateways 2     # each N with one gateway process, then with two sharing every port
+
+With --gateways G > 1 every N runs twice in the same run at equal settings: first on the stack's one gateway
+process, then with G-1 more started on the same ports (TOOLFABRIC_GATEWAY_REUSE_PORT: the kernel spreads the
+connections), and the throughput of G processes is printed as a ratio to the one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ SETTINGS = {
     "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "900",
     "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",
     "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "60",
+    # Set for one gateway too, so G processes and one differ in nothing else.
+    "TOOLFABRIC_GATEWAY_REUSE_PORT": "true",
 }
 HUNG_S = 1200.0  # a run with no end after this long counts as hung
 
@@ -110,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
 
-    from services.devstack.processes import Child, port_open, wait_until
+    from services.devstack.processes import Child, wait_until
     from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
@@ -120,26 +126,41 @@ def main() -> int:
         t0 = time.monotonic()
         stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS).start()
         extra: list[Child] = []
-        try:
-            for i in range(args.gateways - 1):  # same port: the kernel spreads connections (SO_REUSEPORT)
-                env = stack.env() | {"TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"}
+
+        def more_gateways() -> None:  # same ports: the kernel spreads connections (SO_REUSEPORT)
+            for i in range(args.gateways - 1):
+                doors = Path(tmp) / f"doors-{i + 2}.json"  # written once every door listens
                 extra.append(Child(f"gateway-{i + 2}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"],
-                                   Path(tmp) / "logs", env=env))
-            for child in extra:
-                wait_until(lambda: port_open(stack.gateway_port), 30, "extra gateway", child.proc, child.log)
-            time.sleep(1.0 if extra else 0.0)
-            print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; {args.gateways} gateway "
-                  f"process(es); worker concurrency {stack.worker_concurrency} per service", flush=True)
+                                   Path(tmp) / "logs", env=stack.env() | {"TOOLFABRIC_GATEWAY_DOORS_FILE": str(doors)}))
+                wait_until(doors.exists, 90, "extra gateway", extra[-1].proc, extra[-1].log)
+            time.sleep(1.0)
+
+        try:
+            print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; worker concurrency "
+                  f"{stack.worker_concurrency} per service", flush=True)
             base = asyncio.run(_round(stack.target, 1, DEMO_QUESTION, image))
             if not base.completed:
                 print(f"the baseline trajectory failed: {base.failed or 'hung'}")
                 return 1
             print(f"baseline: one trajectory alone {base.pct(0.5):.1f}s, {base.tool_calls} tool calls", flush=True)
             worst = 0
+            one: dict[int, Round] = {}
+            if args.gateways > 1:
+                print("-- 1 gateway process", flush=True)
+                for n in levels:
+                    one[n] = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
+                    _report(one[n], base)
+                    worst = max(worst, len(one[n].failed) + one[n].hung)
+                more_gateways()
+                print(f"-- {args.gateways} gateway processes on the same ports", flush=True)
             for n in levels:
                 result = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
                 _report(result, base)
                 worst = max(worst, len(result.failed) + result.hung)
+                if n in one and one[n].completed and result.seconds:
+                    ratio = (result.completed / result.seconds) / (one[n].completed / one[n].seconds)
+                    print(f"N={n:4d}  {args.gateways} gateway processes: throughput {ratio:4.2f}x one process",
+                          flush=True)
             print(f"total {time.monotonic() - t0:.0f}s; median baseline check "
                   f"{statistics.median(base.latencies):.1f}s")
             return 1 if worst else 0
