@@ -415,6 +415,13 @@ class StoreSettings(BaseSettings):
     retention_days: float = Field(default=0.0, ge=0)
     # How often a gateway applies the retention.
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    # Connections per process (both engines): a reader thread checks one out, uses it alone, gives it back.
+    # Readers beyond pool_size + max_overflow wait up to pool_timeout_s, then get UNAVAILABLE.
+    pool_size: int = Field(default=8, ge=1)
+    max_overflow: int = Field(default=8, ge=0)
+    pool_timeout_s: float = Field(default=10.0, gt=0)
+    # SQLite only: how long a writer waits for another process's write lock before failing.
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class EvalSettings(BaseSettings):
