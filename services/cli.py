@@ -83,6 +83,7 @@ def _print_doors(doors_file: Path) -> None:
 
 @_needs_server
 def cmd_up(args: argparse.Namespace) -> int:
+    from services.devstack.model_endpoint import ModelEndpoint
     from services.devstack.stack import EmbeddedStack
     from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
@@ -93,9 +94,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     tracing = {} if "OTEL_TRACES_EXPORTER" in os.environ else {
         "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans)}
     user_data = os.environ.get("TOOLFABRIC_DATA_DIR")
+    endpoint = ModelEndpoint.ask(args.model_endpoint, args.endpoint_model, args.endpoint_dialect,
+                                 args.endpoint_checkpoint) if args.model_endpoint else None
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
                           extra_env=tracing, data_dir=Path(user_data) if user_data else None, model=args.model,
-                          step_port=args.step_port, mcp_port=args.mcp_port)
+                          step_port=args.step_port, mcp_port=args.mcp_port, model_endpoint=endpoint)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -305,6 +308,17 @@ def register(sub: Any) -> None:
                     help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
                     "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
                     "(transformers, images); needs `make setup-model` (docs/models.md)")
+    up.add_argument("--model-endpoint", metavar="URL",
+                    help="the default model from an OpenAI-compatible completions server already running (a team's "
+                    "`vllm serve`, SGLang) at URL (…/v1): the fabric renders prompts itself and streams /completions; "
+                    "key in TOOLFABRIC_MODEL_ENDPOINT_API_KEY (docs/models.md)")
+    up.add_argument("--endpoint-model", default="", metavar="NAME",
+                    help="with --model-endpoint: the server's model name (default: the first it lists)")
+    up.add_argument("--endpoint-dialect", default="qwen3vl", metavar="DIALECT",
+                    help="with --model-endpoint: the model's chat template and output format (default qwen3vl)")
+    up.add_argument("--endpoint-checkpoint", metavar="DIR",
+                    help="with --model-endpoint: the model's checkpoint directory (its tokenizer.json): prompts go "
+                    "as token ids and every step's ids are recorded exactly")
     up.set_defaults(func=cmd_up)
 
     from services.model.tiny import FAMILY_NAMES
