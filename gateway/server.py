@@ -56,8 +56,8 @@ from services.common.telemetry import setup as telemetry
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.errors import ModelUnavailable
+from services.model.routing import ModelRouter
 from services.model.tokenizer import load_tokenizers
-from services.model.triton_client import TritonModel
 from services.store import open_store
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
@@ -286,7 +286,7 @@ async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricService
         await pubsub.aclose()
 
 
-async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_model: str) -> bool:
+async def _is_ready(redis_client: aredis.Redis, model: ModelRouter, default_model: str) -> bool:
     try:
         async with asyncio.timeout(4):
             return bool(await redis_client.ping()) and await model.ready(default_model)
@@ -295,7 +295,7 @@ async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_mode
 
 
 async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_client: aredis.Redis,
-                           model: TritonModel, default_model: str, interval_s: float) -> None:
+                           model: ModelRouter, default_model: str, interval_s: float) -> None:
     """The Fabric service is ready only while Redis answers and the default model is loaded."""
     while True:
         ready = await _is_ready(redis_client, model, default_model)
@@ -309,7 +309,7 @@ _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch
 
 
 async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Runs, step: StepService,
-                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: TritonModel, default_model: str,
+                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter, default_model: str,
                       draining: asyncio.Event) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
     gw, tls = settings.gateway(), settings.tls()
@@ -360,8 +360,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
                                   gw.retry_consumer_wait_s)
     await executor.start()
-    model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s,
-                        model_settings.reconnect_backoff_max_s)
+    model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
     tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),
