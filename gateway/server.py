@@ -63,8 +63,8 @@ from services.common.telemetry import setup as telemetry
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.errors import ModelUnavailable
+from services.model.routing import ModelRouter
 from services.model.tokenizer import load_tokenizers
-from services.model.triton_client import TritonModel
 from services.store import open_store
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
@@ -187,8 +187,8 @@ class FabricServicer(pb_grpc.FabricServicer):
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         principal, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         found = await recorder.load(self._redis, tid)
-        if found is not None and self._archive is not None:
-            await self._archive.add_stored_fields(found)
+        if found is not None and self._archive is not None and not recorder.is_complete(found):
+            await self._archive.add_stored_fields(found)  # a record from an earlier version
         if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
             found = await self._archive.trajectory(tid)
             try:
@@ -293,7 +293,7 @@ async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricService
         await pubsub.aclose()
 
 
-async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_model: str) -> bool:
+async def _is_ready(redis_client: aredis.Redis, model: ModelRouter, default_model: str) -> bool:
     try:
         async with asyncio.timeout(4):
             return bool(await redis_client.ping()) and await model.ready(default_model)
@@ -302,7 +302,7 @@ async def _is_ready(redis_client: aredis.Redis, model: TritonModel, default_mode
 
 
 async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_client: aredis.Redis,
-                           model: TritonModel, default_model: str, interval_s: float) -> None:
+                           model: ModelRouter, default_model: str, interval_s: float) -> None:
     """The Fabric service is ready only while Redis answers and the default model is loaded."""
     while True:
         ready = await _is_ready(redis_client, model, default_model)
@@ -316,7 +316,7 @@ _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch
 
 
 async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Runs, step: StepService,
-                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: TritonModel, default_model: str,
+                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter, default_model: str,
                       draining: asyncio.Event) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
     gw, tls = settings.gateway(), settings.tls()
@@ -367,8 +367,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
                                   gw.retry_consumer_wait_s)
     await executor.start()
-    model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s,
-                        model_settings.reconnect_backoff_max_s)
+    model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
     tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),

