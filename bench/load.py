@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -39,7 +40,10 @@ SETTINGS = {
     # Set for one gateway too, so G processes and one differ in nothing else.
     "TOOLFABRIC_GATEWAY_REUSE_PORT": "true",
 }
-HUNG_S = 1200.0  # a run with no end after this long counts as hung
+HUNG_S = 1200.0
+# --gateway-bound: one model step of ~600 words streamed in many small chunks, no tool call (tests/model_repository).
+GATEWAY_BOUND = json.dumps({"script": [{"text": "<think>" + "step " * 600 + "</think><answer>done</answer>",
+                                        "chunk_delay_s": 0}]})  # a run with no end after this long counts as hung
 
 
 @dataclass
@@ -60,13 +64,13 @@ class Round:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def _one(client: object, question: str, image: bytes, into: Round) -> None:
+async def _one(client: object, question: str, images: list[bytes], options: dict[str, str], into: Round) -> None:
     from toolfabric import ToolfabricError
 
     started = time.monotonic()
     try:
         async with asyncio.timeout(HUNG_S):
-            result = await client.ask(question, images=[image], mode="deep_research")  # type: ignore[attr-defined]
+            result = await client.ask(question, images=images, **options)  # type: ignore[attr-defined]
     except TimeoutError:
         into.hung += 1
         return
@@ -81,14 +85,14 @@ async def _one(client: object, question: str, image: bytes, into: Round) -> None
     into.tool_calls += len(result.tool_calls)
 
 
-async def _round(target: str, n: int, question: str, image: bytes) -> Round:
+async def _round(target: str, n: int, question: str, images: list[bytes], options: dict[str, str]) -> Round:
     from toolfabric import AsyncClient
 
     result = Round(n)
     clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 24) // 25))]
     started = time.monotonic()
     try:
-        await asyncio.gather(*[_one(clients[i % len(clients)], question, image, result) for i in range(n)])
+        await asyncio.gather(*[_one(clients[i % len(clients)], question, images, options, result) for i in range(n)])
     finally:
         for client in clients:
             await client.close()
@@ -112,6 +116,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10 only; under 60 s including start-up")
     parser.add_argument("--n", type=int, nargs="*", help="concurrency levels (default 50 200 500)")
     parser.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
+    parser.add_argument("--gateway-bound", action="store_true",
+                        help="runs that stream a long model step and call no tool (the scripted test model): the "
+                             "gateway's own work per event is what is measured, not the workers'")
     parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
@@ -120,11 +127,19 @@ def main() -> int:
     from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
-    image = DEMO_IMAGE.read_bytes()
+    if args.gateway_bound:
+        question, images, options = GATEWAY_BOUND, [], {"model": "toolfabric_scripted"}
+    else:
+        question, images, options = DEMO_QUESTION, [DEMO_IMAGE.read_bytes()], {"mode": "deep_research"}
     with tempfile.TemporaryDirectory(prefix="toolfabric-load-") as scratch:
         tmp = args.workdir or scratch
         t0 = time.monotonic()
-        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS).start()
+        triton = None
+        if args.gateway_bound:
+            from tests.model_repository import triton_with_test_models
+
+            triton = triton_with_test_models(Path(tmp))
+        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS, triton=triton, demo_site=not args.gateway_bound).start()
         extra: list[Child] = []
 
         def more_gateways() -> None:  # same ports: the kernel spreads connections (SO_REUSEPORT)
@@ -138,7 +153,7 @@ def main() -> int:
         try:
             print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; worker concurrency "
                   f"{stack.worker_concurrency} per service", flush=True)
-            base = asyncio.run(_round(stack.target, 1, DEMO_QUESTION, image))
+            base = asyncio.run(_round(stack.target, 1, question, images, options))
             if not base.completed:
                 print(f"the baseline trajectory failed: {base.failed or 'hung'}")
                 return 1
@@ -148,13 +163,13 @@ def main() -> int:
             if args.gateways > 1:
                 print("-- 1 gateway process", flush=True)
                 for n in levels:
-                    one[n] = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
+                    one[n] = asyncio.run(_round(stack.target, n, question, images, options))
                     _report(one[n], base)
                     worst = max(worst, len(one[n].failed) + one[n].hung)
                 more_gateways()
                 print(f"-- {args.gateways} gateway processes on the same ports", flush=True)
             for n in levels:
-                result = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
+                result = asyncio.run(_round(stack.target, n, question, images, options))
                 _report(result, base)
                 worst = max(worst, len(result.failed) + result.hung)
                 if n in one and one[n].completed and result.seconds:

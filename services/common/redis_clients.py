@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.asyncio.retry import Retry as AsyncRetry
 from redis.retry import Retry
 
 from services.common import settings
