@@ -63,6 +63,9 @@ class CommonSettings(BaseSettings):
     cache_persistent_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     # How long identical concurrent requests wait for the one that calls the provider.
     cache_single_flight_wait_s: float = Field(default=60.0, gt=0)
+    # Locks and leases a worker holds while it works (single-flight locks, per-host fetch slots) live this
+    # long unless renewed (every third of it): a worker killed mid-call frees them within this time.
+    worker_lease_ttl_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
 
     @property
