@@ -53,6 +53,9 @@ class CommonSettings(BaseSettings):
     cache_persistent_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     # How long identical concurrent requests wait for the one that calls the provider.
     cache_single_flight_wait_s: float = Field(default=60.0, gt=0)
+    # A frozen eval's bundle (folder) answering searches and pages first; with cache_mode=replay, only it
+    # answers (`toolfabric eval run --bundle`, docs/evaluation.md).
+    cache_bundle: str = ""
     log_level: str = "INFO"
 
 
