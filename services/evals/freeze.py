@@ -25,9 +25,7 @@ Answer = tuple[str, dict[str, Any], str]  # request key, cache entry, what was a
 
 async def collect(records: list[dict[str, Any]]) -> tuple[list[Answer], list[str]]:
     """Every answer the records' trajectories got, in order, and what could not be found any more."""
-    import redis.asyncio as aredis
-
-    from services.common import settings
+    from services.common import redis_clients, settings
     from services.common.cache import Cache
     from services.common.cache_store import open_store
 
@@ -35,7 +33,7 @@ async def collect(records: list[dict[str, Any]]) -> tuple[list[Answer], list[str
     if not common.redis_url:
         raise EvalError("--freeze reads the stack's cache: set TOOLFABRIC_REDIS_URL (and TOOLFABRIC_DATA_DIR) as "
                         "for its workers")
-    redis = aredis.Redis.from_url(common.redis_url)
+    redis = redis_clients.async_client("cache", common)  # the hot cache and the trails live there
     store = open_store(common.elasticsearch_url, common.data_dir, common.elasticsearch_prefix)
     cache = Cache(redis, store)
     answers: list[Answer] = []
