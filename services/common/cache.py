@@ -23,9 +23,10 @@ case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" 
 Images belong in keys by content hash, never by URL.
 
 Frozen evals: a lookup may also name its request key (what was asked, without the provider's scope,
-see services.common.bundle) and a trail (the trajectory id). Each answer's (request key, key) is then
-appended to the trail's list in Redis, from which `toolfabric eval run --freeze` writes a bundle; a cache
-given a bundle answers from it first (in replay mode only from it: a miss is a `CacheMiss`).
+see services.common.bundle) and a trail (the trajectory id, for eval runs only). Each answer's (request
+key, key) is then appended to the trail's list in Redis (kept a day; about 200 bytes an answer), from
+which `toolfabric eval run --freeze` writes a bundle; a cache given a bundle answers from it first (in
+replay mode only from it: a miss is a `CacheMiss`).
 """
 
 from __future__ import annotations

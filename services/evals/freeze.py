@@ -30,7 +30,7 @@ async def collect(records: list[dict[str, Any]]) -> tuple[list[Answer], list[str
     from services.common.cache_store import open_store
 
     common = settings.common()
-    if not common.redis_url:
+    if not common.cache_url:
         raise EvalError("--freeze reads the stack's cache: set TOOLFABRIC_REDIS_URL (and TOOLFABRIC_DATA_DIR) as "
                         "for its workers")
     redis = redis_clients.async_client("cache", common)  # the hot cache and the trails live there

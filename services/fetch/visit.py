@@ -85,7 +85,7 @@ async def web_visit(args: WebVisitArgs, ctx: ToolContext, services: Services) ->
     usage: Counter[str] = Counter()
     query = " ".join(x for x in (args.goal or "", ctx.question) if x)
     async with Fetcher(settings, services.resolver, services.network) as fetcher:
-        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images, ctx.trajectory_id)
+        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images, ctx.trail)
         outcomes = await asyncio.gather(*(visit.one(u) for u in visited))
     entries = [o.entry for o in outcomes] + [
         {"url": u, "error": f"not visited: at most {settings.max_urls_per_call} URLs per call"} for u in skipped

@@ -44,7 +44,7 @@ class SearchService:
             raise QueryRejected(f"{len(args.queries)} queries in one call; at most {limit} are answered per "
                                 "call, so split them over several calls")
         usage = Usage()
-        entries = await asyncio.gather(*(self._one_query(q, usage, ctx.trajectory_id) for q in args.queries))
+        entries = await asyncio.gather(*(self._one_query(q, usage, ctx.trail) for q in args.queries))
         return self._result(list(entries), usage)
 
     def _check_query(self, query: str) -> str:
@@ -97,7 +97,7 @@ class SearchService:
                 usage, f"image_search {shown}", None, lambda p: p.reverse_image(image, k),
                 # Images are keyed by content (the blob reference is the sha256 of the bytes).
                 lambda scope: cache_key("search.image", provider=scope, image=ref, k=k),
-                cache_key("search.image", image=ref), ctx.trajectory_id,
+                cache_key("search.image", image=ref), ctx.trail,
             )
             return {"image": shown, "results": as_dicts(image_results_from(results[:k]))}
         except BlobNotFound:

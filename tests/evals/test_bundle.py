@@ -96,13 +96,16 @@ async def test_an_imported_vdr_cache_answers_text_search_offline(tmp_path: Path,
     service, close = await build_service(common, config, index=index)
     try:
         result = await service.text_search(TextSearchArgs(queries=["eileen   COLLINS", "never asked"]),
-                                           ToolContext(trajectory_id="t-1"))
+                                           ToolContext(trajectory_id="t-1", eval_run="vdr"))
         answered, missing = result.data
         assert [r["url"] for r in answered["results"]] == ["https://nasa.test/collins", "https://wiki.test/STS-93"]
         assert "is not in the bundle" in missing["error"] and bundle.hash in missing["error"]
         trail = await service.cache.trail("t-1")
         assert [(r, w) for r, _, w in trail] == [(cache_key("search.web", query="eileen collins"),
                                                   "text_search 'eileen COLLINS' via local")]
+        # Outside an eval run nothing is trailed (the trail costs Redis memory per answer).
+        await service.text_search(TextSearchArgs(queries=["eileen collins"]), ToolContext(trajectory_id="t-2"))
+        assert await service.cache.trail("t-2") == []
     finally:
         await close()
         index.close()
