@@ -37,7 +37,7 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
         values = [run[key] or 0.0 for _, key in metrics]
         ax.bar([x + (i - 1) * width for x in range(len(metrics))], values, width, label=name,
                color=("#999999", "#c4703e", "#4878a8")[i])
-    ax.set_xticks(range(len(metrics)), [m for m, _ in metrics])
+    ax.set_xticks(range(len(metrics)), [m for m, _ in metrics], rotation=15)
     ax.set_title("held-out questions: baseline vs untrained vs trained")
     ax.legend()
     out["held-out comparison"] = _png(fig)

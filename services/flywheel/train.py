@@ -69,7 +69,8 @@ def train(export: Path, base: Path, out: Path, *, max_steps: int, epochs: float,
     config = SFTConfig(
         output_dir=str(out / "trainer"), max_steps=max_steps, num_train_epochs=epochs,
         per_device_train_batch_size=1, gradient_accumulation_steps=1, learning_rate=learning_rate,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=min(10, max(1, max_steps // 10)),
+        # A short warm-up only for long runs: the first step of a short one would be spent at learning rate 0.
+        lr_scheduler_type="constant_with_warmup", warmup_steps=max_steps // 10 if max_steps >= 50 else 0,
         assistant_only_loss=True, max_length=max_length, gradient_checkpointing=False, bf16=False, use_cpu=True,
         logging_steps=1, save_strategy="no", report_to=[], seed=seed, dataloader_num_workers=0,
         disable_tqdm=True)
