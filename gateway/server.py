@@ -358,7 +358,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
     consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
-                                  gw.retry_consumer_wait_s)
+                                  gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)

@@ -66,6 +66,9 @@ class CommonSettings(BaseSettings):
     # Locks and leases a worker holds while it works (single-flight locks, per-host fetch slots) live this
     # long unless renewed (every third of it): a worker killed mid-call frees them within this time.
     worker_lease_ttl_s: float = Field(default=1.0, gt=0)
+    # A frozen eval's bundle (folder) answering searches and pages first; with cache_mode=replay, only it
+    # answers (`toolfabric eval run --bundle`, docs/evaluation.md).
+    cache_bundle: str = ""
     log_level: str = "INFO"
 
     @property
@@ -138,6 +141,9 @@ class GatewaySettings(BaseSettings):
     tool_retries: int = Field(default=1, ge=0, le=5)
     # A call sent again after its worker died waits up to this long for a worker (one is usually restarting).
     retry_consumer_wait_s: float = Field(default=30.0, ge=0)
+    # A task a worker took from the queue (it is in the broker's `unacked` set) but did not start within this
+    # long was taken by a worker that died before starting it: it is sent again like one whose worker died mid-run.
+    unstarted_timeout_s: float = Field(default=15.0, gt=0)
     # gRPC cancels a call the server has not picked up within this long (its default is 30 s, which a busy
     # gateway on a loaded machine can miss at a burst of Runs); admission then answers each one.
     accept_wait_s: int = Field(default=300, ge=1)
