@@ -20,6 +20,11 @@ waiters race again.
 Keys are `<namespace>:<sha256 of the normalized parts>`: strings are NFKC-normalized,
 case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" share an entry.
 Images belong in keys by content hash, never by URL.
+
+Every lookup made for a trajectory (`owner`) is remembered under it (`used_key`), so deleting the
+trajectory erases the entries its calls read or wrote — its queries' results, its images' OCR and
+reverse searches — from both tiers (gateway/erasure.py). Another trajectory that used an erased entry
+simply fetches it again.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ CacheMode = Literal["off", "live", "record", "replay"]
 Source = Literal["hot", "persistent", "provider", "shared"]
 
 _PREFIX = "toolfabric:cache:"
+_USED = _PREFIX + "used:"
 # How long a finished flight's outcome stays readable for its waiters.
 _DONE_TTL_MS = 30_000
 _POLL_START_S, _POLL_MAX_S = 0.001, 0.02
@@ -57,6 +63,16 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+def hot_key(key: str) -> str:
+    """The Redis key of a cache entry's hot copy."""
+    return _PREFIX + "v:" + key
+
+
+def used_key(trajectory_id: str) -> str:
+    """The Redis set of the cache keys a trajectory's tool calls read or wrote."""
+    return _USED + trajectory_id
 
 
 def normalize_text(text: str) -> str:
@@ -178,12 +194,23 @@ class Cache:
         self._release = redis.register_script(_RELEASE)
 
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], *, describe: str = "",
-                           lock_s: float | None = None) -> Lookup:
+                           lock_s: float | None = None, owner: str = "") -> Lookup:
         """The cached entry for `key`, or `fetch()`'s (called once across all concurrent askers).
 
         `describe` names the request in errors ("text_search 'q' via serper"); `lock_s` bounds how
-        long a flight may hold the key before others may try (default: the wait limit).
+        long a flight may hold the key before others may try (default: the wait limit); `owner`: the
+        trajectory asking (its deletion erases the entry).
         """
+        if owner and self.mode != "off":
+            # Remembered before the lookup: an entry written by a call that then fails is still found.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(used_key(owner), key)
+            pipe.expire(used_key(owner), max(self.hot_ttl_s, self.persistent_ttl_s if self.store else 0))
+            await pipe.execute()
+        return await self._lookup(key, fetch, describe, lock_s)
+
+    async def _lookup(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], describe: str,
+                      lock_s: float | None) -> Lookup:
         namespace = key.split(":", 1)[0]
         if self.mode == "off":
             return Lookup(await fetch(), "provider")
@@ -201,7 +228,7 @@ class Cache:
         return lookup
 
     async def _read(self, key: str, include_expired: bool) -> Lookup | None:
-        raw = await self.redis.get(_PREFIX + "v:" + key)
+        raw = await self.redis.get(hot_key(key))
         if raw is not None:
             return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")
         if self.store is None:
@@ -210,12 +237,12 @@ class Cache:
         if stored is None:
             return None
         entry = CacheEntry.from_dict(stored)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
         return Lookup(entry, "persistent")
 
     async def _write(self, key: str, entry: CacheEntry) -> None:
         data = asdict(entry)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
         if self.store is not None:
             await asyncio.to_thread(self.store.put, key, data, time.time() + self.persistent_ttl_s)
 
@@ -241,7 +268,7 @@ class Cache:
         done = _PREFIX + "done:" + token
         try:
             if self.mode == "live":  # it may have landed between our miss and our lock
-                raw = await self.redis.get(_PREFIX + "v:" + key)
+                raw = await self.redis.get(hot_key(key))
                 if raw is not None:
                     await self.redis.set(done, json.dumps({"ok": json.loads(raw)}), px=_DONE_TTL_MS)
                     return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")
