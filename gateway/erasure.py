@@ -44,11 +44,12 @@ class Erased:
         return max(self.stored, self.hot)
 
 
-def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis,
+def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None,
           cache_store: PersistentStore | None = None) -> Erased:
-    """`cache_store`: the persistent cache tier (default: the one the settings name, opened if needed)."""
+    """`client`: the state Redis; `blobs`: the Redis of the image blobs and the hot cache when it is another one;
+    `cache_store`: the persistent cache tier (default: the one the settings name, opened if needed)."""
     ids = list(dict.fromkeys(ids))
-    cached = _erase_cache_entries(client, ids, cache_store)
+    cached = _erase_cache_entries(blobs or client, ids, cache_store)
     hot_refs = _image_refs(client, ids)
     stored, orphans = store.erase(ids)
     gone = sorted((hot_refs - store.referenced(hot_refs)) | set(orphans))
@@ -56,7 +57,7 @@ def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis,
     for tid in ids:
         pipe.delete(recorder.meta_key(tid), recorder.events_key(tid), *state.keys(tid))
     hot = sum(1 for n in pipe.execute() if n)
-    BlobStore(client, 60).delete(gone)
+    BlobStore(blobs or client, 60).delete(gone)
     if gone:
         pipe = client.pipeline(transaction=False)
         for key in client.scan_iter(match=TENANT_IMAGES_PATTERN, count=1000):
@@ -67,7 +68,7 @@ def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis,
 
 def _erase_cache_entries(client: redis.Redis, ids: list[str], cache_store: PersistentStore | None) -> int:
     """Deletes the cache entries the trajectories' tool calls read or wrote (services/common/cache.py
-    remembers them per trajectory); how many keys."""
+    remembers them per trajectory, in the cache Redis `client`); how many keys."""
     pipe = client.pipeline(transaction=False)
     for tid in ids:
         pipe.smembers(cache.used_key(tid))
@@ -99,12 +100,12 @@ def _image_refs(client: redis.Redis, ids: list[str]) -> set[str]:
     return refs
 
 
-def purge(older_than: float, store: TrajectoryStore, client: redis.Redis) -> Erased:
+def purge(older_than: float, store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None) -> Erased:
     """Retention: everything that finished before `older_than` (epoch seconds), from every tier."""
     ids = store.expired(older_than)
     total = Erased(0, 0, 0)
     for start in range(0, len(ids), 500):
-        done = erase(ids[start:start + 500], store, client)
+        done = erase(ids[start:start + 500], store, client, blobs)
         total = Erased(total.stored + done.stored, total.hot + done.hot, total.images + done.images,
                        total.cached + done.cached)
     return total

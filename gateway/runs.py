@@ -36,7 +36,7 @@ from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
-from services.model.triton_client import TritonModel
+from services.model.routing import ModelRouter
 from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class _Running:
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 model: TritonModel, gw: GatewaySettings, policy: Policy, blobs: AsyncBlobStore,
+                 model: ModelRouter, gw: GatewaySettings, policy: Policy, blobs: AsyncBlobStore,
                  leases: Leases, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
         self.policy, self._blobs, self._archive, self.leases = policy, blobs, archive, leases
@@ -89,9 +89,10 @@ class Runs:
         else:
             spec.history = history or []
             spec.conversation_id = scoped(principal, request.conversation_id) or spec.trajectory_id
-        # serves() raises ModelUnavailable when Triton itself is down (→ UNAVAILABLE, named as such).
+        # serves() raises ModelUnavailable when Triton (or the model's completions server) is down (→ UNAVAILABLE).
         if not await self._model.serves(spec.model):
-            raise ModelNotServed(f"model {spec.model!r} is not being served by Triton (not loaded or not ready)")
+            raise ModelNotServed(f"model {spec.model!r} is not being served by {self._model.server_of(spec.model)} "
+                                 "(not loaded or not ready)")
         await self.policy.limits.admit(principal, spec)
         return spec
 
@@ -105,7 +106,10 @@ class Runs:
                                                  mirror=self._archive.event if self._archive else None)
             await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant,
                                conversation_id=spec.conversation_id,
-                               parent_trajectory_id=spec.parent_trajectory_id)
+                               parent_trajectory_id=spec.parent_trajectory_id, labels=spec.labels,
+                               eval_run=spec.eval_run, budgets=pb.Budgets(
+                                   max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
+                                   deadline_s=spec.deadline_s))
             await resume.save_spec(self._redis, spec)
             await self.leases.acquire(spec.trajectory_id)
         except BaseException:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import redis.asyncio as aredis
 from aiohttp import web
 
-from services.common import settings
+from services.common import redis_clients, settings
 from services.common.blobs import PREFIX, AsyncBlobStore, tenant_images_key
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.images import inspect
@@ -105,6 +105,7 @@ class BlobServer:
     redis: aredis.Redis
     host: str
     port: int
+    owners: aredis.Redis | None = None  # the state Redis (auth on: whose images are whose)
 
     @property
     def url(self) -> str:
@@ -113,13 +114,18 @@ class BlobServer:
     async def stop(self) -> None:
         await self.runner.cleanup()
         await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+        if self.owners is not None:
+            await self.owners.aclose()  # type: ignore[attr-defined]
 
 
-async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> BlobServer:
+async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                            reuse_port: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
-    `ssl_context`."""
+    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT)."""
     common, locked = settings.common(), settings.auth().required
-    client = aredis.Redis.from_url(common.redis_url)
+    client = redis_clients.async_client("cache", common)
+    # Who holds which image is the policy's (gateway/policy/ownership.py), kept in the state Redis.
+    owners = redis_clients.async_client("state", common) if locked else None
     store = AsyncBlobStore(client, common.blob_ttl_s)
 
     async def serve(request: web.Request) -> web.StreamResponse:
@@ -128,7 +134,7 @@ async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | 
             ref = granted.ref
             # With auth on, a URL serves only an image its tenant holds (one without a tenant: none); the
             # answer is the one for a missing blob, so a URL says nothing about other tenants' images.
-            if locked and not await client.sismember(tenant_images_key(granted.tenant), ref):  # type: ignore[misc]
+            if owners is not None and not await owners.sismember(tenant_images_key(granted.tenant), ref):  # type: ignore[misc]
                 raise BlobNotFound(ref)
             data = await store.get(ref)
             mime = inspect(data, common.max_image_pixels).mime_type
@@ -145,7 +151,7 @@ async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | 
     app.router.add_route("GET", ROUTE + "{digest}", serve)  # aiohttp answers HEAD for GET routes
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port  # the real port when port=0
-    return BlobServer(runner, client, host, bound)
+    return BlobServer(runner, client, host, bound, owners)
