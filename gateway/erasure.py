@@ -84,7 +84,8 @@ def _erase_cache_entries(client: redis.Redis, ids: list[str], cache_store: Persi
                 opened.delete(keys)
             finally:
                 opened.close()
-    client.delete(*(cache.used_key(tid) for tid in ids))
+    # The lists themselves too: which entries a trajectory used, and an eval's trail of them (for freezing).
+    client.delete(*(cache.used_key(tid) for tid in ids), *(cache.TRAIL_PREFIX + tid for tid in ids))
     return len(keys)
 
 
