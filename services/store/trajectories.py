@@ -105,6 +105,19 @@ def make_engine(url: str, data_dir: Path) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
 
 
+def sqlite_path(store: StoreSettings, common: CommonSettings) -> Path | None:
+    """The SQLite file of the embedded default (no TOOLFABRIC_STORE_URL), or None for a database URL."""
+    return None if store.url.get_secret_value() else (Path(common.data_dir) / "store.sqlite3").resolve()
+
+
+def describe(store: StoreSettings, common: CommonSettings) -> str:
+    """The store the settings name, for messages: the SQLite file, or the database URL without its password."""
+    path = sqlite_path(store, common)
+    if path is not None:
+        return f"SQLite at {path} (TOOLFABRIC_DATA_DIR={common.data_dir})"
+    return sa.engine.make_url(store.url.get_secret_value()).render_as_string(hide_password=True)
+
+
 def open_store(store: StoreSettings, common: CommonSettings) -> TrajectoryStore:
     data_dir = Path(common.data_dir)
     images_dir = Path(store.images_dir) if store.images_dir else data_dir / "images"

@@ -96,8 +96,11 @@ class TrajectoryPrinter:
 
     def _on_answer(self, event: pb.RunEvent) -> None:
         answer = event.answer
-        body = (answer.plan_json and json.dumps(json.loads(answer.plan_json), indent=2)) or answer.text
-        self.console.print(Panel(body, title="answer", border_style="green"))
+        if answer.plan_json and answer.text == answer.plan_json:  # a planner's reply is its plan
+            self.console.print(Panel(json.dumps(json.loads(answer.plan_json), indent=2), title="plan",
+                                     border_style="green"))
+            return
+        self.console.print(Panel(answer.text, title="answer", border_style="green"))
 
     def _on_usage(self, event: pb.RunEvent) -> None:
         u = event.usage
