@@ -180,8 +180,8 @@ class FabricServicer(pb_grpc.FabricServicer):
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         principal, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         found = await recorder.load(self._redis, tid)
-        if found is not None and self._archive is not None:
-            await self._archive.add_stored_fields(found)
+        if found is not None and self._archive is not None and not recorder.is_complete(found):
+            await self._archive.add_stored_fields(found)  # a record from an earlier version
         if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
             found = await self._archive.trajectory(tid)
             try:

@@ -53,6 +53,9 @@ class CommonSettings(BaseSettings):
     cache_persistent_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     # How long identical concurrent requests wait for the one that calls the provider.
     cache_single_flight_wait_s: float = Field(default=60.0, gt=0)
+    # Locks and leases a worker holds while it works (single-flight locks, per-host fetch slots) live this
+    # long unless renewed (every third of it): a worker killed mid-call frees them within this time.
+    worker_lease_ttl_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
 
 
@@ -435,6 +438,13 @@ class StoreSettings(BaseSettings):
     retention_days: float = Field(default=0.0, ge=0)
     # How often a gateway applies the retention.
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    # Connections per process (both engines): a reader thread checks one out, uses it alone, gives it back.
+    # Readers beyond pool_size + max_overflow wait up to pool_timeout_s, then get UNAVAILABLE.
+    pool_size: int = Field(default=8, ge=1)
+    max_overflow: int = Field(default=8, ge=0)
+    pool_timeout_s: float = Field(default=10.0, gt=0)
+    # SQLite only: how long a writer waits for another process's write lock before failing.
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class EvalSettings(BaseSettings):

@@ -59,7 +59,8 @@ async def _cached(ref: str, lang: str, read: Any) -> tuple[list[dict[str, Any]],
         return await asyncio.to_thread(read), "provider"
     client = aredis.Redis.from_url(common.redis_url)
     try:
-        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2)
+        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2,
+                      lease_s=common.worker_lease_ttl_s)
         key = cache_key("ocr", image=ref, lang=lang, psm=cfg.page_segmentation, min_conf=cfg.min_confidence,
                         min_side=cfg.min_side)
 

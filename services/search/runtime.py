@@ -65,7 +65,7 @@ async def build_service(common: CommonSettings, config: SearchSettings,
     store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,
                                                                   common.elasticsearch_prefix)
     cache = Cache(redis, store, common.cache_mode, common.cache_hot_ttl_s, common.cache_persistent_ttl_s,
-                  common.cache_single_flight_wait_s)
+                  common.cache_single_flight_wait_s, common.worker_lease_ttl_s)
     service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, signed_url)
 
     async def close() -> None:
