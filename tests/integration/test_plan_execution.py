@@ -5,6 +5,8 @@ placeholders filled from earlier results, the answer comes last — recorded, tr
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,3 +66,17 @@ def test_execute_plan_outside_plan_mode_is_refused_naming_the_mode(stack: Embedd
     assert response.status_code == 400
     assert "execute_plan" in response.json()["error"]["message"] and "deep_research" in response.json()["error"][
         "message"]
+
+
+def test_the_cli_runs_a_plan_with_execute_plan_and_shows_the_answer(stack: EmbeddedStack, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "run", "Who commanded the STS-93 mission?",
+                          "--mode", "plan", "--execute-plan", "--target", stack.target, "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # The plan is shown, its steps run in order (the second with its placeholder filled), and the answer ends it.
+    plan, calls = out.stdout.split("→ tool call", 1)
+    assert "[Best URL from Step 1]" in plan and "[web_visit]" in plan
+    search, visit = calls.split("→ tool call", 1)
+    assert search.split()[1] == "text_search" and visit.split()[1] == "web_visit"
+    assert "\"urls\": [\"http" in visit.split("← observation")[0] and "[Best URL" not in visit.split("← observation")[0]
+    assert "answer" in visit.split("← observation")[-1]
