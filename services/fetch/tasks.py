@@ -12,7 +12,7 @@ import os
 
 import redis.asyncio as aredis
 
-from services.common import settings
+from services.common import redis_clients, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
@@ -63,7 +63,7 @@ def build_services(client: aredis.Redis) -> Services:
 
 
 async def _run(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
-    client = aredis.Redis.from_url(settings.common().redis_url)
+    client = redis_clients.async_client("cache")  # blobs, page cache, per-host limits, robots
     try:
         return await web_visit(args, ctx, build_services(client))
     finally:

@@ -26,7 +26,7 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
     """`erase`: the module that deletes from every tier (`erase(ids, store, redis)`, `purge(cutoff, …)`)."""
     import redis
 
-    from services.common import settings
+    from services.common import redis_clients, settings
     from services.store import open_store
     from services.store.trajectories import describe, sqlite_path
 
@@ -43,7 +43,8 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         return 2
     redis_url = settings.common().redis_url
     store = open_store(settings.store(), settings.common())
-    client = redis.Redis.from_url(redis_url) if erase is not None else None
+    client = redis_clients.sync_client("state") if erase is not None else None
+    blobs = redis_clients.sync_client("cache") if erase is not None else None
     tiers = f"the store ({where})" + (f" and Redis ({_without_password(redis_url)})" if client is not None else "")
     try:
         if args.store_command == "delete":
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
                 trajectories, images = store.delete(args.ids)
                 counts = ""
             else:
-                erased = erase.erase(args.ids, store, client)
+                erased = erase.erase(args.ids, store, client, blobs)
                 trajectories, images = erased.trajectories, erased.images
                 counts = f" ({erased.stored} from the store, {erased.hot} from Redis)"
             missing = len(set(args.ids)) - trajectories
@@ -62,7 +63,7 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         if erase is None:
             trajectories, images = store.purge(cutoff)
         else:
-            erased = erase.purge(cutoff, store, client)
+            erased = erase.purge(cutoff, store, client, blobs)
             trajectories, images = erased.trajectories, erased.images
         print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images "
               f"from {tiers}")
@@ -73,8 +74,9 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         return 2
     finally:
         store.close()
-        if client is not None:
-            client.close()
+        for opened in (client, blobs):
+            if opened is not None:
+                opened.close()
 
 
 def _without_password(url: str) -> str:
