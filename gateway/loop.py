@@ -462,7 +462,8 @@ class AgentLoop:
             attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, ensure_ascii=False)
         with tracer.start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
             context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id,
-                                  question=state.spec.question, images=state.registry.refs())
+                                  question=state.spec.question, images=state.registry.refs(),
+                                  eval_run=state.spec.eval_run)
             try:
                 result = await self._tools.call(ToolInvocation(tool.service, tool.name, arguments, context,
                                                                self._settings.tool_timeout_s))

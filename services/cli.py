@@ -141,6 +141,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
     if args.judge:
         _print_judge(args.judge, args.judge_model, stack.triton.grpc_url)
+    # `eval run --freeze` reads the stack's cache as its workers do.
+    print(f"[toolfabric up] its cache, for `toolfabric eval run --freeze`: TOOLFABRIC_REDIS_URL={stack.redis.url} "
+          f"TOOLFABRIC_DATA_DIR={stack.data_dir}", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:

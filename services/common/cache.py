@@ -21,6 +21,12 @@ once, one that is killed (a revoked task) frees it by expiry within `lease_s`, a
 Keys are `<namespace>:<sha256 of the normalized parts>`: strings are NFKC-normalized,
 case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" share an entry.
 Images belong in keys by content hash, never by URL.
+
+Frozen evals: a lookup may also name its request key (what was asked, without the provider's scope,
+see services.common.bundle) and a trail (the trajectory id, for eval runs only). Each answer's (request
+key, key) is then appended to the trail's list in Redis (kept a day; about 200 bytes an answer), from
+which `toolfabric eval run --freeze` writes a bundle; a cache given a bundle answers from it first (in
+replay mode only from it: a miss is a `CacheMiss`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aredis
 
+from services.common.bundle import Bundle
 from services.common.cache_store import PersistentStore
 from services.common.errors import CacheMiss, ToolError, ToolTimeout
 from services.common.renewal import renewed
@@ -51,6 +58,9 @@ CacheMode = Literal["off", "live", "record", "replay"]
 Source = Literal["hot", "persistent", "provider", "shared"]
 
 _PREFIX = "toolfabric:cache:"
+TRAIL_PREFIX = _PREFIX + "trail:"
+# A trail is read right after its run (eval --freeze); a day covers the longest eval.
+TRAIL_TTL_S = 24 * 3600
 # How long a finished flight's outcome stays readable for its waiters.
 _DONE_TTL_MS = 30_000
 _POLL_START_S, _POLL_MAX_S = 0.001, 0.02
@@ -178,24 +188,59 @@ class Cache:
 
     def __init__(self, redis: aredis.Redis, store: PersistentStore | None, mode: CacheMode = "live",
                  hot_ttl_s: int = 3600, persistent_ttl_s: int = 7 * 24 * 3600, wait_s: float = 60.0,
-                 lease_s: float = 1.0) -> None:
+                 lease_s: float = 1.0, bundle: Bundle | None = None) -> None:
         if mode not in ("off", "live", "record", "replay"):
             raise ValueError(f"unknown cache mode {mode!r}; use off, live, record or replay")
-        self.redis, self.store, self.mode = redis, store, mode
+        self.redis, self.store, self.mode, self.bundle = redis, store, mode, bundle
         self.hot_ttl_s, self.persistent_ttl_s, self.wait_s = hot_ttl_s, persistent_ttl_s, wait_s
         self.lease_s = lease_s
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
 
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], *, describe: str = "",
-                           lock_s: float | None = None) -> Lookup:
+                           lock_s: float | None = None, request_key: str | None = None,
+                           trail: str = "") -> Lookup:
         """The cached entry for `key`, or `fetch()`'s (called once across all concurrent askers).
 
         `describe` names the request in errors ("text_search 'q' via serper"); `lock_s` bounds how
         long a live flight may hold the key before others may try (default: the wait limit); a dead
-        one holds it at most `lease_s`.
+        one holds it at most `lease_s`. `request_key` (default `key`) is what a bundle knows the request by;
+        `trail` (a trajectory id) records the answer's keys for freezing.
         """
+        lookup = await self._lookup(key, fetch, describe, lock_s, request_key or key)
+        if trail:
+            await self._follow(trail, request_key or key, key, describe)
+        return lookup
+
+    async def trail(self, trajectory_id: str) -> list[tuple[str, str, str]]:
+        """(request key, key, description) of every answer a trajectory's tools got, in order."""
+        raw = await self.redis.lrange(TRAIL_PREFIX + trajectory_id, 0, -1)
+        return [tuple(json.loads(item)) for item in raw]  # type: ignore[misc]
+
+    async def recorded(self, key: str) -> dict[str, Any] | None:
+        """The entry stored under `key` in either tier, expired or not (None if neither has it)."""
+        found = await self._read(key, include_expired=True)
+        return None if found is None else asdict(found.entry)
+
+    async def _follow(self, trail: str, request_key: str, key: str, describe: str) -> None:
+        name = TRAIL_PREFIX + trail
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(name, json.dumps([request_key, key, describe], ensure_ascii=False))
+            pipe.expire(name, TRAIL_TTL_S)
+            await pipe.execute()
+
+    async def _lookup(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], describe: str,
+                      lock_s: float | None, request_key: str) -> Lookup:
         namespace = key.split(":", 1)[0]
+        if self.bundle is not None:
+            frozen = self.bundle.get(request_key)
+            if frozen is not None:
+                observe.cache_outcome(namespace, "persistent", True)
+                return Lookup(CacheEntry.from_dict(frozen), "persistent")
+            if self.mode == "replay":
+                observe.cache_outcome(namespace, "replay_miss", True)
+                raise CacheMiss(f"replay mode: {describe or key} is not in the bundle {self.bundle.path} "
+                                f"({self.bundle.hash})")
         if self.mode == "off":
             return Lookup(await fetch(), "provider")
         if self.mode in ("live", "replay"):

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("dataset", help="eval JSONL (see `toolfabric eval import` for published formats)")
     run.add_argument("--name", help="run name (default: the dataset's name); reusing it resumes the run")
     run.add_argument("--runs-dir", default="eval-runs", help="where run folders go")
-    run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
+    run.add_argument("--target", help="gateway address (default 127.0.0.1:50051; with --bundle, a stack of "
+                                       "its own started offline)")
     run.add_argument("--concurrency", type=int, default=4)
     run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
     run.add_argument("--model", default="", help="Triton model (default: the server's)")
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="grade from the judge cache only (a miss is an error): reproducible reruns")
     run.add_argument("--judge-cache", help="judge cache file (default RUN/judge_cache.jsonl); another run's "
                                            "cache replays its grading")
+    run.add_argument("--freeze", action="store_true",
+                     help="write RUN/bundle: every search, page and judge reply the run used (content-addressed; "
+                     "needs the stack's TOOLFABRIC_REDIS_URL and TOOLFABRIC_DATA_DIR)")
+    run.add_argument("--bundle", metavar="DIR",
+                     help="rerun offline from a frozen bundle (`--freeze`'s, or `eval import-cache`'s): searches, "
+                     "pages and judge replies come from it only")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(eval_func=cmd_run)
 
@@ -52,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("out", help="eval JSONL to write (images go to images/ beside it)")
     imp.add_argument("--limit", type=int, default=0)
     imp.set_defaults(eval_func=cmd_import)
+
+    cache = sub.add_parser("import-cache", help="convert a published search cache into a bundle (for --bundle)")
+    cache.add_argument("format", choices=["vdr"], help="vdr: Vision-DeepResearch's SQLite cache (rllm/eval/tools.py)")
+    cache.add_argument("source", help="the cache file")
+    cache.add_argument("out", help="the bundle folder to write")
+    cache.set_defaults(eval_func=cmd_import_cache)
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a run")
     report.add_argument("run", help="run folder")
@@ -82,10 +95,16 @@ def _labels(pairs: list[str]) -> dict[str, str]:
         raise EvalError(str(exc)) from None
 
 
-def make_judge(args: argparse.Namespace, run_dir: Path) -> Any:
+def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> Any:
     from services.common import settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
+    if bundle is not None:  # the bundle's own judge, replayed: no judge is asked
+        if not bundle.judge_name:
+            return None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
+        return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
     cfg = settings.evals()
     backend = args.judge or cfg.judge_backend
     model = args.judge_model or cfg.judge_model
@@ -115,28 +134,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         items = items[:args.limit]
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
     run_dir = Path(args.runs_dir) / name
-    options = RunOptions(target=args.target, concurrency=args.concurrency, mode=args.mode, model=args.model,
+    bundle = _open_bundle(args.bundle) if args.bundle else None
+    options = RunOptions(target=args.target or "127.0.0.1:50051", concurrency=args.concurrency, mode=args.mode,
+                         model=args.model,
                          temperature=R1V4_TEMPERATURE if args.temperature is None else args.temperature,
                          max_tokens=R1V4_MAX_TOKENS if args.max_tokens is None else args.max_tokens,
-                         fit_max_tokens=args.max_tokens is None,
-                         seed=args.seed,
-                         max_steps=args.max_steps, max_tool_calls=args.max_tool_calls, deadline_s=args.deadline,
-                         labels=_labels(args.label))
+                         fit_max_tokens=args.max_tokens is None, seed=args.seed, max_steps=args.max_steps,
+                         max_tool_calls=args.max_tool_calls, deadline_s=args.deadline, labels=_labels(args.label))
     source = str(dataset.resolve())
 
     async def go() -> dict[str, Any]:
-        judge = make_judge(args, run_dir)  # inside the loop: its gRPC/HTTP clients belong to it
+        judge = make_judge(args, run_dir, bundle)  # inside the loop: its gRPC/HTTP clients belong to it
         try:
-            return await EvalRun(run_dir, name, options, judge).run(items, progress=not args.no_progress,
-                                                                    dataset=source)
+            return await EvalRun(run_dir, name, options, judge, bundle=bundle.hash if bundle else None).run(
+                items, progress=not args.no_progress, dataset=source)
         finally:
             if judge is not None:
                 await judge.close()
 
-    summary = asyncio.run(go())
+    if bundle is not None and not args.target:
+        from services.evals.offline import offline_stack
+
+        with offline_stack(bundle) as target:
+            options.target = target
+            summary = asyncio.run(go())
+    else:
+        summary = asyncio.run(go())
     print(summary_text(summary))
+    if bundle is not None:
+        print(f"bundle: {bundle.path} ({bundle.hash}), offline")
+    if args.freeze:
+        _freeze(run_dir, name, source)
     print(f"results: {run_dir / 'results.jsonl'}; report: toolfabric eval report {run_dir}")
     return 0
+
+
+def _open_bundle(path: str) -> Any:
+    from services.common.bundle import Bundle, BundleError
+
+    try:
+        return Bundle(Path(path))
+    except BundleError as exc:
+        raise EvalError(str(exc)) from None
+
+
+def _freeze(run_dir: Path, name: str, dataset: str) -> None:
+    from services.evals import manifest
+    from services.evals.freeze import BUNDLE_DIR, freeze
+    from services.evals.results import load_results
+
+    records = list(load_results(run_dir).values())
+    judge_cache = run_dir / "judge_cache.jsonl"
+    digest, count, warnings = freeze(run_dir, records, judge_cache, {"run": name, "dataset": dataset})
+    manifest.update(run_dir, frozen={"bundle": str(run_dir / BUNDLE_DIR), "hash": digest, "entries": count})
+    for warning in warnings:
+        print(f"toolfabric eval: warning: {warning}", file=sys.stderr)
+    print(f"frozen: {run_dir / BUNDLE_DIR} ({digest}, {count} provider responses); rerun offline: "
+          f"toolfabric eval run DATASET --bundle {run_dir / BUNDLE_DIR}")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -144,6 +198,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     items = import_dataset(args.format, Path(args.source), Path(args.out), args.limit)
     print(f"{len(items)} items written to {args.out}")
+    return 0
+
+
+def cmd_import_cache(args: argparse.Namespace) -> int:
+    from services.evals.cache_import import import_vdr_cache
+
+    digest, counts = import_vdr_cache(Path(args.source), Path(args.out))
+    print(f"bundle {args.out} ({digest}): {counts['text_search']} text searches and {counts['text_visit']} pages "
+          f"answer evals (--bundle {args.out}); {counts['image_search']} image searches and {counts['image_visit']} "
+          "image visits kept, not served (the cache names images by URL, the fabric by content)"
+          + (f"; {counts['skipped']} rows skipped (empty query or a URL the fabric refuses)" if counts["skipped"]
+             else ""))
     return 0
 
 
