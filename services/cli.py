@@ -343,7 +343,8 @@ def register(sub: Any) -> None:
     up.add_argument("--model", default="baseline",
                     help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
                     "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
-                    "(transformers, images); needs `make setup-model` (docs/models.md)")
+                    "(transformers, images), or a checkpoint directory of that architecture (a trained one: "
+                    "docs/flywheel.md; served under its directory's name); needs `make setup-model` (docs/models.md)")
     up.add_argument("--model-endpoint", metavar="URL",
                     help="the default model from an OpenAI-compatible completions server already running (a team's "
                     "`vllm serve`, SGLang) at URL (…/v1): the fabric renders prompts itself and streams /completions; "
