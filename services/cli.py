@@ -88,6 +88,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
 
+    if args.judge and args.judge != "local" and not (args.judge.startswith(("http://", "https://"))
+                                                     and args.judge_model):
+        print("toolfabric up: --judge is `local` or an OpenAI-compatible base URL (http…) with --judge-model",
+              file=sys.stderr)
+        return 2
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="toolfabric-"))
     # Tracing on by default in the embedded stack, into a span file `toolfabric trace ID` reads.
     spans = workdir.resolve() / "traces.jsonl"
@@ -98,7 +103,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                                  args.endpoint_checkpoint) if args.model_endpoint else None
     stack = EmbeddedStack(workdir, gateway_port=args.port or None, demo_site=not args.no_demo_site,
                           extra_env=tracing, data_dir=Path(user_data) if user_data else None, model=args.model,
-                          step_port=args.step_port, mcp_port=args.mcp_port, model_endpoint=endpoint)
+                          step_port=args.step_port, mcp_port=args.mcp_port, model_endpoint=endpoint,
+                          extra_models=(LOCAL_JUDGE,) if args.judge == "local" else ())
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -122,6 +128,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("[toolfabric up] WARNING: authentication is OFF — every caller is trusted and shares one tenant. "
               "Keep this on loopback; set TOOLFABRIC_AUTH_REQUIRED=true and create keys with "
               "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
+    if args.judge:
+        _print_judge(args.judge, args.judge_model, stack.triton.grpc_url)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
@@ -145,6 +153,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         _say("stopping")
         stack.stop()
+
+
+LOCAL_JUDGE = "toolfabric_judge"  # services/model/repository/toolfabric_judge: a reference-match judge
+
+
+def _print_judge(judge: str, model: str | None, triton_url: str) -> None:
+    """Where the eval judge is, and the flags that grade with it."""
+    if judge == "local":
+        where = f"{LOCAL_JUDGE} (reference match, not an LLM) on Triton at {triton_url}"
+        flags = f"--judge triton --judge-model {LOCAL_JUDGE} --judge-url {triton_url}"
+    else:
+        where = f"{model} at the OpenAI-compatible endpoint {judge}"
+        flags = f"--judge openai --judge-model {model} --judge-url {judge}"
+    print(f"[toolfabric up] eval judge: {where}; grade with: toolfabric eval run DATASET {flags}", file=sys.stderr)
 
 
 def _require(*, model: bool = False) -> None:
@@ -319,6 +341,11 @@ def register(sub: Any) -> None:
     up.add_argument("--endpoint-checkpoint", metavar="DIR",
                     help="with --model-endpoint: the model's checkpoint directory (its tokenizer.json): prompts go "
                     "as token ids and every step's ids are recorded exactly")
+    up.add_argument("--judge", metavar="local|URL",
+                    help="an eval judge: local (a reference-match judge served by the stack's Triton) or the base "
+                    "URL of an OpenAI-compatible endpoint (with --judge-model); its address and the eval flags "
+                    "are printed")
+    up.add_argument("--judge-model", help="the model name at an OpenAI-compatible judge endpoint")
     up.set_defaults(func=cmd_up)
 
     from services.model.tiny import FAMILY_NAMES

@@ -1,51 +1,28 @@
 """A trajectory's events in R1V4's tag form, as OpenAI chat-completion chunks or one completion.
 
-The content is what R1V4's hosted API streams: the model's own text (`<think>…</think>`,
-`<tool_call>{json}</tool_call>`, `<answer>…</answer>`) as it is generated, and after each tool call
-`<observation>{json}</observation>` with the JSON the tool returned. toolfabric's own fields
+The content is what R1V4's hosted API streams, one round at a time (gateway/http/rounds.py): the model's
+thinking as it is generated (`<think>…</think>`, one per round), each tool call as
+`<tool_call>{json}</tool_call>` followed by `<observation>{json}</observation>` with the JSON the tool
+returned, and `<think>…</think><answer>…</answer>` last. toolfabric's own fields
 (trajectory id, trace id, outcome, detailed usage) ride under the `toolfabric` key, which strict
 OpenAI clients ignore.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from gateway.http.rounds import RoundWriter, observation_json
 from toolfabric.v1 import fabric_pb2 as pb
+
+__all__ = ["Transcript", "observation_json", "usage_json"]
 
 # How the trajectory ended → OpenAI's finish_reason.
 _FINISH = {pb.STATUS_COMPLETED: "stop", pb.STATUS_BUDGET_EXHAUSTED: "length", pb.STATUS_CANCELLED: "stop",
            pb.STATUS_FAILED: "stop"}
-
-
-def observation_json(observation: pb.Observation) -> str:
-    """The observation as JSON: the tool's JSON verbatim, other text wrapped, errors marked."""
-    if observation.is_error:
-        return json.dumps({"error": observation.error_kind or "error", "message": observation.text,
-                           "tool": observation.name}, ensure_ascii=False)
-    try:
-        json.loads(observation.text)
-        body = observation.text
-    except ValueError:
-        body = json.dumps({"result": observation.text, "tool": observation.name}, ensure_ascii=False)
-    if observation.images:  # images a tool made get names later steps can use
-        body = json.dumps({"result": json.loads(body), "images": [i.name for i in observation.images]},
-                          ensure_ascii=False)
-    return body
-
-
-def content_of(event: pb.RunEvent) -> str:
-    """The piece of content an event adds ("" for events that add none)."""
-    kind = event.WhichOneof("event")
-    if kind == "text":
-        return event.text.text
-    if kind == "observation":
-        return f"<observation>{observation_json(event.observation)}</observation>"
-    return ""
 
 
 def usage_json(usage: pb.Usage) -> dict[str, Any]:
@@ -65,6 +42,7 @@ class Transcript:
         self.usage = pb.Usage()
         self.error: pb.Error | None = None
         self.parts: list[str] = []
+        self.rounds = RoundWriter()
 
     @property
     def id(self) -> str:
@@ -84,7 +62,7 @@ class Transcript:
             self.error = event.error
         elif kind == "finished":
             self.status, self.reason = event.finished.status, event.finished.reason
-        piece = content_of(event)
+        piece = self.rounds.feed(event)
         if piece:
             self.parts.append(piece)
         return piece

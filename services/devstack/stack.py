@@ -41,7 +41,7 @@ class EmbeddedStack:
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
                  triton: TritonServer | None = None, data_dir: Path | None = None,
                  model: str | None = None, step_port: int | None = None, mcp_port: int | None = None,
-                 model_endpoint: ModelEndpoint | None = None) -> None:
+                 model_endpoint: ModelEndpoint | None = None, extra_models: tuple[str, ...] = ()) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
@@ -61,9 +61,10 @@ class EmbeddedStack:
         if triton is None and self.model is not None:
             repo = self.workdir / "model-repository"
             names = neural_models.write_repository(repo, [model or ""])
-            triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names),
+            triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names, *extra_models),
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
-        self.triton = triton or TritonServer(self.workdir / "triton")
+        # extra_models: other models of the shipped repository to serve too (the eval judge).
+        self.triton = triton or TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *extra_models))
         self.site_port = free_port()
         self.blob_port = free_port()
         self.http_port = free_port()  # the OpenAI-compatible HTTP API

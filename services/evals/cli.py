@@ -13,8 +13,6 @@ from typing import Any
 from services.evals.errors import EvalError
 from toolfabric.listing import parse_labels
 
-R1V4_TEMPERATURE, R1V4_MAX_TOKENS = 0.2, 20480
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="eval_command", required=True)
@@ -26,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--concurrency", type=int, default=4)
     run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
     run.add_argument("--model", default="", help="Triton model (default: the server's)")
-    run.add_argument("--temperature", type=float, default=R1V4_TEMPERATURE, help="R1V4's benchmarks: 0.2")
-    run.add_argument("--max-tokens", type=int, default=R1V4_MAX_TOKENS, help="R1V4's benchmarks: 20480")
+    run.add_argument("--temperature", type=float, help="default 0.2, as R1V4's benchmarks")
+    run.add_argument("--max-tokens", type=int, help="default 20480 as R1V4's benchmarks, or the gateway's cap if "
+                                                   "lower (with a warning)")
     run.add_argument("--seed", type=int)
     run.add_argument("--max-steps", type=int, default=0)
     run.add_argument("--max-tool-calls", type=int, default=0)
@@ -57,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report = sub.add_parser("report", help="write a self-contained HTML report of a run")
     report.add_argument("run", help="run folder")
     report.add_argument("--out", help="HTML file (default RUN/report.html)")
-    report.add_argument("--target", default="127.0.0.1:50051", help="gateway to fetch trajectories from")
+    report.add_argument("--target", help="gateway to fetch trajectories from (default: the run's, from run.json)")
     report.add_argument("--no-trajectories", action="store_true", help="do not embed the trajectories")
     report.set_defaults(eval_func=cmd_report)
 
@@ -108,7 +107,7 @@ def make_judge(args: argparse.Namespace, run_dir: Path) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from services.evals.dataset import load_items
     from services.evals.results import summary_text
-    from services.evals.runner import EvalRun, RunOptions
+    from services.evals.runner import R1V4_MAX_TOKENS, R1V4_TEMPERATURE, EvalRun, RunOptions
 
     dataset = Path(args.dataset)
     items = load_items(dataset)
@@ -117,7 +116,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
     run_dir = Path(args.runs_dir) / name
     options = RunOptions(target=args.target, concurrency=args.concurrency, mode=args.mode, model=args.model,
-                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
+                         temperature=R1V4_TEMPERATURE if args.temperature is None else args.temperature,
+                         max_tokens=R1V4_MAX_TOKENS if args.max_tokens is None else args.max_tokens,
+                         fit_max_tokens=args.max_tokens is None,
+                         seed=args.seed,
                          max_steps=args.max_steps, max_tool_calls=args.max_tool_calls, deadline_s=args.deadline,
                          labels=_labels(args.label))
     source = str(dataset.resolve())
@@ -146,36 +148,64 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from services.evals import manifest
     from services.evals.report import render
     from services.evals.results import load_results
 
     run_dir = Path(args.run)
     if not (run_dir / "results.jsonl").exists():
         raise EvalError(f"{run_dir} is not a run folder (no results.jsonl)")
-    trajectories = {} if args.no_trajectories else _fetch_trajectories(args.target, load_results(run_dir))
+    results = load_results(run_dir)
+    trajectories: dict[str, Any] = {}
+    images: dict[str, str] = {}
+    if not args.no_trajectories:
+        target = args.target or manifest.read(run_dir).get("target") or "127.0.0.1:50051"
+        trajectories, images, problem = _fetch_trajectories(target, results)
+        wanted = sum(1 for r in results.values() if r.get("trajectory_id"))
+        if wanted and not trajectories:
+            print(f"toolfabric eval report: warning: no trajectory embedded: the gateway at {target} "
+                  f"{problem or 'has none of them'} (--target names another gateway)", file=sys.stderr)
     out = Path(args.out) if args.out else run_dir / "report.html"
-    out.write_text(render(run_dir, trajectories), encoding="utf-8")
+    out.write_text(render(run_dir, trajectories, images), encoding="utf-8")
     print(f"report: {out} ({len(trajectories)} trajectories embedded)")
     return 0
 
 
-def _fetch_trajectories(target: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _fetch_trajectories(target: str, results: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str],
+                                                                                   str]:
+    """The run's trajectories, their images as data URLs, and why none came (empty when some did)."""
+    import base64
+
+    from services.evals.trajectory_html import image_blobs
     from toolfabric import Client
     from toolfabric.exceptions import ToolfabricError
 
-    out = {}
+    out: dict[str, Any] = {}
+    images: dict[str, str] = {}
+    problem = ""
     with Client(target, timeout_s=10) as client:
         for record in results.values():
             tid = record.get("trajectory_id")
             if not tid:
                 continue
             try:
-                out[tid] = client.trajectory(tid)
+                trajectory = out[tid] = client.trajectory(tid)
             except ToolfabricError as exc:
+                problem = f"answered {type(exc).__name__}: {exc}"
                 print(f"toolfabric eval report: trajectory {tid}: {exc}", file=sys.stderr)
                 if "Unavailable" in type(exc).__name__:
+                    problem = f"is not reachable ({exc})"
                     break
-    return out
+                continue
+            for blob in image_blobs(trajectory):
+                if blob in images:
+                    continue
+                try:
+                    image = client.image(blob)
+                except ToolfabricError:
+                    continue  # expired: the report names the image instead of showing it
+                images[blob] = f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode()}"
+    return out, images, problem
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services.evals import trajectory_html
 from services.evals.results import load_results, summarize, summary_text
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -62,29 +63,9 @@ def plots(records: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, s
     return out
 
 
-def _trajectory_html(trajectory: pb.Trajectory) -> str:
-    rows = []
-    for event in trajectory.events:
-        kind = event.WhichOneof("event")
-        if kind == "text":
-            channel = pb.Channel.Name(event.text.channel).removeprefix("CHANNEL_").lower()
-            rows.append(f"<div class='ev {channel}'><b>step {event.step} {channel}</b> "
-                        f"{html.escape(event.text.text[:2000])}</div>")
-        elif kind == "tool_call":
-            rows.append(f"<div class='ev call'><b>step {event.step} call</b> {html.escape(event.tool_call.name)} "
-                        f"<code>{html.escape(event.tool_call.arguments_json[:500])}</code></div>")
-        elif kind == "observation":
-            o = event.observation
-            rows.append(f"<div class='ev obs{' err' if o.is_error else ''}'><b>observation</b> {html.escape(o.name)}"
-                        f"{' (' + html.escape(o.error_kind) + ')' if o.is_error else ''}: "
-                        f"{html.escape(o.text[:1500])}</div>")
-        elif kind == "finished":
-            rows.append(f"<div class='ev'><b>finished</b> {pb.Status.Name(event.finished.status)} "
-                        f"{html.escape(event.finished.reason)}</div>")
-    return "\n".join(rows)
-
-
-def render(run_dir: Path, trajectories: dict[str, pb.Trajectory] | None = None) -> str:
+def render(run_dir: Path, trajectories: dict[str, pb.Trajectory] | None = None,
+           images: dict[str, str] | None = None) -> str:
+    """The report; `images` maps blob references to data URLs (the trajectories' images, shown inline)."""
     results = load_results(run_dir)
     manifest = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     metric = manifest.get("metric", "sub_exact")
@@ -106,13 +87,16 @@ def render(run_dir: Path, trajectories: dict[str, pb.Trajectory] | None = None) 
             f"<td>{r.get('tool_calls', 0)}</td><td>{r.get('seconds', 0):.2f}</td>"
             f"<td>{html.escape(r.get('failure') or '')}</td><td>{link}</td></tr>")
     sections = "".join(f"<section id='t-{html.escape(tid)}'><h3>trajectory {html.escape(tid)}</h3>"
-                       f"<p>{html.escape(t.question)}</p>{_trajectory_html(t)}</section>"
+                       f"<p>{html.escape(t.question)}</p>{trajectory_html.render(t, images or {})}</section>"
                        for tid, t in trajectories.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>eval {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:3px 6px;font-size:13px;text-align:left;vertical-align:top}}
 tr.bad td:nth-child(3){{color:#b00}} tr.ok td:nth-child(3){{color:#070}} figure{{display:inline-block;margin:0 1em}}
-.ev{{font-size:13px;margin:2px 0;white-space:pre-wrap}} .think{{color:#777}} .call{{color:#036}} .err{{color:#b00}}
+.ev{{font-size:13px;margin:4px 0;white-space:pre-wrap}} .think{{color:#777;font-style:italic}}
+.call{{color:#036}} .obs{{color:#603}} .err{{color:#b00}} .final{{border:1px solid #6a6;padding:4px}}
+.ev pre{{margin:2px 0 2px 1.5em;padding:4px;background:#f6f6f6;white-space:pre-wrap;font-size:12px}}
+figure.img{{margin:4px}} figure.img img{{max-width:320px;max-height:240px}} figure.img figcaption{{font-size:11px}}
 pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>eval {html.escape(run_dir.name)}</h1><pre>{html.escape(summary_text(summary))}</pre>
 <p>dataset {html.escape(str(manifest.get('dataset', '')))} · target {html.escape(str(manifest.get('target', '')))}

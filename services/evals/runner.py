@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +19,18 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.evals import scoring
+from services.evals import manifest, scoring
 from services.evals.dataset import EvalItem, image_input
-from services.evals.errors import JudgeError
+from services.evals.errors import EvalError, JudgeError
 from services.evals.judge import Judge
 from services.evals.results import done_ids, load_results, summarize
 from toolfabric import AsyncClient
 from toolfabric.exceptions import InvalidArgument, ToolfabricError
 from toolfabric.v1 import fabric_pb2 as pb
+
+# R1V4's benchmark protocol (DESIGN.md): what an eval asks for unless told otherwise.
+R1V4_TEMPERATURE, R1V4_MAX_TOKENS = 0.2, 20480
+_TOKEN_CAP = re.compile(r"sampling\.max_tokens is \d+; it must be within \[1, (\d+)\]")
 
 
 @dataclass
@@ -34,8 +39,10 @@ class RunOptions:
     concurrency: int = 4
     mode: str = "deep_research"
     model: str = ""
-    temperature: float | None = 0.2
-    max_tokens: int | None = 20480
+    temperature: float | None = R1V4_TEMPERATURE
+    max_tokens: int | None = R1V4_MAX_TOKENS
+    # True: max_tokens is the default, lowered to the gateway's cap (with a warning) when that is smaller.
+    fit_max_tokens: bool = False
     seed: int | None = None
     max_steps: int = 0
     max_tool_calls: int = 0
@@ -57,17 +64,23 @@ class EvalRun:
 
     async def run(self, items: list[EvalItem], *, progress: bool = True, console: Console | None = None,
                   dataset: str = "") -> dict[str, Any]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_manifest(dataset, len(items))
+        console = console or Console(stderr=True)
+        async with AsyncClient(self.options.target, timeout_s=self.options.timeout_s) as client:
+            if self.options.fit_max_tokens:
+                await self._fit_max_tokens(client, console)
+            manifest.write(self.dir, self.manifest(dataset, len(items)))
+            return await self._run(client, items, progress, console)
+
+    async def _run(self, client: AsyncClient, items: list[EvalItem], progress: bool,
+                   console: Console) -> dict[str, Any]:
         previous = load_results(self.dir)
         self._end_cut_line()
         skip = done_ids(previous)
         todo = [item for item in items if item.id not in skip]
         records = {i: r for i, r in previous.items() if i in skip}
-        console = console or Console(stderr=True)
         if skip:
             console.print(f"resuming {self.name}: {len(skip & {i.id for i in items})} of {len(items)} done",
-                          style="dim")
+                          style="dim", soft_wrap=True)
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("acc {task.fields[acc]}"), TextColumn("failures {task.fields[failures]}"),
                        TimeRemainingColumn(), console=console, disable=not progress)
@@ -81,20 +94,45 @@ class EvalRun:
         with bar:
             task = bar.add_task(self.name, total=len(items), completed=len(done), **fields())
             semaphore = asyncio.Semaphore(self.options.concurrency)
-            async with AsyncClient(self.options.target, timeout_s=self.options.timeout_s) as client:
 
-                async def one(item: EvalItem) -> None:
-                    async with semaphore:
-                        record = await self._ask(client, item)
-                    await self._append(record)
-                    done.append(record)
-                    bar.update(task, advance=1, **fields())
+            async def one(item: EvalItem) -> None:
+                async with semaphore:
+                    record = await self._ask(client, item)
+                await self._append(record)
+                done.append(record)
+                bar.update(task, advance=1, **fields())
 
-                await asyncio.gather(*(one(item) for item in todo))
+            await asyncio.gather(*(one(item) for item in todo))
         final = load_results(self.dir)
         summary = summarize([final[i.id] for i in items if i.id in final], self.metric)
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
         return summary
+
+    async def _fit_max_tokens(self, client: AsyncClient, console: Console) -> None:
+        """Ask the gateway for its max_tokens cap and stay within it, saying so in one line.
+
+        The probe asks for more tokens than any gateway allows: validation refuses it before any model or
+        tool runs, and the refusal names the cap (`sampling.max_tokens is N; it must be within [1, CAP]`)."""
+        try:
+            await client.ask("max_tokens probe", max_tokens=2**31 - 1, mode=self.options.mode)
+        except InvalidArgument as exc:
+            found = _TOKEN_CAP.search(str(exc))
+            if found is None:
+                return  # refused for another reason: the questions will say why
+            cap = int(found.group(1))
+            if self.options.max_tokens is not None and cap < self.options.max_tokens:
+                console.print(f"warning: the gateway allows at most {cap} tokens per step; asking with "
+                              f"--max-tokens {cap}, not R1V4's {self.options.max_tokens}", style="yellow",
+                              soft_wrap=True)
+                self.options.max_tokens = cap
+        except ToolfabricError:
+            return  # unreachable, auth: every question reports it
+
+    def manifest(self, dataset: str, total: int) -> dict[str, Any]:
+        return {"run": self.name, "dataset": dataset, "items": total, "target": self.options.target,
+                "options": self.options.ask_options(), "concurrency": self.options.concurrency,
+                "labels": self.options.labels, "judge": self.judge.name if self.judge else None,
+                "metric": self.metric}
 
     async def _ask(self, client: AsyncClient, item: EvalItem) -> dict[str, Any]:
         labels = {**self.options.labels, "eval_item": item.id}
@@ -107,6 +145,9 @@ class EvalRun:
             result = await client.ask(item.question, images=[image_input(i) for i in item.images],
                                       labels=labels, eval_run=self.name, **self.options.ask_options())
         except ToolfabricError as exc:
+            if isinstance(exc, InvalidArgument) and _TOKEN_CAP.search(str(exc)):
+                # The run's own options are refused: every question would be; stop and say so.
+                raise EvalError(f"the gateway refuses the run's options: {exc}") from None
             # A refused request is a result (the same request is refused again); anything else is retried on resume.
             kind = "invalid_request" if isinstance(exc, InvalidArgument) else "rpc_error"
             return {**record, "trajectory_id": "", "prediction": "", "correct": False, "failure": kind,
@@ -160,13 +201,3 @@ class EvalRun:
                 f.seek(-1, 2)
                 if f.read(1) != b"\n":
                     f.write(b"\n")
-
-    def _write_manifest(self, dataset: str, total: int) -> None:
-        path = self.dir / "run.json"
-        if path.exists():
-            return
-        path.write_text(json.dumps({
-            "run": self.name, "dataset": dataset, "items": total, "target": self.options.target,
-            "options": self.options.ask_options(), "concurrency": self.options.concurrency,
-            "labels": self.options.labels, "judge": self.judge.name if self.judge else None, "metric": self.metric,
-            "started_at": time.time()}, indent=2))

@@ -8,7 +8,8 @@ back. It does not use a `<image>` tag (ms-swift, LLaMA-Factory ShareGPT): the fa
 contain the literal text `<image>` (R1V4's name for the first input), which a tag-based loader would
 take for an image. `images` lists the same files in order, for loaders that want them apart.
 
-R1V4 rounds: per trajectory the rounds (think, tool_call, observation) and the final (think, answer).
+R1V4 rounds: per trajectory the rounds (think, tool_call, observation; one call each) and the final (think,
+answer), written by the HTTP API's own round writer (gateway/http/rounds.py).
 
 RL view (text): per step the prompt the model was given (the chat template's rendering) and its
 completion, with character spans of the prompt that are observation text (mask them from the loss)
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.http.rounds import RoundWriter
 from services.export.conversation import Conversation
 from services.model.chat_template import ChatTemplate, ImagePart, Message
+from toolfabric.v1 import fabric_pb2 as pb
 
 
 def _content(message: Message, image_path: dict[str, str]) -> list[dict[str, str]]:
@@ -52,18 +55,17 @@ def messages_from_sft(record: dict[str, Any]) -> list[Message]:
 
 
 def rounds_record(conv: Conversation, image_path: dict[str, str]) -> dict[str, Any]:
-    rounds, final = [], {"think": "", "answer": conv.answer}
-    for step in conv.steps:
-        if not step.calls and not step.observations:
-            final = {"think": step.think.strip(), "answer": step.answer.strip() or conv.answer}
-            continue
-        rounds.append({
-            "think": step.think.strip(),
-            "tool_call": [{"name": c.name, "arguments": c.arguments} for c in step.calls],
-            "observation": [{"name": o.name, "content": o.text, "is_error": o.is_error,
-                             "images": [image_path[i.name] for i in o.images if i.name in image_path]}
-                            for o in step.observations],
-        })
+    """R1V4's rounds, one tool call each (what R1V4's parse_utils reads from the HTTP API's stream of the same
+    trajectory), with the paths of the images each observation made."""
+    writer = RoundWriter()
+    for event in conv.trajectory.events:
+        writer.feed(event)
+    writer.feed(pb.RunEvent(finished=pb.TrajectoryFinished()))
+    rounds = [r.record(n) | {"images": [image_path[i.name] for i in r.images if i.name in image_path]}
+              for n, r in enumerate(writer.rounds, start=1)]
+    final = {"think": writer.final_think, "answer": writer.answer or conv.answer}
+    if writer.plan:
+        final["plan"] = writer.plan
     t = conv.trajectory
     inputs = [image_path[i.name] for i in conv.images if i.step == 0]
     return {"id": t.trajectory_id, "question": t.question, "images": inputs, "rounds": rounds, "final": final}

@@ -153,6 +153,8 @@ class ElasticsearchIndex(SearchIndex):
             for parts in parsed.phrases]
         resp = self._es.search(
             index=self._names["pages"], size=k,
+            # Equal scores by URL: top-k is a prefix of top-(k+n).
+            sort=[{"_score": "desc"}, {"url": "asc"}],
             query={"bool": {
                 "must": {"multi_match": {"query": " ".join(parsed.terms), "fields": weights,
                                          "type": "most_fields", "operator": "or"}},

@@ -260,8 +260,8 @@ class SQLiteIndex(SearchIndex):
             have = Counter(r for t in query.terms for r in matching(_quote(t)))
             for r, n in have.items():
                 factor[r] += ranking.COVERAGE_BOOST * (n / len(query.terms)) ** 2
-        # bm25() is negative (lower is better): scale its magnitude up by the boosts.
-        return sorted(((r, score * factor[r]) for r, score in ranked), key=lambda x: x[1])
+        # bm25() is negative (lower is better): scale its magnitude up by the boosts; equal scores by page id.
+        return sorted(((r, score * factor[r]) for r, score in ranked), key=lambda x: (x[1], x[0]))
 
     def search_text(self, query: str, k: int) -> list[WebResult]:
         parsed = parse_query(query)
@@ -272,13 +272,16 @@ class SQLiteIndex(SearchIndex):
             terms = self._without_common_terms(terms)
         match = " OR ".join([*(_quote(t) for t in terms), *(_phrase(p) for p in parsed.phrases)])
         con = self._cons.get()
-        # Rank on the index alone (no page text read), then read only the k pages returned.
+        # Rank on the index alone (no page text read), then read only the k pages returned. One order whatever
+        # k: the best CANDIDATES by BM25 re-scored (the boosts judge them among themselves, never among k),
+        # then the rest by BM25, equal scores by page id, so top-k is always a prefix of top-(k+n).
         ranked = con.execute(
             "SELECT rowid, bm25(pages_fts, ?, ?, ?) AS score FROM pages_fts WHERE pages_fts MATCH ? "
-            "ORDER BY score LIMIT ?",
+            "ORDER BY score, rowid LIMIT ?",
             (*ranking.WEIGHTS, match, max(k, ranking.CANDIDATES)),
         ).fetchall()
-        top = self._boosted(Query(terms, parsed.phrases), ranked)[:k]
+        head = self._boosted(Query(terms, parsed.phrases), ranked[:ranking.CANDIDATES])
+        top = [*head, *ranked[ranking.CANDIDATES:]][:k]
         if not top:
             return []
         marks = ",".join("?" * len(top))

@@ -99,23 +99,28 @@ def test_observations_are_the_tools_json_or_wrapped_text() -> None:
     assert made == {"result": {}, "images": ["<sub-image 1>"]}
 
 
-def test_transcript_is_the_model_text_with_observations_between() -> None:
+def test_transcript_is_the_trajectory_in_r1v4_rounds() -> None:
     transcript = Transcript("m")
     events = [pb.RunEvent(trajectory_id="t", started=pb.TrajectoryStarted(trace_id="abc")),
-              pb.RunEvent(text=pb.TextDelta(channel=pb.CHANNEL_THINK, text="<think>x</think>")),
-              pb.RunEvent(text=pb.TextDelta(text='<tool_call>{"name": "code"}</tool_call>')),
-              pb.RunEvent(tool_call=pb.ToolCall(name="code")),
-              pb.RunEvent(observation=pb.Observation(name="code", text='{"result": 1, "type": "code"}')),
-              pb.RunEvent(text=pb.TextDelta(text="<answer>1</answer>")),
-              pb.RunEvent(answer=pb.FinalAnswer(text="1")),
+              pb.RunEvent(step=1, text=pb.TextDelta(text="<think>")),
+              pb.RunEvent(step=1, text=pb.TextDelta(channel=pb.CHANNEL_THINK, text="x")),
+              pb.RunEvent(step=1, text=pb.TextDelta(text='</think><tool_call>{"name": "code", "arguments": {}}'
+                                                         '</tool_call>')),
+              pb.RunEvent(step=1, tool_call=pb.ToolCall(call_id="s1c1", name="code", arguments_json="{}")),
+              pb.RunEvent(step=1, observation=pb.Observation(call_id="s1c1", name="code",
+                                                             text='{"result": 1, "type": "code"}')),
+              pb.RunEvent(step=2, text=pb.TextDelta(text="<answer>")),
+              pb.RunEvent(step=2, text=pb.TextDelta(channel=pb.CHANNEL_ANSWER, text="1")),
+              pb.RunEvent(step=2, text=pb.TextDelta(text="</answer>")),
+              pb.RunEvent(step=2, answer=pb.FinalAnswer(text="1")),
               pb.RunEvent(usage=pb.Usage(input_tokens=5, output_tokens=7)),
               pb.RunEvent(finished=pb.TrajectoryFinished(status=pb.STATUS_COMPLETED, reason="done"))]
     for event in events:
         transcript.feed(event)
     done = transcript.completion()
     assert done["choices"][0]["message"]["content"] == (
-        '<think>x</think><tool_call>{"name": "code"}</tool_call>'
-        '<observation>{"result": 1, "type": "code"}</observation><answer>1</answer>')
+        '<think>x</think><tool_call>{"name": "code", "arguments": {}}</tool_call>'
+        '<observation>{"result": 1, "type": "code"}</observation><think></think><answer>1</answer>')
     assert done["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12, "token_unit": "tokens"}
     assert done["toolfabric"]["status"] == "completed" and done["toolfabric"]["trace_id"] == "abc"
     budget = Transcript("m")

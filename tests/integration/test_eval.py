@@ -133,12 +133,61 @@ def test_report_is_one_self_contained_html_file_linking_items_to_trajectories(st
     assert out.returncode == 0, out.stderr
     page = (live / "report.html").read_text()
     assert "22 trajectories embedded" in out.stdout
-    assert len(re.findall(r"<img alt='[^']+' src='data:image/png;base64,", page)) == 3
+    for plot in ("accuracy by category", "tool calls per question", "latency"):
+        assert f"<img alt='{plot}' src='data:image/png;base64," in page
     assert not re.search(r"""(src|href)=['"](https?:|//)""", page)  # nothing loaded from elsewhere
+    # The trajectories read like the CLI's stream: thinking, each call once, observations as text, images inline.
+    people = page[page.index(f"id='t-{results(live)['people-1']['trajectory_id']}'"):]
+    people = people[:people.index("</section>")]
+    assert "<b>thinking</b>" in people and "unspecified" not in people and "&lt;tool_call&gt;" not in people
+    assert people.count("<b>→ ") == results(live)["people-1"]["tool_calls"] == people.count("<b>← ")
+    assert "\\n" not in people and "[{&quot;" not in people and "title: " in people
+    assert "<figure class='img'><img alt='&lt;image 1&gt;" in people and "src='data:image/" in people
     for record in results(live).values():
         tid = record["trajectory_id"]
         assert f"href='#t-{tid}'" in page and f"id='t-{tid}'" in page
     assert "accuracy (judge): 63.6% ± 20.1%" in page
+
+
+def test_report_uses_the_runs_recorded_gateway_and_warns_when_it_embeds_nothing(live: Path, tmp_path: Path) -> None:
+    from services.devstack.processes import free_port
+
+    out = eval_cli("report", str(live), "--out", str(tmp_path / "report.html"))  # no --target: the run's own
+    assert out.returncode == 0, out.stderr
+    assert "22 trajectories embedded" in out.stdout and "warning" not in out.stderr
+    moved = tmp_path / "moved"
+    shutil.copytree(live, moved)
+    manifest = json.loads((moved / "run.json").read_text())
+    gone = f"127.0.0.1:{free_port()}"
+    (moved / "run.json").write_text(json.dumps({**manifest, "target": gone}))
+    out = eval_cli("report", str(moved))
+    assert out.returncode == 0, out.stderr
+    assert "(0 trajectories embedded)" in out.stdout
+    assert f"warning: no trajectory embedded: the gateway at {gone} is not reachable" in out.stderr
+
+
+def test_defaults_fit_the_gateways_token_cap_and_a_resume_must_ask_the_same(stack: EmbeddedStack, runs: Path) -> None:
+    plain = ["run", str(DATASET), "--target", stack.target, "--runs-dir", str(runs), "--name", "defaults",
+             "--limit", "2", "--no-progress"]
+    out = eval_cli(*plain)  # R1V4's 20480 tokens by default; the test stack's gateway allows 8192
+    assert out.returncode == 0, out.stderr
+    assert ("warning: the gateway allows at most 8192 tokens per step; asking with --max-tokens 8192, not R1V4's "
+            "20480") in out.stderr
+    found = results(runs / "defaults")
+    assert len(found) == 2 and not any(r.get("failure") for r in found.values())
+    assert json.loads((runs / "defaults" / "run.json").read_text())["options"]["max_tokens"] == 8192
+    same = eval_cli(*plain, "--max-tokens", "8192")  # what the defaults asked: a resume, nothing asked again
+    assert same.returncode == 0, same.stderr
+    assert "resuming defaults: 2 of 2 done" in same.stderr
+    other = eval_cli(*plain, "--max-tokens", "4096", "--temperature", "0.5")
+    assert other.returncode == 2
+    assert "max_tokens 8192 → 4096" in other.stderr and "temperature 0.2 → 0.5" in other.stderr, other.stderr
+    assert len(results(runs / "defaults")) == 2
+    too_many = eval_cli("run", str(DATASET), "--target", stack.target, "--runs-dir", str(runs), "--name", "too-many",
+                        "--limit", "2", "--no-progress", "--max-tokens", "20480")
+    assert too_many.returncode == 2  # chosen by the user and refused: one line, not N refused results
+    assert "the gateway refuses the run's options: sampling.max_tokens is 20480" in too_many.stderr
+    assert not (runs / "too-many" / "results.jsonl").exists()
 
 
 def test_compare_gives_the_paired_difference_and_mcnemar(live: Path, runs: Path) -> None:

@@ -132,13 +132,16 @@ def test_sft_rounds_and_rl_rerender_to_the_prompts_the_model_saw(stack: Embedded
     assert sum(len(r["prompt"].split()) for r in rl) == trajectory.usage.input_tokens
     assert sum(len(r["observation_spans"]) for r in rl) == sum(range(len(rl)))
 
-    # R1V4 rounds: think, tool calls and observations per round; the final think and answer.
-    assert len(rounds["rounds"]) == len(rl) - 1 and rounds["final"]["answer"] == trajectory.answer
-    calls = [c["name"] for r in rounds["rounds"] for c in r["tool_call"]]
-    assert calls == [e.tool_call.name for e in trajectory.events if e.WhichOneof("event") == "tool_call"]
-    assert rounds["rounds"][0]["tool_call"][0]["arguments"]["code"]
+    # R1V4 rounds: one tool call each, with its think (the step's, on its first call) and observation; the final
+    # think and answer.
+    calls = [e.tool_call for e in trajectory.events if e.WhichOneof("event") == "tool_call"]
+    assert [r["tool_call"]["name"] for r in rounds["rounds"]] == [c.name for c in calls]
+    assert [r["round_num"] for r in rounds["rounds"]] == list(range(1, len(calls) + 1))
+    assert [bool(r["think"]) for r in rounds["rounds"]] == [c.call_id.endswith("c1") for c in calls]
+    assert rounds["final"]["answer"] == trajectory.answer and rounds["final"]["think"]
+    assert rounds["rounds"][0]["tool_call"]["arguments"]["code"]
     assert rounds["images"] == sft["images"][:1]
-    crops = [i for r in rounds["rounds"] for o in r["observation"] for i in o["images"]]
+    crops = [i for r in rounds["rounds"] for i in r["images"]]
     assert crops and all((tmp_path / p).is_file() for p in crops)
 
 

@@ -35,10 +35,12 @@ def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_pa
     subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "index", str(demo_dir / "site"), "--base-url",
                     "https://mine.test/", "--no-progress"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", "up", "--port", "0", "--workdir",
-                             str(tmp_path / "work"), "--no-demo-site"], stderr=subprocess.PIPE, text=True, env=env)
+                             str(tmp_path / "work"), "--no-demo-site", "--judge", "local"], stderr=subprocess.PIPE,
+                            text=True, env=env)
     try:
         lines = lines_until_running(proc, 120)
         assert any("ready in" in x for x in lines), "".join(lines)
+        _the_printed_judge_grades("".join(lines))
         assert any("authentication is OFF" in x for x in lines)  # the open embedded default says so loudly
         assert any("HTTP API" in x and "/v1" in x for x in lines)
         text = "".join(lines)
@@ -55,6 +57,27 @@ def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_pa
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _the_printed_judge_grades(said: str) -> None:
+    """`up --judge local` prints the judge's address and the eval flags; the judge there answers them."""
+    import asyncio
+    import re
+
+    from services.evals.judge import Judge, TritonJudge
+
+    found = re.search(r"eval judge: toolfabric_judge .* on Triton at (\S+); grade with: toolfabric eval run DATASET "
+                      r"--judge triton --judge-model toolfabric_judge --judge-url (\S+)", said)
+    assert found and found.group(1) == found.group(2), said
+
+    async def grade() -> bool | None:
+        judge = Judge(TritonJudge(found.group(1), "toolfabric_judge", 256, 30), Path(os.devnull))
+        try:
+            return (await judge.grade("Who commanded STS-93?", "Eileen Collins did.", ["Eileen Collins"])).correct
+        finally:
+            await judge.close()
+
+    assert asyncio.run(grade()) is True
 
 
 def test_the_demo_site_is_added_to_the_users_fetch_allowlist_and_ports(tmp_path: Path,

@@ -13,13 +13,15 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 TEST_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+# Shipped models a test may load on demand too (the judge `toolfabric up --judge local` serves).
+SHIPPED_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "model" / "repository"
 
 
 @contextlib.contextmanager
 def loaded(triton_url: str, name: str, parameters: dict[str, str] | None = None) -> Iterator[str]:
-    """Loads tests/model_repository/<name> into the server at `triton_url` (with config `parameters` set on top);
-    unloads it afterwards."""
-    model_dir = TEST_REPOSITORY / name
+    """Loads tests/model_repository/<name> (or a shipped model) into the server at `triton_url` (with config
+    `parameters` set on top); unloads it afterwards."""
+    model_dir = TEST_REPOSITORY / name if (TEST_REPOSITORY / name).is_dir() else SHIPPED_REPOSITORY / name
     files = {f"file:{p.relative_to(model_dir)}": p.read_bytes() for p in model_dir.rglob("*")
              if p.is_file() and p.name != "config.pbtxt" and "__pycache__" not in p.parts}
     client = grpcclient.InferenceServerClient(triton_url)

@@ -1,4 +1,4 @@
-"""Triton python-backend entry point: a scripted judge grading with the BrowseComp prompt's fields."""
+"""Triton python-backend entry point: a reference-match judge replying in the BrowseComp grading format."""
 
 import re
 import string
