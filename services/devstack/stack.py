@@ -46,7 +46,6 @@ class EmbeddedStack:
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
         self.data_dir = (data_dir or self.workdir / "data").resolve()
-        self.gateway_port = gateway_port or free_port()
         self.demo_site = demo_site
         self.extra_env = extra_env or {}
         self.worker_concurrency = worker_concurrency
@@ -65,12 +64,7 @@ class EmbeddedStack:
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
         # extra_models: other models of the shipped repository to serve too (the eval judge).
         self.triton = triton or TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *extra_models))
-        self.site_port = free_port()
-        self.blob_port = free_port()
-        self.http_port = free_port()  # the OpenAI-compatible HTTP API
-        # The step API (verl-tool's /get_observation) and the MCP endpoint, when asked (0 = any free port).
-        self.step_port = (step_port or free_port()) if step_port is not None else None
-        self.mcp_port = (mcp_port or free_port()) if mcp_port is not None else None
+        self._asked_ports = (gateway_port, step_port, mcp_port)
         self.doors_file = self.workdir / "doors.json"  # the gateway lists what it serves here
         # Signs blob URLs; the stack's own random one, so a stack with auth on starts without setting it.
         self.blob_secret = secrets.token_urlsafe(32)
@@ -78,8 +72,22 @@ class EmbeddedStack:
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
         self.services = service_names()
-        self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
+        self._pick_ports()
         self.children: dict[str, Child] = {}
+
+    def _pick_ports(self) -> None:
+        """Free ports for what the stack serves besides Redis and Triton (those the caller named stay). Picked again
+        once Triton is up, just before the children start: Triton may spend minutes loading an engine (`--model`),
+        long enough on a shared machine for another process to take a port picked earlier."""
+        gateway_port, step_port, mcp_port = self._asked_ports
+        self.gateway_port = gateway_port or free_port()
+        self.site_port = free_port()
+        self.blob_port = free_port()
+        self.http_port = free_port()  # the OpenAI-compatible HTTP API
+        # The step API (verl-tool's /get_observation) and the MCP endpoint, when asked (0 = any free port).
+        self.step_port = (step_port or free_port()) if step_port is not None else None
+        self.mcp_port = (mcp_port or free_port()) if mcp_port is not None else None
+        self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
 
     @property
     def target(self) -> str:
@@ -142,6 +150,7 @@ class EmbeddedStack:
                 f" and {self.model.name} ({self.model.engine} engine; loading takes a minute or two)"
                 if self.model else ""))
             self.triton.start()
+            self._pick_ports()
             env = self.env()
             if self.demo_site:
                 say(f"serving the demo corpus at {self.site_url}")
