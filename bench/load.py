@@ -8,13 +8,18 @@ to the baseline (latency: how much slower under load; throughput: how much more 
 
   python bench/load.py --quick          # N = 10 (under 60 s with start-up)
   python bench/load.py                  # N = 50, 200, 500
-  python bench/load.py --gateways 2     # two gateway processes on one port (SO_REUSEPORT)
+  python bench/load.py --gateways 2     # each N with one gateway process, then with two sharing every port
+
+With --gateways G > 1 every N runs twice in the same run at equal settings: first on the stack's one gateway
+process, then with G-1 more started on the same ports (TOOLFABRIC_GATEWAY_REUSE_PORT: the kernel spreads the
+connections), and the throughput of G processes is printed as a ratio to the one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -32,8 +37,13 @@ SETTINGS = {
     "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "900",
     "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",
     "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "60",
+    # Set for one gateway too, so G processes and one differ in nothing else.
+    "TOOLFABRIC_GATEWAY_REUSE_PORT": "true",
 }
-HUNG_S = 1200.0  # a run with no end after this long counts as hung
+HUNG_S = 1200.0
+# --gateway-bound: one model step of ~600 words streamed in many small chunks, no tool call (tests/model_repository).
+GATEWAY_BOUND = json.dumps({"script": [{"text": "<think>" + "step " * 600 + "</think><answer>done</answer>",
+                                        "chunk_delay_s": 0}]})  # a run with no end after this long counts as hung
 
 
 @dataclass
@@ -54,13 +64,13 @@ class Round:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def _one(client: object, question: str, image: bytes, into: Round) -> None:
+async def _one(client: object, question: str, images: list[bytes], options: dict[str, str], into: Round) -> None:
     from toolfabric import ToolfabricError
 
     started = time.monotonic()
     try:
         async with asyncio.timeout(HUNG_S):
-            result = await client.ask(question, images=[image], mode="deep_research")  # type: ignore[attr-defined]
+            result = await client.ask(question, images=images, **options)  # type: ignore[attr-defined]
     except TimeoutError:
         into.hung += 1
         return
@@ -75,14 +85,14 @@ async def _one(client: object, question: str, image: bytes, into: Round) -> None
     into.tool_calls += len(result.tool_calls)
 
 
-async def _round(target: str, n: int, question: str, image: bytes) -> Round:
+async def _round(target: str, n: int, question: str, images: list[bytes], options: dict[str, str]) -> Round:
     from toolfabric import AsyncClient
 
     result = Round(n)
     clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 24) // 25))]
     started = time.monotonic()
     try:
-        await asyncio.gather(*[_one(clients[i % len(clients)], question, image, result) for i in range(n)])
+        await asyncio.gather(*[_one(clients[i % len(clients)], question, images, options, result) for i in range(n)])
     finally:
         for client in clients:
             await client.close()
@@ -106,40 +116,66 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10 only; under 60 s including start-up")
     parser.add_argument("--n", type=int, nargs="*", help="concurrency levels (default 50 200 500)")
     parser.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
+    parser.add_argument("--gateway-bound", action="store_true",
+                        help="runs that stream a long model step and call no tool (the scripted test model): the "
+                             "gateway's own work per event is what is measured, not the workers'")
     parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
 
-    from services.devstack.processes import Child, port_open, wait_until
+    from services.devstack.processes import Child, wait_until
     from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
-    image = DEMO_IMAGE.read_bytes()
+    if args.gateway_bound:
+        question, images, options = GATEWAY_BOUND, [], {"model": "toolfabric_scripted"}
+    else:
+        question, images, options = DEMO_QUESTION, [DEMO_IMAGE.read_bytes()], {"mode": "deep_research"}
     with tempfile.TemporaryDirectory(prefix="toolfabric-load-") as scratch:
         tmp = args.workdir or scratch
         t0 = time.monotonic()
-        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS).start()
+        triton = None
+        if args.gateway_bound:
+            from tests.model_repository import triton_with_test_models
+
+            triton = triton_with_test_models(Path(tmp))
+        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS, triton=triton, demo_site=not args.gateway_bound).start()
         extra: list[Child] = []
-        try:
-            for i in range(args.gateways - 1):  # same port: the kernel spreads connections (SO_REUSEPORT)
-                env = stack.env() | {"TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0"}
+
+        def more_gateways() -> None:  # same ports: the kernel spreads connections (SO_REUSEPORT)
+            for i in range(args.gateways - 1):
+                doors = Path(tmp) / f"doors-{i + 2}.json"  # written once every door listens
                 extra.append(Child(f"gateway-{i + 2}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"],
-                                   Path(tmp) / "logs", env=env))
-            for child in extra:
-                wait_until(lambda: port_open(stack.gateway_port), 30, "extra gateway", child.proc, child.log)
-            time.sleep(1.0 if extra else 0.0)
-            print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; {args.gateways} gateway "
-                  f"process(es); worker concurrency {stack.worker_concurrency} per service", flush=True)
-            base = asyncio.run(_round(stack.target, 1, DEMO_QUESTION, image))
+                                   Path(tmp) / "logs", env=stack.env() | {"TOOLFABRIC_GATEWAY_DOORS_FILE": str(doors)}))
+                wait_until(doors.exists, 90, "extra gateway", extra[-1].proc, extra[-1].log)
+            time.sleep(1.0)
+
+        try:
+            print(f"stack up in {time.monotonic() - t0:.0f}s on {os.cpu_count()} cores; worker concurrency "
+                  f"{stack.worker_concurrency} per service", flush=True)
+            base = asyncio.run(_round(stack.target, 1, question, images, options))
             if not base.completed:
                 print(f"the baseline trajectory failed: {base.failed or 'hung'}")
                 return 1
             print(f"baseline: one trajectory alone {base.pct(0.5):.1f}s, {base.tool_calls} tool calls", flush=True)
             worst = 0
+            one: dict[int, Round] = {}
+            if args.gateways > 1:
+                print("-- 1 gateway process", flush=True)
+                for n in levels:
+                    one[n] = asyncio.run(_round(stack.target, n, question, images, options))
+                    _report(one[n], base)
+                    worst = max(worst, len(one[n].failed) + one[n].hung)
+                more_gateways()
+                print(f"-- {args.gateways} gateway processes on the same ports", flush=True)
             for n in levels:
-                result = asyncio.run(_round(stack.target, n, DEMO_QUESTION, image))
+                result = asyncio.run(_round(stack.target, n, question, images, options))
                 _report(result, base)
                 worst = max(worst, len(result.failed) + result.hung)
+                if n in one and one[n].completed and result.seconds:
+                    ratio = (result.completed / result.seconds) / (one[n].completed / one[n].seconds)
+                    print(f"N={n:4d}  {args.gateways} gateway processes: throughput {ratio:4.2f}x one process",
+                          flush=True)
             print(f"total {time.monotonic() - t0:.0f}s; median baseline check "
                   f"{statistics.median(base.latencies):.1f}s")
             return 1 if worst else 0

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from gateway.exceptions import InvalidRequest
 from gateway.loop import RunSpec
+from services.common import redis_clients
 from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound
 from services.common.settings import StoreSettings
@@ -55,16 +56,19 @@ def check_labels(request: pb.RunRequest) -> None:
         raise InvalidRequest(f"eval_run is {len(request.eval_run)} characters, over {MAX_KEY}")
 
 
-Purge = Callable[[float, TrajectoryStore, "redis.Redis"], Any]
+Purge = Callable[[float, TrajectoryStore, "redis.Redis", "redis.Redis"], Any]
 
 
 class Archive:
     def __init__(self, store: TrajectoryStore, redis_url: str, blob_ttl_s: int, settings: StoreSettings,
-                 purge: Purge | None = None) -> None:
+                 purge: Purge | None = None, cache_url: str | None = None) -> None:
         # `purge`: retention across every tier (gateway/erasure.py); without it, the store's rows only.
+        # `cache_url`: the Redis of the image blobs when it is not the state Redis (redis_clients.py).
         self.store, self._settings, self._purge = store, settings, purge
-        self._redis = redis.Redis.from_url(redis_url)
-        self._blobs = BlobStore(self._redis, blob_ttl_s)
+        self._redis = redis.Redis.from_url(redis_url, **redis_clients.options())
+        self._cache = self._redis if not cache_url or cache_url == redis_url else \
+            redis.Redis.from_url(cache_url, **redis_clients.options())
+        self._blobs = BlobStore(self._cache, blob_ttl_s)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stored_images: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -78,6 +82,8 @@ class Archive:
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join, 60)
         self._redis.close()
+        if self._cache is not self._redis:
+            self._cache.close()
         self.store.close()
 
     # -- called on the event loop: enqueue only ------------------------------------------------------
@@ -221,7 +227,7 @@ class Archive:
         self._last_purge = now
         try:
             if self._purge is not None:
-                erased = self._purge(now - days * 86400, self.store, self._redis)
+                erased = self._purge(now - days * 86400, self.store, self._redis, self._cache)
                 trajectories, images = erased.trajectories, erased.images
             else:
                 trajectories, images = self.store.purge(now - days * 86400)

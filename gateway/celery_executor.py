@@ -9,7 +9,8 @@ stored before the subscription took effect.
 Faults are found within seconds, not at the call's timeout: a service with no live worker (see
 `services.common.consumers`) gets an `unavailable` result after `no_consumer_wait_s`; a task whose worker
 died (its STARTED record names a worker that stopped beating) is sent again under a new id, up to
-`tool_retries` times, and the result says how many attempts it took. Every task expires with its call's
+`tool_retries` times, and the result says how many attempts it took (the old message leaves the broker's
+`unacked` set at once, services/common/unacked.py). Every task expires with its call's
 timeout, so a worker never runs a call nobody waits for (Celery discards an expired task on receipt),
 and a call abandoned for any reason is revoked.
 """
@@ -27,7 +28,7 @@ import redis.asyncio as aredis
 from celery import Celery
 
 from gateway.interfaces import ToolDispatchError, ToolInvocation
-from services.common import revocations
+from services.common import revocations, unacked
 from services.common.consumers import LiveConsumers
 from services.common.tools import ToolResult, task_name
 
@@ -145,7 +146,12 @@ class CeleryToolExecutor:
             except Exception as exc:
                 raise ToolDispatchError("unavailable", f"could not queue {invocation.tool} on "
                                                        f"'{invocation.service}': {exc}") from exc
-            meta = await self._wait(task_id, future, invocation, deadline)
+            try:
+                meta = await self._wait(task_id, future, invocation, deadline)
+            except _WorkerLost:
+                with contextlib.suppress(Exception):  # it will be sent again: its old message must not run later
+                    await unacked.forget(self._redis, task_id)
+                raise
             finished = True
             return meta
         finally:

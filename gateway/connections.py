@@ -1,7 +1,8 @@
-"""The gateway's Redis connections: one bounded pool per process, sized from settings.
+"""The gateway's Redis connections: one bounded pool per process and role, sized from settings.
 
 A request that finds every connection busy waits up to `redis_pool_timeout_s` for one, then fails with
 an error naming the setting (redis-py's own pool would fail at once with "Too many connections").
+Connections reconnect after a Redis restart (services/common/redis_clients.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.common.settings import GatewaySettings
+from services.common import redis_clients
+from services.common.settings import CommonSettings, GatewaySettings
 
 
 class PoolExhausted(RedisConnectionError):
@@ -31,5 +33,13 @@ class _Pool(aredis.BlockingConnectionPool):
 
 
 def redis_client(url: str, gw: GatewaySettings) -> aredis.Redis:
-    pool = _Pool.from_url(url, max_connections=gw.redis_max_connections, timeout=gw.redis_pool_timeout_s)
+    pool = _Pool.from_url(url, max_connections=gw.redis_max_connections, timeout=gw.redis_pool_timeout_s,
+                          **redis_clients.options(asynchronous=True))
     return aredis.Redis(connection_pool=pool)
+
+
+def redis_pair(common: CommonSettings, gw: GatewaySettings) -> tuple[aredis.Redis, aredis.Redis]:
+    """The state client (broker, records, leases) and the cache client (image blobs): one pool when the
+    deployment runs one Redis, two when it splits them by role."""
+    state = redis_client(common.redis_url, gw)
+    return state, (state if common.cache_url == common.redis_url else redis_client(common.cache_url, gw))

@@ -38,7 +38,8 @@ class Erased:
         return max(self.stored, self.hot)
 
 
-def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis) -> Erased:
+def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None) -> Erased:
+    """`client`: the state Redis; `blobs`: the Redis of the image blobs when it is another one."""
     ids = list(dict.fromkeys(ids))
     hot_refs = _image_refs(client, ids)
     stored, orphans = store.erase(ids)
@@ -47,7 +48,7 @@ def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis) -> Er
     for tid in ids:
         pipe.delete(recorder.meta_key(tid), recorder.events_key(tid), *state.keys(tid))
     hot = sum(1 for n in pipe.execute() if n)
-    BlobStore(client, 60).delete(gone)
+    BlobStore(blobs or client, 60).delete(gone)
     if gone:
         pipe = client.pipeline(transaction=False)
         for key in client.scan_iter(match=_TENANT_IMAGES, count=1000):
@@ -68,11 +69,11 @@ def _image_refs(client: redis.Redis, ids: list[str]) -> set[str]:
     return refs
 
 
-def purge(older_than: float, store: TrajectoryStore, client: redis.Redis) -> Erased:
+def purge(older_than: float, store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None) -> Erased:
     """Retention: everything that finished before `older_than` (epoch seconds), from every tier."""
     ids = store.expired(older_than)
     total = Erased(0, 0, 0)
     for start in range(0, len(ids), 500):
-        done = erase(ids[start:start + 500], store, client)
+        done = erase(ids[start:start + 500], store, client, blobs)
         total = Erased(total.stored + done.stored, total.hot + done.hot, total.images + done.images)
     return total

@@ -6,6 +6,7 @@ of chunks is stored as one event per channel. Everything expires after the confi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import cast
 
@@ -35,14 +36,18 @@ class TrajectoryRecorder:
         self._mirror = mirror  # the durable store's writer (gateway/archive.py): gets each event as stored here
 
     async def begin(self, question: str, mode: int, model: str, *, tenant: str = "", conversation_id: str = "",
-                    parent_trajectory_id: str = "") -> None:
+                    parent_trajectory_id: str = "", labels: dict[str, str] | None = None, eval_run: str = "",
+                    budgets: pb.Budgets | None = None) -> None:
         created = Timestamp()
         created.GetCurrentTime()
         pipe = self._redis.pipeline(transaction=False)
+        # Labels, eval run and budgets are here as well as in the durable store, so that GetTrajectory of a
+        # record Redis still holds never touches the store.
         pipe.hset(meta_key(self._id), mapping={
             "question": question, "mode": mode, "model": model, "status": pb.STATUS_RUNNING,
             "created_at": created.SerializeToString(), "tenant": tenant, "conversation_id": conversation_id,
-            "parent_trajectory_id": parent_trajectory_id,
+            "parent_trajectory_id": parent_trajectory_id, "labels": json.dumps(labels or {}),
+            "eval_run": eval_run, "budgets": (budgets or pb.Budgets()).SerializeToString(),
         })
         pipe.expire(meta_key(self._id), self._ttl)
         await pipe.execute()
@@ -68,6 +73,8 @@ class TrajectoryRecorder:
             fields["usage"] = event.usage.SerializeToString()
         elif kind == "finished":
             fields["status"] = event.finished.status
+            if event.HasField("time"):
+                fields["finished_at"] = event.time.SerializeToString()
         await self._append(event, fields)
 
     async def _flush(self) -> None:
@@ -107,7 +114,21 @@ async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None
         out.usage.ParseFromString(meta["usage"])
     if "created_at" in meta:
         out.created_at.ParseFromString(meta["created_at"])
+    if "finished_at" in meta:
+        out.finished_at.ParseFromString(meta["finished_at"])
+    if "labels" in meta:
+        out.labels.update(json.loads(meta["labels"]))
+    out.eval_run = meta.get("eval_run", b"").decode()
+    if "budgets" in meta:
+        out.budgets.SetInParent()
+        out.budgets.ParseFromString(meta["budgets"])
     return out
+
+
+def is_complete(found: pb.Trajectory) -> bool:
+    """Whether a loaded record carries the fields that once only the durable store kept (labels, eval run,
+    budgets): records written by gateways before these were recorded in Redis too lack them."""
+    return found.HasField("budgets")
 
 
 async def set_field(client: aredis.Redis, trajectory_id: str, name: str, value: str) -> None:

@@ -106,7 +106,10 @@ class Runs:
                                                  mirror=self._archive.event if self._archive else None)
             await record.begin(spec.question, mode or pb.MODE_DEEP_RESEARCH, spec.model, tenant=spec.tenant,
                                conversation_id=spec.conversation_id,
-                               parent_trajectory_id=spec.parent_trajectory_id)
+                               parent_trajectory_id=spec.parent_trajectory_id, labels=spec.labels,
+                               eval_run=spec.eval_run, budgets=pb.Budgets(
+                                   max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
+                                   deadline_s=spec.deadline_s))
             await resume.save_spec(self._redis, spec)
             await self.leases.acquire(spec.trajectory_id)
         except BaseException:

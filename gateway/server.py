@@ -29,7 +29,7 @@ from gateway import erasure, recorder
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.connections import redis_client as make_redis
+from gateway.connections import redis_pair
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http import create_app
 from gateway.http.app import CHAT_ROUTES
@@ -38,7 +38,14 @@ from gateway.loop import MODES, AgentLoop
 from gateway.policy import Policy, Principal, make_policy, scoped
 from gateway.policy.authentication import announce
 from gateway.policy.grpc import current_principal
-from gateway.policy.listeners import HttpListener, bind_grpc, start_blobs, start_health_port, start_metrics
+from gateway.policy.listeners import (
+    HttpListener,
+    bind_grpc,
+    grpc_options,
+    start_blobs,
+    start_health_port,
+    start_metrics,
+)
 from gateway.reflection import enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
@@ -180,8 +187,8 @@ class FabricServicer(pb_grpc.FabricServicer):
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
         principal, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         found = await recorder.load(self._redis, tid)
-        if found is not None and self._archive is not None:
-            await self._archive.add_stored_fields(found)
+        if found is not None and self._archive is not None and not recorder.is_complete(found):
+            await self._archive.add_stored_fields(found)  # a record from an earlier version
         if found is None and self._archive is not None:  # Redis expired it: the durable store keeps it
             found = await self._archive.trajectory(tid)
             try:
@@ -315,7 +322,7 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
     gw, tls = settings.gateway(), settings.tls()
 
     async def listen(listener: HttpListener) -> None:
-        await listener.start()
+        await listener.start(gw.reuse_port)
         doors.push_async_callback(listener.stop)
 
     http = settings.http()
@@ -346,16 +353,16 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
                                  [metrics.QueueDepthCollector(settings.common().redis_url, service_names())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
-        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls)
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port)
         doors.push_async_callback(blob_server.stop)
 
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
-    redis_client = make_redis(common.redis_url, gw)
+    redis_client, cache_client = redis_pair(common, gw)
     policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
-    blobs = AsyncBlobStore(redis_client, common.blob_ttl_s)
+    blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
     consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
                                   gw.retry_consumer_wait_s)
@@ -368,7 +375,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      gw, tokenizers.get)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
-                      common.blob_ttl_s, settings.store(), erasure.purge).start()
+                      common.blob_ttl_s, settings.store(), erasure.purge, common.cache_url).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, settings.step(), gw, model_settings.default_model,
@@ -377,7 +384,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
-               ("grpc.server_max_unrequested_time_in_server", gw.accept_wait_s)]
+               ("grpc.server_max_unrequested_time_in_server", gw.accept_wait_s), *grpc_options(gw.reuse_port)]
     # Undecodable bytes are refused before the key is even looked at (INVALID_ARGUMENT, not UNKNOWN).
     server = grpc.aio.server(options=options, interceptors=[RejectUndecodableRequests(), policy.interceptor()])
     pb_grpc.add_FabricServicer_to_server(servicer, server)
@@ -388,14 +395,25 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      _FABRIC_METHODS, _HEALTH_METHODS)
     announce(settings.auth())
     await server.start()
-    health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port) \
+    health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port,
+                                          gw.reuse_port) \
         if settings.tls().health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     renewer = asyncio.create_task(leases.keep_renewing(), name="lease-renewal")
     reaper = asyncio.create_task(runs.reap(), name="lease-reaper")
     stop = stop or asyncio.Event()
     doors = contextlib.AsyncExitStack()
-    await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_settings.default_model, stop)
+    try:
+        await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_settings.default_model, stop)
+    except BaseException:  # e.g. a port taken (Errno 98): close what started, so the process exits and says why
+        await asyncio.gather(server.stop(grace=None), *([health_port.stop(grace=None)] if health_port else []))
+        for task in (cancel_listener, renewer, reaper):
+            task.cancel()
+        await doors.aclose()
+        await executor.close()
+        await archive.close()
+        await model.close()
+        raise
     policy.doors.publish(gw.doors_file)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
@@ -424,6 +442,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     await archive.close()  # after the server stopped: every event of every trajectory is written
     await model.close()
     await redis_client.aclose()
+    if cache_client is not redis_client:
+        await cache_client.aclose()
 
 
 def main() -> None:
@@ -431,5 +451,8 @@ def main() -> None:
     telemetry.setup_telemetry("toolfabric-gateway")
     try:
         asyncio.run(serve())
+    except OSError as exc:  # a door could not bind: a clear line and exit code 3, not a traceback
+        log.error("the gateway cannot serve: %s", exc)
+        raise SystemExit(3) from exc
     finally:
         telemetry.shutdown_telemetry()  # export the last spans

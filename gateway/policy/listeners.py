@@ -4,6 +4,10 @@
 HTTP chat API, the step API, the MCP endpoint and the blob port. The one plaintext exception is the
 health-only gRPC port for probes that cannot speak TLS (`TOOLFABRIC_TLS_HEALTH_PORT`), which serves
 grpc.health.v1 and nothing else. Each function registers the door it opens with policy/doors.py.
+
+With `TOOLFABRIC_GATEWAY_REUSE_PORT` every door's socket is bound with SO_REUSEPORT, so several gateway
+processes on one host serve the same ports and the kernel spreads new connections over them; without it a
+taken port fails the start (gRPC's own default of SO_REUSEPORT is turned off to match).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +46,28 @@ def _files(tls: TlsSettings) -> tuple[str, str] | None:
     return tls.cert_file, tls.key_file
 
 
+def grpc_options(reuse_port: bool) -> list[tuple[str, int]]:
+    """The server option that makes the gRPC ports shared (or exclusive) like every other door."""
+    return [("grpc.so_reuseport", int(reuse_port))]
+
+
+def reusable_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A bound TCP socket for an HTTP door, shared with the host's other gateway processes when asked."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def bind_grpc(doors: Doors, server: grpc.aio.Server, name: str, host: str, port: int, tls: TlsSettings,
               guard: Guard, routes: tuple[str, ...], open_routes: tuple[str, ...] = ()) -> int:
     """Binds host:port with TLS when a certificate is configured, in plaintext otherwise; the bound port."""
@@ -58,9 +85,9 @@ def bind_grpc(doors: Doors, server: grpc.aio.Server, name: str, host: str, port:
 
 
 async def start_health_port(doors: Doors, health_servicer: health.aio.HealthServicer, host: str,
-                            port: int) -> grpc.aio.Server:
+                            port: int, reuse_port: bool = False) -> grpc.aio.Server:
     """A plaintext server with grpc.health.v1 only (the same statuses as the TLS port), for probes."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpc_options(reuse_port))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
@@ -96,9 +123,10 @@ class HttpListener:
         """The bound port (the real one when asked for port 0)."""
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
-    async def start(self) -> HttpListener:
+    async def start(self, reuse_port: bool = False) -> HttpListener:
         name, host, tls, guard, routes, open_routes = self._door
-        self._task = asyncio.create_task(self._server.serve(), name=f"http-{name}")
+        sock = reusable_socket(host, self._server.config.port, reuse_port)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"http-{name}")
         while not self._server.started:
             if self._task.done():  # could not bind: raise its error here
                 await self._task
@@ -115,14 +143,14 @@ class HttpListener:
             await self._task
 
 
-async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings) -> BlobServer:
+async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings, reuse_port: bool = False) -> BlobServer:
     """The blob port: images at signed, expiring URLs (the signature is the credential), TLS as configured."""
     files = _files(tls)
     context = None
     if files is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*files)
-    server = await start_blob_server(host, port, context)
+    server = await start_blob_server(host, port, context, reuse_port)
     doors.register(Door("blobs", "http", host, server.port, files is not None, "signed_url", ("/blobs/{digest}",)))
     return server
 

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.connections import redis_client
+from gateway.connections import redis_pair
 from gateway.loop import AgentLoop
 from gateway.step.service import StepService
 from gateway.validation import RequestValidator
@@ -27,8 +27,8 @@ async def _download_image(url: str, max_bytes: int) -> bytes:
 @contextlib.asynccontextmanager
 async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
-    client = redis_client(common.redis_url, gw)
-    blobs = AsyncBlobStore(client, common.blob_ttl_s)
+    client, cache = redis_pair(common, gw)
+    blobs = AsyncBlobStore(cache, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(), client)
     await executor.start()
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
@@ -42,3 +42,5 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
         await executor.close()
         await model.close()
         await client.aclose()
+        if cache is not client:
+            await cache.aclose()

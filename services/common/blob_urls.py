@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis.asyncio as aredis
 from aiohttp import web
 
-from services.common import settings
+from services.common import redis_clients, settings
 from services.common.blobs import PREFIX, AsyncBlobStore
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.images import inspect
@@ -96,11 +96,12 @@ class BlobServer:
         await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
-async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> BlobServer:
+async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+                            reuse_port: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
-    `ssl_context`."""
+    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT)."""
     common = settings.common()
-    client = aredis.Redis.from_url(common.redis_url)
+    client = redis_clients.async_client("cache", common)
     store = AsyncBlobStore(client, common.blob_ttl_s)
 
     async def serve(request: web.Request) -> web.StreamResponse:
@@ -121,7 +122,7 @@ async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | 
     app.router.add_route("GET", ROUTE + "{digest}", serve)  # aiohttp answers HEAD for GET routes
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port  # the real port when port=0
     return BlobServer(runner, client, host, bound)

@@ -14,8 +14,9 @@ Modes (`TOOLFABRIC_CACHE_MODE`):
 Single flight: the first asker of a missing key takes a Redis lock holding a fresh token and
 calls the provider; everyone else reads the token and waits for `done:<token>`, where the
 winner leaves its result or its error, so N identical concurrent requests anywhere in the
-fleet make exactly one provider call. A winner that dies frees the lock by expiry and the
-waiters race again.
+fleet make exactly one provider call. The lock is a lease of `lease_s` (1 s by default) the winner
+renews while it calls (services/common/renewal.py): a winner that fails or is cancelled releases it at
+once, one that is killed (a revoked task) frees it by expiry within `lease_s`, and the waiters race again.
 
 Keys are `<namespace>:<sha256 of the normalized parts>`: strings are NFKC-normalized,
 case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" share an entry.
@@ -25,6 +26,7 @@ Images belong in keys by content hash, never by URL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -39,6 +41,7 @@ import redis.asyncio as aredis
 
 from services.common.cache_store import PersistentStore
 from services.common.errors import CacheMiss, ToolError, ToolTimeout
+from services.common.renewal import renewed
 from services.common.telemetry import observe
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ _POLL_START_S, _POLL_MAX_S = 0.001, 0.02
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -170,19 +177,23 @@ class Cache:
     """Asyncio cache; one per process and event loop."""
 
     def __init__(self, redis: aredis.Redis, store: PersistentStore | None, mode: CacheMode = "live",
-                 hot_ttl_s: int = 3600, persistent_ttl_s: int = 7 * 24 * 3600, wait_s: float = 60.0) -> None:
+                 hot_ttl_s: int = 3600, persistent_ttl_s: int = 7 * 24 * 3600, wait_s: float = 60.0,
+                 lease_s: float = 1.0) -> None:
         if mode not in ("off", "live", "record", "replay"):
             raise ValueError(f"unknown cache mode {mode!r}; use off, live, record or replay")
         self.redis, self.store, self.mode = redis, store, mode
         self.hot_ttl_s, self.persistent_ttl_s, self.wait_s = hot_ttl_s, persistent_ttl_s, wait_s
+        self.lease_s = lease_s
         self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
 
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], *, describe: str = "",
                            lock_s: float | None = None) -> Lookup:
         """The cached entry for `key`, or `fetch()`'s (called once across all concurrent askers).
 
         `describe` names the request in errors ("text_search 'q' via serper"); `lock_s` bounds how
-        long a flight may hold the key before others may try (default: the wait limit).
+        long a live flight may hold the key before others may try (default: the wait limit); a dead
+        one holds it at most `lease_s`.
         """
         namespace = key.split(":", 1)[0]
         if self.mode == "off":
@@ -224,8 +235,10 @@ class Cache:
         deadline = time.monotonic() + self.wait_s
         while True:
             token = uuid.uuid4().hex
-            if await self.redis.set(lock, token, nx=True, px=int(lock_s * 1000)):
-                return await self._fly(key, lock, token, fetch)
+            if await self.redis.set(lock, token, nx=True, px=int(self.lease_s * 1000)):
+                renew = functools.partial(self._renew, keys=[lock], args=[token, int(self.lease_s * 1000)])
+                async with renewed(renew, self.lease_s, max_hold_s=lock_s):
+                    return await self._fly(key, lock, token, fetch)
             holder = await self.redis.get(lock)
             if holder is None:
                 continue  # released between our SET and GET: race for it again

@@ -45,6 +45,9 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=worker.prefetch_multiplier,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # A task published while Redis restarts waits for it (as long as the Redis clients do), not an error.
+        task_publish_retry_policy={"max_retries": common.redis_retries, "interval_start": 0.1,
+                                   "interval_step": 0.25, "interval_max": common.redis_backoff_max_s},
         # STARTED names the worker running a task: the gateway sends a task again when that worker dies.
         task_track_started=True,
     )

@@ -14,7 +14,7 @@ import time
 import redis
 import redis.asyncio as aredis
 
-from services.common import settings
+from services.common import redis_clients, settings
 
 _KEY = "toolfabric:consumers:"
 
@@ -31,7 +31,7 @@ class ConsumerRegistry:
 
     @classmethod
     def from_settings(cls, queues: list[str] | None = None) -> ConsumerRegistry:
-        return cls(redis.Redis.from_url(settings.common().redis_url, socket_timeout=2, socket_connect_timeout=2),
+        return cls(redis_clients.sync_client("state", socket_timeout=2, socket_connect_timeout=2),
                    queues or [], settings.worker().heartbeat_ttl_s)
 
     def beat(self, hostname: str, queues: list[str] | None = None) -> None:

@@ -24,6 +24,15 @@ class CommonSettings(BaseSettings):
     model_config = _config("TOOLFABRIC_")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Image blobs and the hot cache: a Redis of their own in production (LRU, bounded), so image traffic can
+    # never fill the broker's and trajectories' Redis (AOF, noeviction). Empty: the same Redis as redis_url.
+    cache_redis_url: str = ""
+    # Every Redis client retries a command that met a dropped connection (a Redis restart) this many times,
+    # backing off exponentially up to redis_backoff_max_s, and checks a connection idle for longer than
+    # redis_health_check_interval_s before using it: a restart delays calls, it does not fail them.
+    redis_retries: int = Field(default=8, ge=0)
+    redis_backoff_max_s: float = Field(default=2.0, gt=0)
+    redis_health_check_interval_s: float = Field(default=5.0, ge=0)
     # Content-addressed image blobs live this long after their last write.
     blob_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Largest encoded image accepted anywhere (client upload, tool output, page image).
@@ -35,8 +44,9 @@ class CommonSettings(BaseSettings):
     # declaring 31.6 Mpx is 24,000.
     max_image_pixels_per_byte: int = Field(default=8192, ge=1)
     celery_result_expires_s: int = Field(default=3600, ge=60)
-    # Redis visibility timeout of the broker; every task's hard time limit stays below it.
-    celery_visibility_timeout_s: int = Field(default=3600, ge=60)
+    # Redis visibility timeout of the broker; every task's hard time limit (300 s) stays below it. A message a
+    # killed worker held is given back to the queue after this long (the gateway deletes the ones it re-sent).
+    celery_visibility_timeout_s: int = Field(default=600, ge=60)
     # Public base URL at which blobs are served at signed, expiring URLs (reverse image search).
     public_base_url: str = "http://127.0.0.1:8090"
     blob_url_secret: SecretStr = SecretStr("change-me-in-production")
@@ -53,7 +63,15 @@ class CommonSettings(BaseSettings):
     cache_persistent_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     # How long identical concurrent requests wait for the one that calls the provider.
     cache_single_flight_wait_s: float = Field(default=60.0, gt=0)
+    # Locks and leases a worker holds while it works (single-flight locks, per-host fetch slots) live this
+    # long unless renewed (every third of it): a worker killed mid-call frees them within this time.
+    worker_lease_ttl_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
+
+    @property
+    def cache_url(self) -> str:
+        """The Redis of image blobs and the hot cache (the one Redis of a dev stack unless split)."""
+        return self.cache_redis_url or self.redis_url
 
 
 class GatewaySettings(BaseSettings):
@@ -63,6 +81,10 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535)
+    # Several gateway processes on one host share every port (gRPC, HTTP, step, MCP, blob; the kernel spreads
+    # connections, SO_REUSEPORT). Off: a port another process holds fails the start (Errno 98), so a port
+    # race is noticed instead of two unrelated gateways silently splitting one port's traffic.
+    reuse_port: bool = False
     # gRPC message cap, raised above the 4 MiB default so requests can carry images.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=4 * 1024 * 1024)
     max_images_per_request: int = Field(default=16, ge=1)
@@ -435,6 +457,13 @@ class StoreSettings(BaseSettings):
     retention_days: float = Field(default=0.0, ge=0)
     # How often a gateway applies the retention.
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    # Connections per process (both engines): a reader thread checks one out, uses it alone, gives it back.
+    # Readers beyond pool_size + max_overflow wait up to pool_timeout_s, then get UNAVAILABLE.
+    pool_size: int = Field(default=8, ge=1)
+    max_overflow: int = Field(default=8, ge=0)
+    pool_timeout_s: float = Field(default=10.0, gt=0)
+    # SQLite only: how long a writer waits for another process's write lock before failing.
+    sqlite_busy_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class EvalSettings(BaseSettings):

@@ -12,13 +12,13 @@ import threading
 from pathlib import Path
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, busy_timeout_s: float = 30.0) -> sqlite3.Connection:
     """A connection tuned for many reader processes and one writer at a time (autocommit)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    con = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    con.execute("PRAGMA busy_timeout=30000")
+    con.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     return con
 
 

@@ -21,7 +21,7 @@ from celery import bootsteps, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import consumers, logs, revocations, settings
+from services.common import consumers, logs, redis_clients, revocations, settings
 from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
@@ -71,7 +71,7 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
 
 @functools.lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.common().redis_url, socket_timeout=2)
+    return redis_clients.sync_client("state", socket_timeout=2)
 
 
 def _revoked(task_id: str) -> bool:

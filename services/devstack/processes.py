@@ -27,6 +27,15 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def children_of(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc), oldest first; empty once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen | None = None,
                log: Path | None = None) -> None:
     """Poll `check` until it holds; fail fast, with the log's tail, if `proc` dies first."""

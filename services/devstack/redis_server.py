@@ -35,13 +35,18 @@ class RedisServer:
     With `persistent`, it keeps an append-only file in `workdir` (fsync every second), so a restart on the
     same workdir still has every trajectory record, image, lease and queued task — at most the last second
     of writes is lost. Without it (the tests' throwaway servers) a restart loses everything.
+
+    `maxmemory_mb` with `policy` makes the cache-role Redis (image blobs, hot cache: `allkeys-lru`, bounded);
+    the default is the state role's `noeviction`, unbounded (services/common/redis_clients.py).
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, persistent: bool = False) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persistent: bool = False, maxmemory_mb: int = 0,
+                 policy: str = "noeviction") -> None:
         self._fixed_port = port is not None
         self.port = port or free_port()
         self.workdir = workdir
         self.persistent = persistent
+        self.maxmemory_mb, self.policy = maxmemory_mb, policy
         self._child: Child | None = None
 
     @property
@@ -71,8 +76,8 @@ class RedisServer:
         argv = [
             redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", *persistence,
             "--dir", str(self.workdir),
-            # The broker must never drop a queued task to make room.
-            "--maxmemory-policy", "noeviction",
+            # The broker must never drop a queued task to make room (noeviction); a cache Redis evicts (LRU).
+            "--maxmemory-policy", self.policy, "--maxmemory", f"{self.maxmemory_mb}mb",
         ]
         self._child = Child(f"redis-{self.port}", argv, self.workdir)
         client = redis.Redis.from_url(self.url)

@@ -18,6 +18,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from services.common.errors import ConfigurationError
 from services.common.tools import SERVICES
 from services.devstack import neural_models
 from services.devstack.model_endpoint import ModelEndpoint
-from services.devstack.processes import Child, free_port, wait_until
+from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
 
@@ -41,15 +42,24 @@ class EmbeddedStack:
                  extra_env: dict[str, str] | None = None, worker_concurrency: int = 2,
                  triton: TritonServer | None = None, data_dir: Path | None = None,
                  model: str | None = None, step_port: int | None = None, mcp_port: int | None = None,
-                 model_endpoint: ModelEndpoint | None = None, extra_models: tuple[str, ...] = ()) -> None:
+                 model_endpoint: ModelEndpoint | None = None, extra_models: tuple[str, ...] = (),
+                 cache_redis_mb: int = 0) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
         self.data_dir = (data_dir or self.workdir / "data").resolve()
+        self.gateway_port = gateway_port or free_port()
+        # Ports the user chose are kept; the stack's own choices are made again if someone takes them first.
+        self._fixed_gateway_port, self._fixed_step_port, self._fixed_mcp_port = bool(gateway_port), bool(step_port), \
+            bool(mcp_port)
         self.demo_site = demo_site
         self.extra_env = extra_env or {}
         self.worker_concurrency = worker_concurrency
         self.redis = RedisServer(self.workdir / "redis", persistent=True)
+        # Production's split by role, when asked: image blobs and the hot cache in a Redis of their own, bounded
+        # to `cache_redis_mb` and evicting (LRU); the broker and trajectories stay in the durable one.
+        self.cache_redis = RedisServer(self.workdir / "redis-cache", maxmemory_mb=cache_redis_mb,
+                                       policy="allkeys-lru") if cache_redis_mb else None
         # The CPU baseline by default; tests hand in a server that also loads their test models. A tiny neural model
         # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
         self.model = neural_models.MODELS[model] if model and model != "baseline" else None
@@ -64,7 +74,12 @@ class EmbeddedStack:
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
         # extra_models: other models of the shipped repository to serve too (the eval judge).
         self.triton = triton or TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *extra_models))
-        self._asked_ports = (gateway_port, step_port, mcp_port)
+        self.site_port = free_port()
+        self.blob_port = free_port()
+        self.http_port = free_port()  # the OpenAI-compatible HTTP API
+        # The step API (verl-tool's /get_observation) and the MCP endpoint, when asked (0 = any free port).
+        self.step_port = (step_port or free_port()) if step_port is not None else None
+        self.mcp_port = (mcp_port or free_port()) if mcp_port is not None else None
         self.doors_file = self.workdir / "doors.json"  # the gateway lists what it serves here
         # Signs blob URLs; the stack's own random one, so a stack with auth on starts without setting it.
         self.blob_secret = secrets.token_urlsafe(32)
@@ -72,22 +87,8 @@ class EmbeddedStack:
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
         self.services = service_names()
-        self._pick_ports()
-        self.children: dict[str, Child] = {}
-
-    def _pick_ports(self) -> None:
-        """Free ports for what the stack serves besides Redis and Triton (those the caller named stay). Picked again
-        once Triton is up, just before the children start: Triton may spend minutes loading an engine (`--model`),
-        long enough on a shared machine for another process to take a port picked earlier."""
-        gateway_port, step_port, mcp_port = self._asked_ports
-        self.gateway_port = gateway_port or free_port()
-        self.site_port = free_port()
-        self.blob_port = free_port()
-        self.http_port = free_port()  # the OpenAI-compatible HTTP API
-        # The step API (verl-tool's /get_observation) and the MCP endpoint, when asked (0 = any free port).
-        self.step_port = (step_port or free_port()) if step_port is not None else None
-        self.mcp_port = (mcp_port or free_port()) if mcp_port is not None else None
         self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
+        self.children: dict[str, Child] = {}
 
     @property
     def target(self) -> str:
@@ -105,6 +106,7 @@ class EmbeddedStack:
         env = dict(os.environ)
         env.update({
             "TOOLFABRIC_REDIS_URL": self.redis.url,
+            "TOOLFABRIC_CACHE_REDIS_URL": self.cache_redis.url if self.cache_redis else "",
             "TOOLFABRIC_DATA_DIR": str(self.data_dir),
             "TOOLFABRIC_MODEL_TRITON_URL": self.triton.grpc_url,
             "TOOLFABRIC_GATEWAY_HOST": "127.0.0.1",
@@ -146,45 +148,61 @@ class EmbeddedStack:
         try:
             say("starting redis-server")
             self.redis.start()
+            if self.cache_redis is not None:
+                self.cache_redis.start()
             say("starting Triton with the CPU baseline policy" + (
                 f" and {self.model.name} ({self.model.engine} engine; loading takes a minute or two)"
                 if self.model else ""))
             self.triton.start()
-            self._pick_ports()
-            env = self.env()
             if self.demo_site:
                 say(f"serving the demo corpus at {self.site_url}")
-                self._spawn("demo-site", [sys.executable, "-m", "http.server", str(self.site_port), "--bind",
-                                          "127.0.0.1", "--directory", str(DEMO_DIR / "site")], env)
-                wait_until(lambda: _http_ok(self.site_url), 15, "demo site", self.children["demo-site"].proc)
+                self._spawn("demo-site", self._site_argv(), self.env())
+                self._ready_or_respawn("demo-site", self._site_argv, self.env, lambda: _http_ok(self.site_url), 15,
+                                       lambda: setattr(self, "site_port", free_port()))
                 if self.user_data:  # never mix the demo pages into the user's own index
                     say(f"not indexing the demo corpus into your index in {self.data_dir}")
                 else:
                     say("indexing the demo corpus into the local search index")
-                    self._index_demo(env)
-            for service in self.services:
-                say(f"starting the {service} worker")
-                self._spawn(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service],
-                            {**env, "TOOLFABRIC_TELEMETRY_METRICS_PORT": str(self.metrics_ports[service])})
+                    self._index_demo(self.env())
+            # The gateway first: if a port chosen free was taken meanwhile it starts again on new ones, and the
+            # workers then get the blob port it really serves (their signed image URLs point there).
             if self.model_endpoint is not None:
                 say(f"the default model is {self.model_endpoint.model} on the completions server at "
                     f"{self.model_endpoint.url}")
             say("starting the gateway")
-            self._spawn("gateway", [sys.executable, "-m", "toolfabric.cli.main", "gateway"],
-                        {**env, "TOOLFABRIC_GATEWAY_METRICS_PORT": str(self.metrics_ports["gateway"])})
-            wait_until(self._gateway_serving, 60, "gateway", self.children["gateway"].proc,
-                       self.children["gateway"].log)
+            gateway = [sys.executable, "-m", "toolfabric.cli.main", "gateway"]
+
+            def gateway_env() -> dict[str, str]:
+                return {**self.env(), "TOOLFABRIC_GATEWAY_METRICS_PORT": str(self.metrics_ports["gateway"])}
+
+            self._spawn("gateway", gateway, gateway_env())
+            self._ready_or_respawn("gateway", lambda: gateway, gateway_env, self._gateway_serving, 60,
+                                   self._new_gateway_ports)
+            env = self.env()
+
+            def worker_argv(service: str) -> list[str]:
+                return [sys.executable, "-m", "toolfabric.cli.main", "worker", service]
+
+            def worker_env(service: str) -> dict[str, str]:
+                return {**env, "TOOLFABRIC_TELEMETRY_METRICS_PORT": str(self.metrics_ports[service])}
+
+            for service in self.services:
+                say(f"starting the {service} worker")
+                self._spawn(f"worker-{service}", worker_argv(service), worker_env(service))
             for service in list(self.services):
-                child = self.children[f"worker-{service}"]
                 try:
-                    wait_until(functools.partial(_worker_ready, self.redis.url, service), 60, f"{service} worker",
-                               child.proc, child.log)
+                    self._ready_or_respawn(
+                        f"worker-{service}", functools.partial(worker_argv, service),
+                        functools.partial(worker_env, service),
+                        functools.partial(_worker_ready, self.redis.url, service), 60,
+                        functools.partial(self._new_metrics_port, service))
                 except (RuntimeError, TimeoutError) as exc:
                     if service in SERVICES:  # the fabric's own services must run
                         raise
                     # A plugin that fails to import or start is reported and left out; the rest runs (its
                     # tools answer `unavailable`, the gateway's fail-fast for a queue with no consumer).
-                    self.children.pop(f"worker-{service}").stop()
+                    child = self.children.pop(f"worker-{service}")
+                    child.stop()
                     self.services.remove(service)
                     self.left_out[service] = f"{str(exc).splitlines()[0]}: {_last_error(child.log)}"
                     say(f"plugin {service} left out: {self.left_out[service]} (log: {child.log})")
@@ -205,6 +223,39 @@ class EmbeddedStack:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.children[name] = Child(name, argv, self.workdir / "logs", env=env, cwd=self.workdir)
+
+    def _site_argv(self) -> list[str]:
+        return [sys.executable, "-m", "http.server", str(self.site_port), "--bind", "127.0.0.1", "--directory",
+                str(DEMO_DIR / "site")]
+
+    def _ready_or_respawn(self, name: str, argv: Callable[[], list[str]], env: Callable[[], dict[str, str]],
+                          ready: Callable[[], bool], timeout_s: float, new_ports: Callable[[], None]) -> None:
+        """Wait until a spawned child is ready; when it died because a port chosen free was taken by someone
+        else meanwhile (several stacks on one machine), choose new ports and start it again (twice at most)."""
+        for attempt in range(3):
+            child = self.children[name]
+            try:
+                wait_until(ready, timeout_s, name, child.proc, child.log)
+                return
+            except RuntimeError:
+                if attempt == 2 or not log_says(child.log, *PORT_TAKEN):
+                    raise
+                child.stop()
+                child.log.rename(child.log.with_suffix(f".port-taken-{attempt + 1}.log"))
+                new_ports()
+                self._spawn(name, argv(), env())
+
+    def _new_metrics_port(self, name: str) -> None:
+        self.metrics_ports[name] = free_port()
+
+    def _new_gateway_ports(self) -> None:
+        if not self._fixed_gateway_port:
+            self.gateway_port = free_port()
+        self.blob_port, self.http_port, self.metrics_ports["gateway"] = free_port(), free_port(), free_port()
+        if self.step_port is not None and not self._fixed_step_port:
+            self.step_port = free_port()
+        if self.mcp_port is not None and not self._fixed_mcp_port:
+            self.mcp_port = free_port()
 
     def _gateway_serving(self) -> bool:
         with grpc.insecure_channel(self.target) as channel:
@@ -229,6 +280,8 @@ class EmbeddedStack:
         self.children.clear()
         self.triton.stop()
         self.redis.stop()
+        if self.cache_redis is not None:
+            self.cache_redis.stop()
 
     def __enter__(self) -> EmbeddedStack:
         return self.start()

@@ -27,6 +27,9 @@ class Supervisor:
             "redis-server": (self._stack.redis.alive, self._restart_redis, lambda: "see its log"),
             "triton": (self._stack.triton.alive, self._restart_triton, lambda: "see its log"),
         }
+        cache = self._stack.cache_redis
+        if cache is not None:
+            units["redis-cache"] = (cache.alive, self._restart_cache_redis, lambda: "see its log")
         for name, child in self._stack.children.items():
             units[name] = (child.alive, child.respawn, lambda c=child: f"exit code {c.proc.returncode}")  # type: ignore[misc]
         now = time.monotonic()
@@ -52,6 +55,11 @@ class Supervisor:
     def _restart_redis(self) -> None:
         self._stack.redis.stop()
         self._stack.redis.start()
+
+    def _restart_cache_redis(self) -> None:
+        if self._stack.cache_redis is not None:
+            self._stack.cache_redis.stop()
+            self._stack.cache_redis.start()
 
     def _restart_triton(self) -> None:
         self._stack.triton.stop()

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from services.common.errors import ConfigurationError
-from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
+from services.devstack.processes import PORT_TAKEN, Child, children_of, free_port, log_says, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model" / "repository"
 CPU_MODELS = ("toolfabric_baseline",)
@@ -78,7 +78,16 @@ class TritonServer:
 
     @property
     def pid(self) -> int | None:
+        """The process group leader (the subreaper): killing its group stops everything."""
         return self._child.proc.pid if self._child else None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The tritonserver process itself (the subreaper's child)."""
+        if self._child is None:
+            return None
+        kids = children_of(self._child.proc.pid)
+        return kids[0] if kids else None
 
     def _start_once(self, timeout_s: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +100,8 @@ class TritonServer:
         project_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
         argv = [
+            # Under a subreaper: no backend stub outlives the server, even a SIGKILLed one.
+            sys.executable, "-m", "services.devstack.subreaper",
             str(pytriton / "tritonserver" / "bin" / "tritonserver"),
             *[f"--model-repository={r}" for r in self.repositories],
             f"--backend-directory={self._backend_dir()}",

@@ -12,7 +12,7 @@ import os
 
 import redis.asyncio as aredis
 
-from services.common import settings
+from services.common import redis_clients, settings
 from services.common.blobs import AsyncBlobStore
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
@@ -43,7 +43,8 @@ def build_services(client: aredis.Redis) -> Services:
     cache = None
     if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
         cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
-                      persistent_ttl_s=common.cache_persistent_ttl_s, wait_s=fetch.total_timeout_s * 2)
+                      persistent_ttl_s=common.cache_persistent_ttl_s, wait_s=fetch.total_timeout_s * 2,
+                      lease_s=common.worker_lease_ttl_s)
     summarizer = None
     if fetch.summarizer_model:
         summarizer = ModelSummarizer(fetch.summarizer_model, settings.model().triton_url, fetch.summarizer_timeout_s)
@@ -52,7 +53,7 @@ def build_services(client: aredis.Redis) -> Services:
         blobs=AsyncBlobStore(client, common.blob_ttl_s),
         cache=cache,
         gate=HostLimits(client, fetch.per_host_rate_per_s, fetch.per_host_burst, fetch.per_host_concurrency,
-                        max_wait_s=fetch.total_timeout_s, lease_s=fetch.total_timeout_s * 2),
+                        max_wait_s=fetch.total_timeout_s, lease_s=common.worker_lease_ttl_s),
         robots=Robots(client, fetch.user_agent, fetch.robots_ttl_s) if fetch.respect_robots else None,
         summarizer=summarizer,
         sink=LocalIndexSink() if fetch.index_fetched_pages else None,
@@ -62,7 +63,7 @@ def build_services(client: aredis.Redis) -> Services:
 
 
 async def _run(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
-    client = aredis.Redis.from_url(settings.common().redis_url)
+    client = redis_clients.async_client("cache")  # blobs, page cache, per-host limits, robots
     try:
         return await web_visit(args, ctx, build_services(client))
     finally:

@@ -7,11 +7,10 @@ import base64
 import binascii
 from typing import Any
 
-import redis
 from mcp import types
 from opentelemetry import trace
 
-from services.common import images, settings
+from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore
 from services.common.errors import InvalidImage, ToolTimeout
 from services.common.settings import McpServer
@@ -46,7 +45,7 @@ def _result(name: str, tool: str, result: types.CallToolResult) -> ToolResult:
     cfg, common = settings.mcp_client(), settings.common()
     texts: list[str] = []
     new: list[NewImage] = []
-    blobs = BlobStore(redis.Redis.from_url(common.redis_url), common.blob_ttl_s)
+    blobs = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s)
     for block in result.content:
         if isinstance(block, types.TextContent):
             texts.append(block.text)

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-
-from services.common import images, settings
+from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore
 from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, InvalidImage, ToolInputError
@@ -30,7 +27,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
     lang = args.lang or cfg.languages[0]
     check_languages(lang, cfg.languages)
     try:
-        data = BlobStore(redis.Redis.from_url(common.redis_url), common.blob_ttl_s).get(ref)
+        data = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s).get(ref)
         bgr = images.decode_bgr(data, common.max_image_pixels)
     except (BlobNotFound, InvalidImage) as exc:
         raise ToolInputError(f"{name} cannot be read: {exc}") from None
@@ -57,9 +54,10 @@ async def _cached(ref: str, lang: str, read: Any) -> tuple[list[dict[str, Any]],
     # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
     if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
         return await asyncio.to_thread(read), "provider"
-    client = aredis.Redis.from_url(common.redis_url)
+    client = redis_clients.async_client("cache", common)
     try:
-        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2)
+        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2,
+                      lease_s=common.worker_lease_ttl_s)
         key = cache_key("ocr", image=ref, lang=lang, psm=cfg.page_segmentation, min_conf=cfg.min_confidence,
                         min_side=cfg.min_side)
 

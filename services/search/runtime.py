@@ -15,9 +15,8 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 import httpx
-import redis.asyncio as aredis
 
-from services.common import settings
+from services.common import redis_clients, settings
 from services.common.blob_urls import signed_url
 from services.common.blobs import AsyncBlobStore
 from services.common.cache import Cache
@@ -39,7 +38,7 @@ T = TypeVar("T")
 async def build_service(common: CommonSettings, config: SearchSettings,
                         index: SearchIndex | None = None) -> tuple[SearchService, Callable[[], Awaitable[None]]]:
     """A service wired from settings (call inside the loop it will run on); returns it and its closer."""
-    redis = aredis.Redis.from_url(common.redis_url)
+    redis = redis_clients.async_client("cache", common)  # blobs, hot cache, provider rate buckets
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(config.provider_timeout_s, connect=min(5.0, config.provider_timeout_s)),
         headers={"User-Agent": "toolfabric-search/0.1"},
@@ -65,7 +64,7 @@ async def build_service(common: CommonSettings, config: SearchSettings,
     store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,
                                                                   common.elasticsearch_prefix)
     cache = Cache(redis, store, common.cache_mode, common.cache_hot_ttl_s, common.cache_persistent_ttl_s,
-                  common.cache_single_flight_wait_s)
+                  common.cache_single_flight_wait_s, common.worker_lease_ttl_s)
     service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, signed_url)
 
     async def close() -> None:

@@ -22,23 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, erase: Any = None) -> int:
     """`erase`: the module that deletes from every tier (`erase(ids, store, redis)`, `purge(cutoff, …)`)."""
-    import redis
-
-    from services.common import settings
+    from services.common import redis_clients, settings
     from services.store import open_store
 
     if args.store_command == "purge" and args.older_than_days <= 0:
         print("toolfabric store purge: --older-than-days must be positive")
         return 2
     store = open_store(settings.store(), settings.common())
-    client = redis.Redis.from_url(settings.common().redis_url) if erase is not None else None
+    client = redis_clients.sync_client("state") if erase is not None else None
+    blobs = redis_clients.sync_client("cache") if erase is not None else None
     try:
         if args.store_command == "delete":
             if erase is None:
                 trajectories, images = store.delete(args.ids)
                 where = ""
             else:
-                erased = erase.erase(args.ids, store, client)
+                erased = erase.erase(args.ids, store, client, blobs)
                 trajectories, images = erased.trajectories, erased.images
                 where = f" ({erased.stored} from the store, {erased.hot} from Redis)"
             missing = len(set(args.ids)) - trajectories
@@ -49,11 +48,12 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         if erase is None:
             trajectories, images = store.purge(cutoff)
         else:
-            erased = erase.purge(cutoff, store, client)
+            erased = erase.purge(cutoff, store, client, blobs)
             trajectories, images = erased.trajectories, erased.images
         print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images")
         return 0
     finally:
         store.close()
-        if client is not None:
-            client.close()
+        for opened in (client, blobs):
+            if opened is not None:
+                opened.close()

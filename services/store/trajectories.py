@@ -29,6 +29,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
+WRITE = "toolfabric_write"  # execution option of the store's write transactions
 DEFAULT_PAGE = 50
 
 
@@ -91,29 +92,47 @@ def image_refs(event: pb.RunEvent) -> list[pb.ImageRef]:
     return []
 
 
-def make_engine(url: str, data_dir: Path) -> sa.Engine:
+def make_engine(url: str, data_dir: Path, settings: StoreSettings | None = None) -> sa.Engine:
+    """An engine safe to share between any number of threads, by construction.
+
+    Both dialects get a QueuePool: a connection belongs to the one thread that checked it out until it
+    is returned, so no two threads ever use one connection at once and none is closed under a reader.
+    (The `sqlite://` URL alone would pick SingletonThreadPool, which closes other threads' connections
+    once more than five threads used it: readers then crashed inside libsqlite3.) SQLite connections are
+    opened with check_same_thread=False — a returned connection may be checked out by another thread —
+    in WAL mode with a busy timeout, so readers never wait for the writer and writers queue for each
+    other instead of failing. A single writer thread is not needed: WAL serializes writers itself, and
+    the gateway already writes from one thread (gateway/archive.py).
+    """
+    settings = settings or StoreSettings()
+    pool = {"poolclass": sa.QueuePool, "pool_size": settings.pool_size, "max_overflow": settings.max_overflow,
+            "pool_timeout": settings.pool_timeout_s}
     if not url:
         path = data_dir / "store.sqlite3"
-        engine = sa.create_engine("sqlite://", creator=lambda: sqlite_db.connect(path))
+        busy = settings.sqlite_busy_timeout_s
+        engine = sa.create_engine("sqlite://", creator=lambda: sqlite_db.connect(path, busy), **pool)
 
         # The connection is in autocommit; SQLAlchemy's documented recipe for real SQLite transactions.
+        # A write takes the write lock up front (no deadlocking lock upgrade); a read is a deferred
+        # transaction — a WAL snapshot that never blocks, nor is blocked by, the writer or other readers.
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    return sa.create_engine(url, pool_pre_ping=True, **pool)
 
 
 def open_store(store: StoreSettings, common: CommonSettings) -> TrajectoryStore:
     data_dir = Path(common.data_dir)
     images_dir = Path(store.images_dir) if store.images_dir else data_dir / "images"
-    return TrajectoryStore(make_engine(store.url.get_secret_value(), data_dir), ImageFiles(images_dir))
+    return TrajectoryStore(make_engine(store.url.get_secret_value(), data_dir, store), ImageFiles(images_dir))
 
 
 class TrajectoryStore:
     def __init__(self, engine: sa.Engine, files: ImageFiles) -> None:
         self.engine, self.files = engine, files
+        self._writes = engine.execution_options(**{WRITE: True})  # same pool; SQLite begins these IMMEDIATE
         self._insert_ignore = _insert_ignore_for(engine.dialect.name)
         self.create_tables()
 
@@ -139,7 +158,7 @@ class TrajectoryStore:
         images = images or {}
         for image in images.values():
             self.files.put(image.data)  # before the rows that point at it
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             if begun:
                 conn.execute(self._insert_ignore(schema.trajectories), [_row(t) for t in begun])
                 label_rows = [{"trajectory_id": t.trajectory_id, "key": k, "value": v}
@@ -249,7 +268,7 @@ class TrajectoryStore:
         ids = list(trajectory_ids)
         if not ids:
             return 0, []
-        with self.engine.begin() as conn:
+        with self._writes.begin() as conn:
             blobs = set(conn.execute(sa.select(schema.image_refs.c.blob)
                                      .where(schema.image_refs.c.trajectory_id.in_(ids))).scalars())
             for table in (schema.events, schema.labels, schema.image_refs):

@@ -13,9 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import redis
 
-from services.common import images, settings
+from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound, InvalidImage, UnknownImage
 from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
@@ -161,6 +160,6 @@ class ImageStore:
 def image_store() -> ImageStore:
     """The worker process's store, on the Redis the settings name (created on first use)."""
     common, vision = settings.common(), settings.vision()
-    client = redis.Redis.from_url(common.redis_url)
+    client = redis_clients.sync_client("cache", common)
     return ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
                       vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)

@@ -1,8 +1,9 @@
 """Politeness per host, shared by every fetch worker through Redis: a rate and a concurrency cap.
 
 The rate is the shared token bucket (services.common.ratelimit). Concurrency is a counting
-semaphore of leases in a sorted set scored by expiry: a worker that dies mid-fetch does not
-hold its slot forever, its lease simply runs out.
+semaphore of leases in a sorted set scored by expiry, renewed while the fetch runs
+(services/common/renewal.py): a fetch that ends or is cancelled frees its slot at once, a worker killed
+mid-fetch stops renewing and its lease runs out within `lease_s` (TOOLFABRIC_WORKER_LEASE_TTL_S, 1 s).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 
 from services.common.ratelimit import RateLimitExceeded, TokenBucket
+from services.common.renewal import renewed
 from services.web.errors import FetchTimeout
 
 _PREFIX = "toolfabric:fetch:slots:"
@@ -36,6 +38,15 @@ end
 return 0
 """
 _COUNT = _NOW + "return redis.call('ZCARD', KEYS[1])"
+# KEYS[1] lease set; ARGV: lease ms, token. Extends a lease still held (an expired one is gone for good).
+_RENEW = _NOW + """
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+  return 1
+end
+return 0
+"""
 
 
 class HostLimits:
@@ -50,6 +61,7 @@ class HostLimits:
         self._lease_ms = int(lease_s * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._count = redis.register_script(_COUNT)
+        self._renew = redis.register_script(_RENEW)
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
@@ -70,7 +82,8 @@ class HostLimits:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.2)
         try:
-            yield
+            async with renewed(lambda: self._renew(keys=[key], args=[self._lease_ms, token]), self._lease_ms / 1000):
+                yield
         finally:
             await self._redis.zrem(key, token)
 

@@ -58,3 +58,39 @@ def test_redis_restart_mid_run_ends_every_stream_and_the_record_matches(
                  "the record's final status")
     # What was recorded before the crash survived it.
     assert fault_client.trajectory(done.trajectory_id).answer == "kept"
+
+
+def test_redis_restart_under_load_turns_no_tool_call_into_an_error(
+        fault_stack: EmbeddedStack, fault_client: Client) -> None:
+    # Pooled connections broken by the restart are checked or retried with backoff (services/common/
+    # redis_clients.py), Celery publishes retry, results are stored once Redis is back: calls are delayed, not failed.
+    step = code_call("import time\ntime.sleep(0.4)\nprint('ok')")
+    question = script(*[step] * 4, "<answer>done</answer>")
+    ended: list[list[pb.RunEvent] | Exception] = []
+
+    def run() -> None:
+        seen: list[pb.RunEvent] = []
+        try:
+            for event in fault_client.events(question, model="toolfabric_scripted"):
+                seen.append(event)
+            ended.append(seen)
+        except ToolfabricError as exc:
+            ended.append(exc)
+
+    runs = [threading.Thread(target=run) for _ in range(4)]
+    for thread in runs:
+        thread.start()
+    time.sleep(1.5)  # every run is between its tool calls
+    started = time.monotonic()
+    fault_stack.redis.stop()  # SIGTERM: Redis writes its append-only file and exits
+    fault_stack.redis.start()  # same port, same data
+    print(f"\n[faults] Redis restarted under 4 runs in {time.monotonic() - started:.1f}s")
+    for thread in runs:
+        thread.join(180)
+    assert len(ended) == 4 and all(isinstance(seen, list) for seen in ended), ended
+    for seen in ended:
+        assert isinstance(seen, list)
+        errors = [e.observation.text for e in seen if e.HasField("observation") and e.observation.is_error]
+        assert not errors, errors
+        assert seen[-1].finished.status == pb.STATUS_COMPLETED, seen[-1]
+        assert sum(e.HasField("observation") for e in seen) == 4

@@ -82,7 +82,8 @@ def test_call_to_a_service_whose_worker_died_is_unavailable_within_seconds(
 
 def test_task_of_a_worker_killed_whole_is_sent_again_and_the_record_shows_two_attempts(
         fault_stack: EmbeddedStack, fault_client: Client) -> None:
-    step = code_call("import time\ntime.sleep(3)\nprint('slept')")
+    marker = f"slept-{time.time_ns()}"  # finds this call's messages in the broker
+    step = code_call(f"import time\ntime.sleep(3)\nprint('{marker}')")
     seen: list[pb.RunEvent] = []
     killed_at = 0.0
     for event in fault_client.events(script(step, "<answer>done</answer>"), model="toolfabric_scripted"):
@@ -102,6 +103,14 @@ def test_task_of_a_worker_killed_whole_is_sent_again_and_the_record_shows_two_at
     assert seen[-1].finished.status == pb.STATUS_COMPLETED
     record = fault_client.trajectory(seen[-1].trajectory_id)
     assert [e.observation.attempts for e in record.events if e.HasField("observation")] == [2]
+    # The dead worker's message left the broker's `unacked` set when the call was sent again: it will not be
+    # run a third time when the visibility timeout hands it back, and `unacked` does not grow per killed worker.
+    broker = redis.Redis.from_url(fault_stack.redis.url)
+    try:
+        left = [tag for tag, message in broker.hgetall("unacked").items() if marker.encode() in message]
+        assert not left, f"{len(left)} message(s) of the killed worker's call are still unacked"
+    finally:
+        broker.close()
 
 
 def test_pool_process_killed_mid_task_is_redelivered_by_celery_and_the_call_completes(

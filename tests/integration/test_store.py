@@ -137,6 +137,10 @@ def test_a_database_outage_fails_no_run_and_loses_no_trajectory(stack: EmbeddedS
         try:
             result = client.ask("Answer briefly: what is 2+2?", mode="general", labels={"suite": "outage"})
             assert result.status == "STATUS_COMPLETED"  # the run never waits for the database
+            # While Redis has the record, reading it never touches the store: labels and budgets come along.
+            live = client.trajectory(result.trajectory_id)
+            assert dict(live.labels) == {"suite": "outage"} and live.budgets.max_steps > 0
+            assert live.finished_at.seconds >= live.created_at.seconds > 0
             with pytest.raises(Unavailable, match="trajectory store is unavailable"):
                 client.list_trajectories(labels={"suite": "outage"})
         finally:

@@ -16,6 +16,7 @@ DEMO = yaml.safe_load((ROOT / "compose.demo.yaml").read_text())
 # compose service -> (workload, container) in the rendered overlays
 SERVICES = {
     "redis": ("redis", "redis"),
+    "redis-cache": ("redis-cache", "redis"),
     "triton": ("triton", "triton"),
     "worker-vision": ("worker-vision", "worker"),
     "worker-search": ("worker-search", "worker"),
@@ -80,6 +81,10 @@ def test_compose_runs_the_manifests_command_user_and_read_only_root(dev: Rendere
     command = container.spec.get("command", []) + container.spec.get("args", [])
     # The one $(VAR) in a manifest command is Redis's password: compose takes it from .env.
     expected = [c.replace("$(REDISCLI_AUTH)", "${TOOLFABRIC_REDIS_PASSWORD}") for c in command]
+    if name.startswith("redis"):  # compose sizes each Redis by a setting (its default: the manifest's config)
+        setting = {"redis": "TOOLFABRIC_REDIS_MAXMEMORY", "redis-cache": "TOOLFABRIC_CACHE_REDIS_MAXMEMORY"}[name]
+        assert service["command"][-2] == "--maxmemory" and service["command"][-1].startswith(f"${{{setting}:-")
+        expected += service["command"][-2:]
     assert service["command"] == expected
     pod_security = container.pod["securityContext"]
     assert service["user"] == f"{pod_security['runAsUser']}:{pod_security['runAsGroup']}"

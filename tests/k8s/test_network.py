@@ -125,14 +125,15 @@ def _destinations(rendered: Rendered, source: str) -> set[str]:
 
 
 def test_the_vision_sandbox_reaches_only_the_broker(rendered: Rendered) -> None:
-    # Redis (the Celery broker it consumes from), DNS to find it, the trace backend. No internet,
-    # no Triton, no Elasticsearch, no other fabric pod, no Kubernetes API.
-    assert _destinations(rendered, "worker-vision") <= {"redis", "kube-dns", "jaeger", "otel-collector"}
+    # Redis (the Celery broker it consumes from; the cache Redis for its images), DNS to find them, the trace
+    # backend. No internet, no Triton, no Elasticsearch, no other fabric pod, no Kubernetes API.
+    assert _destinations(rendered, "worker-vision") <= {"redis", "redis-cache", "kube-dns", "jaeger",
+                                                        "otel-collector"}
     assert "redis" in _destinations(rendered, "worker-vision")
 
 
 def test_backing_services_reach_nothing_but_dns(rendered: Rendered) -> None:
-    for name in ("redis", "triton", "elasticsearch", "jaeger"):
+    for name in ("redis", "redis-cache", "triton", "elasticsearch", "jaeger"):
         if name in netpol.pods(rendered):
             assert _destinations(rendered, name) <= {"kube-dns"}, name
 
@@ -145,6 +146,10 @@ def test_redis_and_elasticsearch_are_reachable_only_from_the_fabric(rendered: Re
     if rendered.of_kind("ScaledObject"):
         expected.add("keda-operator")
     assert redis_clients == expected
+    # The cache Redis (image blobs, hot cache): the fabric's own pods only, not KEDA (queues are in the broker's).
+    cache_clients = {c.name for c in candidates
+                     if c.name != "redis-cache" and policies.allows(c, pods["redis-cache"], 6379)}
+    assert cache_clients == {"gateway", *(f"worker-{q}" for q in WORKER_QUEUES)}
     if "elasticsearch" in pods:
         es_clients = {c.name for c in candidates
                       if c.name != "elasticsearch" and policies.allows(c, pods["elasticsearch"], 9200)}
