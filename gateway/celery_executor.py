@@ -45,12 +45,14 @@ _KEEPALIVE = "toolfabric:gateway:keepalive"
 
 class CeleryToolExecutor:
     def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
-                 no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0) -> None:
+                 no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0,
+                 unstarted_timeout_s: float = 15.0) -> None:
         self._app = app
         self._redis = redis_client
         self._consumers = consumers
         self._no_consumer_wait_s, self._retries = no_consumer_wait_s, retries
         self._retry_consumer_wait_s = retry_consumer_wait_s
+        self._unstarted_timeout_s = unstarted_timeout_s
         self._pubsub = redis_client.pubsub()
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -165,6 +167,7 @@ class CeleryToolExecutor:
                     invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         poll, unconsumed_since = 0.5, None
+        holders: tuple[float, set[str]] | None = None  # since when it is held unstarted, by which live workers
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -184,6 +187,20 @@ class CeleryToolExecutor:
                 if meta.get("status") in _READY:
                     return meta
                 await self._check_worker(invocation.service, meta)
+                if not meta and self._consumers is not None:
+                    # Taken from the queue (in `unacked`) but not started: if a worker that was alive when it was
+                    # taken has died since and it is still not started, that worker took it with it.
+                    held = False
+                    with contextlib.suppress(aredis.RedisError):
+                        held = await unacked.holds(self._redis, task_id)
+                    if not held:
+                        holders = None
+                    elif holders is None:
+                        holders = (loop.time(), await self._consumers.live(invocation.service))
+                    elif loop.time() - holders[0] >= self._unstarted_timeout_s and \
+                            holders[1] - await self._consumers.live(invocation.service):
+                        raise _WorkerLost(f"a worker took it and died before starting it (not started after "
+                                          f"{self._unstarted_timeout_s:g}s)") from None
                 if not meta and self._consumers is not None:
                     # Still queued: if every worker of the service has gone meanwhile, say so now.
                     if await self._consumers.count(invocation.service):

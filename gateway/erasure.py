@@ -46,7 +46,7 @@ def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis, blobs
     gone = sorted((hot_refs - store.referenced(hot_refs)) | set(orphans))
     pipe = client.pipeline(transaction=False)
     for tid in ids:
-        pipe.delete(recorder.meta_key(tid), recorder.events_key(tid), *state.keys(tid))
+        pipe.delete(recorder.meta_key(tid), recorder.events_key(tid), recorder.open_key(tid), *state.keys(tid))
     hot = sum(1 for n in pipe.execute() if n)
     BlobStore(blobs or client, 60).delete(gone)
     if gone:

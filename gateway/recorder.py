@@ -1,13 +1,21 @@
 """Trajectories recorded in Redis, every event, so GetTrajectory can return them whole.
 
-Text deltas are merged per step and channel before they are written: a step streamed as hundreds
-of chunks is stored as one event per channel. Everything expires after the configured TTL.
+Every event is recorded before the client sees it (gateway/delivery.py awaits `record`), text deltas
+included: a handover or a crash in the middle of a model stream loses no text the client saw, and the
+sequence numbers go on after the highest one recorded, never reusing one.
+
+Text deltas are merged per step and channel: a step streamed as hundreds of chunks is one event per
+channel in the record (`TextDelta.piece_chars` says where each delta ended, so Watch can split it back).
+While a run of deltas is open, each one is appended to a small side list (`…:events:open`); when the run
+closes (any other event) the merged event replaces the side list in one transaction. A reader takes
+both lists in one transaction (`follow`, `load`). Everything expires after the configured TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import redis.asyncio as aredis
@@ -26,13 +34,50 @@ def events_key(trajectory_id: str) -> str:
     return f"{_KEY}{trajectory_id}:events"
 
 
+def open_key(trajectory_id: str) -> str:
+    """The text deltas of the run of deltas still open (not yet merged into one event)."""
+    return f"{_KEY}{trajectory_id}:events:open"
+
+
+def merged(deltas: list[pb.RunEvent]) -> pb.RunEvent:
+    """Consecutive text deltas of one step and channel as one event (the first one's seq), pieces noted."""
+    out = pb.RunEvent()
+    out.CopyFrom(deltas[0])
+    out.text.text = "".join(d.text.text for d in deltas)
+    del out.text.piece_chars[:]
+    if len(deltas) > 1:
+        out.text.piece_chars.extend(len(d.text.text) for d in deltas)
+    return out
+
+
+def pieces(event: pb.RunEvent) -> list[pb.RunEvent]:
+    """A recorded event as the client saw it: a merged text event split back into its deltas."""
+    if not event.HasField("text") or len(event.text.piece_chars) <= 1:
+        return [event]
+    out, start = [], 0
+    for i, length in enumerate(event.text.piece_chars):
+        piece = pb.RunEvent()
+        piece.CopyFrom(event)
+        piece.seq = event.seq + i
+        piece.text.text = event.text.text[start:start + length]
+        del piece.text.piece_chars[:]
+        out.append(piece)
+        start += length
+    return out
+
+
+def last_seq(event: pb.RunEvent) -> int:
+    """The highest sequence number a recorded event stands for (a merged one stands for several)."""
+    return event.seq + max(len(event.text.piece_chars), 1) - 1 if event.HasField("text") else event.seq
+
+
 class TrajectoryRecorder:
-    """Writes one trajectory's events; `finish` flushes and stores the outcome."""
+    """Writes one trajectory's events (one writer at a time: the lease holder's)."""
 
     def __init__(self, client: aredis.Redis, trajectory_id: str, ttl_s: int,
                  mirror: Callable[[pb.RunEvent], None] | None = None) -> None:
         self._redis, self._id, self._ttl = client, trajectory_id, ttl_s
-        self._pending: pb.RunEvent | None = None
+        self._open: list[pb.RunEvent] = []  # the open run of text deltas, as recorded in open_key
         self._mirror = mirror  # the durable store's writer (gateway/archive.py): gets each event as stored here
 
     async def begin(self, question: str, mode: int, model: str, *, tenant: str = "", conversation_id: str = "",
@@ -55,15 +100,16 @@ class TrajectoryRecorder:
     async def record(self, event: pb.RunEvent) -> None:
         kind = event.WhichOneof("event")
         if kind == "text":
-            pending = self._pending
-            if pending is not None and pending.step == event.step and pending.text.channel == event.text.channel:
-                pending.text.text += event.text.text
-                return
-            await self._flush()
-            self._pending = pb.RunEvent()
-            self._pending.CopyFrom(event)
+            current = self._open[-1] if self._open else None
+            if current is None or current.step != event.step or current.text.channel != event.text.channel:
+                await self._close_open()
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.rpush(open_key(self._id), event.SerializeToString())
+            if not self._open:
+                pipe.expire(open_key(self._id), self._ttl)
+            await pipe.execute()
+            self._open.append(event)
             return
-        await self._flush()
         fields: dict[str, bytes | str | int] = {}
         if kind == "started":
             fields["trace_id"] = event.started.trace_id
@@ -75,31 +121,46 @@ class TrajectoryRecorder:
             fields["status"] = event.finished.status
             if event.HasField("time"):
                 fields["finished_at"] = event.time.SerializeToString()
-        await self._append(event, fields)
+        await self._write([event], fields)
 
-    async def _flush(self) -> None:
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            await self._append(event, {})
+    async def adopt_open(self) -> None:
+        """A gateway taking the trajectory over: close the run of deltas the lost one left open."""
+        raw = await self._redis.lrange(open_key(self._id), 0, -1)
+        self._open = [pb.RunEvent.FromString(r) for r in raw]
+        await self._close_open()
 
-    async def _append(self, event: pb.RunEvent, fields: dict[str, bytes | str | int]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.rpush(events_key(self._id), event.SerializeToString())
+    async def _close_open(self) -> None:
+        if self._open:
+            await self._write([], {})
+
+    async def _write(self, events: list[pb.RunEvent], fields: dict[str, bytes | str | int]) -> None:
+        """Appends `events` after the open run of deltas (merged now), in one transaction: a reader sees
+        the deltas either in the side list or merged, never both or neither."""
+        done = [merged(self._open)] if self._open else []
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(events_key(self._id), *[e.SerializeToString() for e in done + events])
         pipe.expire(events_key(self._id), self._ttl)
+        if done:
+            pipe.delete(open_key(self._id))
         if fields:
             pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()
+        self._open = []
         if self._mirror is not None:
-            self._mirror(event)
+            for event in done + events:
+                self._mirror(event)
 
 
 async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=True)
     pipe.hgetall(meta_key(trajectory_id))
     pipe.lrange(events_key(trajectory_id), 0, -1)
-    meta, events = await pipe.execute()
+    pipe.lrange(open_key(trajectory_id), 0, -1)
+    meta, events, still_open = await pipe.execute()
     if not meta:
         return None
+    if still_open:  # a step streaming now (or cut short by a lost gateway): its text so far, merged
+        events = [*events, merged([pb.RunEvent.FromString(e) for e in still_open]).SerializeToString()]
     meta = {k.decode(): v for k, v in meta.items()}
     out = pb.Trajectory(
         trajectory_id=trajectory_id, trace_id=meta.get("trace_id", b"").decode(),
@@ -141,9 +202,17 @@ async def get_field(client: aredis.Redis, trajectory_id: str, name: str) -> str 
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def events_from(client: aredis.Redis, trajectory_id: str, index: int) -> list[pb.RunEvent]:
-    """Recorded events from position `index` on (Watch follows a trajectory with this)."""
-    return [pb.RunEvent.FromString(e) for e in await client.lrange(events_key(trajectory_id), index, -1)]
+async def follow(client: aredis.Redis, trajectory_id: str,
+                 index: int) -> tuple[list[pb.RunEvent], list[pb.RunEvent], int | None]:
+    """For Watch: the recorded events from position `index` on, the text deltas of the open run after them,
+    and the status — read in one transaction."""
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(events_key(trajectory_id), index, -1)
+    pipe.lrange(open_key(trajectory_id), 0, -1)
+    pipe.hget(meta_key(trajectory_id), "status")
+    events, still_open, status = await pipe.execute()
+    return ([pb.RunEvent.FromString(e) for e in events], [pb.RunEvent.FromString(e) for e in still_open],
+            None if status is None else int(status))
 
 
 async def status_of(client: aredis.Redis, trajectory_id: str) -> int | None:
@@ -158,3 +227,21 @@ async def tenant_of(client: aredis.Redis, trajectory_id: str) -> str | None:
     pipe.hget(meta_key(trajectory_id), "tenant")
     exists, tenant = await pipe.execute()
     return None if not exists else (tenant or b"").decode()
+
+
+async def watch(client: aredis.Redis, trajectory_id: str, from_seq: int, poll_s: float) -> AsyncIterator[pb.RunEvent]:
+    """Every event from `from_seq` on, exactly as Run streamed it (merged text split back into its deltas), in
+    order, each once, until `finished`; sequence numbers only grow, across handovers too. RedisError escapes."""
+    index, next_seq = 0, from_seq
+    while True:
+        events, still_open, status = await follow(client, trajectory_id, index)
+        index += len(events)
+        for event in [p for e in events for p in pieces(e)] + still_open:
+            if event.seq >= next_seq:  # (deltas seen while open come again merged: skipped here)
+                yield event
+                next_seq = event.seq + 1
+            if event.HasField("finished"):
+                return
+        if status != pb.STATUS_RUNNING and not events and not still_open:
+            return  # ended without a recorded `finished` (a record written before this version)
+        await asyncio.sleep(poll_s)

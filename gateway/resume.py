@@ -77,7 +77,7 @@ async def load_spec(client: aredis.Redis, trajectory_id: str) -> RunSpec | None:
 
 def checkpoint(record: pb.Trajectory, now_s: float) -> Checkpoint:
     """The longest prefix of complete steps in `record` (now_s: current Unix time, for the deadline)."""
-    point = Checkpoint(last_seq=max((e.seq for e in record.events), default=0))
+    point = Checkpoint(last_seq=max((recorder.last_seq(e) for e in record.events), default=0))
     if record.HasField("created_at"):
         point.elapsed_s = max(0.0, now_s - record.created_at.ToNanoseconds() / 1e9)
     point.resumes = sum(1 for e in record.events if e.HasField("resumed"))

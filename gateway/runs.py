@@ -208,9 +208,11 @@ class Runs:
         return status
 
     async def _take_delivery(self, tid: str) -> Delivery:
+        record = self._recorder(tid)
+        await record.adopt_open()
         found = await recorder.load(self._redis, tid)
-        last = max((e.seq for e in found.events), default=0) if found else 0
-        return Delivery(self._recorder(tid), tid, self._gw.record_retry_s, first_seq=last)
+        last = max((recorder.last_seq(e) for e in found.events), default=0) if found else 0
+        return Delivery(record, tid, self._gw.record_retry_s, first_seq=last)
 
     def _recorder(self, tid: str) -> recorder.TrajectoryRecorder:
         return recorder.TrajectoryRecorder(self._redis, tid, self._gw.trajectory_ttl_s,
@@ -218,13 +220,15 @@ class Runs:
 
     async def take_over(self, tid: str) -> None:
         """A trajectory whose lease this gateway just claimed: resume it, or end it with the reason."""
+        record = self._recorder(tid)
+        await record.adopt_open()  # the text the lost gateway's client saw of the step it was streaming
         found = await recorder.load(self._redis, tid)
         if found is None or found.status != pb.STATUS_RUNNING:
             await self.leases.release(tid, finished=True)
             return
         point = resume.checkpoint(found, time.time())
         spec = await resume.load_spec(self._redis, tid)
-        delivery = Delivery(self._recorder(tid), tid, self._gw.record_retry_s, first_seq=point.last_seq)
+        delivery = Delivery(record, tid, self._gw.record_retry_s, first_seq=point.last_seq)
         if point.answer is not None:  # it had answered; only its end was lost
             await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(
                 status=pb.STATUS_COMPLETED, reason="the model answered", resumes=point.resumes)))

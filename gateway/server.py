@@ -160,28 +160,18 @@ class FabricServicer(pb_grpc.FabricServicer):
         return _cancel_response(status == pb.STATUS_CANCELLED, pb.Status.ValueType(status or 0))
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
-        index = 0
         _, tid = await self._allowed(context, await self._checked_id(request.trajectory_id, context))
         if await recorder.status_of(self._redis, tid) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no trajectory {request.trajectory_id!r} (unknown or its record expired)")
-        while True:
-            try:
-                events = await recorder.events_from(self._redis, tid, index)
-                status = await recorder.status_of(self._redis, tid)
-            except RedisError as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable: {exc}; Watch again from "
-                                                                 f"the last seq you received + 1")
-                return
-            index += len(events)
-            for event in events:
-                if event.seq >= request.from_seq:
-                    yield event
-                if event.HasField("finished"):
-                    return
-            if status != pb.STATUS_RUNNING and not events:
-                return  # ended without a recorded `finished` (a record written before this version)
-            await asyncio.sleep(self._gw.watch_poll_s)
+        last = request.from_seq - 1
+        try:
+            async for event in recorder.watch(self._redis, tid, request.from_seq, self._gw.watch_poll_s):
+                last = event.seq
+                yield event
+        except RedisError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable: {exc}; Watch again from "
+                                                             f"seq {last + 1}")
 
     async def GetTrajectory(self, request: pb.GetTrajectoryRequest,
                             context: grpc.aio.ServicerContext) -> pb.Trajectory:
@@ -365,7 +355,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
     consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
-                                  gw.retry_consumer_wait_s)
+                                  gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)

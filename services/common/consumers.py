@@ -61,6 +61,11 @@ class LiveConsumers:
     async def count(self, queue: str) -> int:
         return int(await self._redis.zcount(_key(queue), time.time() - self._ttl, "+inf"))
 
+    async def live(self, queue: str) -> set[str]:
+        """The hostnames of the queue's workers that beat within the TTL."""
+        names = await self._redis.zrangebyscore(_key(queue), time.time() - self._ttl, "+inf")
+        return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+
     async def alive(self, queue: str, hostname: str) -> bool:
         score = await self._redis.zscore(_key(queue), hostname)
         return score is not None and float(score) >= time.time() - self._ttl

@@ -138,6 +138,9 @@ class GatewaySettings(BaseSettings):
     tool_retries: int = Field(default=1, ge=0, le=5)
     # A call sent again after its worker died waits up to this long for a worker (one is usually restarting).
     retry_consumer_wait_s: float = Field(default=30.0, ge=0)
+    # A task a worker took from the queue (it is in the broker's `unacked` set) but did not start within this
+    # long was taken by a worker that died before starting it: it is sent again like one whose worker died mid-run.
+    unstarted_timeout_s: float = Field(default=15.0, gt=0)
     # gRPC cancels a call the server has not picked up within this long (its default is 30 s, which a busy
     # gateway on a loaded machine can miss at a burst of Runs); admission then answers each one.
     accept_wait_s: int = Field(default=300, ge=1)

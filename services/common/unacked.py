@@ -6,8 +6,8 @@ task ran). A worker killed whole never acks; kombu would hand the message back t
 visibility timeout passed, long after the gateway sent the call again under a new id. So when the gateway finds
 a task's worker dead and re-sends the call, it deletes the old message from both at once (one Lua script,
 atomic with kombu's own restore): nothing runs it a second time later, and `unacked` does not grow with every
-killed worker. Messages a dead worker had only prefetched expire with their call and are restored after the
-(shorter, 10 min) visibility timeout, then discarded by the worker that receives them.
+killed worker. A message a worker took but never started (it died between the two) is found the same way: still
+in `unacked`, not STARTED, after `TOOLFABRIC_GATEWAY_UNSTARTED_TIMEOUT_S`; it is deleted and the call sent again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,24 @@ return removed
 """
 
 
+_HOLDS = """
+local all = redis.call('HVALS', KEYS[1])
+for i = 1, #all do
+  if string.find(all[i], ARGV[1], 1, true) then return 1 end
+end
+return 0
+"""
+
+
+async def holds(client: aredis.Redis, task_id: str) -> bool:
+    """Whether a worker took `task_id` from its queue and has not acknowledged it yet."""
+    return bool(await client.eval(_HOLDS, 1, UNACKED, _needle(task_id)))
+
+
+def _needle(task_id: str) -> str:
+    return f'"id": "{task_id}"'
+
+
 async def forget(client: aredis.Redis, task_id: str) -> int:
     """Delete the unacknowledged message(s) of `task_id`; how many there were."""
-    return int(await client.eval(_FORGET, 2, UNACKED, UNACKED_INDEX, f'"id": "{task_id}"'))
+    return int(await client.eval(_FORGET, 2, UNACKED, UNACKED_INDEX, _needle(task_id)))

@@ -1,5 +1,6 @@
 """A stack of its own for the fault suite (its parts get killed), with timeouts shortened through settings:
-leases of 3 s, worker heartbeats every 0.5 s (gone after 2 s), 1 s to find a consumer, 1 s of shutdown grace."""
+leases of 3 s, worker heartbeats every 0.5 s (gone after 2 s), 1 s to find a consumer, 1 s of shutdown grace,
+5 s for a task taken from the queue to start."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ FAST = {
     "TOOLFABRIC_GATEWAY_LEASE_TTL_S": "3",
     "TOOLFABRIC_GATEWAY_REAPER_INTERVAL_S": "0.5",
     "TOOLFABRIC_GATEWAY_NO_CONSUMER_WAIT_S": "1",
+    "TOOLFABRIC_GATEWAY_UNSTARTED_TIMEOUT_S": "5",
     "TOOLFABRIC_GATEWAY_SHUTDOWN_GRACE_S": "1",
     "TOOLFABRIC_GATEWAY_RECORD_RETRY_S": "60",
     "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "60",

@@ -46,6 +46,32 @@ def test_sigkilled_gateway_trajectory_resumes_on_the_survivor_from_its_last_comp
     assert _observations(record) == [(1, "one"), (2, "two")]
 
 
+def test_watch_after_a_sigkill_mid_model_stream_gives_every_event_once(
+        fault_stack: EmbeddedStack, fault_client: Client, tmp_path: Path) -> None:
+    """The text the client saw of the step being streamed is recorded with its seq; Watch from the client's
+    last seq + 1 gives the rest of what was recorded, the `resumed` event and the re-run step, no seq reused."""
+    slow = {"text": "<think>" + "streaming " * 200 + "</think>" + code_call("print('one')"), "chunk_delay_s": 0.02}
+    seen: list[pb.RunEvent] = []
+    with gateway_process(fault_stack, tmp_path) as (target, gateway), Client(target, timeout_s=60) as doomed:
+        with pytest.raises(Unavailable):
+            for event in doomed.events(script(slow, "<answer>done</answer>"), model="toolfabric_scripted"):
+                seen.append(event)
+                if sum(e.HasField("text") for e in seen) == 40:  # mid-model-stream
+                    kill_group(gateway.proc.pid)
+    tid = seen[0].trajectory_id
+    rest = list(fault_client.watch(tid, from_seq=seen[-1].seq + 1))
+    stream = seen + rest
+    assert [e.seq for e in stream] == list(range(1, len(stream) + 1))  # no gap, no duplicate, no reuse
+    resumed = next(e for e in rest if e.HasField("resumed"))
+    assert resumed.resumed.from_step == 1 and resumed.resumed.from_seq == resumed.seq - 1
+    assert rest[-1].finished.status == pb.STATUS_COMPLETED and rest[-1].finished.resumes == 1
+    # The record keeps the cut-short attempt's text (every delta the client saw) and the re-run.
+    record = fault_client.trajectory(tid)
+    before = "".join(e.text.text for e in stream if e.HasField("text") and e.seq < resumed.seq)
+    kept = "".join(e.text.text for e in record.events if e.HasField("text") and e.seq < resumed.seq)
+    assert "streaming" in before and kept == before
+
+
 def test_detection_of_a_lost_gateway_takes_about_one_lease(fault_stack: EmbeddedStack, fault_client: Client,
                                                             tmp_path: Path) -> None:
     slow = code_call("import time\ntime.sleep(6)\nprint('late')")

@@ -64,7 +64,8 @@ def test_redis_restart_under_load_turns_no_tool_call_into_an_error(
         fault_stack: EmbeddedStack, fault_client: Client) -> None:
     # Pooled connections broken by the restart are checked or retried with backoff (services/common/
     # redis_clients.py), Celery publishes retry, results are stored once Redis is back: calls are delayed, not failed.
-    step = code_call("import time\ntime.sleep(0.4)\nprint('ok')")
+    # Each call also writes an image blob from the worker, and the gateway reads it back: Redis on both sides.
+    step = code_call("import time\ntime.sleep(0.4)\nsave(np.full((32, 32, 3), 7, np.uint8))\nprint('ok')")
     question = script(*[step] * 4, "<answer>done</answer>")
     ended: list[list[pb.RunEvent] | Exception] = []
 
@@ -83,6 +84,7 @@ def test_redis_restart_under_load_turns_no_tool_call_into_an_error(
     time.sleep(1.5)  # every run is between its tool calls
     started = time.monotonic()
     fault_stack.redis.stop()  # SIGTERM: Redis writes its append-only file and exits
+    time.sleep(1.0)  # down for a second: calls meanwhile meet refused connections (worker heartbeats live 2 s)
     fault_stack.redis.start()  # same port, same data
     print(f"\n[faults] Redis restarted under 4 runs in {time.monotonic() - started:.1f}s")
     for thread in runs:

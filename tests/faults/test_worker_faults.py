@@ -135,3 +135,39 @@ def test_pool_process_killed_mid_task_is_redelivered_by_celery_and_the_call_comp
     assert time.monotonic() - started < 20
     assert fault_stack.children["worker-vision"].alive()  # the worker itself lived on
     assert seen[-1].finished.status == pb.STATUS_COMPLETED
+
+
+def test_task_taken_by_a_worker_that_died_before_starting_it_is_sent_again(
+        fault_stack: EmbeddedStack, fault_client: Client) -> None:
+    # The worker's pool is frozen, so the worker takes the call from the queue (it sits in `unacked`) but never
+    # starts it; then the worker is killed whole. Without a STARTED record nothing names the dead worker: the
+    # gateway finds the message still unacked and unstarted after TOOLFABRIC_GATEWAY_UNSTARTED_TIMEOUT_S (5 s
+    # here) and sends the call again, instead of waiting for the tool timeout or the visibility timeout.
+    marker = f"taken-{time.time_ns()}"
+    main = fault_stack.children["worker-vision"].proc.pid
+    pool = [p for p in _children_of(main) if alive(p)]
+    assert pool, "the worker has no pool process"
+    for pid in pool:
+        os.kill(pid, signal.SIGSTOP)
+    broker = redis.Redis.from_url(fault_stack.redis.url)
+    seen: list[pb.RunEvent] = []
+    killed_at = 0.0
+    try:
+        for event in fault_client.events(script(code_call(f"print('{marker}')"), "<answer>done</answer>"),
+                                         model="toolfabric_scripted"):
+            seen.append(event)
+            if event.HasField("tool_call"):
+                wait_until(lambda: any(marker.encode() in m for m in broker.hvals("unacked")), 20,
+                           "the worker to take the call")
+                kill_group(main)
+                killed_at = time.monotonic()
+                _restart_vision(fault_stack)
+    finally:
+        broker.close()
+    [obs] = [e.observation for e in seen if e.HasField("observation")]
+    took = time.monotonic() - killed_at
+    assert not obs.is_error and marker in obs.text, obs.text
+    assert obs.attempts == 2
+    assert took < 40  # not the 60 s tool timeout, not the 10 min visibility timeout
+    print(f"\n[faults] worker died holding an unstarted call: result {took:.1f}s after the kill")
+    assert seen[-1].finished.status == pb.STATUS_COMPLETED

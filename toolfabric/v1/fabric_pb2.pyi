@@ -175,26 +175,34 @@ class ImageRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., blob: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., origin: _Optional[str] = ..., mime_type: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
 
 class TrajectoryStarted(_message.Message):
-    __slots__ = ("trace_id", "mode", "budgets", "model", "images")
+    __slots__ = ("trace_id", "mode", "budgets", "model", "images", "admitted_at", "deadline", "admission_wait_s")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ADMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    ADMISSION_WAIT_S_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     mode: Mode
     budgets: Budgets
     model: str
     images: _containers.RepeatedCompositeFieldContainer[ImageRef]
-    def __init__(self, trace_id: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., model: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ...) -> None: ...
+    admitted_at: _timestamp_pb2.Timestamp
+    deadline: _timestamp_pb2.Timestamp
+    admission_wait_s: float
+    def __init__(self, trace_id: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., model: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., admitted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., admission_wait_s: _Optional[float] = ...) -> None: ...
 
 class TextDelta(_message.Message):
-    __slots__ = ("channel", "text")
+    __slots__ = ("channel", "text", "piece_chars")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    PIECE_CHARS_FIELD_NUMBER: _ClassVar[int]
     channel: Channel
     text: str
-    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., text: _Optional[str] = ...) -> None: ...
+    piece_chars: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., text: _Optional[str] = ..., piece_chars: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ToolCall(_message.Message):
     __slots__ = ("call_id", "name", "arguments_json")
