@@ -8,7 +8,6 @@ tracker, instead of a backlog growing token by token while the engine has long f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from services.model.backend import ModelChunk
@@ -69,5 +68,6 @@ async def coalesced(chunks: AsyncIterator[ModelChunk]) -> AsyncGenerator[ModelCh
     finally:
         if not reader.done():
             reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+            # wait, not `await reader` under suppress(CancelledError): that would also swallow a cancel of the
+            # consumer itself (a Cancel, the trajectory's deadline) landing meanwhile.
+            await asyncio.wait([reader])

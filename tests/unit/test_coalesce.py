@@ -81,3 +81,27 @@ async def test_cancelling_the_consumer_closes_the_engine_stream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert closed == [True]  # the engine's stream was closed before the step ended
+
+
+async def test_a_deadline_landing_while_the_stream_closes_still_ends_the_step() -> None:
+    """The trajectory's deadline (asyncio.timeout) must not be lost in the closing of a slow engine stream."""
+
+    async def slow_to_close() -> AsyncIterator[ModelChunk]:
+        try:
+            for _ in range(1000):
+                await asyncio.sleep(0.01)
+                yield ModelChunk(text="x")
+        finally:
+            await asyncio.sleep(0.3)  # the engine's stream takes its time to close
+
+    async def step() -> str:
+        chunks = coalesced(slow_to_close())
+        async with contextlib.aclosing(chunks):
+            async for _ in chunks:
+                await asyncio.sleep(0.05)
+                raise ValueError("the step failed while handling a chunk")  # the stream closes, slowly
+        return "completed"
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):  # lands while the stream is closing
+            await step()
