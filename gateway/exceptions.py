@@ -42,11 +42,12 @@ class NotYours(GatewayError):
 
 
 class ToolDispatchError(GatewayError):
-    """A tool call could not be delivered, or its result did not come back in time."""
+    """A tool call could not be delivered, or its result did not come back in time. `may_have_run`: it reached
+    a worker's queue and may have run (a timeout), so it counts against the tenant's calls per minute."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, may_have_run: bool = False) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.may_have_run = kind, may_have_run
 
 
 class HandedOver(GatewayError):

@@ -357,6 +357,7 @@ class AgentLoop:
                 return await self._execute(state, tool, call_id, arguments), time.monotonic() - t0
 
         async def done(value: ToolResult) -> tuple[ToolResult, float]:
+            value.attempts = 0  # refused before sending: it never ran (and counts against no limit)
             return value, 0.0
 
         results = await asyncio.gather(*[
@@ -422,14 +423,16 @@ class AgentLoop:
         if telemetry_settings().capture_content:  # opt-in: arguments may hold user data
             attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, ensure_ascii=False)
         with tracer.start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
-            context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id,
-                                  question=state.spec.question, images=state.registry.refs())
+            context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id, tenant=state.spec.tenant,
+                                  question=state.spec.question, images=state.registry.refs(),
+                                  eval_run=state.spec.eval_run)
             try:
                 result = await self._tools.call(ToolInvocation(tool.service, tool.name, arguments, context,
                                                                self._settings.tool_timeout_s))
             except ToolDispatchError as exc:
                 span.record_exception(exc)
                 result = ToolResult.failure(exc.kind, str(exc))
+                result.attempts = 1 if exc.may_have_run else 0
             if telemetry_settings().capture_content:
                 span.set_attribute("gen_ai.tool.call.result", result.text)
             if not result.ok:

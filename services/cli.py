@@ -130,6 +130,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
     if args.judge:
         _print_judge(args.judge, args.judge_model, stack.triton.grpc_url)
+    # `eval run --freeze` reads the stack's cache as its workers do.
+    print(f"[toolfabric up] its cache, for `toolfabric eval run --freeze`: TOOLFABRIC_REDIS_URL={stack.redis.url} "
+          f"TOOLFABRIC_DATA_DIR={stack.data_dir}", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
@@ -329,7 +332,8 @@ def register(sub: Any) -> None:
     up.add_argument("--model", default="baseline",
                     help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
                     "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
-                    "(transformers, images); needs `make setup-model` (docs/models.md)")
+                    "(transformers, images), or a checkpoint directory of that architecture (a trained one: "
+                    "docs/flywheel.md; served under its directory's name); needs `make setup-model` (docs/models.md)")
     up.add_argument("--model-endpoint", metavar="URL",
                     help="the default model from an OpenAI-compatible completions server already running (a team's "
                     "`vllm serve`, SGLang) at URL (…/v1): the fabric renders prompts itself and streams /completions; "

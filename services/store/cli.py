@@ -35,13 +35,15 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         if args.store_command == "delete":
             if erase is None:
                 trajectories, images = store.delete(args.ids)
-                where = ""
+                where, cached = "", 0
             else:
                 erased = erase.erase(args.ids, store, client, blobs)
                 trajectories, images = erased.trajectories, erased.images
                 where = f" ({erased.stored} from the store, {erased.hot} from Redis)"
+                cached = erased.cached
             missing = len(set(args.ids)) - trajectories
             print(f"deleted {trajectories} trajectories{where} and {images} images"
+                  + (f", {cached} tool-result cache entries" if cached else "")
                   + (f"; {missing} id(s) were found nowhere" if missing else ""))
             return 0 if not missing else 1
         cutoff = time.time() - args.older_than_days * 86400
