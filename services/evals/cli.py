@@ -73,9 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--no-trajectories", action="store_true", help="do not embed the trajectories")
     report.set_defaults(eval_func=cmd_report)
 
-    compare = sub.add_parser("compare", help="paired difference of two runs with McNemar's test")
+    compare = sub.add_parser("compare", help="paired difference of two runs with McNemar's test, and how each run "
+                                             "used the tools (valid calls per step, answers, schema validity, "
+                                             "accuracy, steps)")
     compare.add_argument("a", help="run folder A (baseline)")
     compare.add_argument("b", help="run folder B")
+    compare.add_argument("more", nargs="*", help="more run folders for the tool-use table")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(eval_func=cmd_compare)
 
@@ -99,9 +102,7 @@ def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> A
     from services.common import settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
-    if bundle is not None:  # the bundle's own judge, replayed: no judge is asked
-        if not bundle.judge_name:
-            return None
+    if bundle is not None and bundle.judge_name:  # the bundle's own judge, replayed: no judge is asked
         run_dir.mkdir(parents=True, exist_ok=True)
         replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
         return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
@@ -134,6 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         items = items[:args.limit]
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
     run_dir = Path(args.runs_dir) / name
+    if args.freeze and args.bundle:
+        raise EvalError("--freeze and --bundle together: a run from a bundle is already frozen (its bundle)")
     bundle = _open_bundle(args.bundle) if args.bundle else None
     options = RunOptions(target=args.target or "127.0.0.1:50051", concurrency=args.concurrency, mode=args.mode,
                          model=args.model,
@@ -275,13 +278,20 @@ def _fetch_trajectories(target: str, results: dict[str, dict[str, Any]]) -> tupl
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from services.evals import behaviour
     from services.evals.results import load_results, mcnemar
 
     a, b = load_results(Path(args.a)), load_results(Path(args.b))
     result = mcnemar(a, b)
+    folders = [Path(args.a), Path(args.b), *(Path(m) for m in args.more)]
+    for folder in folders:
+        if not (folder / "results.jsonl").exists():
+            raise EvalError(f"{folder} is not a run folder (no results.jsonl)")
+    tool_use = {str(f): behaviour.summarize(list(load_results(f).values())) for f in folders}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "tool_use": tool_use}, indent=2))
         return 0
+    print(behaviour.table(tool_use))
     print(f"{result['n']} paired items: A {result['accuracy_a']:.1%}, B {result['accuracy_b']:.1%}, "
           f"B - A = {result['difference']:+.1%} ± {result['ci95']:.1%} (95 %)")
     print(f"only A correct: {result['a_only_correct']}, only B correct: {result['b_only_correct']}; "

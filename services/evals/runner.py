@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.evals import manifest, scoring
+from services.evals import behaviour, manifest, scoring
 from services.evals.dataset import EvalItem, image_input
 from services.evals.errors import EvalError, JudgeError
 from services.evals.judge import Judge
@@ -172,7 +172,8 @@ class EvalRun:
                       steps=usage.steps, seconds=round(seconds, 3),
                       fabric_seconds=round(usage.phase_seconds.get("total", 0.0), 3),
                       model_seconds=round(usage.phase_seconds.get("model", 0.0), 3),
-                      cost_units=usage.counters.get("cost_units", 0.0), failure=failure)
+                      cost_units=usage.counters.get("cost_units", 0.0), failure=failure,
+                      behaviour=behaviour.of_events(result.events, usage.steps))
         correct = bool(scores["sub_exact"])
         if self.judge is not None:
             try:

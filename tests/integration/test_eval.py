@@ -197,13 +197,19 @@ def test_compare_gives_the_paired_difference_and_mcnemar(live: Path, runs: Path)
     out = eval_cli("compare", str(live), str(starved), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
+    # How each run used the tools: the baseline's every call is valid and every question reaches <answer>.
+    baseline = result["tool_use"][str(live)]
+    assert baseline["n"] == 22 and baseline["schema_validity"] == 1.0 and baseline["answered"] == 1.0
+    assert baseline["valid_calls_per_step"] == pytest.approx(baseline["calls"] / baseline["steps"])
+    assert baseline["judge"] == pytest.approx(14 / 22)
     shared = set(results(starved))
     a_only = len(shared & EXPECTED_CORRECT)
     assert result["n"] == 3 and result["a_only_correct"] == a_only and result["b_only_correct"] == 0
     assert result["difference"] == pytest.approx(-a_only / 3)
     assert result["p_value"] == pytest.approx(min(1.0, 2 * 0.5 ** a_only))
-    text = eval_cli("compare", str(live), str(live))
+    text = eval_cli("compare", str(live), str(live), str(starved))
     assert "B - A = +0.0%" in text.stdout and "McNemar exact p = 1" in text.stdout
+    assert "valid calls/step" in text.stdout and str(starved) in text.stdout
 
 
 def _content(trajectory: pb.Trajectory) -> list[tuple[Any, ...]]:
