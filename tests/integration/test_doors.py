@@ -489,19 +489,27 @@ def test_a_locked_gateway_refuses_to_start_with_the_default_blob_secret(locked: 
     assert short.returncode != 0 and "TOOLFABRIC_BLOB_URL_SECRET is only 5 characters" in short.stderr
 
 
-def test_the_chat_door_waits_in_the_gateways_admission_queue_like_run(stack: EmbeddedStack, tmp_path: Path) -> None:
-    """One queue for the gateway, whichever door a trajectory comes through: a full gateway refuses chat with 429
-    and a retry hint as it refuses Run with RESOURCE_EXHAUSTED, and a chat turn holds its slot until it ends."""
+def test_the_chat_and_step_doors_wait_in_the_gateways_admission_queue_like_run(stack: EmbeddedStack,
+                                                                              tmp_path: Path) -> None:
+    """One queue for the gateway, whichever door work comes through: a full gateway refuses chat and step requests
+    with 429 and a retry hint as it refuses Run with RESOURCE_EXHAUSTED, and a chat turn holds its slot until it
+    ends."""
+    step_port = free_port()
     busy = {"TOOLFABRIC_GATEWAY_MAX_RUNNING": "1", "TOOLFABRIC_GATEWAY_ADMISSION_QUEUE": "0",
-            "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "1"}
+            "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "1", "TOOLFABRIC_STEP_HTTP_PORT": str(step_port)}
     chat = {"model": "test/scripted", "messages": [user(script("<answer>x</answer>"))]}
     with api_gateway(stack, tmp_path, **busy) as api, Client(api.target, timeout_s=60) as client:
+        wait_until(lambda: port_open(step_port), 30, "the step door")
         events = client.events(script(SLOW), model="toolfabric_scripted")
         first = next(iter(events))  # the gateway's one slot
         try:
             refused = requests.post(api.url + "/v1/chat/completions", json=chat, timeout=60)
             assert refused.status_code == 429 and "gateway busy" in refused.text, refused.text
             assert int(refused.headers["Retry-After"]) >= 1
+            step = requests.post(f"http://127.0.0.1:{step_port}/get_observation", timeout=60,
+                                 json={"trajectory_ids": ["busy-1"], "actions": [CODE]})
+            assert step.status_code == 429 and "gateway busy" in step.text, step.text
+            assert int(step.headers["Retry-After"]) >= 1
         finally:
             client.cancel(first.trajectory_id)
             events.close()
