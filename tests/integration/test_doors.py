@@ -453,25 +453,31 @@ def test_health_stays_fast_while_hostile_images_are_refused(locked: Locked) -> N
                                           user("what is this?", tiff)]})
                 refusals.append(reply.status_code == 400 and "TOOLFABRIC_MAX_IMAGE_PIXELS_PER_BYTE" in reply.text)
 
-    threads = [threading.Thread(target=hostile, args=(d,)) for d in ("step", "chat", "step", "chat")]
-    for t in threads:
-        t.start()
-    latencies = []
-    try:
+    def health_latencies(n: int) -> list[float]:
         with grpc.insecure_channel(f"127.0.0.1:{locked.doors['health'].port}") as channel:
             check = health_pb2_grpc.HealthStub(channel).Check
             check(health_pb2.HealthCheckRequest(), timeout=10)
-            for _ in range(40):
+            out = []
+            for _ in range(n):
                 started = time.perf_counter()
                 check(health_pb2.HealthCheckRequest(), timeout=10)
-                latencies.append(time.perf_counter() - started)
+                out.append(time.perf_counter() - started)
                 time.sleep(0.05)
+            return out
+
+    quiet = health_latencies(20)  # the baseline, in the same run: what the machine's load alone costs
+    threads = [threading.Thread(target=hostile, args=(d,)) for d in ("step", "chat", "step", "chat")]
+    for t in threads:
+        t.start()
+    try:
+        latencies = health_latencies(40)
     finally:
         stop.set()
         for t in threads:
             t.join(60)
     assert refusals and all(refusals), refusals
-    print(f"health p50 {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms, "
+    print(f"health p50 {statistics.median(latencies) * 1000:.1f} ms (quiet: {statistics.median(quiet) * 1000:.1f} ms),"
+          f" p90 {sorted(latencies)[int(0.9 * len(latencies))] * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms, "
           f"{len(refusals)} hostile images refused, load {os.getloadavg()[0]:.1f}")
     assert statistics.median(latencies) < 0.1 and sorted(latencies)[int(0.9 * len(latencies))] < 0.1
 
