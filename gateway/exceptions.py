@@ -18,7 +18,12 @@ class GatewayError(Exception):
 
 
 class InvalidRequest(GatewayError):
-    """The client's request is invalid; the message says what is wrong."""
+    """The client's request is invalid; the message says what is wrong, `field` which RunRequest field
+    ("sampling.temperature", "images[0]"; "" when it is the request as a whole), for doors that name it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelNotServed(GatewayError):

@@ -22,6 +22,7 @@ from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
+from gateway import plans
 from gateway.channels import ChannelTracker
 from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
@@ -35,7 +36,7 @@ from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
 from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import Dialect, RawCall
+from services.model.dialects import Dialect, ParsedStep, RawCall
 from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
@@ -82,6 +83,7 @@ class RunSpec:
     parent_trajectory_id: str = ""
     history: list[PriorTurn] = field(default_factory=list)
     carried: list[RegisteredImage] = field(default_factory=list)
+    execute_plan: bool = False  # plan mode: run the plan (gateway/plans.py) rather than answer with it
 
 
 class _Sink:
@@ -239,26 +241,69 @@ class AgentLoop:
                 state.messages.append(Message("assistant", [text]))
                 parsed = state.dialect.parse(text)
                 if not parsed.calls and parsed.plan is not None and spec.mode == "plan":
-                    plan_json = json.dumps(parsed.plan, ensure_ascii=False)
-                    await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
-                    return pb.STATUS_COMPLETED, "the model returned a plan"
-                if not parsed.calls and parsed.answer is not None:
-                    await sink(answer=pb.FinalAnswer(text=parsed.answer))
-                    return pb.STATUS_COMPLETED, "the model answered"
-                if state.tools_exhausted and parsed.calls:
-                    return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
-                parts: list[str | ImagePart] = []
-                if parsed.problems:
-                    message = "; ".join(parsed.problems)
-                    await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
-                                                          is_error=True, error_kind="model_output",
-                                                          kind=pb.ERROR_KIND_MODEL_OUTPUT))
-                    parts += observation_parts("model_output", "-", message, "model_output", [],
-                                               state.dialect.observation_tags)
-                if parsed.calls:
-                    parts += await self._run_calls(state, sink, parsed.calls)
-                state.messages.append(Message("user", parts))
+                    if not spec.execute_plan or state.plan is not None:
+                        plan_json = json.dumps(parsed.plan, ensure_ascii=False)
+                        await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
+                        return pb.STATUS_COMPLETED, "the model returned a plan"
+                    state.plan = parsed.plan  # its steps run next, each a loop step of its own
+                else:
+                    if not parsed.calls and parsed.answer is not None:
+                        await sink(answer=pb.FinalAnswer(text=parsed.answer, plan_json=state.plan_json))
+                        return pb.STATUS_COMPLETED, "the model answered"
+                    if state.tools_exhausted and parsed.calls:
+                        return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
+                    state.messages.append(Message("user", await self._act(state, sink, parsed)))
+            if state.plan is not None and not state.plan_started:
+                state.plan_started = True
+                return await self._execute_plan(state, sink, step + 1)
         return pb.STATUS_BUDGET_EXHAUSTED, f"max_steps={spec.max_steps} reached without an answer"
+
+    async def _act(self, state: _Run, sink: _Sink, parsed: ParsedStep) -> list[str | ImagePart]:
+        """A parsed step's problems (one error observation) and calls, as the observation parts the model reads."""
+        parts: list[str | ImagePart] = []
+        if parsed.problems:
+            message = "; ".join(parsed.problems)
+            await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
+                                                  is_error=True, error_kind="model_output",
+                                                  kind=pb.ERROR_KIND_MODEL_OUTPUT))
+            parts += observation_parts("model_output", "-", message, "model_output", [],
+                                       state.dialect.observation_tags)
+        if parsed.calls:
+            parts += await self._run_calls(state, sink, parsed.calls)
+        return parts
+
+    async def _execute_plan(self, state: _Run, sink: _Sink, first_step: int) -> tuple[pb.Status, str]:
+        """The plan's steps in order (gateway/plans.py), one loop step each; at its verification step the ordinary
+        loop takes over, asked for the answer."""
+        spec, plan = state.spec, state.plan or []
+        for number, item in enumerate(plan, start=1):
+            step = first_step + number - 1
+            if item["tool_name"] == "none":
+                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item))
+                return await self._steps(state, sink, step)
+            if step > spec.max_steps:
+                return pb.STATUS_BUDGET_EXHAUSTED, (f"max_steps={spec.max_steps} reached running plan step {number} "
+                                                    f"of {len(plan)}")
+            if state.tools_exhausted:
+                return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
+            sink.step = step
+            state.usage.steps = step
+            metrics.step(spec.mode)
+            attributes = {"toolfabric.step": step, "toolfabric.plan.step": number,
+                          "toolfabric.plan.tool": item["tool_name"]}
+            with tracer.start_as_current_span(f"step {step}", attributes=attributes):
+                if plans.placeholders(item):  # only the model knows what "[Person from Step 1]" turned out to be
+                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item))
+                    text = await self._model_step(state, sink)
+                    state.messages.append(Message("assistant", [text]))
+                    parsed = state.dialect.parse(text)
+                    parsed.answer = parsed.plan = None  # this step is for the call; the answer comes at the end
+                    if not parsed.calls and not parsed.problems:
+                        parsed.problems.append(f"plan step {number} needs a {item['tool_name']} call")
+                    plans.add(state.messages, await self._act(state, sink, parsed))
+                else:
+                    plans.add(state.messages, await self._run_calls(state, sink, [plans.call_of(item)]))
+        return await self._steps(state, sink, first_step + len(plan))  # no verification step: the loop goes on
 
     async def _model_step(self, state: _Run, sink: _Sink) -> str:
         spec = state.spec
@@ -446,7 +491,13 @@ class _Run:
     inputs: list[RegisteredImage] = field(default_factory=list)  # this turn's own input images
     tool_calls: int = 0
     tools_exhausted: bool = False
+    plan: list[dict[str, Any]] | None = None  # the plan being executed (RunSpec.execute_plan)
+    plan_started: bool = False
     tokens: TokenLedger = field(default_factory=lambda: TokenLedger(None))
+
+    @property
+    def plan_json(self) -> str:
+        return json.dumps(self.plan, ensure_ascii=False) if self.plan is not None else ""
 
 
 def _image_count(messages: list[Message]) -> int:

@@ -41,8 +41,9 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
                 model: str = "", labels: dict[str, str] | None = None, eval_run: str = "",
                 conversation_id: str = "", parent_trajectory_id: str = "",
-                enable_search: Optional[bool] = None) -> pb.RunRequest:
-    """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context)."""
+                enable_search: Optional[bool] = None, execute_plan: bool = False) -> pb.RunRequest:
+    """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context);
+    `execute_plan` (mode "plan") runs the plan the model makes and answers, rather than answering with the plan."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     sampling = pb.SamplingParameters()
@@ -56,7 +57,7 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
         question=question, images=[image_input(i) for i in images], mode=MODES[mode], model=model,
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
         sampling=sampling, labels=labels or {}, eval_run=eval_run,
-        conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id,
+        conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id, execute_plan=execute_plan,
     )
     if enable_search is not None:
         request.enable_search = enable_search

@@ -96,7 +96,7 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
         except ModelUnavailable as exc:
             raise ApiError(503, f"model_unavailable: {exc}", code="model_unavailable") from None
         except InvalidRequest as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, str(exc), param=turn.param(exc.field) if exc.field else None) from None
         except LimitExceeded as exc:
             raise ApiError(429, str(exc), code="rate_limit_exceeded",
                            headers={"Retry-After": str(int(exc.retry_after_s))}) from None
