@@ -9,6 +9,7 @@ observation too. Events go out through `emit` as they happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
 from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
+from services.model.coalesce import coalesced
 from services.model.dialects import Dialect, ParsedStep, RawCall
 from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
@@ -331,23 +333,27 @@ class AgentLoop:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
-            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id, **extra):
-                got.add(chunk)
-                state.usage.token_unit = chunk.token_unit
-                if chunk.text:
-                    if first_token is None:
-                        first_token = time.monotonic() - started
-                    pieces.append(chunk.text)
-                    for channel, text in tracker.feed(chunk.text):
-                        await sink(text=pb.TextDelta(channel=channel, text=text))
-                if chunk.finish_reason:
-                    finish = chunk.finish_reason
-                # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
-                # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
-                if chunk.input_tokens is not None:
-                    span_input = chunk.input_tokens
-                if chunk.output_tokens is not None:
-                    span_output += chunk.output_tokens
+            # Read ahead: chunks that pile up while one is being handled come as one (services/model/coalesce.py);
+            # closed on the way out however the step ends, so a cancel closes the engine stream at once.
+            chunks = coalesced(self._model.stream(spec.model, prompt, images, sampling, request_id, **extra))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    got.add(chunk)
+                    state.usage.token_unit = chunk.token_unit
+                    if chunk.text:
+                        if first_token is None:
+                            first_token = time.monotonic() - started
+                        pieces.append(chunk.text)
+                        for channel, text in tracker.feed(chunk.text):
+                            await sink(text=pb.TextDelta(channel=channel, text=text))
+                    if chunk.finish_reason:
+                        finish = chunk.finish_reason
+                    # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
+                    # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
+                    if chunk.input_tokens is not None:
+                        span_input = chunk.input_tokens
+                    if chunk.output_tokens is not None:
+                        span_output += chunk.output_tokens
             state.usage.input_tokens += span_input
             state.usage.output_tokens += span_output
             span.set_attribute("gen_ai.usage.input_tokens", span_input)
