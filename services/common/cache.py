@@ -22,6 +22,11 @@ Keys are `<namespace>:<sha256 of the normalized parts>`: strings are NFKC-normal
 case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" share an entry.
 Images belong in keys by content hash, never by URL.
 
+Every lookup made for a trajectory (`owner`) is remembered under it (`used_key`), so deleting the
+trajectory erases the entries its calls read or wrote — its queries' results, its images' OCR and
+reverse searches — from both tiers (gateway/erasure.py). Another trajectory that used an erased entry
+simply fetches it again.
+
 Frozen evals: a lookup may also name its request key (what was asked, without the provider's scope,
 see services.common.bundle) and a trail (the trajectory id, for eval runs only). Each answer's (request
 key, key) is then appended to the trail's list in Redis (kept a day; about 200 bytes an answer), from
@@ -58,6 +63,7 @@ CacheMode = Literal["off", "live", "record", "replay"]
 Source = Literal["hot", "persistent", "provider", "shared"]
 
 _PREFIX = "toolfabric:cache:"
+_USED = _PREFIX + "used:"
 TRAIL_PREFIX = _PREFIX + "trail:"
 # A trail is read right after its run (eval --freeze); a day covers the longest eval.
 TRAIL_TTL_S = 24 * 3600
@@ -74,6 +80,16 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+def hot_key(key: str) -> str:
+    """The Redis key of a cache entry's hot copy."""
+    return _PREFIX + "v:" + key
+
+
+def used_key(trajectory_id: str) -> str:
+    """The Redis set of the cache keys a trajectory's tool calls read or wrote."""
+    return _USED + trajectory_id
 
 
 def normalize_text(text: str) -> str:
@@ -199,14 +215,21 @@ class Cache:
 
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], *, describe: str = "",
                            lock_s: float | None = None, request_key: str | None = None,
-                           trail: str = "") -> Lookup:
+                           trail: str = "", owner: str = "") -> Lookup:
         """The cached entry for `key`, or `fetch()`'s (called once across all concurrent askers).
 
         `describe` names the request in errors ("text_search 'q' via serper"); `lock_s` bounds how
         long a live flight may hold the key before others may try (default: the wait limit); a dead
         one holds it at most `lease_s`. `request_key` (default `key`) is what a bundle knows the request by;
-        `trail` (a trajectory id) records the answer's keys for freezing.
+        `trail` (a trajectory id) records the answer's keys for freezing. `owner`: the trajectory asking (its
+        deletion erases the entry).
         """
+        if owner and self.mode != "off":
+            # Remembered before the lookup: an entry written by a call that then fails is still found.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(used_key(owner), key)
+            pipe.expire(used_key(owner), max(self.hot_ttl_s, self.persistent_ttl_s if self.store else 0))
+            await pipe.execute()
         lookup = await self._lookup(key, fetch, describe, lock_s, request_key or key)
         if trail:
             await self._follow(trail, request_key or key, key, describe)
@@ -257,7 +280,7 @@ class Cache:
         return lookup
 
     async def _read(self, key: str, include_expired: bool) -> Lookup | None:
-        raw = await self.redis.get(_PREFIX + "v:" + key)
+        raw = await self.redis.get(hot_key(key))
         if raw is not None:
             return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")
         if self.store is None:
@@ -266,12 +289,12 @@ class Cache:
         if stored is None:
             return None
         entry = CacheEntry.from_dict(stored)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
         return Lookup(entry, "persistent")
 
     async def _write(self, key: str, entry: CacheEntry) -> None:
         data = asdict(entry)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
         if self.store is not None:
             await asyncio.to_thread(self.store.put, key, data, time.time() + self.persistent_ttl_s)
 
@@ -299,7 +322,7 @@ class Cache:
         done = _PREFIX + "done:" + token
         try:
             if self.mode == "live":  # it may have landed between our miss and our lock
-                raw = await self.redis.get(_PREFIX + "v:" + key)
+                raw = await self.redis.get(hot_key(key))
                 if raw is not None:
                     await self.redis.set(done, json.dumps({"ok": json.loads(raw)}), px=_DONE_TTL_MS)
                     return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")

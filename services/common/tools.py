@@ -87,6 +87,7 @@ class ToolContext(BaseModel):
 
     trajectory_id: str = ""
     call_id: str = ""
+    tenant: str = ""  # whose trajectory ("" = auth off): a signed image URL a tool hands out is bound to it
     question: str = ""
     # Every image name the trajectory has seen → blob reference ("sha256:<hex>").
     images: dict[str, str] = Field(default_factory=dict)

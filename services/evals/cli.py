@@ -102,9 +102,7 @@ def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> A
     from services.common import settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
-    if bundle is not None:  # the bundle's own judge, replayed: no judge is asked
-        if not bundle.judge_name:
-            return None
+    if bundle is not None and bundle.judge_name:  # the bundle's own judge, replayed: no judge is asked
         run_dir.mkdir(parents=True, exist_ok=True)
         replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
         return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
@@ -137,6 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         items = items[:args.limit]
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
     run_dir = Path(args.runs_dir) / name
+    if args.freeze and args.bundle:
+        raise EvalError("--freeze and --bundle together: a run from a bundle is already frozen (its bundle)")
     bundle = _open_bundle(args.bundle) if args.bundle else None
     options = RunOptions(target=args.target or "127.0.0.1:50051", concurrency=args.concurrency, mode=args.mode,
                          model=args.model,

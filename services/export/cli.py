@@ -20,10 +20,10 @@ FORMATS = ("sft", "trl", "rounds", "rl")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (JSONL/JSON files, images/ beside them)")
     parser.add_argument("--format", action="append", choices=FORMATS, dest="formats",
-                        help="sft (ms-swift messages, Qwen3-VL chat), trl (TRL SFTTrainer's vision format: image "
-                             "placeholders + images; docs/flywheel.md), rounds (R1V4), rl (rl_tokens.jsonl: "
-                             "token-exact input_ids + loss mask + observation spans per trajectory, from the ids the "
-                             "model saw; rl.jsonl: prompt/completion text per step); repeatable, default sft")
+                        help="sft (Qwen3-VL chat messages: sft.jsonl), trl (TRL SFTTrainer's vision format, image "
+                             "placeholders and images: trl.jsonl; docs/flywheel.md), rounds (R1V4's rounds, one tool "
+                             "call each: rounds.json), rl (token-exact input_ids and loss mask per trajectory: "
+                             "rl_tokens.jsonl; prompt/completion text per step: rl.jsonl); repeatable, default sft")
     parser.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
     which = parser.add_argument_group("which trajectories (ListTrajectories filters)")
     which.add_argument("--eval-run", default="")

@@ -106,7 +106,7 @@ def _spans(template: ChatTemplate, messages: list[Message]) -> tuple[list[list[i
 def rl_records(conv: Conversation, template: ChatTemplate, image_path: dict[str, str]) -> list[dict[str, Any]]:
     out = []
     turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
-    for step, index in zip(conv.steps, turns, strict=True):
+    for step, index in zip([s for s in conv.steps if not s.by_fabric], turns, strict=True):
         context = conv.messages[:index]
         prompt = template.render(context)
         observations, assistant = _spans(template, context)

@@ -85,7 +85,7 @@ async def web_visit(args: WebVisitArgs, ctx: ToolContext, services: Services) ->
     usage: Counter[str] = Counter()
     query = " ".join(x for x in (args.goal or "", ctx.question) if x)
     async with Fetcher(settings, services.resolver, services.network) as fetcher:
-        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images, ctx.trail)
+        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images, ctx.trail, ctx.trajectory_id)
         outcomes = await asyncio.gather(*(visit.one(u) for u in visited))
     entries = [o.entry for o in outcomes] + [
         {"url": u, "error": f"not visited: at most {settings.max_urls_per_call} URLs per call"} for u in skipped
@@ -103,7 +103,7 @@ async def web_visit(args: WebVisitArgs, ctx: ToolContext, services: Services) ->
 
 class _Visit:
     def __init__(self, services: Services, fetcher: Fetcher, usage: Counter[str], goal: str | None, query: str,
-                 with_images: bool, trail: str = "") -> None:
+                 with_images: bool, trail: str = "", owner: str = "") -> None:
         self.s = services
         self.trail = trail  # the trajectory: its pages are recorded for `eval run --freeze`
         self.fetcher = fetcher
@@ -111,6 +111,7 @@ class _Visit:
         self.goal = goal
         self.query = query
         self.with_images = with_images
+        self.owner = owner  # the trajectory: its deletion erases the pages it read from the cache
         self.first_error_kind: str | None = None
 
     async def one(self, url: str) -> _Outcome:
@@ -152,7 +153,7 @@ class _Visit:
         # The cache folds case in its keys, and URL paths are case-sensitive: key by digest.
         cache_key_ = cache_key("web_visit", url_sha256=hashlib.sha256(key.encode()).hexdigest())
         lookup = await self.s.cache.get_or_fetch(cache_key_, lambda: self._read(key), describe=f"web_visit {key}",
-                                                 trail=self.trail)
+                                                 trail=self.trail, owner=self.owner)
         if lookup.source in ("hot", "persistent"):
             self.usage[f"cache_hit_{lookup.source}"] += 1
         else:

@@ -109,3 +109,22 @@ async def test_an_imported_vdr_cache_answers_text_search_offline(tmp_path: Path,
     finally:
         await close()
         index.close()
+
+
+def test_eval_run_names_a_bad_bundle_and_refuses_to_freeze_a_rerun(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "1", "question": "q?", "answers": ["a"]}) + "\n")
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "eval", "run", str(data), "--runs-dir",
+                               str(tmp_path / "runs"), "--no-progress", *extra], capture_output=True, text=True,
+                              timeout=120)
+
+    missing = run("--bundle", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert f"{tmp_path / 'nowhere' / 'bundle.json'}: cannot read the bundle" in missing.stderr
+    both = run("--bundle", str(tmp_path / "nowhere"), "--freeze")
+    assert both.returncode == 2 and "--freeze and --bundle together" in both.stderr
