@@ -172,7 +172,8 @@ class CeleryToolExecutor:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ToolDispatchError("timeout", f"{invocation.tool} gave no result within "
-                                                   f"{invocation.timeout_s:g}s (TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S)")
+                                                   f"{invocation.timeout_s:g}s (TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S)",
+                                        may_have_run=True)
             try:
                 # asyncio.timeout, not wait_for, so a cancellation arriving with the result is never lost.
                 async with asyncio.timeout(min(poll, remaining)):

@@ -18,7 +18,12 @@ class GatewayError(Exception):
 
 
 class InvalidRequest(GatewayError):
-    """The client's request is invalid; the message says what is wrong."""
+    """The client's request is invalid; the message says what is wrong, `field` which RunRequest field
+    ("sampling.temperature", "images[0]"; "" when it is the request as a whole), for doors that name it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelNotServed(GatewayError):
@@ -42,11 +47,12 @@ class NotYours(GatewayError):
 
 
 class ToolDispatchError(GatewayError):
-    """A tool call could not be delivered, or its result did not come back in time."""
+    """A tool call could not be delivered, or its result did not come back in time. `may_have_run`: it reached
+    a worker's queue and may have run (a timeout), so it counts against the tenant's calls per minute."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, may_have_run: bool = False) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.may_have_run = kind, may_have_run
 
 
 class HandedOver(GatewayError):

@@ -9,6 +9,7 @@ observation too. Events go out through `emit` as they happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
+from gateway import plans
 from gateway.channels import ChannelTracker
 from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
@@ -35,7 +37,8 @@ from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
 from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import Dialect, RawCall
+from services.model.coalesce import coalesced
+from services.model.dialects import Dialect, ParsedStep, RawCall
 from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
@@ -82,6 +85,11 @@ class RunSpec:
     parent_trajectory_id: str = ""
     history: list[PriorTurn] = field(default_factory=list)
     carried: list[RegisteredImage] = field(default_factory=list)
+    execute_plan: bool = False  # plan mode: run the plan (gateway/plans.py) rather than answer with it
+    # When the gateway admitted the run (epoch s; 0 = when the loop starts) and how long it waited from the call.
+    # The deadline counts from admission.
+    admitted_at: float = 0.0
+    admission_wait_s: float = 0.0
 
 
 class _Sink:
@@ -134,6 +142,7 @@ class AgentLoop:
 
         With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
+        admitted = spec.admitted_at or time.time()
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
         state.tokens = TokenLedger(self._tokenizer_for(spec.model), state.dialect.template.turn_end)
         for carried in spec.carried:
@@ -165,10 +174,14 @@ class AgentLoop:
                     trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
                     budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                        deadline_s=spec.deadline_s),
-                    images=[i.as_ref() for i in state.registry.images]))
+                    images=[i.as_ref() for i in state.registry.images],
+                    admitted_at=_timestamp(admitted), deadline=_timestamp(admitted + spec.deadline_s),
+                    admission_wait_s=spec.admission_wait_s))
             failure: BaseException | None = None
             try:
-                async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):
+                # From admission (what the client was told in `started`); a resumed run: from its record's start.
+                spent = resume.elapsed_s if resume else time.time() - admitted
+                async with asyncio.timeout(spec.deadline_s - spent):
                     status, reason = await self._steps(state, sink, resume.next_step if resume else 1)
             except TimeoutError:
                 status, reason = pb.STATUS_BUDGET_EXHAUSTED, f"deadline of {spec.deadline_s:g}s reached"
@@ -239,26 +252,69 @@ class AgentLoop:
                 state.messages.append(Message("assistant", [text]))
                 parsed = state.dialect.parse(text)
                 if not parsed.calls and parsed.plan is not None and spec.mode == "plan":
-                    plan_json = json.dumps(parsed.plan, ensure_ascii=False)
-                    await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
-                    return pb.STATUS_COMPLETED, "the model returned a plan"
-                if not parsed.calls and parsed.answer is not None:
-                    await sink(answer=pb.FinalAnswer(text=parsed.answer))
-                    return pb.STATUS_COMPLETED, "the model answered"
-                if state.tools_exhausted and parsed.calls:
-                    return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
-                parts: list[str | ImagePart] = []
-                if parsed.problems:
-                    message = "; ".join(parsed.problems)
-                    await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
-                                                          is_error=True, error_kind="model_output",
-                                                          kind=pb.ERROR_KIND_MODEL_OUTPUT))
-                    parts += observation_parts("model_output", "-", message, "model_output", [],
-                                               state.dialect.observation_tags)
-                if parsed.calls:
-                    parts += await self._run_calls(state, sink, parsed.calls)
-                state.messages.append(Message("user", parts))
+                    if not spec.execute_plan or state.plan is not None:
+                        plan_json = json.dumps(parsed.plan, ensure_ascii=False)
+                        await sink(answer=pb.FinalAnswer(text=plan_json, plan_json=plan_json))
+                        return pb.STATUS_COMPLETED, "the model returned a plan"
+                    state.plan = parsed.plan  # its steps run next, each a loop step of its own
+                else:
+                    if not parsed.calls and parsed.answer is not None:
+                        await sink(answer=pb.FinalAnswer(text=parsed.answer, plan_json=state.plan_json))
+                        return pb.STATUS_COMPLETED, "the model answered"
+                    if state.tools_exhausted and parsed.calls:
+                        return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
+                    state.messages.append(Message("user", await self._act(state, sink, parsed)))
+            if state.plan is not None and not state.plan_started:
+                state.plan_started = True
+                return await self._execute_plan(state, sink, step + 1)
         return pb.STATUS_BUDGET_EXHAUSTED, f"max_steps={spec.max_steps} reached without an answer"
+
+    async def _act(self, state: _Run, sink: _Sink, parsed: ParsedStep) -> list[str | ImagePart]:
+        """A parsed step's problems (one error observation) and calls, as the observation parts the model reads."""
+        parts: list[str | ImagePart] = []
+        if parsed.problems:
+            message = "; ".join(parsed.problems)
+            await sink(observation=pb.Observation(call_id="", name="model_output", text=message,
+                                                  is_error=True, error_kind="model_output",
+                                                  kind=pb.ERROR_KIND_MODEL_OUTPUT))
+            parts += observation_parts("model_output", "-", message, "model_output", [],
+                                       state.dialect.observation_tags)
+        if parsed.calls:
+            parts += await self._run_calls(state, sink, parsed.calls)
+        return parts
+
+    async def _execute_plan(self, state: _Run, sink: _Sink, first_step: int) -> tuple[pb.Status, str]:
+        """The plan's steps in order (gateway/plans.py), one loop step each; at its verification step the ordinary
+        loop takes over, asked for the answer."""
+        spec, plan = state.spec, state.plan or []
+        for number, item in enumerate(plan, start=1):
+            step = first_step + number - 1
+            if item["tool_name"] == "none":
+                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item))
+                return await self._steps(state, sink, step)
+            if step > spec.max_steps:
+                return pb.STATUS_BUDGET_EXHAUSTED, (f"max_steps={spec.max_steps} reached running plan step {number} "
+                                                    f"of {len(plan)}")
+            if state.tools_exhausted:
+                return pb.STATUS_BUDGET_EXHAUSTED, f"max_tool_calls={spec.max_tool_calls} used up"
+            sink.step = step
+            state.usage.steps = step
+            metrics.step(spec.mode)
+            attributes = {"toolfabric.step": step, "toolfabric.plan.step": number,
+                          "toolfabric.plan.tool": item["tool_name"]}
+            with tracer.start_as_current_span(f"step {step}", attributes=attributes):
+                if plans.placeholders(item):  # only the model knows what "[Person from Step 1]" turned out to be
+                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item))
+                    text = await self._model_step(state, sink)
+                    state.messages.append(Message("assistant", [text]))
+                    parsed = state.dialect.parse(text)
+                    parsed.answer = parsed.plan = None  # this step is for the call; the answer comes at the end
+                    if not parsed.calls and not parsed.problems:
+                        parsed.problems.append(f"plan step {number} needs a {item['tool_name']} call")
+                    plans.add(state.messages, await self._act(state, sink, parsed))
+                else:
+                    plans.add(state.messages, await self._run_calls(state, sink, [plans.call_of(item)]))
+        return await self._steps(state, sink, first_step + len(plan))  # no verification step: the loop goes on
 
     async def _model_step(self, state: _Run, sink: _Sink) -> str:
         spec = state.spec
@@ -286,23 +342,27 @@ class AgentLoop:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
-            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id, **extra):
-                got.add(chunk)
-                state.usage.token_unit = chunk.token_unit
-                if chunk.text:
-                    if first_token is None:
-                        first_token = time.monotonic() - started
-                    pieces.append(chunk.text)
-                    for channel, text in tracker.feed(chunk.text):
-                        await sink(text=pb.TextDelta(channel=channel, text=text))
-                if chunk.finish_reason:
-                    finish = chunk.finish_reason
-                # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
-                # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
-                if chunk.input_tokens is not None:
-                    span_input = chunk.input_tokens
-                if chunk.output_tokens is not None:
-                    span_output += chunk.output_tokens
+            # Read ahead: chunks that pile up while one is being handled come as one (services/model/coalesce.py);
+            # closed on the way out however the step ends, so a cancel closes the engine stream at once.
+            chunks = coalesced(self._model.stream(spec.model, prompt, images, sampling, request_id, **extra))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    got.add(chunk)
+                    state.usage.token_unit = chunk.token_unit
+                    if chunk.text:
+                        if first_token is None:
+                            first_token = time.monotonic() - started
+                        pieces.append(chunk.text)
+                        for channel, text in tracker.feed(chunk.text):
+                            await sink(text=pb.TextDelta(channel=channel, text=text))
+                    if chunk.finish_reason:
+                        finish = chunk.finish_reason
+                    # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
+                    # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
+                    if chunk.input_tokens is not None:
+                        span_input = chunk.input_tokens
+                    if chunk.output_tokens is not None:
+                        span_output += chunk.output_tokens
             state.usage.input_tokens += span_input
             state.usage.output_tokens += span_output
             span.set_attribute("gen_ai.usage.input_tokens", span_input)
@@ -351,6 +411,7 @@ class AgentLoop:
                 return await self._execute(state, tool, call_id, arguments), time.monotonic() - t0
 
         async def done(value: ToolResult) -> tuple[ToolResult, float]:
+            value.attempts = 0  # refused before sending: it never ran (and counts against no limit)
             return value, 0.0
 
         results = await asyncio.gather(*[
@@ -416,14 +477,16 @@ class AgentLoop:
         if telemetry_settings().capture_content:  # opt-in: arguments may hold user data
             attributes["gen_ai.tool.call.arguments"] = json.dumps(arguments, ensure_ascii=False)
         with tracer.start_as_current_span(f"execute_tool {tool.name}", attributes=attributes) as span:
-            context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id,
-                                  question=state.spec.question, images=state.registry.refs())
+            context = ToolContext(trajectory_id=state.spec.trajectory_id, call_id=call_id, tenant=state.spec.tenant,
+                                  question=state.spec.question, images=state.registry.refs(),
+                                  eval_run=state.spec.eval_run)
             try:
                 result = await self._tools.call(ToolInvocation(tool.service, tool.name, arguments, context,
                                                                self._settings.tool_timeout_s))
             except ToolDispatchError as exc:
                 span.record_exception(exc)
                 result = ToolResult.failure(exc.kind, str(exc))
+                result.attempts = 1 if exc.may_have_run else 0
             if telemetry_settings().capture_content:
                 span.set_attribute("gen_ai.tool.call.result", result.text)
             if not result.ok:
@@ -443,7 +506,13 @@ class _Run:
     inputs: list[RegisteredImage] = field(default_factory=list)  # this turn's own input images
     tool_calls: int = 0
     tools_exhausted: bool = False
+    plan: list[dict[str, Any]] | None = None  # the plan being executed (RunSpec.execute_plan)
+    plan_started: bool = False
     tokens: TokenLedger = field(default_factory=lambda: TokenLedger(None))
+
+    @property
+    def plan_json(self) -> str:
+        return json.dumps(self.plan, ensure_ascii=False) if self.plan is not None else ""
 
 
 def _image_count(messages: list[Message]) -> int:
@@ -456,3 +525,9 @@ EventSink = _Sink
 
 def _mode_enum(mode: str) -> pb.Mode:
     return names.MODES[mode]
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(round(seconds * 1e9))
+    return out

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 V1ALPHA_SERVICE: str = reflection.SERVICE_NAME
 V1_PACKAGE = "grpc.reflection.v1"
 V1_SERVICE = f"{V1_PACKAGE}.ServerReflection"
+REFLECTION_SERVICES = (V1ALPHA_SERVICE, V1_SERVICE)
 
 
 def _v1_file() -> descriptor_pb2.FileDescriptorProto:

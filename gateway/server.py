@@ -25,14 +25,13 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.exceptions import RedisError
 
-from gateway import erasure, recorder
+from gateway import admission, erasure, recorder
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.connections import redis_pair
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http import create_app
-from gateway.http.app import CHAT_ROUTES
 from gateway.leases import Leases, owner_id
 from gateway.loop import MODES, AgentLoop
 from gateway.policy import Policy, Principal, make_policy, scoped
@@ -46,7 +45,7 @@ from gateway.policy.listeners import (
     start_health_port,
     start_metrics,
 )
-from gateway.reflection import enable_server_reflection
+from gateway.reflection import REFLECTION_SERVICES, enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.step import StepService
@@ -98,17 +97,19 @@ class FabricServicer(pb_grpc.FabricServicer):
         return principal, tid
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        # Admission first, before any heavy work, its wait measured from the call (gateway/admission.py).
+        queued = admission.queued_s(context.invocation_metadata(), context.time_remaining())
         principal, _ = await self._allowed(context)
         try:
-            async with self._policy.admission.slot():
-                async for event in self._run(request, principal, context):
+            async with self._policy.admission.slot(queued) as admitted:
+                async for event in self._run(request, principal, context, admitted):
                     yield event
         except AdmissionRefused as exc:
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(int(exc.retry_after_s * 1000))),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
-    async def _run(self, request: pb.RunRequest, principal: Principal,
-                   context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+    async def _run(self, request: pb.RunRequest, principal: Principal, context: grpc.aio.ServicerContext,
+                   admitted: admission.Admitted) -> AsyncIterator[pb.RunEvent]:
         if self._runs.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway shutting down; send the Run to another replica")
         try:
@@ -132,6 +133,7 @@ class FabricServicer(pb_grpc.FabricServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
                                 (("retry-after", str(int(exc.retry_after_s))),))
             return
+        spec.admitted_at, spec.admission_wait_s = admitted.at, admitted.wait_s  # the deadline counts from here
         trace_context = telemetry.context_from_metadata(context.invocation_metadata())
         try:
             async with contextlib.aclosing(self._runs.stream(spec, request.mode, trace_context)) as events:
@@ -303,6 +305,8 @@ async def _watch_readiness(health_servicer: health.aio.HealthServicer, redis_cli
 
 _FABRIC_METHODS = tuple(f"/{FABRIC_SERVICE}/{m.name}" for m in pb.DESCRIPTOR.services_by_name["Fabric"].methods)
 _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+# Served without a key on the gRPC port (gateway/policy/grpc.py's OPEN_SERVICES): probes and service descriptions.
+_OPEN_METHODS = (*_HEALTH_METHODS, *(f"/{service}/ServerReflectionInfo" for service in REFLECTION_SERVICES))
 
 
 async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Runs, step: StepService,
@@ -321,7 +325,7 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
             return not draining.is_set() and await _is_ready(redis_client, model, default_model)
 
         await listen(HttpListener(policy.doors, "chat", create_app(runs, policy, http, ready), http.host, http.port,
-                                  tls, policy.guard, CHAT_ROUTES, ("/healthz", "/readyz"), gw.shutdown_grace_s))
+                                  tls, policy.guard, ("/healthz", "/readyz"), gw.shutdown_grace_s))
     step_settings = settings.step()
     if step_settings.http_port:  # verl-tool's POST /get_observation, for RL trainers
         from gateway.step import http as step_http
@@ -329,15 +333,14 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
         await listen(HttpListener(policy.doors, "step", policy.http(step_http.app(step, blobs,
                                                                                    step_settings.max_request_bytes),
                                                                      open_paths=("/health",)),
-                                  gw.host, step_settings.http_port, tls, policy.guard,
-                                  ("/get_observation", "/health"), ("/health",)))
+                                  gw.host, step_settings.http_port, tls, policy.guard, ("/health",)))
     mcp = settings.mcp()
     if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
-        from gateway.mcp.server import FabricMcp
+        from gateway.mcp.server import FabricMcp, TenantSessions
 
         mcp_app = FabricMcp(step, blobs, catalog(), mcp).server.streamable_http_app(host=gw.host)
-        await listen(HttpListener(policy.doors, "mcp", policy.http(mcp_app), gw.host, mcp.http_port, tls,
-                                  policy.guard, ("/mcp",), lifespan=True))
+        await listen(HttpListener(policy.doors, "mcp", policy.http(TenantSessions(mcp_app)), gw.host, mcp.http_port,
+                                  tls, policy.guard, lifespan=True))
     if gw.metrics_port:  # Prometheus, for the monitoring namespace (the NetworkPolicy keeps everyone else out)
         endpoint = start_metrics(policy.doors, gw.metrics_port, settings.telemetry().metrics_host,
                                  [metrics.QueueDepthCollector(settings.common().redis_url, service_names())])
@@ -382,7 +385,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
     port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, settings.tls(), policy.guard,
-                     _FABRIC_METHODS, _HEALTH_METHODS)
+                     (*_FABRIC_METHODS, *_OPEN_METHODS), _OPEN_METHODS)
     announce(settings.auth())
     await server.start()
     health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port,

@@ -24,7 +24,7 @@ Downloader = Callable[[str, int], Awaitable[bytes]]
 def check_length(name: str, value: str, limit: int) -> None:
     """An id or name over its limit is refused naming the limit, never echoing the value (it may be megabytes)."""
     if len(value) > limit:
-        raise InvalidRequest(f"{name} is {len(value)} characters, over the limit of {limit}")
+        raise InvalidRequest(f"{name} is {len(value)} characters, over the limit of {limit}", name)
 
 
 class RequestValidator:
@@ -45,16 +45,19 @@ class RequestValidator:
                                  "(TOOLFABRIC_GATEWAY_MAX_MESSAGE_BYTES)")
         question = request.question.strip()
         if not question:
-            raise InvalidRequest("question is empty")
+            raise InvalidRequest("question is empty", "question")
         if len(question) > self._gw.max_question_chars:
             raise InvalidRequest(f"question is {len(question)} characters, over the limit of "
-                                 f"{self._gw.max_question_chars}")
+                                 f"{self._gw.max_question_chars}", "question")
         check_length("model", request.model, self._gw.max_model_name_chars)
         mode = MODES.get(request.mode or pb.MODE_DEEP_RESEARCH)
         if mode is None:
-            raise InvalidRequest(f"mode {request.mode} is not one of {sorted(pb.Mode.keys())}")
+            raise InvalidRequest(f"mode {request.mode} is not one of {sorted(pb.Mode.keys())}", "mode")
+        if request.execute_plan and mode != "plan":
+            raise InvalidRequest(f"execute_plan runs a planner's plan: it needs mode plan, not {mode}", "execute_plan")
         if len(request.images) > self._gw.max_images_per_request:
-            raise InvalidRequest(f"{len(request.images)} images, over the limit of {self._gw.max_images_per_request}")
+            raise InvalidRequest(f"{len(request.images)} images, over the limit of {self._gw.max_images_per_request}",
+                                 "images")
         spec = RunSpec(
             trajectory_id=str(uuid.uuid4()),
             question=question,
@@ -68,46 +71,56 @@ class RequestValidator:
             sampling=self._sampling(request.sampling),
             excluded_services=frozenset() if request.enable_search or not request.HasField("enable_search")
             else SEARCH_SERVICES,
+            execute_plan=request.execute_plan,
         )
         budget = self.decode_budget()
         for index, image in enumerate(request.images, start=1):
-            spec.inputs.append(await self._image(index, image, budget))
+            try:
+                spec.inputs.append(await self._image(index, image, budget))
+            except InvalidRequest as exc:
+                exc.field = exc.field or f"images[{index - 1}]"
+                raise
         return spec
 
     @staticmethod
     def _budget(name: str, value: int, default: int, limit: int) -> int:
         if value < 0:
-            raise InvalidRequest(f"budgets.{name} is {value}; it must be positive (or 0 for the default {default})")
+            raise InvalidRequest(f"budgets.{name} is {value}; it must be positive (or 0 for the default {default})",
+                                 f"budgets.{name}")
         if value > limit:
-            raise InvalidRequest(f"budgets.{name} is {value}, over the server's limit of {limit}")
+            raise InvalidRequest(f"budgets.{name} is {value}, over the server's limit of {limit}", f"budgets.{name}")
         return value or default
 
     def _deadline(self, value: float) -> float:
         if math.isnan(value) or value < 0:
-            raise InvalidRequest(f"budgets.deadline_s is {value}; it must be a positive number of seconds")
+            raise InvalidRequest(f"budgets.deadline_s is {value}; it must be a positive number of seconds",
+                                 "budgets.deadline_s")
         if value > self._gw.limit_deadline_s:
             raise InvalidRequest(f"budgets.deadline_s is {value:g}, over the server's limit of "
-                                 f"{self._gw.limit_deadline_s:g}")
+                                 f"{self._gw.limit_deadline_s:g}", "budgets.deadline_s")
         return value or self._gw.default_deadline_s
 
     def _sampling(self, sampling: pb.SamplingParameters) -> dict[str, Any]:
         out: dict[str, Any] = {"temperature": self._model.temperature, "max_tokens": self._model.max_tokens}
         if sampling.HasField("temperature"):
             if not 0.0 <= sampling.temperature <= 2.0:
-                raise InvalidRequest(f"sampling.temperature is {sampling.temperature:g}; it must be within [0, 2]")
+                raise InvalidRequest(f"sampling.temperature is {sampling.temperature:g}; it must be within [0, 2]",
+                                     "sampling.temperature")
             out["temperature"] = sampling.temperature
         if sampling.HasField("top_p"):
             if not 0.0 < sampling.top_p <= 1.0:
-                raise InvalidRequest(f"sampling.top_p is {sampling.top_p:g}; it must be within (0, 1]")
+                raise InvalidRequest(f"sampling.top_p is {sampling.top_p:g}; it must be within (0, 1]",
+                                     "sampling.top_p")
             out["top_p"] = sampling.top_p
         if sampling.HasField("top_k"):
             if sampling.top_k < -1 or sampling.top_k == 0:
-                raise InvalidRequest(f"sampling.top_k is {sampling.top_k}; use -1 (off) or a positive number")
+                raise InvalidRequest(f"sampling.top_k is {sampling.top_k}; use -1 (off) or a positive number",
+                                     "sampling.top_k")
             out["top_k"] = sampling.top_k
         if sampling.HasField("max_tokens"):
             if not 1 <= sampling.max_tokens <= self._model.max_tokens:
                 raise InvalidRequest(f"sampling.max_tokens is {sampling.max_tokens}; it must be within "
-                                     f"[1, {self._model.max_tokens}]")
+                                     f"[1, {self._model.max_tokens}]", "sampling.max_tokens")
             out["max_tokens"] = sampling.max_tokens
         if sampling.HasField("seed"):
             out["seed"] = sampling.seed

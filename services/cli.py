@@ -81,6 +81,16 @@ def _print_doors(doors_file: Path) -> None:
               file=sys.stderr)
 
 
+def _print_store(data_dir: Path, redis_url: str) -> None:
+    """Which durable store the stack writes, and the environment `toolfabric store` / `keys` need to find it."""
+    from services.common.settings import CommonSettings, StoreSettings
+    from services.store.trajectories import describe
+
+    print(f"[toolfabric up] durable store: {describe(StoreSettings(), CommonSettings(data_dir=str(data_dir)))}; "
+          f"`toolfabric store …` and `toolfabric keys …` act on it with TOOLFABRIC_DATA_DIR={data_dir} "
+          f"TOOLFABRIC_REDIS_URL={redis_url}", file=sys.stderr)
+
+
 @_needs_server
 def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.model_endpoint import ModelEndpoint
@@ -122,6 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"[toolfabric up] HTTP API (OpenAI chat completions, R1V4's model names): {stack.http_url}/v1",
           file=sys.stderr)
     _print_doors(stack.doors_file)
+    _print_store(stack.data_dir, stack.redis.url)
     for plugin, why in stack.left_out.items():
         print(f"[toolfabric up] plugin {plugin} is left out (its worker did not start): {why}", file=sys.stderr)
     if os.environ.get("TOOLFABRIC_AUTH_REQUIRED", "").lower() not in ("1", "true", "yes", "on"):
@@ -130,6 +141,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               "`toolfabric keys create TENANT` anywhere else.", file=sys.stderr)
     if args.judge:
         _print_judge(args.judge, args.judge_model, stack.triton.grpc_url)
+    # `eval run --freeze` reads the stack's cache as its workers do.
+    print(f"[toolfabric up] its cache, for `toolfabric eval run --freeze`: TOOLFABRIC_REDIS_URL={stack.redis.url} "
+          f"TOOLFABRIC_DATA_DIR={stack.data_dir}", file=sys.stderr)
     print("[toolfabric up] metrics: " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                                   for name, port in stack.metrics_ports.items()), file=sys.stderr)
     try:
@@ -329,7 +343,8 @@ def register(sub: Any) -> None:
     up.add_argument("--model", default="baseline",
                     help="the default model: baseline (the CPU policy, default), or a tiny model with random weights "
                     "made on first use and served by a real engine: tiny-qwen3 (vLLM), tiny-qwen3vl or tiny-deepeyes "
-                    "(transformers, images); needs `make setup-model` (docs/models.md)")
+                    "(transformers, images), or a checkpoint directory of that architecture (a trained one: "
+                    "docs/flywheel.md; served under its directory's name); needs `make setup-model` (docs/models.md)")
     up.add_argument("--model-endpoint", metavar="URL",
                     help="the default model from an OpenAI-compatible completions server already running (a team's "
                     "`vllm serve`, SGLang) at URL (…/v1): the fabric renders prompts itself and streams /completions; "
@@ -387,11 +402,11 @@ def register(sub: Any) -> None:
                        help="record DIR/x.html at BASE_URL/x.html instead of its file:// URL")
     index.add_argument("--clear", action="store_true", help="empty the index first")
     index.add_argument("--include", action="append", metavar="GLOB",
-                       help="index only files whose relative path matches (repeatable)")
+                       help="index only files whose relative path matches; repeatable")
     index.add_argument("--exclude", action="append", metavar="GLOB",
-                       help="also leave out matching files (repeatable; added to the defaults)")
+                       help="also leave out matching files; repeatable, added to the defaults")
     index.add_argument("--all-files", action="store_true",
-                       help="drop the default excludes (_sources/, _static/, hidden folders, build artefacts)")
+                       help="drop the default excludes")
     index.add_argument("--crawl", action="store_true", help="follow same-site links from the URLs, breadth-first")
     index.add_argument("--max-pages", type=int, help="crawl at most this many pages (default: settings)")
     index.add_argument("--max-depth", type=int, help="follow links at most this deep (default: settings)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import MODES
@@ -20,6 +20,11 @@ def image_input(image: ImageLike) -> pb.ImageInput:
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         return pb.ImageInput(url=image)
     return pb.ImageInput(data=Path(image).read_bytes())
+
+
+def call_metadata(timeout_s: Optional[float]) -> Tuple[Tuple[str, str], ...]:
+    """A Run's declared timeout: the gateway measures its admission wait from the call with it."""
+    return (("toolfabric-call-timeout-ms", str(int(timeout_s * 1000))),) if timeout_s else ()
 
 
 def trace_metadata() -> tuple[tuple[str, str], ...]:
@@ -41,8 +46,9 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
                 model: str = "", labels: dict[str, str] | None = None, eval_run: str = "",
                 conversation_id: str = "", parent_trajectory_id: str = "",
-                enable_search: Optional[bool] = None) -> pb.RunRequest:
-    """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context)."""
+                enable_search: Optional[bool] = None, execute_plan: bool = False) -> pb.RunRequest:
+    """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context);
+    `execute_plan` (mode "plan") runs the plan the model makes and answers, rather than answering with the plan."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     sampling = pb.SamplingParameters()
@@ -56,7 +62,7 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
         question=question, images=[image_input(i) for i in images], mode=MODES[mode], model=model,
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
         sampling=sampling, labels=labels or {}, eval_run=eval_run,
-        conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id,
+        conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id, execute_plan=execute_plan,
     )
     if enable_search is not None:
         request.enable_search = enable_search

@@ -17,12 +17,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.admission import AdmissionRefused
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
 from gateway.loop import RunSpec
-from gateway.policy import Policy
+from gateway.policy import Policy, Principal
 from gateway.policy.http import RequireKey, principal_of
 from gateway.runs import Runs
 from services.common.settings import HttpSettings
@@ -38,7 +39,12 @@ Readiness = Callable[[], Awaitable[bool]]
 
 
 class _EventStream(StreamingResponse):
-    """SSE that notices a vanished client at once (not only at its next write) and stops the trajectory."""
+    """SSE that notices a vanished client at once (not only at its next write) and stops the trajectory;
+    `admitted` (the trajectory's admission slot) is released when the stream ends, however it ends."""
+
+    def __init__(self, content: AsyncIterator[str], admitted: contextlib.AsyncExitStack, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._admitted = admitted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -55,14 +61,32 @@ class _EventStream(StreamingResponse):
             # Cancelled while waiting on a send, the generator is left suspended: close it (which cancels the
             # trajectory) now rather than whenever it is garbage-collected.
             body = self.body_iterator
-            if isinstance(body, AsyncGenerator):
-                await body.aclose()
+            try:
+                if isinstance(body, AsyncGenerator):
+                    await body.aclose()
+            finally:
+                await self._admitted.aclose()
 
 
 def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readiness) -> Starlette:
     async def chat_completions(request: Request) -> Response:
         principal = principal_of(request)  # the policy resolved it before any route ran
         turn = parse_chat(await _json_body(request, settings.max_body_bytes), settings.models)
+        # The gateway's own queue, as for gRPC Run: the slot is held until the trajectory's stream ends.
+        admitted = contextlib.AsyncExitStack()
+        try:
+            await admitted.enter_async_context(policy.admission.slot())
+        except AdmissionRefused as exc:
+            raise ApiError(429, str(exc), code="gateway_busy",
+                           headers={"Retry-After": str(max(1, int(exc.retry_after_s + 0.999)))}) from None
+        try:
+            return await _started(turn, principal, request, admitted)
+        except BaseException:
+            await admitted.aclose()
+            raise
+
+    async def _started(turn: ChatTurn, principal: Principal, request: Request,
+                       admitted: contextlib.AsyncExitStack) -> Response:
         try:
             spec = await runs.prepare(turn.request, principal, turn.history)
         except NotYours as exc:
@@ -72,16 +96,19 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
         except ModelUnavailable as exc:
             raise ApiError(503, f"model_unavailable: {exc}", code="model_unavailable") from None
         except InvalidRequest as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, str(exc), param=turn.param(exc.field) if exc.field else None) from None
         except LimitExceeded as exc:
             raise ApiError(429, str(exc), code="rate_limit_exceeded",
                            headers={"Retry-After": str(int(exc.retry_after_s))}) from None
         trace_context = telemetry.context_from_metadata(request.headers.items())
         events = runs.stream(spec, turn.request.mode, trace_context)
         if turn.stream:
-            return _EventStream(_sse(events, turn, spec), media_type="text/event-stream",
+            return _EventStream(_sse(events, turn, spec), admitted, media_type="text/event-stream",
                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return await _complete(events, turn, spec, request)
+        try:
+            return await _complete(events, turn, spec, request)
+        finally:
+            await admitted.aclose()
 
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [

@@ -29,6 +29,10 @@ _MODE_ENUM = {name: enum for enum, name in MODES.items()}
 _INT32 = 2**31 - 1
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _ECHO = 100  # characters of a client's value quoted back in an error message
+# RunRequest fields → the chat body's parameter they come from (sampling, budgets and images: ChatTurn.param).
+_PARAMS = {"question": "messages", "images": "messages", "mode": "model", "model": "model",
+           "execute_plan": "toolfabric.execute_plan", "conversation_id": "toolfabric.conversation_id",
+           "parent_trajectory_id": "toolfabric.parent_trajectory_id"}
 
 
 class _ImageURL(BaseModel):
@@ -69,6 +73,7 @@ class _Extension(BaseModel):
     deadline_s: float = 0.0
     conversation_id: str = ""
     parent_trajectory_id: str = ""
+    execute_plan: bool = False  # a planner model: run its plan and answer (gateway/plans.py)
 
 
 class _Body(BaseModel):
@@ -95,6 +100,21 @@ class ChatTurn:
     stream: bool
     include_usage: bool
     history: list[PriorTurn] = field(default_factory=list)
+    image_params: list[str] = field(default_factory=list)  # where each of request.images came from
+    max_tokens_param: str = "max_tokens"  # the name the client gave it (or max_completion_tokens)
+
+    def param(self, run_field: str) -> str | None:
+        """The body parameter a RunRequest field came from (for OpenAI's `param`), None if none did."""
+        if run_field.startswith("images["):
+            index = int(run_field[len("images["):-1])
+            return self.image_params[index] if index < len(self.image_params) else "messages"
+        if run_field == "sampling.max_tokens":
+            return self.max_tokens_param
+        if run_field.startswith("sampling."):
+            return run_field.removeprefix("sampling.")
+        if run_field.startswith("budgets."):
+            return "toolfabric." + run_field.removeprefix("budgets.")
+        return _PARAMS.get(run_field)
 
 
 def read_json(raw: bytes | bytearray) -> Any:
@@ -125,11 +145,13 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
     turn_start = _new_turn_start(chat.messages)
     texts: list[str] = []
     # Earlier turns' images come first: they are <image 1>, <image 2>, … of the conversation.
-    history, images = ([], []) if chat.toolfabric.parent_trajectory_id else _history(chat.messages[:turn_start])
+    history, images, image_params = (([], [], []) if chat.toolfabric.parent_trajectory_id
+                                     else _history(chat.messages[:turn_start]))
     for index in range(turn_start, len(chat.messages)):
-        text, found = _content(chat.messages[index], index)
+        text, found, found_at = _content(chat.messages[index], index)
         texts.append(text)
         images += found
+        image_params += found_at
     request = pb.RunRequest(
         question="\n".join(t for t in texts if t), images=images, mode=_MODE_ENUM[route.mode],
         model=route.triton_model,
@@ -137,11 +159,13 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
                            deadline_s=chat.toolfabric.deadline_s),
         sampling=_sampling(chat),
         conversation_id=chat.toolfabric.conversation_id, parent_trajectory_id=chat.toolfabric.parent_trajectory_id,
+        execute_plan=chat.toolfabric.execute_plan,
     )
     if chat.enable_search is not None:
         request.enable_search = chat.enable_search
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-    return ChatTurn(chat.model, request, chat.stream, include_usage, history)
+    return ChatTurn(chat.model, request, chat.stream, include_usage, history, image_params,
+                    "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens")
 
 
 def _new_turn_start(messages: list[_Message]) -> int:
@@ -163,40 +187,45 @@ def _new_turn_start(messages: list[_Message]) -> int:
     return start
 
 
-def _history(messages: list[_Message]) -> tuple[list[PriorTurn], list[pb.ImageInput]]:
-    """Earlier exchanges the client sent back (context, never rerun), and their images in order."""
+def _history(messages: list[_Message]) -> tuple[list[PriorTurn], list[pb.ImageInput], list[str]]:
+    """Earlier exchanges the client sent back (context, never rerun), their images in order, and where each was."""
     turns: list[PriorTurn] = []
     images: list[pb.ImageInput] = []
+    params: list[str] = []
     question: list[str] = []
     names: list[str] = []
     for index, message in enumerate(messages):
-        text, found = _content(message, index)
+        text, found, where = _content(message, index)
         if message.role == "user":
             question.append(text)
             names += [f"<image {len(images) + n}>" for n in range(1, len(found) + 1)]
             images += found
+            params += where
         elif message.role == "assistant":
             match = _ANSWER.search(text)  # an R1V4 trajectory sent back whole: its answer is the context
             turns.append(PriorTurn("\n".join(q for q in question if q), (match.group(1) if match else text).strip(),
                                    names))
             question, names = [], []
-    return turns, images
+    return turns, images, params
 
 
-def _content(message: _Message, index: int) -> tuple[str, list[pb.ImageInput]]:
+def _content(message: _Message, index: int) -> tuple[str, list[pb.ImageInput], list[str]]:
+    """A message's text, its images, and the parameter each image is (`messages[0].content[1].image_url`)."""
     if message.role in ("system", "developer") or message.content is None:
-        return "", []
+        return "", [], []
     if isinstance(message.content, str):
-        return message.content, []
+        return message.content, [], []
     texts: list[str] = []
     images: list[pb.ImageInput] = []
+    where: list[str] = []
     for j, part in enumerate(message.content):
         if isinstance(part, _TextPart):
             texts.append(part.text)
             continue
         url = part.image_url if isinstance(part.image_url, str) else part.image_url.url
-        images.append(_image(url, f"messages[{index}].content[{j}].image_url"))
-    return "\n".join(texts), images
+        where.append(f"messages[{index}].content[{j}].image_url")
+        images.append(_image(url, where[-1]))
+    return "\n".join(texts), images, where
 
 
 def _image(url: str, where: str) -> pb.ImageInput:

@@ -11,7 +11,9 @@ the final think empty). So the writer puts out exactly one `<think>…</think>` 
   tag-syntax call reads like a JSON one), then its `<observation>` when the tool answers;
 - a step the fabric could not read (the loop's `model_output` observation) is a round whose tool_call is
   `{"name": "model_output", "arguments": {}}` and whose observation is the error the model was shown;
-- the final round: the last step's think, then `<answer>…</answer>` (a planner's reply: `<plan>…</plan>`).
+- the final round: the last step's think, then `<answer>…</answer>` (a planner's reply: `<plan>…</plan>`);
+- an executed plan (gateway/plans.py) is written `<think>…</think><plan>…</plan>` and the planner's think is
+  the think of the first round, the plan's first step, which the fabric runs without a model step.
 Other text outside think (tool-call markup, stray words) is not written. `toolfabric export --format
 rounds` takes its rounds from this same writer, so an R1V4 reader of the stream gets them round by round.
 """
@@ -19,6 +21,7 @@ rounds` takes its rounds from this same writer, so an R1V4 reader of the stream 
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 MODEL_OUTPUT = "model_output"  # the name of the loop's observation about a step it could not read
 _BLOCKS = "\n\n"  # between two think blocks of one step
 _CLOSE = "</think>"
+_PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
 
 
 def observation_json(observation: pb.Observation) -> str:
@@ -78,6 +82,8 @@ class RoundWriter:
         self._think_open = False  # "<think>" written for this step, "</think>" not yet
         self._gap = False         # other text came since the last think text (the next is a new block)
         self._held = ""           # the end of the thinking so far, if it may be the start of "</think>"
+        self._other = ""          # this step's text outside think (where a plan is)
+        self._carried: str | None = None  # a planner's think, written, for the round that runs its first step
         self._step_rounds = 0     # rounds begun in this step
         self._waiting: Round | None = None  # the round whose observation comes next
         self._queue: deque[pb.ToolCall] = deque()  # calls of this step not written yet
@@ -105,6 +111,7 @@ class RoundWriter:
     def _text(self, delta: pb.TextDelta) -> str:
         if delta.channel != pb.CHANNEL_THINK:
             self._gap, self._held = self._gap or self._think_open, ""  # what was held began the closing tag
+            self._other += delta.text
             return ""
         # The model's stream may split `</think>`: its start comes as thinking until the rest arrives, so a
         # tail that could begin the tag waits for the next piece.
@@ -116,7 +123,7 @@ class RoundWriter:
             return ""
         out = ""
         if not self._think_open and self._step_rounds == 0:
-            out, self._think_open = "<think>", True
+            out, self._think_open, self._carried = "<think>", True, None
         elif self._gap and self._think_open:
             out = _BLOCKS
         elif not self._think_open:  # thinking after this step's calls began: it has no round of its own
@@ -129,6 +136,9 @@ class RoundWriter:
         """("</think>" or "<think></think>", the think) for the step's first round or final; empty for others."""
         if self._step_rounds:
             return "<think></think>", ""
+        if self._carried is not None and not self._think_open:
+            think, self._carried, self.final_think = self._carried, None, ""
+            return "", think
         text = "</think>" if self._think_open else "<think></think>"
         self._think_open = False
         return text, self._think.strip()
@@ -179,12 +189,30 @@ class RoundWriter:
         while self._queue:
             out += self._next_round()
             self._waiting = None
-        if self._think_open and self._step_rounds == 0:
+        plan = _plan(self._other) if self._step_rounds == 0 and not self.plan else None
+        if plan is not None:  # a plan the loop goes on to run: its think is the first round's
+            tag, think = self._close_think()
+            out += f"{tag}<plan>{plan}</plan>"
+            self.plan, self._carried, self.final_think = plan, think, think
+        elif self._think_open and self._step_rounds == 0:
             tag, self.final_think = self._close_think()
             out += tag
         self._think, self._think_open, self._gap, self._step_rounds, self._held = "", False, False, 0, ""
+        self._other = ""
         self._waiting = None
         return out
 
     def final(self) -> dict[str, str]:
         return {"think": self.final_think, "answer": self.answer}
+
+
+def _plan(text: str) -> str | None:
+    """The plan in a step's text, as JSON (None if there is none, or it is not a list)."""
+    found = _PLAN.search(text)
+    if found is None:
+        return None
+    try:
+        plan = json.loads(found.group(1))
+    except ValueError:
+        return None
+    return json.dumps(plan, ensure_ascii=False) if isinstance(plan, list) else None

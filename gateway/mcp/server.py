@@ -17,10 +17,13 @@ import weakref
 from typing import Any
 
 from mcp import types
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel import Server
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.exceptions import LimitExceeded
-from gateway.policy.http import principal_of
+from gateway.policy.http import principal_in, principal_of
 from gateway.step import StepItem, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
@@ -120,6 +123,23 @@ class FabricMcp:
             out.append(types.ImageContent(type="image", data=base64.b64encode(data).decode(),
                                           mime_type=image.mime_type or "image/png"))
         return out
+
+
+class TenantSessions:
+    """The MCP door's sessions belong to the tenant that opened them: the caller the policy resolved is handed
+    to the MCP SDK as the session's principal, and the SDK answers another tenant's use of a session id
+    (a request, its event stream, or DELETE) exactly as it answers an unknown id: 404 "Session not found"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            tenant = principal_in(scope).tenant
+            # The key itself stays out: the tenant is the principal, whichever of its keys it uses.
+            scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=f"tenant:{tenant}", scopes=[],
+                                                          subject=tenant))
+        await self.app(scope, receive, send)
 
 
 def _image_input(arguments: dict[str, Any], max_bytes: int) -> pb.ImageInput:

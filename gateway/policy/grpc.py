@@ -1,8 +1,10 @@
-"""The gRPC door's side of the policy: one interceptor resolves the caller of every Fabric call, once.
+"""The gRPC door's side of the policy: one interceptor resolves the caller of every call, once.
 
 A call without a valid key is refused with UNAUTHENTICATED before its handler runs; otherwise the
 handler runs with the caller in `current_principal()` (a context variable set in the handler's own
-task). grpc.health.v1 and reflection stay open for probes and tools; every other service is Fabric.
+task). grpc.health.v1 and server reflection (service descriptions, no data) stay open for probes and
+tools; every other service — Fabric, and any service added to the server later — needs a key: what is
+open is listed here, never what is guarded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import grpc
 from gateway.exceptions import Unauthenticated
 from gateway.policy.authentication import ANONYMOUS, Authenticator, Principal
 
-FABRIC_PREFIX = "/toolfabric.v1.Fabric/"
+# Services served without a key (whole services: every method under these prefixes).
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                 "/grpc.reflection.v1.ServerReflection/")
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("toolfabric_caller", default=ANONYMOUS)
 
 
@@ -33,7 +37,7 @@ class PolicyInterceptor(grpc.aio.ServerInterceptor):
                                                              Awaitable[grpc.RpcMethodHandler]],
                                 details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or not details.method.startswith(FABRIC_PREFIX):
+        if handler is None or details.method.startswith(OPEN_SERVICES):
             return handler
         try:
             principal = await self._auth.principal_of(details.invocation_metadata)  # type: ignore[attr-defined]

@@ -27,7 +27,11 @@ def plain_error(message: str) -> dict[str, Any]:
 
 def principal_of(request: Request | Any) -> Principal:
     """The caller `RequireKey` resolved for this request (anonymous with auth off)."""
-    scope = getattr(request, "scope", None) or {}
+    return principal_in(getattr(request, "scope", None) or {})
+
+
+def principal_in(scope: Scope) -> Principal:
+    """The same, from an ASGI scope (for middleware inside the policy's)."""
     return scope.get(_STATE, ANONYMOUS)  # type: ignore[no-any-return]
 
 

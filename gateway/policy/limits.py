@@ -9,7 +9,8 @@ every gateway replica shares them:
 - provider cost units per day (UTC): summed from each turn's usage, checked when a turn starts;
 - max budgets: a turn's steps, tool calls and deadline are capped at the tenant's maxima.
 Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics. The step API's
-calls pass the same limits (`admit_step`, `count_calls`) as a Run's turns.
+calls pass the same limits (`calls_left`, `take_slot`) as a Run's turns; a call counts once it was sent
+(its observation's `attempts` > 0), never when it was refused.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ class Limits:
         """Counts what a running turn (or a step) uses."""
         kind = event.WhichOneof("event")
         tenant, now = principal.tenant, time.time()
-        if kind == "tool_call":
+        if kind == "observation" and event.observation.attempts > 0:
+            # Only calls that were sent count: one refused (budget, bad arguments, no worker) never ran.
             await self.count_calls(principal, 1)
         elif kind == "usage" and event.usage.counters.get("cost_units"):
             cost = event.usage.counters["cost_units"]

@@ -19,11 +19,14 @@ import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
 from grpc_health.v1 import health, health_pb2_grpc
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from gateway.policy.doors import Door, Doors, Guard
@@ -103,12 +106,34 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def served_paths(asgi: ASGIApp) -> tuple[str, ...]:
+    """Every path `asgi` routes, read from the app itself (through its middleware): the door list names
+    what is really served, so a route added later is in it, and the door test tries it."""
+    app: Any = asgi
+    for _ in range(16):  # middleware layers keep the next one in `.app`
+        if isinstance(app, Starlette):
+            break
+        app = getattr(app, "app", None) or getattr(app, "middleware_stack", None)
+    if not isinstance(app, Starlette):
+        raise TypeError(f"cannot list the routes of {type(asgi).__name__}: serve a Starlette app")
+    paths: list[str] = []
+    for route in app.routes:
+        if isinstance(route, Mount):  # a mounted router: its own routes under the prefix
+            paths += [route.path + sub for sub in served_paths(route.app)]
+        else:
+            paths.append(getattr(route, "path", ""))
+    return tuple(dict.fromkeys(p for p in paths if p))
+
+
 class HttpListener:
-    """An ASGI app served by uvicorn on the gateway's event loop (TLS from the settings)."""
+    """An ASGI app served by uvicorn on the gateway's event loop (TLS from the settings). The door's routes are
+    the app's own (`served_paths`); `open_routes`, those served without a key, must be among them."""
 
     def __init__(self, doors: Doors, name: str, asgi: ASGIApp, host: str, port: int, tls: TlsSettings,
-                 guard: Guard, routes: tuple[str, ...], open_routes: tuple[str, ...] = (), grace_s: float = 0,
-                 lifespan: bool = False) -> None:
+                 guard: Guard, open_routes: tuple[str, ...] = (), grace_s: float = 0, lifespan: bool = False) -> None:
+        routes = served_paths(asgi)
+        if not set(open_routes) <= set(routes):
+            raise ValueError(f"door {name}: open routes {sorted(set(open_routes) - set(routes))} are not served")
         files = _files(tls)
         config = uvicorn.Config(asgi, host=host, port=port, lifespan="on" if lifespan else "off",
                                 log_level="warning", access_log=False,

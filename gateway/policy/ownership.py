@@ -21,10 +21,10 @@ from gateway import recorder
 from gateway.archive import TENANT_LABEL
 from gateway.exceptions import NotYours
 from gateway.policy.authentication import Principal
+from services.common.blobs import tenant_images_key
 from toolfabric.v1 import fabric_pb2 as pb
 
 SEPARATOR = "/"
-_IMAGES = "toolfabric:tenant:{}:images"
 
 
 def scoped(principal: Principal, trajectory_id: str) -> str:
@@ -63,13 +63,13 @@ class Ownership:
     async def check_image(self, principal: Principal, blob: str) -> None:
         """NotYours unless one of the caller's trajectories saw or made the image (images are stored once
         by content hash; who may read them is kept per tenant)."""
-        if self.required and not await self._redis.sismember(_IMAGES.format(principal.tenant or "-"), blob):
+        if self.required and not await self._redis.sismember(tenant_images_key(principal.tenant), blob):
             raise NotYours(f"no image {blob!r}")
 
     async def remember_images(self, principal: Principal, refs: list[str]) -> None:
         if not refs or not self.required:
             return
-        key = _IMAGES.format(principal.tenant or "-")
+        key = tenant_images_key(principal.tenant)
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(key, *refs)
         pipe.expire(key, self._image_ttl)
@@ -87,5 +87,5 @@ class Ownership:
         if refs and tenants:
             pipe = self._redis.pipeline(transaction=False)
             for tenant in tenants:
-                pipe.srem(_IMAGES.format(tenant or "-"), *refs)
+                pipe.srem(tenant_images_key(tenant), *refs)
             await pipe.execute()

@@ -1,11 +1,13 @@
 """Signed, expiring public URLs for image blobs, and the small HTTP endpoint that serves them.
 
 A reverse image search provider (Google Lens through Serper) must fetch the image itself,
-so the fabric hands it `{public_base_url}/blobs/<sha256>?exp=<unix>&sig=<hmac>`. The signature
-is HMAC-SHA256 over the blob hash and the expiry with `TOOLFABRIC_BLOB_URL_SECRET`: a URL
-cannot be altered to reach another blob or to live longer, and it stops working at `exp`.
-Run the endpoint with `start_blob_server(host, port)` (the gateway does) behind the public
-base URL.
+so the fabric hands it `{public_base_url}/blobs/<sha256>?exp=<unix>&t=<tenant>&sig=<hmac>`. The
+signature is HMAC-SHA256 over the blob hash, the expiry and the tenant with `TOOLFABRIC_BLOB_URL_SECRET`:
+a URL cannot be altered to reach another blob, another tenant or a longer life, and it stops working at
+`exp`. A URL is bound to the tenant whose trajectory asked for it: with auth on, the endpoint serves it
+only while the image is in that tenant's readable set (gateway/policy/ownership.py), so a URL signed for
+tenant A never serves an image only B holds, and a deleted image stops being served at once.
+Run the endpoint with `start_blob_server(host, port)` (the gateway does) behind the public base URL.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import hmac
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import redis.asyncio as aredis
 from aiohttp import web
 
 from services.common import redis_clients, settings
-from services.common.blobs import PREFIX, AsyncBlobStore
+from services.common.blobs import PREFIX, AsyncBlobStore, tenant_images_key
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.images import inspect
 
@@ -32,8 +34,18 @@ class BadSignature(Exception):
     """A blob URL that was altered, signed with another secret, or has expired."""
 
 
-def _signature(secret: bytes, digest: str, expires_at: int) -> str:
-    return hmac.new(secret, f"{digest}:{expires_at}".encode(), hashlib.sha256).hexdigest()
+def _signature(secret: bytes, digest: str, expires_at: int, tenant: str) -> str:
+    # Without a tenant (auth off) the signed text is the one URLs had before tenants were bound into them.
+    signed = f"{digest}:{expires_at}" + (f":{tenant}" if tenant else "")
+    return hmac.new(secret, signed.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a verified URL grants: one blob, to one tenant's holders ("" = auth off)."""
+
+    ref: str
+    tenant: str
 
 
 def _digest(ref: str) -> str:
@@ -44,18 +56,19 @@ def _digest(ref: str) -> str:
 
 
 def signed_url(ref: str, ttl_s: int | None = None, base_url: str | None = None, secret: str | None = None,
-               now: float | None = None) -> str:
-    """A public URL at which the blob `ref` can be fetched until `ttl_s` from now."""
+               now: float | None = None, tenant: str = "") -> str:
+    """A public URL at which the blob `ref` can be fetched until `ttl_s` from now, for `tenant`'s image."""
     common = settings.common()
     expires_at = int((now or time.time()) + (ttl_s or common.blob_url_ttl_s))
     key = (secret or common.blob_url_secret.get_secret_value()).encode()
     digest = _digest(ref)
     base = (base_url or common.public_base_url).rstrip("/")
-    return f"{base}{ROUTE}{digest}?exp={expires_at}&sig={_signature(key, digest, expires_at)}"
+    bound = f"&t={quote(tenant, safe='')}" if tenant else ""
+    return f"{base}{ROUTE}{digest}?exp={expires_at}{bound}&sig={_signature(key, digest, expires_at, tenant)}"
 
 
-def verify(path: str, query: str, secret: str | None = None, now: float | None = None) -> str:
-    """The blob reference a signed URL (path + query string) grants, or BadSignature."""
+def grant(path: str, query: str, secret: str | None = None, now: float | None = None) -> Grant:
+    """The blob and tenant a signed URL (path + query string) grants, or BadSignature."""
     if not path.startswith(ROUTE):
         raise BadSignature("not a blob URL")
     digest = path[len(ROUTE):]
@@ -63,14 +76,20 @@ def verify(path: str, query: str, secret: str | None = None, now: float | None =
     try:
         expires_at = int(params["exp"][0])
         sig = params["sig"][0]
+        tenant = params.get("t", [""])[0]
     except (KeyError, IndexError, ValueError):
         raise BadSignature("the URL lacks exp/sig") from None
     key = (secret or settings.common().blob_url_secret.get_secret_value()).encode()
-    if not hmac.compare_digest(sig, _signature(key, digest, expires_at)):
+    if not hmac.compare_digest(sig, _signature(key, digest, expires_at, tenant)):
         raise BadSignature("signature does not match")
     if expires_at < (now or time.time()):
         raise BadSignature("the URL has expired")
-    return PREFIX + digest
+    return Grant(PREFIX + digest, tenant)
+
+
+def verify(path: str, query: str, secret: str | None = None, now: float | None = None) -> str:
+    """The blob reference a signed URL (path + query string) grants, or BadSignature."""
+    return grant(path, query, secret, now).ref
 
 
 def ref_of_url(url: str) -> str:
@@ -86,6 +105,7 @@ class BlobServer:
     redis: aredis.Redis
     host: str
     port: int
+    owners: aredis.Redis | None = None  # the state Redis (auth on: whose images are whose)
 
     @property
     def url(self) -> str:
@@ -94,19 +114,28 @@ class BlobServer:
     async def stop(self) -> None:
         await self.runner.cleanup()
         await self.redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+        if self.owners is not None:
+            await self.owners.aclose()  # type: ignore[attr-defined]
 
 
 async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
                             reuse_port: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
     `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT)."""
-    common = settings.common()
+    common, locked = settings.common(), settings.auth().required
     client = redis_clients.async_client("cache", common)
+    # Who holds which image is the policy's (gateway/policy/ownership.py), kept in the state Redis.
+    owners = redis_clients.async_client("state", common) if locked else None
     store = AsyncBlobStore(client, common.blob_ttl_s)
 
     async def serve(request: web.Request) -> web.StreamResponse:
         try:
-            ref = verify(request.path, request.query_string)
+            granted = grant(request.path, request.query_string)
+            ref = granted.ref
+            # With auth on, a URL serves only an image its tenant holds (one without a tenant: none); the
+            # answer is the one for a missing blob, so a URL says nothing about other tenants' images.
+            if owners is not None and not await owners.sismember(tenant_images_key(granted.tenant), ref):  # type: ignore[misc]
+                raise BlobNotFound(ref)
             data = await store.get(ref)
             mime = inspect(data, common.max_image_pixels).mime_type
         except BadSignature as exc:
@@ -125,4 +154,4 @@ async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | 
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port  # the real port when port=0
-    return BlobServer(runner, client, host, bound)
+    return BlobServer(runner, client, host, bound, owners)

@@ -8,14 +8,58 @@ once and refreshes the TTL.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
 
 import redis
 import redis.asyncio as aredis
 
 from services.common.errors import BlobNotFound
 
+log = logging.getLogger(__name__)
+
 PREFIX = "sha256:"
 _KEY = "toolfabric:blob:"
+
+
+def tenant_images_key(tenant: str) -> str:
+    """The Redis set of the images `tenant` may read (its trajectories saw or made them): kept by the gateway's
+    policy (gateway/policy/ownership.py), read by the blob port, emptied of erased images by gateway/erasure.py."""
+    return f"toolfabric:tenant:{tenant or '-'}:images"
+
+
+TENANT_IMAGES_PATTERN = tenant_images_key("*")
+
+
+# Erased images are announced here, so a process that keeps decoded pixels in memory forgets them at once.
+ERASED_CHANNEL = "toolfabric:blobs:erased"
+
+
+def follow_erasures(redis_url: str, forget: Callable[[str], None]) -> threading.Thread:
+    """A daemon thread calling `forget(ref)` for every image erased from now on (this process's caches)."""
+
+    def listen() -> None:
+        while True:
+            client = redis.Redis.from_url(redis_url)
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(ERASED_CHANNEL)
+                for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        for ref in json.loads(message["data"]):
+                            forget(str(ref))
+            except Exception as exc:  # Redis restarting: subscribe again (anything erased meanwhile ages out)
+                log.warning("erased-images channel: %s; subscribing again", exc)
+                time.sleep(1.0)
+            finally:
+                client.close()
+
+    thread = threading.Thread(target=listen, name="follow-erasures", daemon=True)
+    thread.start()
+    return thread
 
 
 def ref_for(data: bytes) -> str:
@@ -46,8 +90,14 @@ class BlobStore:
         return ref
 
     def delete(self, refs: list[str]) -> int:
-        """Drops blobs (a deleted trajectory's images); how many were there."""
-        return int(self._redis.delete(*(_key(r) for r in refs))) if refs else 0
+        """Drops blobs (a deleted trajectory's images), and tells every worker to drop what it keeps of them
+        in memory (`follow_erasures`); how many were there."""
+        if not refs:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(*(_key(r) for r in refs))
+        pipe.publish(ERASED_CHANNEL, json.dumps(refs))
+        return int(pipe.execute()[0])
 
     def get(self, ref: str) -> bytes:
         data = self._redis.get(_key(ref))

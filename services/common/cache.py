@@ -21,6 +21,17 @@ once, one that is killed (a revoked task) frees it by expiry within `lease_s`, a
 Keys are `<namespace>:<sha256 of the normalized parts>`: strings are NFKC-normalized,
 case-folded and whitespace-collapsed, so "Eileen  Collins" and "eileen collins" share an entry.
 Images belong in keys by content hash, never by URL.
+
+Every lookup made for a trajectory (`owner`) is remembered under it (`used_key`), so deleting the
+trajectory erases the entries its calls read or wrote — its queries' results, its images' OCR and
+reverse searches — from both tiers (gateway/erasure.py). Another trajectory that used an erased entry
+simply fetches it again.
+
+Frozen evals: a lookup may also name its request key (what was asked, without the provider's scope,
+see services.common.bundle) and a trail (the trajectory id, for eval runs only). Each answer's (request
+key, key) is then appended to the trail's list in Redis (kept a day; about 200 bytes an answer), from
+which `toolfabric eval run --freeze` writes a bundle; a cache given a bundle answers from it first (in
+replay mode only from it: a miss is a `CacheMiss`).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aredis
 
+from services.common.bundle import Bundle
 from services.common.cache_store import PersistentStore
 from services.common.errors import CacheMiss, ToolError, ToolTimeout
 from services.common.renewal import renewed
@@ -51,6 +63,10 @@ CacheMode = Literal["off", "live", "record", "replay"]
 Source = Literal["hot", "persistent", "provider", "shared"]
 
 _PREFIX = "toolfabric:cache:"
+_USED = _PREFIX + "used:"
+TRAIL_PREFIX = _PREFIX + "trail:"
+# A trail is read right after its run (eval --freeze); a day covers the longest eval.
+TRAIL_TTL_S = 24 * 3600
 # How long a finished flight's outcome stays readable for its waiters.
 _DONE_TTL_MS = 30_000
 _POLL_START_S, _POLL_MAX_S = 0.001, 0.02
@@ -64,6 +80,16 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+def hot_key(key: str) -> str:
+    """The Redis key of a cache entry's hot copy."""
+    return _PREFIX + "v:" + key
+
+
+def used_key(trajectory_id: str) -> str:
+    """The Redis set of the cache keys a trajectory's tool calls read or wrote."""
+    return _USED + trajectory_id
 
 
 def normalize_text(text: str) -> str:
@@ -178,24 +204,66 @@ class Cache:
 
     def __init__(self, redis: aredis.Redis, store: PersistentStore | None, mode: CacheMode = "live",
                  hot_ttl_s: int = 3600, persistent_ttl_s: int = 7 * 24 * 3600, wait_s: float = 60.0,
-                 lease_s: float = 1.0) -> None:
+                 lease_s: float = 1.0, bundle: Bundle | None = None) -> None:
         if mode not in ("off", "live", "record", "replay"):
             raise ValueError(f"unknown cache mode {mode!r}; use off, live, record or replay")
-        self.redis, self.store, self.mode = redis, store, mode
+        self.redis, self.store, self.mode, self.bundle = redis, store, mode, bundle
         self.hot_ttl_s, self.persistent_ttl_s, self.wait_s = hot_ttl_s, persistent_ttl_s, wait_s
         self.lease_s = lease_s
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
 
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], *, describe: str = "",
-                           lock_s: float | None = None) -> Lookup:
+                           lock_s: float | None = None, request_key: str | None = None,
+                           trail: str = "", owner: str = "") -> Lookup:
         """The cached entry for `key`, or `fetch()`'s (called once across all concurrent askers).
 
         `describe` names the request in errors ("text_search 'q' via serper"); `lock_s` bounds how
         long a live flight may hold the key before others may try (default: the wait limit); a dead
-        one holds it at most `lease_s`.
+        one holds it at most `lease_s`. `request_key` (default `key`) is what a bundle knows the request by;
+        `trail` (a trajectory id) records the answer's keys for freezing. `owner`: the trajectory asking (its
+        deletion erases the entry).
         """
+        if owner and self.mode != "off":
+            # Remembered before the lookup: an entry written by a call that then fails is still found.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(used_key(owner), key)
+            pipe.expire(used_key(owner), max(self.hot_ttl_s, self.persistent_ttl_s if self.store else 0))
+            await pipe.execute()
+        lookup = await self._lookup(key, fetch, describe, lock_s, request_key or key)
+        if trail:
+            await self._follow(trail, request_key or key, key, describe)
+        return lookup
+
+    async def trail(self, trajectory_id: str) -> list[tuple[str, str, str]]:
+        """(request key, key, description) of every answer a trajectory's tools got, in order."""
+        raw = await self.redis.lrange(TRAIL_PREFIX + trajectory_id, 0, -1)
+        return [tuple(json.loads(item)) for item in raw]  # type: ignore[misc]
+
+    async def recorded(self, key: str) -> dict[str, Any] | None:
+        """The entry stored under `key` in either tier, expired or not (None if neither has it)."""
+        found = await self._read(key, include_expired=True)
+        return None if found is None else asdict(found.entry)
+
+    async def _follow(self, trail: str, request_key: str, key: str, describe: str) -> None:
+        name = TRAIL_PREFIX + trail
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(name, json.dumps([request_key, key, describe], ensure_ascii=False))
+            pipe.expire(name, TRAIL_TTL_S)
+            await pipe.execute()
+
+    async def _lookup(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], describe: str,
+                      lock_s: float | None, request_key: str) -> Lookup:
         namespace = key.split(":", 1)[0]
+        if self.bundle is not None:
+            frozen = self.bundle.get(request_key)
+            if frozen is not None:
+                observe.cache_outcome(namespace, "persistent", True)
+                return Lookup(CacheEntry.from_dict(frozen), "persistent")
+            if self.mode == "replay":
+                observe.cache_outcome(namespace, "replay_miss", True)
+                raise CacheMiss(f"replay mode: {describe or key} is not in the bundle {self.bundle.path} "
+                                f"({self.bundle.hash})")
         if self.mode == "off":
             return Lookup(await fetch(), "provider")
         if self.mode in ("live", "replay"):
@@ -212,7 +280,7 @@ class Cache:
         return lookup
 
     async def _read(self, key: str, include_expired: bool) -> Lookup | None:
-        raw = await self.redis.get(_PREFIX + "v:" + key)
+        raw = await self.redis.get(hot_key(key))
         if raw is not None:
             return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")
         if self.store is None:
@@ -221,12 +289,12 @@ class Cache:
         if stored is None:
             return None
         entry = CacheEntry.from_dict(stored)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(stored, ensure_ascii=False), ex=self.hot_ttl_s)
         return Lookup(entry, "persistent")
 
     async def _write(self, key: str, entry: CacheEntry) -> None:
         data = asdict(entry)
-        await self.redis.set(_PREFIX + "v:" + key, json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
+        await self.redis.set(hot_key(key), json.dumps(data, ensure_ascii=False), ex=self.hot_ttl_s)
         if self.store is not None:
             await asyncio.to_thread(self.store.put, key, data, time.time() + self.persistent_ttl_s)
 
@@ -254,7 +322,7 @@ class Cache:
         done = _PREFIX + "done:" + token
         try:
             if self.mode == "live":  # it may have landed between our miss and our lock
-                raw = await self.redis.get(_PREFIX + "v:" + key)
+                raw = await self.redis.get(hot_key(key))
                 if raw is not None:
                     await self.redis.set(done, json.dumps({"ok": json.loads(raw)}), px=_DONE_TTL_MS)
                     return Lookup(CacheEntry.from_dict(json.loads(raw)), "hot")

@@ -32,6 +32,10 @@ class PersistentStore(ABC):
         """Store or replace `entry` (a JSON object with `provider`, `fetched_at`, `cost_units`)."""
 
     @abstractmethod
+    def delete(self, keys: list[str]) -> int:
+        """Delete the entries of `keys` (a deleted trajectory's); returns how many there were."""
+
+    @abstractmethod
     def purge_expired(self, now: float | None = None) -> int:
         """Delete entries past their expiry; returns how many."""
 
@@ -73,6 +77,14 @@ class SQLiteCacheStore(PersistentStore):
             (key, _namespace(key), json.dumps(entry, ensure_ascii=False), str(entry.get("provider", "")),
              float(entry.get("fetched_at", time.time())), float(entry.get("cost_units", 0.0)), expires_at),
         )
+
+    def delete(self, keys: list[str]) -> int:
+        con, deleted = self._cons.get(), 0
+        for start in range(0, len(keys), 500):  # SQLite's bound on host parameters
+            part = keys[start:start + 500]
+            cur = con.execute(f"DELETE FROM cache WHERE key IN ({','.join('?' * len(part))})", part)  # noqa: S608
+            deleted += int(cur.rowcount)
+        return deleted
 
     def purge_expired(self, now: float | None = None) -> int:
         cur = self._cons.get().execute("DELETE FROM cache WHERE expires_at <= ?", (now or time.time(),))
@@ -127,6 +139,13 @@ class ElasticsearchCacheStore(PersistentStore):
             "expires_at": int(expires_at * 1000), "cost_units": float(entry.get("cost_units", 0.0)),
             "entry": entry,
         })
+
+    def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        resp = self._es.delete_by_query(index=self._index, query={"ids": {"values": keys}}, refresh=True,
+                                        conflicts="proceed")
+        return int(resp.get("deleted", 0))
 
     def purge_expired(self, now: float | None = None) -> int:
         resp = self._es.delete_by_query(

@@ -70,6 +70,9 @@ def install(level: str | int | None = None, logger: logging.Logger | None = None
     handler of `logger` (the root logger by default; idempotent)."""
     if level is not None:
         logging.basicConfig(level=level, **basic)
+        # basicConfig does nothing once the root logger has a handler (the CLI sets one up first): the
+        # level asked for (TOOLFABRIC_LOG_LEVEL) is set either way.
+        logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, ResultsBySize) for f in handler.filters):
             handler.addFilter(ResultsBySize())  # first: it replaces the result before the text is made

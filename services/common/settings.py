@@ -66,6 +66,9 @@ class CommonSettings(BaseSettings):
     # Locks and leases a worker holds while it works (single-flight locks, per-host fetch slots) live this
     # long unless renewed (every third of it): a worker killed mid-call frees them within this time.
     worker_lease_ttl_s: float = Field(default=1.0, gt=0)
+    # A frozen eval's bundle (folder) answering searches and pages first; with cache_mode=replay, only it
+    # answers (`toolfabric eval run --bundle`, docs/evaluation.md).
+    cache_bundle: str = ""
     log_level: str = "INFO"
 
     @property

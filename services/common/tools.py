@@ -87,11 +87,19 @@ class ToolContext(BaseModel):
 
     trajectory_id: str = ""
     call_id: str = ""
+    tenant: str = ""  # whose trajectory ("" = auth off): a signed image URL a tool hands out is bound to it
     question: str = ""
     # Every image name the trajectory has seen → blob reference ("sha256:<hex>").
     images: dict[str, str] = Field(default_factory=dict)
     # W3C trace context carried to the worker (traceparent/tracestate).
     trace: dict[str, str] = Field(default_factory=dict)
+    # The eval run asking (RunRequest.eval_run): its answers are trailed for `eval run --freeze`.
+    eval_run: str = ""
+
+    @property
+    def trail(self) -> str:
+        """The trail the cache records this call's answers under: the trajectory's, for eval runs only."""
+        return self.trajectory_id if self.eval_run else ""
 
 
 class NewImage(BaseModel):

@@ -10,6 +10,7 @@ checkpoint and the engine venv, which Triton's python backend activates for the 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class NeuralModel:
     family: str        # services.model.tiny family
     engine: str        # "vllm" or "hf" (transformers)
     dialect: str
+    weights: Path | None = None  # a checkpoint of one's own (a trained one); None: the family's tiny checkpoint
 
     @property
     def engine_class(self) -> str:
@@ -41,6 +43,41 @@ MODELS = {
 }
 
 
+# A checkpoint directory's config.json `model_type` → (family, engine, dialect), as for the tiny models above.
+_BY_MODEL_TYPE = {"qwen3": ("qwen3", "vllm", "qwen3vl"), "qwen3_vl": ("qwen3vl", "hf", "qwen3vl"),
+                  "qwen2_5_vl": ("deepeyes", "hf", "deepeyes")}
+
+
+def from_checkpoint(path: Path, name: str = "") -> NeuralModel:
+    """A model served from a checkpoint directory (a trained one, e.g. the flywheel's), on the engine its
+    architecture runs on here; named `name` or after the directory."""
+    path = path.expanduser().resolve()
+    try:
+        model_type = json.loads((path / "config.json").read_text())["model_type"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"{path} is not a checkpoint directory (config.json with model_type): {exc}") from None
+    if model_type not in _BY_MODEL_TYPE:
+        raise ConfigurationError(f"checkpoint {path}: model_type {model_type!r} is not served here "
+                                 f"(served: {', '.join(sorted(_BY_MODEL_TYPE))})")
+    family, engine, dialect = _BY_MODEL_TYPE[model_type]
+    served = name or re.sub(r"[^A-Za-z0-9_]+", "_", path.name).strip("_").lower() or "checkpoint"
+    return NeuralModel(served, family, engine, dialect, path)
+
+
+def resolve(spec: str) -> NeuralModel:
+    """`up --model`'s value: a tiny model's name (tiny-qwen3vl …) or a checkpoint directory."""
+    if spec in MODELS:
+        return MODELS[spec]
+    if Path(spec).expanduser().is_dir():
+        return from_checkpoint(Path(spec))
+    raise ConfigurationError(f"unknown model {spec!r}: choose from {', '.join(sorted(MODELS))}, baseline, "
+                             "or a checkpoint directory")
+
+
+def weights_of(model: NeuralModel, cache_dir: Path | None = None) -> Path:
+    return model.weights or checkpoint(model.family, cache_dir=cache_dir)
+
+
 def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Path:
     """The tiny checkpoint of `family`, made on first use (`toolfabric model make-tiny`) and cached."""
     root = cache_dir or Path(settings.model().tiny_cache_dir).expanduser()
@@ -54,12 +91,14 @@ def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Pat
     return out
 
 
-def gateway_env(model: NeuralModel) -> dict[str, str]:
-    """What the gateway needs to run `model` by default: its name, its dialect, its checkpoint (for the tokenizer)."""
+def gateway_env(model: NeuralModel, *others: NeuralModel) -> dict[str, str]:
+    """What the gateway needs to run `model` by default and `others` by name: names, dialects, checkpoints
+    (for the tokenizers)."""
+    every = (model, *others)
     return {
         "TOOLFABRIC_MODEL_DEFAULT_MODEL": model.name,
-        "TOOLFABRIC_MODEL_DIALECTS": json.dumps({model.name: model.dialect}),
-        "TOOLFABRIC_MODEL_CHECKPOINTS": json.dumps({model.name: str(checkpoint(model.family))}),
+        "TOOLFABRIC_MODEL_DIALECTS": json.dumps({m.name: m.dialect for m in every}),
+        "TOOLFABRIC_MODEL_CHECKPOINTS": json.dumps({m.name: str(weights_of(m)) for m in every}),
     }
 
 
@@ -74,18 +113,17 @@ def engine_args(model: NeuralModel, weights: Path) -> dict[str, object]:
     return {"model": str(weights), "max_batch": 8}
 
 
-def write_repository(repo: Path, served: list[str], cache_dir: Path | None = None) -> list[str]:
-    """Writes Triton model directories for `served` (names from MODELS) into `repo`; returns their Triton names."""
+def write_repository(repo: Path, served: list[str | NeuralModel], cache_dir: Path | None = None) -> list[str]:
+    """Writes Triton model directories for `served` (names from MODELS, checkpoint directories, or models) into
+    `repo`; returns their Triton names."""
     venv = engine_venv()
     if not (venv / "bin" / "python").exists():
-        raise ConfigurationError(f"serving {', '.join(served)} needs the model engines' venv {venv}: "
-                                 "`make setup-model` makes it")
+        what = ", ".join(s.name if isinstance(s, NeuralModel) else s for s in served)
+        raise ConfigurationError(f"serving {what} needs the model engines' venv {venv}: `make setup-model` makes it")
     names = []
-    for key in served:
-        if key not in MODELS:
-            raise ConfigurationError(f"unknown model {key!r}: choose from {', '.join(sorted(MODELS))} or baseline")
-        model = MODELS[key]
-        weights = checkpoint(model.family, cache_dir=cache_dir)
+    for spec in served:
+        model = spec if isinstance(spec, NeuralModel) else resolve(spec)
+        weights = weights_of(model, cache_dir)
         directory = repo / model.name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         module, cls = model.engine_class.split(":")

@@ -43,7 +43,7 @@ class EmbeddedStack:
                  triton: TritonServer | None = None, data_dir: Path | None = None,
                  model: str | None = None, step_port: int | None = None, mcp_port: int | None = None,
                  model_endpoint: ModelEndpoint | None = None, extra_models: tuple[str, ...] = (),
-                 cache_redis_mb: int = 0) -> None:
+                 cache_redis_mb: int = 0, also_serve: tuple[str, ...] = ()) -> None:
         self.workdir = workdir.resolve()
         # The user's data directory (their own index) when given; else a fresh one in the workdir.
         self.user_data = data_dir is not None
@@ -62,14 +62,18 @@ class EmbeddedStack:
                                        policy="allkeys-lru") if cache_redis_mb else None
         # The CPU baseline by default; tests hand in a server that also loads their test models. A tiny neural model
         # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
-        self.model = neural_models.MODELS[model] if model and model != "baseline" else None
+        # `also_serve`: more neural models (tiny names or checkpoint directories) Runs can name, e.g. the
+        # flywheel's trained and untrained checkpoints side by side.
+        self.model = neural_models.resolve(model) if model and model != "baseline" else None
+        self.also_serve = [neural_models.resolve(m) for m in also_serve]
         # Or the default model comes from a completions server already running (`up --model-endpoint URL`).
         self.model_endpoint = model_endpoint
         if self.model is not None and model_endpoint is not None:
             raise ConfigurationError(f"--model {model} and --model-endpoint both name the default model: choose one")
-        if triton is None and self.model is not None:
+        served = [m for m in (self.model, *self.also_serve) if m is not None]
+        if triton is None and served:
             repo = self.workdir / "model-repository"
-            names = neural_models.write_repository(repo, [model or ""])
+            names = neural_models.write_repository(repo, list(served))
             triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names, *extra_models),
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
         # extra_models: other models of the shipped repository to serve too (the eval judge).
@@ -126,7 +130,10 @@ class EmbeddedStack:
         if self.mcp_port is not None:
             env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
         if self.model is not None:
-            env.update(neural_models.gateway_env(self.model))
+            env.update(neural_models.gateway_env(self.model, *self.also_serve))
+        elif self.also_serve:
+            env.update({k: v for k, v in neural_models.gateway_env(*self.also_serve).items()
+                        if k != "TOOLFABRIC_MODEL_DEFAULT_MODEL"})  # the baseline stays the default
         if self.model_endpoint is not None:
             env.update(self.model_endpoint.gateway_env())
         if self.demo_site:

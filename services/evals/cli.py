@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("dataset", help="eval JSONL (see `toolfabric eval import` for published formats)")
     run.add_argument("--name", help="run name (default: the dataset's name); reusing it resumes the run")
     run.add_argument("--runs-dir", default="eval-runs", help="where run folders go")
-    run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
+    run.add_argument("--target", help="gateway address (default 127.0.0.1:50051; with --bundle, a stack of "
+                                       "its own started offline)")
     run.add_argument("--concurrency", type=int, default=4)
     run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
     run.add_argument("--model", default="", help="Triton model (default: the server's)")
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="grade from the judge cache only (a miss is an error): reproducible reruns")
     run.add_argument("--judge-cache", help="judge cache file (default RUN/judge_cache.jsonl); another run's "
                                            "cache replays its grading")
+    run.add_argument("--freeze", action="store_true",
+                     help="write RUN/bundle: every search, page and judge reply the run used (content-addressed; "
+                     "needs the stack's TOOLFABRIC_REDIS_URL and TOOLFABRIC_DATA_DIR)")
+    run.add_argument("--bundle", metavar="DIR",
+                     help="rerun offline from a frozen bundle (`--freeze`'s, or `eval import-cache`'s): searches, "
+                     "pages and judge replies come from it only")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(eval_func=cmd_run)
 
@@ -53,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--limit", type=int, default=0)
     imp.set_defaults(eval_func=cmd_import)
 
+    cache = sub.add_parser("import-cache", help="convert a published search cache into a bundle (for --bundle)")
+    cache.add_argument("format", choices=["vdr"], help="vdr: Vision-DeepResearch's SQLite cache (rllm/eval/tools.py)")
+    cache.add_argument("source", help="the cache file")
+    cache.add_argument("out", help="the bundle folder to write")
+    cache.set_defaults(eval_func=cmd_import_cache)
+
     report = sub.add_parser("report", help="write a self-contained HTML report of a run")
     report.add_argument("run", help="run folder")
     report.add_argument("--out", help="HTML file (default RUN/report.html)")
@@ -60,9 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--no-trajectories", action="store_true", help="do not embed the trajectories")
     report.set_defaults(eval_func=cmd_report)
 
-    compare = sub.add_parser("compare", help="paired difference of two runs with McNemar's test")
+    compare = sub.add_parser("compare", help="paired difference of two runs with McNemar's test, and how each run "
+                                             "used the tools (valid calls per step, answers, schema validity, "
+                                             "accuracy, steps)")
     compare.add_argument("a", help="run folder A (baseline)")
     compare.add_argument("b", help="run folder B")
+    compare.add_argument("more", nargs="*", help="more run folders for the tool-use table")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(eval_func=cmd_compare)
 
@@ -82,10 +98,14 @@ def _labels(pairs: list[str]) -> dict[str, str]:
         raise EvalError(str(exc)) from None
 
 
-def make_judge(args: argparse.Namespace, run_dir: Path) -> Any:
+def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> Any:
     from services.common import settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
+    if bundle is not None and bundle.judge_name:  # the bundle's own judge, replayed: no judge is asked
+        run_dir.mkdir(parents=True, exist_ok=True)
+        replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
+        return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
     cfg = settings.evals()
     backend = args.judge or cfg.judge_backend
     model = args.judge_model or cfg.judge_model
@@ -115,28 +135,65 @@ def cmd_run(args: argparse.Namespace) -> int:
         items = items[:args.limit]
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.stem)
     run_dir = Path(args.runs_dir) / name
-    options = RunOptions(target=args.target, concurrency=args.concurrency, mode=args.mode, model=args.model,
+    if args.freeze and args.bundle:
+        raise EvalError("--freeze and --bundle together: a run from a bundle is already frozen (its bundle)")
+    bundle = _open_bundle(args.bundle) if args.bundle else None
+    options = RunOptions(target=args.target or "127.0.0.1:50051", concurrency=args.concurrency, mode=args.mode,
+                         model=args.model,
                          temperature=R1V4_TEMPERATURE if args.temperature is None else args.temperature,
                          max_tokens=R1V4_MAX_TOKENS if args.max_tokens is None else args.max_tokens,
-                         fit_max_tokens=args.max_tokens is None,
-                         seed=args.seed,
-                         max_steps=args.max_steps, max_tool_calls=args.max_tool_calls, deadline_s=args.deadline,
-                         labels=_labels(args.label))
+                         fit_max_tokens=args.max_tokens is None, seed=args.seed, max_steps=args.max_steps,
+                         max_tool_calls=args.max_tool_calls, deadline_s=args.deadline, labels=_labels(args.label))
     source = str(dataset.resolve())
 
     async def go() -> dict[str, Any]:
-        judge = make_judge(args, run_dir)  # inside the loop: its gRPC/HTTP clients belong to it
+        judge = make_judge(args, run_dir, bundle)  # inside the loop: its gRPC/HTTP clients belong to it
         try:
-            return await EvalRun(run_dir, name, options, judge).run(items, progress=not args.no_progress,
-                                                                    dataset=source)
+            return await EvalRun(run_dir, name, options, judge, bundle=bundle.hash if bundle else None).run(
+                items, progress=not args.no_progress, dataset=source)
         finally:
             if judge is not None:
                 await judge.close()
 
-    summary = asyncio.run(go())
+    if bundle is not None and not args.target:
+        from services.evals.offline import offline_stack
+
+        with offline_stack(bundle) as target:
+            options.target = target
+            summary = asyncio.run(go())
+    else:
+        summary = asyncio.run(go())
     print(summary_text(summary))
+    if bundle is not None:
+        print(f"bundle: {bundle.path} ({bundle.hash}), offline")
+    if args.freeze:
+        _freeze(run_dir, name, source)
     print(f"results: {run_dir / 'results.jsonl'}; report: toolfabric eval report {run_dir}")
     return 0
+
+
+def _open_bundle(path: str) -> Any:
+    from services.common.bundle import Bundle, BundleError
+
+    try:
+        return Bundle(Path(path))
+    except BundleError as exc:
+        raise EvalError(str(exc)) from None
+
+
+def _freeze(run_dir: Path, name: str, dataset: str) -> None:
+    from services.evals import manifest
+    from services.evals.freeze import BUNDLE_DIR, freeze
+    from services.evals.results import load_results
+
+    records = list(load_results(run_dir).values())
+    judge_cache = run_dir / "judge_cache.jsonl"
+    digest, count, warnings = freeze(run_dir, records, judge_cache, {"run": name, "dataset": dataset})
+    manifest.update(run_dir, frozen={"bundle": str(run_dir / BUNDLE_DIR), "hash": digest, "entries": count})
+    for warning in warnings:
+        print(f"toolfabric eval: warning: {warning}", file=sys.stderr)
+    print(f"frozen: {run_dir / BUNDLE_DIR} ({digest}, {count} provider responses); rerun offline: "
+          f"toolfabric eval run DATASET --bundle {run_dir / BUNDLE_DIR}")
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -144,6 +201,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     items = import_dataset(args.format, Path(args.source), Path(args.out), args.limit)
     print(f"{len(items)} items written to {args.out}")
+    return 0
+
+
+def cmd_import_cache(args: argparse.Namespace) -> int:
+    from services.evals.cache_import import import_vdr_cache
+
+    digest, counts = import_vdr_cache(Path(args.source), Path(args.out))
+    print(f"bundle {args.out} ({digest}): {counts['text_search']} text searches and {counts['text_visit']} pages "
+          f"answer evals (--bundle {args.out}); {counts['image_search']} image searches and {counts['image_visit']} "
+          "image visits kept, not served (the cache names images by URL, the fabric by content)"
+          + (f"; {counts['skipped']} rows skipped (empty query or a URL the fabric refuses)" if counts["skipped"]
+             else ""))
     return 0
 
 
@@ -209,13 +278,20 @@ def _fetch_trajectories(target: str, results: dict[str, dict[str, Any]]) -> tupl
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from services.evals import behaviour
     from services.evals.results import load_results, mcnemar
 
     a, b = load_results(Path(args.a)), load_results(Path(args.b))
     result = mcnemar(a, b)
+    folders = [Path(args.a), Path(args.b), *(Path(m) for m in args.more)]
+    for folder in folders:
+        if not (folder / "results.jsonl").exists():
+            raise EvalError(f"{folder} is not a run folder (no results.jsonl)")
+    tool_use = {str(f): behaviour.summarize(list(load_results(f).values())) for f in folders}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "tool_use": tool_use}, indent=2))
         return 0
+    print(behaviour.table(tool_use))
     print(f"{result['n']} paired items: A {result['accuracy_a']:.1%}, B {result['accuracy_b']:.1%}, "
           f"B - A = {result['difference']:+.1%} ± {result['ci95']:.1%} (95 %)")
     print(f"only A correct: {result['a_only_correct']}, only B correct: {result['b_only_correct']}; "

@@ -10,6 +10,12 @@ The user downloads the data; each importer reads the rows as published:
                 vqa_category / original_category
 - vstar         V* Bench test_questions.jsonl: question_id, image (path), text (with (A)…(D) options),
                 label (the letter), category
+- mmsearch-plus MMSearch-Plus (Cie1/MMSearch-Plus parquet rows): question and answer (a list) as published,
+                XOR-encrypted with the canary "MMSearch-Plus" (decrypted here; plain rows are read as they are),
+                img_1 … img_5 (Hugging Face images) with num_images, category, difficulty, subtask
+- vdr-bench     VDR-Bench / Vision-DeepResearch parquet rows: question, answer, id (or idx, _id), images
+                (paths, bytes or Hugging Face images) or image_packed (JSON [{"filename", "data": base64}]),
+                category or data_source
 """
 
 from __future__ import annotations
@@ -172,8 +178,61 @@ def vstar(rows: Iterable[tuple[str, Row]], images: _Images) -> Iterator[EvalItem
                        images=[images.save(_need(row, "image", where), where)], category=str(row.get("category") or ""))
 
 
+MMSEARCH_PLUS_CANARY = "MMSearch-Plus"
+
+
+def _mmsearch_plus_text(value: Any) -> str:
+    """MMSearch-Plus's published text: base64 of UTF-8 XOR a key stream of sha256(canary) repeated."""
+    text = str(value)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return text  # already plain
+    key = hashlib.sha256(MMSEARCH_PLUS_CANARY.encode()).digest()
+    stream = key * (len(data) // len(key) + 1)
+    try:
+        return bytes(a ^ b for a, b in zip(data, stream, strict=False)).decode("utf-8")
+    except UnicodeDecodeError:
+        return text  # plain text that happens to be valid base64
+
+
+def mmsearch_plus(rows: Iterable[tuple[str, Row]], images: _Images) -> Iterator[EvalItem]:
+    for index, (where, row) in enumerate(rows):
+        answers = row.get("answer")
+        answers = answers if isinstance(answers, (list, tuple)) else [answers]
+        decoded = _answers([_mmsearch_plus_text(a) for a in answers if a not in (None, "")])
+        if not decoded:
+            raise DatasetError(f"{where}: missing 'answer'")
+        count = int(row.get("num_images") or 5)
+        item_images = [images.save(row[f"img_{i}"], where) for i in range(1, count + 1) if row.get(f"img_{i}")]
+        yield EvalItem(id=str(row.get("id", index)), question=_mmsearch_plus_text(_need(row, "question", where)),
+                       answers=decoded, images=item_images, category=str(row.get("category") or ""),
+                       meta={k: row[k] for k in ("difficulty", "subtask") if row.get(k)})
+
+
+def vdr_bench(rows: Iterable[tuple[str, Row]], images: _Images) -> Iterator[EvalItem]:
+    for index, (where, row) in enumerate(rows):
+        found: list[Any] = []
+        if row.get("image_packed"):
+            try:
+                raw = row["image_packed"]
+                packed = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                raise DatasetError(f"{where}: image_packed is not JSON") from None
+            found = [p.get("data") for p in packed if isinstance(p, dict) and p.get("data")]
+        elif row.get("images") is not None:
+            raw = row["images"]
+            found = [i for i in (raw if isinstance(raw, (list, tuple)) else [raw]) if i is not None]
+        tid = next((row[k] for k in ("id", "idx", "_id") if row.get(k) not in (None, "")), index)
+        yield EvalItem(id=str(tid), question=str(_need(row, "question", where)).strip(),
+                       answers=_answers(_need(row, "answer", where)),
+                       images=[images.save(i, where) for i in found],
+                       category=str(row.get("category") or row.get("data_source") or ""))
+
+
 IMPORTERS: dict[str, Callable[[Iterable[tuple[str, Row]], _Images], Iterator[EvalItem]]] = {
     "mmsearch": mmsearch, "fvqa": fvqa, "browsecomp-vl": browsecomp_vl, "simplevqa": simplevqa, "vstar": vstar,
+    "mmsearch-plus": mmsearch_plus, "vdr-bench": vdr_bench,
 }
 
 

@@ -134,10 +134,11 @@ class Judge:
     """Grades through a backend, with a replayable cache; `replay=True` never calls the backend."""
 
     def __init__(self, backend: JudgeBackend | None, cache_file: Path, *, replay: bool = False,
-                 name: str = "") -> None:
+                 name: str = "", replies: dict[str, str] | None = None) -> None:
+        """`replies`: judge key → reply known beforehand (a frozen eval's bundle)."""
         self._backend, self._file, self._replay = backend, cache_file, replay
         self.name = backend.name if backend else name
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, str] = dict(replies or {})
         if cache_file.exists():
             for line in cache_file.read_text(encoding="utf-8").splitlines():
                 if line.strip():

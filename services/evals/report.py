@@ -89,6 +89,13 @@ def render(run_dir: Path, trajectories: dict[str, pb.Trajectory] | None = None,
     sections = "".join(f"<section id='t-{html.escape(tid)}'><h3>trajectory {html.escape(tid)}</h3>"
                        f"<p>{html.escape(t.question)}</p>{trajectory_html.render(t, images or {})}</section>"
                        for tid, t in trajectories.items())
+    provenance = ""
+    if manifest.get("bundle"):
+        provenance += f"<p>answered offline from bundle <code>{html.escape(str(manifest['bundle']))}</code></p>"
+    frozen = manifest.get("frozen")
+    if frozen:
+        provenance += (f"<p>frozen: bundle <code>{html.escape(str(frozen.get('hash')))}</code> "
+                       f"({frozen.get('entries')} provider responses) at {html.escape(str(frozen.get('bundle')))}</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>eval {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:3px 6px;font-size:13px;text-align:left;vertical-align:top}}
@@ -101,7 +108,7 @@ pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <h1>eval {html.escape(run_dir.name)}</h1><pre>{html.escape(summary_text(summary))}</pre>
 <p>dataset {html.escape(str(manifest.get('dataset', '')))} · target {html.escape(str(manifest.get('target', '')))}
 · judge {html.escape(str(manifest.get('judge')))} · options {html.escape(json.dumps(manifest.get('options', {})))}</p>
-{figures}
+{provenance}{figures}
 <h2>items</h2><table><tr><th>id</th><th>category</th><th>correct</th><th>answer</th><th>references</th>
 <th>tool calls</th><th>seconds</th><th>failure</th><th>trajectory</th></tr>{''.join(items)}</table>
 <h2>trajectories</h2>{sections or '<p>(the gateway was not reachable: no trajectories embedded)</p>'}

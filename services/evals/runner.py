@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.evals import manifest, scoring
+from services.evals import behaviour, manifest, scoring
 from services.evals.dataset import EvalItem, image_input
 from services.evals.errors import EvalError, JudgeError
 from services.evals.judge import Judge
@@ -57,8 +57,10 @@ class RunOptions:
 
 
 class EvalRun:
-    def __init__(self, run_dir: Path, name: str, options: RunOptions, judge: Judge | None) -> None:
+    def __init__(self, run_dir: Path, name: str, options: RunOptions, judge: Judge | None,
+                 bundle: str | None = None) -> None:
         self.dir, self.name, self.options, self.judge = run_dir, name, options, judge
+        self.bundle = bundle  # the hash of the bundle answering the run offline, if any
         self.metric = "judge" if judge else "sub_exact"
         self._lock = asyncio.Lock()
 
@@ -132,7 +134,7 @@ class EvalRun:
         return {"run": self.name, "dataset": dataset, "items": total, "target": self.options.target,
                 "options": self.options.ask_options(), "concurrency": self.options.concurrency,
                 "labels": self.options.labels, "judge": self.judge.name if self.judge else None,
-                "metric": self.metric}
+                "metric": self.metric, "bundle": self.bundle}
 
     async def _ask(self, client: AsyncClient, item: EvalItem) -> dict[str, Any]:
         labels = {**self.options.labels, "eval_item": item.id}
@@ -170,7 +172,8 @@ class EvalRun:
                       steps=usage.steps, seconds=round(seconds, 3),
                       fabric_seconds=round(usage.phase_seconds.get("total", 0.0), 3),
                       model_seconds=round(usage.phase_seconds.get("model", 0.0), 3),
-                      cost_units=usage.counters.get("cost_units", 0.0), failure=failure)
+                      cost_units=usage.counters.get("cost_units", 0.0), failure=failure,
+                      behaviour=behaviour.of_events(result.events, usage.steps))
         correct = bool(scores["sub_exact"])
         if self.judge is not None:
             try:

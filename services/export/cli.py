@@ -14,15 +14,16 @@ from rich.table import Table
 
 from toolfabric.listing import parse_labels
 
-FORMATS = ("sft", "rounds", "rl")
+FORMATS = ("sft", "trl", "rounds", "rl")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder (JSONL/JSON files, images/ beside them)")
     parser.add_argument("--format", action="append", choices=FORMATS, dest="formats",
-                        help="sft (ms-swift messages, Qwen3-VL chat), rounds (R1V4), rl (rl_tokens.jsonl: token-exact "
-                             "input_ids + loss mask + observation spans per trajectory, from the ids the model saw; "
-                             "rl.jsonl: prompt/completion text per step); repeatable, default sft")
+                        help="sft (Qwen3-VL chat messages: sft.jsonl), trl (TRL SFTTrainer's vision format, image "
+                             "placeholders and images: trl.jsonl; docs/flywheel.md), rounds (R1V4's rounds, one tool "
+                             "call each: rounds.json), rl (token-exact input_ids and loss mask per trajectory: "
+                             "rl_tokens.jsonl; prompt/completion text per step: rl.jsonl); repeatable, default sft")
     parser.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
     which = parser.add_argument_group("which trajectories (ListTrajectories filters)")
     which.add_argument("--eval-run", default="")
@@ -65,7 +66,7 @@ def export(args: argparse.Namespace) -> int:
     from services.export import curation
     from services.export.consistency import check
     from services.export.conversation import rebuild
-    from services.export.formats import rl_records, rounds_record, sft_record
+    from services.export.formats import rl_records, rounds_record, sft_record, trl_record
     from services.export.tokens import rl_token_records
     from toolfabric import Client
     from toolfabric.exceptions import NotFound
@@ -164,11 +165,13 @@ def export(args: argparse.Namespace) -> int:
             paths = {i.name: image_path[i.name + "@" + conv.trajectory.trajectory_id] for i in conv.images}
             if fmt == "sft":
                 rows.append(sft_record(conv, paths))
+            elif fmt == "trl":
+                rows.append(trl_record(conv, paths))
             elif fmt == "rounds":
                 rows.append(rounds_record(conv, paths))
             else:
                 rows += rl_records(conv, conv.dialect.template, paths)
-        name = {"sft": "sft.jsonl", "rounds": "rounds.json", "rl": "rl.jsonl"}[fmt]
+        name = {"sft": "sft.jsonl", "trl": "trl.jsonl", "rounds": "rounds.json", "rl": "rl.jsonl"}[fmt]
         with (out / name).open("w", encoding="utf-8") as f:
             if fmt == "rounds":
                 json.dump(rows, f, ensure_ascii=False, indent=1)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import plans
 from gateway.images import RegisteredImage
 from gateway.loop import MODES
 from gateway.prompting import observation_parts, system_message, user_message
@@ -37,6 +38,7 @@ class Step:
     answer: str = ""
     calls: list[Call] = field(default_factory=list)
     observations: list[pb.Observation] = field(default_factory=list)
+    by_fabric: bool = False  # a plan step the fabric ran without a model step (gateway/plans.py)
 
 
 @dataclass
@@ -87,14 +89,27 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
     messages = [system_message(mode, catalog().visible(mode), dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
+    plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (gateway/plans)
+    plan_at = 0
     for step in steps:
-        messages.append(Message("assistant", [step.text]))
         parts: list[str | ImagePart] = []
         for obs in step.observations:
             new = [RegisteredImage.from_ref(r) for r in obs.images]
             images += new
             error = (obs.error_kind or "error") if obs.is_error else None
             parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect.observation_tags)
+        number = step.number - plan_at
+        item = plan[number - 1] if plan is not None and 1 <= number <= len(plan) else None
+        if item is not None and plan is not None:
+            if not step.text:  # the fabric ran it as the plan wrote it
+                step.by_fabric = True
+                plans.add(messages, parts)
+                continue
+            plans.tell(messages, plans.answer_instruction(number, len(plan), item) if item["tool_name"] == "none"
+                       else plans.fill_instruction(number, len(plan), item))
+        messages.append(Message("assistant", [step.text]))
+        if plan is None and mode == "plan" and not step.calls and not step.observations:
+            plan, plan_at = dialect.parse(step.text).plan, step.number
         if parts:
             messages.append(Message("user", parts))
     return Conversation(trajectory, mode, messages, steps, images, dialect)

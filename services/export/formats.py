@@ -8,6 +8,12 @@ back. It does not use a `<image>` tag (ms-swift, LLaMA-Factory ShareGPT): the fa
 contain the literal text `<image>` (R1V4's name for the first input), which a tag-based loader would
 take for an image. `images` lists the same files in order, for loaders that want them apart.
 
+TRL (`trl.jsonl`): the same conversation as TRL's SFTTrainer loads vision data with its own collator
+(DataCollatorForVisionLanguageModeling): `messages` whose image parts are bare `{"type": "image"}`
+placeholders, in order, and `images` listing the files (relative to the folder) that fill them. Every
+content part has the same two keys (`type`, `text`), because `datasets` gives all parts of a column one
+schema: a part that some other part's `image` key leaked into would read as an image to Qwen's templates.
+
 R1V4 rounds: per trajectory the rounds (think, tool_call, observation; one call each) and the final (think,
 answer), written by the HTTP API's own round writer (gateway/http/rounds.py).
 
@@ -46,6 +52,15 @@ def sft_record(conv: Conversation, image_path: dict[str, str]) -> dict[str, Any]
         "meta": {"question": t.question, "mode": conv.mode, "model": t.model, "labels": dict(t.labels),
                  "eval_run": t.eval_run, "trace_id": t.trace_id},
     }
+
+
+def trl_record(conv: Conversation, image_path: dict[str, str]) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": [{"type": "image", "text": None} if isinstance(p, ImagePart)
+                                             else {"type": "text", "text": p}
+                                             for p in m.parts if not isinstance(p, str) or p]}
+                for m in conv.messages]
+    return {"id": conv.trajectory.trajectory_id, "messages": messages,
+            "images": [image_path[name] for name in image_names(conv)]}
 
 
 def messages_from_sft(record: dict[str, Any]) -> list[Message]:
@@ -91,7 +106,7 @@ def _spans(template: ChatTemplate, messages: list[Message]) -> tuple[list[list[i
 def rl_records(conv: Conversation, template: ChatTemplate, image_path: dict[str, str]) -> list[dict[str, Any]]:
     out = []
     turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
-    for step, index in zip(conv.steps, turns, strict=True):
+    for step, index in zip([s for s in conv.steps if not s.by_fabric], turns, strict=True):
         context = conv.messages[:index]
         prompt = template.render(context)
         observations, assistant = _spans(template, context)

@@ -86,7 +86,8 @@ def rl_token_records(conv: Conversation, image_path: dict[str, str]) -> list[dic
     """One record per segment (one per trajectory when the prefix property holds throughout); [] without tokens."""
     found, mismatch = segments(conv.trajectory)
     assistant_turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
-    by_step = {step.number: index for step, index in zip(conv.steps, assistant_turns, strict=False)}
+    model_steps = [s for s in conv.steps if not s.by_fabric]  # a plan step the fabric ran has no assistant turn
+    by_step = {step.number: index for step, index in zip(model_steps, assistant_turns, strict=False)}
     out = []
     for number, seg in enumerate(found):
         last = by_step.get(seg.steps[-1], len(conv.messages))

@@ -14,6 +14,7 @@ import redis.asyncio as aredis
 
 from services.common import redis_clients, settings
 from services.common.blobs import AsyncBlobStore
+from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
 from services.common.tools import ToolContext, ToolResult
@@ -44,7 +45,7 @@ def build_services(client: aredis.Redis) -> Services:
     if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
         cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
                       persistent_ttl_s=common.cache_persistent_ttl_s, wait_s=fetch.total_timeout_s * 2,
-                      lease_s=common.worker_lease_ttl_s)
+                      lease_s=common.worker_lease_ttl_s, bundle=open_bundle(common.cache_bundle))
     summarizer = None
     if fetch.summarizer_model:
         summarizer = ModelSummarizer(fetch.summarizer_model, settings.model().triton_url, fetch.summarizer_timeout_s)

@@ -85,7 +85,7 @@ async def web_visit(args: WebVisitArgs, ctx: ToolContext, services: Services) ->
     usage: Counter[str] = Counter()
     query = " ".join(x for x in (args.goal or "", ctx.question) if x)
     async with Fetcher(settings, services.resolver, services.network) as fetcher:
-        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images)
+        visit = _Visit(services, fetcher, usage, args.goal, query, args.with_images, ctx.trail, ctx.trajectory_id)
         outcomes = await asyncio.gather(*(visit.one(u) for u in visited))
     entries = [o.entry for o in outcomes] + [
         {"url": u, "error": f"not visited: at most {settings.max_urls_per_call} URLs per call"} for u in skipped
@@ -103,13 +103,15 @@ async def web_visit(args: WebVisitArgs, ctx: ToolContext, services: Services) ->
 
 class _Visit:
     def __init__(self, services: Services, fetcher: Fetcher, usage: Counter[str], goal: str | None, query: str,
-                 with_images: bool) -> None:
+                 with_images: bool, trail: str = "", owner: str = "") -> None:
         self.s = services
+        self.trail = trail  # the trajectory: its pages are recorded for `eval run --freeze`
         self.fetcher = fetcher
         self.usage = usage
         self.goal = goal
         self.query = query
         self.with_images = with_images
+        self.owner = owner  # the trajectory: its deletion erases the pages it read from the cache
         self.first_error_kind: str | None = None
 
     async def one(self, url: str) -> _Outcome:
@@ -150,7 +152,8 @@ class _Visit:
             return (await self._read(key)).value  # type: ignore[no-any-return]
         # The cache folds case in its keys, and URL paths are case-sensitive: key by digest.
         cache_key_ = cache_key("web_visit", url_sha256=hashlib.sha256(key.encode()).hexdigest())
-        lookup = await self.s.cache.get_or_fetch(cache_key_, lambda: self._read(key), describe=f"web_visit {key}")
+        lookup = await self.s.cache.get_or_fetch(cache_key_, lambda: self._read(key), describe=f"web_visit {key}",
+                                                 trail=self.trail, owner=self.owner)
         if lookup.source in ("hot", "persistent"):
             self.usage[f"cache_hit_{lookup.source}"] += 1
         else:

@@ -17,14 +17,46 @@ from services.index.terms import words
 _BANDS = 4
 
 
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_POSITION = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+# Each distinct word is hashed once per process (blake2b: stable across runs, unlike hash()).
+_word_hashes: dict[str, int] = {}
+_MAX_WORDS = 1_000_000
+
+
+def _word_hash(word: str) -> int:
+    found = _word_hashes.get(word)
+    if found is None:
+        if len(_word_hashes) >= _MAX_WORDS:
+            _word_hashes.clear()
+        found = _word_hashes[word] = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+    return found
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves about half the output bits."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
 def simhash(text: str) -> int:
+    """64-bit SimHash over the distinct word 3-grams (one gram of all words when there are fewer than three).
+
+    Vectorised: words are hashed once each, a 3-gram's hash mixes its three word hashes by position, and
+    the bit votes are summed over all 3-grams at once (a per-gram hash in Python was most of indexing)."""
     tokens = words(text)
-    shingles = {" ".join(tokens[i:i + 3]) for i in range(max(1, len(tokens) - 2))}
-    hashes = np.fromiter(
-        (int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in shingles),
-        dtype=np.uint64, count=len(shingles))
-    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(shingles)
+    if not tokens:
+        tokens = [""]
+    ids = np.fromiter(map(_word_hash, tokens), dtype=np.uint64, count=len(tokens))
+    if len(ids) < 3:
+        ids = np.concatenate([ids, np.zeros(3 - len(ids), dtype=np.uint64)])
+    grams = np.unique(_mix(ids[:-2] * _POSITION[0]) ^ _mix(ids[1:-1] * _POSITION[1]) ^ _mix(ids[2:] * _POSITION[2]))
+    grams = _mix(grams)
+    bits = np.unpackbits(grams.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(grams)
     return int(np.packbits(votes > 0, bitorder="little").view(np.uint64)[0])
 
 

@@ -36,7 +36,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
         lines = read_lines(bgr, lang, cfg.page_segmentation, cfg.min_confidence, cfg.min_side, cfg.timeout_s)
         return [line.as_dict() for line in lines]
 
-    lines, source = asyncio.run(_cached(ref, lang, read))
+    lines, source = asyncio.run(_cached(ref, lang, read, ctx.trajectory_id))
     height, width = bgr.shape[:2]
     if not lines:
         text = f"No legible text found in {name} ({width}x{height})."
@@ -49,7 +49,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
                       usage={"ocr_cache_hit": float(source != "provider")})
 
 
-async def _cached(ref: str, lang: str, read: Any) -> tuple[list[dict[str, Any]], str]:
+async def _cached(ref: str, lang: str, read: Any, owner: str) -> tuple[list[dict[str, Any]], str]:
     cfg, common = settings.ocr(), settings.common()
     # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
     if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
@@ -64,7 +64,7 @@ async def _cached(ref: str, lang: str, read: Any) -> tuple[list[dict[str, Any]],
         async def fetch() -> CacheEntry:
             return CacheEntry.now(await asyncio.to_thread(read), "tesseract")
 
-        lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}")
+        lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}", owner=owner)
         return list(lookup.entry.value), lookup.source
     finally:
         await client.aclose()

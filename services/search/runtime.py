@@ -19,6 +19,7 @@ import httpx
 from services.common import redis_clients, settings
 from services.common.blob_urls import signed_url
 from services.common.blobs import AsyncBlobStore
+from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import open_store
 from services.common.errors import ConfigurationError
@@ -64,7 +65,8 @@ async def build_service(common: CommonSettings, config: SearchSettings,
     store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,
                                                                   common.elasticsearch_prefix)
     cache = Cache(redis, store, common.cache_mode, common.cache_hot_ttl_s, common.cache_persistent_ttl_s,
-                  common.cache_single_flight_wait_s, common.worker_lease_ttl_s)
+                  common.cache_single_flight_wait_s, common.worker_lease_ttl_s,
+                  bundle=open_bundle(common.cache_bundle))
     service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, signed_url)
 
     async def close() -> None:

@@ -29,7 +29,7 @@ _FLIGHT_MARGIN_S = 5.0
 
 class SearchService:
     def __init__(self, providers: list[Provider], cache: Cache, blobs: AsyncBlobStore, config: SearchSettings,
-                 public_url: Callable[[str], str]) -> None:
+                 public_url: Callable[..., str]) -> None:
         if not providers:
             raise ValueError("at least one search provider is needed")
         self.providers, self.cache, self.blobs, self.config = providers, cache, blobs, config
@@ -44,7 +44,8 @@ class SearchService:
             raise QueryRejected(f"{len(args.queries)} queries in one call; at most {limit} are answered per "
                                 "call, so split them over several calls")
         usage = Usage()
-        entries = await asyncio.gather(*(self._one_query(q, usage) for q in args.queries))
+        entries = await asyncio.gather(*(self._one_query(q, usage, ctx.trail, ctx.trajectory_id)
+                                         for q in args.queries))
         return self._result(list(entries), usage)
 
     def _check_query(self, query: str) -> str:
@@ -56,15 +57,17 @@ class SearchService:
                                 "shorten it to the key terms")
         return text
 
-    async def _one_query(self, query: str, usage: Usage) -> dict[str, Any]:
+    async def _one_query(self, query: str, usage: Usage, trail: str, owner: str) -> dict[str, Any]:
         try:
             text = self._check_query(query)
             k = self.config.results_per_query
             results = await self._first_answer(
                 usage, f"text_search {text!r}", text, lambda p: p.web(text, k),
                 lambda scope: cache_key("search.web", provider=scope, query=text, k=k),
+                # A bundle knows a search by its query alone (whoever answered it, e.g. a paper's cache).
+                cache_key("search.web", query=text), trail, owner,
             )
-            return {"query": query, "results": as_dicts(web_results_from(results))}
+            return {"query": query, "results": as_dicts(web_results_from(results[:k]))}
         except ToolError as exc:
             return {"query": query, "error": str(exc), "kind": exc.kind}
 
@@ -90,13 +93,15 @@ class SearchService:
             async def load() -> bytes:
                 return data
 
-            image = ImageQuery(ref, load, lambda: self.public_url(ref))
+            # The URL is bound to the caller's tenant: the blob port serves it only while the image is theirs.
+            image = ImageQuery(ref, load, lambda: self.public_url(ref, tenant=ctx.tenant))
             results = await self._first_answer(
                 usage, f"image_search {shown}", None, lambda p: p.reverse_image(image, k),
                 # Images are keyed by content (the blob reference is the sha256 of the bytes).
                 lambda scope: cache_key("search.image", provider=scope, image=ref, k=k),
+                cache_key("search.image", image=ref), ctx.trail, ctx.trajectory_id,
             )
-            return {"image": shown, "results": as_dicts(image_results_from(results))}
+            return {"image": shown, "results": as_dicts(image_results_from(results[:k]))}
         except BlobNotFound:
             return {"image": shown, "error": f"{shown} is no longer available (its image data expired)",
                     "kind": "unknown_image"}
@@ -106,8 +111,9 @@ class SearchService:
     # --- shared -------------------------------------------------------------------------------
     async def _first_answer(self, usage: Usage, describe: str, query: str | None,
                             ask: Callable[[Provider], Awaitable[Answer]],
-                            key_for: Callable[[str], str]) -> list[dict[str, Any]]:
-        """Results from the first provider in order that answers (cached or live)."""
+                            key_for: Callable[[str], str], request_key: str, trail: str,
+                            owner: str) -> list[dict[str, Any]]:
+        """Results from the first provider in order that answers (cached or live); `owner`: the trajectory."""
         failures: list[str] = []
         replay_misses = 0
         for provider in self.providers:
@@ -123,7 +129,8 @@ class SearchService:
             try:
                 key = key_for(await provider.scope(query))
                 lookup = await self.cache.get_or_fetch(key, fetch, describe=f"{describe} via {provider.name}",
-                                                       lock_s=self._flight_s)
+                                                       lock_s=self._flight_s, request_key=request_key, trail=trail,
+                                                       owner=owner)
             except ProviderUnsupported as exc:
                 failures.append(str(exc))
                 continue
@@ -140,6 +147,9 @@ class SearchService:
             usage.count(lookup)
             return list(lookup.entry.value)
         if replay_misses == len(self.providers):
+            bundle = self.cache.bundle
+            if bundle is not None:
+                raise CacheMiss(f"replay mode: {describe} is not in the bundle {bundle.path} ({bundle.hash})")
             raise CacheMiss(f"replay mode: nothing recorded for {describe} (providers: "
                             f"{', '.join(p.name for p in self.providers)})")
         raise AllProvidersFailed("no provider could answer: " + "; ".join(failures))

@@ -8,8 +8,10 @@ trajectory is gone from every tier, not only from the store.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,27 +24,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, erase: Any = None) -> int:
     """`erase`: the module that deletes from every tier (`erase(ids, store, redis)`, `purge(cutoff, …)`)."""
+    import redis
+
     from services.common import redis_clients, settings
     from services.store import open_store
+    from services.store.trajectories import describe, sqlite_path
 
+    command = f"toolfabric store {args.store_command}"
     if args.store_command == "purge" and args.older_than_days <= 0:
-        print("toolfabric store purge: --older-than-days must be positive")
+        print(f"{command}: --older-than-days must be positive", file=sys.stderr)
         return 2
+    where = describe(settings.store(), settings.common())
+    missing_file = sqlite_path(settings.store(), settings.common())
+    if missing_file is not None and not missing_file.exists():  # opening it would create an empty store
+        print(f"{command}: there is no store at {where}; nothing was changed. Run it with the stack's environment "
+              "(`toolfabric up` prints its store; set TOOLFABRIC_DATA_DIR or TOOLFABRIC_STORE_URL to it).",
+              file=sys.stderr)
+        return 2
+    redis_url = settings.common().redis_url
     store = open_store(settings.store(), settings.common())
     client = redis_clients.sync_client("state") if erase is not None else None
     blobs = redis_clients.sync_client("cache") if erase is not None else None
+    tiers = f"the store ({where})" + (f" and Redis ({_without_password(redis_url)})" if client is not None else "")
     try:
         if args.store_command == "delete":
             if erase is None:
                 trajectories, images = store.delete(args.ids)
-                where = ""
+                counts, cached = "", 0
             else:
                 erased = erase.erase(args.ids, store, client, blobs)
                 trajectories, images = erased.trajectories, erased.images
-                where = f" ({erased.stored} from the store, {erased.hot} from Redis)"
+                counts = f" ({erased.stored} from the store, {erased.hot} from Redis)"
+                cached = erased.cached
             missing = len(set(args.ids)) - trajectories
-            print(f"deleted {trajectories} trajectories{where} and {images} images"
-                  + (f"; {missing} id(s) were found nowhere" if missing else ""))
+            print(f"deleted {trajectories} trajectories{counts} and {images} images"
+                  + (f", {cached} tool-result cache entries" if cached else "")
+                  + (f"; {missing} id(s) were found nowhere (looked in {tiers})" if missing else f" from {tiers}"))
             return 0 if not missing else 1
         cutoff = time.time() - args.older_than_days * 86400
         if erase is None:
@@ -50,10 +67,23 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         else:
             erased = erase.purge(cutoff, store, client, blobs)
             trajectories, images = erased.trajectories, erased.images
-        print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images")
+        print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images "
+              f"from {tiers}")
         return 0
+    except redis.ConnectionError as exc:
+        print(f"{command}: cannot reach Redis at {_without_password(redis_url)} (TOOLFABRIC_REDIS_URL): {exc}",
+              file=sys.stderr)
+        return 2
     finally:
         store.close()
         for opened in (client, blobs):
             if opened is not None:
                 opened.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -123,6 +123,19 @@ def make_engine(url: str, data_dir: Path, settings: StoreSettings | None = None)
     return sa.create_engine(url, pool_pre_ping=True, **pool)
 
 
+def sqlite_path(store: StoreSettings, common: CommonSettings) -> Path | None:
+    """The SQLite file of the embedded default (no TOOLFABRIC_STORE_URL), or None for a database URL."""
+    return None if store.url.get_secret_value() else (Path(common.data_dir) / "store.sqlite3").resolve()
+
+
+def describe(store: StoreSettings, common: CommonSettings) -> str:
+    """The store the settings name, for messages: the SQLite file, or the database URL without its password."""
+    path = sqlite_path(store, common)
+    if path is not None:
+        return f"SQLite at {path} (TOOLFABRIC_DATA_DIR={common.data_dir})"
+    return sa.engine.make_url(store.url.get_secret_value()).render_as_string(hide_password=True)
+
+
 def open_store(store: StoreSettings, common: CommonSettings) -> TrajectoryStore:
     data_dir = Path(common.data_dir)
     images_dir = Path(store.images_dir) if store.images_dir else data_dir / "images"

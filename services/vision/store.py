@@ -2,7 +2,8 @@
 
 Blobs are content-addressed, so a decoded array or a converted PNG cached by blob reference can
 never go stale: a worker process keeps the most recent ones (bounded by bytes), which saves the
-decode when a trajectory works on the same photo call after call.
+decode when a trajectory works on the same photo call after call. An erased image (a deleted
+trajectory's) is dropped from that memory as soon as its erasure is announced (blobs.follow_erasures).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.common import images, redis_clients, settings
-from services.common.blobs import BlobStore
+from services.common.blobs import BlobStore, follow_erasures
 from services.common.errors import BlobNotFound, InvalidImage, UnknownImage
 from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
 from services.vision.errors import BadImageInput
@@ -37,6 +38,12 @@ class _LRU:
                 return None
             self._items.move_to_end(key)
             return item[0]
+
+    def drop(self, ref: str) -> None:
+        """Forgets everything kept of blob `ref` (an erased image must not live on in a worker's memory)."""
+        with self._lock:
+            for key in [k for k in self._items if k[1] == ref]:
+                self._size -= self._items.pop(key)[1]
 
     def put(self, key: tuple[str, str], value: Any, size: int) -> None:
         if size > self._max // 4:
@@ -64,6 +71,10 @@ class ImageStore:
         self._max_bytes = max_bytes
         self._png_compression = png_compression
         self._cache = _LRU(cache_bytes)
+
+    def forget(self, ref: str) -> None:
+        """Drops the decoded pixels and PNG kept of an erased image (gateway/erasure.py announces them)."""
+        self._cache.drop(ref)
 
     @staticmethod
     def trajectory_images(ctx: ToolContext) -> list[tuple[str, str]]:
@@ -161,5 +172,8 @@ def image_store() -> ImageStore:
     """The worker process's store, on the Redis the settings name (created on first use)."""
     common, vision = settings.common(), settings.vision()
     client = redis_clients.sync_client("cache", common)
-    return ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
-                      vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)
+    store = ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
+                       vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)
+    if vision.decoded_cache_mb:  # deleting a trajectory reaches the pixels this process keeps of its images
+        follow_erasures(redis_clients.url("cache", common), store.forget)  # announced where the blobs live
+    return store

@@ -95,3 +95,49 @@ def test_an_image_that_is_neither_file_nor_base64_is_refused(tmp_path: Path) -> 
     src = jsonl(tmp_path / "bc.jsonl", [{"prompt": "q", "file_path": "nowhere.jpg", "answers": ["a"]}])
     with pytest.raises(DatasetError, match="neither a file beside the data nor base64"):
         import_dataset("browsecomp-vl", src, tmp_path / "out.jsonl")
+
+
+def _mmsearch_plus_encrypt(text: str) -> str:
+    """As MMSearch-Plus publishes its text: UTF-8 XOR sha256("MMSearch-Plus") repeated, base64."""
+    import hashlib
+
+    data = text.encode()
+    key = hashlib.sha256(b"MMSearch-Plus").digest() * (len(data) // 32 + 1)
+    return base64.b64encode(bytes(a ^ b for a, b in zip(data, key))).decode()
+
+
+def test_mmsearch_plus_parquet_is_decrypted_with_its_canary(tmp_path: Path) -> None:
+    rows = [{"question": _mmsearch_plus_encrypt("Which café is shown in the second frame?"),
+             "answer": [_mmsearch_plus_encrypt("Café de Flore"), _mmsearch_plus_encrypt("de Flore")],
+             "num_images": 2, "img_1": {"bytes": jpeg((0, 0, 255)), "path": None},
+             "img_2": {"bytes": jpeg((0, 255, 0)), "path": None}, "img_3": None, "img_4": None, "img_5": None,
+             "category": "geo", "difficulty": "hard", "subtask": "place", "video_url": "", "arxiv_id": ""},
+            {"question": "Already plain?", "answer": ["yes"], "num_images": 0, "img_1": None, "img_2": None,
+             "img_3": None, "img_4": None, "img_5": None, "category": "misc", "difficulty": "easy",
+             "subtask": "", "video_url": "", "arxiv_id": ""}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "mmsearch_plus.parquet")
+    out = tmp_path / "out" / "plus.jsonl"
+    import_dataset("mmsearch-plus", tmp_path / "mmsearch_plus.parquet", out)
+    first, second = load_items(out)
+    assert (first.id, first.question, first.answers) == ("0", "Which café is shown in the second frame?",
+                                                         ["Café de Flore", "de Flore"])
+    assert len(first.images) == 2 and first.category == "geo" and first.meta == {"difficulty": "hard",
+                                                                                 "subtask": "place"}
+    assert (second.question, second.answers, second.images) == ("Already plain?", ["yes"], [])
+
+
+def test_vdr_bench_parquet_with_packed_or_listed_images(tmp_path: Path) -> None:
+    packed = json.dumps([{"filename": "crop.jpg", "data": base64.b64encode(jpeg((9, 9, 9))).decode()}])
+    rows = [{"id": "vdr-1", "question": "Who designed the building in crop.jpg?", "answer": "Zaha Hadid",
+             "image_packed": packed, "images": None, "data_source": "vdr"},
+            {"id": None, "question": "What year?", "answer": "1931", "image_packed": None,
+             "images": [{"bytes": jpeg((1, 2, 3)), "path": None}], "data_source": "vdr"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "vdr.parquet")
+    out = tmp_path / "out" / "vdr.jsonl"
+    import_dataset("vdr-bench", tmp_path / "vdr.parquet", out)
+    first, second = load_items(out)
+    assert (first.id, first.answers, first.category, len(first.images)) == ("vdr-1", ["Zaha Hadid"], "vdr", 1)
+    assert (second.id, second.answers, len(second.images)) == ("1", ["1931"], 1)
+    pq.write_table(pa.Table.from_pylist([{"question": "No answer?", "answer": ""}]), tmp_path / "bad.parquet")
+    with pytest.raises(DatasetError, match=r"bad\.parquet row 1: missing 'answer'"):
+        import_dataset("vdr-bench", tmp_path / "bad.parquet", tmp_path / "out" / "bad.jsonl")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,8 @@ from services.common.api_keys import ApiKeyStore
 from services.devstack.processes import free_port, port_open, wait_until
 from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
+from tests.support.r1v4_reader import read_rounds
+from toolfabric import Client
 
 # Public names the test gateways serve: R1V4's defaults plus the scripted model (general mode, search on).
 MODELS = {
@@ -78,3 +83,37 @@ def read_stream_like_r1v4(response: requests.Response) -> tuple[str, list[dict[s
         if event.get("choices"):
             full += event["choices"][0].get("delta", {}).get("content") or ""
     return full, events
+
+
+def streamed(url: str, model: str, message: dict[str, Any], **extra: Any) -> tuple[str, str]:
+    """(the stream's content, the trajectory id), read as R1V4's batch_stream.py reads it; `extra`: more body."""
+    response = requests.post(f"{url}/api/v1/chat/completions", json={"messages": [message], "model": model,
+                             "stream": True} | extra, headers={"Authorization": "Bearer x"}, stream=True, timeout=300)
+    assert response.status_code == 200, response.text
+    full, events = read_stream_like_r1v4(response)
+    assert events[-2]["toolfabric"]["status"] == "completed", events[-2]
+    return full, events[0]["toolfabric"]["trajectory_id"]
+
+
+def exported_rounds(stack: EmbeddedStack, out: Path, since: float, trajectory_id: str) -> dict[str, Any]:
+    """`toolfabric export --format rounds`'s record of the trajectory."""
+    with Client(stack.target, timeout_s=60) as client:  # the store's writer is asynchronous
+        for _ in range(300):
+            if client.trajectory(trajectory_id).status != 1:
+                break
+            time.sleep(0.1)
+    done = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "export", str(out), "--target", stack.target,
+                           "--format", "rounds", "--since", str(since), "--no-progress"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (record,) = [r for r in json.loads((out / "rounds.json").read_text()) if r["id"] == trajectory_id]
+    return record
+
+
+def same_rounds(full: str, record: dict[str, Any]) -> dict[str, Any]:
+    """R1V4's reading of the stream, checked equal to the export's record round by round."""
+    parsed = read_rounds(full)
+    assert parsed["rounds"] == [{k: r[k] for k in ("round_num", "think", "tool_call", "observation")}
+                                for r in record["rounds"]]
+    assert parsed["final_round"] == {"think": record["final"]["think"], "answer": record["final"]["answer"]}
+    return parsed

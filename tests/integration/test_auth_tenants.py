@@ -182,7 +182,7 @@ def test_tool_calls_per_minute_and_max_budgets_are_capped_per_tenant(secured: Se
         started = result.events[0].started
         assert started.budgets.max_steps == 2 and started.budgets.max_tool_calls == 2
         assert [o.error_kind for o in result.observations] == ["", "", "budget_exhausted"]
-        with pytest.raises(ResourceExhausted) as info:  # 3 calls made this minute, the limit is 2
+        with pytest.raises(ResourceExhausted) as info:  # 2 calls ran this minute (the refused 3rd never ran)
             limited.ask(script("<answer>x</answer>"), model="toolfabric_scripted")
         assert "tool calls this minute" in str(info.value) and 1 <= info.value.retry_after_s <= 60
 
@@ -220,3 +220,14 @@ def test_keys_cli_creates_lists_and_revokes(secured: Secured, tmp_path: Path) ->
     assert keys("revoke", key_id).returncode == 1
     bad = keys("create", "Not A Tenant!")
     assert bad.returncode == 2 and "tenant" in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["tools"], ["trajectory", "some-id"], ["trajectories"],
+                                     ["trajectories", "--json"]])
+def test_a_client_command_without_a_key_says_so_in_one_line(secured: Secured, command: list[str]) -> None:
+    env = {k: v for k, v in secured.env.items() if k != "TOOLFABRIC_API_KEY"}
+    out = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", *command, "--target", secured.api.target],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"toolfabric {command[0]}: Unauthenticated: ") and "API key" in line, line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,19 @@ def test_cli_tools_lists_schemas(stack: EmbeddedStack) -> None:
     out = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "tools", "--target", stack.target],
                          capture_output=True, text=True, timeout=60, check=True)
     assert "text_search" in out.stdout and '"queries"' in out.stdout
+
+
+@pytest.mark.parametrize("command", [["tools"], ["trajectories", "--json"], ["trajectories"]])
+def test_a_reader_that_stops_early_ends_the_command_quietly(stack: EmbeddedStack, client: Client,
+                                                            command: list[str]) -> None:
+    client.ask(json.dumps({"script": ["<answer>listed</answer>"]}), model="toolfabric_scripted")  # one to list
+    # `… | head -1`, made certain: the reading end is closed before the command writes anything.
+    proc = subprocess.Popen([sys.executable, "-m", "toolfabric.cli.main", *command, "--target", stack.target],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 1 and err == "", err  # no traceback, no "Exception ignored … BrokenPipeError"
 
 
 def test_blob_images_are_served_at_signed_urls_only(stack: EmbeddedStack, client: Client) -> None:

@@ -35,9 +35,9 @@ EXPECTED_CORRECT = {
 # it names the cat "Chelsea" without saying cat (objects-1); the corpus knows nothing of the last two photos.
 
 
-def eval_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def eval_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "eval", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def run_args(stack: EmbeddedStack, runs: Path, name: str, *extra: str) -> list[str]:
@@ -197,13 +197,19 @@ def test_compare_gives_the_paired_difference_and_mcnemar(live: Path, runs: Path)
     out = eval_cli("compare", str(live), str(starved), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
+    # How each run used the tools: the baseline's every call is valid and every question reaches <answer>.
+    baseline = result["tool_use"][str(live)]
+    assert baseline["n"] == 22 and baseline["schema_validity"] == 1.0 and baseline["answered"] == 1.0
+    assert baseline["valid_calls_per_step"] == pytest.approx(baseline["calls"] / baseline["steps"])
+    assert baseline["judge"] == pytest.approx(14 / 22)
     shared = set(results(starved))
     a_only = len(shared & EXPECTED_CORRECT)
     assert result["n"] == 3 and result["a_only_correct"] == a_only and result["b_only_correct"] == 0
     assert result["difference"] == pytest.approx(-a_only / 3)
     assert result["p_value"] == pytest.approx(min(1.0, 2 * 0.5 ** a_only))
-    text = eval_cli("compare", str(live), str(live))
+    text = eval_cli("compare", str(live), str(live), str(starved))
     assert "B - A = +0.0%" in text.stdout and "McNemar exact p = 1" in text.stdout
+    assert "valid calls/step" in text.stdout and str(starved) in text.stdout
 
 
 def _content(trajectory: pb.Trajectory) -> list[tuple[Any, ...]]:
@@ -254,3 +260,56 @@ def test_a_replayed_eval_reproduces_the_trajectories_and_scores(runs: Path, tmp_
             for item, record in again.items():
                 assert _content(client.trajectory(record["trajectory_id"])) == recorded[item], item
     assert json.loads((runs / "replayed" / "summary.json").read_text())["judge"]["cached"] == 22
+
+
+@pytest.mark.timeout(900)  # three stacks, 50 questions: minutes on a loaded machine
+def test_a_frozen_eval_reruns_offline_from_its_bundle_with_the_same_trajectories_and_scores(
+        runs: Path, tmp_path: Path) -> None:
+    from services.common.bundle import Bundle
+    from services.evals.offline import offline_stack
+
+    # Freezing: the index stays put while the run reads pages, so each search has one answer.
+    record_env = {"TOOLFABRIC_DATA_DIR": str(tmp_path / "data"), "TOOLFABRIC_FETCH_INDEX_FETCHED_PAGES": "false"}
+    with EmbeddedStack(tmp_path / "record", extra_env=record_env) as recorder, \
+            loaded(recorder.triton.grpc_url, "toolfabric_judge"):
+        out = eval_cli(*run_args(recorder, runs, "frozen", "--freeze"), env=recorder.env())
+        assert out.returncode == 0, out.stderr
+        with Client(recorder.target, timeout_s=60) as client:
+            recorded = {i: _content(client.trajectory(r["trajectory_id"]))
+                        for i, r in results(runs / "frozen").items()}
+    bundle = Bundle(runs / "frozen" / "bundle")
+    frozen = json.loads((runs / "frozen" / "run.json").read_text())["frozen"]
+    assert frozen["hash"] == bundle.hash and f"frozen: {bundle.path} ({bundle.hash}" in out.stdout
+    kinds = {key.split(":")[0] for key in bundle.entries}
+    assert kinds == {"search.web", "search.image", "web_visit"} and len(bundle.judge_replies) == 22
+    plain = ["run", str(DATASET), "--runs-dir", str(runs), "--concurrency", "8", "--max-tokens", "8192",
+             "--label", "suite=demo-bench", "--no-progress", "--bundle", str(bundle.path)]
+    first = results(runs / "frozen")
+
+    def same_scores(name: str) -> None:
+        again = results(runs / name)
+        assert {i: (r["correct"], r["scores"], r["prediction"], r["tool_calls_by_name"]) for i, r in again.items()} \
+            == {i: (r["correct"], r["scores"], r["prediction"], r["tool_calls_by_name"]) for i, r in first.items()
+                if i in again}
+        assert {i for i, r in again.items() if r["correct"]} == EXPECTED_CORRECT & set(again)
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["judge"]["cached"] == len(again) and summary["failures"] == {}
+
+    # No recording stack, no demo site, no judge: one command starts an offline stack of its own.
+    out = eval_cli(*plain, "--name", "rerun", "--limit", "6", timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert f"bundle: {bundle.path} ({bundle.hash}), offline" in out.stdout
+    assert len(results(runs / "rerun")) == 6
+    same_scores("rerun")
+    report = eval_cli("report", str(runs / "rerun"), "--no-trajectories")
+    assert report.returncode == 0, report.stderr
+    assert f"answered offline from bundle <code>{bundle.hash}</code>" in (runs / "rerun" / "report.html").read_text()
+    # The same, on an offline stack we can read the trajectories back from: identical, event by event.
+    with offline_stack(bundle) as target:
+        out = eval_cli(*plain, "--name", "rerun-here", "--target", target, timeout=600)
+        assert out.returncode == 0, out.stderr
+        assert len(results(runs / "rerun-here")) == 22
+        same_scores("rerun-here")
+        with Client(target, timeout_s=60) as client:
+            for item, record in results(runs / "rerun-here").items():
+                assert _content(client.trajectory(record["trajectory_id"])) == recorded[item], item

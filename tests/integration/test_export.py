@@ -92,10 +92,11 @@ def test_each_filter_drops_what_it_should_and_says_why(stack: EmbeddedStack, rec
 
 def test_sft_rounds_and_rl_rerender_to_the_prompts_the_model_saw(stack: EmbeddedStack, recorded: dict[str, str],
                                                                  tmp_path: Path) -> None:
-    out = export(stack, tmp_path, "--format", "sft", "--format", "rounds", "--format", "rl", "--question",
-                 "astronaut", "--dedupe-question")
+    out = export(stack, tmp_path, "--format", "sft", "--format", "trl", "--format", "rounds", "--format", "rl",
+                 "--question", "astronaut", "--dedupe-question")
     assert out.returncode == 0, out.stderr
     (sft,) = [json.loads(line) for line in (tmp_path / "sft.jsonl").read_text().splitlines()]
+    (trl,) = [json.loads(line) for line in (tmp_path / "trl.jsonl").read_text().splitlines()]
     rl = [json.loads(line) for line in (tmp_path / "rl.jsonl").read_text().splitlines()]
     (rounds,) = json.loads((tmp_path / "rounds.json").read_text())
     with Client(stack.target, timeout_s=60) as client:
@@ -112,6 +113,14 @@ def test_sft_rounds_and_rl_rerender_to_the_prompts_the_model_saw(stack: Embedded
     shown = [p["image"] for m in sft["messages"] for p in m["content"] if p["type"] == "image"]
     assert shown == sft["images"] and len(shown) > 1 and all((tmp_path / p).is_file() for p in shown)
     assert (tmp_path / sft["images"][0]).read_bytes() == DEMO_IMAGE.read_bytes()
+
+    # TRL: the same turns, images as bare placeholders filled in order from `images`; every part has the same keys.
+    assert trl["images"] == sft["images"] and trl["id"] == sft["id"]
+    assert [m["role"] for m in trl["messages"]] == roles
+    for ours, theirs in zip(sft["messages"], trl["messages"], strict=True):
+        assert [p["text"] if p["type"] == "text" else None for p in ours["content"]] == [
+            p["text"] for p in theirs["content"]]
+    assert all(set(p) == {"type", "text"} for m in trl["messages"] for p in m["content"])
 
     # RL: one record per model step; each prompt is the chat template's rendering of the conversation so far.
     template = Qwen3VLTemplate()

@@ -82,7 +82,7 @@ def test_a_model_triton_does_not_serve_is_503(api: Api) -> None:
 def test_an_image_that_fails_validation_is_400(api: Api, url: str, message: str) -> None:
     content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "what is this?"}]
     error = error_of(post(api, chat({"role": "user", "content": content})), 400)
-    assert message in error["message"]
+    assert message in error["message"] and error["param"] == "messages[0].content[0].image_url"
 
 
 def test_an_oversized_body_is_413_whether_declared_or_chunked(api: Api) -> None:
@@ -114,7 +114,10 @@ def test_messages_without_a_user_turn_to_answer_are_400(api: Api, messages: list
 @pytest.mark.parametrize(("extra", "param", "message"), [
     ({"temperature": "hot"}, "temperature", "temperature"),
     ({"n": 2}, "n", "n"),
-    ({"temperature": 7.0}, None, "sampling.temperature is 7"),
+    ({"temperature": 9}, "temperature", "sampling.temperature is 9"),  # the gateway's check names it too
+    ({"max_completion_tokens": 10**6}, "max_completion_tokens", "sampling.max_tokens is 1000000"),
+    ({"toolfabric": {"deadline_s": 1e9}}, "toolfabric.deadline_s", "deadline_s"),
+    ({"toolfabric": {"execute_plan": True}}, "toolfabric.execute_plan", "needs mode plan"),
     ({"stream": "sometimes"}, "stream", "stream"),
     ({"toolfabric": {"max_steps": -1}}, "toolfabric.max_steps", "max_steps"),
     ({"toolfabric": {"warp": 9}}, "toolfabric.warp", "warp"),
@@ -148,4 +151,4 @@ def test_the_gateway_is_unharmed_after_all_of_it(api: Api) -> None:
     assert requests.get(f"{api.url}/healthz", timeout=10).status_code == 200
     response = post(api, chat(user(script("<answer>still here</answer>"))))
     assert response.status_code == 200
-    assert response.json()["choices"][0]["message"]["content"] == "<answer>still here</answer>"
+    assert response.json()["choices"][0]["message"]["content"] == "<think></think><answer>still here</answer>"

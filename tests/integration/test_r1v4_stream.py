@@ -5,19 +5,15 @@ the baseline policy, which makes several calls under one think, and for a script
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from services.devstack.stack import EmbeddedStack
-from tests.integration.http_support import Api, api_gateway, read_stream_like_r1v4, script, user
-from tests.support.r1v4_reader import read_rounds
+from tests.integration.http_support import Api, api_gateway, exported_rounds, same_rounds, script, streamed, user
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
@@ -32,38 +28,6 @@ def call(name: str, **arguments: Any) -> str:
 def api(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with api_gateway(stack, tmp_path_factory.mktemp("r1v4-stream")) as running:
         yield running
-
-
-def streamed(url: str, model: str, message: dict[str, Any]) -> tuple[str, str]:
-    """(the stream's content, the trajectory id), read as R1V4's batch_stream.py reads it."""
-    response = requests.post(f"{url}/api/v1/chat/completions", json={"messages": [message], "model": model,
-                             "stream": True}, headers={"Authorization": "Bearer x"}, stream=True, timeout=300)
-    assert response.status_code == 200, response.text
-    full, events = read_stream_like_r1v4(response)
-    assert events[-2]["toolfabric"]["status"] == "completed", events[-2]
-    return full, events[0]["toolfabric"]["trajectory_id"]
-
-
-def exported_rounds(stack: EmbeddedStack, out: Path, since: float, trajectory_id: str) -> dict[str, Any]:
-    with Client(stack.target, timeout_s=60) as client:  # the store's writer is asynchronous
-        for _ in range(300):
-            if client.trajectory(trajectory_id).status != 1:
-                break
-            time.sleep(0.1)
-    done = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "export", str(out), "--target", stack.target,
-                           "--format", "rounds", "--since", str(since), "--no-progress"], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    (record,) = [r for r in json.loads((out / "rounds.json").read_text()) if r["id"] == trajectory_id]
-    return record
-
-
-def same_rounds(full: str, record: dict[str, Any]) -> dict[str, Any]:
-    parsed = read_rounds(full)
-    assert parsed["rounds"] == [{k: r[k] for k in ("round_num", "think", "tool_call", "observation")}
-                                for r in record["rounds"]]
-    assert parsed["final_round"] == {"think": record["final"]["think"], "answer": record["final"]["answer"]}
-    return parsed
 
 
 def test_the_baseline_policys_parallel_calls_read_as_one_round_each(stack: EmbeddedStack, tmp_path: Path) -> None:

@@ -45,6 +45,9 @@ def test_up_serves_the_users_index_says_so_and_ctrl_c_stops_every_process(tmp_pa
         assert any("HTTP API" in x and "/v1" in x for x in lines)
         text = "".join(lines)
         assert f"search index: {data / 'search-index.sqlite3'}: 8 pages, 4 images" in text
+        assert f"durable store: SQLite at {data.resolve() / 'store.sqlite3'}" in text  # `store delete` acts on it
+        assert "for `toolfabric eval run --freeze`: TOOLFABRIC_REDIS_URL=redis://127.0.0.1:" in text
+        assert f"TOOLFABRIC_DATA_DIR={data.resolve()}" in text
         assert "toolfabric run --target" in text and "astronaut" not in text  # no demo site, no demo question
         started = descendants(proc.pid)
         assert len(started) >= 6  # redis, triton (+ stubs), three workers (+ pool children), gateway

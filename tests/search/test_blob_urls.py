@@ -9,9 +9,10 @@ import httpx
 import pytest
 import redis
 
-from services.common.blob_urls import BadSignature, signed_url, start_blob_server, verify
-from services.common.blobs import BlobStore
+from services.common.blob_urls import BadSignature, Grant, grant, signed_url, start_blob_server, verify
+from services.common.blobs import BlobStore, tenant_images_key
 from services.common.errors import BlobNotFound
+from tests.conftest import clear_settings_cache
 
 REF = "sha256:" + "ab" * 32
 
@@ -72,3 +73,42 @@ async def test_the_endpoint_serves_the_blob_at_its_signed_url_and_nothing_else(
     assert ok.status_code == 200 and ok.content == data and ok.headers["content-type"] == "image/jpeg"
     assert forged.status_code == 403 and unsigned.status_code == 403
     assert gone.status_code == 404
+
+
+def test_a_url_is_bound_to_its_tenant() -> None:
+    url = signed_url(REF, ttl_s=60, base_url="https://f.example", secret="s3cret", tenant="acme")
+    path, query = _split(url)
+    assert grant(path, query, secret="s3cret") == Grant(REF, "acme")
+    with pytest.raises(BadSignature, match="signature does not match"):  # re-addressed to another tenant
+        grant(path, query.replace("t=acme", "t=globex"), secret="s3cret")
+    with pytest.raises(BadSignature, match="signature does not match"):  # or to none
+        grant(path, query.replace("&t=acme", ""), secret="s3cret")
+
+
+async def test_a_locked_endpoint_serves_a_url_only_while_its_tenant_holds_the_image(
+    redis_server, redis_client: redis.Redis, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOOLFABRIC_AUTH_REQUIRED", "true")
+    clear_settings_cache()
+    data = (demo_dir / "question.jpg").read_bytes()
+    blobs = BlobStore(redis_client, 3600)
+    ref = blobs.put(data)
+    redis_client.sadd(tenant_images_key("acme"), ref)
+    server = await start_blob_server("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient() as client:
+            acme = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
+            globex = await client.get(signed_url(ref, base_url=server.url, tenant="globex"))
+            unbound = await client.get(signed_url(ref, base_url=server.url))
+            never = await client.get(signed_url("sha256:" + "0" * 64, base_url=server.url, tenant="acme"))
+            blobs.delete([ref])  # erased (gateway/erasure.py also empties the tenants' sets)
+            redis_client.srem(tenant_images_key("acme"), ref)
+            erased = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
+    finally:
+        await server.stop()
+        monkeypatch.delenv("TOOLFABRIC_AUTH_REQUIRED")
+        clear_settings_cache()
+    assert acme.status_code == 200 and acme.content == data
+    # Another tenant's image, an unbound URL, an image never stored and an erased one: the same answer.
+    assert {r.status_code for r in (globex, unbound, never, erased)} == {404}
+    assert globex.text == never.text == erased.text

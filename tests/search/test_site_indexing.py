@@ -40,7 +40,9 @@ def site(tmp_path: Path) -> Path:
         "index.html": _page("Home", "Welcome to the telescope site.", ["a.html", "b.html", "https://elsewhere.test/x",
                                                                       "private/secret.html", "logo.png"]),
         "a.html": _page("Alpha telescope", "The alpha telescope has a zeppelin-shaped dome. " + LOREM),
-        "b.html": _page("Beta telescope", "The beta telescope sits on a mountain. " + LOREM, ["deep/c.html"]),
+        # Long like a.html but its own text (sharing all but one sentence would make it a near copy).
+        "b.html": _page("Beta telescope", "The beta telescope sits on a mountain. " + LOREM.replace("mirror", "lens"),
+                        ["deep/c.html"]),
         "deep/c.html": _page("Gamma telescope", "Gamma observes in the far infrared.", ["d.html"]),
         "deep/d.html": _page("Delta telescope", "Delta is four links away from home."),
         "private/secret.html": _page("Secret", "Robots must not read this."),

@@ -46,3 +46,63 @@ def test_erase_leaves_nothing_behind_but_what_others_still_use(tmp_path: Path, r
     assert not store.files.exists(own[0]) and store.files.exists(shared[0])
     store.close()
     client.close()
+
+
+async def test_erase_removes_the_cache_entries_its_calls_used_and_workers_forget_its_pixels(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    import asyncio
+    import threading
+
+    import redis.asyncio as aredis
+
+    from services.common.blobs import follow_erasures
+    from services.common.cache import Cache, CacheEntry, cache_key, hot_key
+    from services.common.cache_store import SQLiteCacheStore
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    persistent = SQLiteCacheStore(tmp_path / "cache.sqlite3")
+    image = stored(png((10, 20, 30)))
+    BlobStore(client, 600).put(image[1].data)
+    store.write([new("acme/gone")], run("acme/gone", inputs=[image[0]]), dict([image]))
+    forgotten: list[str] = []
+    heard = threading.Event()
+    follow_erasures(redis_server.url, lambda ref: (forgotten.append(ref), heard.set()))
+    # The trajectory's calls: an OCR of its image and a search; another trajectory's search is not its own.
+    async_client = aredis.Redis.from_url(redis_server.url)
+    cache = Cache(async_client, persistent, "live")
+    keys = {"ocr": cache_key("ocr", image=image[0]), "mine": cache_key("search.web", query="acme secret"),
+            "other": cache_key("search.web", query="weather")}
+
+    async def fetch() -> CacheEntry:
+        return CacheEntry.now(["result"], "test")
+
+    await cache.get_or_fetch(keys["ocr"], fetch, owner="acme/gone")
+    await cache.get_or_fetch(keys["mine"], fetch, owner="acme/gone")
+    await cache.get_or_fetch(keys["other"], fetch, owner="acme/kept")
+    await async_client.aclose()
+    await asyncio.sleep(0.2)  # the listener has subscribed
+
+    erased = erasure.erase(["acme/gone"], store, client, cache_store=persistent)
+
+    assert erased.cached == 2 and erased.images == 1
+    for name in ("ocr", "mine"):
+        assert not client.exists(hot_key(keys[name])) and persistent.get(keys[name]) is None, name
+    assert client.exists(hot_key(keys["other"])) and persistent.get(keys["other"]) is not None
+    assert await asyncio.to_thread(heard.wait, 10) and forgotten == [image[0]]
+    store.close()
+    persistent.close()
+    client.close()
+
+
+def test_a_vision_worker_forgets_the_decoded_pixels_of_an_erased_image() -> None:
+    from services.vision.store import _LRU
+
+    cache = _LRU(10_000)
+    cache.put(("bgr", "sha256:a"), "pixels", 100)
+    cache.put(("png", "sha256:a"), "png", 50)
+    cache.put(("bgr", "sha256:b"), "other", 100)
+    cache.drop("sha256:a")
+    assert cache.get(("bgr", "sha256:a")) is None and cache.get(("png", "sha256:a")) is None
+    assert cache.get(("bgr", "sha256:b")) == "other"

@@ -24,7 +24,8 @@ def store_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 
     def run(*args: str) -> tuple[int, str]:
         code = main(["store", *args])
-        return code, capsys.readouterr().out
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
 
     yield run
     clear_settings_cache()
@@ -39,9 +40,17 @@ def test_delete_and_purge_remove_trajectories_and_their_unshared_images(tmp_path
 
     code, out = store_cli("delete", "old", "ghost")
     assert code == 1 and "deleted 1 trajectories (1 from the store, 0 from Redis) and 1 images; 1 id(s) were " \
-                         "found nowhere" in out
+                         f"found nowhere (looked in the store (SQLite at {tmp_path.resolve() / 'store.sqlite3'}" in out
+    assert "and Redis (redis://" in out
     assert not (tmp_path / "images").joinpath(own[0][7:9], own[0][9:]).exists()
     code, out = store_cli("purge", "--older-than-days", "1")
     assert code == 0 and "deleted 1 trajectories" in out and "and 1 images" in out
     assert not any(p.is_file() for p in (tmp_path / "images").rglob("*"))
     assert store_cli("purge", "--older-than-days", "0")[0] == 2
+
+
+def test_delete_without_a_store_names_where_it_looked_and_creates_nothing(tmp_path: Path, store_cli) -> None:  # type: ignore[no-untyped-def]
+    code, err = store_cli("delete", "some-id")
+    assert code == 2 and not (tmp_path / "store.sqlite3").exists()
+    assert f"there is no store at SQLite at {tmp_path.resolve() / 'store.sqlite3'}" in err
+    assert "TOOLFABRIC_DATA_DIR" in err and "nothing was changed" in err

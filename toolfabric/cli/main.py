@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
                                   "parent_trajectory_id": args.continue_from}
     if args.no_search:
         options["enable_search"] = False
+    if args.execute_plan:
+        options["execute_plan"] = True
     if args.temperature is not None:
         options["temperature"] = args.temperature
     return options
@@ -104,6 +107,8 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--continue", dest="continue_from", default="", metavar="TRAJECTORY_ID",
                      help="continue that turn: its questions, answers and images are this turn's context")
     run.add_argument("--no-search", action="store_true", help="no search or web tools for this turn")
+    run.add_argument("--execute-plan", action="store_true",
+                     help="with --mode plan: run the plan the model makes, step by step, and answer from the results")
     run.add_argument("--out", default="toolfabric-output", help="folder for the trajectory's images ('' = don't save)")
     run.set_defaults(func=cmd_run)
 
@@ -161,7 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     # A client command never loads the server's command modules (nor anything they import).
     client_only = bool(argv) and argv[0] in CLIENT_COMMANDS
     args = build_parser(with_server_commands=not client_only).parse_args(argv)
-    return int(args.func(args) or 0)
+    from toolfabric.exceptions import ToolfabricError
+
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`… --json | head`): stop quietly, exit 1 as rich's console does for its tables.
+        # stdout is pointed at /dev/null so that the interpreter's last flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ToolfabricError as exc:  # the gateway refused or could not be reached: one line, never a traceback
+        print(f"toolfabric {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

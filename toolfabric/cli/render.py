@@ -16,6 +16,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 _TAGS = re.compile(r"</?(think|answer)>")
+_PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
 
 
 class TrajectoryPrinter:
@@ -26,6 +27,8 @@ class TrajectoryPrinter:
         self.console, self._fetch, self._out = console, fetch_image, out_dir
         self._chars = observation_chars
         self._streaming: int | None = None
+        self._markup = ""  # this step's text outside think and answer, where a planner writes its plan
+        self._plan_shown = False
         self._trajectory = ""
         self.trace_id = ""
         self.saved: list[Path] = []
@@ -34,6 +37,7 @@ class TrajectoryPrinter:
         kind = event.WhichOneof("event")
         if kind != "text":
             self._end_stream()
+            self._markup = ""
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:  # an event kind newer than this client is skipped
             handler(event)
@@ -57,8 +61,15 @@ class TrajectoryPrinter:
 
     def _on_text(self, event: pb.RunEvent) -> None:
         channel, text = event.text.channel, _TAGS.sub("", event.text.text)
-        if channel == pb.CHANNEL_UNSPECIFIED or not text:
+        if channel == pb.CHANNEL_UNSPECIFIED:
+            self._markup += event.text.text
+            found = _PLAN.search(self._markup)
+            if found and not self._plan_shown:  # a planner's plan, shown once it is complete
+                self._end_stream()
+                self._show_plan(found.group(1))
             return  # tool-call markup: shown as tool calls below
+        if not text:
+            return
         if self._streaming != channel:
             self._end_stream()
             label = "thinking" if channel == pb.CHANNEL_THINK else "answer"
@@ -96,8 +107,24 @@ class TrajectoryPrinter:
 
     def _on_answer(self, event: pb.RunEvent) -> None:
         answer = event.answer
-        body = (answer.plan_json and json.dumps(json.loads(answer.plan_json), indent=2)) or answer.text
-        self.console.print(Panel(body, title="answer", border_style="green"))
+        if answer.plan_json and answer.text == answer.plan_json:  # a planner's reply is its plan
+            if not self._plan_shown:
+                self._show_plan(answer.plan_json)
+            return
+        self.console.print(Panel(Text(answer.text), title="answer", border_style="green"))
+
+    def _show_plan(self, raw: str) -> None:
+        try:
+            steps = json.loads(raw)
+        except ValueError:
+            return  # not a plan the fabric can read: the step's error observation says why
+        if not isinstance(steps, list):
+            return
+        lines = [f"{n}. {s.get('description', '')}  [{s.get('tool_name', '?')}] "
+                 f"{json.dumps(s.get('parameters', {}), ensure_ascii=False)}"
+                 for n, s in enumerate(steps, start=1) if isinstance(s, dict)]
+        self.console.print(Panel(Text("\n".join(lines)), title="plan", border_style="green"))  # "[…]" is no markup
+        self._plan_shown = True
 
     def _on_usage(self, event: pb.RunEvent) -> None:
         u = event.usage

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"toolfabric trajectories: {exc}", file=sys.stderr)
         return 2
     console = Console(highlight=False)
-    table = Table("trajectory", "created (UTC)", "status", "model", "steps", "calls", "labels", "question")
+    rows = []
     shown = 0
     with Client(args.target) as client:
         try:
@@ -62,18 +62,32 @@ def run(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(MessageToDict(summary), ensure_ascii=False))
                 else:
-                    table.add_row(summary.trajectory_id, summary.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+                    rows.append((summary.trajectory_id, summary.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
                                   pb.Status.Name(summary.status)[len("STATUS_"):].lower(),
                                   summary.model, str(summary.steps), str(summary.tool_calls),
                                   " ".join(f"{k}={v}" for k, v in sorted(summary.labels.items())),
-                                  summary.question[:60])
+                                  summary.question[:60]))
                 shown += 1
                 if args.limit and shown >= args.limit:
                     break
-        except (ToolfabricError, ValueError) as exc:
+        except ToolfabricError as exc:  # worded as every client command words a gateway's refusal
+            print(f"toolfabric trajectories: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
             print(f"toolfabric trajectories: {exc}", file=sys.stderr)
             return 2
     if not args.json:
+        # Ids are never cut (they are what the other commands take) and every column keeps a readable width:
+        # on a narrow terminal the table is wider than the screen rather than unreadable.
+        table = Table(highlight=False)
+        widths = {"trajectory": max((len(r[0]) for r in rows), default=10), "created (UTC)": 19, "status": 9,
+                  "model": 12, "steps": 5, "calls": 5, "labels": 12, "question": 24}
+        for header, width in widths.items():
+            table.add_column(header, min_width=width, overflow="fold",
+                             no_wrap=header in ("trajectory", "created (UTC)"))
+        for row in rows:
+            table.add_row(*row)
+        console = Console(highlight=False, width=max(console.width, sum(widths.values()) + 3 * len(widths) + 1))
         console.print(table)
         console.print(f"{shown} trajectories", style="dim")
     return 0

@@ -124,7 +124,7 @@ class Budgets(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run", "conversation_id", "parent_trajectory_id", "enable_search")
+    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run", "conversation_id", "parent_trajectory_id", "enable_search", "execute_plan")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class RunRequest(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     ENABLE_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    EXECUTE_PLAN_FIELD_NUMBER: _ClassVar[int]
     question: str
     images: _containers.RepeatedCompositeFieldContainer[ImageInput]
     mode: Mode
@@ -154,7 +155,8 @@ class RunRequest(_message.Message):
     conversation_id: str
     parent_trajectory_id: str
     enable_search: bool
-    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ...) -> None: ...
+    execute_plan: bool
+    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ..., execute_plan: bool = ...) -> None: ...
 
 class ImageRef(_message.Message):
     __slots__ = ("name", "blob", "width", "height", "origin", "mime_type", "step")

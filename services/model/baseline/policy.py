@@ -54,9 +54,15 @@ class Situation:
     steps_done: int
     observations: list[SeenObservation] = field(default_factory=list)
     earlier: list[tuple[str, str]] = field(default_factory=list)  # (role, text) of earlier conversation turns
+    plan: list[dict[str, Any]] = field(default_factory=list)  # the plan this turn made (plan mode)
+    plan_step: int = 0  # the plan step the fabric asks for ("Plan step N of M", gateway/plans.py), 0 = none
 
     def of_tool(self, tool: str) -> list[SeenObservation]:
         return [o for o in self.observations if o.tool == tool and not o.is_error]
+
+
+_PLAN_STEP = re.compile(r"^Plan step (\d+) of \d+", re.MULTILINE)
+_PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
 
 
 def read_situation(prompt: str) -> Situation:
@@ -66,11 +72,15 @@ def read_situation(prompt: str) -> Situation:
     # The turn being answered starts at the last user message that is a question, not observations
     # (earlier turns of a conversation come before it as question/answer pairs).
     questions = [i for i, m in enumerate(messages)
-                 if m.role == "user" and not m.text().lstrip().startswith("<observation>")]
+                 if m.role == "user" and not m.text().lstrip().startswith(("<observation>", "Plan step"))]
     start = questions[-1] if questions else len(messages)
     first = messages[start] if questions else Message("user")
     turn = messages[start + 1:]
     observations = [o for m in turn if m.role == "user" for o in observations_in(m.text())]
+    said = [m.text() for m in turn if m.role == "assistant"]
+    plan = _PLAN.search(said[0]) if said else None
+    asked = [m.text() for m in turn if m.role == "user"]
+    plan_step = _PLAN_STEP.findall(asked[-1]) if asked else []
     return Situation(
         mode=mode_match.group(1) if mode_match else "deep_research",
         question=first.text().strip(),
@@ -78,7 +88,17 @@ def read_situation(prompt: str) -> Situation:
         steps_done=sum(1 for m in turn if m.role == "assistant"),
         observations=observations,
         earlier=[(m.role, m.text()) for m in messages[:start] if m.role != "system"],
+        plan=_json_list(plan.group(1)) if plan else [],
+        plan_step=int(plan_step[-1]) if plan_step else 0,
     )
+
+
+def _json_list(raw: str) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def next_step(prompt: str) -> str:
@@ -233,6 +253,8 @@ def _general(s: Situation) -> str:
 
 
 def _plan(s: Situation) -> str:
+    if s.steps_done and s.plan:
+        return _plan_step(s)
     steps: list[dict[str, Any]] = []
     if s.input_images:
         steps.append({"description": "Find where the image appears online", "tool_name": "image_search",
@@ -246,3 +268,40 @@ def _plan(s: Situation) -> str:
                   "parameters": {"url": f"[Best URL from Step {len(steps)}]"}})
     steps.append({"description": "Verify the answer against what was read", "tool_name": "none", "parameters": {}})
     return f"<think>\nPlan the search.\n</think>\n<plan>{json.dumps(steps, ensure_ascii=False)}</plan>"
+
+
+_PLACEHOLDER = re.compile(r"\[[^\[\]]*\bstep\s*\d+[^\[\]]*\]", re.IGNORECASE)
+_PLAN_ARGUMENTS = {"text_search": ("query", "queries"), "image_search": ("image_path", "image_paths"),
+                   "web_visit": ("url", "urls")}
+
+
+def _plan_step(s: Situation) -> str:
+    """Executing its plan: a step's placeholders filled from the results so far ("[Best URL …]" with the best
+    page found, any other with the subject the image search named), or the answer at the verification step."""
+    step: dict[str, Any] = s.plan[s.plan_step - 1] if 0 < s.plan_step <= len(s.plan) else {"tool_name": "none"}
+    tool = step.get("tool_name")
+    subject = _subject(s)
+    if tool not in _PLAN_ARGUMENTS:
+        return _final_answer(s, subject)
+    urls = _ranked_urls(s)
+
+    def fill(match: re.Match[str]) -> str:
+        if "url" in match.group(0).lower():
+            return urls[0] if urls else match.group(0)
+        return subject or _first_title(s)
+
+    single, listed = _PLAN_ARGUMENTS[str(tool)]
+    parameters = step.get("parameters")
+    raw = parameters.get(single, "") if isinstance(parameters, dict) else ""
+    value = _PLACEHOLDER.sub(fill, str(raw)).strip()
+    return _step(f"Plan step {s.plan_step}: {step.get('description', '')}. Filling in what the earlier steps found.",
+                 _call(str(tool), {listed: [value]}))
+
+
+def _first_title(s: Situation) -> str:
+    for obs in s.of_tool("text_search"):
+        for entry in obs.json() or []:
+            for hit in entry.get("results", []) if isinstance(entry, dict) else []:
+                if hit.get("title"):
+                    return str(hit["title"])
+    return ""

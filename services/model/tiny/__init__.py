@@ -14,7 +14,7 @@ from pathlib import Path
 # The families `make-tiny` builds (services/model/tiny/families.py); here so the CLI lists them without torch.
 FAMILY_NAMES = ("qwen3vl", "qwen3", "deepeyes")
 # Bumped whenever what make-tiny writes changes, so cached checkpoints (services/devstack/neural_models.py) renew.
-RECIPE = 2
+RECIPE = 3
 
 
 def fingerprint(directory: Path) -> str:

@@ -4,7 +4,9 @@
 `ChatTemplate.render` (services/model/chat_template.py), so a `vllm serve` chat endpoint, a trainer
 and the fabric agree on the prompt. Qwen3-VL's has no default system turn; Qwen2.5-VL's adds
 "You are a helpful assistant." when none is given. Tool results go in the role `tool`, wrapped as
-Qwen's templates do.
+Qwen's templates do. Assistant turns are wrapped in `{% generation %}` markers where TRL's training variant of
+Qwen3-VL's template puts them (content, `<|im_end|>` and the `\n` after it), so a trainer's assistant-only loss
+(TRL's `assistant_only_loss`) works on the tiny models as on the real ones; the markers render nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ _TURNS = (
     "{% for message in messages %}"
     "{% if message['role'] == 'tool' %}"
     "<|im_start|>user\n<tool_response>\n" + _CONTENT + "\n</tool_response><|im_end|>\n"
+    "{% elif message['role'] == 'assistant' %}"
+    "<|im_start|>assistant\n{% generation %}" + _CONTENT + "<|im_end|>\n{% endgeneration %}"
     "{% else %}"
     "<|im_start|>{{ message['role'] }}\n" + _CONTENT + "<|im_end|>\n"
     "{% endif %}"

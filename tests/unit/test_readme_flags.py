@@ -1,0 +1,75 @@
+"""README.md and `--help` agree: every flag the README shows exists on the command it shows it with, every flag it
+mentions exists somewhere, and where the README says what a flag does, it says it in `--help`'s words."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from toolfabric.cli.main import build_parser
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+# Flags the README mentions that belong to other programs: benchmarks, the fuzzer, Triton; "--min/--max-steps" is
+# shorthand for --min-steps and --max-steps.
+NOT_OURS = {"--quick", "--sizes", "--minutes", "--exit-timeout-secs", "--min"}
+
+
+def commands(parser: argparse.ArgumentParser,
+             path: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every (sub)command's parser by its words: ("eval", "run") → the parser of `toolfabric eval run`."""
+    found = {path: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= commands(sub, (*path, name))
+    return found
+
+
+PARSERS = commands(build_parser(with_server_commands=True))
+
+
+def flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def help_of(words: tuple[str, ...], flag: str) -> str:
+    (action,) = [a for a in PARSERS[words]._actions if flag in a.option_strings]
+    return " ".join((action.help or "").split())
+
+
+def usage_lines() -> list[str]:
+    block = README.split("## Using it")[1].split("```sh")[1].split("```")[0]
+    return [line.split("#")[0] for line in block.splitlines() if line.startswith("toolfabric ")]
+
+
+@pytest.mark.parametrize("line", usage_lines())
+def test_every_flag_in_the_usage_block_is_a_flag_of_its_command(line: str) -> None:
+    words = line.split()[1:]
+    # `eval run|report|compare|import`: the flags may belong to any of the alternatives.
+    candidates: list[tuple[str, ...]] = [()]
+    for word in words:
+        if word.startswith("-") or not re.fullmatch(r"[a-z][a-z|-]*", word):
+            break
+        longer = [(*c, w) for c in candidates for w in word.split("|") if (*c, w) in PARSERS]
+        if not longer:
+            break
+        candidates = longer
+    known = set().union(*(flags(PARSERS[c]) for c in candidates))
+    assert candidates != [()], line
+    assert set(FLAG.findall(line)) <= known, (line, set(FLAG.findall(line)) - known)
+
+
+def test_every_flag_the_readme_mentions_exists() -> None:
+    ours = set().union(*(flags(p) for p in PARSERS.values()))
+    assert set(FLAG.findall(README)) - NOT_OURS - ours == set()
+
+
+@pytest.mark.parametrize(("words", "flag"), [
+    (("index",), "--include"), (("index",), "--exclude"), (("index",), "--all-files"), (("export",), "--format"),
+])
+def test_where_the_readme_says_what_a_flag_does_it_uses_the_helps_words(words: tuple[str, ...], flag: str) -> None:
+    assert help_of(words, flag) in " ".join(README.split())
