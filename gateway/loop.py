@@ -9,6 +9,7 @@ observation too. Events go out through `emit` as they happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error
 from services.model.backend import ModelBackend, ModelUnavailable
 from services.model.chat_template import ImagePart, Message
+from services.model.coalesce import coalesced
 from services.model.dialects import Dialect, ParsedStep, RawCall
 from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
@@ -84,6 +86,10 @@ class RunSpec:
     history: list[PriorTurn] = field(default_factory=list)
     carried: list[RegisteredImage] = field(default_factory=list)
     execute_plan: bool = False  # plan mode: run the plan (gateway/plans.py) rather than answer with it
+    # When the gateway admitted the run (epoch s; 0 = when the loop starts) and how long it waited from the call.
+    # The deadline counts from admission.
+    admitted_at: float = 0.0
+    admission_wait_s: float = 0.0
 
 
 class _Sink:
@@ -136,6 +142,7 @@ class AgentLoop:
 
         With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
+        admitted = spec.admitted_at or time.time()
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
         state.tokens = TokenLedger(self._tokenizer_for(spec.model), state.dialect.template.turn_end)
         for carried in spec.carried:
@@ -167,10 +174,14 @@ class AgentLoop:
                     trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
                     budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                        deadline_s=spec.deadline_s),
-                    images=[i.as_ref() for i in state.registry.images]))
+                    images=[i.as_ref() for i in state.registry.images],
+                    admitted_at=_timestamp(admitted), deadline=_timestamp(admitted + spec.deadline_s),
+                    admission_wait_s=spec.admission_wait_s))
             failure: BaseException | None = None
             try:
-                async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):
+                # From admission (what the client was told in `started`); a resumed run: from its record's start.
+                spent = resume.elapsed_s if resume else time.time() - admitted
+                async with asyncio.timeout(spec.deadline_s - spent):
                     status, reason = await self._steps(state, sink, resume.next_step if resume else 1)
             except TimeoutError:
                 status, reason = pb.STATUS_BUDGET_EXHAUSTED, f"deadline of {spec.deadline_s:g}s reached"
@@ -331,23 +342,27 @@ class AgentLoop:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{spec.trajectory_id}:{sink.step}"
-            async for chunk in self._model.stream(spec.model, prompt, images, sampling, request_id, **extra):
-                got.add(chunk)
-                state.usage.token_unit = chunk.token_unit
-                if chunk.text:
-                    if first_token is None:
-                        first_token = time.monotonic() - started
-                    pieces.append(chunk.text)
-                    for channel, text in tracker.feed(chunk.text):
-                        await sink(text=pb.TextDelta(channel=channel, text=text))
-                if chunk.finish_reason:
-                    finish = chunk.finish_reason
-                # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
-                # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
-                if chunk.input_tokens is not None:
-                    span_input = chunk.input_tokens
-                if chunk.output_tokens is not None:
-                    span_output += chunk.output_tokens
+            # Read ahead: chunks that pile up while one is being handled come as one (services/model/coalesce.py);
+            # closed on the way out however the step ends, so a cancel closes the engine stream at once.
+            chunks = coalesced(self._model.stream(spec.model, prompt, images, sampling, request_id, **extra))
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    got.add(chunk)
+                    state.usage.token_unit = chunk.token_unit
+                    if chunk.text:
+                        if first_token is None:
+                            first_token = time.monotonic() - started
+                        pieces.append(chunk.text)
+                        for channel, text in tracker.feed(chunk.text):
+                            await sink(text=pb.TextDelta(channel=channel, text=text))
+                    if chunk.finish_reason:
+                        finish = chunk.finish_reason
+                    # Triton's vLLM backend sends num_input_tokens (the prompt's) on every response and
+                    # num_output_tokens per response (this response's tokens): the first is kept, the second summed.
+                    if chunk.input_tokens is not None:
+                        span_input = chunk.input_tokens
+                    if chunk.output_tokens is not None:
+                        span_output += chunk.output_tokens
             state.usage.input_tokens += span_input
             state.usage.output_tokens += span_output
             span.set_attribute("gen_ai.usage.input_tokens", span_input)
@@ -510,3 +525,9 @@ EventSink = _Sink
 
 def _mode_enum(mode: str) -> pb.Mode:
     return names.MODES[mode]
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(round(seconds * 1e9))
+    return out

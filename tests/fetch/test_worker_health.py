@@ -25,7 +25,7 @@ def test_worker_answers_after_hostile_pages(web: Server, redis_server, tmp_path:
 
     web.routes["/bomb"] = gzip_bomb_route(100 * 1024 * 1024)
     web.routes["/huge"] = endless_body(GB, declare_length=False)
-    web.routes["/drip"] = slow_drip(0.1, forever_s=5)
+    web.routes["/drip"] = slow_drip(0.1, forever_s=20)
     web.routes["/junk"] = raw(200, os.urandom(32 * 1024), "text/html")
     web.routes["/loop"] = redirect("/loop")
     web.routes["/ok"] = html("<html><head><title>Fine</title></head><body><p>still serving</p></body></html>")
@@ -36,8 +36,9 @@ def test_worker_answers_after_hostile_pages(web: Server, redis_server, tmp_path:
         "TOOLFABRIC_FETCH_ALLOWED_PORTS": f"[80, 443, {web.port}]",
         "TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST": f'["127.0.0.1:{web.port}"]',
         "TOOLFABRIC_FETCH_MAX_BODY_BYTES": str(1024 * 1024),
-        "TOOLFABRIC_FETCH_TOTAL_TIMEOUT_S": "1.5",
-        "TOOLFABRIC_FETCH_READ_TIMEOUT_S": "1",
+        # Generous enough that a loaded machine still gets every first byte in time; the drip outlasts it.
+        "TOOLFABRIC_FETCH_TOTAL_TIMEOUT_S": "6",
+        "TOOLFABRIC_FETCH_READ_TIMEOUT_S": "4",
         "TOOLFABRIC_FETCH_PER_HOST_RATE_PER_S": "100",
         "TOOLFABRIC_FETCH_PER_HOST_BURST": "20",
     }

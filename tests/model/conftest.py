@@ -13,10 +13,18 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
+# pytest-timeout counts fixture setup in a test's time: the first test of a module waits for its engine to load
+# (vLLM: 20 s on a quiet machine, minutes at load average 15-20, bounded by the servers' own 900 s start timeouts),
+# so the project's 300 s default would fail the engines under load rather than find a hang.
+MODEL_TEST_TIMEOUT_S = 1200
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.model)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(MODEL_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")

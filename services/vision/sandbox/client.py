@@ -8,6 +8,7 @@ kills the child's whole process group, and restarts a zygote that stops answerin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -117,8 +118,10 @@ class Zygote:
         try:
             self.process.wait(2)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            # SIGKILLed, it dies; waiting (without a limit to trip on a loaded machine) reaps it.
+            self.process.wait()
         self._stdout.close()
 
 
@@ -160,6 +163,10 @@ class Sandbox:
             ready = zygote.receive(_START_TIMEOUT_S)
         except EOFError:
             ready = None
+        except BaseException:
+            # Interrupted while it starts (Celery's soft time limit, a signal): nobody would own it.
+            zygote.stop()
+            raise
         if not ready or not ready.get("ready"):
             zygote.stop()
             raise ToolInternalError(f"the sandbox zygote did not start (exit code {process.poll()})")
@@ -234,7 +241,7 @@ class Sandbox:
             except (ProcessLookupError, PermissionError):
                 pass
         self._running_pid = 0
-        zygote.process.wait(5)
+        zygote.process.wait()  # SIGKILLed above: it dies, however loaded the machine
         zygote.stop()
         self._zygote = None
 
