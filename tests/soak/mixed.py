@@ -85,12 +85,13 @@ class Tally:
 
     def summary(self) -> str:
         pid, fds, rss = self.growth() if self.samples else (0, 0, 1.0)
+        own = sum(1 for sample in self.samples if sample.pid == pid)
         return (f"streams {self.streams}: finished {dict(self.finished)}, named errors {dict(self.named_errors)}, "
                 f"silent {self.silent}, hung {self.hung}; error observations {dict(self.error_observations)}; "
                 f"reads {self.reads} (errors {dict(self.read_errors)}); steps {self.steps} "
                 f"(errors {dict(self.step_errors)}); cancels {self.cancels}; faults "
                 f"{[(f'{at:.0f}s', name, f'{took:.1f}s') for at, name, took in self.faults]}; gateway {pid}: open "
-                f"files {fds:+d}, RSS x{rss:.2f} over {len(self.samples)} samples")
+                f"files {fds:+d}, RSS x{rss:.2f} over its {own} samples (of {len(self.samples)})")
 
 
 class Soak:
