@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test` (both set everything up first).
-.PHONY: setup setup-model test-model demo test test-fast soak lint bench protos image container-test fuzz
+.PHONY: setup setup-model test-model flywheel demo test test-fast soak lint bench protos image container-test fuzz
 
 setup:
 	@./scripts/setup.sh
@@ -17,6 +17,12 @@ setup-model: setup
 # The real engines (vLLM, transformers, an OpenAI-compatible server) through the real gateway, Triton and workers.
 test-model: setup-model
 	.venv/bin/python -m pytest -ra -m model tests/model
+
+# The data flywheel end to end (docs/flywheel.md): questions → baseline trajectories → curated export → TRL SFT of the
+# tiny Qwen3-VL → served and evaluated beside the untrained one; writes flywheel-out/report.html. Not in `make test`
+# (tests/model/test_flywheel.py runs a short version in `make test-model`).
+flywheel: setup-model
+	.venv/bin/toolfabric flywheel $(or $(FLYWHEEL_DIR),flywheel-out)
 
 test-fast: setup
 	.venv/bin/python -m pytest -ra -m "not integration and not model and not soak"

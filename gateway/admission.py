@@ -1,23 +1,50 @@
 """Request admission: a bounded number of trajectories run at once, a bounded queue waits for a slot.
 
-A Run that finds the queue full, or waits longer than `admission_wait_s`, is refused at once with
-RESOURCE_EXHAUSTED and a retry hint (the message, and gRPC's `grpc-retry-pushback-ms` trailer) — never
-left to hit the client's deadline before its first event.
+A Run is admitted or refused within `admission_wait_s` measured from the call, not from when this gateway
+got round to it: a call that already waited in the server (a starved event loop, a burst of calls) has that
+much less time to wait for a slot, and one that waited all of it is refused at once. The SDK declares its
+call timeout in metadata (`toolfabric-call-timeout-ms`), so the time a call spent before its handler ran is
+that minus what gRPC says is left of the deadline (no clocks compared). Refusals are RESOURCE_EXHAUSTED
+with a retry hint (the message, and gRPC's `grpc-retry-pushback-ms` trailer) — never left to hit the
+client's deadline before its first event. An admitted run's deadline counts from its admission
+(`Admitted.at`), and TrajectoryStarted reports both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from gateway.exceptions import GatewayError
+
+# Set by the SDK on Run: the call's own timeout, so the gateway can tell how long the call queued before it.
+CALL_TIMEOUT_KEY = "toolfabric-call-timeout-ms"
 
 
 class AdmissionRefused(GatewayError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Admitted:
+    at: float  # epoch seconds: the run's deadline counts from here
+    wait_s: float  # from the call to its admission
+
+
+def queued_s(metadata: Sequence[tuple[str, str | bytes]] | None, time_remaining: float | None) -> float:
+    """How long a call waited before its handler ran: its declared timeout minus the time left (0 if unknown)."""
+    declared = next((v for k, v in metadata or () if k == CALL_TIMEOUT_KEY), None)
+    if declared is None or time_remaining is None:
+        return 0.0
+    try:
+        return max(0.0, float(declared) / 1000 - time_remaining)
+    except ValueError:
+        return 0.0
 
 
 class Admission:
@@ -28,24 +55,31 @@ class Admission:
         self.running = 0
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, queued_s: float = 0.0) -> AsyncIterator[Admitted]:
+        """A running slot within what is left of the admission wait after `queued_s` already spent."""
+        started = time.monotonic()
         retry = max(1.0, self._wait_s / 2)
+        budget = self._wait_s - queued_s
+        if self._slots.locked() and budget <= 0:
+            raise AdmissionRefused(f"gateway busy: the call waited {queued_s:.1f}s before this gateway could take "
+                                   f"it up, over the {self._wait_s:g}s admission wait ({self.running} running); "
+                                   f"retry in {retry:g}s", retry)
         if self._slots.locked() and self.waiting >= self._queue:
             raise AdmissionRefused(f"gateway busy: {self.running} trajectories running and {self.waiting} waiting "
                                    f"(TOOLFABRIC_GATEWAY_MAX_RUNNING / _ADMISSION_QUEUE); retry in {retry:g}s",
                                    retry)
         self.waiting += 1
         try:
-            async with asyncio.timeout(self._wait_s):
+            async with asyncio.timeout(max(budget, 0.0)):
                 await self._slots.acquire()
         except TimeoutError:
-            raise AdmissionRefused(f"gateway busy: no slot for a new trajectory within {self._wait_s:g}s "
-                                   f"({self.running} running); retry in {retry:g}s", retry) from None
+            raise AdmissionRefused(f"gateway busy: no slot for a new trajectory within {self._wait_s:g}s of the "
+                                   f"call ({self.running} running); retry in {retry:g}s", retry) from None
         finally:
             self.waiting -= 1
         self.running += 1
         try:
-            yield
+            yield Admitted(time.time(), queued_s + time.monotonic() - started)
         finally:
             self.running -= 1
             self._slots.release()

@@ -86,6 +86,10 @@ class RunSpec:
     history: list[PriorTurn] = field(default_factory=list)
     carried: list[RegisteredImage] = field(default_factory=list)
     execute_plan: bool = False  # plan mode: run the plan (gateway/plans.py) rather than answer with it
+    # When the gateway admitted the run (epoch s; 0 = when the loop starts) and how long it waited from the call.
+    # The deadline counts from admission.
+    admitted_at: float = 0.0
+    admission_wait_s: float = 0.0
 
 
 class _Sink:
@@ -138,6 +142,7 @@ class AgentLoop:
 
         With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
+        admitted = spec.admitted_at or time.time()
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
         state.tokens = TokenLedger(self._tokenizer_for(spec.model), state.dialect.template.turn_end)
         for carried in spec.carried:
@@ -169,10 +174,14 @@ class AgentLoop:
                     trace_id=trace_id, mode=_mode_enum(spec.mode), model=spec.model,
                     budgets=pb.Budgets(max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                        deadline_s=spec.deadline_s),
-                    images=[i.as_ref() for i in state.registry.images]))
+                    images=[i.as_ref() for i in state.registry.images],
+                    admitted_at=_timestamp(admitted), deadline=_timestamp(admitted + spec.deadline_s),
+                    admission_wait_s=spec.admission_wait_s))
             failure: BaseException | None = None
             try:
-                async with asyncio.timeout(spec.deadline_s - (resume.elapsed_s if resume else 0.0)):
+                # From admission (what the client was told in `started`); a resumed run: from its record's start.
+                spent = resume.elapsed_s if resume else time.time() - admitted
+                async with asyncio.timeout(spec.deadline_s - spent):
                     status, reason = await self._steps(state, sink, resume.next_step if resume else 1)
             except TimeoutError:
                 status, reason = pb.STATUS_BUDGET_EXHAUSTED, f"deadline of {spec.deadline_s:g}s reached"
@@ -516,3 +525,9 @@ EventSink = _Sink
 
 def _mode_enum(mode: str) -> pb.Mode:
     return names.MODES[mode]
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    out = Timestamp()
+    out.FromNanoseconds(round(seconds * 1e9))
+    return out

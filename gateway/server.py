@@ -25,7 +25,7 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.exceptions import RedisError
 
-from gateway import erasure, recorder
+from gateway import admission, erasure, recorder
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.celery_executor import CeleryToolExecutor
@@ -97,17 +97,19 @@ class FabricServicer(pb_grpc.FabricServicer):
         return principal, tid
 
     async def Run(self, request: pb.RunRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+        # Admission first, before any heavy work, its wait measured from the call (gateway/admission.py).
+        queued = admission.queued_s(context.invocation_metadata(), context.time_remaining())
         principal, _ = await self._allowed(context)
         try:
-            async with self._policy.admission.slot():
-                async for event in self._run(request, principal, context):
+            async with self._policy.admission.slot(queued) as admitted:
+                async for event in self._run(request, principal, context, admitted):
                     yield event
         except AdmissionRefused as exc:
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(int(exc.retry_after_s * 1000))),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
-    async def _run(self, request: pb.RunRequest, principal: Principal,
-                   context: grpc.aio.ServicerContext) -> AsyncIterator[pb.RunEvent]:
+    async def _run(self, request: pb.RunRequest, principal: Principal, context: grpc.aio.ServicerContext,
+                   admitted: admission.Admitted) -> AsyncIterator[pb.RunEvent]:
         if self._runs.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway shutting down; send the Run to another replica")
         try:
@@ -131,6 +133,7 @@ class FabricServicer(pb_grpc.FabricServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
                                 (("retry-after", str(int(exc.retry_after_s))),))
             return
+        spec.admitted_at, spec.admission_wait_s = admitted.at, admitted.wait_s  # the deadline counts from here
         trace_context = telemetry.context_from_metadata(context.invocation_metadata())
         try:
             async with contextlib.aclosing(self._runs.stream(spec, request.mode, trace_context)) as events:

@@ -1,4 +1,4 @@
-"""The server commands of `toolfabric`: up, gateway, worker, mcp, index, keys, eval, export, store.
+"""The server commands of `toolfabric`: up, gateway, worker, mcp, index, keys, eval, export, flywheel, store.
 
 Registered with the client CLI through the `toolfabric.commands` entry point (pyproject.toml).
 This module imports only the standard library at load time; each command imports what it runs,
@@ -268,6 +268,17 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @_needs_server
+def cmd_flywheel(args: argparse.Namespace) -> int:
+    from services.flywheel.pipeline import Settings, run
+
+    run(Settings(Path(args.workdir).resolve(), train_limit=args.train_limit, heldout_limit=args.heldout_limit,
+                 train_steps=args.train_steps, learning_rate=args.learning_rate, max_length=args.max_length,
+                 model_max_steps=args.model_max_steps, model_max_tokens=args.model_max_tokens,
+                 concurrency=args.concurrency, seed=args.seed))
+    return 0
+
+
+@_needs_server
 def cmd_store(args: argparse.Namespace) -> int:
     from gateway import erasure
     from services.store.cli import main
@@ -428,3 +439,19 @@ def register(sub: Any) -> None:
     evaluate = sub.add_parser("eval", help="benchmark through the fabric: run, import, report, compare")
     evaluate.set_defaults(func=cmd_eval)
     _add_eval_arguments(evaluate)
+
+    flywheel = sub.add_parser("flywheel", help="questions → baseline trajectories → curated export → TRL SFT of the "
+                                               "tiny Qwen3-VL → served and evaluated beside the untrained one, with an "
+                                               "HTML report (docs/flywheel.md; needs `make setup-model`)")
+    flywheel.add_argument("workdir", help="where everything goes (report.html, flywheel.json, runs, checkpoints)")
+    flywheel.add_argument("--train-limit", type=int, default=0, help="only the first N training questions")
+    flywheel.add_argument("--heldout-limit", type=int, default=0, help="only the first N held-out questions")
+    flywheel.add_argument("--train-steps", type=int, default=60, help="SFT optimizer steps")
+    flywheel.add_argument("--learning-rate", type=float, default=1e-2)
+    flywheel.add_argument("--max-length", type=int, default=0, help="training tokens per trajectory, from the start "
+                          "(0: whole; truncating through an image fails)")
+    flywheel.add_argument("--model-max-steps", type=int, default=4, help="step budget of the neural models' runs")
+    flywheel.add_argument("--model-max-tokens", type=int, default=256, help="tokens per step of the neural models")
+    flywheel.add_argument("--concurrency", type=int, default=8)
+    flywheel.add_argument("--seed", type=int, default=0)
+    flywheel.set_defaults(func=cmd_flywheel)

@@ -15,6 +15,7 @@ from toolfabric.requests import (
     MODES,
     ImageLike,
     RunResult,
+    call_metadata,
     run_request,
     step_request,
     trace_metadata,
@@ -40,7 +41,7 @@ class AsyncClient:
     async def events(self, question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (),
                      **options: Any) -> AsyncIterator[pb.RunEvent]:
         call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout,
-                              metadata=self._auth + trace_metadata())
+                              metadata=self._auth + trace_metadata() + call_metadata(self._timeout))
         try:
             async for event in call:
                 yield event

@@ -15,6 +15,7 @@ from toolfabric.requests import (
     MODES,
     ImageLike,
     RunResult,
+    call_metadata,
     run_request,
     step_request,
     trace_metadata,
@@ -43,7 +44,7 @@ class Client:
                **options: Any) -> Iterator[pb.RunEvent]:
         """Stream the trajectory's events as they happen (same options as `ask`)."""
         call = self._stub.Run(run_request(question, images, **options), timeout=self._timeout,
-                              metadata=self._auth + trace_metadata())
+                              metadata=self._auth + trace_metadata() + call_metadata(self._timeout))
         try:
             yield from call
         except grpc.RpcError as exc:

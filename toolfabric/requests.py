@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import MODES
@@ -20,6 +20,11 @@ def image_input(image: ImageLike) -> pb.ImageInput:
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         return pb.ImageInput(url=image)
     return pb.ImageInput(data=Path(image).read_bytes())
+
+
+def call_metadata(timeout_s: Optional[float]) -> Tuple[Tuple[str, str], ...]:
+    """A Run's declared timeout: the gateway measures its admission wait from the call with it."""
+    return (("toolfabric-call-timeout-ms", str(int(timeout_s * 1000))),) if timeout_s else ()
 
 
 def trace_metadata() -> tuple[tuple[str, str], ...]:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 from starlette.types import ASGIApp
 
-from gateway.admission import Admission
+from gateway.admission import Admission, AdmissionRefused
+from gateway.exceptions import LimitExceeded
 from gateway.policy import secrets
 from gateway.policy.authentication import Authenticator, Principal, make_authenticator
 from gateway.policy.doors import Doors, Guard
@@ -63,13 +64,19 @@ class Policy:
     @contextlib.asynccontextmanager
     async def step_request(self, principal: Principal) -> AsyncIterator[int | None]:
         """One step-API request (HTTP, gRPC or MCP) of `principal`: it holds one of the tenant's concurrency
-        slots while it runs, and yields the tool calls the tenant may still make this minute (None: no
-        limit). LimitExceeded when either limit is reached."""
+        slots and one of the gateway's admission slots (the queue gRPC Run and chat wait in) while it runs,
+        and yields the tool calls the tenant may still make this minute (None: no limit). LimitExceeded when
+        a limit is reached or the gateway is full."""
         left = await self.limits.calls_left(principal)
         slot = f"step:{uuid.uuid4()}"
         await self.limits.take_slot(principal, slot, self._step_hold_s)
         try:
-            yield left
+            async with contextlib.AsyncExitStack() as admitted:
+                try:
+                    await admitted.enter_async_context(self.admission.slot())
+                except AdmissionRefused as exc:  # every step door already answers LimitExceeded (429, …)
+                    raise LimitExceeded(str(exc), exc.retry_after_s, "gateway_admission") from None
+                yield left
         finally:
             await self.limits.release(principal, slot)
 

@@ -129,3 +129,51 @@ async def test_a_live_holder_keeps_its_lock_past_the_lease_ttl(client) -> None: 
     first, second = await asyncio.gather(cache.get_or_fetch("web:live-flight", slow),
                                          cache.get_or_fetch("web:live-flight", slow))
     assert calls == 1 and {first.source, second.source} == {"provider", "shared"}
+
+
+def test_a_revoked_web_visit_frees_the_next_identical_call(web, redis_server, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The whole path: a real fetch worker (Celery, two pool processes) reads a page that hangs; the call is
+    abandoned and revoked as the gateway revokes it (SIGKILL of its pool process); the same URL asked again,
+    served by the other pool process, is answered within about a second (the dead holder's lease)."""
+    from services.common import settings
+    from services.common.celery_app import make_celery
+    from services.common.tools import task_name
+    from services.devstack.processes import Child
+
+    hanging = {"first": True}
+
+    def page(h) -> None:  # type: ignore[no-untyped-def]
+        if hanging.pop("first", False):
+            time.sleep(30)  # the first visit hangs (a slow site); later ones answer at once
+        h.reply(200, b"<html><head><title>Slow</title></head><body><p>finally here</p></body></html>", "text/html")
+
+    web.routes["/slow"] = page
+    env = {**os.environ, "TOOLFABRIC_REDIS_URL": redis_server.url, "TOOLFABRIC_DATA_DIR": str(tmp_path / "data"),
+           "TOOLFABRIC_FETCH_ALLOWED_PORTS": f"[80, 443, {web.port}]",
+           "TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST": f'["127.0.0.1:{web.port}"]',
+           "TOOLFABRIC_FETCH_PER_HOST_CONCURRENCY": "1", "TOOLFABRIC_FETCH_TOTAL_TIMEOUT_S": "20"}
+    argv = [sys.executable, "-c", "from services.common.worker import run_worker; run_worker('fetch', concurrency=2)"]
+    worker = Child("fetch-worker", argv, tmp_path, env=env)
+    monkeypatch.setenv("TOOLFABRIC_REDIS_URL", redis_server.url)
+    settings.common.cache_clear()
+    app = make_celery()
+    try:
+        send = lambda: app.send_task(task_name("fetch"), args=["web_visit", {"urls": [web.url("/slow")]}, {}],  # noqa: E731
+                                     queue="fetch")
+        abandoned = send()
+        deadline = time.monotonic() + 60
+        while "/slow" not in web.requests:
+            assert time.monotonic() < deadline and worker.alive(), "the worker never fetched the page"
+            time.sleep(0.05)
+        app.control.revoke(abandoned.id, terminate=True, signal="SIGKILL")  # what the gateway does
+        revoked = time.monotonic()
+        answer = send().get(timeout=60, interval=0.05)
+        took = time.monotonic() - revoked
+        print(f"next identical web_visit answered {took:.2f}s after the revoke")
+        assert answer["ok"] and "finally here" in answer["text"]
+        # 1 s lease + Celery's revoke broadcast + a fetch, on a loaded machine; a 40 s lock would make it ~40 s.
+        assert took < 3.0, f"the next identical web_visit took {took:.1f}s"
+    finally:
+        worker.stop()
+        app.close()
+        settings.common.cache_clear()

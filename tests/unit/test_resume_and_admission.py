@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from gateway.admission import Admission, AdmissionRefused
+from gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
 from gateway.resume import checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -78,3 +79,29 @@ def test_admission_refuses_with_a_retry_hint_when_slots_and_queue_are_full() -> 
 async def _enter(admission: Admission) -> None:
     async with admission.slot():
         pass
+
+
+def test_admission_wait_counts_from_the_call_not_from_when_the_gateway_took_it_up() -> None:
+    async def main() -> None:
+        admission = Admission(max_running=1, queue=5, wait_s=1.0)
+        async with admission.slot() as first:
+            assert first.wait_s < 0.1 and abs(first.at - time.time()) < 1
+            began = time.monotonic()
+            with pytest.raises(AdmissionRefused, match=r"waited 1\.5s before this gateway could take it up"):
+                async with admission.slot(queued_s=1.5):  # the call already waited longer than the wait
+                    pass
+            assert time.monotonic() - began < 0.05  # refused at once
+            with pytest.raises(AdmissionRefused, match="within 1s of the call"):
+                async with admission.slot(queued_s=0.7):  # 0.3 s left of the wait
+                    pass
+            assert 0.25 < time.monotonic() - began < 0.6
+        async with admission.slot(queued_s=5.0) as late:  # a free slot admits even a late call
+            assert late.wait_s >= 5.0
+
+    asyncio.run(main())
+
+
+def test_the_time_a_call_queued_is_its_declared_timeout_minus_what_is_left() -> None:
+    assert queued_s([(CALL_TIMEOUT_KEY, "30000"), ("x", "y")], 26.5) == pytest.approx(3.5)
+    assert queued_s([], 26.5) == 0.0 and queued_s([(CALL_TIMEOUT_KEY, "30000")], None) == 0.0
+    assert queued_s([(CALL_TIMEOUT_KEY, "junk")], 1.0) == 0.0
