@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.admission import AdmissionRefused
+from gateway.admission import AdmissionRefused, Admitted
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
@@ -75,18 +75,18 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
         # The gateway's own queue, as for gRPC Run: the slot is held until the trajectory's stream ends.
         admitted = contextlib.AsyncExitStack()
         try:
-            await admitted.enter_async_context(policy.admission.slot())
+            slot = await admitted.enter_async_context(policy.admission.slot())
         except AdmissionRefused as exc:
             raise ApiError(429, str(exc), code="gateway_busy",
                            headers={"Retry-After": str(max(1, int(exc.retry_after_s + 0.999)))}) from None
         try:
-            return await _started(turn, principal, request, admitted)
+            return await _started(turn, principal, request, admitted, slot)
         except BaseException:
             await admitted.aclose()
             raise
 
-    async def _started(turn: ChatTurn, principal: Principal, request: Request,
-                       admitted: contextlib.AsyncExitStack) -> Response:
+    async def _started(turn: ChatTurn, principal: Principal, request: Request, admitted: contextlib.AsyncExitStack,
+                       slot: Admitted) -> Response:
         try:
             spec = await runs.prepare(turn.request, principal, turn.history)
         except NotYours as exc:
@@ -100,6 +100,7 @@ def create_app(runs: Runs, policy: Policy, settings: HttpSettings, ready: Readin
         except LimitExceeded as exc:
             raise ApiError(429, str(exc), code="rate_limit_exceeded",
                            headers={"Retry-After": str(int(exc.retry_after_s))}) from None
+        spec.admitted_at, spec.admission_wait_s = slot.at, slot.wait_s  # the deadline counts from admission
         trace_context = telemetry.context_from_metadata(request.headers.items())
         events = runs.stream(spec, turn.request.mode, trace_context)
         if turn.stream:

@@ -80,7 +80,8 @@ def grant(path: str, query: str, secret: str | None = None, now: float | None = 
     except (KeyError, IndexError, ValueError):
         raise BadSignature("the URL lacks exp/sig") from None
     key = (secret or settings.common().blob_url_secret.get_secret_value()).encode()
-    if not hmac.compare_digest(sig, _signature(key, digest, expires_at, tenant)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500 on the blob port).
+    if not hmac.compare_digest(sig.encode(), _signature(key, digest, expires_at, tenant).encode()):
         raise BadSignature("signature does not match")
     if expires_at < (now or time.time()):
         raise BadSignature("the URL has expired")

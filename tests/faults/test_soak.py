@@ -10,7 +10,7 @@ import pytest
 from services.devstack.stack import EmbeddedStack
 from tests.soak.mixed import Soak
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # 2 minutes of soak, plus the stack
 DURATION_S = 120.0
 
 

@@ -210,7 +210,13 @@ def door_seeds() -> list[bytes]:
     key = "tfk_0123456789ab_" + "k" * 43
     headers = ["", f"Bearer {key}", "Bearer", "bearer  x", "Basic Zm9vOmJhcg==", "Bearer tfk_\u00e9",
                "Bearer " + "a" * 300]
-    return [bytes([n]) + h.encode() + b"\n/get_observation" for n, h in enumerate(headers)]
+    seeds = [bytes([n]) + h.encode() + b"\n/get_observation" for n, h in enumerate(headers)]
+    # gRPC methods of Fabric, of a service added later, and of the open ones; blob URLs near a real one.
+    seeds += [b"\x01" + h.encode() + b"\n" + m for h in headers[:2] for m in (
+        b"/toolfabric.v1.Fabric/GetTrajectory", b"/toolfabric.v2.Admin/DropAll", b"/grpc.health.v1.Health/Check")]
+    seeds += [b"\x02/blobs/" + b"ab" * 32 + q for q in (
+        b"?exp=9999999999&sig=" + b"0" * 64, b"?exp=9999999999&t=acme&sig=" + b"0" * 64, b"?exp=x&sig=", b"")]
+    return seeds
 
 
 def write(target: str, seeds: list[bytes]) -> None:

@@ -162,7 +162,8 @@ def wait_for_trajectory(stack: EmbeddedStack, question: str, timeout_s: float = 
     try:
         while time.monotonic() < deadline:
             for key in client.scan_iter("toolfabric:trajectory:*"):
-                if not key.endswith(b":events") and client.hget(key, "question") == question.encode():
+                # Only the record's hash: its event lists (`:events`, the open run of deltas `:events:open`) are not.
+                if b":events" not in key and client.hget(key, "question") == question.encode():
                     return key.decode().rsplit(":", 1)[1]
             time.sleep(0.1)
     finally:

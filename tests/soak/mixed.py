@@ -85,12 +85,13 @@ class Tally:
 
     def summary(self) -> str:
         pid, fds, rss = self.growth() if self.samples else (0, 0, 1.0)
+        own = sum(1 for sample in self.samples if sample.pid == pid)
         return (f"streams {self.streams}: finished {dict(self.finished)}, named errors {dict(self.named_errors)}, "
                 f"silent {self.silent}, hung {self.hung}; error observations {dict(self.error_observations)}; "
                 f"reads {self.reads} (errors {dict(self.read_errors)}); steps {self.steps} "
                 f"(errors {dict(self.step_errors)}); cancels {self.cancels}; faults "
                 f"{[(f'{at:.0f}s', name, f'{took:.1f}s') for at, name, took in self.faults]}; gateway {pid}: open "
-                f"files {fds:+d}, RSS x{rss:.2f} over {len(self.samples)} samples")
+                f"files {fds:+d}, RSS x{rss:.2f} over its {own} samples (of {len(self.samples)})")
 
 
 class Soak:
@@ -136,15 +137,18 @@ class Soak:
             while not stop.is_set() and time.monotonic() - started < self.duration_s:
                 pick = rnd.random()
                 if pick < 0.5:
-                    self._run(client, rnd)
+                    refused = self._run(client, rnd)
                 elif pick < 0.7:
-                    self._read(client, rnd)
+                    refused = self._read(client, rnd)
                 elif pick < 0.85:
-                    self._step(client)
+                    refused = self._step(client)
                 else:
-                    self._run(client, rnd, cancel=True)
+                    refused = self._run(client, rnd, cancel=True)
+                if refused:  # as a client would: while the gateway restarts, try again a second later
+                    stop.wait(1.0)
 
-    def _run(self, client: Client, rnd: random.Random, cancel: bool = False) -> None:
+    def _run(self, client: Client, rnd: random.Random, cancel: bool = False) -> bool:
+        """One Run stream, accounted for; True if the gateway refused it as unavailable."""
         if cancel:
             steps = [_code("import time\ntime.sleep(5)\nprint('late')"), "<answer>not reached</answer>"]
         else:
@@ -174,14 +178,15 @@ class Soak:
                     self.tally.hung += 1
                 else:
                     self.tally.named_errors[type(exc).__name__] += 1
-            return
+            return exc.code.name == "UNAVAILABLE"
         with self.tally.lock:
             if outcome is None:
                 self.tally.silent += 1
             else:
                 self.tally.finished[outcome] += 1
+        return False
 
-    def _read(self, client: Client, rnd: random.Random) -> None:
+    def _read(self, client: Client, rnd: random.Random) -> bool:
         with self.tally.lock:
             self.tally.reads += 1
             done = list(self._done[-200:])
@@ -192,8 +197,10 @@ class Soak:
         except ToolfabricError as exc:
             with self.tally.lock:
                 self.tally.read_errors[type(exc).__name__] += 1
+            return exc.code.name == "UNAVAILABLE"
+        return False
 
-    def _step(self, client: Client) -> None:
+    def _step(self, client: Client) -> bool:
         with self.tally.lock:
             self.tally.steps += 1
         try:
@@ -205,6 +212,8 @@ class Soak:
         except ToolfabricError as exc:
             with self.tally.lock:
                 self.tally.step_errors[type(exc).__name__] += 1
+            return exc.code.name == "UNAVAILABLE"
+        return False
 
     def _sample(self, stop: threading.Event, started: float) -> None:
         while not stop.wait(3.0):

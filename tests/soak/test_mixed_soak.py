@@ -19,8 +19,9 @@ from tests.faults.conftest import FAST
 from tests.model_repository import triton_with_test_models
 from tests.soak.mixed import FAULTS, Soak, schedule_for
 
-pytestmark = [pytest.mark.soak, pytest.mark.integration]
 MINUTES = float(os.environ.get("TOOLFABRIC_SOAK_MINUTES", "30"))
+# The whole soak plus time to start and stop its stack, over the suite's per-test limit.
+pytestmark = [pytest.mark.soak, pytest.mark.integration, pytest.mark.timeout(MINUTES * 60 + 900)]
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,15 @@
 """Client input: the credentials a caller presents at a locked door (TOOLFABRIC_AUTH_REQUIRED=true).
 
-The first byte picks the door: even, an HTTP request through the policy's middleware (policy/http.py,
+The first byte picks the door (mod 3): 0, an HTTP request through the policy's middleware (policy/http.py,
 in front of the step API, MCP and chat doors) with the rest as its `Authorization` header and path;
-odd, the gRPC door's interceptor (policy/grpc.py) with the rest as `authorization` metadata.
+1, the gRPC door's interceptor (policy/grpc.py) with the header as `authorization` metadata and the path
+as the method (any service but health and reflection: a service added later is guarded too); 2, the blob
+port's signed-URL check (services/common/blob_urls.grant) with the rest as path and query string.
 Keys are verified against a real key store (SQLite) holding one real key.
 Promises checked: without that key, every request is refused — HTTP 401 with a JSON body and
 `WWW-Authenticate: Bearer`, gRPC UNAUTHENTICATED — the door's app is never reached, and nothing but
-the documented refusal comes out (no exception, no 500).
+the documented refusal comes out (no exception, no 500); no URL the fuzzer makes up is granted a blob
+(BadSignature, never another error).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from typing import Any
 import grpc
 
 from gateway.policy.authentication import Authenticator
-from gateway.policy.grpc import PolicyInterceptor
+from gateway.policy.grpc import OPEN_SERVICES, PolicyInterceptor
 from gateway.policy.http import RequireKey
 from services.common.api_keys import ApiKeyStore
+from services.common.blob_urls import BadSignature, grant
 from services.common.settings import AuthSettings
 
-INSTRUMENT = ("gateway.policy", "services.common.api_keys")
+INSTRUMENT = ("gateway.policy", "services.common.api_keys", "services.common.blob_urls")
+BLOB_SECRET = "fuzz-" + "s" * 40
 _WORK = Path(tempfile.mkdtemp(prefix="toolfabric-fuzz-doors-"))
 KEYS = ApiKeyStore(f"sqlite:///{_WORK / 'keys.sqlite3'}")
 KEY, _ = KEYS.create("acme", "fuzz")
@@ -41,8 +46,8 @@ DOOR = RequireKey(_reached, AUTH, open_paths=("/health",))
 
 
 class _Details(grpc.HandlerCallDetails):
-    def __init__(self, metadata: tuple[tuple[str, Any], ...]) -> None:
-        self.method = "/toolfabric.v1.Fabric/ListTools"
+    def __init__(self, metadata: tuple[tuple[str, Any], ...], method: str = "/toolfabric.v1.Fabric/ListTools") -> None:
+        self.method = method
         self.invocation_metadata = metadata
 
 
@@ -68,8 +73,9 @@ async def _http(header: bytes, path: str) -> None:
     assert isinstance(json.loads(body["body"])["error"], str)
 
 
-async def _grpc(value: str) -> None:
-    handler = await PolicyInterceptor(AUTH).intercept_service(_handler, _Details((("authorization", value),)))
+async def _grpc(value: str, method: str) -> None:
+    handler = await PolicyInterceptor(AUTH).intercept_service(_handler, _Details((("authorization", value),),
+                                                                                 method))
 
     class Context:
         async def abort(self, code: grpc.StatusCode, message: str) -> None:
@@ -94,7 +100,16 @@ def fuzz_one(data: bytes) -> None:
     header, _, path = rest.partition(b"\n")
     if KEY.encode() in header:
         return  # the one valid key opens the door: not this target's question
-    if door % 2 == 0:
+    if door % 3 == 0:
         LOOP.run_until_complete(_http(header, "/" + path.decode("latin-1").lstrip("/")))
+    elif door % 3 == 1:
+        method = "/" + path.decode("utf-8", "replace").lstrip("/")
+        if not method.startswith(OPEN_SERVICES):  # probes and descriptions are open by decision
+            LOOP.run_until_complete(_grpc(header.decode("utf-8", "replace"), method))
     else:
-        LOOP.run_until_complete(_grpc(rest.decode("utf-8", "replace")))
+        url_path, _, query = rest.decode("utf-8", "replace").partition("?")
+        try:
+            granted = grant(url_path, query, secret=BLOB_SECRET)
+        except BadSignature:
+            return
+        raise AssertionError(f"a made-up URL was granted {granted}")
