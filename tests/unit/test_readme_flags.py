@@ -11,11 +11,14 @@ import pytest
 
 from toolfabric.cli.main import build_parser
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-# Flags the README mentions that belong to other programs: benchmarks, the fuzzer, Triton; "--min/--max-steps" is
-# shorthand for --min-steps and --max-steps.
-NOT_OURS = {"--quick", "--sizes", "--minutes", "--exit-timeout-secs", "--min"}
+# Flags the README mentions that belong to other programs: the benchmarks (read from their argparse calls), the
+# fuzzer, Triton; "--min/--max-steps" is shorthand for --min-steps and --max-steps.
+BENCH_FLAGS = {flag for script in (ROOT / "bench").glob("*.py")
+               for flag in re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', script.read_text())}
+NOT_OURS = BENCH_FLAGS | {"--minutes", "--exit-timeout-secs", "--min"}
 
 
 def commands(parser: argparse.ArgumentParser,
