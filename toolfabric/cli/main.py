@@ -132,8 +132,11 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     trace.add_arguments(trace_parser)
     trace_parser.set_defaults(func=trace.run)
     if with_server_commands:
-        for register in _server_registrations():
-            register(sub)
+        for name, register in _server_registrations():
+            try:
+                register(sub)
+            except ImportError as exc:  # a registration may import server modules: the SDK alone lacks them
+                _report_unloadable(name, exc)
     return parser
 
 
@@ -141,7 +144,12 @@ CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trajectories", "trac
 ENTRY_POINT_GROUP = "toolfabric.commands"
 
 
-def _server_registrations() -> list[Callable[[Any], None]]:
+def _report_unloadable(name: str, exc: Exception) -> None:
+    print(f"toolfabric: server commands from {name} could not be loaded ({exc}); "
+          "install them with `pip install 'toolfabric[server]'`", file=sys.stderr)
+
+
+def _server_registrations() -> list[tuple[str, Callable[[Any], None]]]:
     """The `register(subparsers)` functions the server side declares as entry points.
 
     A registration that fails to load is reported, never skipped in silence.
@@ -154,9 +162,9 @@ def _server_registrations() -> list[Callable[[Any], None]]:
     registrations = []
     for entry in group:
         try:
-            registrations.append(entry.load())
+            registrations.append((entry.value, entry.load()))
         except Exception as exc:  # an entry point's import error must not hide the client commands
-            print(f"toolfabric: server commands from {entry.value} could not be loaded: {exc}", file=sys.stderr)
+            _report_unloadable(entry.value, exc)
     return registrations
 
 
