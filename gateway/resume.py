@@ -70,6 +70,7 @@ async def load_spec(client: aredis.Redis, trajectory_id: str) -> RunSpec | None:
     data = json.loads(raw)
     data["inputs"] = [InputImage(data=b"", **i) for i in data["inputs"]]
     data["excluded_services"] = frozenset(data.get("excluded_services", ()))
+    data["tools"] = tuple(data.get("tools", ()))
     data["history"] = [PriorTurn(**t) for t in data.get("history", [])]
     data["carried"] = [RegisteredImage(**i) for i in data.get("carried", [])]
     return RunSpec(**data)
