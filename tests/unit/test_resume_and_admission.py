@@ -9,7 +9,7 @@ import pytest
 
 from gateway import admission as admission_module
 from gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
-from gateway.resume import checkpoint
+from gateway.checkpoints import checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
 
 
