@@ -274,6 +274,8 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
     tools = TOOLS if args.tools is None else tuple(t.strip() for t in args.tools.split(",") if t.strip())
     run(Settings(Path(args.workdir).resolve(), train_limit=args.train_limit, heldout_limit=args.heldout_limit,
                  train_steps=args.train_steps, learning_rate=args.learning_rate, max_length=args.max_length,
+                 steps_per_row=args.steps_per_row, scheduler=args.scheduler, reuse_data=args.reuse_data,
+                 reuse_training=args.reuse_training,
                  model_max_steps=args.model_max_steps, model_max_tokens=args.model_max_tokens,
                  concurrency=args.concurrency, seed=args.seed, tools=tools))
     return 0
@@ -447,8 +449,15 @@ def register(sub: Any) -> None:
     flywheel.add_argument("workdir", help="where everything goes (report.html, flywheel.json, runs, checkpoints)")
     flywheel.add_argument("--train-limit", type=int, default=0, help="only the first N training questions")
     flywheel.add_argument("--heldout-limit", type=int, default=0, help="only the first N held-out questions")
-    flywheel.add_argument("--train-steps", type=int, default=60, help="SFT optimizer steps")
+    flywheel.add_argument("--train-steps", type=int, default=200, help="SFT optimizer steps")
     flywheel.add_argument("--learning-rate", type=float, default=1e-2)
+    flywheel.add_argument("--scheduler", default="cosine", help="learning-rate schedule (transformers' names)")
+    flywheel.add_argument("--steps-per-row", type=int, default=2, help="train on each trajectory's first N steps "
+                          "(0: whole trajectories, ~4-5k tokens each)")
+    flywheel.add_argument("--reuse-data", action="store_true", help="keep WORKDIR's questions, baseline runs and "
+                          "export from an earlier run: rerun from training")
+    flywheel.add_argument("--reuse-training", action="store_true", help="with --reuse-data, keep its trained "
+                          "checkpoint too: rerun the held-out evaluation")
     flywheel.add_argument("--max-length", type=int, default=0, help="training tokens per trajectory, from the start "
                           "(0: whole; truncating through an image fails)")
     flywheel.add_argument("--model-max-steps", type=int, default=4, help="step budget of the neural models' runs")

@@ -44,9 +44,13 @@ class Settings:
     workdir: Path
     train_limit: int = 0        # 0: every generated question
     heldout_limit: int = 0
-    train_steps: int = 60
-    learning_rate: float = 1e-2
+    train_steps: int = 200
+    learning_rate: float = 1e-2  # high, decayed: the tiny base starts from random weights
+    scheduler: str = "cosine"
+    steps_per_row: int = 2      # train on each trajectory's first N steps (0: whole trajectories; train.first_steps)
     max_length: int = 0         # tokens per training row, from the start; 0: whole trajectories
+    reuse_data: bool = False    # keep WORKDIR's questions, baseline runs and export (rerun from training)
+    reuse_training: bool = False  # also keep its trained checkpoint (rerun the held-out evaluation)
     model_max_steps: int = 4    # budgets of the neural models' held-out runs
     model_max_tokens: int = 256
     temperature: float = 0.0    # greedy: what the model learned, without sampling noise
@@ -89,18 +93,16 @@ def _eval(stack: EmbeddedStack, s: Settings, dataset: Path, name: str, limit: in
     return runs / name
 
 
-def run(s: Settings) -> dict[str, Any]:
-    s.workdir.mkdir(parents=True, exist_ok=True)
-    judged = (REPOSITORY / JUDGE).is_dir()
-    timings: dict[str, float] = {}
-    started = time.monotonic()
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
 
+
+def _data(s: Settings, judged: bool) -> tuple[list[Any], list[Any]]:
+    """Questions, the baseline's trajectories on them, and the curated export (stack 1)."""
     _say("generating questions over the demo corpus")
     train, held = generate(s.workdir / "data", seed=s.seed)
     _say(f"{len(train)} train / {len(held)} held-out questions (held-out topics: "
          f"{', '.join(sorted({i.category for i in held}))})")
-
-    t = time.monotonic()
     _say("stack 1: the baseline policy" + (" and the scripted judge" if judged else " (no judge model: sub-exact)"))
     with _stack(s.workdir / "stack-baseline", judged) as stack:
         _say("baseline on the training questions")
@@ -112,20 +114,43 @@ def run(s: Settings) -> dict[str, Any]:
         _say("exporting the curated training set")
         _cli("export", str(export), "--target", stack.target, "--eval-run", "baseline-train", "--format", "trl",
              "--format", "sft", "--no-progress", FILTERS[0], str(s.workdir / "runs" / "baseline-train"), *FILTERS[1:])
+    return train, held
+
+
+def _train(s: Settings, untrained: Path, trained: Path, rows: int) -> None:
+    shutil.rmtree(untrained.parent, ignore_errors=True)
+    shutil.copytree(neural_models.checkpoint("qwen3vl", seed=s.seed), untrained)
+    _say(f"training with TRL's SFTTrainer: {s.train_steps} steps on {rows} trajectories")
+    run_in_engine_venv("services.flywheel.train", [
+        str(s.workdir / "export"), str(untrained), str(trained), "--max-steps", str(s.train_steps),
+        "--learning-rate", str(s.learning_rate), "--seed", str(s.seed), "--scheduler", s.scheduler,
+        "--steps-per-row", str(s.steps_per_row),
+        *(["--max-length", str(s.max_length)] if s.max_length else [])])
+
+
+def run(s: Settings) -> dict[str, Any]:
+    s.workdir.mkdir(parents=True, exist_ok=True)
+    judged = (REPOSITORY / JUDGE).is_dir()
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+
+    export = s.workdir / "export"
+    t = time.monotonic()
+    if s.reuse_data and (export / "curation.json").is_file():
+        _say(f"reusing the questions, baseline runs and export in {s.workdir}")
+        train, held = _lines(s.workdir / "data" / "train.jsonl"), _lines(s.workdir / "data" / "heldout.jsonl")
+    else:
+        train, held = _data(s, judged)
     timings["data"] = time.monotonic() - t
     curation = json.loads((export / "curation.json").read_text())
     _say(f"kept {curation['kept']} of {curation['trajectories']} trajectories")
 
     t = time.monotonic()
-    checkpoints = s.workdir / "checkpoints"
-    untrained, trained = checkpoints / "untrained", checkpoints / "trained"
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    shutil.copytree(neural_models.checkpoint("qwen3vl", seed=s.seed), untrained)
-    _say(f"training with TRL's SFTTrainer: {s.train_steps} steps on {curation['kept']} trajectories")
-    run_in_engine_venv("services.flywheel.train", [
-        str(export), str(untrained), str(trained), "--max-steps", str(s.train_steps),
-        "--learning-rate", str(s.learning_rate), "--seed", str(s.seed),
-        *(["--max-length", str(s.max_length)] if s.max_length else [])])
+    untrained, trained = s.workdir / "checkpoints" / "untrained", s.workdir / "checkpoints" / "trained"
+    if s.reuse_training and (trained / "train_log.json").is_file():
+        _say(f"reusing the trained checkpoint {trained}")
+    else:
+        _train(s, untrained, trained, curation["kept"])
     timings["train"] = time.monotonic() - t
 
     t = time.monotonic()

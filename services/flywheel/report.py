@@ -53,6 +53,24 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """Where the trained model stands, in words from the figures: tool use first, then accuracy."""
+    base, untrained, trained = summary["compare"]["tool_use"].values()
+    tool_use = (f"The trained model makes {trained['valid_calls_per_step']:.2f} valid tool calls per step, the "
+                f"untrained one {untrained['valid_calls_per_step']:.2f} (the baseline it learned from: "
+                f"{base['valid_calls_per_step']:.2f}); schema validity {_pct(trained['schema_validity'])}.")
+    accuracy = (f"Accuracy on the held-out topics: it reaches an answer in {_pct(trained['answered'])} of the "
+                f"questions and is judge-correct in {_pct(trained['judge'])}, exact {_pct(trained['exact'])} "
+                f"(baseline: judge {_pct(base['judge'])}, exact {_pct(base['exact'])}).")
+    gap = ("" if (trained["judge"] or 0) >= (base["judge"] or 0) else " It has learned the tool-call format from "
+           "the curated trajectories; answering correctly on unseen topics is a long way further, at this scale.")
+    return tool_use + " " + accuracy + gap
+
+
 def render(summary: dict[str, Any]) -> str:
     figures = "".join(f"<figure><img alt='{html.escape(n)}' src='{src}'><figcaption>{html.escape(n)}</figcaption>"
                       f"</figure>" for n, src in plots(summary).items())
@@ -79,7 +97,8 @@ TRL SFTTrainer on the tiny Qwen3-VL model ({log['steps']} steps, {log['rows']} t
 {last:.3f} in {log['seconds']:.0f}s on CPU) → served by the transformers engine behind Triton and evaluated on the
 held-out questions. Judge: {'the scripted judge model (reference containment)' if summary['judged'] else
 'none (accuracy is sub-exact match)'}. Times: {html.escape(timings)}.</p>
-<h2>Held-out: how each model used the tools</h2><table><tr><th>run</th><th>n</th>{head}</tr>{rows}</table>
+<h2>Held-out: how each model used the tools</h2><p><b>{html.escape(verdict(summary))}</b></p>
+<table><tr><th>run</th><th>n</th>{head}</tr>{rows}</table>
 <pre>{html.escape(summary['compare_table'])}</pre>
 {figures}
 <h2>Curation (toolfabric export filters, in order)</h2>
