@@ -66,6 +66,8 @@ def verdict(summary: dict[str, Any]) -> str:
     accuracy = (f"Accuracy on the held-out topics: it reaches an answer in {_pct(trained['answered'])} of the "
                 f"questions and is judge-correct in {_pct(trained['judge'])}, exact {_pct(trained['exact'])} "
                 f"(baseline: judge {_pct(base['judge'])}, exact {_pct(base['exact'])}).")
+    if trained["valid_calls_per_step"] <= untrained["valid_calls_per_step"]:
+        return f"{tool_use} {accuracy} It has not learned the tool-call format yet (train longer, or on more rows)."
     gap = ("" if (trained["judge"] or 0) >= (base["judge"] or 0) else " It has learned the tool-call format from "
            "the curated trajectories; answering correctly on unseen topics is a long way further, at this scale.")
     return tool_use + " " + accuracy + gap

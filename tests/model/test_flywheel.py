@@ -22,7 +22,7 @@ def test_short_flywheel_trains_a_model_that_calls_tools(tmp_path: Path, engine_v
     out = tmp_path / "flywheel"
     env = {**os.environ, "TOOLFABRIC_MODEL_TINY_CACHE_DIR": str(tiny_models)}
     done = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "flywheel", str(out), "--train-limit", "16",
-                           "--heldout-limit", "4", "--train-steps", "60", "--steps-per-row", "1",
+                           "--heldout-limit", "4", "--train-steps", "120", "--steps-per-row", "1",
                            "--model-max-steps", "1", "--model-max-tokens", "256"],
                           capture_output=True, text=True, env=env, timeout=1750)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -31,7 +31,7 @@ def test_short_flywheel_trains_a_model_that_calls_tools(tmp_path: Path, engine_v
     kept = summary["curation"]["kept"]
     assert 0 < kept < summary["curation"]["trajectories"]  # the filters dropped some and kept some
     losses = [e["loss"] for e in summary["train_log"]["losses"]]
-    assert len(losses) == 60 and summary["train_log"]["trainer"] == "trl.SFTTrainer"
+    assert len(losses) == 120 and summary["train_log"]["trainer"] == "trl.SFTTrainer"
     assert losses[-1] < losses[0] - 1.0, losses  # the loss falls
 
     baseline, untrained, trained = summary["compare"]["tool_use"].values()
