@@ -1,5 +1,6 @@
 """Write scripts/container/constraints.txt: the versions, in the environment the tests ran in, of
-every package the server distribution `toolfabric-server` needs (the transitive closure, markers evaluated for this Python).
+every package the server distribution `toolfabric-server` needs (the transitive closure, markers evaluated
+for this Python).
 
     python scripts/container/lock.py      (with the project's venv; run after changing dependencies)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,15 +62,20 @@ finally:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The sdist built from the checkout by setuptools' own PEP 517 hook, and the wheel pip builds from that
-    sdist (as `python -m build` does: a file the sdist forgot is missing from the wheel too)."""
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
-                    "print(build_meta.build_sdist(sys.argv[1]))", str(out)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    """The sdist and the wheel as `python -m build` makes them: the sdist from the checkout, the wheel from that
+    sdist (a file the sdist forgot is missing from the wheel too), each in an isolated build environment."""
+    out, source = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("checkout")
+    # From a copy of what git would check out (tracked and new files, nothing ignored): a stale *.egg-info of
+    # an earlier editable install would otherwise add its file list to the sdist.
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(source)],
+                   check=True, capture_output=True, timeout=600)
     (sdist,) = out.glob("toolfabric-*.tar.gz")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--wheel-dir", str(out), str(sdist)], check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob("toolfabric-*.whl")
     return {"sdist": sdist, "wheel": wheel}
 

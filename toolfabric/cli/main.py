@@ -146,7 +146,8 @@ CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trajectories", "trac
 ENTRY_POINT_GROUP = "toolfabric.commands"
 # The server is a second distribution (an extra adds dependencies, not code); it is not on PyPI.
 SERVER_INSTALL = "the toolfabric-server distribution (`pip install ./server` in a toolfabric checkout)"
-NO_SERVER = f"Server commands (up, gateway, worker, index, eval, ...) are not installed: they come with {SERVER_INSTALL}."
+NO_SERVER = (f"Server commands (up, gateway, worker, index, eval, ...) are not installed: they come with "
+             f"{SERVER_INSTALL}.")
 
 
 def _report_unloadable(name: str, exc: Exception) -> None:
