@@ -90,7 +90,7 @@ class AgentLoop:
                                        deadline_s=spec.deadline_s),
                     images=[i.as_ref() for i in state.registry.images],
                     admitted_at=timestamp(admitted), deadline=timestamp(admitted + spec.deadline_s),
-                    admission_wait_s=spec.admission_wait_s))
+                    admission_wait_s=spec.admission_wait_s, tools=list(spec.tools)))
             failure: BaseException | None = None
             try:
                 # From admission (what the client was told in `started`); a resumed run: from its record's start.

@@ -35,7 +35,8 @@ class ToolRound:
 
     def visible(self, scope: Scope) -> list[ToolSpec]:
         """The tools a trajectory's model is told of (and may call)."""
-        return [t for t in self._catalog.visible(scope.mode) if t.service not in scope.excluded_services]
+        return [t for t in self._catalog.visible(scope.mode) if t.service not in scope.excluded_services
+                and (not scope.tools or t.name in scope.tools)]
 
     async def run(self, trajectory: Trajectory, sink: EventSink, calls: list[RawCall]) -> list[str | ImagePart]:
         """The calls of one step, as the observation parts the model reads next."""
@@ -101,6 +102,9 @@ class ToolRound:
             return tool, None, ToolResult.failure(
                 "unknown_tool",
                 f"tool {tool.name!r} is not available in {scope.mode} mode; available: {', '.join(visible)}")
+        if scope.tools and tool.name not in scope.tools:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is not offered in this run; available: {', '.join(visible)}")
         if tool.service in scope.excluded_services:
             return tool, None, ToolResult.failure(
                 "unknown_tool", f"tool {tool.name!r} is turned off for this request (search disabled); "

@@ -30,6 +30,8 @@ class Scope:
     eval_run: str = ""
     # Services whose tools this trajectory may not use (enable_search=false turns search and fetch off).
     excluded_services: frozenset[str] = frozenset()
+    # The request's narrower tool offer (names; empty = every tool of the mode): what the system prompt lists.
+    tools: tuple[str, ...] = ()
 
 
 @dataclass
