@@ -29,9 +29,9 @@ from gateway.conversations import PriorTurn
 from gateway.images import ImageRegistry, RegisteredImage
 from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
 from gateway.prompting import history_messages, observation_parts, system_message, user_message
+from gateway.settings import GatewaySettings
 from gateway.tokens import StepTokens, TokenLedger
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
 from services.common.telemetry import metrics
 from services.common.tools import Catalog, ToolContext, ToolResult, ToolSpec, describe_validation_error

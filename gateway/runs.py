@@ -32,9 +32,9 @@ from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed, NotYo
 from gateway.leases import Leases
 from gateway.loop import AgentLoop, RunSpec
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
 from services.model.routing import ModelRouter
 from toolfabric.v1 import fabric_pb2 as pb

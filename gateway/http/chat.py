@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.conversations import PriorTurn
 from gateway.http.errors import ApiError
+from gateway.http.settings import ModelRoute
 from gateway.loop import MODES
-from services.common.settings import ModelRoute
 from toolfabric.v1 import fabric_pb2 as pb
 
 _MODE_ENUM = {name: enum for enum, name in MODES.items()}

@@ -28,12 +28,13 @@ from gateway.images import ImageRegistry, RegisteredImage
 from gateway.loop import MODES, AgentLoop, EventSink, RunSpec
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped, unscoped
 from gateway.prompting import observation_parts
+from gateway.settings import GatewaySettings
 from gateway.step.batch import QueuedWrites
 from gateway.step.dialect import parse_action
+from gateway.step.settings import StepSettings
 from gateway.step.state import Loaded, StateStore, TrajectoryState
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings, StepSettings
 from services.common.telemetry import metrics
 from services.model.chat_template import ImagePart
 from services.model.dialects import ParsedStep, RawCall

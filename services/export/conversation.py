@@ -16,7 +16,7 @@ from gateway.images import RegisteredImage
 from gateway.loop import MODES
 from gateway.prompting import observation_parts, system_message, user_message
 from services.catalog import catalog
-from services.common import settings
+from services.model import settings as model_settings
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, dialect_for
 from toolfabric.v1 import fabric_pb2 as pb
@@ -85,8 +85,8 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
     inputs = [RegisteredImage.from_ref(r) for r in started.images]
     images = list(inputs)
-    model_settings = settings.model()
-    dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
+    model_conf = model_settings.model()
+    dialect = dialect_for(trajectory.model, model_conf.dialects, model_conf.default_dialect)
     messages = [system_message(mode, catalog().visible(mode), dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
     plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (gateway/plans)

@@ -12,9 +12,9 @@ import redis.asyncio as aredis
 
 from gateway.http.rounds import RoundWriter
 from gateway.loop import AgentLoop, RunSpec
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step

@@ -28,9 +28,9 @@ from tokenizers import Tokenizer
 from gateway.images import RegisteredImage
 from gateway.loop import AgentLoop, InputImage, RunSpec
 from gateway.prompting import system_message, user_message
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.export.tokens import segments
 from services.model.dialects import dialect_named

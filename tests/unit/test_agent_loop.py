@@ -15,9 +15,9 @@ import redis.asyncio as aredis
 
 from gateway.interfaces import ToolDispatchError, ToolInvocation
 from gateway.loop import AgentLoop, RunSpec
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore, ref_for
-from services.common.settings import GatewaySettings
 from services.common.tools import NewImage, ToolResult
 from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named

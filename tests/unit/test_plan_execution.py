@@ -13,9 +13,9 @@ import redis.asyncio as aredis
 from gateway.http.rounds import RoundWriter
 from gateway.loop import AgentLoop, RunSpec
 from gateway.plans import call_of, placeholders
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.tools import ToolResult
 from services.devstack.redis_server import RedisServer
 from services.export.conversation import rebuild

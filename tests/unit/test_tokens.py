@@ -19,10 +19,10 @@ from PIL import Image
 from gateway.interfaces import ToolInvocation
 from gateway.loop import AgentLoop, InputImage, RunSpec
 from gateway.resume import Checkpoint, checkpoint
+from gateway.settings import GatewaySettings
 from gateway.tokens import StepTokens, TokenLedger
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.tools import NewImage, ToolResult
 from services.devstack.redis_server import RedisServer
 from services.export.conversation import rebuild

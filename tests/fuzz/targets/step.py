@@ -17,10 +17,11 @@ from google.protobuf.message import DecodeError
 
 from gateway.exceptions import InvalidRequest
 from gateway.images import ImageRegistry
+from gateway.settings import GatewaySettings
 from gateway.step.http import parse_body
 from gateway.step.protos import items as grpc_items
 from gateway.step.service import StepItem, StepService
-from services.common.settings import GatewaySettings, StepSettings
+from gateway.step.settings import StepSettings
 from tests.fuzz.targets.run_request import BLOBS, LOOP, MAX_MESSAGE_CHARS, REDIS, VALIDATOR
 from toolfabric.v1 import fabric_pb2 as pb
 
