@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from engine.loop import AgentLoop
 from gateway import settings as gateway_settings
 from gateway.celery_executor import CeleryToolExecutor
+from gateway.channels import ChannelTracker
 from gateway.connections import redis_pair
-from gateway.loop import AgentLoop
-from gateway.step import settings as step_settings
-from gateway.step.service import StepService
+from gateway.stepping import settings as step_settings
+from gateway.stepping.service import StepService
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import settings
@@ -37,7 +38,8 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_conf.triton_url, model_conf.stream_idle_timeout_s)
     loop = AgentLoop(model, executor, blobs, catalog(),
-                     lambda name: dialect_for(name, model_conf.dialects, model_conf.default_dialect), gw)
+                     lambda name: dialect_for(name, model_conf.dialects, model_conf.default_dialect), gw,
+                     channels=ChannelTracker)
     validator = RequestValidator(gw, model_conf, common, blobs, _download_image)
     try:
         yield StepService(loop, validator, client, blobs, step_settings.step(), gw, model_conf.default_model), blobs
