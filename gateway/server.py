@@ -58,7 +58,7 @@ from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
-from services.model import settings as model_settings
+from services.model import settings as model_config
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.routing import ModelRouter
@@ -165,7 +165,7 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
-    common, gw, model_conf = settings.common(), gateway_settings.gateway(), model_settings.model()
+    common, gw, model_settings = settings.common(), gateway_settings.gateway(), model_config.model()
     redis_client, cache_client = redis_pair(common, gw)
     policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
@@ -173,18 +173,19 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
                                   gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
-    model = ModelRouter.from_settings(model_conf)  # Triton, or a completions server per model name
-    check_dialects(model_conf.dialects, model_conf.default_dialect)
-    tokenizers = load_tokenizers(model_conf.checkpoints)
+    model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
+    check_dialects(model_settings.dialects, model_settings.default_dialect)
+    tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),
-                     lambda name: dialect_for(name, model_conf.dialects, model_conf.default_dialect),
-                     gw, tokenizers.get, channels=ChannelTracker)
-    validator = RequestValidator(gw, model_conf, common, blobs, _download_image)
+                     lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
+                     gw, tokenizers.get, channels=ChannelTracker,
+                     capture_content=settings.telemetry().capture_content)
+    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, store_settings.store(), common), common.redis_url,
                       common.blob_ttl_s, store_settings.store(), erasure.purge, common.cache_url).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
-    step = StepService(loop, validator, redis_client, blobs, step_settings.step(), gw, model_conf.default_model,
+    step = StepService(loop, validator, redis_client, blobs, step_settings.step(), gw, model_settings.default_model,
                        policy)
     servicer = FabricServicer(runs, redis_client, blobs, policy, archive, step)
 
@@ -210,7 +211,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     stop = stop or asyncio.Event()
     doors = contextlib.AsyncExitStack()
     try:
-        await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_conf.default_model, stop)
+        await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_settings.default_model, stop)
     except BaseException:  # e.g. a port taken (Errno 98): close what started, so the process exits and says why
         await asyncio.gather(server.stop(grace=None), *([health_port.stop(grace=None)] if health_port else []))
         for task in (cancel_listener, renewer, reaper):
@@ -223,7 +224,7 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     policy.doors.publish(gw.doors_file)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     readiness = asyncio.create_task(_watch_readiness(health_servicer, redis_client, model,
-                                                     model_conf.default_model, gw.readiness_interval_s))
+                                                     model_settings.default_model, gw.readiness_interval_s))
     log.info("gateway listening on %s:%d", gw.host, port)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
