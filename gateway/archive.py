@@ -21,14 +21,14 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
+from engine.spec import RunSpec
 from gateway.exceptions import InvalidRequest
-from gateway.loop import RunSpec
 from services.common import redis_clients
 from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound
-from services.common.settings import StoreSettings
 from services.store import TrajectoryFilter, TrajectoryNotInStore, TrajectoryStore
 from services.store.errors import ImageNotInStore, StoreUnavailable
+from services.store.settings import StoreSettings
 from services.store.trajectories import NewTrajectory, StoredImage, image_refs
 from toolfabric.v1 import fabric_pb2 as pb
 

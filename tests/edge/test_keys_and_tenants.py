@@ -11,13 +11,13 @@ import pytest
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
+from engine.spec import RunSpec
 from gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
-from gateway.loop import RunSpec
 from gateway.policy.authentication import Authenticator, Principal
 from gateway.policy.limits import Limits
 from gateway.policy.ownership import Ownership, scoped, unscoped
+from gateway.settings import AuthSettings, TenantLimits
 from services.common.api_keys import ApiKeyStore, KeyRejected
-from services.common.settings import AuthSettings, TenantLimits
 from services.devstack.redis_server import RedisServer
 from toolfabric.v1 import fabric_pb2 as pb
 
