@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.images import RegisteredImage
+from engine.trajectory import Scope
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
 
@@ -51,6 +52,8 @@ class RunSpec:
     inputs: list[InputImage] = field(default_factory=list)
     # Services whose tools this run may not use (enable_search=false turns search and fetch off).
     excluded_services: frozenset[str] = frozenset()
+    # The request's narrower tool offer (names; empty = every tool of the mode): what the system prompt lists.
+    tools: tuple[str, ...] = ()
     tenant: str = ""  # who runs it ("" = anonymous, auth off)
     labels: dict[str, str] = field(default_factory=dict)  # kept in the durable store, filtered on
     eval_run: str = ""
@@ -65,6 +68,12 @@ class RunSpec:
     admitted_at: float = 0.0
     admission_wait_s: float = 0.0
 
+    def scope(self) -> Scope:
+        """What each of the run's steps needs of it."""
+        return Scope(trajectory_id=self.trajectory_id, question=self.question, mode=self.mode, model=self.model,
+                     max_tool_calls=self.max_tool_calls, tenant=self.tenant, eval_run=self.eval_run,
+                     excluded_services=self.excluded_services, tools=self.tools)
+
 
 def to_json(spec: RunSpec) -> str:
     """The spec as stored beside the record (input bytes stay in the blob store)."""
@@ -78,6 +87,7 @@ def from_json(raw: str) -> RunSpec:
     data = json.loads(raw)
     data["inputs"] = [InputImage(data=b"", **i) for i in data["inputs"]]
     data["excluded_services"] = frozenset(data.get("excluded_services", ()))
+    data["tools"] = tuple(data.get("tools", ()))
     data["history"] = [PriorTurn(**t) for t in data.get("history", [])]
     data["carried"] = [RegisteredImage(**i) for i in data.get("carried", [])]
     return RunSpec(**data)
