@@ -15,8 +15,8 @@ from engine.loop import AgentLoop
 from engine.step import MODEL_OUTPUT, plan_outside_plan_mode
 from engine.trajectory import Scope, Trajectory
 from gateway.channels import ChannelTracker
+from gateway.settings import GatewaySettings
 from services.catalog import builtin_specs
-from services.common.settings import GatewaySettings
 from services.common.tools import Catalog
 from services.model.dialects.registry import DIALECTS, dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel
