@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from engine.spec import MODES, InputImage, RunSpec
 from gateway.exceptions import InvalidRequest
-from gateway.loop import MODES, InputImage, RunSpec
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage

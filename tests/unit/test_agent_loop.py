@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from gateway.interfaces import ToolDispatchError, ToolInvocation
-from gateway.loop import AgentLoop, RunSpec
+from engine.loop import AgentLoop
+from engine.ports import ToolDispatchError, ToolInvocation
+from engine.spec import RunSpec
+from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore, ref_for
 from services.common.settings import GatewaySettings
@@ -49,7 +51,7 @@ class Run:
                  dialect: str = "qwen3vl", **settings: Any) -> None:
         self.model, self.tools = model, tools or RecordingTools()
         self.loop = AgentLoop(self.model, self.tools, blobs, catalog(), lambda _: dialect_named(dialect),
-                              GatewaySettings(**settings))
+                              GatewaySettings(**settings), channels=ChannelTracker)
         self.events: list[pb.RunEvent] = []
 
     async def emit(self, event: pb.RunEvent) -> None:

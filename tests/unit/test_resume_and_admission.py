@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
-from gateway.resume import checkpoint
+from gateway.checkpoints import checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
 
 

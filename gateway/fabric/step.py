@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.loop import MODES
-from gateway.step.service import StepItem, StepOutcome
+from engine.spec import MODES
+from gateway.stepping.service import StepItem, StepOutcome
 from toolfabric.v1 import fabric_pb2 as pb
 
 
