@@ -35,7 +35,7 @@ def every_service(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
     workers = [Child(f"worker-{service}", [sys.executable, "-m", "toolfabric.cli.main", "worker", service], work,
                      env=env) for service in ("ocr", "echo", "mcp")]
     try:
-        with extra_gateway(stack, work, PYTHONPATH=env["PYTHONPATH"],
+        with extra_gateway(stack, work, ready_s=120, PYTHONPATH=env["PYTHONPATH"],
                            TOOLFABRIC_MCP_CLIENT_SERVERS=env["TOOLFABRIC_MCP_CLIENT_SERVERS"]) as target:
             yield target
     finally:
@@ -51,7 +51,7 @@ def call(name: str, arguments: dict[str, object]) -> str:
 CALLS = [
     ("vision", "", call("crop", {"image": "<image 1>", "bbox": [0, 0, 64, 48]}), str, 1),
     ("vision", "", call("code", {"code": "print(6 * 7)"}), str, 0),
-    ("vision", "", call("code", {"code": "save(image.resize((32, 24)))\nprint('saved')"}), str, 1),
+    ("vision", "", call("code", {"code": "save(image[:24, :32])\nprint('saved')"}), str, 1),
     ("search", "", call("text_search", {"queries": ["STS-93 commander"]}), list, 0),
     ("search", "", call("image_search", {"image_paths": ["<image 1>"]}), list, 0),
     ("fetch", "", call("web_visit", {"urls": ["{site}eileen-collins.html"]}), list, 0),
