@@ -134,7 +134,7 @@ class AgentLoop:
                                        deadline_s=spec.deadline_s),
                     images=[i.as_ref() for i in state.registry.images],
                     admitted_at=_timestamp(admitted), deadline=_timestamp(admitted + spec.deadline_s),
-                    admission_wait_s=spec.admission_wait_s))
+                    admission_wait_s=spec.admission_wait_s, tools=list(spec.tools)))
             failure: BaseException | None = None
             try:
                 # From admission (what the client was told in `started`); a resumed run: from its record's start.
@@ -398,7 +398,8 @@ class AgentLoop:
         return parts
 
     def _visible(self, spec: RunSpec) -> list[ToolSpec]:
-        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services]
+        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services
+                and (not spec.tools or t.name in spec.tools)]
 
     def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
                                                                ToolResult | None]:
@@ -413,6 +414,9 @@ class AgentLoop:
             return tool, None, ToolResult.failure(
                 "unknown_tool",
                 f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+        if spec.tools and tool.name not in spec.tools:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is not offered in this run; available: {', '.join(visible)}")
         if tool.service in spec.excluded_services:
             return tool, None, ToolResult.failure(
                 "unknown_tool", f"tool {tool.name!r} is turned off for this request (search disabled); "

@@ -51,6 +51,8 @@ class RunSpec:
     inputs: list[InputImage] = field(default_factory=list)
     # Services whose tools this run may not use (enable_search=false turns search and fetch off).
     excluded_services: frozenset[str] = frozenset()
+    # The request's narrower tool offer (names; empty = every tool of the mode): what the system prompt lists.
+    tools: tuple[str, ...] = ()
     tenant: str = ""  # who runs it ("" = anonymous, auth off)
     labels: dict[str, str] = field(default_factory=dict)  # kept in the durable store, filtered on
     eval_run: str = ""
@@ -78,6 +80,7 @@ def from_json(raw: str) -> RunSpec:
     data = json.loads(raw)
     data["inputs"] = [InputImage(data=b"", **i) for i in data["inputs"]]
     data["excluded_services"] = frozenset(data.get("excluded_services", ()))
+    data["tools"] = tuple(data.get("tools", ()))
     data["history"] = [PriorTurn(**t) for t in data.get("history", [])]
     data["carried"] = [RegisteredImage(**i) for i in data.get("carried", [])]
     return RunSpec(**data)

@@ -87,7 +87,9 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
     images = list(inputs)
     model_settings = settings.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
-    messages = [system_message(mode, catalog().visible(mode), dialect), user_message(trajectory.question, inputs)]
+    # The tools the run offered: the mode's, or the request's narrower set (recorded in `started`).
+    offered = [t for t in catalog().visible(mode) if not started.tools or t.name in started.tools]
+    messages = [system_message(mode, offered, dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
     plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (engine/plans.py)
     plan_at = 0
