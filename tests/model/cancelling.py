@@ -10,7 +10,7 @@ from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
 
 
-def cancel_mid_generation(client: Client, running: Callable[[], int], stop_within_s: float) -> None:
+def cancel_mid_generation(client: Client, running: Callable[[], float], stop_within_s: float) -> None:
     """Cancels a long one-step turn at its 5th text event while `running()` (the engine's own count of unfinished
     requests) says it generates; the turn must end CANCELLED and the count drop to 0 within `stop_within_s`.
     Random weights may write EOS or a stop string early, so seeds are tried until a cancel lands mid-generation."""
