@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.spec import MODES, PriorTurn
 from gateway.http.errors import ApiError
-from services.common.settings import ModelRoute
+from gateway.http.settings import ModelRoute
 from toolfabric.v1 import fabric_pb2 as pb
 
 _MODE_ENUM = {name: enum for enum, name in MODES.items()}
