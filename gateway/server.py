@@ -33,7 +33,7 @@ from gateway.connections import redis_pair
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http import create_app
 from gateway.leases import Leases, owner_id
-from gateway.loop import MODES, AgentLoop
+from gateway.loop import AgentLoop
 from gateway.policy import Policy, Principal, make_policy, scoped
 from gateway.policy.authentication import announce
 from gateway.policy.grpc import current_principal
@@ -68,7 +68,7 @@ from services.store import open_store
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
-from toolfabric.v1.names import FABRIC_SERVICE
+from toolfabric.v1.names import FABRIC_SERVICE, MODE_NAMES, MODES
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = FABRIC_SERVICE
@@ -200,13 +200,12 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         await self._allowed(context)
         cat = catalog()
-        mode = MODES.get(request.mode)
+        mode = MODE_NAMES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
-        by_name = {v: k for k, v in MODES.items()}
         return pb.ListToolsResponse(tools=[
             pb.Tool(name=s.name, service=s.service, description=s.description,
                     parameters_json_schema=json.dumps(s.json_schema()), aliases=list(s.aliases),
-                    modes=sorted(by_name[m] for m in s.modes))
+                    modes=sorted(MODES[m] for m in s.modes))
             for s in specs
         ])
 

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from toolfabric.v1.names import DEEP_RESEARCH, DEFAULT_MODE, GENERAL, PLAN, ModeName
+
 
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, extra="ignore", env_nested_delimiter="__")
@@ -180,7 +182,7 @@ class StepSettings(BaseSettings):
     # After `finish`, actions for the id are refused (not a new trajectory) for this long.
     finished_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Default dialect and tools of a trajectory whose first action names neither.
-    default_mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    default_mode: ModeName = DEFAULT_MODE
 
 
 class McpSettings(BaseSettings):
@@ -191,7 +193,7 @@ class McpSettings(BaseSettings):
     # Streamable HTTP at http://<gateway host>:<port>/mcp on the gateway; 0 = not served (stdio: `toolfabric mcp`).
     http_port: int = Field(default=0, ge=0, le=65535)
     # The tools a session is offered (and may call): those of this mode.
-    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    mode: ModeName = DEFAULT_MODE
     # Largest image an MCP client may add to its session (add_image), before decoding.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
@@ -206,7 +208,7 @@ class McpServer(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     # … or a streamable-HTTP URL, reached through the fetch service's SSRF guard.
     url: str = ""
-    modes: list[Literal["deep_research", "general", "plan"]] = ["deep_research", "general"]
+    modes: list[ModeName] = [DEEP_RESEARCH, GENERAL]
     timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
@@ -491,7 +493,7 @@ class EvalSettings(BaseSettings):
 class ModelRoute(BaseModel):
     """What a public model name of the HTTP API runs: a mode, on a Triton model ("" = the default model)."""
 
-    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    mode: ModeName = DEFAULT_MODE
     triton_model: str = ""
 
 
@@ -506,9 +508,9 @@ class HttpSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Public model names (the `model` field) → mode and Triton model. R1V4's hosted names by default.
     models: dict[str, ModelRoute] = Field(default_factory=lambda: {
-        "skywork/r1v4-lite": ModelRoute(mode="deep_research"),
-        "skywork/r1v4-lite-general": ModelRoute(mode="general"),
-        "skywork/r1v4-vl-planner-lite": ModelRoute(mode="plan"),
+        "skywork/r1v4-lite": ModelRoute(mode=DEEP_RESEARCH),
+        "skywork/r1v4-lite-general": ModelRoute(mode=GENERAL),
+        "skywork/r1v4-vl-planner-lite": ModelRoute(mode=PLAN),
     })
 
 

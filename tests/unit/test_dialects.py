@@ -6,11 +6,14 @@ import json
 
 import pytest
 
+from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
+from services.common.settings import ModelSettings
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import DIALECTS, dialect_for, dialect_named
+from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
 from services.vision.spec import ZoomArgs
+from toolfabric.v1 import fabric_pb2 as pb
 
 DEEPEYES = dialect_named("deepeyes")
 QWEN3VL = dialect_named("qwen3vl")
@@ -88,3 +91,43 @@ def test_deepeyes_template_is_qwen25_vl_with_its_default_system_turn() -> None:
     assert "<|vision_start|><|image_pad|><|vision_end|>What is written?" in prompt
     with_system = DEEPEYES.template.render([Message("system", ["sys"]), Message("user", ["q"])])
     assert with_system.startswith("<|im_start|>system\nsys<|im_end|>") and "helpful assistant" not in with_system
+
+
+# --- The one reading of an answer (issue 23: the parser, the chat door and scoring used three) ---
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_the_answer_is_the_last_one_and_an_unclosed_one_runs_to_the_end(dialect: Dialect) -> None:
+    assert dialect.answer_in("<think>t</think><answer> Eileen Collins </answer>") == Answer("Eileen Collins", True)
+    assert dialect.answer_in("<answer>quoted</answer> then <answer>final</answer>") == Answer("final", True)
+    assert dialect.answer_in("<answer>first <answer>second</answer>") == Answer("second", True)
+    assert dialect.answer_in("<think>x</think><answer>cut off") == Answer("cut off", False)
+    assert dialect.answer_in("<ANSWER>x</ANSWER>") is None  # the tags are the model's tokens, case and all
+    assert dialect.answer_in("<think>no answer</think>") is None
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_a_step_answers_with_its_last_closed_answer_only(dialect: Dialect) -> None:
+    # The parser used to take the first answer; it now reads the same one every reader does.
+    assert dialect.parse("<think>t</think><answer>draft</answer> <answer>final</answer>").answer == "final"
+    # An answer cut off does not finish the run: the model is told, as before.
+    step = dialect.parse("<answer>draft</answer> <answer>cut")
+    assert step.answer is None and any("<answer> was opened but never closed" in p for p in step.problems)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_markup_is_any_tag_of_the_dialects_steps(dialect: Dialect) -> None:
+    assert dialect.has_markup("<think>x</think>") and dialect.has_markup('<tool_call>{"name": "x"}</tool_call>')
+    assert not dialect.has_markup("Eileen Collins, 1999 (see <image 1>)")
+    assert dialect.has_markup("<plan>[]</plan>") == (dialect.name == "qwen3vl")  # DeepEyes does not plan
+
+
+def test_the_default_dialect_is_the_settings_default() -> None:
+    assert DEFAULT_DIALECT.name == ModelSettings().default_dialect
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_the_stream_is_labelled_in_the_dialects_channel_tags(dialect: Dialect) -> None:
+    tracker = ChannelTracker(dialect)
+    out = tracker.feed(f"<{dialect.think_tag}>hm</{dialect.think_tag}><{dialect.answer_tag}>A") + tracker.feed(
+        f"</{dialect.answer_tag}>")
+    assert [(c, t) for c, t in out if t in ("hm", "A")] == [(pb.CHANNEL_THINK, "hm"), (pb.CHANNEL_ANSWER, "A")]

@@ -98,3 +98,13 @@ def test_error_kinds_map_to_the_enum_and_unlisted_strings_to_unspecified() -> No
     assert names.error_kind("timeout") == pb.ERROR_KIND_TIMEOUT
     assert names.error_kind("model_unavailable") == pb.ERROR_KIND_MODEL_UNAVAILABLE
     assert names.error_kind("") == names.error_kind("made_up") == pb.ERROR_KIND_UNSPECIFIED
+
+
+def test_the_mode_constants_and_type_are_the_proto_modes() -> None:
+    assert set(get_args(names.ModeName)) == set(names.MODES)
+    assert {names.DEEP_RESEARCH, names.GENERAL, names.PLAN} == set(names.MODES)
+    assert names.MODES[names.DEFAULT_MODE] == pb.MODE_DEEP_RESEARCH  # MODE_UNSPECIFIED's meaning in the proto
+    assert names.MODE_NAMES == {int(v): k for k, v in names.MODES.items()}
+    assert names.mode_value("plan") == pb.MODE_PLAN
+    assert names.status_name(pb.STATUS_UNSPECIFIED) == "unspecified"
+

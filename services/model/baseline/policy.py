@@ -19,6 +19,7 @@ from typing import Any
 
 from services.model.baseline.observations import SeenObservation, observations_in
 from services.model.chat_template import Message, Qwen3VLTemplate
+from toolfabric.v1.names import DEFAULT_MODE, GENERAL, PLAN
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _STOP = {
@@ -82,7 +83,7 @@ def read_situation(prompt: str) -> Situation:
     asked = [m.text() for m in turn if m.role == "user"]
     plan_step = _PLAN_STEP.findall(asked[-1]) if asked else []
     return Situation(
-        mode=mode_match.group(1) if mode_match else "deep_research",
+        mode=mode_match.group(1) if mode_match else DEFAULT_MODE,
         question=first.text().strip(),
         input_images=len(first.image_names()),
         steps_done=sum(1 for m in turn if m.role == "assistant"),
@@ -104,9 +105,9 @@ def _json_list(raw: str) -> list[dict[str, Any]]:
 def next_step(prompt: str) -> str:
     """The full text of the next model step for this prompt."""
     s = read_situation(prompt)
-    if s.mode == "plan":
+    if s.mode == PLAN:
         return _plan(s)
-    if s.mode == "general":
+    if s.mode == GENERAL:
         return _general(s)
     return _deep_research(s)
 

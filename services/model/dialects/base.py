@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from services.model.chat_template import ChatTemplate
 
@@ -35,14 +35,30 @@ class ParsedStep:
     problems: list[str] = field(default_factory=list)
 
 
+class Answer(NamedTuple):
+    text: str  # stripped
+    closed: bool  # False: the tag runs to the end of the text (a step cut short, a stream still going)
+
+
 class Dialect(Protocol):
     name: str
     template: ChatTemplate
     stop: tuple[str, ...]
     # The tags an observation is wrapped in, e.g. ("<observation>", "</observation>").
     observation_tags: tuple[str, str]
+    # The names of the tags the model thinks and answers in (the streamed text's channels).
+    think_tag: str
+    answer_tag: str
 
     def parse(self, text: str) -> ParsedStep: ...
+
+    def answer_in(self, text: str) -> Answer | None:
+        """The model's answer in `text` (a step, a whole trajectory sent back, a stored answer), if it has one."""
+        ...
+
+    def has_markup(self, text: str) -> bool:
+        """Whether `text` holds any of the tags the model writes a step in (so it is not a bare answer)."""
+        ...
 
     def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The function schemas the system prompt lists, given the catalog's (the model's own names and units)."""
@@ -51,11 +67,28 @@ class Dialect(Protocol):
 
 THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+OPEN_ANSWER, CLOSE_ANSWER = "<answer>", "</answer>"
 CALL_OR_ANSWER_HINT = (
     "the step has neither a tool call nor an answer: call a tool with "
     '<tool_call>{"name": …, "arguments": {…}}</tool_call> or finish with <answer>…</answer>'
 )
+
+
+def last_answer(text: str) -> Answer | None:
+    """The text after the last <answer>, up to its </answer> or, unclosed, to the end.
+
+    The one reading of an answer (the parser, the chat door's history and the evals' scoring all ask it):
+    the last, because a trajectory sent back whole may quote "<answer>" in an observation or think
+    before its final answer; to the end when unclosed, because readers of stored or streamed text take
+    what is there (the parser, which must not finish a run on a cut-off answer, requires `closed`).
+    Tags are case-sensitive: they are the model's tokens, "<ANSWER>" is not one.
+    """
+    start = text.rfind(OPEN_ANSWER)
+    if start < 0:
+        return None
+    body = text[start + len(OPEN_ANSWER):]
+    end = body.find(CLOSE_ANSWER)
+    return Answer(body[:end].strip(), True) if end >= 0 else Answer(body.strip(), False)
 
 
 def split_think(text: str, step: ParsedStep) -> str:
@@ -122,3 +155,19 @@ def finish(step: ParsedStep) -> ParsedStep:
     if not step.calls and step.answer is None and step.plan is None and not step.problems:
         step.problems.append(CALL_OR_ANSWER_HINT)
     return step
+
+
+class TaggedDialect:
+    """What the two families share: <think>/<answer> channels, the one answer reading, markup detection.
+
+    A dialect sets `step_tags` (every tag its steps are written in) and inherits the rest."""
+
+    think_tag = "think"
+    answer_tag = "answer"
+    step_tags: tuple[str, ...] = ("think", "tool_call", "answer")
+
+    def answer_in(self, text: str) -> Answer | None:
+        return last_answer(text)
+
+    def has_markup(self, text: str) -> bool:
+        return any(f"<{tag}>" in text or f"</{tag}>" in text for tag in self.step_tags)
