@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -10,10 +11,13 @@ from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
 from services.common.settings import ModelSettings
+from services.model.baseline.policy import read_situation
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
+from services.model.dialects.instructions import read_mode
 from services.vision.spec import ZoomArgs
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
 DEEPEYES = dialect_named("deepeyes")
 QWEN3VL = dialect_named("qwen3vl")
@@ -131,3 +135,59 @@ def test_the_stream_is_labelled_in_the_dialects_channel_tags(dialect: Dialect) -
     out = tracker.feed(f"<{dialect.think_tag}>hm</{dialect.think_tag}><{dialect.answer_tag}>A") + tracker.feed(
         f"</{dialect.answer_tag}>")
     assert [(c, t) for c, t in out if t in ("hm", "A")] == [(pb.CHANNEL_THINK, "hm"), (pb.CHANNEL_ANSWER, "A")]
+
+
+# --- The prompt's grammar: instructions per mode and observation blocks, written and read by the dialect ---
+
+@dataclass
+class _Made:
+    name: str
+    width: int
+    height: int
+    origin: str
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_instructions_name_only_the_dialects_own_tags(dialect: Dialect) -> None:
+    opening, closing = dialect.observation_tags
+    for mode in names.MODES:
+        text = dialect.system_prompt(mode, [])
+        assert text.startswith(f"Mode: {mode}\n") and read_mode(text) == mode
+        assert f"<{dialect.answer_tag}>…</{dialect.answer_tag}>" in text or mode == names.PLAN
+    research = dialect.system_prompt(names.DEEP_RESEARCH, [])
+    assert f"{opening}…{closing}" in research
+    assert ("<observation>" in research) == (opening == "<observation>")  # DeepEyes is told <tool_response>
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_observation_blocks_read_back_exactly_as_written(dialect: Dialect) -> None:
+    made = [_Made("<sub-image 1>", 64, 48, "code")]
+    parts = [*dialect.render_observation("code", "c1", '{"result": "ok"}', None, made),
+             *dialect.render_observation("web_visit", "c2", "the page did not load", "unavailable", []),
+             *dialect.render_observation("model_output", "-", "<answer> was never closed", "model_output", [])]
+    text = "".join(p if isinstance(p, str) else f"<|vision_start|>{p.name}<|vision_end|>" for p in parts)
+    blocks = dialect.read_observations(text)
+    assert [(b.tool, b.call_id, b.is_error) for b in blocks] == [
+        ("code", "c1", False), ("web_visit", "c2", True), ("model_output", "-", True)]
+    assert blocks[0].body == '{"result": "ok"}' and "<sub-image 1> (64x48, code)" in blocks[0].image_listing()
+    assert blocks[1].text == "error (unavailable): the page did not load"
+
+
+def test_the_baseline_reads_the_prompt_the_dialect_writes() -> None:
+    """The scripted baseline plays the model from the rendered prompt alone: the mode, the question and every
+    observation (its JSON, its error, its new images) must come back as written."""
+    observation = [*QWEN3VL.render_observation("code", "c1", '{"result": "42"}', None,
+                                               [_Made("<sub-image 1>", 64, 48, "code")]),
+                   *QWEN3VL.render_observation("text_search", "c2", "search is down", "unavailable", [])]
+    prompt = QWEN3VL.template.render([
+        Message("system", [QWEN3VL.system_prompt(names.GENERAL, [])]),
+        Message("user", [ImagePart("<image 1>"), "How tall is it?"]),
+        Message("assistant", ["<think>look</think>" + _call("code", code="print(42)")]),
+        Message("user", observation),
+    ])
+    seen = read_situation(prompt)
+    assert (seen.mode, seen.question, seen.input_images, seen.steps_done) == (names.GENERAL, "How tall is it?", 1, 1)
+    code, search = seen.observations
+    assert (code.tool, code.call_id, code.json(), code.new_images(), code.is_error) == (
+        "code", "c1", {"result": "42"}, ["<sub-image 1>"], False)
+    assert (search.tool, search.call_id, search.is_error, search.json()) == ("text_search", "c2", True, None)

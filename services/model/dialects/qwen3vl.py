@@ -97,6 +97,3 @@ class Qwen3VLDialect(TaggedDialect):
 
     def parse(self, text: str) -> ParsedStep:
         return parse_step(text)
-
-    def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return schemas
