@@ -63,8 +63,8 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
     import redis.asyncio as aredis
     from celery import signals
 
+    from engine.ports import ToolInvocation
     from gateway.celery_executor import CeleryToolExecutor
-    from gateway.interfaces import ToolInvocation
     from services.common.blobs import BlobStore
     from services.common.celery_app import make_celery
     from services.common.images import encode_png
@@ -224,8 +224,8 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
     import redis.asyncio as aredis
     from opentelemetry import trace
 
+    from engine.ports import ToolInvocation
     from gateway.celery_executor import CeleryToolExecutor
-    from gateway.interfaces import ToolInvocation
     from services.common.celery_app import make_celery
     from services.common.telemetry import setup as telemetry
     from services.common.tools import ToolContext

@@ -130,8 +130,8 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
 
     import redis.asyncio as aredis
 
+    from engine.ports import ToolInvocation
     from gateway.celery_executor import CeleryToolExecutor
-    from gateway.interfaces import ToolInvocation
     from services.common import settings
     from services.common.celery_app import make_celery
     from services.common.tools import ToolContext

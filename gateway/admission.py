@@ -8,12 +8,19 @@ that minus what gRPC says is left of the deadline (no clocks compared). Refusals
 with a retry hint (the message, and gRPC's `grpc-retry-pushback-ms` trailer) — never left to hit the
 client's deadline before its first event. An admitted run's deadline counts from its admission
 (`Admitted.at`), and TrajectoryStarted reports both.
+
+Every door marks its call's arrival (`arrived`, a context variable of the call's own task) as early as it can
+see it: the gRPC policy interceptor from the declared timeout as above, the HTTP doors' policy middleware when
+the ASGI app is first called with the request (before authentication, routing and the body). `slot()` counts
+its wait from there, so the chat and step doors are measured from the call too, not from when their handler
+got round to asking for a slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +29,19 @@ from gateway.exceptions import GatewayError
 
 # Set by the SDK on Run: the call's own timeout, so the gateway can tell how long the call queued before it.
 CALL_TIMEOUT_KEY = "toolfabric-call-timeout-ms"
+# time.monotonic() when the call being handled arrived (None: the door did not say; measured from `slot()`).
+_ARRIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar("toolfabric_arrived", default=None)
+
+
+def arrived(at: float) -> None:
+    """Mark when the call handled in this task arrived (time.monotonic()); doors call it first thing."""
+    _ARRIVED.set(at)
+
+
+def queued_since_arrival() -> float:
+    """How long ago the call handled in this task arrived (0 if its door did not mark it)."""
+    at = _ARRIVED.get()
+    return 0.0 if at is None else max(0.0, time.monotonic() - at)
 
 
 class AdmissionRefused(GatewayError):
@@ -55,9 +75,12 @@ class Admission:
         self.running = 0
 
     @contextlib.asynccontextmanager
-    async def slot(self, queued_s: float = 0.0) -> AsyncIterator[Admitted]:
-        """A running slot within what is left of the admission wait after `queued_s` already spent."""
+    async def slot(self, queued_s: float | None = None) -> AsyncIterator[Admitted]:
+        """A running slot within what is left of the admission wait after `queued_s` already spent (default:
+        since the call's door marked its arrival)."""
         started = time.monotonic()
+        if queued_s is None:
+            queued_s = queued_since_arrival()
         retry = max(1.0, self._wait_s / 2)
         budget = self._wait_s - queued_s
         if self._slots.locked() and budget <= 0:

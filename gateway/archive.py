@@ -21,8 +21,8 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
+from engine.spec import RunSpec
 from gateway.exceptions import InvalidRequest
-from gateway.loop import RunSpec
 from services.common import redis_clients
 from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound

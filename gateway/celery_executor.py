@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aredis
 from celery import Celery
 
-from gateway.interfaces import ToolDispatchError, ToolInvocation
+from engine.ports import ToolDispatchError, ToolInvocation
 from services.common import revocations, unacked
 from services.common.consumers import LiveConsumers
 from services.common.tools import ToolResult, task_name

@@ -12,26 +12,18 @@ inputs of the new turn and its assistant messages are the earlier answers (`Prio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis.asyncio as aredis
 
+from engine.images import RegisteredImage
+from engine.spec import PriorTurn
 from gateway import recorder
 from gateway.exceptions import InvalidRequest
-from gateway.images import RegisteredImage
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import status_name
 
 MAX_TURNS = 32
-
-
-@dataclass
-class PriorTurn:
-    """One earlier exchange as the model sees it: the question with the images it came with, the answer."""
-
-    question: str
-    answer: str
-    images: list[str] = field(default_factory=list)  # names of the images sent with the question
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from gateway import recorder
-from gateway.step import state
+from gateway.stepping import state
 from services.common import cache, settings
 from services.common import cache_store as cache_stores
 from services.common.blobs import TENANT_IMAGES_PATTERN, BlobStore

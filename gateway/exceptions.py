@@ -6,8 +6,9 @@
     ├── Unauthenticated     no API key, or a malformed, unknown or revoked one (→ UNAUTHENTICATED / 401)
     ├── LimitExceeded       the tenant is over one of its limits (→ RESOURCE_EXHAUSTED / 429, retry hint)
     ├── NotYours            another tenant's trajectory or image (→ NOT_FOUND: existence is not revealed)
-    ├── HandedOver          the gateway is shutting down; the trajectory goes on on another replica (→ UNAVAILABLE)
-    └── ToolDispatchError   a tool call could not be delivered or its result never came back
+    └── HandedOver          the gateway is shutting down; the trajectory goes on on another replica (→ UNAVAILABLE)
+
+A tool call that could not be delivered is the engine's `engine.ports.ToolDispatchError`.
 """
 
 from __future__ import annotations
@@ -44,15 +45,6 @@ class LimitExceeded(GatewayError):
 
 class NotYours(GatewayError):
     """A trajectory or image of another tenant, reported as not found."""
-
-
-class ToolDispatchError(GatewayError):
-    """A tool call could not be delivered, or its result did not come back in time. `may_have_run`: it reached
-    a worker's queue and may have run (a timeout), so it counts against the tenant's calls per minute."""
-
-    def __init__(self, kind: str, message: str, may_have_run: bool = False) -> None:
-        super().__init__(message)
-        self.kind, self.may_have_run = kind, may_have_run
 
 
 class HandedOver(GatewayError):

@@ -193,7 +193,7 @@ def is_complete(found: pb.Trajectory) -> bool:
 
 
 async def set_field(client: aredis.Redis, trajectory_id: str, name: str, value: str) -> None:
-    """An extra field of the record (gateway/resume.py keeps the validated request here)."""
+    """An extra field of the record (gateway/runs.py keeps the validated request here)."""
     await client.hset(meta_key(trajectory_id), name, value)
 
 

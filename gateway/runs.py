@@ -7,8 +7,9 @@ stream early (the client went away) cancels the trajectory; so does `cancel_loca
 replica, or from another one through Redis).
 
 Each running trajectory holds a lease (gateway/leases.py); `reap` resumes the trajectories of a lost gateway
-(gateway/resume.py). On shutdown `drain` hands trajectories still running after the grace period to another
-replica instead of cancelling them; their streams end with HandedOver (the client can Watch them).
+(gateway/checkpoints.py reads where it stood, engine/resume.py). On shutdown `drain` hands trajectories still
+running after the grace period to another replica instead of cancelling them; their streams end with HandedOver
+(the client can Watch them).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from gateway import conversations, recorder, resume
+from engine import spec as specs
+from engine.loop import AgentLoop
+from engine.resume import Checkpoint
+from engine.spec import PriorTurn, RunSpec
+from gateway import conversations, recorder
 from gateway.archive import TENANT_LABEL, Archive, check_labels
-from gateway.conversations import PriorTurn
+from gateway.checkpoints import checkpoint
 from gateway.delivery import Delivery
 from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed, NotYours
 from gateway.leases import Leases
-from gateway.loop import AgentLoop, RunSpec
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
@@ -110,7 +114,7 @@ class Runs:
                                eval_run=spec.eval_run, budgets=pb.Budgets(
                                    max_steps=spec.max_steps, max_tool_calls=spec.max_tool_calls,
                                    deadline_s=spec.deadline_s))
-            await resume.save_spec(self._redis, spec)
+            await recorder.set_field(self._redis, spec.trajectory_id, "spec", specs.to_json(spec))
             await self.leases.acquire(spec.trajectory_id)
         except BaseException:
             await self.policy.limits.release(principal, spec.trajectory_id)
@@ -136,7 +140,7 @@ class Runs:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([running.task])
 
-    def _start(self, spec: RunSpec, delivery: Delivery, checkpoint: resume.Checkpoint | None = None,
+    def _start(self, spec: RunSpec, delivery: Delivery, checkpoint: Checkpoint | None = None,
                context: contextvars.Context | None = None) -> _Running:
         task = asyncio.create_task(self._drive(spec, delivery, checkpoint), name=f"trajectory-{spec.trajectory_id}",
                                    context=context)
@@ -144,7 +148,7 @@ class Runs:
         self._running[spec.trajectory_id] = running
         return running
 
-    async def _drive(self, spec: RunSpec, delivery: Delivery, checkpoint: resume.Checkpoint | None) -> None:
+    async def _drive(self, spec: RunSpec, delivery: Delivery, checkpoint: Checkpoint | None) -> None:
         tid, principal = spec.trajectory_id, Principal(spec.tenant)
 
         async def emit(event: pb.RunEvent) -> None:
@@ -226,8 +230,9 @@ class Runs:
         if found is None or found.status != pb.STATUS_RUNNING:
             await self.leases.release(tid, finished=True)
             return
-        point = resume.checkpoint(found, time.time())
-        spec = await resume.load_spec(self._redis, tid)
+        point = checkpoint(found, time.time())
+        raw_spec = await recorder.get_field(self._redis, tid, "spec")
+        spec = specs.from_json(raw_spec) if raw_spec is not None else None
         delivery = Delivery(record, tid, self._gw.record_retry_s, first_seq=point.last_seq)
         if point.answer is not None:  # it had answered; only its end was lost
             await delivery.emit(delivery.event(finished=pb.TrajectoryFinished(

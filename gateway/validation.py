@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from engine.spec import InputImage, RunSpec
 from gateway.exceptions import InvalidRequest
-from gateway.loop import InputImage, RunSpec
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
@@ -35,6 +35,24 @@ class RequestValidator:
         self._blobs, self._download = blobs, download
         self._decoding = asyncio.Semaphore(gateway.decode_concurrency)  # bounds the gateway's decode memory
 
+    @staticmethod
+    def _tools(names: Iterable[str], mode: str, excluded: frozenset[str]) -> tuple[str, ...]:
+        """The request's narrower tool offer as canonical names (aliases resolved), each one the run may use."""
+        from services.catalog import catalog
+
+        offered: list[str] = []
+        for name in names:
+            tool = catalog().get(name.strip())
+            if tool is None or tool.hidden:
+                raise InvalidRequest(f"tools: unknown tool {name!r} (ListTools names them)", "tools")
+            if mode not in tool.modes:
+                raise InvalidRequest(f"tools: {tool.name!r} is not available in {mode} mode", "tools")
+            if tool.service in excluded:
+                raise InvalidRequest(f"tools: {tool.name!r} is turned off by enable_search=false", "tools")
+            if tool.name not in offered:
+                offered.append(tool.name)
+        return tuple(offered)
+
     def decode_budget(self) -> DecodeBudget:
         """What one request (a Run, a chat turn, one step action) may decode."""
         return DecodeBudget(self._gw.max_decode_pixels_per_request)
@@ -59,6 +77,7 @@ class RequestValidator:
         if len(request.images) > self._gw.max_images_per_request:
             raise InvalidRequest(f"{len(request.images)} images, over the limit of {self._gw.max_images_per_request}",
                                  "images")
+        excluded = frozenset() if request.enable_search or not request.HasField("enable_search") else SEARCH_SERVICES
         spec = RunSpec(
             trajectory_id=str(uuid.uuid4()),
             question=question,
@@ -70,8 +89,8 @@ class RequestValidator:
                                         self._gw.default_max_tool_calls, self._gw.limit_max_tool_calls),
             deadline_s=self._deadline(request.budgets.deadline_s),
             sampling=self._sampling(request.sampling),
-            excluded_services=frozenset() if request.enable_search or not request.HasField("enable_search")
-            else SEARCH_SERVICES,
+            excluded_services=excluded,
+            tools=self._tools(request.tools, mode, excluded),
             execute_plan=request.execute_plan,
         )
         budget = self.decode_budget()

@@ -270,12 +270,13 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 @_needs_server
 def cmd_flywheel(args: argparse.Namespace) -> int:
-    from services.flywheel.pipeline import Settings, run
+    from services.flywheel.pipeline import TOOLS, Settings, run
 
+    tools = TOOLS if args.tools is None else tuple(t.strip() for t in args.tools.split(",") if t.strip())
     run(Settings(Path(args.workdir).resolve(), train_limit=args.train_limit, heldout_limit=args.heldout_limit,
                  train_steps=args.train_steps, learning_rate=args.learning_rate, max_length=args.max_length,
                  model_max_steps=args.model_max_steps, model_max_tokens=args.model_max_tokens,
-                 concurrency=args.concurrency, seed=args.seed))
+                 concurrency=args.concurrency, seed=args.seed, tools=tools))
     return 0
 
 
@@ -453,6 +454,8 @@ def register(sub: Any) -> None:
                           "(0: whole; truncating through an image fails)")
     flywheel.add_argument("--model-max-steps", type=int, default=4, help="step budget of the neural models' runs")
     flywheel.add_argument("--model-max-tokens", type=int, default=256, help="tokens per step of the neural models")
+    flywheel.add_argument("--tools", metavar="NAME,NAME", help="the tools every run offers (default: the ones the "
+                          "baseline uses, code,text_search,image_search,web_visit; '' = every tool of the mode)")
     flywheel.add_argument("--concurrency", type=int, default=8)
     flywheel.add_argument("--seed", type=int, default=0)
     flywheel.set_defaults(func=cmd_flywheel)

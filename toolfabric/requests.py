@@ -46,9 +46,11 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
                 model: str = "", labels: dict[str, str] | None = None, eval_run: str = "",
                 conversation_id: str = "", parent_trajectory_id: str = "",
-                enable_search: Optional[bool] = None, execute_plan: bool = False) -> pb.RunRequest:
+                enable_search: Optional[bool] = None, execute_plan: bool = False,
+                tools: Sequence[str] = ()) -> pb.RunRequest:
     """`parent_trajectory_id` continues an earlier turn (its questions, answers and images are the context);
-    `execute_plan` (mode "plan") runs the plan the model makes and answers, rather than answering with the plan."""
+    `execute_plan` (mode "plan") runs the plan the model makes and answers, rather than answering with the plan;
+    `tools` offers the model only those tools (empty: every tool of the mode)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, not {mode!r}")
     sampling = pb.SamplingParameters()
@@ -63,6 +65,7 @@ def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] =
         budgets=pb.Budgets(max_steps=max_steps, max_tool_calls=max_tool_calls, deadline_s=deadline_s),
         sampling=sampling, labels=labels or {}, eval_run=eval_run,
         conversation_id=conversation_id, parent_trajectory_id=parent_trajectory_id, execute_plan=execute_plan,
+        tools=list(tools),
     )
     if enable_search is not None:
         request.enable_search = enable_search

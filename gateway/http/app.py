@@ -17,12 +17,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from engine.spec import RunSpec
 from gateway.admission import AdmissionRefused, Admitted
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
-from gateway.loop import RunSpec
 from gateway.policy import Policy, Principal
 from gateway.policy.http import RequireKey, principal_of
 from gateway.runs import Runs

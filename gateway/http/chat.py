@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.conversations import PriorTurn
+from engine.spec import MODES, PriorTurn
 from gateway.http.errors import ApiError
 from services.common.settings import ModelRoute
 from services.model.dialects import DEFAULT_DIALECT
@@ -71,7 +71,7 @@ class _Extension(BaseModel):
     deadline_s: float = 0.0
     conversation_id: str = ""
     parent_trajectory_id: str = ""
-    execute_plan: bool = False  # a planner model: run its plan and answer (gateway/plans.py)
+    execute_plan: bool = False  # a planner model: run its plan and answer (engine/plans.py)
 
 
 class _Body(BaseModel):

@@ -12,7 +12,7 @@ the final think empty). So the writer puts out exactly one `<think>…</think>` 
 - a step the fabric could not read (the loop's `model_output` observation) is a round whose tool_call is
   `{"name": "model_output", "arguments": {}}` and whose observation is the error the model was shown;
 - the final round: the last step's think, then `<answer>…</answer>` (a planner's reply: `<plan>…</plan>`);
-- an executed plan (gateway/plans.py) is written `<think>…</think><plan>…</plan>` and the planner's think is
+- an executed plan (engine/plans.py) is written `<think>…</think><plan>…</plan>` and the planner's think is
   the think of the first round, the plan's first step, which the fabric runs without a model step.
 Other text outside think (tool-call markup, stray words) is not written. `toolfabric export --format
 rounds` takes its rounds from this same writer, so an R1V4 reader of the stream gets them round by round.

@@ -1,6 +1,6 @@
 """The fabric's tools as an MCP server, one trajectory per MCP session.
 
-Each session is a step-API trajectory (gateway/step): a `tools/call` runs through the same path as a
+Each session is a step-API trajectory (gateway/stepping): a `tools/call` runs through the same path as a
 Run's calls (argument validation, Celery, tracing, metrics, caching, the recorder), and the session's
 image registry lives with the trajectory, so a later call can use an earlier call's image by name
 (`<sub-image 1>`). A client brings its own images with the `add_image` tool (they become `<image 1>`,
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.exceptions import LimitExceeded
 from gateway.policy.http import principal_in, principal_of
-from gateway.step import StepItem, StepService
+from gateway.stepping import StepItem, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
 from services.common.settings import McpSettings

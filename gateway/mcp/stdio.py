@@ -11,7 +11,7 @@ import sys
 from mcp.server.stdio import stdio_server
 
 from gateway.mcp.server import FabricMcp
-from gateway.step.runtime import standalone
+from gateway.stepping.runtime import standalone
 from services.catalog import catalog
 from services.common import logs, settings
 from services.common.telemetry import setup as telemetry

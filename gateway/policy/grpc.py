@@ -10,11 +10,13 @@ open is listed here, never what is guarded.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from gateway import admission
 from gateway.exceptions import Unauthenticated
 from gateway.policy.authentication import ANONYMOUS, Authenticator, Principal
 
@@ -51,13 +53,20 @@ def _wrapped(handler: grpc.RpcMethodHandler, principal: Principal | None, refusa
     inner = next(b for b in (handler.unary_unary, handler.unary_stream, handler.stream_unary,
                              handler.stream_stream) if b is not None)
 
+    def mark_arrival(context: grpc.aio.ServicerContext) -> None:
+        # The call's start as the client saw it: what its declared timeout says it waited before this handler.
+        admission.arrived(time.monotonic() - admission.queued_s(context.invocation_metadata(),
+                                                                context.time_remaining()))
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        mark_arrival(context)
         if principal is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         _CALLER.set(principal)  # type: ignore[arg-type]
         return await inner(request, context)
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        mark_arrival(context)
         if principal is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
         _CALLER.set(principal)  # type: ignore[arg-type]

@@ -8,12 +8,14 @@ shape), and the app finds the caller in `principal_of(request)`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway import admission
 from gateway.exceptions import Unauthenticated
 from gateway.policy.authentication import ANONYMOUS, Authenticator, Principal
 
@@ -41,6 +43,7 @@ class RequireKey:
         self.app, self._auth, self._open, self._body = app, authenticator, open_paths, error_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admission.arrived(time.monotonic())  # the door's admission wait counts from here (gateway/admission.py)
         if scope["type"] != "http" or scope.get("path") in self._open:
             await self.app(scope, receive, send)
             return

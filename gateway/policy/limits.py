@@ -20,8 +20,8 @@ import time
 
 import redis.asyncio as aredis
 
+from engine.spec import RunSpec
 from gateway.exceptions import LimitExceeded
-from gateway.loop import RunSpec
 from gateway.policy.authentication import Principal
 from services.common.settings import AuthSettings
 from services.common.telemetry import metrics

@@ -1,6 +1,2 @@
-"""The step API: trajectories an RL trainer drives one action at a time (verl-tool's tool-server
-contract over HTTP, the gRPC `Step` RPC), through the same tool-call path as Run."""
-
-from gateway.step.service import StepItem, StepOutcome, StepService
-
-__all__ = ["StepItem", "StepOutcome", "StepService"]
+"""The step door over HTTP: verl-tool's tool-server contract (`POST /get_observation`), over the Step service
+(gateway/stepping) that the gRPC `Step` RPC and the MCP server call too."""

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from gateway.exceptions import InvalidRequest, LimitExceeded
 from gateway.policy.http import principal_of
-from gateway.step.service import StepItem, StepOutcome, StepService
+from gateway.stepping.service import StepItem, StepOutcome, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
 from toolfabric.v1 import fabric_pb2 as pb

@@ -8,11 +8,31 @@ a task's worker dead and re-sends the call, it deletes the old message from both
 atomic with kombu's own restore): nothing runs it a second time later, and `unacked` does not grow with every
 killed worker. A message a worker took but never started (it died between the two) is found the same way: still
 in `unacked`, not STARTED, after `TOOLFABRIC_GATEWAY_UNSTARTED_TIMEOUT_S`; it is deleted and the call sent again.
+
+The worker side (`RestoreUnstarted`): a worker that loses its broker connection drops the messages it had taken
+but not started and kombu pushes them back to their queues ("Restoring N unacknowledged message(s)"). When Redis
+itself is what went away (a restart), that push fails and kombu forgets the messages: they stay in `unacked`
+until the visibility timeout, while the worker lives on and beats, so the gateway's check above never fires and
+each caught call waits out its tool timeout. The worker now remembers the delivery tags it could not restore and
+restores them as soon as its consumer is connected again: those of tasks not started go back to the front of
+their queue (same task id: the waiting gateway gets its result, nothing is sent twice), those already finished
+leave `unacked`, and those still running stay (their pool process may yet finish them; a late redelivery of one
+is discarded on receipt, since every task expires with its call).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+from typing import Any
+
+import redis
 import redis.asyncio as aredis
+from celery import bootsteps
+from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu.transport.redis's default key names
 
@@ -52,3 +72,83 @@ def _needle(task_id: str) -> str:
 async def forget(client: aredis.Redis, task_id: str) -> int:
     """Delete the unacknowledged message(s) of `task_id`; how many there were."""
     return int(await client.eval(_FORGET, 2, UNACKED, UNACKED_INDEX, _needle(task_id)))
+
+
+# Delivery tags a worker took, could not restore when its connection broke, and restores once it is back.
+_unrestored: set[str] = set()
+_unrestored_lock = threading.Lock()
+_original_restore_unacked = kombu_redis.QoS.restore_unacked
+
+
+def _restore_unacked_or_remember(self: kombu_redis.QoS, client: Any = None) -> None:
+    tags = list(self._delivered)
+    try:
+        _original_restore_unacked(self, client)
+    except Exception as exc:  # Redis unreachable: without this the messages stay in `unacked` for the timeout
+        with _unrestored_lock:
+            _unrestored.update(str(tag) for tag in tags)
+        self._delivered.clear()
+        log.warning("could not give back %d unacknowledged message(s) while the broker is away (%s): "
+                    "they are restored when it is back", len(tags), exc)
+
+
+def install_restore_retry() -> None:
+    """Make this process remember what kombu fails to restore on a broken connection (workers call it)."""
+    kombu_redis.QoS.restore_unacked = _restore_unacked_or_remember  # type: ignore[method-assign]
+
+
+def restore_unrestored(qos: kombu_redis.QoS, client: redis.Redis) -> tuple[int, int]:
+    """Restore the remembered tags on a live channel; returns (given back to their queue, dropped as done)."""
+    with _unrestored_lock:
+        tags = list(_unrestored)
+    restored = dropped = 0
+    for tag in tags:
+        payload = client.hget(qos.unacked_key, tag)
+        if payload is None:  # the gateway forgot it (sent the call again) or it was restored meanwhile
+            state = "gone"
+        else:
+            state = _task_state(client, payload)
+        if state == "unstarted":
+            qos.restore_by_tag(tag, client=client, leftmost=True)  # it waited already: the front of the queue
+            restored += 1
+        elif state == "ready":
+            pipe = client.pipeline()
+            pipe.zrem(qos.unacked_index_key, tag)
+            pipe.hdel(qos.unacked_key, tag)
+            pipe.execute()
+            dropped += 1
+        with _unrestored_lock:
+            _unrestored.discard(tag)
+    return restored, dropped
+
+
+def _task_state(client: redis.Redis, payload: bytes | str) -> str:
+    try:
+        message = json.loads(payload)[0]
+        task_id = message["headers"]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "unstarted"  # not a task message we can read: give it back as kombu would have
+    meta = client.get(f"celery-task-meta-{task_id}")
+    if meta is None:
+        return "unstarted"
+    status = json.loads(meta).get("status")
+    return "ready" if status in ("SUCCESS", "FAILURE", "REVOKED") else "running"
+
+
+class RestoreUnstarted(bootsteps.StartStopStep):
+    """Consumer step: once connected (again), restore what a broken connection kept kombu from restoring."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, parent: Any) -> None:
+        if not _unrestored or parent.task_consumer is None:
+            return
+        channel = parent.task_consumer.channel
+        try:
+            with channel.conn_or_acquire() as client:
+                restored, dropped = restore_unrestored(channel.qos, client)
+        except Exception as exc:  # the connection broke again: the next start tries again
+            log.warning("could not restore unacknowledged messages yet: %s", exc)
+            return
+        log.info("restored %d unstarted message(s) to their queues after the broker came back (%d finished "
+                 "ones dropped)", restored, dropped)

@@ -21,7 +21,7 @@ from celery import bootsteps, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import consumers, logs, redis_clients, revocations, settings
+from services.common import consumers, logs, redis_clients, revocations, settings, unacked
 from services.common.celery_app import app
 from services.common.errors import ToolError
 from services.common.telemetry import observe
@@ -146,6 +146,8 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
     for setup_done in (signals.after_setup_logger, signals.after_setup_task_logger):
         setup_done.connect(lambda logger, **_: logs.install(logger=logger), weak=False)
     app.steps["consumer"].add(Heartbeat)
+    unacked.install_restore_retry()
+    app.steps["consumer"].add(unacked.RestoreUnstarted)
     app.worker_main(argv)
 
 

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", type=int)
     run.add_argument("--max-steps", type=int, default=0)
     run.add_argument("--max-tool-calls", type=int, default=0)
+    run.add_argument("--tools", default="", metavar="NAME,NAME", help="offer the model only these tools (default: "
+                                                                         "every tool of the mode)")
     run.add_argument("--deadline", type=float, default=0.0, help="seconds per question")
     run.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="on every trajectory")
     run.add_argument("--limit", type=int, default=0, help="only the first N items")
@@ -144,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          temperature=R1V4_TEMPERATURE if args.temperature is None else args.temperature,
                          max_tokens=R1V4_MAX_TOKENS if args.max_tokens is None else args.max_tokens,
                          fit_max_tokens=args.max_tokens is None, seed=args.seed, max_steps=args.max_steps,
-                         max_tool_calls=args.max_tool_calls, deadline_s=args.deadline, labels=_labels(args.label))
+                         max_tool_calls=args.max_tool_calls, deadline_s=args.deadline, labels=_labels(args.label),
+                         tools=tuple(t.strip() for t in args.tools.split(",") if t.strip()))
     source = str(dataset.resolve())
 
     async def go() -> dict[str, Any]:

@@ -50,11 +50,14 @@ class RunOptions:
     deadline_s: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 900.0
+    tools: tuple[str, ...] = ()  # offer only these tools (empty: the mode's)
 
     def ask_options(self) -> dict[str, Any]:
+        # `tools` only when set: a run made before the option existed still resumes (its manifest has none).
         return {"mode": self.mode, "model": self.model, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "seed": self.seed, "max_steps": self.max_steps,
-                "max_tool_calls": self.max_tool_calls, "deadline_s": self.deadline_s}
+                "max_tool_calls": self.max_tool_calls, "deadline_s": self.deadline_s,
+                **({"tools": list(self.tools)} if self.tools else {})}
 
 
 class EvalRun:

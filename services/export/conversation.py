@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import plans
-from gateway.images import RegisteredImage
-from gateway.prompting import observation_parts, system_message, user_message
+from engine import plans
+from engine.images import RegisteredImage
+from engine.prompting import observation_parts, system_message, user_message
 from services.catalog import catalog
 from services.common import settings
 from services.model.chat_template import ImagePart, Message
@@ -38,7 +38,7 @@ class Step:
     answer: str = ""
     calls: list[Call] = field(default_factory=list)
     observations: list[pb.Observation] = field(default_factory=list)
-    by_fabric: bool = False  # a plan step the fabric ran without a model step (gateway/plans.py)
+    by_fabric: bool = False  # a plan step the fabric ran without a model step (engine/plans.py)
 
 
 @dataclass
@@ -87,9 +87,11 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
     images = list(inputs)
     model_settings = settings.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
-    messages = [system_message(mode, catalog().visible(mode), dialect), user_message(trajectory.question, inputs)]
+    # The tools the run offered: the mode's, or the request's narrower set (recorded in `started`).
+    offered = [t for t in catalog().visible(mode) if not started.tools or t.name in started.tools]
+    messages = [system_message(mode, offered, dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
-    plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (gateway/plans)
+    plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (engine/plans.py)
     plan_at = 0
     for step in steps:
         parts: list[str | ImagePart] = []

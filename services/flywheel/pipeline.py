@@ -32,6 +32,11 @@ from services.model.engine_venv import run_in_engine_venv
 
 FILTERS = ("--correct-only", "--grounded", "--consistent")  # in this order; each reports what it dropped
 JUDGE = "toolfabric_judge"  # the scripted judge model of the shipped repository, when it is there
+# The tools every run of the loop offers: the ones the baseline uses for these questions. The system prompt then
+# declares 4 tools, not the mode's 19 (~1.2k tokens in the tiny tokenizer instead of 6.7k), so training rows are
+# short enough to train on a CPU; the served models get the same prompt, because the fabric renders it from the
+# same request option (`eval run --tools`, recorded in the trajectory, and the export renders it back).
+TOOLS = ("code", "text_search", "image_search", "web_visit")
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Settings:
     temperature: float = 0.0    # greedy: what the model learned, without sampling noise
     concurrency: int = 8
     seed: int = 0
+    tools: tuple[str, ...] = TOOLS  # () offers every tool of the mode
 
 
 def _say(message: str) -> None:
@@ -78,6 +84,7 @@ def _eval(stack: EmbeddedStack, s: Settings, dataset: Path, name: str, limit: in
     _cli("eval", "run", str(dataset), "--target", stack.target, "--runs-dir", str(runs), "--name", name,
          "--concurrency", str(s.concurrency), "--max-tokens", str(s.model_max_tokens if model else 8192),
          "--label", f"flywheel={name}", "--no-progress", *(["--limit", str(limit)] if limit else []),
+         *(["--tools", ",".join(s.tools)] if s.tools else []),
          *model, *_judge_args(stack, judged))
     return runs / name
 

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
+from engine.spec import RunSpec
 from gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
-from gateway.loop import RunSpec
 from gateway.policy.authentication import Authenticator, Principal
 from gateway.policy.limits import Limits
 from gateway.policy.ownership import Ownership, scoped, unscoped

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
+from engine.loop import AgentLoop
+from engine.spec import RunSpec
+from gateway.channels import ChannelTracker
 from gateway.http.rounds import RoundWriter
-from gateway.loop import AgentLoop, RunSpec
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
@@ -40,7 +42,7 @@ async def run(blobs: AsyncBlobStore, steps: list[Step | str], **spec: Any) -> li
         events.append(event)
 
     loop = AgentLoop(ScriptedModel(steps), RecordingTools(), blobs, catalog(), lambda _: dialect_named("qwen3vl"),
-                     GatewaySettings())
+                     GatewaySettings(), channels=ChannelTracker)
     fields: dict[str, Any] = {"trajectory_id": "t1", "question": "Who?", "mode": "deep_research", "model": "m",
                               "max_steps": 8, "max_tool_calls": 16, "deadline_s": 30.0, "sampling": {}}
     await loop.run(RunSpec(**(fields | spec)), emit)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.interfaces import ToolInvocation
+from engine.ports import ToolInvocation
 from services.common.tools import ToolResult
 from services.model.backend import ModelChunk, ModelUnavailable
 

@@ -18,6 +18,7 @@ from services.export.formats import messages_from_sft
 from services.model.chat_template import Qwen3VLTemplate
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+from toolfabric.v1 import fabric_pb2 as pb
 
 pytestmark = pytest.mark.integration
 LABELS = {"suite": "export"}
@@ -174,3 +175,25 @@ def test_a_bad_label_or_eval_folder_is_a_clear_error(stack: EmbeddedStack, tmp_p
     assert out.returncode == 2 and "KEY=VALUE" in out.stderr
     out = export(stack, tmp_path, "--correct-only", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "not an eval run folder" in out.stderr
+
+
+def test_a_run_offered_fewer_tools_is_exported_with_the_prompt_it_had(stack: EmbeddedStack, tmp_path: Path) -> None:
+    search = '<think>x</think><tool_call>{"name": "text_search", "arguments": {"queries": ["STS-93"]}}</tool_call>'
+    labels = {"suite": "export-tools"}
+    with Client(stack.target, timeout_s=180) as client:
+        ran = client.ask(json.dumps({"script": [search, "<answer>Columbia</answer>"]}), model="toolfabric_scripted",
+                         labels=labels, tools=["text_search", "web_visit"])
+        for _ in range(300):  # the store's writer is asynchronous
+            if [s.status for s in client.iter_trajectories(labels=labels)] == [pb.STATUS_COMPLETED]:
+                break
+            time.sleep(0.1)
+        trajectory = client.trajectory(ran.trajectory_id)
+    out = subprocess.run([sys.executable, "-m", "toolfabric.cli.main", "export", str(tmp_path), "--target",
+                          stack.target, "--label", "suite=export-tools", "--no-progress", "--format", "rl"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rl = [json.loads(line) for line in (tmp_path / "rl.jsonl").read_text().splitlines()]
+    assert len(rl) == 2 and '"name": "text_search"' in rl[0]["prompt"] and '"name": "web_visit"' in rl[0]["prompt"]
+    assert '"name": "image_search"' not in rl[0]["prompt"] and '"name": "code"' not in rl[0]["prompt"]
+    # Word for word what the model received (the Triton python model counts prompt words as input tokens).
+    assert sum(len(r["prompt"].split()) for r in rl) == trajectory.usage.input_tokens

@@ -13,8 +13,8 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from engine.ports import ToolInvocation
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.interfaces import ToolInvocation
 from services.common import images
 from services.common.blobs import BlobStore
 from services.common.settings import McpClientSettings, McpServer

@@ -25,9 +25,11 @@ import redis.asyncio as aredis
 from PIL import Image
 from tokenizers import Tokenizer
 
-from gateway.images import RegisteredImage
-from gateway.loop import AgentLoop, InputImage, RunSpec
-from gateway.prompting import system_message, user_message
+from engine.images import RegisteredImage
+from engine.loop import AgentLoop
+from engine.prompting import system_message, user_message
+from engine.spec import InputImage, RunSpec
+from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
@@ -81,7 +83,7 @@ async def test_prefix_separators_and_image_counts_hold_for_a_real_model(family: 
 async def run(family: str, engine: WorkerEngine, tokenizer: ModelTokenizer,
               blobs: AsyncBlobStore) -> list[pb.RunEvent]:
     loop = AgentLoop(engine, RecordingTools(), blobs, catalog(), lambda _: dialect_named(family), GatewaySettings(),
-                     lambda _: tokenizer)
+                     lambda _: tokenizer, channels=ChannelTracker)
     inputs = []
     for i, size in enumerate(SIZES):
         data = png(size, i)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import redis
 
+from engine.ports import ToolInvocation
 from gateway.celery_executor import CeleryToolExecutor
-from gateway.interfaces import ToolInvocation
 from services.common.blobs import BlobStore
 from services.common.tools import ToolContext, ToolResult
 from services.devstack.processes import Child

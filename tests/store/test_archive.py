@@ -11,8 +11,8 @@ from pathlib import Path
 
 import redis
 
+from engine.spec import RunSpec
 from gateway.archive import Archive
-from gateway.loop import RunSpec
 from services.common.blobs import BlobStore
 from services.common.settings import StoreSettings
 from services.store import ImageFiles, TrajectoryNotInStore, TrajectoryStore

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from gateway import erasure, recorder
-from gateway.step import state
+from gateway.stepping import state
 from services.common.blobs import BlobStore
 from services.devstack.redis_server import RedisServer
 from services.store import ImageFiles, TrajectoryStore

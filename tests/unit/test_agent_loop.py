@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from gateway.interfaces import ToolDispatchError, ToolInvocation
-from gateway.loop import AgentLoop, RunSpec
+from engine.loop import AgentLoop
+from engine.ports import ToolDispatchError, ToolInvocation
+from engine.spec import RunSpec
+from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore, ref_for
 from services.common.settings import GatewaySettings
@@ -49,7 +51,7 @@ class Run:
                  dialect: str = "qwen3vl", **settings: Any) -> None:
         self.model, self.tools = model, tools or RecordingTools()
         self.loop = AgentLoop(self.model, self.tools, blobs, catalog(), lambda _: dialect_named(dialect),
-                              GatewaySettings(**settings))
+                              GatewaySettings(**settings), channels=ChannelTracker)
         self.events: list[pb.RunEvent] = []
 
     async def emit(self, event: pb.RunEvent) -> None:
@@ -237,3 +239,16 @@ async def test_the_dialect_shapes_prompt_calls_and_stop_strings(blobs: AsyncBlob
     assert first.sampling["stop"] == ["<tool_response>"] and first.sampling["temperature"] == 0.2
     assert '"name": "image_zoom_in_tool"' in first.prompt and '"name": "zoom_in"' not in first.prompt
     assert "<tool_response>\ntool: zoom_in (call s1c1)\nzoom_in ok\n</tool_response>" in second.prompt
+
+
+async def test_a_narrower_tool_offer_is_what_the_prompt_declares_and_all_the_model_may_call(
+        blobs: AsyncBlobStore) -> None:
+    run = Run(blobs, ScriptedModel([call("crop", image="<image 1>", bbox=[0, 0, 10, 10]), SEARCH, ANSWER]))
+    assert (await run(tools=("text_search", "web_visit")))[0] == pb.STATUS_COMPLETED
+    first = run.model.requests[0].prompt
+    assert '"name": "text_search"' in first and '"name": "web_visit"' in first
+    assert '"name": "crop"' not in first and '"name": "image_search"' not in first
+    refused, searched = run.of("observation")
+    assert refused.error_kind == "unknown_tool" and "not offered in this run" in refused.text
+    assert [i.tool for i in run.tools.invocations] == ["text_search"] and searched.name == "text_search"
+    assert list(run.of("started")[0].tools) == ["text_search", "web_visit"]  # recorded: the export renders it

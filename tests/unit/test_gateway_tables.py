@@ -79,6 +79,11 @@ REFUSALS = [
     ("image URL that fails", _request(images=[pb.ImageInput(url="http://img.test/a.png")]),
      "image 1: could not download 'http://img.test/a.png': connection refused by img.test"),
     ("corrupt image", _request(images=[pb.ImageInput(data=b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)]), "image 1:"),
+    ("unknown tool offered", _request(tools=["text_search", "teleport"]), "tools: unknown tool 'teleport'"),
+    ("tool not in the mode", _request(mode=pb.MODE_GENERAL, tools=["text_search"]),
+     "tools: 'text_search' is not available in general mode"),
+    ("tool of a service turned off", _request(enable_search=False, tools=["web_visit"]),
+     "tools: 'web_visit' is turned off by enable_search=false"),
 ]
 
 
@@ -97,6 +102,12 @@ async def test_a_good_request_gets_defaults_for_what_it_leaves_out(validator: Re
     assert (spec.max_steps, spec.max_tool_calls, spec.deadline_s) == (3, 48, 300.0)
     assert spec.sampling == {"temperature": 0.2, "max_tokens": 1000, "top_k": 5, "seed": 7}
     assert (await validator.validate(_request())).mode == "deep_research"
+
+
+async def test_a_tool_offer_is_kept_as_canonical_names_once_each(validator: RequestValidator) -> None:
+    spec = await validator.validate(_request(tools=["web_visit", "read_text", "web_visit"]))
+    assert spec.tools == ("web_visit", "ocr")  # an alias names its tool
+    assert (await validator.validate(_request())).tools == ()  # none: every tool of the mode
 
 
 def _text(step: int, channel: pb.Channel, text: str) -> pb.RunEvent:

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
+from engine.loop import AgentLoop
+from engine.plans import call_of, placeholders
+from engine.spec import RunSpec
+from gateway.channels import ChannelTracker
 from gateway.http.rounds import RoundWriter
-from gateway.loop import AgentLoop, RunSpec
-from gateway.plans import call_of, placeholders
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
@@ -51,7 +53,7 @@ class Planned:
     def __init__(self, blobs: AsyncBlobStore, steps: list[str], **spec: Any) -> None:
         self.model, self.tools = ScriptedModel(steps), RecordingTools(handlers={"text_search": found})
         self.loop = AgentLoop(self.model, self.tools, blobs, catalog(), lambda _: dialect_named("qwen3vl"),
-                              GatewaySettings())
+                              GatewaySettings(), channels=ChannelTracker)
         fields: dict[str, Any] = {"trajectory_id": "t1", "question": "Who commanded STS-93?", "mode": "plan",
                                   "model": "m", "max_steps": 8, "max_tool_calls": 16, "deadline_s": 30.0,
                                   "sampling": {}, "execute_plan": True}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.prompting import system_message
+from engine.prompting import system_message
 from services import catalog as catalog_module
 from services.common.tools import Catalog, ToolPlugin, ToolSpec, check_service_name
 from services.model.dialects import dialect_named

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from gateway import admission as admission_module
 from gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
-from gateway.resume import checkpoint
+from gateway.checkpoints import checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
 
 
@@ -105,3 +106,47 @@ def test_the_time_a_call_queued_is_its_declared_timeout_minus_what_is_left() -> 
     assert queued_s([(CALL_TIMEOUT_KEY, "30000"), ("x", "y")], 26.5) == pytest.approx(3.5)
     assert queued_s([], 26.5) == 0.0 and queued_s([(CALL_TIMEOUT_KEY, "30000")], None) == 0.0
     assert queued_s([(CALL_TIMEOUT_KEY, "junk")], 1.0) == 0.0
+
+
+def test_a_doors_marked_arrival_is_where_the_admission_wait_counts_from() -> None:
+    # The chat and step doors ask for a slot without a queued time: it counts from the arrival their policy
+    # layer marked in the call's task (the HTTP middleware, the gRPC interceptor), not from the slot request.
+    async def main() -> None:
+        admission = Admission(max_running=1, queue=5, wait_s=1.0)
+
+        async def call(arrived_ago: float) -> float:
+            admission_module.arrived(time.monotonic() - arrived_ago)
+            began = time.monotonic()
+            try:
+                async with admission.slot():
+                    return -1.0
+            except AdmissionRefused:
+                return time.monotonic() - began
+
+        async with admission.slot():
+            refused_at_once, refused_later = await asyncio.gather(asyncio.create_task(call(1.5)),
+                                                                  asyncio.create_task(call(0.6)))
+            assert 0 <= refused_at_once < 0.05  # it already waited longer than the wait
+            assert 0.3 < refused_later < 0.6  # 0.4 s of the wait was left
+        assert admission_module.queued_since_arrival() == 0.0  # this task's call marked nothing
+
+    asyncio.run(main())
+
+
+def test_the_http_policy_marks_a_requests_arrival_before_authentication() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from gateway.policy.authentication import make_authenticator
+    from gateway.policy.http import RequireKey
+    from services.common import settings
+
+    async def handler(request: object) -> JSONResponse:
+        await asyncio.sleep(0.2)
+        return JSONResponse({"queued": admission_module.queued_since_arrival()})
+
+    app = RequireKey(Starlette(routes=[Route("/x", handler)]), make_authenticator(settings.auth()))
+    queued = TestClient(app).get("/x").json()["queued"]
+    assert 0.2 <= queued < 1.0

@@ -16,10 +16,13 @@ import pytest
 import redis.asyncio as aredis
 from PIL import Image
 
-from gateway.interfaces import ToolInvocation
-from gateway.loop import AgentLoop, InputImage, RunSpec
-from gateway.resume import Checkpoint, checkpoint
-from gateway.tokens import StepTokens, TokenLedger
+from engine.loop import AgentLoop
+from engine.ports import ToolInvocation
+from engine.resume import Checkpoint
+from engine.spec import InputImage, RunSpec
+from engine.tokens import StepTokens, TokenLedger
+from gateway.channels import ChannelTracker
+from gateway.checkpoints import checkpoint
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
@@ -68,7 +71,7 @@ async def run_loop(blobs: AsyncBlobStore, engine: TokenEngine, tokenizer: ModelT
         return ToolResult(text="zoomed", images=[NewImage(ref=zoomed, width=96, height=64, origin="zoom")])
 
     loop = AgentLoop(engine, RecordingTools({"zoom_in": zoom}), blobs, catalog(), lambda _: dialect_named(dialect),
-                     GatewaySettings(), lambda _: tokenizer)
+                     GatewaySettings(), lambda _: tokenizer, channels=ChannelTracker)
     photo = png(320, 256)
     ref = await blobs.put(photo)
     events: list[pb.RunEvent] = []

@@ -20,7 +20,8 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import recorder, resume
+from gateway import recorder
+from gateway.checkpoints import checkpoint
 from gateway.delivery import Delivery
 from toolfabric.v1 import fabric_pb2 as pb
 
@@ -99,7 +100,7 @@ async def _scenario(client: aredis.Redis, tid: str, plan: Plan) -> None:
     await rec_b.adopt_open()
     found = await recorder.load(client, tid)
     assert found is not None
-    point = resume.checkpoint(found, time.time())
+    point = checkpoint(found, time.time())
     b = _Gateway(client, tid, Delivery(rec_b, tid, 1.0, first_seq=point.last_seq))
     await b.emit(step=point.next_step, resumed=pb.TrajectoryResumed(from_step=point.next_step,
                                                                     from_seq=point.last_seq))

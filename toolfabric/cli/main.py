@@ -31,6 +31,8 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         options["enable_search"] = False
     if args.execute_plan:
         options["execute_plan"] = True
+    if args.tools:
+        options["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
     if args.temperature is not None:
         options["temperature"] = args.temperature
     return options
@@ -107,6 +109,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("--continue", dest="continue_from", default="", metavar="TRAJECTORY_ID",
                      help="continue that turn: its questions, answers and images are this turn's context")
     run.add_argument("--no-search", action="store_true", help="no search or web tools for this turn")
+    run.add_argument("--tools", default="", metavar="NAME,NAME", help="offer the model only these tools")
     run.add_argument("--execute-plan", action="store_true",
                      help="with --mode plan: run the plan the model makes, step by step, and answer from the results")
     run.add_argument("--out", default="toolfabric-output", help="folder for the trajectory's images ('' = don't save)")

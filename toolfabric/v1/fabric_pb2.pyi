@@ -124,7 +124,7 @@ class Budgets(_message.Message):
     def __init__(self, max_steps: _Optional[int] = ..., max_tool_calls: _Optional[int] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run", "conversation_id", "parent_trajectory_id", "enable_search", "execute_plan")
+    __slots__ = ("question", "images", "mode", "budgets", "sampling", "model", "labels", "eval_run", "conversation_id", "parent_trajectory_id", "enable_search", "execute_plan", "tools")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class RunRequest(_message.Message):
     PARENT_TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     ENABLE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_PLAN_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     question: str
     images: _containers.RepeatedCompositeFieldContainer[ImageInput]
     mode: Mode
@@ -156,7 +157,8 @@ class RunRequest(_message.Message):
     parent_trajectory_id: str
     enable_search: bool
     execute_plan: bool
-    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ..., execute_plan: bool = ...) -> None: ...
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, question: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., model: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., eval_run: _Optional[str] = ..., conversation_id: _Optional[str] = ..., parent_trajectory_id: _Optional[str] = ..., enable_search: bool = ..., execute_plan: bool = ..., tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageRef(_message.Message):
     __slots__ = ("name", "blob", "width", "height", "origin", "mime_type", "step")
@@ -177,7 +179,7 @@ class ImageRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., blob: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., origin: _Optional[str] = ..., mime_type: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
 
 class TrajectoryStarted(_message.Message):
-    __slots__ = ("trace_id", "mode", "budgets", "model", "images", "admitted_at", "deadline", "admission_wait_s")
+    __slots__ = ("trace_id", "mode", "budgets", "model", "images", "admitted_at", "deadline", "admission_wait_s", "tools")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +188,7 @@ class TrajectoryStarted(_message.Message):
     ADMITTED_AT_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     ADMISSION_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     mode: Mode
     budgets: Budgets
@@ -194,7 +197,8 @@ class TrajectoryStarted(_message.Message):
     admitted_at: _timestamp_pb2.Timestamp
     deadline: _timestamp_pb2.Timestamp
     admission_wait_s: float
-    def __init__(self, trace_id: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., model: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., admitted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., admission_wait_s: _Optional[float] = ...) -> None: ...
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, trace_id: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., budgets: _Optional[_Union[Budgets, _Mapping]] = ..., model: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ImageRef, _Mapping]]] = ..., admitted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., admission_wait_s: _Optional[float] = ..., tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("channel", "text", "piece_chars")

@@ -57,7 +57,7 @@ class Situation:
     observations: list[SeenObservation] = field(default_factory=list)
     earlier: list[tuple[str, str]] = field(default_factory=list)  # (role, text) of earlier conversation turns
     plan: list[dict[str, Any]] = field(default_factory=list)  # the plan this turn made (plan mode)
-    plan_step: int = 0  # the plan step the fabric asks for ("Plan step N of M", gateway/plans.py), 0 = none
+    plan_step: int = 0  # the plan step the fabric asks for ("Plan step N of M", engine/plans.py), 0 = none
 
     def of_tool(self, tool: str) -> list[SeenObservation]:
         return [o for o in self.observations if o.tool == tool and not o.is_error]

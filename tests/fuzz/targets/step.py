@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from engine.images import ImageRegistry
 from gateway.exceptions import InvalidRequest
-from gateway.images import ImageRegistry
+from gateway.fabric.step import items as grpc_items
 from gateway.step.http import parse_body
-from gateway.step.protos import items as grpc_items
-from gateway.step.service import StepItem, StepService
+from gateway.stepping.service import StepItem, StepService
 from services.common.settings import GatewaySettings, StepSettings
 from tests.fuzz.targets.run_request import BLOBS, LOOP, MAX_MESSAGE_CHARS, REDIS, VALIDATOR
 from toolfabric.v1 import fabric_pb2 as pb
 
-INSTRUMENT = ("gateway.step.http", "gateway.step.protos", "gateway.step.service", "gateway.validation",
+INSTRUMENT = ("gateway.step.http", "gateway.fabric.step", "gateway.stepping.service", "gateway.validation",
               "services.common.images")
 STEP = StepSettings(max_batch=64, max_images=4)
 # No agent loop: the checks this target runs never reach the tools.

@@ -3,7 +3,7 @@
 One JSON value per live trajectory (its mode, dialect, counters, trace and image registry) and, once
 it is finished, a small tombstone, so an action for a finished id is refused instead of silently
 starting a new trajectory. A batch reads all its trajectories in one MGET and queues their writes on the
-request's one pipeline (gateway/step/batch.py).
+request's one pipeline (gateway/stepping/batch.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 from pydantic import BaseModel, Field
 
-from gateway.images import ImageRegistry, RegisteredImage
+from engine.images import ImageRegistry, RegisteredImage
 from services.common.blobs import AsyncBlobStore
 
 _KEY = "toolfabric:step:"

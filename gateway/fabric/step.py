@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.step.service import StepItem, StepOutcome
+from gateway.stepping.service import StepItem, StepOutcome
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import MODE_NAMES
 

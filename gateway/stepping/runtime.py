@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from engine.loop import AgentLoop
 from gateway.celery_executor import CeleryToolExecutor
+from gateway.channels import ChannelTracker
 from gateway.connections import redis_pair
-from gateway.loop import AgentLoop
-from gateway.step.service import StepService
+from gateway.stepping.service import StepService
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import settings
@@ -34,7 +35,8 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
     loop = AgentLoop(model, executor, blobs, catalog(),
-                     lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw)
+                     lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw,
+                     channels=ChannelTracker)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     try:
         yield StepService(loop, validator, client, blobs, settings.step(), gw, model_settings.default_model), blobs

@@ -21,16 +21,17 @@ import redis.asyncio as aredis
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from engine.images import ImageRegistry, RegisteredImage
+from engine.loop import AgentLoop, EventSink
+from engine.prompting import observation_parts
+from engine.spec import MODES, RunSpec
 from gateway import recorder
 from gateway.channels import ChannelTracker
 from gateway.exceptions import InvalidRequest
-from gateway.images import ImageRegistry, RegisteredImage
-from gateway.loop import MODES, AgentLoop, EventSink, RunSpec
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped, unscoped
-from gateway.prompting import observation_parts
-from gateway.step.batch import QueuedWrites
-from gateway.step.dialect import parse_action
-from gateway.step.state import Loaded, StateStore, TrajectoryState
+from gateway.stepping.batch import QueuedWrites
+from gateway.stepping.dialect import parse_action
+from gateway.stepping.state import Loaded, StateStore, TrajectoryState
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings, StepSettings

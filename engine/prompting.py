@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gateway.conversations import PriorTurn
-from gateway.images import RegisteredImage
+from engine.images import RegisteredImage
+from engine.spec import PriorTurn
 from services.common.tools import ToolSpec
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect

@@ -13,9 +13,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
@@ -23,13 +23,13 @@ from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
-from gateway import plans
-from gateway.channels import ChannelTracker
-from gateway.conversations import PriorTurn
-from gateway.images import ImageRegistry, RegisteredImage
-from gateway.interfaces import ToolDispatchError, ToolExecutor, ToolInvocation
-from gateway.prompting import history_messages, observation_parts, system_message, user_message
-from gateway.tokens import StepTokens, TokenLedger
+from engine import plans
+from engine.images import ImageRegistry, RegisteredImage
+from engine.ports import ChannelSplitter, Emit, ToolDispatchError, ToolExecutor, ToolInvocation
+from engine.prompting import history_messages, observation_parts, system_message, user_message
+from engine.resume import Checkpoint
+from engine.spec import RunSpec
+from engine.tokens import StepTokens, TokenLedger
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import GatewaySettings
 from services.common.settings import telemetry as telemetry_settings
@@ -43,53 +43,9 @@ from services.model.tokenizer import ModelTokenizer
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
 
-if TYPE_CHECKING:
-    from gateway.resume import Checkpoint
-
 tracer = trace.get_tracer("toolfabric.gateway")
 log = logging.getLogger(__name__)
 
-MODES: dict[pb.Mode, str] = {value: name for name, value in names.MODES.items()}
-Emit = Callable[[pb.RunEvent], Awaitable[None]]
-
-
-@dataclass
-class InputImage:
-    ref: str
-    width: int
-    height: int
-    mime_type: str
-    data: bytes
-
-
-@dataclass
-class RunSpec:
-    """A validated Run request with budgets resolved."""
-
-    trajectory_id: str
-    question: str
-    mode: str
-    model: str
-    max_steps: int
-    max_tool_calls: int
-    deadline_s: float
-    sampling: dict[str, Any]
-    inputs: list[InputImage] = field(default_factory=list)
-    # Services whose tools this run may not use (enable_search=false turns search and fetch off).
-    excluded_services: frozenset[str] = frozenset()
-    tenant: str = ""  # who runs it ("" = anonymous, auth off)
-    labels: dict[str, str] = field(default_factory=dict)  # kept in the durable store, filtered on
-    eval_run: str = ""
-    # Conversations: earlier turns as prior context (never rerun) and their images, carried by name.
-    conversation_id: str = ""
-    parent_trajectory_id: str = ""
-    history: list[PriorTurn] = field(default_factory=list)
-    carried: list[RegisteredImage] = field(default_factory=list)
-    execute_plan: bool = False  # plan mode: run the plan (gateway/plans.py) rather than answer with it
-    # When the gateway admitted the run (epoch s; 0 = when the loop starts) and how long it waited from the call.
-    # The deadline counts from admission.
-    admitted_at: float = 0.0
-    admission_wait_s: float = 0.0
 
 
 class _Sink:
@@ -131,8 +87,10 @@ class _Usage:
 class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: AsyncBlobStore, catalog: Catalog,
                  dialect_for: Callable[[str], Dialect], settings: GatewaySettings,
-                 tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None) -> None:
+                 tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None, *,
+                 channels: Callable[[], ChannelSplitter]) -> None:
         self._model, self._tools, self._blobs = model, tools, blobs
+        self._channels = channels  # a new splitter per model step (gateway/channels.py's ChannelTracker)
         self._catalog, self._dialect_for, self._settings = catalog, dialect_for, settings
         self._tokenizer_for = tokenizer_for  # a model's own tokenizer, for token-in (None: text prompts)
 
@@ -140,7 +98,7 @@ class AgentLoop:
                   resumed_by: str = "") -> tuple[pb.Status, str]:
         """Runs the trajectory to its end; returns (Status, reason). Cancelling the task ends it as CANCELLED.
 
-        With `resume` (see gateway/resume.py), it goes on from the checkpoint's first incomplete step."""
+        With `resume` (see engine/resume.py), it goes on from the checkpoint's first incomplete step."""
         sink = _Sink(spec.trajectory_id, emit)
         admitted = spec.admitted_at or time.time()
         state = _Run(spec, self._dialect_for(spec.model), ImageRegistry(self._blobs), _Usage(), time.monotonic())
@@ -176,7 +134,7 @@ class AgentLoop:
                                        deadline_s=spec.deadline_s),
                     images=[i.as_ref() for i in state.registry.images],
                     admitted_at=_timestamp(admitted), deadline=_timestamp(admitted + spec.deadline_s),
-                    admission_wait_s=spec.admission_wait_s))
+                    admission_wait_s=spec.admission_wait_s, tools=list(spec.tools)))
             failure: BaseException | None = None
             try:
                 # From admission (what the client was told in `started`); a resumed run: from its record's start.
@@ -284,7 +242,7 @@ class AgentLoop:
         return parts
 
     async def _execute_plan(self, state: _Run, sink: _Sink, first_step: int) -> tuple[pb.Status, str]:
-        """The plan's steps in order (gateway/plans.py), one loop step each; at its verification step the ordinary
+        """The plan's steps in order (engine/plans.py), one loop step each; at its verification step the ordinary
         loop takes over, asked for the answer."""
         spec, plan = state.spec, state.plan or []
         for number, item in enumerate(plan, start=1):
@@ -334,7 +292,7 @@ class AgentLoop:
         for key in ("temperature", "top_p", "top_k", "max_tokens", "seed"):
             if key in spec.sampling:
                 attributes[f"gen_ai.request.{key}"] = spec.sampling[key]
-        tracker, pieces = ChannelTracker(), []
+        tracker, pieces = self._channels(), []
         started = time.monotonic()
         with tracer.start_as_current_span(f"chat {spec.model}", kind=trace.SpanKind.CLIENT,
                                           attributes=attributes) as span:
@@ -383,11 +341,11 @@ class AgentLoop:
         return text
 
     def run_state(self, spec: RunSpec, registry: ImageRegistry, tool_calls: int) -> _Run:
-        """The state `run_calls` needs, for a trajectory whose model steps come from outside (gateway/step)."""
+        """The state `run_calls` needs, for a trajectory whose model steps come from outside (gateway/stepping)."""
         return _Run(spec, self._dialect_for(spec.model), registry, _Usage(), time.monotonic(), tool_calls=tool_calls)
 
     async def run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
-        """One step's tool calls as Run executes them: the step API (gateway/step) drives its trajectories here."""
+        """One step's tool calls as Run executes them: the step API (gateway/stepping) drives its trajectories here."""
         return await self._run_calls(state, sink, calls)
 
     async def _run_calls(self, state: _Run, sink: _Sink, calls: list[RawCall]) -> list[str | ImagePart]:
@@ -440,7 +398,8 @@ class AgentLoop:
         return parts
 
     def _visible(self, spec: RunSpec) -> list[ToolSpec]:
-        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services]
+        return [t for t in self._catalog.visible(spec.mode) if t.service not in spec.excluded_services
+                and (not spec.tools or t.name in spec.tools)]
 
     def _check_call(self, state: _Run, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,
                                                                ToolResult | None]:
@@ -455,6 +414,9 @@ class AgentLoop:
             return tool, None, ToolResult.failure(
                 "unknown_tool",
                 f"tool {tool.name!r} is not available in {spec.mode} mode; available: {', '.join(visible)}")
+        if spec.tools and tool.name not in spec.tools:
+            return tool, None, ToolResult.failure(
+                "unknown_tool", f"tool {tool.name!r} is not offered in this run; available: {', '.join(visible)}")
         if tool.service in spec.excluded_services:
             return tool, None, ToolResult.failure(
                 "unknown_tool", f"tool {tool.name!r} is turned off for this request (search disabled); "
@@ -519,7 +481,7 @@ def _image_count(messages: list[Message]) -> int:
     return sum(1 for m in messages for p in m.parts if isinstance(p, ImagePart))
 
 
-# For the step API (gateway/step), which records its trajectories' events through the same sink.
+# For the step API (gateway/stepping), which records its trajectories' events through the same sink.
 EventSink = _Sink
 
 
