@@ -171,7 +171,8 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
-                     gw, tokenizers.get, channels=ChannelTracker)
+                     gw, tokenizers.get, channels=ChannelTracker,
+                     capture_content=settings.telemetry().capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
                       common.blob_ttl_s, settings.store(), erasure.purge, common.cache_url).start()

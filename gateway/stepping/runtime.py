@@ -36,7 +36,7 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw,
-                     channels=ChannelTracker)
+                     channels=ChannelTracker, capture_content=settings.telemetry().capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     try:
         yield StepService(loop, validator, client, blobs, settings.step(), gw, model_settings.default_model), blobs
