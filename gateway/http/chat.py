@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.spec import MODES, PriorTurn
+from engine.spec import PriorTurn
 from gateway.http.errors import ApiError
 from services.common.settings import ModelRoute
 from services.model.dialects import DEFAULT_DIALECT

@@ -99,7 +99,7 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
             new = [RegisteredImage.from_ref(r) for r in obs.images]
             images += new
             error = (obs.error_kind or "error") if obs.is_error else None
-            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect.observation_tags)
+            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect)
         number = step.number - plan_at
         item = plan[number - 1] if plan is not None and 1 <= number <= len(plan) else None
         if item is not None and plan is not None:

@@ -108,3 +108,35 @@ def test_the_mode_constants_and_type_are_the_proto_modes() -> None:
     assert names.mode_value("plan") == pb.MODE_PLAN
     assert names.status_name(pb.STATUS_UNSPECIFIED) == "unspecified"
 
+
+
+def _spellings_outside_the_table() -> list[str]:
+    """Places that spell a mode, or re-derive a name table, instead of reading toolfabric.v1.names."""
+    modes = set(names.MODES)
+    found: list[str] = []
+    files = [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("engine/**/*.py"), *ROOT.glob("services/**/*.py"),
+             *ROOT.glob("toolfabric/**/*.py")]
+    for path in files:
+        where = path.relative_to(ROOT)
+        if "repository" in path.parts or path.name.endswith(("_pb2.py", "_pb2_grpc.py")) or where == Path(
+                "toolfabric/v1/names.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            line = f"{where}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Constant) and node.value == "deep_research":
+                found.append(f"{line} spells a mode")
+            elif isinstance(node, ast.Compare) and "mode" in ast.unparse(node.left) and any(
+                    isinstance(c, ast.Constant) and c.value in modes for c in node.comparators):
+                found.append(f"{line} compares a mode with a literal")
+            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "Literal" and any(
+                    isinstance(c, ast.Constant) and c.value in modes for c in ast.walk(node.slice)):
+                found.append(f"{line} spells the modes as a Literal")
+            elif isinstance(node, ast.DictComp) and ast.unparse(node).endswith(("MODES.items()}", "STATUSES.items()}")):
+                found.append(f"{line} inverts a names table")
+            elif isinstance(node, ast.Constant) and node.value in ("STATUS_", "MODE_"):
+                found.append(f"{line} cuts an enum prefix")
+    return found
+
+
+def test_modes_and_statuses_are_spelled_only_in_the_names_table() -> None:
+    assert _spellings_outside_the_table() == []

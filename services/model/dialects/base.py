@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -72,7 +73,7 @@ class Dialect(Protocol):
         ...
 
     def render_observation(self, tool: str, call_id: str, text: str, error_kind: str | None,
-                           images: list[NamedImage]) -> list[str | ImagePart]:
+                           images: Sequence[NamedImage]) -> list[str | ImagePart]:
         """One observation block in this dialect's tags (services/model/dialects/observations.py)."""
         ...
 
@@ -202,7 +203,7 @@ class TaggedDialect:
         return f"<{self.answer_tag}>{answer}</{self.answer_tag}>"
 
     def render_observation(self, tool: str, call_id: str, text: str, error_kind: str | None,
-                           images: list[NamedImage]) -> list[str | ImagePart]:
+                           images: Sequence[NamedImage]) -> list[str | ImagePart]:
         return _observations.render(self.observation_tags, tool, call_id, text, error_kind, images)
 
     def read_observations(self, text: str) -> list[ObservationBlock]:

@@ -14,6 +14,7 @@ A block, in a dialect's `tags`:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -26,14 +27,18 @@ NEW_IMAGES = "\nNew images:"
 class NamedImage(Protocol):
     """An image a tool made, as the model is told about it (gateway.images.RegisteredImage is one)."""
 
-    name: str
-    width: int
-    height: int
-    origin: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def origin(self) -> str: ...
 
 
 def render(tags: tuple[str, str], tool: str, call_id: str, text: str, error_kind: str | None,
-           images: list[NamedImage]) -> list[str | ImagePart]:
+           images: Sequence[NamedImage]) -> list[str | ImagePart]:
     """One observation block; new images are named, described and attached."""
     body = f"error ({error_kind}): {text}" if error_kind else text
     parts: list[str | ImagePart] = [f"{tags[0]}\ntool: {tool} (call {call_id})\n{body}"]
