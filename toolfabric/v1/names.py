@@ -52,6 +52,11 @@ def status_name(status: int) -> str:
     return STATUS_NAMES.get(status, "unspecified")
 
 
+def error_kind_name(kind: int) -> str:
+    """pb.ERROR_KIND_MODEL_OUTPUT → "model_output" (what Observation.error_kind and Error.code carry)."""
+    return pb.ErrorKind.Name(kind)[len("ERROR_KIND_"):].lower()  # type: ignore[arg-type]
+
+
 def error_kind(kind: str) -> pb.ErrorKind:
     """"timeout" → pb.ERROR_KIND_TIMEOUT; ERROR_KIND_UNSPECIFIED for a string the proto does not list."""
     return cast("pb.ErrorKind", _ERROR_KINDS.get(kind, pb.ERROR_KIND_UNSPECIFIED))
