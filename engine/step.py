@@ -23,7 +23,8 @@ from services.model.dialects import Dialect, ParsedStep
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
 
-MODEL_OUTPUT = names.error_kind_name(pb.ERROR_KIND_MODEL_OUTPUT)  # the error kind (and observation name) of a problem in what the model wrote
+# The error kind (and observation name) of a problem in what the model wrote.
+MODEL_OUTPUT = names.error_kind_name(pb.ERROR_KIND_MODEL_OUTPUT)
 
 
 def plan_outside_plan_mode(mode: str) -> str:

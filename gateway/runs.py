@@ -37,9 +37,9 @@ from gateway.delivery import Delivery
 from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed, NotYours
 from gateway.leases import Leases
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
 from toolfabric.v1 import fabric_pb2 as pb
 

@@ -25,13 +25,16 @@ from redis.exceptions import RedisError
 
 from engine.loop import AgentLoop
 from gateway import erasure
+from gateway import settings as gateway_settings
 from gateway.archive import Archive
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.channels import ChannelTracker
 from gateway.connections import redis_pair
 from gateway.fabric import FabricServicer
 from gateway.http import create_app
+from gateway.http import settings as http_settings
 from gateway.leases import Leases, owner_id
+from gateway.mcp import settings as mcp_settings
 from gateway.policy import Policy, make_policy
 from gateway.policy.authentication import announce
 from gateway.policy.listeners import (
@@ -46,6 +49,7 @@ from gateway.reflection import REFLECTION_SERVICES, enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.stepping import StepService
+from gateway.stepping import settings as step_settings
 from gateway.validation import RequestValidator
 from services.catalog import catalog, service_names
 from services.common import logs, settings
@@ -54,11 +58,13 @@ from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
+from services.model import settings as model_config
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.routing import ModelRouter
 from services.model.tokenizer import load_tokenizers
 from services.store import open_store
+from services.store import settings as store_settings
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 from toolfabric.v1.names import FABRIC_SERVICE
@@ -119,28 +125,28 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
                       blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter, default_model: str,
                       draining: asyncio.Event) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
-    gw, tls = settings.gateway(), settings.tls()
+    gw, tls = gateway_settings.gateway(), gateway_settings.tls()
 
     async def listen(listener: HttpListener) -> None:
         await listener.start(gw.reuse_port)
         doors.push_async_callback(listener.stop)
 
-    http = settings.http()
+    http = http_settings.http()
     if http.port:  # the OpenAI-compatible chat API
         async def ready() -> bool:  # like the Fabric service's health: not while draining
             return not draining.is_set() and await _is_ready(redis_client, model, default_model)
 
         await listen(HttpListener(policy.doors, "chat", create_app(runs, policy, http, ready), http.host, http.port,
                                   tls, policy.guard, ("/healthz", "/readyz"), gw.shutdown_grace_s))
-    step_settings = settings.step()
-    if step_settings.http_port:  # verl-tool's POST /get_observation, for RL trainers
+    step_conf = step_settings.step()
+    if step_conf.http_port:  # verl-tool's POST /get_observation, for RL trainers
         from gateway.step import http as step_http
 
         await listen(HttpListener(policy.doors, "step", policy.http(step_http.app(step, blobs,
-                                                                                   step_settings.max_request_bytes),
+                                                                                   step_conf.max_request_bytes),
                                                                      open_paths=("/health",)),
-                                  gw.host, step_settings.http_port, tls, policy.guard, ("/health",)))
-    mcp = settings.mcp()
+                                  gw.host, step_conf.http_port, tls, policy.guard, ("/health",)))
+    mcp = mcp_settings.mcp()
     if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
         from gateway.mcp.server import FabricMcp, TenantSessions
 
@@ -152,13 +158,14 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
                                  [metrics.QueueDepthCollector(settings.common().redis_url, service_names())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
-        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port)
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port,
+                                        gateway_settings.auth().required)
         doors.push_async_callback(blob_server.stop)
 
 
 async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
-    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+    common, gw, model_settings = settings.common(), gateway_settings.gateway(), model_config.model()
     redis_client, cache_client = redis_pair(common, gw)
     policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
@@ -174,11 +181,11 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
                      gw, tokenizers.get, channels=ChannelTracker,
                      capture_content=settings.telemetry().capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
-                      common.blob_ttl_s, settings.store(), erasure.purge, common.cache_url).start()
+    archive = Archive(await asyncio.to_thread(open_store, store_settings.store(), common), common.redis_url,
+                      common.blob_ttl_s, store_settings.store(), erasure.purge, common.cache_url).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
-    step = StepService(loop, validator, redis_client, blobs, settings.step(), gw, model_settings.default_model,
+    step = StepService(loop, validator, redis_client, blobs, step_settings.step(), gw, model_settings.default_model,
                        policy)
     servicer = FabricServicer(runs, redis_client, blobs, policy, archive, step)
 
@@ -191,13 +198,13 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
-    port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, settings.tls(), policy.guard,
+    port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, gateway_settings.tls(), policy.guard,
                      (*_FABRIC_METHODS, *_OPEN_METHODS), _OPEN_METHODS)
-    announce(settings.auth())
+    announce(gateway_settings.auth())
     await server.start()
-    health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port,
+    health_port = await start_health_port(policy.doors, health_servicer, gw.host, gateway_settings.tls().health_port,
                                           gw.reuse_port) \
-        if settings.tls().health_port else None
+        if gateway_settings.tls().health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     renewer = asyncio.create_task(leases.keep_renewing(), name="lease-renewal")
     reaper = asyncio.create_task(runs.reap(), name="lease-reaper")

@@ -10,10 +10,12 @@ from typing import Any
 
 from engine.spec import InputImage, RunSpec
 from gateway.exceptions import InvalidRequest
+from gateway.settings import GatewaySettings
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
-from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
+from services.common.settings import CommonSettings
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
 

@@ -41,19 +41,27 @@ def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
     return run
 
 
+def _subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    direct: type
+    for direct in cls.__subclasses__():
+        found += [direct, *_subclasses(direct)]
+    return found
+
+
 def _settings_problem(exc: Exception) -> str | None:
     """'TOOLFABRIC_X: what is wrong' for a settings error, None for anything else."""
     from pydantic import ValidationError
     from pydantic_settings import BaseSettings
 
-    from services.common import settings
     from services.common.errors import ConfigurationError
 
     if isinstance(exc, ConfigurationError):
         return str(exc)
     if not isinstance(exc, ValidationError):
         return None
-    owner = getattr(settings, exc.title, None)
+    # The class that raised is imported (each service owns its settings module): found among the subclasses.
+    owner = next((c for c in _subclasses(BaseSettings) if c.__name__ == exc.title), None)
     if not (isinstance(owner, type) and issubclass(owner, BaseSettings)):
         return None  # a validation error that is not about the environment: a bug, keep the traceback
     prefix = owner.model_config.get("env_prefix", "")
@@ -83,7 +91,8 @@ def _print_doors(doors_file: Path) -> None:
 
 def _print_store(data_dir: Path, redis_url: str) -> None:
     """Which durable store the stack writes, and the environment `toolfabric store` / `keys` need to find it."""
-    from services.common.settings import CommonSettings, StoreSettings
+    from services.common.settings import CommonSettings
+    from services.store.settings import StoreSettings
     from services.store.trajectories import describe
 
     print(f"[toolfabric up] durable store: {describe(StoreSettings(), CommonSettings(data_dir=str(data_dir)))}; "
@@ -190,11 +199,12 @@ def _require(*, model: bool = False) -> None:
     without them stops here, naming what to set, instead of retrying 127.0.0.1 forever."""
     from services.common import settings
     from services.common.errors import ConfigurationError
+    from services.model import settings as model_settings
 
     missing = []
     if not settings.common().redis_url.strip():
         missing.append("TOOLFABRIC_REDIS_URL (e.g. redis://:PASSWORD@redis:6379/0)")
-    if model and not settings.model().triton_url.strip():
+    if model and not model_settings.model().triton_url.strip():
         missing.append("TOOLFABRIC_MODEL_TRITON_URL (e.g. triton:8001)")
     if missing:
         raise ConfigurationError(f"not set: {', '.join(missing)}")
@@ -305,9 +315,11 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_keys(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from services.common.api_keys import ApiKeyStore
+    from services.common import settings
+    from services.common.api_keys import ApiKeyStore, store_url
+    from services.store import settings as store_settings
 
-    store = ApiKeyStore()
+    store = ApiKeyStore(store_url(store_settings.store().url.get_secret_value(), settings.common().data_dir))
     try:
         if args.action == "create":
             try:

@@ -14,6 +14,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from gateway import admission, recorder
+from gateway import settings as gateway_settings
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
@@ -40,7 +41,7 @@ class FabricServicer(pb_grpc.FabricServicer):
                  archive: Archive | None = None, step: StepService | None = None) -> None:
         self._runs, self._redis, self._blobs, self._policy = runs, redis_client, blobs, policy
         self._archive, self._step = archive, step
-        self._gw = settings.gateway()
+        self._gw = gateway_settings.gateway()
 
     async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
                        blob: str | None = None) -> tuple[Principal, str]:

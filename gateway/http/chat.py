@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.spec import PriorTurn
 from gateway.http.errors import ApiError
-from services.common.settings import ModelRoute
+from gateway.http.settings import ModelRoute
 from services.model.dialects import DEFAULT_DIALECT
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import mode_value

@@ -10,6 +10,7 @@ import sys
 
 from mcp.server.stdio import stdio_server
 
+from gateway.mcp import settings as mcp_settings
 from gateway.mcp.server import FabricMcp
 from gateway.stepping.runtime import standalone
 from services.catalog import catalog
@@ -24,7 +25,7 @@ async def serve_stdio() -> None:
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
     async with standalone() as (step, blobs):
-        fabric = FabricMcp(step, blobs, catalog(), settings.mcp())
+        fabric = FabricMcp(step, blobs, catalog(), mcp_settings.mcp())
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 

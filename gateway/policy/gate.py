@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 from starlette.types import ASGIApp
 
+from gateway import settings as gateway_settings
 from gateway.admission import Admission, AdmissionRefused
 from gateway.exceptions import LimitExceeded
 from gateway.policy import secrets
@@ -26,6 +27,8 @@ from gateway.policy.http import ErrorBody, RequireKey, plain_error
 from gateway.policy.limits import Limits
 from gateway.policy.ownership import Ownership, scoped
 from services.common import settings
+from services.common.api_keys import store_url
+from services.store import settings as store_settings
 from toolfabric.v1 import fabric_pb2 as pb
 
 
@@ -83,9 +86,10 @@ class Policy:
 
 def make_policy(redis_client: aredis.Redis) -> Policy:
     """The gateway's policy from the settings; ConfigurationError (one line) for settings it refuses."""
-    auth, common, gw = settings.auth(), settings.common(), settings.gateway()
+    auth, common, gw = gateway_settings.auth(), settings.common(), gateway_settings.gateway()
     secrets.check(auth, common)
-    return Policy(make_authenticator(auth), Limits(redis_client, auth),
+    keys = store_url(store_settings.store().url.get_secret_value(), common.data_dir)
+    return Policy(make_authenticator(auth, keys), Limits(redis_client, auth),
                   Ownership(redis_client, auth.required, max(common.blob_ttl_s, gw.trajectory_ttl_s)),
                   Admission(gw.max_running, gw.admission_queue, gw.admission_wait_s),
                   gw.tool_timeout_s * 2 + 60)

@@ -6,15 +6,18 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from engine.loop import AgentLoop
+from gateway import settings as gateway_settings
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.channels import ChannelTracker
 from gateway.connections import redis_pair
+from gateway.stepping import settings as step_settings
 from gateway.stepping.service import StepService
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common import settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
+from services.model import settings as model_config
 from services.model.dialects import dialect_for
 from services.model.triton_client import TritonModel
 
@@ -27,7 +30,7 @@ async def _download_image(url: str, max_bytes: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
-    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+    common, gw, model_settings = settings.common(), gateway_settings.gateway(), model_config.model()
     client, cache = redis_pair(common, gw)
     blobs = AsyncBlobStore(cache, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(), client)
@@ -39,7 +42,7 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
                      channels=ChannelTracker, capture_content=settings.telemetry().capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     try:
-        yield StepService(loop, validator, client, blobs, settings.step(), gw, model_settings.default_model), blobs
+        yield StepService(loop, validator, client, blobs, step_settings.step(), gw, model_settings.default_model), blobs
     finally:
         await executor.close()
         await model.close()

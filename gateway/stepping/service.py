@@ -29,11 +29,12 @@ from engine.trajectory import Scope
 from gateway import recorder
 from gateway.exceptions import InvalidRequest
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped, unscoped
+from gateway.settings import GatewaySettings
 from gateway.stepping.batch import QueuedWrites
+from gateway.stepping.settings import StepSettings
 from gateway.stepping.state import Loaded, StateStore, TrajectoryState
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings, StepSettings
 from services.common.telemetry import metrics
 from services.model.dialects import ParsedStep, RawCall
 from toolfabric.v1 import fabric_pb2 as pb

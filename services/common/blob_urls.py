@@ -120,10 +120,11 @@ class BlobServer:
 
 
 async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                            reuse_port: bool = False) -> BlobServer:
+                            reuse_port: bool = False, auth_required: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
-    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT)."""
-    common, locked = settings.common(), settings.auth().required
+    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT); `auth_required`
+    (TOOLFABRIC_AUTH_REQUIRED): a blob is served only to the tenants holding it."""
+    common, locked = settings.common(), auth_required
     client = redis_clients.async_client("cache", common)
     # Who holds which image is the policy's (gateway/policy/ownership.py), kept in the state Redis.
     owners = redis_clients.async_client("state", common) if locked else None

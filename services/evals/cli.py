@@ -102,14 +102,14 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> Any:
-    from services.common import settings
+    from services.evals import settings as eval_settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
     if bundle is not None and bundle.judge_name:  # the bundle's own judge, replayed: no judge is asked
         run_dir.mkdir(parents=True, exist_ok=True)
         replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
         return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
-    cfg = settings.evals()
+    cfg = eval_settings.evals()
     backend = args.judge or cfg.judge_backend
     model = args.judge_model or cfg.judge_model
     if backend == "none":

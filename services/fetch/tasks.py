@@ -23,6 +23,8 @@ from services.fetch.indexing import LocalIndexSink
 from services.fetch.spec import TOOLS, WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
+from services.model import settings as model_settings
+from services.web import settings as web_settings
 from services.web.hostlimits import HostLimits
 from services.web.robots import Robots
 
@@ -40,7 +42,7 @@ def persistent_store() -> PersistentStore:
 
 def build_services(client: aredis.Redis) -> Services:
     """web_visit's collaborators, as the settings ask for them."""
-    common, fetch = settings.common(), settings.fetch()
+    common, fetch = settings.common(), web_settings.fetch()
     cache = None
     if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
         cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
@@ -48,7 +50,8 @@ def build_services(client: aredis.Redis) -> Services:
                       lease_s=common.worker_lease_ttl_s, bundle=open_bundle(common.cache_bundle))
     summarizer = None
     if fetch.summarizer_model:
-        summarizer = ModelSummarizer(fetch.summarizer_model, settings.model().triton_url, fetch.summarizer_timeout_s)
+        summarizer = ModelSummarizer(fetch.summarizer_model, model_settings.model().triton_url,
+                                     fetch.summarizer_timeout_s)
     return Services(
         settings=fetch,
         blobs=AsyncBlobStore(client, common.blob_ttl_s),

@@ -16,12 +16,13 @@ from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, InvalidImage, ToolInputError
 from services.common.tools import ToolContext, ToolResult, canonical_image_name, resolve_image
 from services.common.worker import Handler
+from services.ocr import settings as ocr_settings
 from services.ocr.reader import check_languages, read_lines
 from services.ocr.spec import OcrArgs
 
 
 def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
-    cfg, common = settings.ocr(), settings.common()
+    cfg, common = ocr_settings.ocr(), settings.common()
     name = canonical_image_name(args.image)
     ref = resolve_image(args.image, {canonical_image_name(n): r for n, r in ctx.images.items()})
     lang = args.lang or cfg.languages[0]
@@ -50,7 +51,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
 
 
 async def _cached(ref: str, lang: str, read: Any, owner: str) -> tuple[list[dict[str, Any]], str]:
-    cfg, common = settings.ocr(), settings.common()
+    cfg, common = ocr_settings.ocr(), settings.common()
     # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
     if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
         return await asyncio.to_thread(read), "provider"

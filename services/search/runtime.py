@@ -24,14 +24,16 @@ from services.common.cache import Cache
 from services.common.cache_store import open_store
 from services.common.errors import ConfigurationError
 from services.common.ratelimit import TokenBucket
-from services.common.settings import CommonSettings, SearchSettings
+from services.common.settings import CommonSettings
 from services.index import SearchIndex, default_index
+from services.search import settings as search_settings
 from services.search.http import ProviderHTTP
 from services.search.providers.base import Provider
 from services.search.providers.local import LocalProvider
 from services.search.providers.searxng import SearxngProvider
 from services.search.providers.serper import SerperProvider
 from services.search.service import SearchService
+from services.search.settings import SearchSettings
 
 T = TypeVar("T")
 
@@ -84,7 +86,7 @@ class _Runtime:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="search-loop", daemon=True)
         self.thread.start()
-        self.service, self.close = self.submit(build_service(settings.common(), settings.search())).result()
+        self.service, self.close = self.submit(build_service(settings.common(), search_settings.search())).result()
 
     def submit(self, coro: Awaitable[T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]

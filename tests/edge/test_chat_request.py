@@ -11,7 +11,7 @@ import pytest
 from gateway.http.chat import parse_chat
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript, observation_json
-from services.common.settings import HttpSettings
+from gateway.http.settings import HttpSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 ROUTES = HttpSettings().models

@@ -14,9 +14,9 @@ from engine.loop import AgentLoop
 from engine.spec import RunSpec
 from gateway.channels import ChannelTracker
 from gateway.http.rounds import RoundWriter
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step

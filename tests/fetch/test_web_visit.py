@@ -137,6 +137,7 @@ def demo_site_root(server: Server):
 
 def clear_settings_cache() -> None:
     from services.common import settings
+    from services.web import settings as web_settings
 
     settings.common.cache_clear()
-    settings.fetch.cache_clear()
+    web_settings.fetch.cache_clear()

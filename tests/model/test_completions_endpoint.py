@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import CompletionsEndpoint
 from services.devstack import neural_models
 from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.stack import EmbeddedStack
 from services.export.tokens import segments
 from services.model.completions_client import CompletionsModel
+from services.model.settings import CompletionsEndpoint
 from services.model.tokenizer import ModelTokenizer
 from tests.model.vllm_serve import SERVED, VllmServe
 from toolfabric import Client

@@ -141,12 +141,12 @@ def test_the_http_policy_marks_a_requests_arrival_before_authentication() -> Non
 
     from gateway.policy.authentication import make_authenticator
     from gateway.policy.http import RequireKey
-    from services.common import settings
+    from gateway.settings import AuthSettings
 
     async def handler(request: object) -> JSONResponse:
         await asyncio.sleep(0.2)
         return JSONResponse({"queued": admission_module.queued_since_arrival()})
 
-    app = RequireKey(Starlette(routes=[Route("/x", handler)]), make_authenticator(settings.auth()))
+    app = RequireKey(Starlette(routes=[Route("/x", handler)]), make_authenticator(AuthSettings(), ""))
     queued = TestClient(app).get("/x").json()["queued"]
     assert 0.2 <= queued < 1.0

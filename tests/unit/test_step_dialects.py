@@ -17,12 +17,15 @@ from engine.spec import RunSpec
 from engine.step import MODEL_OUTPUT, plan_outside_plan_mode
 from gateway import recorder
 from gateway.channels import ChannelTracker
+from gateway.settings import GatewaySettings
 from gateway.stepping import StepItem, StepService
+from gateway.stepping.settings import StepSettings
 from gateway.validation import RequestValidator
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings, GatewaySettings, ModelSettings, StepSettings
+from services.common.settings import CommonSettings
 from services.model.dialects.registry import DIALECTS, dialect_named
+from services.model.settings import ModelSettings
 from tests.conftest import RedisServer
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from toolfabric.v1 import fabric_pb2 as pb

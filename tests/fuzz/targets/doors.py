@@ -25,9 +25,9 @@ import grpc
 from gateway.policy.authentication import Authenticator
 from gateway.policy.grpc import OPEN_SERVICES, PolicyInterceptor
 from gateway.policy.http import RequireKey
+from gateway.settings import AuthSettings
 from services.common.api_keys import ApiKeyStore
 from services.common.blob_urls import BadSignature, grant
-from services.common.settings import AuthSettings
 
 INSTRUMENT = ("gateway.policy", "services.common.api_keys", "services.common.blob_urls")
 BLOB_SECRET = "fuzz-" + "s" * 40
