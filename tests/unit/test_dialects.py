@@ -10,11 +10,11 @@ import pytest
 from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
-from services.common.settings import ModelSettings
 from services.model.baseline.policy import read_situation
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
 from services.model.dialects.instructions import read_mode
+from services.model.settings import ModelSettings
 from services.vision.spec import ZoomArgs
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
