@@ -170,7 +170,7 @@ class AgentLoop:
         for number, item in enumerate(plan, start=1):
             step = first_step + number - 1
             if item["tool_name"] == "none":
-                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item))
+                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item, state.dialect))
                 return await self._steps(spec, state, sink, step)
             if step > spec.max_steps:
                 return pb.STATUS_BUDGET_EXHAUSTED, (f"max_steps={spec.max_steps} reached running plan step {number} "
@@ -182,7 +182,7 @@ class AgentLoop:
                                                           "toolfabric.plan.tool": item["tool_name"]})
             with tracing.tracer.start_as_current_span(f"step {step}", attributes=attributes):
                 if plans.placeholders(item):  # only the model knows what "[Person from Step 1]" turned out to be
-                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item))
+                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item, state.dialect))
                     parsed = await self.step.from_model(state, sink, spec.sampling)
                     parsed.answer = parsed.plan = None  # this step is for the call; the answer comes at the end
                     if not parsed.calls and not parsed.problems:

@@ -107,8 +107,8 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
                 step.by_fabric = True
                 plans.add(messages, parts)
                 continue
-            plans.tell(messages, plans.answer_instruction(number, len(plan), item) if item["tool_name"] == "none"
-                       else plans.fill_instruction(number, len(plan), item))
+            instruction = plans.answer_instruction if item["tool_name"] == "none" else plans.fill_instruction
+            plans.tell(messages, instruction(number, len(plan), item, dialect))
         messages.append(Message("assistant", [step.text]))
         if plan is None and mode == PLAN and not step.calls and not step.observations:
             plan, plan_at = dialect.parse(step.text).plan, step.number

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from engine import plans
 from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
@@ -191,3 +192,12 @@ def test_the_baseline_reads_the_prompt_the_dialect_writes() -> None:
     assert (code.tool, code.call_id, code.json(), code.new_images(), code.is_error) == (
         "code", "c1", {"result": "42"}, ["<sub-image 1>"], False)
     assert (search.tool, search.call_id, search.is_error, search.json()) == ("text_search", "c2", True, None)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_plan_step_instructions_are_in_the_dialects_tags(dialect: Dialect) -> None:
+    verify = {"tool_name": "none", "description": "check"}
+    fill = {"tool_name": "text_search", "description": "who", "parameters": {"query": "[Person from Step 1]"}}
+    think = f"<{dialect.think_tag}>…</{dialect.think_tag}>"
+    assert plans.answer_instruction(2, 2, verify, dialect).endswith(f"{think}{dialect.render_answer('…')}.")
+    assert f"Reply with {think} then <tool_call>" in plans.fill_instruction(1, 2, fill, dialect)
