@@ -256,7 +256,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
 def main() -> None:
     logs.install(settings.common().log_level)
-    telemetry.setup_telemetry("toolfabric-gateway")
+    # The gateway's own Redis commands (records, leases, results: hundreds per trajectory) are bookkeeping: a span
+    # each was most of a trajectory's spans and a tenth of the gateway's CPU. Record writes are span events instead
+    # (gateway/delivery.py); the workers' Redis calls, the tools' own, stay spans.
+    telemetry.setup_telemetry("toolfabric-gateway", trace_redis=False)
     try:
         asyncio.run(serve())
     except OSError as exc:  # a door could not bind: a clear line and exit code 3, not a traceback

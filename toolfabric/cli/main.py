@@ -140,16 +140,22 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
                 register(sub)
             except ImportError as exc:  # a registration may import server modules: the SDK alone lacks them
                 _report_unloadable(name, exc)
+        if set(sub.choices) <= CLIENT_COMMANDS:  # the SDK alone: say where the server commands come from
+            parser.epilog = NO_SERVER
     return parser
 
 
 CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trajectories", "trace"})
 ENTRY_POINT_GROUP = "toolfabric.commands"
+# The server is a second distribution (an extra adds dependencies, not code); it is not on PyPI.
+SERVER_INSTALL = "the toolfabric-server distribution (`pip install ./server` in a toolfabric checkout)"
+NO_SERVER = (f"Server commands (up, gateway, worker, index, eval, ...) are not installed: they come with "
+             f"{SERVER_INSTALL}.")
 
 
 def _report_unloadable(name: str, exc: Exception) -> None:
     print(f"toolfabric: server commands from {name} could not be loaded ({exc}); "
-          "install them with `pip install 'toolfabric[server]'`", file=sys.stderr)
+          f"reinstall {SERVER_INSTALL}", file=sys.stderr)
 
 
 def _server_registrations() -> list[tuple[str, Callable[[Any], None]]]:
@@ -176,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # A client command never loads the server's command modules (nor anything they import).
     client_only = bool(argv) and argv[0] in CLIENT_COMMANDS
-    args = build_parser(with_server_commands=not client_only).parse_args(argv)
+    parser = build_parser(with_server_commands=not client_only)
+    if parser.epilog == NO_SERVER and argv and not argv[0].startswith("-"):
+        # `toolfabric up` with the SDK alone: one line naming what to install, not argparse's list of choices.
+        print(f"toolfabric: '{argv[0]}' is not a client command. {NO_SERVER}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     from toolfabric.exceptions import ToolfabricError
 
     try:

@@ -16,7 +16,8 @@ from engine.step import MODEL_OUTPUT, plan_outside_plan_mode
 from engine.trajectory import Scope, Trajectory
 from gateway.channels import ChannelTracker
 from gateway.settings import GatewaySettings
-from services.catalog import catalog
+from services.catalog import builtin_specs
+from services.common.tools import Catalog
 from services.model.dialects.registry import DIALECTS, dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from tests.fakes.agents import Step as ScriptedStep
@@ -26,6 +27,8 @@ BROKEN = '<think>x</think><tool_call>{"name": "text_search", "arguments": </tool
 SEARCH = '<think>x</think><tool_call>{"name": "text_search", "arguments": {"queries": ["who"]}}</tool_call>'
 PLAN = ('<think>x</think><plan>[{"description": "find", "tool_name": "text_search", "parameters": {"query": "q"}}, '
         '{"description": "check", "tool_name": "none", "parameters": {}}]</plan>')
+
+CATALOG = Catalog(builtin_specs())  # the built-in tools; no plugin or MCP discovery
 
 
 @dataclass
@@ -50,7 +53,7 @@ class Driven:
     events: list[pb.RunEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.engine = AgentLoop(self.model, self.tools, MemoryBlobs(), catalog(), dialect_named, GatewaySettings(),
+        self.engine = AgentLoop(self.model, self.tools, MemoryBlobs(), CATALOG, dialect_named, GatewaySettings(),
                                 channels=ChannelTracker)
         self.trajectory: Trajectory = self.engine.trajectory(
             Scope("t1", "Who?", self.mode, self.dialect, max_tool_calls=self.max_tool_calls))
