@@ -169,9 +169,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     redis_client, cache_client = redis_pair(common, gw)
     policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
-    consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
-                                  gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
+    worker = settings.worker()
+    consumers = LiveConsumers(redis_client, worker.heartbeat_ttl_s)
+    executor = CeleryToolExecutor(make_celery(common, worker), redis_client, consumers, gw.no_consumer_wait_s,
+                                  gw.tool_retries, gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
@@ -255,7 +256,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
 def main() -> None:
     logs.install(settings.common().log_level)
-    telemetry.setup_telemetry("toolfabric-gateway")
+    # The gateway's own Redis commands (records, leases, results: hundreds per trajectory) are bookkeeping: a span
+    # each was most of a trajectory's spans and a tenth of the gateway's CPU. Record writes are span events instead
+    # (gateway/delivery.py); the workers' Redis calls, the tools' own, stay spans.
+    telemetry.setup_telemetry("toolfabric-gateway", trace_redis=False)
     try:
         asyncio.run(serve())
     except OSError as exc:  # a door could not bind: a clear line and exit code 3, not a traceback

@@ -124,11 +124,11 @@ def _exporter(name: str) -> SpanExporter:
     return JsonLinesSpanExporter(traces_file())
 
 
-def setup_telemetry(service_name: str, *, instrument: bool = True) -> bool:
+def setup_telemetry(service_name: str, *, instrument: bool = True, trace_redis: bool = True) -> bool:
     """Install the tracer provider for this process; returns whether tracing is on.
 
     Idempotent: later calls (another entry point, a second worker_process_init) change nothing.
-    `instrument` also traces the redis and httpx clients.
+    `instrument` also traces the httpx clients and, with `trace_redis`, every redis-py command.
     """
     global _state
     with _lock:
@@ -151,18 +151,19 @@ def setup_telemetry(service_name: str, *, instrument: bool = True) -> bool:
         _state = _State(provider, os.getpid(), name)
         atexit.register(shutdown_telemetry)
     if instrument:
-        instrument_clients()
+        instrument_clients(redis=trace_redis)
     return True
 
 
-def instrument_clients() -> None:
+def instrument_clients(redis: bool = True) -> None:
     """Spans for redis-py and httpx calls and for Celery tasks published by name (all idempotent)."""
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     from services.common.telemetry.celery import trace_publishing
 
-    RedisInstrumentor().instrument()
+    if redis:
+        RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
     trace_publishing()
 
