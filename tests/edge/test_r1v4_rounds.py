@@ -96,7 +96,7 @@ async def test_every_step_structure_reads_as_one_think_per_round(blobs: AsyncBlo
         ("retry", "model_output"), ("", "text_search"),
     ]
     assert parsed["rounds"][4]["tool_call"] == {"name": "text_search", "arguments": {"queries": ["d"]}}
-    assert parsed["rounds"][1]["observation"] == {"result": "text_search ok", "tool": "text_search"}
+    assert parsed["rounds"][1]["observation"] == {"result": "text_search ok", "images": [], "tool": "text_search"}
     assert parsed["rounds"][5]["observation"]["error"] == "model_output"
     assert "not valid JSON" in parsed["rounds"][6]["observation"]["message"]
     assert parsed["final_round"] == {"think": "now I know", "answer": "Eileen Collins"} == writer.final()
