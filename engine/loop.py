@@ -46,7 +46,7 @@ class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: BlobReader, catalog: Catalog,
                  dialect_for: Callable[[str], Dialect], limits: ToolLimits,
                  tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None, *,
-                 channels: Callable[[], ChannelSplitter], capture_content: bool = False) -> None:
+                 channels: Callable[[Dialect], ChannelSplitter], capture_content: bool = False) -> None:
         self._blobs, self._dialect_for = blobs, dialect_for
         self._tokenizer_for = tokenizer_for  # a model's own tokenizer, for token-in (None: text prompts)
         self.step = Step(ModelCall(model, channels), ToolRound(catalog, tools, limits, capture_content), channels)
@@ -127,7 +127,7 @@ class AgentLoop:
         """How every run starts: the system prompt, the conversation's earlier turns, this turn's question."""
         shown = {name for turn in spec.history for name in turn.images}
         return [system_message(spec.mode, self.step.tools.visible(state.scope), state.dialect),
-                *history_messages(spec.history),
+                *history_messages(spec.history, state.dialect),
                 user_message(spec.question, [i for i in state.inputs if i.name not in shown],
                              [i for i in spec.carried if i.step > 0])]
 

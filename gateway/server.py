@@ -169,9 +169,10 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     redis_client, cache_client = redis_pair(common, gw)
     policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
-    consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
-                                  gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
+    worker = settings.worker()
+    consumers = LiveConsumers(redis_client, worker.heartbeat_ttl_s)
+    executor = CeleryToolExecutor(make_celery(common, worker), redis_client, consumers, gw.no_consumer_wait_s,
+                                  gw.tool_retries, gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolfabric.cli.main import SERVER_INSTALL
+
 
 def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(command)
@@ -28,7 +30,7 @@ def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
             if exc.name and exc.name.split(".")[0] in {"gateway", "services", "toolfabric"}:
                 raise
             print(f"toolfabric {args.command}: needs the server dependencies, which are not installed "
-                  f"(no module named {exc.name!r}): pip install 'toolfabric[server]'", file=sys.stderr)
+                  f"(no module named {exc.name!r}): reinstall {SERVER_INSTALL}", file=sys.stderr)
             return 2
         except Exception as exc:
             problem = _settings_problem(exc)
@@ -106,6 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.stack import EmbeddedStack
     from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
+    from toolfabric.v1.names import DEFAULT_MODE
 
     if args.judge and args.judge != "local" and not (args.judge.startswith(("http://", "https://"))
                                                      and args.judge_model):
@@ -159,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.demo:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
-                              trace_file=spans if tracing else None, mode="deep_research")
+                              trace_file=spans if tracing else None, mode=DEFAULT_MODE)
         from services.devstack.served import describe_index, suggestion
 
         pages, where = describe_index(stack.data_dir)
@@ -271,7 +274,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     try:
         from services.evals.cli import add_arguments
-    except ModuleNotFoundError:  # without the server extra the command says what to install when run
+    except ModuleNotFoundError:  # without its dependencies the command says what to install when run
         parser.add_argument("rest", nargs=argparse.REMAINDER)
         return
     add_arguments(parser)

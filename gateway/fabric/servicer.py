@@ -13,7 +13,6 @@ import grpc
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from engine.spec import MODES
 from gateway import admission, recorder
 from gateway import settings as gateway_settings
 from gateway.admission import AdmissionRefused
@@ -34,6 +33,7 @@ from services.model.errors import ModelUnavailable
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
+from toolfabric.v1.names import MODE_NAMES, MODES
 
 
 class FabricServicer(pb_grpc.FabricServicer):
@@ -162,13 +162,12 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         await self._allowed(context)
         cat = catalog()
-        mode = MODES.get(request.mode)
+        mode = MODE_NAMES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
-        by_name = {v: k for k, v in MODES.items()}
         return pb.ListToolsResponse(tools=[
             pb.Tool(name=s.name, service=s.service, description=s.description,
                     parameters_json_schema=json.dumps(s.json_schema()), aliases=list(s.aliases),
-                    modes=sorted(by_name[m] for m in s.modes))
+                    modes=sorted(MODES[m] for m in s.modes))
             for s in specs
         ])
 

@@ -33,7 +33,7 @@ async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
     common, gw, model_settings = settings.common(), gateway_settings.gateway(), model_config.model()
     client, cache = redis_pair(common, gw)
     blobs = AsyncBlobStore(cache, common.blob_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), client)
+    executor = CeleryToolExecutor(make_celery(common, settings.worker()), client)
     await executor.start()
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)

@@ -127,7 +127,7 @@ def test_triton_loads_the_default_model_and_serves_the_configured_port(rendered:
     triton = _triton(rendered)
     args = triton.spec.get("command", []) + triton.spec["args"]
     assert f"--load-model={model}" in args
-    assert (REPOSITORY / model / "config.pbtxt").exists(), f"{model} is not in services/model/repository"
+    assert (REPOSITORY / model / "config.pbtxt").exists(), f"{model} is not in {REPOSITORY}"
     grpc_port = next(p["containerPort"] for p in triton.spec["ports"] if p["name"] == "grpc")
     assert env["TOOLFABRIC_MODEL_TRITON_URL"] == f"triton:{grpc_port}"
     readiness, liveness = triton.spec["readinessProbe"]["httpGet"], triton.spec["livenessProbe"]["httpGet"]
