@@ -202,9 +202,6 @@ class Catalog:
     def visible(self, mode: str) -> list[ToolSpec]:
         return [s for s in self.specs if not s.hidden and mode in s.modes]
 
-    def for_service(self, service: str) -> list[ToolSpec]:
-        return [s for s in self.specs if s.service == service]
-
     def services(self) -> list[str]:
         """Every service with a tool in the catalog: the built-ins first, then plugins by name."""
         extra = sorted({s.service for s in self.specs} - set(SERVICES))
