@@ -78,7 +78,8 @@ def _redis() -> redis.Redis:
 
 def _revoked(task_id: str) -> bool:
     try:
-        return revocations.is_revoked(_redis(), task_id)
+        with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
+            return revocations.is_revoked(_redis(), task_id)
     except redis.RedisError:  # cannot tell: run it (at-least-once)
         return False
 
