@@ -184,7 +184,7 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, config.step, gw, model_settings.default_model,
                        policy)
-    servicer = FabricServicer(runs, redis_client, blobs, policy, archive, step)
+    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),

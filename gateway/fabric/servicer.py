@@ -14,7 +14,6 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from gateway import admission, recorder
-from gateway import settings as gateway_settings
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
 from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelNotServed, NotYours
@@ -22,12 +21,14 @@ from gateway.fabric import step as step_protos
 from gateway.policy import Policy, Principal, scoped
 from gateway.policy.grpc import current_principal
 from gateway.runs import Runs
+from gateway.settings import GatewaySettings
 from gateway.stepping import StepService
 from gateway.validation import check_length
 from services.catalog import catalog
-from services.common import images, settings
+from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound, InvalidImage
+from services.common.settings import CommonSettings
 from services.common.telemetry import setup as telemetry
 from services.model.errors import ModelUnavailable
 from services.store.errors import BadPageToken, StoreUnavailable
@@ -38,10 +39,11 @@ from toolfabric.v1.names import MODE_NAMES, MODES
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, policy: Policy,
-                 archive: Archive | None = None, step: StepService | None = None) -> None:
+                 gw: GatewaySettings, common: CommonSettings, archive: Archive | None = None,
+                 step: StepService | None = None) -> None:
         self._runs, self._redis, self._blobs, self._policy = runs, redis_client, blobs, policy
         self._archive, self._step = archive, step
-        self._gw = gateway_settings.gateway()
+        self._gw, self._common = gw, common
 
     async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
                        blob: str | None = None) -> tuple[Principal, str]:
@@ -195,7 +197,7 @@ class FabricServicer(pb_grpc.FabricServicer):
                 return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
-            info = images.inspect(data, settings.common().max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)

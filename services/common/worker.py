@@ -25,6 +25,7 @@ from services.common import consumers, logs, redis_clients, revocations, setting
 from services.common.bridge import close_all as close_bridges
 from services.common.celery_app import make_celery
 from services.common.errors import ToolError
+from services.common.settings import CommonSettings, WorkerSettings
 from services.common.telemetry import observe
 from services.common.telemetry.setup import setup_worker_telemetry
 from services.common.tools import (
@@ -156,7 +157,7 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         setup_done.connect(lambda logger, **_: logs.install(logger=logger), weak=False)
     # A pool process closes its async bridge (loop thread, Redis clients) when it exits.
     signals.worker_process_shutdown.connect(lambda **_: close_bridges(), weak=False)
-    app.steps["consumer"].add(Heartbeat)
+    app.steps["consumer"].add(heartbeat_step(common, worker))
     unacked.install_restore_retry()
     app.steps["consumer"].add(unacked.RestoreUnstarted)
     app.worker_main(argv)
@@ -171,6 +172,9 @@ class Heartbeat(bootsteps.StartStopStep):
     """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
+    # The worker's settings, read at its start: heartbeat_step gives them (Celery makes the step itself).
+    common: CommonSettings
+    worker: WorkerSettings
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -179,9 +183,9 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         queues = [q.name for q in parent.task_consumer.queues] if parent.task_consumer else []
-        self._registry = consumers.ConsumerRegistry.from_settings()
+        self._registry = consumers.ConsumerRegistry.from_settings(self.common, self.worker)
         hostname = parent.hostname
-        file = settings.worker().heartbeat_file
+        file = self.worker.heartbeat_file
         path = Path(file) if file else None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +199,7 @@ class Heartbeat(bootsteps.StartStopStep):
                 log.warning("heartbeat to Redis failed: %s", exc)
 
         beat()
-        self._timer = parent.timer.call_repeatedly(settings.worker().heartbeat_interval_s, beat)
+        self._timer = parent.timer.call_repeatedly(self.worker.heartbeat_interval_s, beat)
 
     def stop(self, parent: Any) -> None:
         if self._timer is not None:
@@ -207,3 +211,8 @@ class Heartbeat(bootsteps.StartStopStep):
                 self._registry.leave(parent.hostname)
             self._registry.close()
             self._registry = None
+
+
+def heartbeat_step(common: CommonSettings, worker: WorkerSettings) -> type[Heartbeat]:
+    """The Heartbeat consumer step with this worker's settings."""
+    return type("Heartbeat", (Heartbeat,), {"common": common, "worker": worker})
