@@ -121,10 +121,11 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
 def _raw_celery_probe(service: str, total: int) -> int:
     """In a child with the stack's environment: fan out `total` no-op tasks (after a warm-up) through plain Celery
     when told to on stdin; print calls/s and this process's CPU seconds for them as JSON."""
+    from services.common import settings
     from services.common.celery_app import make_celery
     from services.common.tools import ToolContext, task_name
 
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     payload = ["ping", {}, ToolContext(trajectory_id="bench", call_id="c", question="bench").model_dump(mode="json")]
 
     def batch(count: int) -> None:

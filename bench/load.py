@@ -1,7 +1,7 @@
 """Load: N concurrent demo trajectories (10 tool calls each, all three services) through the embedded stack.
 
 Everything runs on this machine: redis-server, Triton with the baseline policy, one worker per service, the
-gateway(s) and the clients (one process, asyncio, one channel per 25 runs so SO_REUSEPORT spreads them over
+gateway(s) and the clients (one process, asyncio, one connection per 5 runs so SO_REUSEPORT spreads them over
 gateway processes). The baseline, measured in the same run at equal settings, is one trajectory alone.
 For each N it prints completed / failed / hung, trajectories/s, p50 / p99 latency, tool calls/s, and ratios
 to the baseline (latency: how much slower under load; throughput: how much more work per second).
@@ -95,7 +95,7 @@ async def _round(target: str, n: int, question: str, images: list[bytes], option
     from toolfabric import AsyncClient
 
     result = Round(n)
-    clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 24) // 25))]
+    clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 4) // 5))]
     started = time.monotonic()
     try:
         await asyncio.gather(*[_one(clients[i % len(clients)], question, images, options, result) for i in range(n)])
@@ -143,10 +143,14 @@ class CpuMeter:
         procs = _cpu_by_pid()
         stack = _tree(procs, {os.getpid()}) - {os.getpid()}
         gateways, model = _tree(procs, self._gateways), _tree(procs, self._model)
+        found: dict[str, dict[int, float]] = {}
         own = resource.getrusage(resource.RUSAGE_SELF)
-        return {"gateway": {pid: procs[pid][1] for pid in gateways}, "model": {pid: procs[pid][1] for pid in model},
-                "client": {-1: own.ru_utime + own.ru_stime},
-                "stack": {pid: procs[pid][1] for pid in stack} | {-1: own.ru_utime + own.ru_stime}}
+        for root in self._gateways:  # each gateway process's own share ("gateway <pid>")
+            found[f"gateway {root}"] = {pid: procs[pid][1] for pid in _tree(procs, {root})}
+        return found | {"gateway": {pid: procs[pid][1] for pid in gateways},
+                        "model": {pid: procs[pid][1] for pid in model},
+                        "client": {-1: own.ru_utime + own.ru_stime},
+                        "stack": {pid: procs[pid][1] for pid in stack} | {-1: own.ru_utime + own.ru_stime}}
 
     def start(self) -> None:
         self._before = self._sample()
@@ -154,7 +158,7 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         after = self._sample()
         # A process that started during the round counts from zero; one that ended is not counted.
-        return {key: sum(cpu - self._before[key].get(pid, 0.0) for pid, cpu in after[key].items())
+        return {key: sum(cpu - self._before.get(key, {}).get(pid, 0.0) for pid, cpu in after[key].items())
                 for key in after}
 
 
@@ -170,6 +174,10 @@ def _report(r: Round, base: Round) -> None:
         print(f"          CPU per trajectory: gateway process(es) {per['gateway']:4.0f} ms, model server "
               f"{per['model']:4.0f} ms, clients {per['client']:4.0f} ms, whole stack + clients {per['stack']:4.0f} ms; "
               f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+        shares = [cpu for key, cpu in r.cpu_s.items() if key.startswith("gateway ")]
+        if len(shares) > 1 and sum(shares) > 0:
+            print(f"          the gateway processes' shares of that CPU: "
+                  f"{', '.join(f'{100 * cpu / sum(shares):.0f} %' for cpu in shares)}", flush=True)
     for reason in r.failed[:8]:
         print(f"          failed: {reason}")
 

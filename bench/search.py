@@ -93,9 +93,9 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
     from services.common.blobs import BlobStore
     from services.index import default_index
     from services.index.indexer import index_paths
-    from services.search.tasks import call
+    from tests.support.tasks import task_of
 
-    task: Any = call
+    task: Any = task_of("search")
     index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=default_index())
     client = redis.Redis.from_url(settings.common().redis_url)
     ctx = {"images": {"<image 1>": BlobStore(client, 3600).put((demo / "question.jpg").read_bytes())}}
@@ -142,7 +142,7 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
 
     async def measure() -> dict[str, float]:
         client = aredis.Redis.from_url(settings.common().redis_url)
-        executor = CeleryToolExecutor(make_celery(), client)
+        executor = CeleryToolExecutor(make_celery(settings.common(), settings.worker()), client)
         await executor.start()
         ctx = ToolContext(trajectory_id="bench", call_id="c", question="q")
         search = ToolInvocation("search", "text_search", {"queries": ["Eileen Collins first Space Shuttle mission"]},

@@ -46,7 +46,7 @@ class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: BlobReader, catalog: Catalog,
                  dialect_for: Callable[[str], Dialect], limits: ToolLimits,
                  tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None, *,
-                 channels: Callable[[], ChannelSplitter], capture_content: bool = False) -> None:
+                 channels: Callable[[Dialect], ChannelSplitter], capture_content: bool = False) -> None:
         self._blobs, self._dialect_for = blobs, dialect_for
         self._tokenizer_for = tokenizer_for  # a model's own tokenizer, for token-in (None: text prompts)
         self.step = Step(ModelCall(model, channels), ToolRound(catalog, tools, limits, capture_content), channels)
@@ -127,7 +127,7 @@ class AgentLoop:
         """How every run starts: the system prompt, the conversation's earlier turns, this turn's question."""
         shown = {name for turn in spec.history for name in turn.images}
         return [system_message(spec.mode, self.step.tools.visible(state.scope), state.dialect),
-                *history_messages(spec.history),
+                *history_messages(spec.history, state.dialect),
                 user_message(spec.question, [i for i in state.inputs if i.name not in shown],
                              [i for i in spec.carried if i.step > 0])]
 
@@ -170,7 +170,7 @@ class AgentLoop:
         for number, item in enumerate(plan, start=1):
             step = first_step + number - 1
             if item["tool_name"] == "none":
-                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item))
+                plans.tell(state.messages, plans.answer_instruction(number, len(plan), item, state.dialect))
                 return await self._steps(spec, state, sink, step)
             if step > spec.max_steps:
                 return pb.STATUS_BUDGET_EXHAUSTED, (f"max_steps={spec.max_steps} reached running plan step {number} "
@@ -182,7 +182,7 @@ class AgentLoop:
                                                           "toolfabric.plan.tool": item["tool_name"]})
             with tracing.tracer.start_as_current_span(f"step {step}", attributes=attributes):
                 if plans.placeholders(item):  # only the model knows what "[Person from Step 1]" turned out to be
-                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item))
+                    plans.tell(state.messages, plans.fill_instruction(number, len(plan), item, state.dialect))
                     parsed = await self.step.from_model(state, sink, spec.sampling)
                     parsed.answer = parsed.plan = None  # this step is for the call; the answer comes at the end
                     if not parsed.calls and not parsed.problems:

@@ -18,11 +18,12 @@ from engine.trajectory import Trajectory
 from services.common.telemetry import metrics
 from services.model.chat_template import ImagePart
 from services.model.coalesce import coalesced
+from services.model.dialects import Dialect
 from toolfabric.v1 import fabric_pb2 as pb
 
 
 class ModelCall:
-    def __init__(self, model: ModelBackend, channels: Callable[[], ChannelSplitter]) -> None:
+    def __init__(self, model: ModelBackend, channels: Callable[[Dialect], ChannelSplitter]) -> None:
         self._model, self._channels = model, channels
 
     async def __call__(self, trajectory: Trajectory, sink: EventSink, sampling: dict[str, Any]) -> str:
@@ -39,7 +40,7 @@ class ModelCall:
         # Only to a backend that is given ids: one written before token-in takes the call without them.
         extra: dict[str, Any] = {"input_ids": input_ids} if input_ids is not None else {}
         got, usage = StepTokens(), trajectory.usage
-        tracker, pieces = self._channels(), []
+        tracker, pieces = self._channels(dialect), []
         started = time.monotonic()
         with tracing.tracer.start_as_current_span(f"chat {model}", kind=trace.SpanKind.CLIENT,
                                                   attributes=tracing.chat_attributes(model, sampling)) as span:

@@ -67,7 +67,7 @@ def restore(trajectory: Trajectory, point: Checkpoint, opening: list[Message]) -
                       for i in obs.images]
             parts += observation_parts(obs.name, obs.call_id or "-", obs.text,
                                        (obs.error_kind or "error") if obs.is_error else None, images,
-                                       trajectory.dialect.observation_tags)
+                                       trajectory.dialect)
         trajectory.messages.append(Message("user", parts))
     trajectory.usage.tool_calls = point.tool_calls()
     trajectory.tool_calls = sum(trajectory.usage.tool_calls.values())

@@ -12,10 +12,6 @@ from typing import Any
 
 from engine.images import RegisteredImage
 from engine.trajectory import Scope
-from toolfabric.v1 import fabric_pb2 as pb
-from toolfabric.v1 import names
-
-MODES: dict[pb.Mode, str] = {value: name for name, value in names.MODES.items()}
 
 
 @dataclass

@@ -19,10 +19,12 @@ from engine.prompting import observation_parts
 from engine.tools import ToolRound
 from engine.trajectory import Trajectory
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import ParsedStep
+from services.model.dialects import Dialect, ParsedStep
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
-MODEL_OUTPUT = "model_output"  # the error kind (and observation name) of a problem in what the model wrote
+# The error kind (and observation name) of a problem in what the model wrote.
+MODEL_OUTPUT = names.error_kind_name(pb.ERROR_KIND_MODEL_OUTPUT)
 
 
 def plan_outside_plan_mode(mode: str) -> str:
@@ -30,7 +32,7 @@ def plan_outside_plan_mode(mode: str) -> str:
 
 
 class Step:
-    def __init__(self, model_call: ModelCall, tools: ToolRound, channels: Callable[[], ChannelSplitter]) -> None:
+    def __init__(self, model_call: ModelCall, tools: ToolRound, channels: Callable[[Dialect], ChannelSplitter]) -> None:
         self._model_call, self.tools, self._channels = model_call, tools, channels
 
     async def from_model(self, trajectory: Trajectory, sink: EventSink, sampling: dict[str, Any]) -> ParsedStep:
@@ -39,7 +41,7 @@ class Step:
 
     async def from_action(self, trajectory: Trajectory, sink: EventSink, text: str) -> ParsedStep:
         """The action was written elsewhere (a trainer's rollout): recorded as the model's text, then read."""
-        for channel, piece in self._channels().feed(text):
+        for channel, piece in self._channels(trajectory.dialect).feed(text):
             await sink(text=pb.TextDelta(channel=channel, text=piece))
         return self.read(trajectory, text)
 
@@ -50,7 +52,7 @@ class Step:
         turn for it and Step a problem observation; the problem is the one that tells the model what went wrong)."""
         trajectory.messages.append(Message("assistant", [text]))
         parsed = trajectory.dialect.parse(text)
-        if parsed.plan is not None and not parsed.calls and trajectory.scope.mode != "plan":
+        if parsed.plan is not None and not parsed.calls and trajectory.scope.mode != names.PLAN:
             parsed.problems.append(plan_outside_plan_mode(trajectory.scope.mode))
             parsed.plan = None
         return parsed
@@ -63,8 +65,7 @@ class Step:
             message = "; ".join(parsed.problems)
             await sink(observation=pb.Observation(call_id="", name=MODEL_OUTPUT, text=message, is_error=True,
                                                   error_kind=MODEL_OUTPUT, kind=pb.ERROR_KIND_MODEL_OUTPUT))
-            parts += observation_parts(MODEL_OUTPUT, "-", message, MODEL_OUTPUT, [],
-                                       trajectory.dialect.observation_tags)
+            parts += observation_parts(MODEL_OUTPUT, "-", message, MODEL_OUTPUT, [], trajectory.dialect)
         if parsed.calls:
             parts += await self.tools.run(trajectory, sink, parsed.calls)
         return parts

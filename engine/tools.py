@@ -86,7 +86,7 @@ class ToolRound:
                               duration or None)  # a refused call never ran: no latency
             parts += observation_parts(name, call_id, result.text,
                                        None if result.ok else (result.error_kind or "error"), new_images,
-                                       trajectory.dialect.observation_tags)
+                                       trajectory.dialect)
         return parts
 
     def _check(self, trajectory: Trajectory, raw: RawCall) -> tuple[ToolSpec | None, dict[str, Any] | None,

@@ -130,7 +130,8 @@ class TrajectoryRecorder:
             run, unwritten, closed = [], 0, True
         if not done and not unwritten:
             return
-        pipe = self._redis.pipeline(transaction=True)
+        # Only deltas appended to the open run: one RPUSH is atomic by itself, no transaction needed.
+        pipe = self._redis.pipeline(transaction=bool(done or closed or fields))
         if done:
             pipe.rpush(events_key(self._id), *[e.SerializeToString() for e in done])
             pipe.expire(events_key(self._id), self._ttl)
@@ -138,7 +139,8 @@ class TrajectoryRecorder:
             pipe.delete(open_key(self._id))
         if unwritten:
             pipe.rpush(open_key(self._id), *[e.SerializeToString() for e in run[len(run) - unwritten:]])
-            pipe.expire(open_key(self._id), self._ttl)
+            if unwritten == len(run):  # the run starts here
+                pipe.expire(open_key(self._id), self._ttl)
         if fields:
             pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
         await pipe.execute()

@@ -108,6 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.stack import EmbeddedStack
     from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
+    from toolfabric.v1.names import DEFAULT_MODE
 
     if args.judge and args.judge != "local" and not (args.judge.startswith(("http://", "https://"))
                                                      and args.judge_model):
@@ -161,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.demo:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
-                              trace_file=spans if tracing else None, mode="deep_research")
+                              trace_file=spans if tracing else None, mode=DEFAULT_MODE)
         from services.devstack.served import describe_index, suggestion
 
         pages, where = describe_index(stack.data_dir)

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
 from services.common.settings import config
+from toolfabric.v1.names import DEEP_RESEARCH, DEFAULT_MODE, GENERAL, PLAN, ModeName
 
 
 class ModelRoute(BaseModel):
     """What a public model name of the HTTP API runs: a mode, on a Triton model ("" = the default model)."""
 
-    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    mode: ModeName = DEFAULT_MODE
     triton_model: str = ""
 
 
@@ -30,9 +30,9 @@ class HttpSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Public model names (the `model` field) → mode and Triton model. R1V4's hosted names by default.
     models: dict[str, ModelRoute] = Field(default_factory=lambda: {
-        "skywork/r1v4-lite": ModelRoute(mode="deep_research"),
-        "skywork/r1v4-lite-general": ModelRoute(mode="general"),
-        "skywork/r1v4-vl-planner-lite": ModelRoute(mode="plan"),
+        "skywork/r1v4-lite": ModelRoute(mode=DEEP_RESEARCH),
+        "skywork/r1v4-lite-general": ModelRoute(mode=GENERAL),
+        "skywork/r1v4-vl-planner-lite": ModelRoute(mode=PLAN),
     })
 
 

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from services.common.settings import config
+from toolfabric.v1.names import DEFAULT_MODE, ModeName
 
 
 class McpSettings(BaseSettings):
@@ -20,7 +20,7 @@ class McpSettings(BaseSettings):
     # Streamable HTTP at http://<gateway host>:<port>/mcp on the gateway; 0 = not served (stdio: `toolfabric mcp`).
     http_port: int = Field(default=0, ge=0, le=65535)
     # The tools a session is offered (and may call): those of this mode.
-    mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    mode: ModeName = DEFAULT_MODE
     # Largest image an MCP client may add to its session (add_image), before decoding.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 

@@ -25,7 +25,6 @@ from engine import tracing
 from engine.events import EventSink
 from engine.images import ImageRegistry, RegisteredImage
 from engine.loop import AgentLoop
-from engine.spec import MODES
 from engine.trajectory import Scope
 from gateway import recorder
 from gateway.exceptions import InvalidRequest
@@ -39,9 +38,9 @@ from services.common.blobs import AsyncBlobStore
 from services.common.telemetry import metrics
 from services.model.dialects import ParsedStep, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
 log = logging.getLogger(__name__)
-_MODE_ENUM = {v: k for k, v in MODES.items()}
 _ECHO = 100  # characters of a client's value quoted back in an error message
 
 
@@ -195,8 +194,8 @@ class StepService:
 
     def _new_state(self, item: StepItem) -> TrajectoryState:
         mode = item.mode or self._cfg.default_mode
-        if mode not in _MODE_ENUM:
-            raise InvalidRequest(f"mode {mode[:_ECHO]!r} is not one of {sorted(_MODE_ENUM)}")
+        if mode not in names.MODES:
+            raise InvalidRequest(f"mode {mode[:_ECHO]!r} is not one of {sorted(names.MODES)}")
         if len(item.question) > self._gw.max_question_chars:
             raise InvalidRequest(f"question is {len(item.question)} characters, over the limit of "
                                  f"{self._gw.max_question_chars}")
@@ -218,7 +217,7 @@ class StepService:
                      caller: _Caller) -> None:
         """Record the trajectory's start (with its owner) and open its trace, which every later step joins."""
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
-        await record.begin(state.question, _MODE_ENUM[state.mode], state.model, tenant=caller.principal.tenant)
+        await record.begin(state.question, names.MODES[state.mode], state.model, tenant=caller.principal.tenant)
         attributes = tracing.agent_attributes(self._scope(tid, state, caller), **{"toolfabric.driver": "step_api"})
         with tracing.tracer.start_as_current_span("invoke_agent toolfabric", context=trace.set_span_in_context(
                 trace.INVALID_SPAN), attributes=attributes) as span:
@@ -226,7 +225,7 @@ class StepService:
             if ctx.is_valid:
                 state.trace_id, state.span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         sink = EventSink(tid, self._observed(record.record, caller))
-        await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=_MODE_ENUM[state.mode],
+        await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=names.MODES[state.mode],
                                                 model=state.model,
                                                 images=[i.as_ref() for i in registry.images]))
         state.seq = sink.seq
@@ -321,6 +320,6 @@ class StepService:
         usage = pb.Usage(steps=state.steps, phase_seconds={"total": time.time() - state.started})
         await sink(usage=usage)
         await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
-        metrics.trajectory_finished(state.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
+        metrics.trajectory_finished(state.mode, names.status_name(status))
 
 

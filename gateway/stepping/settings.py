@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from services.common.settings import config
+from toolfabric.v1.names import DEFAULT_MODE, ModeName
 
 
 class StepSettings(BaseSettings):
@@ -32,7 +32,7 @@ class StepSettings(BaseSettings):
     # After `finish`, actions for the id are refused (not a new trajectory) for this long.
     finished_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Default dialect and tools of a trajectory whose first action names neither.
-    default_mode: Literal["deep_research", "general", "plan"] = "deep_research"
+    default_mode: ModeName = DEFAULT_MODE
 
 
 @lru_cache(maxsize=1)

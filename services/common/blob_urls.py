@@ -17,7 +17,7 @@ import hmac
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -91,11 +91,6 @@ def grant(path: str, query: str, secret: str | None = None, now: float | None = 
 def verify(path: str, query: str, secret: str | None = None, now: float | None = None) -> str:
     """The blob reference a signed URL (path + query string) grants, or BadSignature."""
     return grant(path, query, secret, now).ref
-
-
-def ref_of_url(url: str) -> str:
-    """The blob reference in a (signed) blob URL, without checking the signature."""
-    return PREFIX + _digest(PREFIX + urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 @dataclass

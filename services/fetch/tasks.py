@@ -1,19 +1,19 @@
 """The fetch worker's Celery task: `toolfabric.fetch.call` → web_visit.
 
-Celery runs tasks synchronously, so each call runs its own event loop; the Redis client is
-made inside it (asyncio clients belong to the loop that created them). The persistent cache
-tier is opened once per worker process.
+web_visit's collaborators (the Redis client, page cache, per-host limits, robots, summarizer) are built
+once per worker process on its async bridge (services/common/bridge.py), where every call runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import redis.asyncio as aredis
+from celery import Celery, Task
 
 from services.common import redis_clients, settings
 from services.common.blobs import AsyncBlobStore
+from services.common.bridge import AsyncBridge, Closer
 from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
@@ -66,16 +66,18 @@ def build_services(client: aredis.Redis) -> Services:
     )
 
 
-async def _run(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
+async def _build() -> tuple[Services, Closer]:
     client = redis_clients.async_client("cache")  # blobs, page cache, per-host limits, robots
-    try:
-        return await web_visit(args, ctx, build_services(client))
-    finally:
-        await client.aclose()  # type: ignore[attr-defined]  # (types-redis predates aclose)
+    return build_services(client), client.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
+
+
+BRIDGE: AsyncBridge[Services] = AsyncBridge("fetch", _build)
 
 
 def handle_web_visit(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
-    return asyncio.run(_run(args, ctx))
+    return BRIDGE.run(lambda services: web_visit(args, ctx, services))
 
 
-call = register_service("fetch", TOOLS, {"web_visit": handle_web_visit})
+def register(app: Celery) -> Task:
+    """`toolfabric.fetch.call` on the worker's app."""
+    return register_service(app, "fetch", TOOLS, {"web_visit": handle_web_visit})

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings
 
 from services.common.settings import config
+from toolfabric.v1.names import DEEP_RESEARCH, GENERAL, ModeName
 
 
 class McpServer(BaseModel):
@@ -22,7 +22,7 @@ class McpServer(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     # … or a streamable-HTTP URL, reached through the fetch service's SSRF guard.
     url: str = ""
-    modes: list[Literal["deep_research", "general", "plan"]] = ["deep_research", "general"]
+    modes: list[ModeName] = [DEEP_RESEARCH, GENERAL]
     timeout_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")

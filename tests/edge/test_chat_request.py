@@ -67,6 +67,20 @@ def test_history_becomes_prior_turns_with_their_images_numbered_first() -> None:
     assert turn.request.question == "crop the first picture"
 
 
+def test_a_history_answer_is_the_dialects_last_answer_and_a_plain_reply_is_taken_whole() -> None:
+    # Before issue 23 the door took the first <answer>: an observation quoting one hid the model's own.
+    trajectory = ('<think>t</think><tool_call>{}</tool_call><observation>page: "<answer>quoted</answer>"'
+                  "</observation><answer>the real one</answer>")
+    plan = '<think>p</think><plan>[{"tool_name": "none"}]</plan>'
+    turn = parse_chat(body(
+        {"role": "user", "content": "q1"}, {"role": "assistant", "content": trajectory},
+        {"role": "user", "content": "q2"}, {"role": "assistant", "content": plan},
+        {"role": "user", "content": "q3"}, {"role": "assistant", "content": "<answer>cut off"},
+        {"role": "user", "content": "q4"},
+    ), ROUTES)
+    assert [t.answer for t in turn.history] == ["the real one", plan, "cut off"]
+
+
 def test_a_parent_trajectory_replaces_the_sent_history() -> None:
     turn = parse_chat(body({"role": "user", "content": [image(b"old"), {"type": "text", "text": "q1"}]},
                            {"role": "assistant", "content": "a1"}, {"role": "user", "content": "again"},

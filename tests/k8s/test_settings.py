@@ -113,7 +113,7 @@ def test_worker_time_limits_fit_the_broker_visibility_timeout(rendered: Rendered
     for c in rendered.containers(init=False):
         if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]:
             with environment(rendered.env(c)):
-                make_celery()
+                make_celery(settings.common(), settings.worker())
                 worker = settings.worker()
             # Celery's warm shutdown lets a running task finish before the pod is killed.
             assert c.pod["terminationGracePeriodSeconds"] > worker.task_time_limit_s, c.where

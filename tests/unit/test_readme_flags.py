@@ -20,10 +20,10 @@ CLI_DOCS = [ROOT / "docs" / name for name in ("api.md", "tools.md", "trajectorie
 TEXT = "\n".join([README, *(doc.read_text() for doc in CLI_DOCS)])
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 # Flags the README mentions that belong to other programs: the benchmarks (read from their argparse calls), the
-# fuzzer, Triton; "--min/--max-steps" is shorthand for --min-steps and --max-steps.
+# fuzzer, Triton, py-spy; "--min/--max-steps" is shorthand for --min-steps and --max-steps.
 BENCH_FLAGS = {flag for script in (ROOT / "bench").glob("*.py")
                for flag in re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', script.read_text())}
-NOT_OURS = BENCH_FLAGS | {"--minutes", "--exit-timeout-secs", "--min"}
+NOT_OURS = BENCH_FLAGS | {"--minutes", "--exit-timeout-secs", "--min", "--gil"}
 
 
 def commands(parser: argparse.ArgumentParser,

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 
-from toolfabric.v1.names import MODES
+from toolfabric.v1.names import DEFAULT_MODE, MODES
 
 DEMO_QUESTION = "Who is the astronaut in this photo, and what was the first Space Shuttle mission she commanded?"
 DEMO_IMAGE = Path(__file__).resolve().parents[1] / "demo" / "question.jpg"
@@ -100,7 +100,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("question")
     run.add_argument("--image", action="append", default=[], help="image file or http(s) URL (repeatable)")
     run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
-    run.add_argument("--mode", default="deep_research", choices=list(MODES))
+    run.add_argument("--mode", default=DEFAULT_MODE, choices=list(MODES))
     run.add_argument("--max-steps", type=int, default=0)
     run.add_argument("--max-tool-calls", type=int, default=0)
     run.add_argument("--deadline", type=float, default=0.0, help="seconds")

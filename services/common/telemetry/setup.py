@@ -168,17 +168,6 @@ def instrument_clients(redis: bool = True) -> None:
     trace_publishing()
 
 
-def tracing_enabled() -> bool:
-    return _state is not None and _state.provider is not None
-
-
-def flush_telemetry(timeout_s: float = 5.0) -> bool:
-    """Export every finished span now (before a process exits or a test reads the receiver)."""
-    if _state is None or _state.provider is None:
-        return True
-    return _state.provider.force_flush(int(timeout_s * 1000))
-
-
 def shutdown_telemetry() -> None:
     """Flush and stop the exporters; tracing stays off in this process afterwards."""
     if _state is None or _state.provider is None or _state.pid != os.getpid():
