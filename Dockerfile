@@ -45,10 +45,11 @@ RUN --mount=type=secret,id=pip-ca --mount=type=cache,target=/root/.cache/pip \
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first (from pyproject.toml only), so a source change does not reinstall them: the
-# SDK base plus the `server` extra, at the versions the tests ran with (scripts/container/lock.py).
+# Dependencies first (from the two pyproject.toml files only), so a source change does not reinstall
+# them: the SDK's plus the server distribution's, at the versions the tests ran with (scripts/container/lock.py).
 COPY pyproject.toml scripts/container/constraints.txt ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
+COPY server/pyproject.toml ./server/
+RUN python -c "import tomllib; deps = lambda f: tomllib.load(open(f, 'rb'))['project']['dependencies']; print('\n'.join(deps('pyproject.toml') + [r for r in deps('server/pyproject.toml') if not r.startswith('toolfabric')]))" \
       > /tmp/requirements.txt
 # The wheels themselves are kept in the cache mount (pip's HTTP cache stayed empty with a proxying
 # index): `pip wheel` fetches only what is not there yet (building sdists such as pyturbojpeg into wheels),
@@ -81,7 +82,7 @@ COPY toolfabric ./toolfabric
 COPY engine ./engine
 COPY gateway ./gateway
 COPY services ./services
-RUN pip install --no-deps --no-build-isolation --no-warn-script-location --root /opt/overlay . \
+RUN pip install --no-deps --no-build-isolation --no-warn-script-location --root /opt/overlay . ./server \
  && site=/opt/venv/lib/python3.11/site-packages \
  && python -m compileall -q -s /opt/overlay -p / /opt/overlay$site/toolfabric /opt/overlay$site/engine /opt/overlay$site/gateway \
       /opt/overlay$site/services

@@ -46,7 +46,7 @@ protos: setup
 
 # The container image (podman/buildah, or docker; scripts/build-image.sh) and the end-to-end check of
 # compose.yaml: build, start the stack, run the demo through it with the SDK, tear down. Not part of
-# `make test`: a from-scratch image build alone takes minutes (README, "Containers").
+# `make test`: a from-scratch image build alone takes minutes (docs/deploy.md, "The image and one host with compose").
 image:
 	./scripts/build-image.sh
 

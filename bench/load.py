@@ -1,7 +1,7 @@
 """Load: N concurrent demo trajectories (10 tool calls each, all three services) through the embedded stack.
 
 Everything runs on this machine: redis-server, Triton with the baseline policy, one worker per service, the
-gateway(s) and the clients (one process, asyncio, one channel per 25 runs so SO_REUSEPORT spreads them over
+gateway(s) and the clients (one process, asyncio, one connection per 5 runs so SO_REUSEPORT spreads them over
 gateway processes). The baseline, measured in the same run at equal settings, is one trajectory alone.
 For each N it prints completed / failed / hung, trajectories/s, p50 / p99 latency, tool calls/s, and ratios
 to the baseline (latency: how much slower under load; throughput: how much more work per second).
@@ -10,9 +10,13 @@ to the baseline (latency: how much slower under load; throughput: how much more 
   python bench/load.py                  # N = 50, 200, 500
   python bench/load.py --gateways 2     # each N with one gateway process, then with two sharing every port
 
-With --gateways G > 1 every N runs twice in the same run at equal settings: first on the stack's one gateway
-process, then with G-1 more started on the same ports (TOOLFABRIC_GATEWAY_REUSE_PORT: the kernel spreads the
-connections), and the throughput of G processes is printed as a ratio to the one.
+With --gateways G > 1 every N runs on one gateway process and on G sharing every port (TOOLFABRIC_GATEWAY_REUSE_PORT:
+the kernel spreads the connections) in the same run at equal settings, alternating `--trials` times (1, G, 1, G,
+...: the G-1 extra processes are started before and stopped after each G trial), so a change in the machine's
+load hits both alike; the throughput of G processes is printed as a ratio to the one, per trial and over all.
+Every round also prints the CPU time per trajectory from /proc (the gateway processes', and the whole stack's
+with the client's): load from other work barely changes it, so it shows where the time goes when throughput
+does not.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -54,6 +59,7 @@ class Round:
     tool_calls: int = 0
     failed: list[str] = field(default_factory=list)
     hung: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds the round used: "gateway", "stack"
 
     @property
     def completed(self) -> int:
@@ -89,7 +95,7 @@ async def _round(target: str, n: int, question: str, images: list[bytes], option
     from toolfabric import AsyncClient
 
     result = Round(n)
-    clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 24) // 25))]
+    clients = [AsyncClient(target, timeout_s=HUNG_S + 60) for _ in range(max(1, (n + 4) // 5))]
     started = time.monotonic()
     try:
         await asyncio.gather(*[_one(clients[i % len(clients)], question, images, options, result) for i in range(n)])
@@ -100,6 +106,62 @@ async def _round(target: str, n: int, question: str, images: list[bytes], option
     return result
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_pid() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds: user + system, its own) of every process on the machine."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+    return found
+
+
+def _tree(procs: dict[int, tuple[int, float]], roots: set[int]) -> set[int]:
+    members, grew = set(roots) & set(procs), True
+    while grew:
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in members} - members
+        members |= more
+        grew = bool(more)
+    return members
+
+
+class CpuMeter:
+    """CPU seconds used between `start()` and `stop()` by the gateway processes (and their children), the model
+    server (Triton and its backend stubs), this process (the clients) and the whole stack (everything this process
+    started) plus the clients."""
+
+    def __init__(self, gateway_pids: list[int], model_pid: int | None) -> None:
+        self._gateways, self._model = set(gateway_pids), {model_pid} if model_pid else set()
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        procs = _cpu_by_pid()
+        stack = _tree(procs, {os.getpid()}) - {os.getpid()}
+        gateways, model = _tree(procs, self._gateways), _tree(procs, self._model)
+        found: dict[str, dict[int, float]] = {}
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        for root in self._gateways:  # each gateway process's own share ("gateway <pid>")
+            found[f"gateway {root}"] = {pid: procs[pid][1] for pid in _tree(procs, {root})}
+        return found | {"gateway": {pid: procs[pid][1] for pid in gateways},
+                        "model": {pid: procs[pid][1] for pid in model},
+                        "client": {-1: own.ru_utime + own.ru_stime},
+                        "stack": {pid: procs[pid][1] for pid in stack} | {-1: own.ru_utime + own.ru_stime}}
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        # A process that started during the round counts from zero; one that ended is not counted.
+        return {key: sum(cpu - self._before.get(key, {}).get(pid, 0.0) for pid, cpu in after[key].items())
+                for key in after}
+
+
 def _report(r: Round, base: Round) -> None:
     rate = r.completed / r.seconds
     base_rate = base.completed / base.seconds
@@ -107,6 +169,15 @@ def _report(r: Round, base: Round) -> None:
           f"{rate:6.2f} trajectories/s  p50 {r.pct(0.5):6.1f}s  p99 {r.pct(0.99):6.1f}s  "
           f"{r.tool_calls / r.seconds:7.1f} tool calls/s  |  p50 {r.pct(0.5) / base.pct(0.5):5.1f}x alone, "
           f"throughput {rate / base_rate:5.1f}x alone", flush=True)
+    if r.cpu_s and r.completed:
+        per = {key: 1000 * cpu / r.completed for key, cpu in r.cpu_s.items()}
+        print(f"          CPU per trajectory: gateway process(es) {per['gateway']:4.0f} ms, model server "
+              f"{per['model']:4.0f} ms, clients {per['client']:4.0f} ms, whole stack + clients {per['stack']:4.0f} ms; "
+              f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+        shares = [cpu for key, cpu in r.cpu_s.items() if key.startswith("gateway ")]
+        if len(shares) > 1 and sum(shares) > 0:
+            print(f"          the gateway processes' shares of that CPU: "
+                  f"{', '.join(f'{100 * cpu / sum(shares):.0f} %' for cpu in shares)}", flush=True)
     for reason in r.failed[:8]:
         print(f"          failed: {reason}")
 
@@ -119,6 +190,8 @@ def main() -> int:
     parser.add_argument("--gateway-bound", action="store_true",
                         help="runs that stream a long model step and call no tool (the scripted test model): the "
                              "gateway's own work per event is what is measured, not the workers'")
+    parser.add_argument("--trials", type=int, default=1,
+                        help="with --gateways G > 1: alternate one and G processes this many times each")
     parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
@@ -159,23 +232,50 @@ def main() -> int:
                 return 1
             print(f"baseline: one trajectory alone {base.pct(0.5):.1f}s, {base.tool_calls} tool calls", flush=True)
             worst = 0
-            one: dict[int, Round] = {}
-            if args.gateways > 1:
-                print("-- 1 gateway process", flush=True)
-                for n in levels:
-                    one[n] = asyncio.run(_round(stack.target, n, question, images, options))
-                    _report(one[n], base)
-                    worst = max(worst, len(one[n].failed) + one[n].hung)
-                more_gateways()
-                print(f"-- {args.gateways} gateway processes on the same ports", flush=True)
-            for n in levels:
+
+            def measured(n: int) -> Round:
+                meter = CpuMeter([stack.children["gateway"].proc.pid, *(c.proc.pid for c in extra if c.alive())],
+                                 stack.triton.pid)
+                meter.start()
                 result = asyncio.run(_round(stack.target, n, question, images, options))
+                result.cpu_s = meter.stop()
                 _report(result, base)
-                worst = max(worst, len(result.failed) + result.hung)
-                if n in one and one[n].completed and result.seconds:
-                    ratio = (result.completed / result.seconds) / (one[n].completed / one[n].seconds)
-                    print(f"N={n:4d}  {args.gateways} gateway processes: throughput {ratio:4.2f}x one process",
-                          flush=True)
+                return result
+
+            if args.gateways > 1:
+                totals: dict[str, dict[int, list[Round]]] = {"1": {n: [] for n in levels},
+                                                             "G": {n: [] for n in levels}}
+                for trial in range(1, args.trials + 1):
+                    print(f"-- trial {trial}: 1 gateway process", flush=True)
+                    for n in levels:
+                        totals["1"][n].append(measured(n))
+                    more_gateways()
+                    print(f"-- trial {trial}: {args.gateways} gateway processes on the same ports", flush=True)
+                    for n in levels:
+                        result = measured(n)
+                        totals["G"][n].append(result)
+                        single = totals["1"][n][-1]
+                        if single.completed and result.completed:
+                            ratio = (result.completed / result.seconds) / (single.completed / single.seconds)
+                            print(f"N={n:4d}  {args.gateways} gateway processes: throughput {ratio:4.2f}x one "
+                                  f"process (trial {trial})", flush=True)
+                    for child in extra:
+                        child.stop()  # SIGTERM: it drains (no run is in flight between rounds)
+                    extra.clear()
+                    time.sleep(1.0)
+                for n in levels:
+                    rounds = {k: totals[k][n] for k in totals}
+                    worst = max(worst, *(len(r.failed) + r.hung for rs in rounds.values() for r in rs))
+                    rate = {k: sum(r.completed for r in rs) / sum(r.seconds for r in rs) for k, rs in rounds.items()}
+                    cpu = {k: 1000 * sum(r.cpu_s["gateway"] for r in rs) / max(1, sum(r.completed for r in rs))
+                           for k, rs in rounds.items()}
+                    print(f"N={n:4d}  over {args.trials} trial(s): 1 process {rate['1']:.2f}/s, {args.gateways} "
+                          f"processes {rate['G']:.2f}/s: {rate['G'] / rate['1']:4.2f}x; gateway CPU per "
+                          f"trajectory {cpu['1']:.0f} ms vs {cpu['G']:.0f} ms", flush=True)
+            else:
+                for n in levels:
+                    result = measured(n)
+                    worst = max(worst, len(result.failed) + result.hung)
             print(f"total {time.monotonic() - t0:.0f}s; median baseline check "
                   f"{statistics.median(base.latencies):.1f}s")
             return 1 if worst else 0

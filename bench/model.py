@@ -28,14 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.common import settings  # noqa: E402
 from services.devstack.stack import EmbeddedStack  # noqa: E402
+from services.model import settings as model_settings  # noqa: E402
 from services.model.dialects import dialect_for  # noqa: E402
 from tests.model.engine_probe import generate, unfinished_requests  # noqa: E402
 from toolfabric import Client  # noqa: E402
 
 MODEL = "tiny_qwen3"
-TEMPERATURE = settings.model().temperature  # the gateway's default, which the fabric's steps use
+TEMPERATURE = model_settings.model().temperature  # the gateway's default, which the fabric's steps use
 STOP = list(dialect_for(MODEL, {MODEL: "qwen3vl"}, "qwen3vl").stop)  # what the gateway sends with every step
 
 

@@ -65,12 +65,13 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
 
     from engine.ports import ToolInvocation
     from gateway.celery_executor import CeleryToolExecutor
+    from services.common import settings
     from services.common.blobs import BlobStore
     from services.common.celery_app import make_celery
     from services.common.images import encode_png
     from services.common.tools import ToolContext, task_name
 
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     largest = {"bytes": 0}
 
     @signals.before_task_publish.connect(weak=False)
@@ -226,6 +227,7 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
 
     from engine.ports import ToolInvocation
     from gateway.celery_executor import CeleryToolExecutor
+    from services.common import settings
     from services.common.celery_app import make_celery
     from services.common.telemetry import setup as telemetry
     from services.common.tools import ToolContext
@@ -233,7 +235,7 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
     telemetry.setup_telemetry("toolfabric-bench")  # on or off, as OTEL_TRACES_EXPORTER says
     tracer = trace.get_tracer("toolfabric.bench")
     async_redis = aredis.Redis.from_url(redis_url)
-    executor = CeleryToolExecutor(make_celery(), async_redis)
+    executor = CeleryToolExecutor(make_celery(settings.common(), settings.worker()), async_redis)
     await executor.start()
     context = ToolContext(trajectory_id="bench", call_id="c", question="bench")
 

@@ -60,10 +60,10 @@ class Reader:
     """What web_visit returns for a page: extraction, then passages chosen for the question."""
 
     def __init__(self, site: Path) -> None:
-        from services.common import settings
+        from services.web import settings as web_settings
 
         self.site = site
-        self.budget = settings.fetch().max_output_tokens
+        self.budget = web_settings.fetch().max_output_tokens
         self._pages: dict[str, str] = {}
 
     def full(self, url: str) -> str:

@@ -85,10 +85,11 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     import httpx
     from tqdm import tqdm
 
+    from services.common import settings
     from services.common.celery_app import make_celery
     from services.common.tools import ToolContext, task_name
 
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     context = ToolContext(trajectory_id="bench", call_id="c").model_dump(mode="json")
 
     def raw(service: str, tool: str, arguments: dict[str, str]) -> None:

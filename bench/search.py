@@ -93,9 +93,9 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
     from services.common.blobs import BlobStore
     from services.index import default_index
     from services.index.indexer import index_paths
-    from services.search.tasks import call
+    from tests.support.tasks import task_of
 
-    task: Any = call
+    task: Any = task_of("search")
     index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=default_index())
     client = redis.Redis.from_url(settings.common().redis_url)
     ctx = {"images": {"<image 1>": BlobStore(client, 3600).put((demo / "question.jpg").read_bytes())}}
@@ -142,7 +142,7 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
 
     async def measure() -> dict[str, float]:
         client = aredis.Redis.from_url(settings.common().redis_url)
-        executor = CeleryToolExecutor(make_celery(), client)
+        executor = CeleryToolExecutor(make_celery(settings.common(), settings.worker()), client)
         await executor.start()
         ctx = ToolContext(trajectory_id="bench", call_id="c", question="q")
         search = ToolInvocation("search", "text_search", {"queries": ["Eileen Collins first Space Shuttle mission"]},
@@ -175,6 +175,7 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
     """Provider calls for n concurrent identical requests, with the cache and without it."""
     from services.common import settings
     from services.common.tools import ToolContext
+    from services.search import settings as search_settings
     from services.search.runtime import build_service
     from services.search.spec import TextSearchArgs
 
@@ -182,7 +183,7 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
     with slow_serper(delay_s) as (url, calls):
         for mode in ("live", "off"):
             common = settings.common().model_copy(update={"cache_mode": mode})
-            config = settings.search().model_copy(update={
+            config = search_settings.search().model_copy(update={
                 "providers": ["serper"], "serper_base_url": url, "serper_api_key": SecretStr("bench"),
                 "provider_rate_per_s": 10_000.0, "provider_burst": 10_000})
 
@@ -209,11 +210,11 @@ def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, s
 
 def real_pages(limit: int) -> list[Any]:
     """HTML pages of the documentation packages installed on this machine (each parsed as the indexer does)."""
-    from services.common import settings
+    from services.index import settings as index_settings
     from services.index.documents import parse_html
     from services.index.selection import Selection
 
-    selection = Selection(exclude=list(settings.search().index_exclude))
+    selection = Selection(exclude=list(index_settings.index().index_exclude))
     files = sorted(p for p in Path("/usr/share/doc").rglob("*.html") if p.is_file()
                    if not selection.excluded_by(p.relative_to("/usr/share/doc").as_posix()))
     step = max(1, len(files) // limit)  # spread over every package when capped

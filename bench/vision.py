@@ -44,9 +44,9 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps  # noqa: E402
 
 from services.common import images  # noqa: E402
-from services.common.settings import VisionSettings  # noqa: E402
 from services.vision import handlers, ops  # noqa: E402
 from services.vision.boxes import PixelBox, fit_box  # noqa: E402
+from services.vision.settings import VisionSettings  # noqa: E402
 
 MAX_PIXELS = 40_000_000
 CFG = VisionSettings()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.blobs import AsyncBlobStore
+from engine.ports import BlobReader
 from toolfabric.v1 import fabric_pb2 as pb
 
 
@@ -34,7 +34,7 @@ class RegisteredImage:
 
 
 class ImageRegistry:
-    def __init__(self, blobs: AsyncBlobStore) -> None:
+    def __init__(self, blobs: BlobReader) -> None:
         self._blobs = blobs
         self._images: list[RegisteredImage] = []
         self._bytes: dict[str, bytes] = {}

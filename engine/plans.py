@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import RawCall
+from services.model.dialects import Dialect, RawCall
 
 PLACEHOLDER = re.compile(r"\[[^\[\]]*\bsteps?\s*\d+[^\[\]]*\]", re.IGNORECASE)
 # plan tool → (the parameter it takes, the tool's list argument for it)
@@ -47,22 +47,24 @@ def call_of(step: dict[str, Any]) -> RawCall:
     return RawCall(tool, arguments)
 
 
-def fill_instruction(number: int, total: int, step: dict[str, Any]) -> str:
+def fill_instruction(number: int, total: int, step: dict[str, Any], dialect: Dialect) -> str:
     """What the model reads before a step it must complete: which call, with which placeholders filled."""
+    think = dialect.think_tag
     listed = _ARGUMENTS[step["tool_name"]][1]
     return (f"Plan step {number} of {total}: {step.get('description', '')}\n"
             f"Call {step['tool_name']} with these parameters, replacing the placeholders "
             f"({', '.join(placeholders(step))}) with what the earlier steps found: "
             f"{json.dumps(step.get('parameters', {}), ensure_ascii=False)}\n"
-            f'Reply with <think>…</think> then <tool_call>{{"name": "{step["tool_name"]}", "arguments": '
+            f'Reply with <{think}>…</{think}> then <tool_call>{{"name": "{step["tool_name"]}", "arguments": '
             f'{{"{listed}": […]}}}}</tool_call>.')
 
 
-def answer_instruction(number: int, total: int, step: dict[str, Any]) -> str:
-    """What the model reads at the verification step: answer from the results."""
+def answer_instruction(number: int, total: int, step: dict[str, Any], dialect: Dialect) -> str:
+    """What the model reads at the verification step: answer from the results (in the dialect's tags)."""
+    think = dialect.think_tag
     return (f"Plan step {number} of {total} (verification): {step.get('description', '')}\n"
             "Check the results above against the question and give the final answer as "
-            "<think>…</think><answer>…</answer>.")
+            f"<{think}>…</{think}>{dialect.render_answer('…')}.")
 
 
 def add(messages: list[Message], parts: list[str | ImagePart]) -> None:

@@ -2,8 +2,11 @@
 
 - the model: `ModelBackend` (services/model/backend.py, with the model package; Triton or a completions server);
 - the tools: `ToolExecutor` (Celery sits behind it: gateway/celery_executor.py);
+- the image store: `BlobReader`, the bytes of an image by reference (services/common/blobs.py);
 - text channels: `ChannelSplitter`, labelling streamed model text as thinking/answer (gateway/channels.py);
-- events: `Emit`, where each stamped event goes (recorded and delivered by the door's wiring).
+- events: `Emit`, where each stamped event goes (the door's wiring records and delivers it: gateway/delivery.py
+  for Run, the trajectory recorder for Step);
+- limits: `ToolLimits`, the settings a tool round runs with (the gateway's settings satisfy it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from services.common.tools import ToolContext, ToolResult
 from services.model.backend import ModelBackend
 from toolfabric.v1 import fabric_pb2 as pb
 
-__all__ = ["ChannelSplitter", "Emit", "ModelBackend", "ToolDispatchError", "ToolExecutor", "ToolInvocation"]
+__all__ = ["BlobReader", "ChannelSplitter", "Emit", "ModelBackend", "ServingModel", "ToolDispatchError", "ToolExecutor",
+           "ToolInvocation", "ToolLimits"]
 
 Emit = Callable[[pb.RunEvent], Awaitable[None]]
 
@@ -50,3 +54,25 @@ class ChannelSplitter(Protocol):
     def feed(self, chunk: str) -> list[tuple[pb.Channel, str]]:
         """(channel, text) segments of the next chunk of one model step's text, in order."""
         ...
+
+
+class BlobReader(Protocol):
+    async def get(self, ref: str) -> bytes:
+        """The bytes stored under `ref` (raises services.common.errors.BlobNotFound when they expired)."""
+        ...
+
+
+class ServingModel(ModelBackend, Protocol):
+    """The model port as a door admits runs with it: whether a model is served, and by which server."""
+
+    async def serves(self, model: str) -> bool: ...
+
+    def server_of(self, model: str) -> str: ...
+
+
+class ToolLimits(Protocol):
+    @property
+    def max_parallel_calls_per_step(self) -> int: ...
+
+    @property
+    def tool_timeout_s(self) -> float: ...

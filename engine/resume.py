@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.prompting import observation_parts
+from engine.trajectory import Trajectory
+from services.model.chat_template import ImagePart, Message
 from toolfabric.v1 import fabric_pb2 as pb
 
 # Error kinds of calls the loop refused before sending: they did not count against the tool-call budget.
@@ -47,3 +50,25 @@ class Checkpoint:
                 if obs.call_id and obs.error_kind not in _REFUSED:
                     counts[obs.name] = counts.get(obs.name, 0) + 1
         return counts
+
+
+def restore(trajectory: Trajectory, point: Checkpoint, opening: list[Message]) -> None:
+    """The conversation, images and budget of the checkpoint's completed steps, as they were recorded, after the
+    run's `opening` messages."""
+    trajectory.messages = opening
+    for done in point.steps:
+        if done.tokens is not None:
+            trajectory.tokens.restore(trajectory.dialect.template.render(trajectory.messages), done.text,
+                                      trajectory.image_count(), done.tokens)
+        trajectory.messages.append(Message("assistant", [done.text]))
+        parts: list[str | ImagePart] = []
+        for obs in done.observations:
+            images = [trajectory.registry.add_output(i.blob, i.width, i.height, i.origin, i.mime_type, i.step)
+                      for i in obs.images]
+            parts += observation_parts(obs.name, obs.call_id or "-", obs.text,
+                                       (obs.error_kind or "error") if obs.is_error else None, images,
+                                       trajectory.dialect)
+        trajectory.messages.append(Message("user", parts))
+    trajectory.usage.tool_calls = point.tool_calls()
+    trajectory.tool_calls = sum(trajectory.usage.tool_calls.values())
+    trajectory.usage.steps = len(point.steps)

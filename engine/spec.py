@@ -11,10 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.images import RegisteredImage
-from toolfabric.v1 import fabric_pb2 as pb
-from toolfabric.v1 import names
-
-MODES: dict[pb.Mode, str] = {value: name for name, value in names.MODES.items()}
+from engine.trajectory import Scope
 
 
 @dataclass
@@ -66,6 +63,12 @@ class RunSpec:
     # The deadline counts from admission.
     admitted_at: float = 0.0
     admission_wait_s: float = 0.0
+
+    def scope(self) -> Scope:
+        """What each of the run's steps needs of it."""
+        return Scope(trajectory_id=self.trajectory_id, question=self.question, mode=self.mode, model=self.model,
+                     max_tool_calls=self.max_tool_calls, tenant=self.tenant, eval_run=self.eval_run,
+                     excluded_services=self.excluded_services, tools=self.tools)
 
 
 def to_json(spec: RunSpec) -> str:

@@ -26,9 +26,9 @@ from gateway.exceptions import InvalidRequest
 from services.common import redis_clients
 from services.common.blobs import BlobStore
 from services.common.errors import BlobNotFound
-from services.common.settings import StoreSettings
 from services.store import TrajectoryFilter, TrajectoryNotInStore, TrajectoryStore
 from services.store.errors import ImageNotInStore, StoreUnavailable
+from services.store.settings import StoreSettings
 from services.store.trajectories import NewTrajectory, StoredImage, image_refs
 from toolfabric.v1 import fabric_pb2 as pb
 

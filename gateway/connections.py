@@ -12,8 +12,9 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.settings import GatewaySettings
 from services.common import redis_clients
-from services.common.settings import CommonSettings, GatewaySettings
+from services.common.settings import CommonSettings
 
 
 class PoolExhausted(RedisConnectionError):

@@ -21,6 +21,7 @@ from engine.spec import PriorTurn
 from gateway import recorder
 from gateway.exceptions import InvalidRequest
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import status_name
 
 MAX_TURNS = 32
 
@@ -53,7 +54,7 @@ async def load(client: aredis.Redis, parent_id: str) -> Earlier:
         new_inputs = [i.name for i in started.images if i.name not in seen]
         seen.update(i.name for i in started.images)
         seen.update(i.name for e in turn.events if e.WhichOneof("event") == "observation" for i in e.observation.images)
-        answer = turn.answer or f"(no answer: {pb.Status.Name(turn.status).removeprefix('STATUS_').lower()})"
+        answer = turn.answer or f"(no answer: {status_name(turn.status)})"
         turns.append(PriorTurn(turn.question, answer, new_inputs))
     parent = chain[-1]
     started = next((e.started for e in parent.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())

@@ -9,6 +9,9 @@ channel in the record (`TextDelta.piece_chars` says where each delta ended, so W
 While a run of deltas is open, each one is appended to a small side list (`…:events:open`); when the run
 closes (any other event) the merged event replaces the side list in one transaction. A reader takes
 both lists in one transaction (`follow`, `load`). Everything expires after the configured TTL.
+
+`record_many` writes a batch of events (gateway/delivery.py gathers the deltas of a few milliseconds and the
+event after them) in one transaction, one round trip: Redis round trips were most of the gateway's CPU.
 """
 
 from __future__ import annotations
@@ -98,57 +101,74 @@ class TrajectoryRecorder:
         await pipe.execute()
 
     async def record(self, event: pb.RunEvent) -> None:
-        kind = event.WhichOneof("event")
-        if kind == "text":
-            current = self._open[-1] if self._open else None
-            if current is None or current.step != event.step or current.text.channel != event.text.channel:
-                await self._close_open()
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.rpush(open_key(self._id), event.SerializeToString())
-            if not self._open:
-                pipe.expire(open_key(self._id), self._ttl)
-            await pipe.execute()
-            self._open.append(event)
-            return
+        await self.record_many([event])
+
+    async def record_many(self, events: list[pb.RunEvent], *, close_run: bool = False) -> None:
+        """Records `events` in order in one round trip (one transaction): a batch of deltas and the events after
+        them costs what one event did. `close_run`: merge the run of deltas still open at the end too."""
+        done: list[pb.RunEvent] = []  # appended to the events list: merged runs of deltas and other events
         fields: dict[str, bytes | str | int] = {}
-        if kind == "started":
-            fields["trace_id"] = event.started.trace_id
-        elif kind == "answer":
-            fields["answer"] = event.answer.text
-        elif kind == "usage":
-            fields["usage"] = event.usage.SerializeToString()
-        elif kind == "finished":
-            fields["status"] = event.finished.status
-            if event.HasField("time"):
-                fields["finished_at"] = event.time.SerializeToString()
-        await self._write([event], fields)
+        run, unwritten = list(self._open), 0  # the open run of deltas; how many of its last are not in open_key
+        closed = False  # the run that was open in Redis is merged now: open_key is rewritten
+        for event in events:
+            kind = event.WhichOneof("event")
+            if kind == "text":
+                current = run[-1] if run else None
+                if current is not None and (current.step != event.step or current.text.channel != event.text.channel):
+                    done.append(merged(run))
+                    run, unwritten, closed = [], 0, True
+                run.append(event)
+                unwritten += 1
+                continue
+            if run:
+                done.append(merged(run))
+                run, unwritten, closed = [], 0, True
+            done.append(event)
+            _meta_fields(event, kind, fields)
+        if close_run and run:
+            done.append(merged(run))
+            run, unwritten, closed = [], 0, True
+        if not done and not unwritten:
+            return
+        # Only deltas appended to the open run: one RPUSH is atomic by itself, no transaction needed.
+        pipe = self._redis.pipeline(transaction=bool(done or closed or fields))
+        if done:
+            pipe.rpush(events_key(self._id), *[e.SerializeToString() for e in done])
+            pipe.expire(events_key(self._id), self._ttl)
+        if closed:
+            pipe.delete(open_key(self._id))
+        if unwritten:
+            pipe.rpush(open_key(self._id), *[e.SerializeToString() for e in run[len(run) - unwritten:]])
+            if unwritten == len(run):  # the run starts here
+                pipe.expire(open_key(self._id), self._ttl)
+        if fields:
+            pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
+        await pipe.execute()
+        self._open = run
+        if self._mirror is not None:
+            for event in done:
+                self._mirror(event)
 
     async def adopt_open(self) -> None:
         """A gateway taking the trajectory over: close the run of deltas the lost one left open."""
         raw = await self._redis.lrange(open_key(self._id), 0, -1)
         self._open = [pb.RunEvent.FromString(r) for r in raw]
-        await self._close_open()
-
-    async def _close_open(self) -> None:
         if self._open:
-            await self._write([], {})
+            await self.record_many([], close_run=True)
 
-    async def _write(self, events: list[pb.RunEvent], fields: dict[str, bytes | str | int]) -> None:
-        """Appends `events` after the open run of deltas (merged now), in one transaction: a reader sees
-        the deltas either in the side list or merged, never both or neither."""
-        done = [merged(self._open)] if self._open else []
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.rpush(events_key(self._id), *[e.SerializeToString() for e in done + events])
-        pipe.expire(events_key(self._id), self._ttl)
-        if done:
-            pipe.delete(open_key(self._id))
-        if fields:
-            pipe.hset(meta_key(self._id), mapping=fields)  # type: ignore[arg-type]
-        await pipe.execute()
-        self._open = []
-        if self._mirror is not None:
-            for event in done + events:
-                self._mirror(event)
+
+def _meta_fields(event: pb.RunEvent, kind: str | None, fields: dict[str, bytes | str | int]) -> None:
+    """What an event changes in the record's hash (read by GetTrajectory without the events)."""
+    if kind == "started":
+        fields["trace_id"] = event.started.trace_id
+    elif kind == "answer":
+        fields["answer"] = event.answer.text
+    elif kind == "usage":
+        fields["usage"] = event.usage.SerializeToString()
+    elif kind == "finished":
+        fields["status"] = event.finished.status
+        if event.HasField("time"):
+            fields["finished_at"] = event.time.SerializeToString()
 
 
 async def load(client: aredis.Redis, trajectory_id: str) -> pb.Trajectory | None:

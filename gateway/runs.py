@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from engine import spec as specs
 from engine.loop import AgentLoop
+from engine.ports import ServingModel
 from engine.resume import Checkpoint
 from engine.spec import PriorTurn, RunSpec
 from gateway import conversations, recorder
@@ -36,11 +37,10 @@ from gateway.delivery import Delivery
 from gateway.exceptions import HandedOver, InvalidRequest, ModelNotServed, NotYours
 from gateway.leases import Leases
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.telemetry import metrics
-from services.model.routing import ModelRouter
 from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class _Running:
 
 class Runs:
     def __init__(self, loop: AgentLoop, validator: RequestValidator, redis_client: aredis.Redis,
-                 model: ModelRouter, gw: GatewaySettings, policy: Policy, blobs: AsyncBlobStore,
+                 model: ServingModel, gw: GatewaySettings, policy: Policy, blobs: AsyncBlobStore,
                  leases: Leases, archive: Archive | None = None) -> None:
         self._loop, self._validator, self._redis, self._model, self._gw = loop, validator, redis_client, model, gw
         self.policy, self._blobs, self._archive, self.leases = policy, blobs, archive, leases

@@ -42,13 +42,14 @@ from gateway.policy.listeners import (
     start_health_port,
     start_metrics,
 )
+from gateway.process_settings import GatewayProcessSettings
 from gateway.reflection import REFLECTION_SERVICES, enable_server_reflection
 from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.stepping import StepService
 from gateway.validation import RequestValidator
 from services.catalog import catalog, service_names
-from services.common import logs, settings
+from services.common import logs
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
@@ -115,32 +116,32 @@ _HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch
 _OPEN_METHODS = (*_HEALTH_METHODS, *(f"/{service}/ServerReflectionInfo" for service in REFLECTION_SERVICES))
 
 
-async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Runs, step: StepService,
-                      blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter, default_model: str,
-                      draining: asyncio.Event) -> None:
+async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSettings, policy: Policy, runs: Runs,
+                      step: StepService, blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter,
+                      default_model: str, draining: asyncio.Event) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
-    gw, tls = settings.gateway(), settings.tls()
+    gw, tls = config.gateway, config.tls
 
     async def listen(listener: HttpListener) -> None:
         await listener.start(gw.reuse_port)
         doors.push_async_callback(listener.stop)
 
-    http = settings.http()
+    http = config.http
     if http.port:  # the OpenAI-compatible chat API
         async def ready() -> bool:  # like the Fabric service's health: not while draining
             return not draining.is_set() and await _is_ready(redis_client, model, default_model)
 
         await listen(HttpListener(policy.doors, "chat", create_app(runs, policy, http, ready), http.host, http.port,
                                   tls, policy.guard, ("/healthz", "/readyz"), gw.shutdown_grace_s))
-    step_settings = settings.step()
-    if step_settings.http_port:  # verl-tool's POST /get_observation, for RL trainers
+    step_conf = config.step
+    if step_conf.http_port:  # verl-tool's POST /get_observation, for RL trainers
         from gateway.step import http as step_http
 
         await listen(HttpListener(policy.doors, "step", policy.http(step_http.app(step, blobs,
-                                                                                   step_settings.max_request_bytes),
+                                                                                   step_conf.max_request_bytes),
                                                                      open_paths=("/health",)),
-                                  gw.host, step_settings.http_port, tls, policy.guard, ("/health",)))
-    mcp = settings.mcp()
+                                  gw.host, step_conf.http_port, tls, policy.guard, ("/health",)))
+    mcp = config.mcp
     if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
         from gateway.mcp.server import FabricMcp, TenantSessions
 
@@ -148,38 +149,42 @@ async def _open_doors(doors: contextlib.AsyncExitStack, policy: Policy, runs: Ru
         await listen(HttpListener(policy.doors, "mcp", policy.http(TenantSessions(mcp_app)), gw.host, mcp.http_port,
                                   tls, policy.guard, lifespan=True))
     if gw.metrics_port:  # Prometheus, for the monitoring namespace (the NetworkPolicy keeps everyone else out)
-        endpoint = start_metrics(policy.doors, gw.metrics_port, settings.telemetry().metrics_host,
-                                 [metrics.QueueDepthCollector(settings.common().redis_url, service_names())])
+        endpoint = start_metrics(policy.doors, gw.metrics_port, config.telemetry.metrics_host,
+                                 [metrics.QueueDepthCollector(config.common.redis_url, service_names())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
-        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port)
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port,
+                                        config.auth.required)
         doors.push_async_callback(blob_server.stop)
 
 
-async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until SIGTERM/SIGINT (or `stop` is set)."""
-    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or `stop` is set), with the settings read at start."""
+    common, gw, model_settings, worker = config.common, config.gateway, config.model, config.worker
     redis_client, cache_client = redis_pair(common, gw)
-    policy = make_policy(redis_client)  # refuses settings it cannot run with before anything starts
+    # Refuses settings it cannot run with before anything starts.
+    policy = make_policy(redis_client, config.auth, common, gw, config.store)
     blobs = AsyncBlobStore(cache_client, common.blob_ttl_s)
-    consumers = LiveConsumers(redis_client, settings.worker().heartbeat_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), redis_client, consumers, gw.no_consumer_wait_s, gw.tool_retries,
-                                  gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
+    consumers = LiveConsumers(redis_client, worker.heartbeat_ttl_s)
+    executor = CeleryToolExecutor(make_celery(common, worker), redis_client, consumers, gw.no_consumer_wait_s,
+                                  gw.tool_retries, gw.retry_consumer_wait_s, gw.unstarted_timeout_s)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
     tokenizers = load_tokenizers(model_settings.checkpoints)
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
-                     gw, tokenizers.get, channels=ChannelTracker)
+                     gw, tokenizers.get, channels=ChannelTracker,
+                     capture_content=config.telemetry.capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    archive = Archive(await asyncio.to_thread(open_store, settings.store(), common), common.redis_url,
-                      common.blob_ttl_s, settings.store(), erasure.purge, common.cache_url).start()
+    archive = Archive(await asyncio.to_thread(open_store, config.store, common), common.redis_url,
+                      common.blob_ttl_s, config.store, erasure.purge, common.cache_url).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
-    step = StepService(loop, validator, redis_client, blobs, settings.step(), gw, model_settings.default_model,
+    step = StepService(loop, validator, redis_client, blobs, config.step, gw, model_settings.default_model,
                        policy)
-    servicer = FabricServicer(runs, redis_client, blobs, policy, archive, step)
+    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
@@ -190,20 +195,21 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_server_reflection((FABRIC_SERVICE, health.SERVICE_NAME), server)
-    port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, settings.tls(), policy.guard,
+    port = bind_grpc(policy.doors, server, "fabric", gw.host, gw.port, config.tls, policy.guard,
                      (*_FABRIC_METHODS, *_OPEN_METHODS), _OPEN_METHODS)
-    announce(settings.auth())
+    announce(config.auth)
     await server.start()
-    health_port = await start_health_port(policy.doors, health_servicer, gw.host, settings.tls().health_port,
+    health_port = await start_health_port(policy.doors, health_servicer, gw.host, config.tls.health_port,
                                           gw.reuse_port) \
-        if settings.tls().health_port else None
+        if config.tls.health_port else None
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     renewer = asyncio.create_task(leases.keep_renewing(), name="lease-renewal")
     reaper = asyncio.create_task(runs.reap(), name="lease-reaper")
     stop = stop or asyncio.Event()
     doors = contextlib.AsyncExitStack()
     try:
-        await _open_doors(doors, policy, runs, step, blobs, redis_client, model, model_settings.default_model, stop)
+        await _open_doors(doors, config, policy, runs, step, blobs, redis_client, model, model_settings.default_model,
+                          stop)
     except BaseException:  # e.g. a port taken (Errno 98): close what started, so the process exits and says why
         await asyncio.gather(server.stop(grace=None), *([health_port.stop(grace=None)] if health_port else []))
         for task in (cancel_listener, renewer, reaper):
@@ -246,10 +252,14 @@ async def serve(ready: asyncio.Event | None = None, stop: asyncio.Event | None =
 
 
 def main() -> None:
-    logs.install(settings.common().log_level)
-    telemetry.setup_telemetry("toolfabric-gateway")
+    config = GatewayProcessSettings.read()  # the one read of the environment; everything below is passed it
+    logs.install(config.common.log_level)
+    # The gateway's own Redis commands (records, leases, results: hundreds per trajectory) are bookkeeping: a span
+    # each was most of a trajectory's spans and a tenth of the gateway's CPU. Record writes are span events instead
+    # (gateway/delivery.py); the workers' Redis calls, the tools' own, stay spans.
+    telemetry.setup_telemetry("toolfabric-gateway", trace_redis=False)
     try:
-        asyncio.run(serve())
+        asyncio.run(serve(config))
     except OSError as exc:  # a door could not bind: a clear line and exit code 3, not a traceback
         log.error("the gateway cannot serve: %s", exc)
         raise SystemExit(3) from exc

@@ -8,13 +8,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from engine.spec import MODES, InputImage, RunSpec
+from engine.spec import InputImage, RunSpec
 from gateway.exceptions import InvalidRequest
+from gateway.settings import GatewaySettings
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
-from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
+from services.common.settings import CommonSettings
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
 
 # The services `enable_search=false` turns off: web search and web reading.
 SEARCH_SERVICES = frozenset({"search", "fetch"})
@@ -68,10 +71,10 @@ class RequestValidator:
             raise InvalidRequest(f"question is {len(question)} characters, over the limit of "
                                  f"{self._gw.max_question_chars}", "question")
         check_length("model", request.model, self._gw.max_model_name_chars)
-        mode = MODES.get(request.mode or pb.MODE_DEEP_RESEARCH)
+        mode = MODE_NAMES.get(request.mode) if request.mode else DEFAULT_MODE
         if mode is None:
             raise InvalidRequest(f"mode {request.mode} is not one of {sorted(pb.Mode.keys())}", "mode")
-        if request.execute_plan and mode != "plan":
+        if request.execute_plan and mode != PLAN:
             raise InvalidRequest(f"execute_plan runs a planner's plan: it needs mode plan, not {mode}", "execute_plan")
         if len(request.images) > self._gw.max_images_per_request:
             raise InvalidRequest(f"{len(request.images)} images, over the limit of {self._gw.max_images_per_request}",

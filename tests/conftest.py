@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common import settings
 from services.devstack.redis_server import RedisServer
+from tests.settings_modules import clear_settings_cache
 from tests.support.postgres import PostgresServer
 
 
@@ -60,11 +60,6 @@ def no_process_left_behind() -> Iterator[None]:
         pytest.fail(f"tests left processes running: {names}")
 
 
-def clear_settings_cache() -> None:
-    # Every cached accessor of the settings module, including ones added later.
-    for value in vars(settings).values():
-        if callable(getattr(value, "cache_clear", None)):
-            value.cache_clear()
 
 
 @pytest.fixture(scope="session")

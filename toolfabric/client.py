@@ -23,7 +23,11 @@ from toolfabric.requests import (
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 
-_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+# Each client gets its own connection (gRPC otherwise shares one between every channel of a process to the same
+# target): several clients then spread over the gateway processes that share a port (SO_REUSEPORT balances
+# connections, not calls; docs/reliability.md section 5).
+_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.use_local_subchannel_pool", 1)]
 
 
 class Client:

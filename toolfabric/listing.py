@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from toolfabric.requests import MODES
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import STATUSES
 
 TimeLike = Union[datetime, float, int]
 
@@ -35,13 +36,12 @@ def _timestamp(value: TimeLike) -> Timestamp:
 
 def status_value(name: str) -> int:
     """"completed", "COMPLETED" or "STATUS_COMPLETED" → the enum value."""
-    key = name.upper()
-    key = key if key.startswith("STATUS_") else f"STATUS_{key}"
+    if name.upper() in pb.Status.keys():
+        return pb.Status.Value(name.upper())
     try:
-        return pb.Status.Value(key)
-    except ValueError:
-        known = [s[len("STATUS_"):].lower() for s in pb.Status.keys() if s != "STATUS_UNSPECIFIED"]
-        raise ValueError(f"status must be one of {known}, not {name!r}") from None
+        return STATUSES[name.lower()]
+    except KeyError:
+        raise ValueError(f"status must be one of {list(STATUSES)}, not {name!r}") from None
 
 
 def list_request(*, status: Sequence[str] = (), model: str = "", mode: Optional[str] = None,

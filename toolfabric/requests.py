@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 from toolfabric.v1 import fabric_pb2 as pb
-from toolfabric.v1.names import MODES
+from toolfabric.v1.names import DEFAULT_MODE, MODES
 
 ImageLike = Union[bytes, str, Path]
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
@@ -41,7 +41,7 @@ def trace_metadata() -> tuple[tuple[str, str], ...]:
     return tuple(carrier.items())
 
 
-def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = "deep_research",
+def run_request(question: str, images: list[ImageLike] | tuple[ImageLike, ...] = (), *, mode: str = DEFAULT_MODE,
                 max_steps: int = 0, max_tool_calls: int = 0, deadline_s: float = 0.0,
                 temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None,
                 model: str = "", labels: dict[str, str] | None = None, eval_run: str = "",

@@ -13,7 +13,6 @@ import grpc
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from engine.spec import MODES
 from gateway import admission, recorder
 from gateway.admission import AdmissionRefused
 from gateway.archive import TENANT_LABEL, Archive
@@ -22,25 +21,29 @@ from gateway.fabric import step as step_protos
 from gateway.policy import Policy, Principal, scoped
 from gateway.policy.grpc import current_principal
 from gateway.runs import Runs
+from gateway.settings import GatewaySettings
 from gateway.stepping import StepService
 from gateway.validation import check_length
 from services.catalog import catalog
-from services.common import images, settings
+from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound, InvalidImage
+from services.common.settings import CommonSettings
 from services.common.telemetry import setup as telemetry
 from services.model.errors import ModelUnavailable
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
+from toolfabric.v1.names import MODE_NAMES, MODES
 
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, policy: Policy,
-                 archive: Archive | None = None, step: StepService | None = None) -> None:
+                 gw: GatewaySettings, common: CommonSettings, archive: Archive | None = None,
+                 step: StepService | None = None) -> None:
         self._runs, self._redis, self._blobs, self._policy = runs, redis_client, blobs, policy
         self._archive, self._step = archive, step
-        self._gw = settings.gateway()
+        self._gw, self._common = gw, common
 
     async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
                        blob: str | None = None) -> tuple[Principal, str]:
@@ -161,13 +164,12 @@ class FabricServicer(pb_grpc.FabricServicer):
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         await self._allowed(context)
         cat = catalog()
-        mode = MODES.get(request.mode)
+        mode = MODE_NAMES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
-        by_name = {v: k for k, v in MODES.items()}
         return pb.ListToolsResponse(tools=[
             pb.Tool(name=s.name, service=s.service, description=s.description,
                     parameters_json_schema=json.dumps(s.json_schema()), aliases=list(s.aliases),
-                    modes=sorted(by_name[m] for m in s.modes))
+                    modes=sorted(MODES[m] for m in s.modes))
             for s in specs
         ])
 
@@ -195,7 +197,7 @@ class FabricServicer(pb_grpc.FabricServicer):
                 return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
-            info = images.inspect(data, settings.common().max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from engine.spec import MODES
 from gateway.stepping.service import StepItem, StepOutcome
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import MODE_NAMES
 
 
 def items(request: pb.StepRequest) -> list[StepItem]:
     return [StepItem(trajectory_id=a.trajectory_id, action=a.action, finish=a.finish, is_last_step=a.is_last_step,
-                     images=list(a.images), model=a.model, mode=MODES.get(a.mode, "") if a.mode else "",
+                     images=list(a.images), model=a.model, mode=MODE_NAMES.get(a.mode, ""),
                      question=a.question)
             for a in request.actions]
 

@@ -23,10 +23,10 @@ from gateway.exceptions import HandedOver, InvalidRequest, LimitExceeded, ModelN
 from gateway.http.chat import ChatTurn, parse_chat, read_json
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript
+from gateway.http.settings import HttpSettings
 from gateway.policy import Policy, Principal
 from gateway.policy.http import RequireKey, principal_of
 from gateway.runs import Runs
-from services.common.settings import HttpSettings
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
 from services.model.errors import ModelUnavailable

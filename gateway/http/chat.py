@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,14 +18,14 @@ from urllib.parse import urlsplit
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.spec import MODES, PriorTurn
+from engine.spec import PriorTurn
 from gateway.http.errors import ApiError
-from services.common.settings import ModelRoute
+from gateway.http.settings import ModelRoute
+from services.model.dialects import DEFAULT_DIALECT
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import mode_value
 
-_MODE_ENUM = {name: enum for enum, name in MODES.items()}
 _INT32 = 2**31 - 1
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 _ECHO = 100  # characters of a client's value quoted back in an error message
 # RunRequest fields → the chat body's parameter they come from (sampling, budgets and images: ChatTurn.param).
 _PARAMS = {"question": "messages", "images": "messages", "mode": "model", "model": "model",
@@ -152,7 +151,7 @@ def parse_chat(body: Any, routes: dict[str, ModelRoute]) -> ChatTurn:
         images += found
         image_params += found_at
     request = pb.RunRequest(
-        question="\n".join(t for t in texts if t), images=images, mode=_MODE_ENUM[route.mode],
+        question="\n".join(t for t in texts if t), images=images, mode=mode_value(route.mode),
         model=route.triton_model,
         budgets=pb.Budgets(max_steps=chat.toolfabric.max_steps, max_tool_calls=chat.toolfabric.max_tool_calls,
                            deadline_s=chat.toolfabric.deadline_s),
@@ -201,8 +200,9 @@ def _history(messages: list[_Message]) -> tuple[list[PriorTurn], list[pb.ImageIn
             images += found
             params += where
         elif message.role == "assistant":
-            match = _ANSWER.search(text)  # an R1V4 trajectory sent back whole: its answer is the context
-            turns.append(PriorTurn("\n".join(q for q in question if q), (match.group(1) if match else text).strip(),
+            # An R1V4 trajectory sent back whole: its answer is the context (a plan reply, or a plain one: all).
+            answer = DEFAULT_DIALECT.answer_in(text)
+            turns.append(PriorTurn("\n".join(q for q in question if q), answer.text if answer else text.strip(),
                                    names))
             question, names = [], []
     return turns, images, params

@@ -17,6 +17,7 @@ from google.protobuf.json_format import MessageToDict
 
 from gateway.http.rounds import RoundWriter, observation_json
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import status_name
 
 __all__ = ["Transcript", "observation_json", "usage_json"]
 
@@ -71,7 +72,7 @@ class Transcript:
         out: dict[str, Any] = {"trajectory_id": self.trajectory_id, "trace_id": self.trace_id,
                                "conversation_id": self.conversation_id}
         if final:
-            out |= {"status": pb.Status.Name(self.status).removeprefix("STATUS_").lower(), "reason": self.reason,
+            out |= {"status": status_name(self.status), "reason": self.reason,
                     "answer": self.answer,
                     "usage": MessageToDict(self.usage, preserving_proto_field_name=True)}
         return out

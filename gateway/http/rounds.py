@@ -35,24 +35,30 @@ _PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
 
 
 def observation_json(observation: pb.Observation) -> str:
-    """The observation as JSON: the tool's JSON, other text wrapped, errors marked. `<` and `>` are written as
-    JSON escapes (same value), so a page or an error that quotes a tag cannot open a round in an R1V4 reader."""
-    return _body(observation).replace("<", "\\u003c").replace(">", "\\u003e")
+    """`observation_record` as JSON text. `<` and `>` are written as JSON escapes (same value), so a page or an
+    error that quotes a tag cannot open a round in an R1V4 reader."""
+    return json.dumps(observation_record(observation), ensure_ascii=False).replace("<", "\\u003c").replace(
+        ">", "\\u003e")
 
 
-def _body(observation: pb.Observation) -> str:
+def observation_record(observation: pb.Observation) -> dict[str, Any]:
+    """An observation in the one shape every tool's takes as JSON (documented on `Observation` in the proto):
+    `{"result": …, "images": [...], "tool": name}`, or for a failed call `{"error": kind, "message": text,
+    "images": [...], "tool": name}`. `result` is the tool's JSON when its text is a JSON object or array (search
+    results, pages), else its text; `images` names the images the call made (later steps use the names)."""
+    images = [image.name for image in observation.images]
     if observation.is_error:
-        return json.dumps({"error": observation.error_kind or "error", "message": observation.text,
-                           "tool": observation.name}, ensure_ascii=False)
+        return {"error": observation.error_kind or "error", "message": observation.text, "images": images,
+                "tool": observation.name}
+    return {"result": _json_or_text(observation.text), "images": images, "tool": observation.name}
+
+
+def _json_or_text(text: str) -> Any:
     try:
-        json.loads(observation.text)
-        body = observation.text
+        value = json.loads(text)
     except ValueError:
-        body = json.dumps({"result": observation.text, "tool": observation.name}, ensure_ascii=False)
-    if observation.images:  # images a tool made get names later steps can use
-        body = json.dumps({"result": json.loads(body), "images": [i.name for i in observation.images]},
-                          ensure_ascii=False)
-    return body
+        return text
+    return value if isinstance(value, dict | list) else text
 
 
 @dataclass

@@ -23,11 +23,11 @@ from mcp.server.lowlevel import Server
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.exceptions import LimitExceeded
+from gateway.mcp.settings import McpSettings
 from gateway.policy.http import principal_in, principal_of
 from gateway.stepping import StepItem, StepService
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound
-from services.common.settings import McpSettings
 from services.common.tools import Catalog
 from services.model.dialect import RawCall
 from toolfabric.v1 import fabric_pb2 as pb

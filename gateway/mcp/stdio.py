@@ -11,28 +11,36 @@ import sys
 from mcp.server.stdio import stdio_server
 
 from gateway.mcp.server import FabricMcp
+from gateway.mcp.settings import McpSettings
+from gateway.settings import GatewaySettings
 from gateway.stepping.runtime import standalone
+from gateway.stepping.settings import StepSettings
 from services.catalog import catalog
-from services.common import logs, settings
+from services.common import logs
+from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import setup as telemetry
+from services.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
 
-async def serve_stdio() -> None:
+async def serve_stdio(common: CommonSettings, mcp: McpSettings) -> None:
     # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
-    async with standalone() as (step, blobs):
-        fabric = FabricMcp(step, blobs, catalog(), settings.mcp())
+    # The settings are read once, here at start, and passed down.
+    async with standalone(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
+                          TelemetrySettings().capture_content) as (step, blobs):
+        fabric = FabricMcp(step, blobs, catalog(), mcp)
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 
 
 def main() -> None:
-    logs.install(settings.common().log_level, stream=sys.stderr)
+    common = CommonSettings()
+    logs.install(common.log_level, stream=sys.stderr)
     telemetry.setup_telemetry("toolfabric-mcp")
     try:
-        asyncio.run(serve_stdio())
+        asyncio.run(serve_stdio(common, McpSettings()))
     finally:
         telemetry.shutdown_telemetry()

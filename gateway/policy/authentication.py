@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.exceptions import Unauthenticated
+from gateway.settings import AuthSettings
 from services.common.api_keys import ApiKeyStore, KeyRejected
-from services.common.settings import AuthSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ class Authenticator:
         return await self.authenticate(value)
 
 
-def make_authenticator(settings: AuthSettings) -> Authenticator:
-    return Authenticator(settings, ApiKeyStore() if settings.required else None)
+def make_authenticator(settings: AuthSettings, store_url: str) -> Authenticator:
+    """`store_url`: the SQLAlchemy URL of the store holding the keys (services.common.api_keys.store_url)."""
+    return Authenticator(settings, ApiKeyStore(store_url) if settings.required else None)
 
 
 def announce(settings: AuthSettings) -> None:

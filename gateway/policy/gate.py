@@ -25,7 +25,10 @@ from gateway.policy.grpc import PolicyInterceptor
 from gateway.policy.http import ErrorBody, RequireKey, plain_error
 from gateway.policy.limits import Limits
 from gateway.policy.ownership import Ownership, scoped
-from services.common import settings
+from gateway.settings import AuthSettings, GatewaySettings
+from services.common.api_keys import store_url
+from services.common.settings import CommonSettings
+from services.store.settings import StoreSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 
@@ -81,11 +84,12 @@ class Policy:
             await self.limits.release(principal, slot)
 
 
-def make_policy(redis_client: aredis.Redis) -> Policy:
-    """The gateway's policy from the settings; ConfigurationError (one line) for settings it refuses."""
-    auth, common, gw = settings.auth(), settings.common(), settings.gateway()
+def make_policy(redis_client: aredis.Redis, auth: AuthSettings, common: CommonSettings, gw: GatewaySettings,
+                store: StoreSettings) -> Policy:
+    """The gateway's policy from its settings; ConfigurationError (one line) for settings it refuses."""
     secrets.check(auth, common)
-    return Policy(make_authenticator(auth), Limits(redis_client, auth),
+    keys = store_url(store.url.get_secret_value(), common.data_dir)
+    return Policy(make_authenticator(auth, keys), Limits(redis_client, auth),
                   Ownership(redis_client, auth.required, max(common.blob_ttl_s, gw.trajectory_ttl_s)),
                   Admission(gw.max_running, gw.admission_queue, gw.admission_wait_s),
                   gw.tool_timeout_s * 2 + 60)

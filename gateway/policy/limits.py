@@ -23,7 +23,7 @@ import redis.asyncio as aredis
 from engine.spec import RunSpec
 from gateway.exceptions import LimitExceeded
 from gateway.policy.authentication import Principal
-from services.common.settings import AuthSettings
+from gateway.settings import AuthSettings
 from services.common.telemetry import metrics
 from toolfabric.v1 import fabric_pb2 as pb
 

@@ -30,9 +30,9 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from gateway.policy.doors import Door, Doors, Guard
+from gateway.settings import TlsSettings
 from services.common.blob_urls import BlobServer, start_blob_server
 from services.common.errors import ConfigurationError
-from services.common.settings import TlsSettings
 from services.common.telemetry.metrics import MetricsServer, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,15 @@ class HttpListener:
             await self._task
 
 
-async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings, reuse_port: bool = False) -> BlobServer:
+async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings, reuse_port: bool = False,
+                      auth_required: bool = False) -> BlobServer:
     """The blob port: images at signed, expiring URLs (the signature is the credential), TLS as configured."""
     files = _files(tls)
     context = None
     if files is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*files)
-    server = await start_blob_server(host, port, context, reuse_port)
+    server = await start_blob_server(host, port, context, reuse_port, auth_required)
     doors.register(Door("blobs", "http", host, server.port, files is not None, "signed_url", ("/blobs/{digest}",)))
     return server
 

@@ -81,11 +81,3 @@ class Ownership:
         refs = [i.blob for i in event.started.images] if kind == "started" else \
             [i.blob for i in event.observation.images] if kind == "observation" else []
         await self.remember_images(principal, refs)
-
-    async def forget_images(self, refs: list[str], tenants: list[str]) -> None:
-        """Deleted images leave every tenant's readable set (`toolfabric store delete`, retention)."""
-        if refs and tenants:
-            pipe = self._redis.pipeline(transaction=False)
-            for tenant in tenants:
-                pipe.srem(tenant_images_key(tenant), *refs)
-            await pipe.execute()

@@ -7,10 +7,11 @@ the setting, rather than serve with it.
 
 from __future__ import annotations
 
+from gateway.settings import AuthSettings
 from services.common.errors import ConfigurationError
-from services.common.settings import AuthSettings, CommonSettings
+from services.common.settings import CommonSettings
 
-# The shipped default of TOOLFABRIC_BLOB_URL_SECRET (services/common/settings.py), refused with auth on.
+# The shipped default of TOOLFABRIC_BLOB_URL_SECRET (services/common/settings.py, CommonSettings), refused with auth on.
 DEFAULT_BLOB_SECRET = "change-me-in-production"  # noqa: S105
 MIN_SECRET_CHARS = 32
 

@@ -9,13 +9,16 @@ from engine.loop import AgentLoop
 from gateway.celery_executor import CeleryToolExecutor
 from gateway.channels import ChannelTracker
 from gateway.connections import redis_pair
+from gateway.settings import GatewaySettings
 from gateway.stepping.service import StepService
+from gateway.stepping.settings import StepSettings
 from gateway.validation import RequestValidator
 from services.catalog import catalog
-from services.common import settings
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
+from services.common.settings import CommonSettings, WorkerSettings
 from services.model.dialects import dialect_for
+from services.model.settings import ModelSettings
 from services.model.triton_client import TritonModel
 
 
@@ -26,20 +29,22 @@ async def _download_image(url: str, max_bytes: int) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def standalone() -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
-    common, gw, model_settings = settings.common(), settings.gateway(), settings.model()
+async def standalone(common: CommonSettings, worker: WorkerSettings, gw: GatewaySettings, model_settings: ModelSettings,
+                     step: StepSettings,
+                     capture_content: bool = False) -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
+    """The step service from the settings its process read at start; `capture_content`: TelemetrySettings'."""
     client, cache = redis_pair(common, gw)
     blobs = AsyncBlobStore(cache, common.blob_ttl_s)
-    executor = CeleryToolExecutor(make_celery(), client)
+    executor = CeleryToolExecutor(make_celery(common, worker), client)
     await executor.start()
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw,
-                     channels=ChannelTracker)
+                     channels=ChannelTracker, capture_content=capture_content)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     try:
-        yield StepService(loop, validator, client, blobs, settings.step(), gw, model_settings.default_model), blobs
+        yield StepService(loop, validator, client, blobs, step, gw, model_settings.default_model), blobs
     finally:
         await executor.close()
         await model.close()

@@ -1,9 +1,9 @@
 """The step API: one step of many trajectories whose model runs elsewhere (an RL trainer's rollout).
 
 For each (trajectory id, action) the service loads the trajectory's state from Redis (the first
-action of an unseen id starts it), parses the action with the model's dialect, runs its tool calls
-through the same path as Run (`AgentLoop.run_calls`: validation, Celery, tracing, metrics, image
-registry) and answers with the observation the model reads next. Every event is recorded like a
+action of an unseen id starts it) and takes the engine's step with the trainer's action (engine/step.py, the
+step Run takes with the model's: the dialect's parse, validation, the tool round on Celery, tracing, metrics,
+image registry), answering with the observation the model reads next. Every event is recorded like a
 Run's, so GetTrajectory and replay work for these trajectories too. Each item fails on its own: a
 bad action is `valid=False` with the reason as its observation, and the other items go on.
 """
@@ -21,28 +21,26 @@ import redis.asyncio as aredis
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from engine import tracing
+from engine.events import EventSink
 from engine.images import ImageRegistry, RegisteredImage
-from engine.loop import AgentLoop, EventSink
-from engine.prompting import observation_parts
-from engine.spec import MODES, RunSpec
+from engine.loop import AgentLoop
+from engine.trajectory import Scope
 from gateway import recorder
-from gateway.channels import ChannelTracker
 from gateway.exceptions import InvalidRequest
 from gateway.policy import ANONYMOUS, Policy, Principal, scoped, unscoped
+from gateway.settings import GatewaySettings
 from gateway.stepping.batch import QueuedWrites
-from gateway.stepping.dialect import parse_action
+from gateway.stepping.settings import StepSettings
 from gateway.stepping.state import Loaded, StateStore, TrajectoryState
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings, StepSettings
 from services.common.telemetry import metrics
-from services.model.chat_template import ImagePart
 from services.model.dialects import ParsedStep, RawCall
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
-tracer = trace.get_tracer("toolfabric.gateway.step")
 log = logging.getLogger(__name__)
-_MODE_ENUM = {v: k for k, v in MODES.items()}
 _ECHO = 100  # characters of a client's value quoted back in an error message
 
 
@@ -196,8 +194,8 @@ class StepService:
 
     def _new_state(self, item: StepItem) -> TrajectoryState:
         mode = item.mode or self._cfg.default_mode
-        if mode not in _MODE_ENUM:
-            raise InvalidRequest(f"mode {mode[:_ECHO]!r} is not one of {sorted(_MODE_ENUM)}")
+        if mode not in names.MODES:
+            raise InvalidRequest(f"mode {mode[:_ECHO]!r} is not one of {sorted(names.MODES)}")
         if len(item.question) > self._gw.max_question_chars:
             raise InvalidRequest(f"question is {len(item.question)} characters, over the limit of "
                                  f"{self._gw.max_question_chars}")
@@ -219,17 +217,15 @@ class StepService:
                      caller: _Caller) -> None:
         """Record the trajectory's start (with its owner) and open its trace, which every later step joins."""
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
-        await record.begin(state.question, _MODE_ENUM[state.mode], state.model, tenant=caller.principal.tenant)
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "toolfabric",
-                      "gen_ai.conversation.id": tid, "toolfabric.trajectory.id": tid, "toolfabric.mode": state.mode,
-                      "gen_ai.request.model": state.model, "toolfabric.driver": "step_api"}
-        with tracer.start_as_current_span("invoke_agent toolfabric", context=trace.set_span_in_context(
+        await record.begin(state.question, names.MODES[state.mode], state.model, tenant=caller.principal.tenant)
+        attributes = tracing.agent_attributes(self._scope(tid, state, caller), **{"toolfabric.driver": "step_api"})
+        with tracing.tracer.start_as_current_span("invoke_agent toolfabric", context=trace.set_span_in_context(
                 trace.INVALID_SPAN), attributes=attributes) as span:
             ctx = span.get_span_context()
             if ctx.is_valid:
                 state.trace_id, state.span_id = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
         sink = EventSink(tid, self._observed(record.record, caller))
-        await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=_MODE_ENUM[state.mode],
+        await sink(started=pb.TrajectoryStarted(trace_id=state.trace_id, mode=names.MODES[state.mode],
                                                 model=state.model,
                                                 images=[i.as_ref() for i in registry.images]))
         state.seq = sink.seq
@@ -271,29 +267,18 @@ class StepService:
         sink.step = state.steps
         metrics.step(state.mode)
         released: str | None = None
-        with tracer.start_as_current_span(f"step {state.steps}", context=self._parent(state),
-                                          attributes={"toolfabric.step": state.steps,
-                                                      "toolfabric.trajectory.id": tid}):
-            if item.calls is not None:
+        with tracing.tracer.start_as_current_span(
+                f"step {state.steps}", context=self._parent(state),
+                attributes=tracing.step_attributes(state.steps, **{"toolfabric.trajectory.id": tid})):
+            trajectory = self._loop.trajectory(self._scope(tid, state, caller), registry, state.tool_calls)
+            if item.calls is not None:  # structured calls (MCP): nothing to parse
                 parsed = ParsedStep(calls=list(item.calls))
             else:
-                for channel, text in ChannelTracker().feed(item.action):
-                    await sink(text=pb.TextDelta(channel=channel, text=text))
-                parsed = parse_action(state.model, item.action)
-            if parsed.plan is not None and not parsed.calls and state.mode != "plan":
-                parsed.problems.append("a <plan> is the answer of plan mode only; this trajectory is in "
-                                       f"{state.mode} mode")
-                parsed.plan = None
-            parts: list[str | ImagePart] = []
-            if parsed.problems:
-                message = "; ".join(parsed.problems)
-                await sink(observation=pb.Observation(call_id="", name="model_output", text=message, is_error=True,
-                                                      error_kind="model_output"))
-                parts += observation_parts("model_output", "-", message, "model_output", [])
+                parsed = await self._loop.step.from_action(trajectory, sink, item.action)
+            parts = await self._loop.step.observe(trajectory, sink, parsed)
+            state.tool_calls = trajectory.tool_calls
             if parsed.calls:
-                run = self._loop.run_state(self._spec(tid, state, caller), registry, state.tool_calls)
-                parts += await self._loop.run_calls(run, sink, parsed.calls)
-                state.tool_calls = run.tool_calls
+                pass  # their observations are the outcome
             elif parsed.plan is not None or parsed.answer is not None:
                 if parsed.plan is not None:
                     plan_json = json.dumps(parsed.plan, ensure_ascii=False)
@@ -319,12 +304,12 @@ class StepService:
                 outcome.done = True
         return _Result(outcome, state, released)
 
-    def _spec(self, tid: str, state: TrajectoryState, caller: _Caller) -> RunSpec:
+    def _scope(self, tid: str, state: TrajectoryState, caller: _Caller) -> Scope:
         budget = self._cfg.max_tool_calls
         if caller.calls_left is not None:  # the tenant's calls per minute cap this step's calls too
             budget = min(budget, state.tool_calls + caller.calls_left)
-        return RunSpec(trajectory_id=tid, question=state.question, mode=state.mode, model=state.model, max_steps=0,
-                       max_tool_calls=budget, deadline_s=0.0, sampling={}, tenant=caller.principal.tenant)
+        return Scope(trajectory_id=tid, question=state.question, mode=state.mode, model=state.model,
+                     max_tool_calls=budget, tenant=caller.principal.tenant)
 
     async def _end(self, records: aredis.Redis, tid: str, state: TrajectoryState, status: pb.Status, reason: str,
                    sink: EventSink | None = None) -> None:
@@ -335,6 +320,6 @@ class StepService:
         usage = pb.Usage(steps=state.steps, phase_seconds={"total": time.time() - state.started})
         await sink(usage=usage)
         await sink(finished=pb.TrajectoryFinished(status=status, reason=reason))
-        metrics.trajectory_finished(state.mode, pb.Status.Name(status).removeprefix("STATUS_").lower())
+        metrics.trajectory_finished(state.mode, names.status_name(status))
 
 

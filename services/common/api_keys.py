@@ -19,8 +19,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from services.common import settings
-
 _metadata = sa.MetaData()
 API_KEYS = sa.Table(
     "api_keys", _metadata,
@@ -48,12 +46,11 @@ class ApiKey:
     revoked_at: float | None
 
 
-def store_url() -> str:
-    """The durable store's SQLAlchemy URL: TOOLFABRIC_STORE_URL, or SQLite at <data_dir>/store.sqlite3."""
-    url = settings.store().url.get_secret_value()
+def store_url(url: str, data_dir: str) -> str:
+    """The durable store's SQLAlchemy URL: `url` (TOOLFABRIC_STORE_URL), or SQLite at <data_dir>/store.sqlite3."""
     if url:
         return url
-    path = Path(settings.common().data_dir).resolve() / "store.sqlite3"
+    path = Path(data_dir).resolve() / "store.sqlite3"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
@@ -65,8 +62,8 @@ def _hash(key: str) -> str:
 class ApiKeyStore:
     """Create, list, revoke and verify keys. Blocking (SQLAlchemy Core): the gateway calls it off its loop."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self._engine = sa.create_engine(url or store_url(), pool_pre_ping=True)
+    def __init__(self, url: str) -> None:
+        self._engine = sa.create_engine(url, pool_pre_ping=True)
         _metadata.create_all(self._engine, checkfirst=True)
 
     def create(self, tenant: str, name: str = "") -> tuple[str, ApiKey]:

@@ -17,7 +17,7 @@ import hmac
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -93,11 +93,6 @@ def verify(path: str, query: str, secret: str | None = None, now: float | None =
     return grant(path, query, secret, now).ref
 
 
-def ref_of_url(url: str) -> str:
-    """The blob reference in a (signed) blob URL, without checking the signature."""
-    return PREFIX + _digest(PREFIX + urlsplit(url).path.rsplit("/", 1)[-1])
-
-
 @dataclass
 class BlobServer:
     """A running blob endpoint: `url` is where it listens; `await stop()` shuts it down."""
@@ -120,10 +115,11 @@ class BlobServer:
 
 
 async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                            reuse_port: bool = False) -> BlobServer:
+                            reuse_port: bool = False, auth_required: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
-    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT)."""
-    common, locked = settings.common(), settings.auth().required
+    `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT); `auth_required`
+    (TOOLFABRIC_AUTH_REQUIRED): a blob is served only to the tenants holding it."""
+    common, locked = settings.common(), auth_required
     client = redis_clients.async_client("cache", common)
     # Who holds which image is the policy's (gateway/policy/ownership.py), kept in the state Redis.
     owners = redis_clients.async_client("state", common) if locked else None

@@ -224,6 +224,14 @@ class Cache:
         `trail` (a trajectory id) records the answer's keys for freezing. `owner`: the trajectory asking (its
         deletion erases the entry).
         """
+        # The cache's own Redis traffic is bookkeeping (hits and misses are span events of the tool's span): no
+        # spans for it; the provider fetch keeps its spans.
+        fetch = observe.traced_as_now(fetch)
+        with observe.untraced():
+            return await self._get_or_fetch(key, fetch, describe, lock_s, request_key, trail, owner)
+
+    async def _get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[CacheEntry]], describe: str,
+                            lock_s: float | None, request_key: str | None, trail: str, owner: str) -> Lookup:
         if owner and self.mode != "off":
             # Remembered before the lookup: an entry written by a call that then fails is still found.
             pipe = self.redis.pipeline(transaction=False)

@@ -1,7 +1,8 @@
-"""The one Celery app every process shares: one queue per service, JSON only, late acks.
+"""The Celery app every process builds the same way: one queue per service, JSON only, late acks.
 
-Workers import their service's `tasks` module, which registers `toolfabric.<service>.call`
-on this app; the gateway only ever `send_task`s by name, so it imports no worker code.
+Nothing is built at import: a worker builds its app at start (services/common/worker.py) and registers
+its service's `toolfabric.<service>.call` on it; the gateway builds one at start and only ever
+`send_task`s by name, so it imports no worker code.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from services.common import settings
 from services.common.errors import ConfigurationError
+from services.common.settings import CommonSettings, WorkerSettings
 from services.common.tools import SERVICES, task_name
 
 
-def make_celery() -> Celery:
-    common, worker = settings.common(), settings.worker()
+def make_celery(common: CommonSettings, worker: WorkerSettings) -> Celery:
+    """The app, from the settings the process read at start. (h24: the transport/result tuning goes here.)"""
     if worker.task_time_limit_s >= common.celery_visibility_timeout_s:
         # A task still running when the visibility timeout expires is redelivered and runs twice.
         raise ConfigurationError(
@@ -53,5 +54,3 @@ def make_celery() -> Celery:
     )
     return app
 
-
-app = make_celery()

@@ -14,7 +14,8 @@ import time
 import redis
 import redis.asyncio as aredis
 
-from services.common import redis_clients, settings
+from services.common import redis_clients
+from services.common.settings import CommonSettings, WorkerSettings
 
 _KEY = "toolfabric:consumers:"
 
@@ -30,9 +31,10 @@ class ConsumerRegistry:
         self._redis, self._queues, self._ttl = client, queues, ttl_s
 
     @classmethod
-    def from_settings(cls, queues: list[str] | None = None) -> ConsumerRegistry:
-        return cls(redis_clients.sync_client("state", socket_timeout=2, socket_connect_timeout=2),
-                   queues or [], settings.worker().heartbeat_ttl_s)
+    def from_settings(cls, common: CommonSettings, worker: WorkerSettings,
+                      queues: list[str] | None = None) -> ConsumerRegistry:
+        return cls(redis_clients.sync_client("state", common, socket_timeout=2, socket_connect_timeout=2),
+                   queues or [], worker.heartbeat_ttl_s)
 
     def beat(self, hostname: str, queues: list[str] | None = None) -> None:
         now = time.time()

@@ -14,7 +14,7 @@ import copy
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,7 +27,7 @@ Service = str
 SERVICES: tuple[Service, ...] = ("vision", "search", "fetch")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # The agent modes as the code spells them: the proto's Mode names (toolfabric.v1.names.MODES).
-AgentMode = Literal["deep_research", "general", "plan"]
+AgentMode = names.ModeName
 ALL_MODES: frozenset[str] = frozenset(names.MODES)
 
 
@@ -201,9 +201,6 @@ class Catalog:
 
     def visible(self, mode: str) -> list[ToolSpec]:
         return [s for s in self.specs if not s.hidden and mode in s.modes]
-
-    def for_service(self, service: str) -> list[ToolSpec]:
-        return [s for s in self.specs if s.service == service]
 
     def services(self) -> list[str]:
         """Every service with a tool in the catalog: the built-ins first, then plugins by name."""

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import bootsteps, signals
+from celery import Celery, Task, bootsteps, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from services.common import consumers, logs, redis_clients, revocations, settings, unacked
-from services.common.celery_app import app
+from services.common.bridge import close_all as close_bridges
+from services.common.celery_app import make_celery
 from services.common.errors import ToolError
+from services.common.settings import CommonSettings, WorkerSettings
 from services.common.telemetry import observe
 from services.common.telemetry.setup import setup_worker_telemetry
 from services.common.tools import (
@@ -45,8 +47,8 @@ def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:
     return ToolResult(text=args.payload or "pong")
 
 
-def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Handler]) -> Callable[..., Any]:
-    """Create `toolfabric.<service>.call`, dispatching by tool name to `handlers`."""
+def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers: dict[str, Handler]) -> Task:
+    """Create `toolfabric.<service>.call` on `app`, dispatching by tool name to `handlers`."""
     by_name: dict[str, tuple[type[BaseModel], Handler]] = {"ping": (PingArgs, _ping)}
     for spec in specs:
         if spec.name not in handlers:
@@ -66,7 +68,7 @@ def register_service(service: str, specs: list[ToolSpec], handlers: dict[str, Ha
         observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
         return result.model_dump(mode="json")
 
-    return call
+    return call  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,7 +78,8 @@ def _redis() -> redis.Redis:
 
 def _revoked(task_id: str) -> bool:
     try:
-        return revocations.is_revoked(_redis(), task_id)
+        with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
+            return revocations.is_revoked(_redis(), task_id)
     except redis.RedisError:  # cannot tell: run it (at-least-once)
         return False
 
@@ -109,23 +112,30 @@ def run_tool(
         return ToolResult.failure("internal", f"{tool} failed with an internal error: {type(exc).__name__}: {exc}")
 
 
-def register_plugin(plugin: ToolPlugin) -> Callable[..., Any]:
-    """A plugin's task, from its handlers ("module:attribute" naming a dict of tool name → handler)."""
+def register_plugin(app: Celery, plugin: ToolPlugin) -> Task:
+    """A plugin's task on `app`, from its handlers ("module:attribute" naming a dict of tool name → handler)."""
     module, _, attribute = plugin.handlers.partition(":")
     handlers = getattr(importlib.import_module(module), attribute, None)
     if not isinstance(handlers, dict) or not all(callable(h) for h in handlers.values()):
         raise TypeError(f"{plugin.handlers} must be a dict of tool name → handler function")
-    return register_service(plugin.service, list(plugin.tools), handlers)
+    return register_service(app, plugin.service, list(plugin.tools), handlers)
+
+
+def service_task(app: Celery, service: str, plugin: ToolPlugin | None = None) -> Task:
+    """`service`'s task registered on `app`: its `services.<service>.tasks.register`, or the plugin's handlers."""
+    if plugin is not None:
+        return register_plugin(app, plugin)
+    return importlib.import_module(f"services.{service}.tasks").register(app)  # type: ignore[no-any-return]
 
 
 def run_worker(service: str, concurrency: int | None = None, extra_args: list[str] | None = None,
                plugin: ToolPlugin | None = None) -> None:
-    """Start a Celery worker consuming only `service`'s queue (blocks); a plugin's when `plugin` is given."""
-    if plugin is not None:
-        register_plugin(plugin)
-    else:
-        importlib.import_module(f"services.{service}.tasks")
-    worker = settings.worker()
+    """Start a Celery worker consuming only `service`'s queue (blocks); a plugin's when `plugin` is given.
+
+    The settings are read here, once; the app is built here, not at import."""
+    common, worker = settings.common(), settings.worker()
+    app = make_celery(common, worker)
+    service_task(app, service, plugin)
     argv = [
         "worker",
         "--queues",
@@ -136,7 +146,7 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         # Unique per process: a restarted worker is a new consumer, so gateways can tell that the old one died.
         f"{service}-{uuid.uuid4().hex[:6]}@%h",
         "--loglevel",
-        settings.common().log_level,
+        common.log_level,
         "--without-gossip",
         "--without-mingle",
         *(extra_args or []),
@@ -145,7 +155,9 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
     # Celery sets up its logging when the worker starts: the filters go on its handlers then.
     for setup_done in (signals.after_setup_logger, signals.after_setup_task_logger):
         setup_done.connect(lambda logger, **_: logs.install(logger=logger), weak=False)
-    app.steps["consumer"].add(Heartbeat)
+    # A pool process closes its async bridge (loop thread, Redis clients) when it exits.
+    signals.worker_process_shutdown.connect(lambda **_: close_bridges(), weak=False)
+    app.steps["consumer"].add(heartbeat_step(common, worker))
     unacked.install_restore_retry()
     app.steps["consumer"].add(unacked.RestoreUnstarted)
     app.worker_main(argv)
@@ -160,6 +172,9 @@ class Heartbeat(bootsteps.StartStopStep):
     """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
+    # The worker's settings, read at its start: heartbeat_step gives them (Celery makes the step itself).
+    common: CommonSettings
+    worker: WorkerSettings
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -168,9 +183,9 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         queues = [q.name for q in parent.task_consumer.queues] if parent.task_consumer else []
-        self._registry = consumers.ConsumerRegistry.from_settings()
+        self._registry = consumers.ConsumerRegistry.from_settings(self.common, self.worker)
         hostname = parent.hostname
-        file = settings.worker().heartbeat_file
+        file = self.worker.heartbeat_file
         path = Path(file) if file else None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +199,7 @@ class Heartbeat(bootsteps.StartStopStep):
                 log.warning("heartbeat to Redis failed: %s", exc)
 
         beat()
-        self._timer = parent.timer.call_repeatedly(settings.worker().heartbeat_interval_s, beat)
+        self._timer = parent.timer.call_repeatedly(self.worker.heartbeat_interval_s, beat)
 
     def stop(self, parent: Any) -> None:
         if self._timer is not None:
@@ -196,3 +211,8 @@ class Heartbeat(bootsteps.StartStopStep):
                 self._registry.leave(parent.hostname)
             self._registry.close()
             self._registry = None
+
+
+def heartbeat_step(common: CommonSettings, worker: WorkerSettings) -> type[Heartbeat]:
+    """The Heartbeat consumer step with this worker's settings."""
+    return type("Heartbeat", (Heartbeat,), {"common": common, "worker": worker})

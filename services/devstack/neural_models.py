@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import settings
 from services.common.errors import ConfigurationError
+from services.model import settings as model_settings
 from services.model.engine_venv import engine_venv, run_in_engine_venv
 from services.model.tiny import RECIPE
 
@@ -80,7 +80,7 @@ def weights_of(model: NeuralModel, cache_dir: Path | None = None) -> Path:
 
 def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Path:
     """The tiny checkpoint of `family`, made on first use (`toolfabric model make-tiny`) and cached."""
-    root = cache_dir or Path(settings.model().tiny_cache_dir).expanduser()
+    root = cache_dir or Path(model_settings.model().tiny_cache_dir).expanduser()
     out = root / f"tiny-{family}-seed{seed}-r{RECIPE}"
     if not (out / "config.json").exists():
         root.mkdir(parents=True, exist_ok=True)

@@ -46,10 +46,10 @@ def search_results(text: str) -> list[dict[str, str]]:
 
 def _url_key(url: str) -> str:
     """web_visit's cache key for `url` (its guard's normal form, as services.fetch.visit keys it)."""
-    from services.common import settings
+    from services.web import settings as web_settings
     from services.web.guard import Guard
 
-    normal = str(Guard(settings.fetch()).parse(url))
+    normal = str(Guard(web_settings.fetch()).parse(url))
     return cache_key("web_visit", url_sha256=hashlib.sha256(normal.encode()).hexdigest())
 
 

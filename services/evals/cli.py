@@ -12,6 +12,7 @@ from typing import Any
 
 from services.evals.errors import EvalError
 from toolfabric.listing import parse_labels
+from toolfabric.v1.names import DEFAULT_MODE, MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--target", help="gateway address (default 127.0.0.1:50051; with --bundle, a stack of "
                                        "its own started offline)")
     run.add_argument("--concurrency", type=int, default=4)
-    run.add_argument("--mode", default="deep_research", choices=["deep_research", "general", "plan"])
+    run.add_argument("--mode", default=DEFAULT_MODE, choices=list(MODES))
     run.add_argument("--model", default="", help="Triton model (default: the server's)")
     run.add_argument("--temperature", type=float, help="default 0.2, as R1V4's benchmarks")
     run.add_argument("--max-tokens", type=int, help="default 20480 as R1V4's benchmarks, or the gateway's cap if "
@@ -101,14 +102,14 @@ def _labels(pairs: list[str]) -> dict[str, str]:
 
 
 def make_judge(args: argparse.Namespace, run_dir: Path, bundle: Any = None) -> Any:
-    from services.common import settings
+    from services.evals import settings as eval_settings
     from services.evals.judge import Judge, OpenAIJudge, TritonJudge
 
     if bundle is not None and bundle.judge_name:  # the bundle's own judge, replayed: no judge is asked
         run_dir.mkdir(parents=True, exist_ok=True)
         replies = {key: bundle.judge_reply(key) for key in bundle.judge_replies}
         return Judge(None, run_dir / "judge_cache.jsonl", replay=True, name=bundle.judge_name, replies=replies)
-    cfg = settings.evals()
+    cfg = eval_settings.evals()
     backend = args.judge or cfg.judge_backend
     model = args.judge_model or cfg.judge_model
     if backend == "none":

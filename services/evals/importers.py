@@ -42,7 +42,8 @@ def read_rows(path: Path) -> Iterator[tuple[str, Row]]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DatasetError("reading parquet needs pyarrow: pip install 'toolfabric[server]'") from None
+            raise DatasetError("reading parquet needs pyarrow, a dependency of toolfabric-server: "
+                               "pip install pyarrow") from None
         for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield f"{path} row {number}", row
         return

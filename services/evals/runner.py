@@ -27,6 +27,7 @@ from services.evals.results import done_ids, load_results, summarize
 from toolfabric import AsyncClient
 from toolfabric.exceptions import InvalidArgument, ToolfabricError
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import DEFAULT_MODE, status_name
 
 # R1V4's benchmark protocol (DESIGN.md): what an eval asks for unless told otherwise.
 R1V4_TEMPERATURE, R1V4_MAX_TOKENS = 0.2, 20480
@@ -37,7 +38,7 @@ _TOKEN_CAP = re.compile(r"sampling\.max_tokens is \d+; it must be within \[1, (\
 class RunOptions:
     target: str = "127.0.0.1:50051"
     concurrency: int = 4
-    mode: str = "deep_research"
+    mode: str = DEFAULT_MODE
     model: str = ""
     temperature: float | None = R1V4_TEMPERATURE
     max_tokens: int | None = R1V4_MAX_TOKENS
@@ -165,8 +166,8 @@ class EvalRun:
                   "f1": round(scoring.token_f1(prediction, item.answers), 4)}
         usage = result.usage or pb.Usage()
         failure = None
-        if result.status != "STATUS_COMPLETED":
-            failure = result.status.removeprefix("STATUS_").lower()
+        if result.status != pb.Status.Name(pb.STATUS_COMPLETED):  # the SDK's result spells the enum's name
+            failure = status_name(pb.Status.Value(result.status))
         elif not prediction:
             failure = "no_answer"
         record.update(trajectory_id=result.trajectory_id, trace_id=result.trace_id, prediction=prediction,

@@ -7,22 +7,23 @@ import re
 import string
 from collections import Counter
 
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
-_MARKUP = re.compile(r"</?(think|tool_call|plan)>")
+from services.model.dialects import DEFAULT_DIALECT, Dialect
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation + "\u2018\u2019\u201c\u201d")  # and typographic quotes
 
 
-def extract_answer(text: str | None) -> str:
-    """The text inside the last <answer>…</answer> (an unclosed tag runs to the end); empty if there is none.
+def extract_answer(text: str | None, dialect: Dialect = DEFAULT_DIALECT) -> str:
+    """The dialect's answer in `text` (the last <answer>; an unclosed one runs to the end); empty if there is none.
 
-    The fabric's answer event already holds the answer channel only; a bare answer without tags counts."""
+    The fabric's answer event already holds the answer channel only: a bare answer without the dialect's tags
+    counts as itself; a step's text with tags but no answer has none."""
     if not text:
         return ""
-    found = _ANSWER.findall(text)
+    found = dialect.answer_in(text)
     if found:
-        return found[-1].strip()
-    return "" if _MARKUP.search(text) else text.strip()
+        return found.text
+    return "" if dialect.has_markup(text) else text.strip()
 
 
 def normalize(text: str) -> str:

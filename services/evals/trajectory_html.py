@@ -12,9 +12,11 @@ import json
 import re
 from typing import Any
 
+from services.model.dialects import DEFAULT_DIALECT
 from toolfabric.v1 import fabric_pb2 as pb
 
-_TAGS = re.compile(r"</?(think|answer)>")
+# The channel tags the stream carries (the dialect's), dropped from the text shown.
+_TAGS = re.compile(f"</?({DEFAULT_DIALECT.think_tag}|{DEFAULT_DIALECT.answer_tag})>")
 _OBSERVATION_CHARS = 4000
 
 

@@ -14,12 +14,12 @@ from typing import Any
 from engine import plans
 from engine.images import RegisteredImage
 from engine.prompting import observation_parts, system_message, user_message
-from engine.spec import MODES
 from services.catalog import catalog
-from services.common import settings
+from services.model import settings as model_config
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, dialect_for
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
 
 
 @dataclass
@@ -81,11 +81,11 @@ def steps_of(trajectory: pb.Trajectory) -> list[Step]:
 
 
 def rebuild(trajectory: pb.Trajectory) -> Conversation:
-    mode = MODES.get(trajectory.mode or pb.MODE_DEEP_RESEARCH, "deep_research")
+    mode = MODE_NAMES.get(trajectory.mode, DEFAULT_MODE)
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
     inputs = [RegisteredImage.from_ref(r) for r in started.images]
     images = list(inputs)
-    model_settings = settings.model()
+    model_settings = model_config.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
     # The tools the run offered: the mode's, or the request's narrower set (recorded in `started`).
     offered = [t for t in catalog().visible(mode) if not started.tools or t.name in started.tools]
@@ -99,7 +99,7 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
             new = [RegisteredImage.from_ref(r) for r in obs.images]
             images += new
             error = (obs.error_kind or "error") if obs.is_error else None
-            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect.observation_tags)
+            parts += observation_parts(obs.name, obs.call_id or "-", obs.text, error, new, dialect)
         number = step.number - plan_at
         item = plan[number - 1] if plan is not None and 1 <= number <= len(plan) else None
         if item is not None and plan is not None:
@@ -107,10 +107,10 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
                 step.by_fabric = True
                 plans.add(messages, parts)
                 continue
-            plans.tell(messages, plans.answer_instruction(number, len(plan), item) if item["tool_name"] == "none"
-                       else plans.fill_instruction(number, len(plan), item))
+            instruction = plans.answer_instruction if item["tool_name"] == "none" else plans.fill_instruction
+            plans.tell(messages, instruction(number, len(plan), item, dialect))
         messages.append(Message("assistant", [step.text]))
-        if plan is None and mode == "plan" and not step.calls and not step.observations:
+        if plan is None and mode == PLAN and not step.calls and not step.observations:
             plan, plan_at = dialect.parse(step.text).plan, step.number
         if parts:
             messages.append(Message("user", parts))

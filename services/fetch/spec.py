@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.tools import ToolSpec
+from services.common.tools import ALL_MODES, ToolSpec
 
 
 class WebVisitArgs(BaseModel):
@@ -23,6 +23,6 @@ TOOLS = [
         "Read web pages. Returns the main content of each page, the passages most relevant to the goal "
         "when one is given, with links and image URLs.",
         WebVisitArgs,
-        modes=frozenset({"deep_research", "general", "plan"}),
+        modes=ALL_MODES,
     ),
 ]

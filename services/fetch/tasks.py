@@ -1,19 +1,19 @@
 """The fetch worker's Celery task: `toolfabric.fetch.call` → web_visit.
 
-Celery runs tasks synchronously, so each call runs its own event loop; the Redis client is
-made inside it (asyncio clients belong to the loop that created them). The persistent cache
-tier is opened once per worker process.
+web_visit's collaborators (the Redis client, page cache, per-host limits, robots, summarizer) are built
+once per worker process on its async bridge (services/common/bridge.py), where every call runs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import redis.asyncio as aredis
+from celery import Celery, Task
 
 from services.common import redis_clients, settings
 from services.common.blobs import AsyncBlobStore
+from services.common.bridge import AsyncBridge, Closer
 from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
@@ -23,6 +23,8 @@ from services.fetch.indexing import LocalIndexSink
 from services.fetch.spec import TOOLS, WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
+from services.model import settings as model_settings
+from services.web import settings as web_settings
 from services.web.hostlimits import HostLimits
 from services.web.robots import Robots
 
@@ -40,7 +42,7 @@ def persistent_store() -> PersistentStore:
 
 def build_services(client: aredis.Redis) -> Services:
     """web_visit's collaborators, as the settings ask for them."""
-    common, fetch = settings.common(), settings.fetch()
+    common, fetch = settings.common(), web_settings.fetch()
     cache = None
     if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
         cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
@@ -48,7 +50,8 @@ def build_services(client: aredis.Redis) -> Services:
                       lease_s=common.worker_lease_ttl_s, bundle=open_bundle(common.cache_bundle))
     summarizer = None
     if fetch.summarizer_model:
-        summarizer = ModelSummarizer(fetch.summarizer_model, settings.model().triton_url, fetch.summarizer_timeout_s)
+        summarizer = ModelSummarizer(fetch.summarizer_model, model_settings.model().triton_url,
+                                     fetch.summarizer_timeout_s)
     return Services(
         settings=fetch,
         blobs=AsyncBlobStore(client, common.blob_ttl_s),
@@ -63,16 +66,18 @@ def build_services(client: aredis.Redis) -> Services:
     )
 
 
-async def _run(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
+async def _build() -> tuple[Services, Closer]:
     client = redis_clients.async_client("cache")  # blobs, page cache, per-host limits, robots
-    try:
-        return await web_visit(args, ctx, build_services(client))
-    finally:
-        await client.aclose()  # type: ignore[attr-defined]  # (types-redis predates aclose)
+    return build_services(client), client.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
+
+
+BRIDGE: AsyncBridge[Services] = AsyncBridge("fetch", _build)
 
 
 def handle_web_visit(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
-    return asyncio.run(_run(args, ctx))
+    return BRIDGE.run(lambda services: web_visit(args, ctx, services))
 
 
-call = register_service("fetch", TOOLS, {"web_visit": handle_web_visit})
+def register(app: Celery) -> Task:
+    """`toolfabric.fetch.call` on the worker's app."""
+    return register_service(app, "fetch", TOOLS, {"web_visit": handle_web_visit})

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from services.common.blobs import AsyncBlobStore
 from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, ToolError
-from services.common.settings import FetchSettings
 from services.common.tools import NewImage, ToolContext, ToolResult
 from services.fetch.images import check_image, image_bytes, store_image
 from services.fetch.spec import WebVisitArgs
@@ -30,6 +29,7 @@ from services.web.extract import ImageLink, Page, extract
 from services.web.fetcher import Fetched, Fetcher
 from services.web.guard import Resolver
 from services.web.passages import estimate_tokens, select
+from services.web.settings import FetchSettings
 from services.web.transport import PinnedNetworkBackend
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from services.common import settings
+from services.common import settings as common_settings
 from services.index.base import ImageOccurrence, SearchIndex
 
 __all__ = ["ImageOccurrence", "SearchIndex", "default_index", "open_index", "reset_default_index"]
@@ -17,7 +17,7 @@ INDEX_FILE = "search-index.sqlite3"
 def open_index(elasticsearch_url: str | None = None, data_dir: str | None = None,
                prefix: str | None = None) -> SearchIndex:
     """A new index handle; arguments override the settings (tests, the CLI)."""
-    common = settings.common()
+    common = common_settings.common()
     url = elasticsearch_url if elasticsearch_url is not None else common.elasticsearch_url
     if url:
         from services.index.elastic import ElasticsearchIndex

@@ -23,11 +23,13 @@ from urllib.parse import unquote, urljoin, urlsplit
 from services.common import settings
 from services.common.errors import InvalidImage, ToolError
 from services.index import ImageOccurrence, SearchIndex, default_index
+from services.index import settings as index_settings
 from services.index.crawl import Crawl, crawl_links
 from services.index.dedup import Duplicates
 from services.index.documents import HTML_TYPES, IMAGE_SUFFIXES, Page, content_type_for, parse_document
 from services.index.imagematch import Fingerprint, fingerprint
 from services.index.selection import Selection
+from services.web import settings as web_settings
 from services.web.decoding import PAGE_TYPES
 from services.web.fetcher import Fetched, Fetcher
 from services.web.robots import allows, download_rules
@@ -128,7 +130,7 @@ class _Loader:
     def _run(self, work: Callable[[Fetcher], Awaitable[T]]) -> T:
         async def go() -> T:
             if self._fetcher is None:
-                self._fetcher = Fetcher(settings.fetch())
+                self._fetcher = Fetcher(web_settings.fetch())
             return await work(self._fetcher)
 
         if self._runner is None:
@@ -143,7 +145,7 @@ class _Loader:
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             self._robots[origin] = self._run(lambda f: download_rules(f, origin))
-        return allows(self._robots[origin], settings.fetch().user_agent, url)
+        return allows(self._robots[origin], web_settings.fetch().user_agent, url)
 
     def load(self, url: str, local: Path | None = None, network: bool = True) -> tuple[bytes, str | None]:
         path = local or self._by_url.get(url)
@@ -207,7 +209,7 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
     """
     started = time.monotonic()
     index = index or default_index()
-    config = settings.search()
+    config = index_settings.index()
     if selection is None:
         selection = Selection(exclude=list(config.index_exclude))
     max_pixels = settings.common().max_image_pixels
@@ -353,7 +355,7 @@ def _progress(total: int, enabled: bool, unit: str = "files"):  # type: ignore[n
 
 def run(args: argparse.Namespace) -> int:
     """`toolfabric index`: 0 when something was indexed (or was already), 1 when nothing could be."""
-    config = settings.search()
+    config = index_settings.index()
     exclude = [] if args.all_files else list(config.index_exclude)
     selection = Selection(include=list(args.include or []), exclude=[*exclude, *(args.exclude or [])])
     urls = [p for p in args.paths if _is_url(p)]

@@ -13,10 +13,11 @@ from opentelemetry import trace
 from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore
 from services.common.errors import InvalidImage, ToolTimeout
-from services.common.settings import McpServer
 from services.common.tools import NewImage, ToolResult
+from services.mcp import settings as mcp_client_settings
 from services.mcp.connect import session
 from services.mcp.errors import McpServerFailed, McpToolFailed
+from services.mcp.settings import McpServer
 
 tracer = trace.get_tracer("toolfabric.mcp")
 
@@ -42,7 +43,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _result(name: str, tool: str, result: types.CallToolResult) -> ToolResult:
-    cfg, common = settings.mcp_client(), settings.common()
+    cfg, common = mcp_client_settings.mcp_client(), settings.common()
     texts: list[str] = []
     new: list[NewImage] = []
     blobs = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s)

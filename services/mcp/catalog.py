@@ -13,11 +13,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from services.common.settings import McpClientSettings, McpServer
 from services.common.tools import ToolSpec
 from services.mcp import SERVICE
 from services.mcp.arguments import arguments_model
 from services.mcp.connect import session
+from services.mcp.settings import McpClientSettings, McpServer
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from services.common import settings
-from services.common.settings import McpServer
+from services.mcp import settings as mcp_client_settings
+from services.mcp.settings import McpServer
+from services.web import settings as web_settings
 from services.web.guard import Guard, Target
 
 
@@ -37,8 +38,8 @@ class _PinnedBackend(httpcore2.AsyncNetworkBackend):
 
 async def _pinned_client(url: str, timeout_s: float) -> httpx2.AsyncClient:
     port = httpx2.URL(url).port or (443 if url.startswith("https") else 80)
-    fetch = settings.fetch().model_copy(update={
-        "private_host_allowlist": settings.mcp_client().private_host_allowlist,
+    fetch = web_settings.fetch().model_copy(update={
+        "private_host_allowlist": mcp_client_settings.mcp_client().private_host_allowlist,
         "allowed_ports": sorted({80, 443, port})})  # the operator named this server's port
     target = await Guard(fetch).check(url)
     transport = httpx2.AsyncHTTPTransport(trust_env=False)

@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
-from services.common.settings import CompletionsEndpoint
 from services.model.backend import ModelChunk
 from services.model.errors import ModelUnavailable
+from services.model.settings import CompletionsEndpoint
 from services.model.sse import event_data
 
 _DONE = "[DONE]"

@@ -13,14 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.common import settings
 from services.common.errors import ConfigurationError
+from services.model import settings as model_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def engine_venv() -> Path:
-    configured = settings.model().engine_venv.strip()
+    configured = model_settings.model().engine_venv.strip()
     return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / ".venv-model"
 
 

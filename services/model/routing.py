@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from services.common.settings import ModelSettings
 from services.model.backend import ModelChunk
 from services.model.completions_client import CompletionsModel
+from services.model.settings import ModelSettings
 from services.model.triton_client import TritonModel
 
 

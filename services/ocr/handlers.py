@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis.asyncio as aredis
+
 from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore
+from services.common.bridge import AsyncBridge, Closer
 from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, InvalidImage, ToolInputError
 from services.common.tools import ToolContext, ToolResult, canonical_image_name, resolve_image
 from services.common.worker import Handler
+from services.ocr import settings as ocr_settings
 from services.ocr.reader import check_languages, read_lines
 from services.ocr.spec import OcrArgs
 
 
 def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
-    cfg, common = settings.ocr(), settings.common()
+    cfg, common = ocr_settings.ocr(), settings.common()
     name = canonical_image_name(args.image)
     ref = resolve_image(args.image, {canonical_image_name(n): r for n, r in ctx.images.items()})
     lang = args.lang or cfg.languages[0]
@@ -36,7 +40,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
         lines = read_lines(bgr, lang, cfg.page_segmentation, cfg.min_confidence, cfg.min_side, cfg.timeout_s)
         return [line.as_dict() for line in lines]
 
-    lines, source = asyncio.run(_cached(ref, lang, read, ctx.trajectory_id))
+    lines, source = BRIDGE.run(lambda client: _cached(client, ref, lang, read, ctx.trajectory_id))
     height, width = bgr.shape[:2]
     if not lines:
         text = f"No legible text found in {name} ({width}x{height})."
@@ -49,25 +53,30 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
                       usage={"ocr_cache_hit": float(source != "provider")})
 
 
-async def _cached(ref: str, lang: str, read: Any, owner: str) -> tuple[list[dict[str, Any]], str]:
-    cfg, common = settings.ocr(), settings.common()
+async def _client() -> tuple[aredis.Redis, Closer]:
+    client = redis_clients.async_client("cache", settings.common())  # the readings' cache, for the process
+    return client, client.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
+
+
+# One per worker process, started on the first call (services/common/bridge.py).
+BRIDGE: AsyncBridge[aredis.Redis] = AsyncBridge("ocr", _client)
+
+
+async def _cached(client: aredis.Redis, ref: str, lang: str, read: Any, owner: str) -> tuple[list[dict[str, Any]], str]:
+    cfg, common = ocr_settings.ocr(), settings.common()
     # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
     if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
         return await asyncio.to_thread(read), "provider"
-    client = redis_clients.async_client("cache", common)
-    try:
-        cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2,
-                      lease_s=common.worker_lease_ttl_s)
-        key = cache_key("ocr", image=ref, lang=lang, psm=cfg.page_segmentation, min_conf=cfg.min_confidence,
-                        min_side=cfg.min_side)
+    cache = Cache(client, None, "live", hot_ttl_s=cfg.cache_ttl_s, wait_s=cfg.timeout_s * 2,
+                  lease_s=common.worker_lease_ttl_s)
+    key = cache_key("ocr", image=ref, lang=lang, psm=cfg.page_segmentation, min_conf=cfg.min_confidence,
+                    min_side=cfg.min_side)
 
-        async def fetch() -> CacheEntry:
-            return CacheEntry.now(await asyncio.to_thread(read), "tesseract")
+    async def fetch() -> CacheEntry:
+        return CacheEntry.now(await asyncio.to_thread(read), "tesseract")
 
-        lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}", owner=owner)
-        return list(lookup.entry.value), lookup.source
-    finally:
-        await client.aclose()
+    lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}", owner=owner)
+    return list(lookup.entry.value), lookup.source
 
 
 HANDLERS: dict[str, Handler] = {"ocr": ocr}

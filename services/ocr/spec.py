@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from services.common.tools import ToolSpec
+from toolfabric.v1.names import DEEP_RESEARCH, GENERAL
 
 
 class OcrArgs(BaseModel):
@@ -30,6 +31,6 @@ TOOLS = (
         ),
         arguments=OcrArgs,
         aliases=("read_text",),
-        modes=frozenset({"deep_research", "general"}),
+        modes=frozenset({DEEP_RESEARCH, GENERAL}),
     ),
 )

@@ -1,17 +1,12 @@
-"""The search service of one worker process: its event loop thread, clients and providers.
+"""The search service of one worker process: its clients and providers, on the worker's async bridge.
 
-Celery's prefork workers call handlers synchronously; the service is asyncio (concurrent
-queries, one pooled HTTP client, Redis). Each process runs one event loop in a daemon thread,
-created after the fork, and handlers submit coroutines to it.
+The service is asyncio (concurrent queries, one pooled HTTP client, Redis), built once per process on
+the bridge's loop (services/common/bridge.py), which Celery's synchronous handlers call into.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from typing import TypeVar
 
 import httpx
@@ -19,19 +14,22 @@ import httpx
 from services.common import redis_clients, settings
 from services.common.blob_urls import signed_url
 from services.common.blobs import AsyncBlobStore
+from services.common.bridge import AsyncBridge
 from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import open_store
 from services.common.errors import ConfigurationError
 from services.common.ratelimit import TokenBucket
-from services.common.settings import CommonSettings, SearchSettings
+from services.common.settings import CommonSettings
 from services.index import SearchIndex, default_index
+from services.search import settings as search_settings
 from services.search.http import ProviderHTTP
 from services.search.providers.base import Provider
 from services.search.providers.local import LocalProvider
 from services.search.providers.searxng import SearxngProvider
 from services.search.providers.serper import SerperProvider
 from services.search.service import SearchService
+from services.search.settings import SearchSettings
 
 T = TypeVar("T")
 
@@ -78,51 +76,16 @@ async def build_service(common: CommonSettings, config: SearchSettings,
     return service, close
 
 
-class _Runtime:
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="search-loop", daemon=True)
-        self.thread.start()
-        self.service, self.close = self.submit(build_service(settings.common(), settings.search())).result()
-
-    def submit(self, coro: Awaitable[T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        self.submit(self.close()).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
-_runtime: _Runtime | None = None
-_lock = threading.Lock()
-
-
-def _current() -> _Runtime:
-    global _runtime
-    with _lock:
-        if _runtime is None or _runtime.pid != os.getpid():  # a forked child builds its own
-            _runtime = _Runtime()
-        return _runtime
+# One per worker process, started on the first call (services/common/bridge.py).
+BRIDGE: AsyncBridge[SearchService] = AsyncBridge(
+    "search", lambda: build_service(settings.common(), search_settings.search()))
 
 
 def run(call: Callable[[SearchService], Awaitable[T]]) -> T:
     """Run `call(service)` on this process's loop and wait for it (from any thread)."""
-    runtime = _current()
-    future = runtime.submit(call(runtime.service))
-    try:
-        return future.result()
-    except BaseException:
-        future.cancel()  # e.g. Celery's soft time limit: stop the work, not just the wait
-        raise
+    return BRIDGE.run(call)
 
 
 def reset() -> None:
     """Close this process's service (settings changed; tests)."""
-    global _runtime
-    with _lock:
-        if _runtime is not None and _runtime.pid == os.getpid():
-            _runtime.stop()
-        _runtime = None
+    BRIDGE.close()

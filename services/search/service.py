@@ -15,12 +15,12 @@ from typing import Any
 from services.common.blobs import AsyncBlobStore
 from services.common.cache import Cache, CacheEntry, Usage, cache_key
 from services.common.errors import BlobNotFound, CacheMiss, ToolError, UnknownImage
-from services.common.settings import SearchSettings
 from services.common.telemetry import observe
 from services.common.tools import ToolContext, ToolResult, canonical_image_name, resolve_image
 from services.index.results import as_dicts, image_results_from, observation_text, web_results_from
 from services.search.errors import AllProvidersFailed, ProviderFailure, ProviderUnsupported, QueryRejected
 from services.search.providers.base import Answer, ImageQuery, Provider
+from services.search.settings import SearchSettings
 from services.search.spec import ImageSearchArgs, TextSearchArgs
 
 # One provider call may hold a cache key this long before identical requests stop waiting on it.

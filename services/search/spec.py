@@ -5,9 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.tools import ToolSpec
+from toolfabric.v1.names import DEEP_RESEARCH, PLAN
 
 # Research modes only: MODE_GENERAL is thinking with images (image tools plus web_visit, see the proto).
-SEARCH_MODES = frozenset({"deep_research", "plan"})
+SEARCH_MODES = frozenset({DEEP_RESEARCH, PLAN})
 
 
 class TextSearchArgs(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from celery import Celery, Task
+
 from services.common.tools import ToolContext, ToolResult
 from services.common.worker import Handler, register_service
 from services.search import runtime
@@ -18,4 +20,6 @@ def image_search(args: ImageSearchArgs, ctx: ToolContext) -> ToolResult:
 
 HANDLERS: dict[str, Handler] = {"text_search": text_search, "image_search": image_search}
 
-call = register_service("search", TOOLS, HANDLERS)
+def register(app: Celery) -> Task:
+    """`toolfabric.search.call` on the worker's app."""
+    return register_service(app, "search", TOOLS, HANDLERS)

@@ -28,21 +28,22 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
 
     from services.common import redis_clients, settings
     from services.store import open_store
+    from services.store import settings as store_settings
     from services.store.trajectories import describe, sqlite_path
 
     command = f"toolfabric store {args.store_command}"
     if args.store_command == "purge" and args.older_than_days <= 0:
         print(f"{command}: --older-than-days must be positive", file=sys.stderr)
         return 2
-    where = describe(settings.store(), settings.common())
-    missing_file = sqlite_path(settings.store(), settings.common())
+    where = describe(store_settings.store(), settings.common())
+    missing_file = sqlite_path(store_settings.store(), settings.common())
     if missing_file is not None and not missing_file.exists():  # opening it would create an empty store
         print(f"{command}: there is no store at {where}; nothing was changed. Run it with the stack's environment "
               "(`toolfabric up` prints its store; set TOOLFABRIC_DATA_DIR or TOOLFABRIC_STORE_URL to it).",
               file=sys.stderr)
         return 2
     redis_url = settings.common().redis_url
-    store = open_store(settings.store(), settings.common())
+    store = open_store(store_settings.store(), settings.common())
     client = redis_clients.sync_client("state") if erase is not None else None
     blobs = redis_clients.sync_client("cache") if erase is not None else None
     tiers = f"the store ({where})" + (f" and Redis ({_without_password(redis_url)})" if client is not None else "")

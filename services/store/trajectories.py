@@ -21,10 +21,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.common import sqlite_db
-from services.common.settings import CommonSettings, StoreSettings
+from services.common.settings import CommonSettings
 from services.store import schema
 from services.store.errors import BadPageToken, ImageNotInStore, TrajectoryNotInStore
 from services.store.images import ImageFiles
+from services.store.settings import StoreSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,13 @@ import signal
 
 from services.common import settings
 from services.common.errors import InvalidImage, ToolInternalError
-from services.common.settings import VisionSettings
 from services.common.tools import NewImage, ToolContext, ToolResult
 from services.vision import errors
+from services.vision import settings as vision_settings
 from services.vision.sandbox import confine, protocol
 from services.vision.sandbox.client import Exit, Sandbox
 from services.vision.sandbox.workspace import Workspace, sandbox_root
+from services.vision.settings import VisionSettings
 from services.vision.spec import CodeArgs
 from services.vision.store import ImageStore, image_store
 
@@ -24,7 +25,7 @@ SANDBOX = Sandbox()
 
 
 def code(args: CodeArgs, ctx: ToolContext) -> ToolResult:
-    return run_code(args.code, ctx, image_store(), SANDBOX, settings.vision())
+    return run_code(args.code, ctx, image_store(), SANDBOX, vision_settings.vision())
 
 
 def check_layers(sandbox: Sandbox, cfg: VisionSettings) -> list[str]:

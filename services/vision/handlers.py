@@ -13,11 +13,12 @@ import numpy as np
 
 from services.common import images, settings
 from services.common.errors import InvalidImage, ToolResourceExhausted, UnknownImage
-from services.common.settings import VisionSettings
 from services.common.tools import ToolContext, ToolResult, canonical_image_name
 from services.vision import ops, spec
+from services.vision import settings as vision_settings
 from services.vision.boxes import Coords, Fitted, PixelBox, fit_box
 from services.vision.draw import Mark, draw
+from services.vision.settings import VisionSettings
 from services.vision.store import ImageStore, image_store
 
 
@@ -93,7 +94,7 @@ def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
          store: ImageStore | None = None) -> ToolResult:
     store = store or image_store()
     try:
-        new = store.put(encode(arr, settings.vision()), origin)
+        new = store.put(encode(arr, vision_settings.vision()), origin)
     except InvalidImage as exc:  # e.g. over the byte limit: the model should ask for less
         raise ToolResourceExhausted(f"the result cannot be returned: {exc}") from None
     data = {**data, "width": new.width, "height": new.height}
@@ -101,7 +102,7 @@ def emit(arr: np.ndarray, origin: str, summary: str, data: dict[str, object],
 
 
 def _fit(src: Located, bbox: list[float], coords: Coords) -> Fitted:
-    cfg = settings.vision()
+    cfg = vision_settings.vision()
     return fit_box(bbox, coords, src.width, src.height, min_side=cfg.crop_min_side,
                    max_aspect=cfg.crop_max_aspect_ratio, image_name=src.name)
 
@@ -120,7 +121,7 @@ def crop(args: spec.CropArgs, ctx: ToolContext) -> ToolResult:
 
 
 def _zoom(src: Located, bbox: list[float], coords: Coords, factor: float | None, label: str = "") -> ToolResult:
-    cfg = settings.vision()
+    cfg = vision_settings.vision()
     fitted = _fit(src, bbox, coords)
     scale = ops.zoom_factor(fitted.box, cfg.zoom_target_side, cfg.max_zoom, factor)
     out = ops.enlarge(src.region(fitted.box), scale, settings.common().max_image_pixels)

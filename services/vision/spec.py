@@ -14,8 +14,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from services.common.tools import ToolSpec
 from services.vision.boxes import Coords
+from toolfabric.v1.names import DEEP_RESEARCH, GENERAL
 
-WORKING = frozenset({"deep_research", "general"})
+WORKING = frozenset({DEEP_RESEARCH, GENERAL})
 
 IMAGE_FIELD = Field(
     default="<image>",

@@ -19,6 +19,7 @@ from services.common import images, redis_clients, settings
 from services.common.blobs import BlobStore, follow_erasures
 from services.common.errors import BlobNotFound, InvalidImage, UnknownImage
 from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
+from services.vision import settings as vision_settings
 from services.vision.errors import BadImageInput
 
 
@@ -170,7 +171,7 @@ class ImageStore:
 @lru_cache(maxsize=1)
 def image_store() -> ImageStore:
     """The worker process's store, on the Redis the settings name (created on first use)."""
-    common, vision = settings.common(), settings.vision()
+    common, vision = settings.common(), vision_settings.vision()
     client = redis_clients.sync_client("cache", common)
     store = ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
                        vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)

@@ -1,6 +1,6 @@
 """The vision service's Celery task: `toolfabric.vision.call`, dispatching to every vision tool.
 
-Imported by `run_worker("vision")`. Each worker process starts its own sandbox zygote when it
+Registered by `run_worker("vision")`. Each worker process starts its own sandbox zygote when it
 starts (so the first `code` call is warm) and stops it when it exits.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery, Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from services.common.worker import Handler, register_service
@@ -33,19 +34,21 @@ HANDLERS: dict[str, Handler] = {
     "draw": handlers.draw_marks,
 }
 
-call = register_service("vision", TOOLS, HANDLERS)
+def register(app: Celery) -> Task:
+    """`toolfabric.vision.call` on the worker's app, and the sandbox's life with the worker's processes."""
+    worker_init.connect(_hide_worker, weak=False)
+    worker_process_init.connect(_start_sandbox, weak=False)
+    worker_process_shutdown.connect(_stop_sandbox, weak=False)
+    return register_service(app, "vision", TOOLS, HANDLERS)
 
 
-@worker_init.connect
 def _hide_worker(**_: Any) -> None:
     hide_process_from_same_uid()  # inherited by the pool processes it forks
 
 
-@worker_process_init.connect
 def _start_sandbox(**_: Any) -> None:
     code_tool.SANDBOX.start()
 
 
-@worker_process_shutdown.connect
 def _stop_sandbox(**_: Any) -> None:
     code_tool.SANDBOX.close()

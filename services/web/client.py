@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.common import settings
-from services.common.settings import FetchSettings
+from services.web import settings as web_settings
 from services.web.decoding import IMAGE_TYPES
 from services.web.fetcher import Fetcher
 from services.web.guard import Resolver
+from services.web.settings import FetchSettings
 
 
 async def fetch_image_bytes(
@@ -22,7 +22,7 @@ async def fetch_image_bytes(
     says what went wrong (BlockedURL, HTTPStatusError, BodyTooLarge, UnsupportedContentType, …).
     The bytes are not decoded here; the caller validates them as an image.
     """
-    cfg = fetch_settings or settings.fetch()
+    cfg = fetch_settings or web_settings.fetch()
     async with Fetcher(cfg, resolver) as fetcher:
         fetched = await fetcher.fetch(url, IMAGE_TYPES, max_bytes)
     return fetched.body

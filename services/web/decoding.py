@@ -37,10 +37,6 @@ class BoundedDecoder:
         self._out = 0
         self._started = False
 
-    @property
-    def decoded_bytes(self) -> int:
-        return self._out
-
     def feed(self, data: bytes) -> bytes:
         if self._zlib is None:
             return self._count(data)

@@ -14,7 +14,6 @@ from types import TracebackType
 
 import httpx
 
-from services.common.settings import FetchSettings
 from services.web.decoding import ACCEPT_ENCODING, BoundedDecoder, is_vague, media_type, sniff
 from services.web.errors import (
     BodyTooLarge,
@@ -27,6 +26,7 @@ from services.web.errors import (
     UnsupportedContentType,
 )
 from services.web.guard import Guard, Resolver
+from services.web.settings import FetchSettings
 from services.web.transport import PinnedNetworkBackend, PinnedTransport
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

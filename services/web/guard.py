@@ -24,7 +24,6 @@ from typing import Protocol
 
 import httpx
 
-from services.common.settings import FetchSettings
 from services.web.addresses import IPAddress, parse_ip_literal, why_not_public
 from services.web.errors import (
     DisallowedPort,
@@ -33,6 +32,7 @@ from services.web.errors import (
     PrivateAddress,
     UnsupportedScheme,
 )
+from services.web.settings import FetchSettings
 
 MAX_URL_CHARS = 4096
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)

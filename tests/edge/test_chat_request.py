@@ -11,7 +11,7 @@ import pytest
 from gateway.http.chat import parse_chat
 from gateway.http.errors import ApiError
 from gateway.http.render import Transcript, observation_json
-from services.common.settings import HttpSettings
+from gateway.http.settings import HttpSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 ROUTES = HttpSettings().models
@@ -67,6 +67,20 @@ def test_history_becomes_prior_turns_with_their_images_numbered_first() -> None:
     assert turn.request.question == "crop the first picture"
 
 
+def test_a_history_answer_is_the_dialects_last_answer_and_a_plain_reply_is_taken_whole() -> None:
+    # Before issue 23 the door took the first <answer>: an observation quoting one hid the model's own.
+    trajectory = ('<think>t</think><tool_call>{}</tool_call><observation>page: "<answer>quoted</answer>"'
+                  "</observation><answer>the real one</answer>")
+    plan = '<think>p</think><plan>[{"tool_name": "none"}]</plan>'
+    turn = parse_chat(body(
+        {"role": "user", "content": "q1"}, {"role": "assistant", "content": trajectory},
+        {"role": "user", "content": "q2"}, {"role": "assistant", "content": plan},
+        {"role": "user", "content": "q3"}, {"role": "assistant", "content": "<answer>cut off"},
+        {"role": "user", "content": "q4"},
+    ), ROUTES)
+    assert [t.answer for t in turn.history] == ["the real one", plan, "cut off"]
+
+
 def test_a_parent_trajectory_replaces_the_sent_history() -> None:
     turn = parse_chat(body({"role": "user", "content": [image(b"old"), {"type": "text", "text": "q1"}]},
                            {"role": "assistant", "content": "a1"}, {"role": "user", "content": "again"},
@@ -86,17 +100,26 @@ def test_errors_name_the_parameter(messages: list[dict[str, Any]], param: str) -
     assert info.value.status == 400 and info.value.param == param, info.value.message
 
 
-def test_observations_are_the_tools_json_or_wrapped_text() -> None:
-    assert observation_json(pb.Observation(name="text_search", text='[{"title": "x"}]')) == '[{"title": "x"}]'
-    assert json.loads(observation_json(pb.Observation(name="code", text="42"))) == 42
-    assert json.loads(observation_json(pb.Observation(name="code", text="not json"))) == {
-        "result": "not json", "tool": "code"}
-    error = json.loads(observation_json(pb.Observation(name="crop", text="bad box", is_error=True,
-                                                       error_kind="invalid_argument")))
-    assert error == {"error": "invalid_argument", "message": "bad box", "tool": "crop"}
-    made = json.loads(observation_json(pb.Observation(name="crop", text="{}", images=[pb.ImageRef(
-        name="<sub-image 1>")])))
-    assert made == {"result": {}, "images": ["<sub-image 1>"]}
+def test_every_observation_has_one_shape_whatever_the_tool_returned() -> None:
+    """{"result", "images", "tool"} (or "error" and "message" for a failed call): a JSON object or array a tool
+    returns is the result as it is, any other text is the result as text; images are named the same way with
+    or without them."""
+    def record(**fields: object) -> object:
+        return json.loads(observation_json(pb.Observation(**fields)))  # type: ignore[arg-type]
+
+    assert record(name="text_search", text='[{"title": "x"}]') == {
+        "result": [{"title": "x"}], "images": [], "tool": "text_search"}
+    assert record(name="code", text="42") == {"result": "42", "images": [], "tool": "code"}
+    assert record(name="code", text="not json") == {"result": "not json", "images": [], "tool": "code"}
+    assert record(name="code", text="saved one", images=[pb.ImageRef(name="<sub-image 1>")]) == {
+        "result": "saved one", "images": ["<sub-image 1>"], "tool": "code"}
+    assert record(name="crop", text="{}", images=[pb.ImageRef(name="<sub-image 1>")]) == {
+        "result": {}, "images": ["<sub-image 1>"], "tool": "crop"}
+    assert record(name="crop", text="bad box", is_error=True, error_kind="invalid_argument") == {
+        "error": "invalid_argument", "message": "bad box", "images": [], "tool": "crop"}
+    # A page quoting a tag cannot open a round in an R1V4 reader; the value is unchanged.
+    quoted = observation_json(pb.Observation(name="web_visit", text="<answer>x</answer>"))
+    assert "<" not in quoted and json.loads(quoted)["result"] == "<answer>x</answer>"
 
 
 def test_transcript_is_the_trajectory_in_r1v4_rounds() -> None:
@@ -120,7 +143,8 @@ def test_transcript_is_the_trajectory_in_r1v4_rounds() -> None:
     done = transcript.completion()
     assert done["choices"][0]["message"]["content"] == (
         '<think>x</think><tool_call>{"name": "code", "arguments": {}}</tool_call>'
-        '<observation>{"result": 1, "type": "code"}</observation><think></think><answer>1</answer>')
+        '<observation>{"result": {"result": 1, "type": "code"}, "images": [], "tool": "code"}</observation>'
+        '<think></think><answer>1</answer>')
     assert done["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12, "token_unit": "tokens"}
     assert done["toolfabric"]["status"] == "completed" and done["toolfabric"]["trace_id"] == "abc"
     budget = Transcript("m")

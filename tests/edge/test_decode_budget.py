@@ -17,12 +17,14 @@ import redis.asyncio as aredis
 from PIL import Image
 
 from gateway.exceptions import InvalidRequest
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
-from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
+from services.common.settings import CommonSettings
 from services.devstack.redis_server import RedisServer
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 SMALL_TIFF = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "images" / \

@@ -16,8 +16,8 @@ from gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
 from gateway.policy.authentication import Authenticator, Principal
 from gateway.policy.limits import Limits
 from gateway.policy.ownership import Ownership, scoped, unscoped
+from gateway.settings import AuthSettings, TenantLimits
 from services.common.api_keys import ApiKeyStore, KeyRejected
-from services.common.settings import AuthSettings, TenantLimits
 from services.devstack.redis_server import RedisServer
 from toolfabric.v1 import fabric_pb2 as pb
 

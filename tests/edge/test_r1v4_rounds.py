@@ -14,9 +14,9 @@ from engine.loop import AgentLoop
 from engine.spec import RunSpec
 from gateway.channels import ChannelTracker
 from gateway.http.rounds import RoundWriter
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step
@@ -96,7 +96,7 @@ async def test_every_step_structure_reads_as_one_think_per_round(blobs: AsyncBlo
         ("retry", "model_output"), ("", "text_search"),
     ]
     assert parsed["rounds"][4]["tool_call"] == {"name": "text_search", "arguments": {"queries": ["d"]}}
-    assert parsed["rounds"][1]["observation"] == {"result": "text_search ok", "tool": "text_search"}
+    assert parsed["rounds"][1]["observation"] == {"result": "text_search ok", "images": [], "tool": "text_search"}
     assert parsed["rounds"][5]["observation"]["error"] == "model_output"
     assert "not valid JSON" in parsed["rounds"][6]["observation"]["message"]
     assert parsed["final_round"] == {"think": "now I know", "answer": "Eileen Collins"} == writer.final()

@@ -14,6 +14,11 @@ from services.evals.scoring import exact_match, extract_answer, normalize, sub_e
     ("<think>I never answered</think>", ""),
     ('<tool_call>{"name": "code"}</tool_call>', ""),
     ("Eileen Collins", "Eileen Collins"),
+    # The dialect's reading (issue 23): tags are the model's tokens, so "<ANSWER>" is text, not a tag
+    # (scoring alone used to ignore case) …
+    ("<ANSWER>x</ANSWER>", "<ANSWER>x</ANSWER>"),
+    # … and any tag the step syntax has (R1V4's tag-form calls too) means a step without an answer.
+    ("<code>print(1)</code>", ""),
     ("", ""),
     (None, ""),
 ])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.connections import PoolExhausted, redis_client
-from services.common.settings import GatewaySettings
+from gateway.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import gateway_process, script

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import FetchSettings
+from services.web.settings import FetchSettings
 
 from .servers import Server, serve, static_dir
 

@@ -156,7 +156,7 @@ def test_a_revoked_web_visit_frees_the_next_identical_call(web, redis_server, tm
     worker = Child("fetch-worker", argv, tmp_path, env=env)
     monkeypatch.setenv("TOOLFABRIC_REDIS_URL", redis_server.url)
     settings.common.cache_clear()
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     try:
         send = lambda: app.send_task(task_name("fetch"), args=["web_visit", {"urls": [web.url("/slow")]}, {}],  # noqa: E731
                                      queue="fetch")

@@ -13,12 +13,12 @@ from typing import Any
 import httpcore
 import pytest
 
-from services.common.settings import FetchSettings
 from services.web.client import fetch_image_bytes
 from services.web.decoding import PAGE_TYPES
 from services.web.errors import BlockedURL, ConnectFailed, InvalidURL, PrivateAddress, UnsupportedScheme
 from services.web.fetcher import Fetcher
 from services.web.guard import SystemResolver
+from services.web.settings import FetchSettings
 from services.web.transport import PinnedNetworkBackend
 
 from .conftest import HostsResolver, settings_for

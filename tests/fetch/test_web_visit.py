@@ -112,6 +112,7 @@ def test_celery_entry_point_answers_web_visit_with_the_observation_json(
     monkeypatch.setenv("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST", f'["127.0.0.1:{demo_site.port}"]')
     clear_settings_cache()
     reset_default_index()
+    tasks.BRIDGE.close()  # this process's web_visit services are built from the settings above
     try:
         by_name: dict[str, tuple[type[BaseModel], Handler]] = {"web_visit": (WebVisitArgs, tasks.handle_web_visit)}
         result = run_tool(by_name, "web_visit", {"urls": [demo_site.url("/sts-93.html")]}, {"question": "q"})
@@ -125,6 +126,7 @@ def test_celery_entry_point_answers_web_visit_with_the_observation_json(
         bad = run_tool(by_name, "web_visit", {"urls": "not a list"}, {})
         assert not bad.ok and bad.error_kind == "invalid_argument"
     finally:
+        tasks.BRIDGE.close()
         clear_settings_cache()
         reset_default_index()
 
@@ -137,6 +139,7 @@ def demo_site_root(server: Server):
 
 def clear_settings_cache() -> None:
     from services.common import settings
+    from services.web import settings as web_settings
 
     settings.common.cache_clear()
-    settings.fetch.cache_clear()
+    web_settings.fetch.cache_clear()

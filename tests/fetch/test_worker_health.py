@@ -46,7 +46,7 @@ def test_worker_answers_after_hostile_pages(web: Server, redis_server, tmp_path:
     worker = Child("fetch-worker", argv, tmp_path, env=env)
     monkeypatch.setenv("TOOLFABRIC_REDIS_URL", redis_server.url)
     settings.common.cache_clear()
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     try:
         def call(urls: list[str]) -> dict:
             result = app.send_task(task_name("fetch"), args=["web_visit", {"urls": urls}, {}], queue="fetch")

@@ -22,9 +22,9 @@ import socket
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.common.settings import FetchSettings
 from services.web.errors import BlockedURL, HostNotFound, InvalidURL
 from services.web.guard import Guard
+from services.web.settings import FetchSettings
 
 settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fuzz", max_examples=int(os.environ.get("TOOLFABRIC_FUZZ_EXAMPLES", "100000")),

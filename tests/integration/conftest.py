@@ -38,15 +38,15 @@ def client(stack: EmbeddedStack) -> Iterator[Client]:
 
 
 @contextlib.contextmanager
-def extra_gateway(stack: EmbeddedStack, workdir: Path, **settings: str) -> Iterator[str]:
+def extra_gateway(stack: EmbeddedStack, workdir: Path, ready_s: float = 30, **settings: str) -> Iterator[str]:
     """A second gateway process on the running stack's Redis, Triton and workers, with `settings` (env) on top;
-    yields its address."""
+    yields its address. `ready_s`: how long it may take to listen (its catalog may list MCP servers first)."""
     port = free_port()
     env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",
                          "TOOLFABRIC_HTTP_PORT": "0"} | settings
     gateway = Child(f"gateway-{port}", [sys.executable, "-m", "toolfabric.cli.main", "gateway"], workdir, env=env)
     try:
-        wait_until(lambda: port_open(port), 30, "extra gateway", gateway.proc, gateway.log)
+        wait_until(lambda: port_open(port), ready_s, "extra gateway", gateway.proc, gateway.log)
         yield f"127.0.0.1:{port}"
     finally:
         gateway.stop()

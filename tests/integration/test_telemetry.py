@@ -92,17 +92,16 @@ def test_one_trace_holds_root_steps_model_calls_and_every_tool_down_to_the_worke
     assert sum(c.attributes["gen_ai.usage.output_tokens"] for c in chats) == result.usage.output_tokens
     assert all(c.attributes["gen_ai.response.time_to_first_chunk"] > 0 for c in chats)
 
-    # Every tool call: execute_tool under its step → publish in the gateway → run span in the worker.
+    # Every tool call: execute_tool under its step (the publish an event of it) → run span in the worker.
     calls = {c.call_id: c.name for c in result.tool_calls}
     tools = {s.attributes["gen_ai.tool.call.id"]: s for s in spans if s.name.startswith("execute_tool ")}
     assert {cid: s.name for cid, s in tools.items()} == {cid: f"execute_tool {name}" for cid, name in calls.items()}
     for call_id, tool in tools.items():
         service = catalog().get(calls[call_id]).service  # type: ignore[union-attr]
         assert by_id[tool.parent_id].name.startswith("step ")  # type: ignore[index]
-        (publish,) = [s for s in spans if s.parent_id == tool.span_id and s.name.startswith("apply_async/")]
-        assert (publish.name, publish.kind, publish.service) == (
-            f"apply_async/toolfabric.{service}.call", "PRODUCER", "toolfabric-gateway")
-        (run,) = [s for s in spans if s.parent_id == publish.span_id]
+        (publish,) = [e for e in tool.events if e.name == "apply_async"]
+        assert publish.attributes["celery.task_name"] == f"toolfabric.{service}.call"
+        (run,) = [s for s in spans if s.parent_id == tool.span_id and s.name.startswith("run/")]
         assert (run.name, run.kind, run.service) == (f"run/toolfabric.{service}.call", "CONSUMER",
                                                      f"toolfabric-{service}")
         assert run.attributes["gen_ai.tool.name"] == calls[call_id]

@@ -8,7 +8,11 @@ import re
 
 from kubernetes.utils import parse_quantity
 
+from gateway import settings as gateway_settings
 from services.common import settings
+from services.model import settings as model_settings
+from services.store import settings as store_settings
+from services.vision import settings as vision_settings
 from tests.k8s.manifests import APP_IMAGE, ROOT, Rendered, image_name, parse_bytes
 from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_settings import environment
@@ -37,7 +41,7 @@ def test_gateway_probes_use_grpc_health_on_the_serving_port(rendered: Rendered) 
 def test_every_deployment_requires_api_keys_and_serves_the_http_api(rendered: Rendered) -> None:
     c = rendered.container("gateway")
     env = rendered.env(c)
-    assert settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
+    assert gateway_settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
     assert "TOOLFABRIC_STORE_URL" in env  # keys live in the shared durable store, not on a pod's disk
     service = rendered.one("Service", "gateway")
     assert {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP",
@@ -53,7 +57,7 @@ def test_the_step_and_mcp_doors_are_exposed_with_the_same_policy(rendered: Rende
     service = {p["name"]: p for p in rendered.one("Service", "gateway")["spec"]["ports"]}
     assert service["step-http"]["targetPort"] == "step-http" and service["mcp-http"]["targetPort"] == "mcp-http"
     # One gateway process serves every door: the same keys (auth required), TLS settings and probes hold for all.
-    assert settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
+    assert gateway_settings.AuthSettings.model_validate({"required": env["TOOLFABRIC_AUTH_REQUIRED"]}).required
     assert c.spec["readinessProbe"]["grpc"]["service"] == "toolfabric.v1.Fabric"
 
 
@@ -95,7 +99,7 @@ def test_one_worker_deployment_per_celery_queue(rendered: Rendered) -> None:
 def test_vision_memory_limit_holds_its_sandboxes(rendered: Rendered) -> None:
     c = rendered.container("worker-vision")
     with environment(rendered.env(c)):
-        per_sandbox = settings.vision().sandbox_memory_mb * 2**20
+        per_sandbox = vision_settings.vision().sandbox_memory_mb * 2**20
         concurrency = settings.worker().concurrency
     worker_overhead = 512 * 2**20
     assert parse_quantity(c.spec["resources"]["limits"]["memory"]) >= concurrency * per_sandbox + worker_overhead
@@ -119,11 +123,11 @@ def _triton(rendered: Rendered):  # type: ignore[no-untyped-def]
 def test_triton_loads_the_default_model_and_serves_the_configured_port(rendered: Rendered) -> None:
     gateway = rendered.container("gateway")
     env = rendered.env(gateway)
-    model = env.get("TOOLFABRIC_MODEL_DEFAULT_MODEL", settings.ModelSettings().default_model)
+    model = env.get("TOOLFABRIC_MODEL_DEFAULT_MODEL", model_settings.ModelSettings().default_model)
     triton = _triton(rendered)
     args = triton.spec.get("command", []) + triton.spec["args"]
     assert f"--load-model={model}" in args
-    assert (REPOSITORY / model / "config.pbtxt").exists(), f"{model} is not in services/model/repository"
+    assert (REPOSITORY / model / "config.pbtxt").exists(), f"{model} is not in {REPOSITORY}"
     grpc_port = next(p["containerPort"] for p in triton.spec["ports"] if p["name"] == "grpc")
     assert env["TOOLFABRIC_MODEL_TRITON_URL"] == f"triton:{grpc_port}"
     readiness, liveness = triton.spec["readinessProbe"]["httpGet"], triton.spec["livenessProbe"]["httpGet"]
@@ -265,7 +269,7 @@ def test_dev_stores_trajectories_in_the_in_cluster_postgres(dev: Rendered) -> No
     url = dev.env(c)["TOOLFABRIC_STORE_URL"]
     assert url.startswith("postgresql+psycopg://toolfabric:") and "@postgres:5432/toolfabric" in url
     with environment(dev.env(c)):
-        assert settings.store().url.get_secret_value() == url  # a secret: never printed
+        assert store_settings.store().url.get_secret_value() == url  # a secret: never printed
     db = dev.container("postgres")
     assert db.workload["kind"] == "StatefulSet"
     assert {e["name"]: e.get("value") for e in db.spec["env"]}["POSTGRES_DB"] == "toolfabric"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.celery_app import app
+from services.common.celery_app import make_celery
+from services.common.settings import CommonSettings, WorkerSettings
 from services.common.tools import SERVICES, task_name
 from tests.k8s.manifests import Rendered
 from tests.support.plugin_dist import declared_plugins
@@ -18,7 +19,8 @@ REDIS_SCALER_KEYS = {
 
 
 def celery_queues() -> set[str]:
-    """Queue names of the Celery app every process shares (kombu's Redis list keys)."""
+    """Queue names of the Celery app every process builds (kombu's Redis list keys)."""
+    app = make_celery(CommonSettings(), WorkerSettings())
     queues = {q.name for q in app.conf.task_queues}
     routed = {route["queue"] for route in app.conf.task_routes.values()}
     assert routed <= queues
@@ -27,6 +29,7 @@ def celery_queues() -> set[str]:
 
 def test_celery_routes_each_service_task_to_its_own_queue() -> None:
     assert celery_queues() == set(SERVICES)
+    app = make_celery(CommonSettings(), WorkerSettings())
     assert {name: route["queue"] for name, route in app.conf.task_routes.items()} == {
         task_name(s): s for s in SERVICES}
 

@@ -1,6 +1,6 @@
-"""No drift between the manifests and services/common/settings.py.
+"""No drift between the manifests and the settings modules (services/<service>/settings.py, gateway/settings.py).
 
-Every TOOLFABRIC_* variable a manifest sets must be a field of the settings class owning that
+Every TOOLFABRIC_* variable a manifest sets must be a field of a settings class owning that
 prefix (the longest matching one: TOOLFABRIC_GATEWAY_PORT belongs to GatewaySettings, not to
 CommonSettings), and every container's environment must parse with every settings class, as the
 processes themselves would parse it at start-up.
@@ -8,7 +8,6 @@ processes themselves would parse it at start-up.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,28 +17,29 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from gateway import settings as gateway_settings
 from services.common import settings
+from services.index import settings as index_settings
 from tests.k8s.manifests import Rendered
+from tests.settings_modules import clear_settings_cache, settings_classes
 
 
-def settings_classes() -> dict[str, type[BaseSettings]]:
-    """env prefix -> settings class, for every class in services/common/settings.py."""
-    classes = {}
-    for _, cls in inspect.getmembers(settings, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls is not BaseSettings and cls.__module__ == settings.__name__:
-            classes[cls.model_config.get("env_prefix", "").upper()] = cls
+def prefixes() -> dict[str, list[type[BaseSettings]]]:
+    """env prefix -> the settings classes reading it (the index library shares the search service's prefix)."""
+    classes: dict[str, list[type[BaseSettings]]] = {}
+    for cls in settings_classes():
+        classes.setdefault(cls.model_config.get("env_prefix", "").upper(), []).append(cls)
     return classes
 
 
 def owner(variable: str) -> tuple[type[BaseSettings], str] | None:
     """(settings class, field name) a TOOLFABRIC_* variable sets, or None when none has it."""
-    classes = settings_classes()
+    classes = prefixes()
     prefix = max((p for p in classes if p and variable.startswith(p)), key=len, default=None)
     if prefix is None:
         return None
-    cls = classes[prefix]
     field = variable[len(prefix):].split("__", 1)[0].lower()  # FOO__BAR sets a nested field of foo
-    return (cls, field) if field in cls.model_fields else None
+    return next(((cls, field) for cls in classes[prefix] if field in cls.model_fields), None)
 
 
 def toolfabric_variables(rendered: Rendered) -> dict[str, str]:
@@ -59,22 +59,22 @@ def toolfabric_variables(rendered: Rendered) -> dict[str, str]:
 @contextmanager
 def environment(env: dict[str, str]) -> Iterator[None]:
     """Exactly `env` as the process environment, with the settings caches cleared around it."""
-    def clear() -> None:
-        for _, fn in inspect.getmembers(settings, inspect.isfunction):
-            if hasattr(fn, "cache_clear"):
-                fn.cache_clear()
-
-    clear()
+    clear_settings_cache()
     try:
         with mock.patch.dict(os.environ, env, clear=True):
             yield
     finally:
-        clear()
+        clear_settings_cache()
 
 
 def test_every_settings_class_has_its_own_prefix() -> None:
-    classes = settings_classes()
+    classes = prefixes()
     assert "TOOLFABRIC_" in classes and len(classes) >= 8
+    # Only the index library shares a prefix (its variables kept their TOOLFABRIC_SEARCH_ names), field-disjoint.
+    shared = {p: c for p, c in classes.items() if len(c) > 1}
+    assert list(shared) == ["TOOLFABRIC_SEARCH_"]
+    fields = [set(cls.model_fields) for cls in shared["TOOLFABRIC_SEARCH_"]]
+    assert not set.intersection(*fields)
 
 
 def test_every_toolfabric_variable_in_the_manifests_is_a_settings_field(rendered: Rendered) -> None:
@@ -84,8 +84,9 @@ def test_every_toolfabric_variable_in_the_manifests_is_a_settings_field(rendered
 
 
 def test_drift_detection_uses_the_longest_prefix() -> None:
-    assert owner("TOOLFABRIC_GATEWAY_PORT") == (settings.GatewaySettings, "port")
+    assert owner("TOOLFABRIC_GATEWAY_PORT") == (gateway_settings.GatewaySettings, "port")
     assert owner("TOOLFABRIC_REDIS_URL") == (settings.CommonSettings, "redis_url")
+    assert owner("TOOLFABRIC_SEARCH_CRAWL_MAX_PAGES") == (index_settings.IndexSettings, "crawl_max_pages")
     assert owner("TOOLFABRIC_GATEWAY_NO_SUCH_SETTING") is None
     assert owner("TOOLFABRIC_NO_SUCH_SETTING") is None
 
@@ -97,7 +98,7 @@ def test_every_container_environment_parses_with_every_settings_class(rendered: 
         if not any(k.startswith("TOOLFABRIC_") for k in env):
             continue
         with environment(env):
-            for cls in settings_classes().values():
+            for cls in settings_classes():
                 try:
                     cls()
                 except ValidationError as exc:
@@ -112,7 +113,7 @@ def test_worker_time_limits_fit_the_broker_visibility_timeout(rendered: Rendered
     for c in rendered.containers(init=False):
         if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]:
             with environment(rendered.env(c)):
-                make_celery()
+                make_celery(settings.common(), settings.worker())
                 worker = settings.worker()
             # Celery's warm shutdown lets a running task finish before the pod is killed.
             assert c.pod["terminationGracePeriodSeconds"] > worker.task_time_limit_s, c.where

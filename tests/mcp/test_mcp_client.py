@@ -17,12 +17,12 @@ from engine.ports import ToolInvocation
 from gateway.celery_executor import CeleryToolExecutor
 from services.common import images
 from services.common.blobs import BlobStore
-from services.common.settings import McpClientSettings, McpServer
 from services.common.tools import ToolContext, ToolResult
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.redis_server import RedisServer
 from services.mcp.calls import call
 from services.mcp.catalog import list_tools
+from services.mcp.settings import McpClientSettings, McpServer
 from tests.support.executor import celery_executor
 
 pytestmark = pytest.mark.integration

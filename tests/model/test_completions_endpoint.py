@@ -5,19 +5,19 @@ into error observations within the budgets; cancel closes the stream and vLLM st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.common.settings import CompletionsEndpoint
 from services.devstack import neural_models
 from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.stack import EmbeddedStack
 from services.export.tokens import segments
 from services.model.completions_client import CompletionsModel
+from services.model.settings import CompletionsEndpoint
 from services.model.tokenizer import ModelTokenizer
+from tests.model.cancelling import cancel_mid_generation
 from tests.model.vllm_serve import SERVED, VllmServe
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
@@ -84,25 +84,7 @@ async def test_max_tokens_and_stop_strings_are_honoured(server: VllmServe, check
 
 
 def test_cancel_aborts_the_server_request(stack: EmbeddedStack, server: VllmServe) -> None:
-    cancelled = False
     with Client(stack.target, timeout_s=300) as client:
-        # Random weights may write EOS early: try seeds until a cancel lands while vLLM generates.
-        for seed in range(3, 9):
-            seen = 0
-            for event in client.events("Tell me everything.", max_steps=1, max_tokens=3900, seed=seed):
-                if event.WhichOneof("event") == "text":
-                    seen += 1
-                    if seen == 5 and server.running() >= 1:
-                        client.cancel(event.trajectory_id)
-                        cancelled = True
-                if event.WhichOneof("event") == "finished" and cancelled:
-                    assert event.finished.status == pb.STATUS_CANCELLED
-            if cancelled:
-                break
-    assert cancelled, "no generation of seeds 3-8 was still running at its 5th text event"
-    deadline = time.monotonic() + 10
-    while server.running() > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.running() == 0
+        cancel_mid_generation(client, server.running, stop_within_s=10)
     assert "Aborted request" in server.log.read_text()
 

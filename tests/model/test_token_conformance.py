@@ -30,9 +30,9 @@ from engine.loop import AgentLoop
 from engine.prompting import system_message, user_message
 from engine.spec import InputImage, RunSpec
 from gateway.channels import ChannelTracker
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.devstack.redis_server import RedisServer
 from services.export.tokens import segments
 from services.model.dialects import dialect_named

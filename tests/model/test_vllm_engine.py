@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from services.devstack.stack import EmbeddedStack
+from tests.model.cancelling import cancel_mid_generation
 from tests.model.engine_probe import generate, unfinished_requests
 from toolfabric import Client
-from toolfabric.v1 import fabric_pb2 as pb
 
 MODEL = "tiny_qwen3"
 PROMPT = "<|im_start|>user\nWho flew STS-93?<|im_end|>\n<|im_start|>assistant\n"
@@ -91,24 +91,6 @@ def test_concurrent_trajectories_share_one_engine_batch(stack: EmbeddedStack, cl
 
 def test_cancel_aborts_the_engine_request(stack: EmbeddedStack, client: Client) -> None:
     port = stack.triton.metrics_port
-    cancelled = False
-    # Random weights may write EOS or a stop string early: try seeds until a cancel lands while the engine generates.
-    for seed in range(3, 9):
-        seen = 0
-        for event in client.events("Tell me everything.", max_steps=1, max_tokens=3900, seed=seed):
-            if event.WhichOneof("event") == "text":
-                seen += 1
-                if seen == 5 and unfinished_requests(port, MODEL) >= 1:
-                    client.cancel(event.trajectory_id)
-                    cancelled = True
-            if event.WhichOneof("event") == "finished" and cancelled:
-                assert event.finished.status == pb.STATUS_CANCELLED
-        if cancelled:
-            break
-    assert cancelled, "no generation of seeds 3-8 was still running at its 5th text event"
-    deadline = time.monotonic() + 5
-    while unfinished_requests(port, MODEL) > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert unfinished_requests(port, MODEL) == 0
+    cancel_mid_generation(client, lambda: unfinished_requests(port, MODEL), stop_within_s=5)
     log = Path(stack.triton._child.log).read_text()  # type: ignore[union-attr]
     assert "aborted in the engine" in log

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import redis
 
-from services.common.settings import CommonSettings, SearchSettings
+from services.common.settings import CommonSettings
 from services.devstack.redis_server import RedisServer
 from services.index.indexer import index_paths
 from services.index.sqlite import SQLiteIndex
 from services.search.runtime import build_service
 from services.search.service import SearchService
+from services.search.settings import SearchSettings
 from tests.search.fake_providers import SERPER_KEY, FakeSearxng, FakeSerper
 
 DEMO_BASE = "http://demo.test/site/"

@@ -12,7 +12,6 @@ import redis
 from services.common.blob_urls import BadSignature, Grant, grant, signed_url, start_blob_server, verify
 from services.common.blobs import BlobStore, tenant_images_key
 from services.common.errors import BlobNotFound
-from tests.conftest import clear_settings_cache
 
 REF = "sha256:" + "ab" * 32
 
@@ -86,15 +85,14 @@ def test_a_url_is_bound_to_its_tenant() -> None:
 
 
 async def test_a_locked_endpoint_serves_a_url_only_while_its_tenant_holds_the_image(
-    redis_server, redis_client: redis.Redis, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+    redis_server, redis_client: redis.Redis, demo_dir: Path
 ) -> None:
-    monkeypatch.setenv("TOOLFABRIC_AUTH_REQUIRED", "true")
-    clear_settings_cache()
     data = (demo_dir / "question.jpg").read_bytes()
     blobs = BlobStore(redis_client, 3600)
     ref = blobs.put(data)
     redis_client.sadd(tenant_images_key("acme"), ref)
-    server = await start_blob_server("127.0.0.1", 0)
+    # The gateway passes TOOLFABRIC_AUTH_REQUIRED down (gateway/policy/listeners.py).
+    server = await start_blob_server("127.0.0.1", 0, auth_required=True)
     try:
         async with httpx.AsyncClient() as client:
             acme = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
@@ -106,8 +104,6 @@ async def test_a_locked_endpoint_serves_a_url_only_while_its_tenant_holds_the_im
             erased = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
     finally:
         await server.stop()
-        monkeypatch.delenv("TOOLFABRIC_AUTH_REQUIRED")
-        clear_settings_cache()
     assert acme.status_code == 200 and acme.content == data
     # Another tenant's image, an unbound URL, an image never stored and an erased one: the same answer.
     assert {r.status_code for r in (globex, unbound, never, erased)} == {404}

@@ -162,7 +162,8 @@ async def test_fifty_concurrent_identical_text_searches_make_one_provider_call(m
 
 _WORKER = """
 import asyncio, json, sys
-from services.common.settings import CommonSettings, SearchSettings
+from services.common.settings import CommonSettings
+from services.search.settings import SearchSettings
 from services.common.tools import ToolContext
 from services.search.runtime import build_service
 from services.search.spec import TextSearchArgs

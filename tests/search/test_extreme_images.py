@@ -30,9 +30,9 @@ def test_image_search_answers_extreme_shapes_through_the_worker_path(
     from services.index import default_index, reset_default_index
     from services.index.indexer import index_document, index_paths
     from services.search import runtime
-    from services.search.tasks import call
+    from tests.support.tasks import task_of
 
-    task: Any = call  # the Celery task; .run is its body, as a worker executes it
+    task: Any = task_of("search")  # the Celery task; .run is its body, as a worker executes it
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     clear_settings_cache()
     runtime.reset()

@@ -143,9 +143,9 @@ def test_celery_task_answers_text_and_image_search_through_the_worker_path(
     redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from services.search import runtime
-    from services.search.tasks import call
+    from tests.support.tasks import task_of
 
-    task: Any = call  # the Celery task; .run is its body, as a worker executes it
+    task: Any = task_of("search")  # the Celery task; .run is its body, as a worker executes it
     from services.index import default_index, reset_default_index
     from services.index.indexer import index_paths
 

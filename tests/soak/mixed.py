@@ -83,6 +83,15 @@ class Tally:
         rss = sorted(s.rss_kb for s in last)[len(last) // 2] / sorted(s.rss_kb for s in first)[len(first) // 2]
         return pid, fds, rss
 
+    def series(self, points: int = 11) -> str:
+        """The longest-lived gateway's RSS and open files over time, at `points` evenly spaced samples."""
+        if not self.samples:
+            return ""
+        pid, _, _ = self.growth()
+        own = [sample for sample in self.samples if sample.pid == pid]
+        picked = [own[round(i * (len(own) - 1) / (points - 1))] for i in range(points)] if len(own) > 1 else own
+        return "; ".join(f"{s.at_s:.0f}s {s.rss_kb / 1024:.0f} MB {s.fds} fds" for s in picked)
+
     def summary(self) -> str:
         pid, fds, rss = self.growth() if self.samples else (0, 0, 1.0)
         own = sum(1 for sample in self.samples if sample.pid == pid)

@@ -48,6 +48,7 @@ def test_long_mixed_soak_with_every_fault_on_a_schedule_accounts_for_every_strea
     print(f"\n[soak] {MINUTES:g} min, 6 clients, faults at {[(f'{at:.0f}s', name) for at, name in schedule]}")
     tally = Soak(soak_stack, duration, schedule, clients=6).run()
     print(f"[soak] {tally.summary()}")
+    print(f"[soak] the gateway over time: {tally.series()}")
     assert tally.accounted == tally.streams
     assert tally.silent == 0 and tally.hung == 0
     assert [name for _, name, _ in tally.faults] == [name for _, name in schedule]

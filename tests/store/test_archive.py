@@ -14,8 +14,8 @@ import redis
 from engine.spec import RunSpec
 from gateway.archive import Archive
 from services.common.blobs import BlobStore
-from services.common.settings import StoreSettings
 from services.store import ImageFiles, TrajectoryNotInStore, TrajectoryStore
+from services.store.settings import StoreSettings
 from services.store.trajectories import make_engine
 from tests.store.events import new, png, run
 from toolfabric.v1 import fabric_pb2 as pb

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 
 from gateway.celery_executor import CeleryToolExecutor
+from services.common import settings
 from services.common.celery_app import make_celery
 
 
 @contextlib.asynccontextmanager
 async def celery_executor(redis_url: str) -> AsyncIterator[CeleryToolExecutor]:
     client = aredis.Redis.from_url(redis_url)
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     executor = CeleryToolExecutor(app, client)
     await executor.start()
     try:

@@ -9,15 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.devstack.plugin_dist import ROOT, env_with, write_dist
+from services.devstack.plugin_dist import env_with, write_dist
 from services.plugins import GROUP
 
+SERVER_PYPROJECT = Path(__file__).resolve().parents[2] / "server" / "pyproject.toml"
 __all__ = ["declared_plugins", "env_with", "on_path", "write_dist"]
 
 
 def declared_plugins() -> dict[str, str]:
-    """The `toolfabric.tools` entry points this repository's pyproject.toml declares."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    """The `toolfabric.tools` entry points the server distribution declares (server/pyproject.toml)."""
+    project = tomllib.loads(SERVER_PYPROJECT.read_text())["project"]
     return dict(project["entry-points"][GROUP])
 
 

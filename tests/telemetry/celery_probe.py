@@ -16,7 +16,7 @@ import redis
 from opentelemetry import trace
 
 from services.common import settings
-from services.common.celery_app import app
+from services.common.celery_app import make_celery
 from services.common.telemetry import observe
 from services.common.telemetry import setup as telemetry
 from services.common.telemetry.celery import trace_publishing
@@ -24,6 +24,8 @@ from services.common.tools import ToolResult
 
 QUEUE = "telemetry-probe"
 TASK = "telemetry_probe.run"
+
+app = make_celery(settings.common(), settings.worker())  # this script's processes, like a worker's
 
 
 @app.task(name=TASK)

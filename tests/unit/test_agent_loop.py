@@ -17,9 +17,9 @@ from engine.loop import AgentLoop
 from engine.ports import ToolDispatchError, ToolInvocation
 from engine.spec import RunSpec
 from gateway.channels import ChannelTracker
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore, ref_for
-from services.common.settings import GatewaySettings
 from services.common.tools import NewImage, ToolResult
 from services.devstack.redis_server import RedisServer
 from services.model.dialects import dialect_named

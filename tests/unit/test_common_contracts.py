@@ -13,7 +13,7 @@ from tests.conftest import clear_settings_cache
 
 
 def test_celery_app_routes_each_service_to_its_queue_with_late_acks_and_json() -> None:
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     assert {task_name(s): {"queue": s} for s in SERVICES} == app.conf.task_routes
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert app.conf.accept_content == ["json"] and app.conf.task_serializer == "json"
@@ -27,7 +27,7 @@ def test_time_limit_at_or_above_visibility_timeout_is_refused(monkeypatch: pytes
     clear_settings_cache()
     try:
         with pytest.raises(ConfigurationError, match="must be below"):
-            make_celery()
+            make_celery(settings.common(), settings.worker())
     finally:
         monkeypatch.undo()
         clear_settings_cache()

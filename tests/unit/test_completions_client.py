@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from services.common.settings import CompletionsEndpoint
 from services.devstack.processes import free_port
 from services.model.backend import ModelChunk
 from services.model.completions_client import CompletionsModel
 from services.model.errors import ModelUnavailable
 from services.model.routing import ModelRouter
+from services.model.settings import CompletionsEndpoint
 from tests.support.completions_server import CompletionsServer, Reply
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
+from engine import plans
+from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
+from services.model.baseline.policy import read_situation
 from services.model.chat_template import ImagePart, Message
-from services.model.dialects import DIALECTS, dialect_for, dialect_named
+from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
+from services.model.dialects.instructions import read_mode
+from services.model.settings import ModelSettings
 from services.vision.spec import ZoomArgs
+from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric.v1 import names
 
 DEEPEYES = dialect_named("deepeyes")
 QWEN3VL = dialect_named("qwen3vl")
@@ -88,3 +96,108 @@ def test_deepeyes_template_is_qwen25_vl_with_its_default_system_turn() -> None:
     assert "<|vision_start|><|image_pad|><|vision_end|>What is written?" in prompt
     with_system = DEEPEYES.template.render([Message("system", ["sys"]), Message("user", ["q"])])
     assert with_system.startswith("<|im_start|>system\nsys<|im_end|>") and "helpful assistant" not in with_system
+
+
+# --- The one reading of an answer (issue 23: the parser, the chat door and scoring used three) ---
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_the_answer_is_the_last_one_and_an_unclosed_one_runs_to_the_end(dialect: Dialect) -> None:
+    assert dialect.answer_in("<think>t</think><answer> Eileen Collins </answer>") == Answer("Eileen Collins", True)
+    assert dialect.answer_in("<answer>quoted</answer> then <answer>final</answer>") == Answer("final", True)
+    assert dialect.answer_in("<answer>first <answer>second</answer>") == Answer("second", True)
+    assert dialect.answer_in("<think>x</think><answer>cut off") == Answer("cut off", False)
+    assert dialect.answer_in("<ANSWER>x</ANSWER>") is None  # the tags are the model's tokens, case and all
+    assert dialect.answer_in("<think>no answer</think>") is None
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_a_step_answers_with_its_last_closed_answer_only(dialect: Dialect) -> None:
+    # The parser used to take the first answer; it now reads the same one every reader does.
+    assert dialect.parse("<think>t</think><answer>draft</answer> <answer>final</answer>").answer == "final"
+    # An answer cut off does not finish the run: the model is told, as before.
+    step = dialect.parse("<answer>draft</answer> <answer>cut")
+    assert step.answer is None and any("<answer> was opened but never closed" in p for p in step.problems)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_markup_is_any_tag_of_the_dialects_steps(dialect: Dialect) -> None:
+    assert dialect.has_markup("<think>x</think>") and dialect.has_markup('<tool_call>{"name": "x"}</tool_call>')
+    assert not dialect.has_markup("Eileen Collins, 1999 (see <image 1>)")
+    assert dialect.has_markup("<plan>[]</plan>") == (dialect.name == "qwen3vl")  # DeepEyes does not plan
+
+
+def test_the_default_dialect_is_the_settings_default() -> None:
+    assert DEFAULT_DIALECT.name == ModelSettings().default_dialect
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_the_stream_is_labelled_in_the_dialects_channel_tags(dialect: Dialect) -> None:
+    tracker = ChannelTracker(dialect)
+    out = tracker.feed(f"<{dialect.think_tag}>hm</{dialect.think_tag}><{dialect.answer_tag}>A") + tracker.feed(
+        f"</{dialect.answer_tag}>")
+    assert [(c, t) for c, t in out if t in ("hm", "A")] == [(pb.CHANNEL_THINK, "hm"), (pb.CHANNEL_ANSWER, "A")]
+
+
+# --- The prompt's grammar: instructions per mode and observation blocks, written and read by the dialect ---
+
+@dataclass
+class _Made:
+    name: str
+    width: int
+    height: int
+    origin: str
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_instructions_name_only_the_dialects_own_tags(dialect: Dialect) -> None:
+    opening, closing = dialect.observation_tags
+    for mode in names.MODES:
+        text = dialect.system_prompt(mode, [])
+        assert text.startswith(f"Mode: {mode}\n") and read_mode(text) == mode
+        assert f"<{dialect.answer_tag}>…</{dialect.answer_tag}>" in text or mode == names.PLAN
+    research = dialect.system_prompt(names.DEEP_RESEARCH, [])
+    assert f"{opening}…{closing}" in research
+    assert ("<observation>" in research) == (opening == "<observation>")  # DeepEyes is told <tool_response>
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_observation_blocks_read_back_exactly_as_written(dialect: Dialect) -> None:
+    made = [_Made("<sub-image 1>", 64, 48, "code")]
+    parts = [*dialect.render_observation("code", "c1", '{"result": "ok"}', None, made),
+             *dialect.render_observation("web_visit", "c2", "the page did not load", "unavailable", []),
+             *dialect.render_observation("model_output", "-", "<answer> was never closed", "model_output", [])]
+    text = "".join(p if isinstance(p, str) else f"<|vision_start|>{p.name}<|vision_end|>" for p in parts)
+    blocks = dialect.read_observations(text)
+    assert [(b.tool, b.call_id, b.is_error) for b in blocks] == [
+        ("code", "c1", False), ("web_visit", "c2", True), ("model_output", "-", True)]
+    assert blocks[0].body == '{"result": "ok"}' and "<sub-image 1> (64x48, code)" in blocks[0].image_listing()
+    assert blocks[1].text == "error (unavailable): the page did not load"
+
+
+def test_the_baseline_reads_the_prompt_the_dialect_writes() -> None:
+    """The scripted baseline plays the model from the rendered prompt alone: the mode, the question and every
+    observation (its JSON, its error, its new images) must come back as written."""
+    observation = [*QWEN3VL.render_observation("code", "c1", '{"result": "42"}', None,
+                                               [_Made("<sub-image 1>", 64, 48, "code")]),
+                   *QWEN3VL.render_observation("text_search", "c2", "search is down", "unavailable", [])]
+    prompt = QWEN3VL.template.render([
+        Message("system", [QWEN3VL.system_prompt(names.GENERAL, [])]),
+        Message("user", [ImagePart("<image 1>"), "How tall is it?"]),
+        Message("assistant", ["<think>look</think>" + _call("code", code="print(42)")]),
+        Message("user", observation),
+    ])
+    seen = read_situation(prompt)
+    assert (seen.mode, seen.question, seen.input_images, seen.steps_done) == (names.GENERAL, "How tall is it?", 1, 1)
+    code, search = seen.observations
+    assert (code.tool, code.call_id, code.json(), code.new_images(), code.is_error) == (
+        "code", "c1", {"result": "42"}, ["<sub-image 1>"], False)
+    assert (search.tool, search.call_id, search.is_error, search.json()) == ("text_search", "c2", True, None)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)
+def test_plan_step_instructions_are_in_the_dialects_tags(dialect: Dialect) -> None:
+    verify = {"tool_name": "none", "description": "check"}
+    fill = {"tool_name": "text_search", "description": "who", "parameters": {"query": "[Person from Step 1]"}}
+    think = f"<{dialect.think_tag}>…</{dialect.think_tag}>"
+    assert plans.answer_instruction(2, 2, verify, dialect).endswith(f"{think}{dialect.render_answer('…')}.")
+    assert f"Reply with {think} then <tool_call>" in plans.fill_instruction(1, 2, fill, dialect)

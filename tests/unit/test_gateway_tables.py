@@ -13,11 +13,13 @@ import redis.asyncio as aredis
 from gateway import recorder
 from gateway.celery_executor import _to_result
 from gateway.exceptions import InvalidRequest
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings, GatewaySettings, ModelSettings
+from services.common.settings import CommonSettings
 from services.common.tools import ToolResult
 from services.devstack.redis_server import RedisServer
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 RESULTS = [

@@ -65,7 +65,7 @@ def _literal_kinds() -> set[str]:
     def strings(node: ast.AST) -> set[str]:
         return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
-    for path in [*ROOT.glob("gateway/*.py"), *ROOT.glob("services/**/*.py")]:
+    for path in [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("engine/**/*.py"), *ROOT.glob("services/**/*.py")]:
         if "repository" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
@@ -89,7 +89,8 @@ def _literal_kinds() -> set[str]:
 
 def test_every_error_kind_the_code_can_emit_is_listed_in_the_proto() -> None:
     emitted = _tool_error_kinds() | _literal_kinds()
-    assert {"model_output", "unknown_tool", "budget_exhausted", "model_unavailable", "worker_failure",
+    # (model_output is engine.step.MODEL_OUTPUT, read from this table: nothing to scan.)
+    assert {"unknown_tool", "budget_exhausted", "model_unavailable", "worker_failure",
             "code_error", "blocked"} <= emitted  # the scan sees the code
     assert emitted - names.ERROR_KINDS == {""}  # "" is "no error"
 
@@ -98,3 +99,46 @@ def test_error_kinds_map_to_the_enum_and_unlisted_strings_to_unspecified() -> No
     assert names.error_kind("timeout") == pb.ERROR_KIND_TIMEOUT
     assert names.error_kind("model_unavailable") == pb.ERROR_KIND_MODEL_UNAVAILABLE
     assert names.error_kind("") == names.error_kind("made_up") == pb.ERROR_KIND_UNSPECIFIED
+    assert names.error_kind_name(pb.ERROR_KIND_MODEL_OUTPUT) == "model_output"
+
+
+def test_the_mode_constants_and_type_are_the_proto_modes() -> None:
+    assert set(get_args(names.ModeName)) == set(names.MODES)
+    assert {names.DEEP_RESEARCH, names.GENERAL, names.PLAN} == set(names.MODES)
+    assert names.MODES[names.DEFAULT_MODE] == pb.MODE_DEEP_RESEARCH  # MODE_UNSPECIFIED's meaning in the proto
+    assert names.MODE_NAMES == {int(v): k for k, v in names.MODES.items()}
+    assert names.mode_value("plan") == pb.MODE_PLAN
+    assert names.status_name(pb.STATUS_UNSPECIFIED) == "unspecified"
+
+
+
+def _spellings_outside_the_table() -> list[str]:
+    """Places that spell a mode, or re-derive a name table, instead of reading toolfabric.v1.names."""
+    modes = set(names.MODES)
+    found: list[str] = []
+    files = [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("engine/**/*.py"), *ROOT.glob("services/**/*.py"),
+             *ROOT.glob("toolfabric/**/*.py")]
+    for path in files:
+        where = path.relative_to(ROOT)
+        if "repository" in path.parts or path.name.endswith(("_pb2.py", "_pb2_grpc.py")) or where == Path(
+                "toolfabric/v1/names.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            line = f"{where}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Constant) and node.value == "deep_research":
+                found.append(f"{line} spells a mode")
+            elif isinstance(node, ast.Compare) and "mode" in ast.unparse(node.left) and any(
+                    isinstance(c, ast.Constant) and c.value in modes for c in node.comparators):
+                found.append(f"{line} compares a mode with a literal")
+            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "Literal" and any(
+                    isinstance(c, ast.Constant) and c.value in modes for c in ast.walk(node.slice)):
+                found.append(f"{line} spells the modes as a Literal")
+            elif isinstance(node, ast.DictComp) and ast.unparse(node).endswith(("MODES.items()}", "STATUSES.items()}")):
+                found.append(f"{line} inverts a names table")
+            elif isinstance(node, ast.Constant) and node.value in ("STATUS_", "MODE_"):
+                found.append(f"{line} cuts an enum prefix")
+    return found
+
+
+def test_modes_and_statuses_are_spelled_only_in_the_names_table() -> None:
+    assert _spellings_outside_the_table() == []

@@ -15,9 +15,9 @@ from engine.plans import call_of, placeholders
 from engine.spec import RunSpec
 from gateway.channels import ChannelTracker
 from gateway.http.rounds import RoundWriter
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.tools import ToolResult
 from services.devstack.redis_server import RedisServer
 from services.export.conversation import rebuild

@@ -1,5 +1,6 @@
-"""README.md and `--help` agree: every flag the README shows exists on the command it shows it with, every flag it
-mentions exists somewhere, and where the README says what a flag does, it says it in `--help`'s words."""
+"""The README, docs/ and `--help` agree: every flag a usage block shows exists on the command it shows it with, every
+flag the README or the CLI's docs mention exists somewhere, and where they say what a flag does, they say it in
+`--help`'s words."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from toolfabric.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+# The docs that describe the CLI (the README links them); deploy.md and models.md also quote kubectl, podman, vLLM.
+CLI_DOCS = [ROOT / "docs" / name for name in ("api.md", "tools.md", "trajectories.md", "testing.md",
+                                              "performance.md", "reliability.md", "evaluation.md")]
+TEXT = "\n".join([README, *(doc.read_text() for doc in CLI_DOCS)])
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 # Flags the README mentions that belong to other programs: the benchmarks (read from their argparse calls), the
-# fuzzer, Triton; "--min/--max-steps" is shorthand for --min-steps and --max-steps.
+# fuzzer, Triton, py-spy; "--min/--max-steps" is shorthand for --min-steps and --max-steps.
 BENCH_FLAGS = {flag for script in (ROOT / "bench").glob("*.py")
                for flag in re.findall(r'add_argument\(\s*"(--[a-z0-9-]+)"', script.read_text())}
-NOT_OURS = BENCH_FLAGS | {"--minutes", "--exit-timeout-secs", "--min"}
+NOT_OURS = BENCH_FLAGS | {"--minutes", "--exit-timeout-secs", "--min", "--gil"}
 
 
 def commands(parser: argparse.ArgumentParser,
@@ -45,8 +50,12 @@ def help_of(words: tuple[str, ...], flag: str) -> str:
 
 
 def usage_lines() -> list[str]:
-    block = README.split("## Using it")[1].split("```sh")[1].split("```")[0]
-    return [line.split("#")[0] for line in block.splitlines() if line.startswith("toolfabric ")]
+    """The `toolfabric …` lines of the README's usage block and of every sh block in the CLI's docs."""
+    blocks = [README.split("## Using it")[1].split("```sh")[1].split("```")[0]]
+    blocks += [block.split("```")[0] for doc in CLI_DOCS for block in doc.read_text().split("```sh")[1:]]
+    lines = [line.split(" #")[0] for block in blocks for line in block.splitlines() if line.startswith("toolfabric ")]
+    assert len(lines) > 20, "the usage blocks moved: find them again"
+    return lines
 
 
 @pytest.mark.parametrize("line", usage_lines())
@@ -68,11 +77,11 @@ def test_every_flag_in_the_usage_block_is_a_flag_of_its_command(line: str) -> No
 
 def test_every_flag_the_readme_mentions_exists() -> None:
     ours = set().union(*(flags(p) for p in PARSERS.values()))
-    assert set(FLAG.findall(README)) - NOT_OURS - ours == set()
+    assert set(FLAG.findall(TEXT)) - NOT_OURS - ours == set()
 
 
 @pytest.mark.parametrize(("words", "flag"), [
     (("index",), "--include"), (("index",), "--exclude"), (("index",), "--all-files"), (("export",), "--format"),
 ])
 def test_where_the_readme_says_what_a_flag_does_it_uses_the_helps_words(words: tuple[str, ...], flag: str) -> None:
-    assert help_of(words, flag) in " ".join(README.split())
+    assert help_of(words, flag) in " ".join(TEXT.split())

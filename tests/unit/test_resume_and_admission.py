@@ -141,12 +141,43 @@ def test_the_http_policy_marks_a_requests_arrival_before_authentication() -> Non
 
     from gateway.policy.authentication import make_authenticator
     from gateway.policy.http import RequireKey
-    from services.common import settings
+    from gateway.settings import AuthSettings
 
     async def handler(request: object) -> JSONResponse:
         await asyncio.sleep(0.2)
         return JSONResponse({"queued": admission_module.queued_since_arrival()})
 
-    app = RequireKey(Starlette(routes=[Route("/x", handler)]), make_authenticator(settings.auth()))
+    app = RequireKey(Starlette(routes=[Route("/x", handler)]), make_authenticator(AuthSettings(), ""))
     queued = TestClient(app).get("/x").json()["queued"]
     assert 0.2 <= queued < 1.0
+
+
+def test_the_grpc_policy_marks_a_calls_arrival_from_its_declared_timeout() -> None:
+    # A step call that declares 30 s but arrives with 25 s left spent 5 s before its handler: slot() counts that.
+    import grpc
+
+    from gateway.policy.authentication import make_authenticator
+    from gateway.policy.grpc import PolicyInterceptor
+    from gateway.settings import AuthSettings
+
+    async def main() -> float:
+        seen: list[float] = []
+
+        async def step(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            seen.append(admission_module.queued_since_arrival())
+            return b""
+
+        server = grpc.aio.server(interceptors=[PolicyInterceptor(make_authenticator(AuthSettings(), ""))])
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "toolfabric.v1.Fabric", {"Step": grpc.unary_unary_rpc_method_handler(step)})])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary("/toolfabric.v1.Fabric/Step")
+                await call(b"", timeout=25, metadata=((CALL_TIMEOUT_KEY, "30000"),))
+        finally:
+            await server.stop(0)
+        return seen[0]
+
+    assert 4.9 <= asyncio.run(main()) < 6.0

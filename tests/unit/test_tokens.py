@@ -23,9 +23,9 @@ from engine.spec import InputImage, RunSpec
 from engine.tokens import StepTokens, TokenLedger
 from gateway.channels import ChannelTracker
 from gateway.checkpoints import checkpoint
+from gateway.settings import GatewaySettings
 from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import GatewaySettings
 from services.common.tools import NewImage, ToolResult
 from services.devstack.redis_server import RedisServer
 from services.export.conversation import rebuild

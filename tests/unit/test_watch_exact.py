@@ -55,18 +55,30 @@ class _Stopped(Exception):
 
 
 class _Gateway:
-    """One gateway's side of a trajectory: events stamped and delivered as gateway/runs.py does."""
+    """One gateway's side of a trajectory: events stamped and delivered as gateway/runs.py does; what it streamed
+    is what reached its client's queue (Delivery hands events over once they are recorded)."""
 
-    def __init__(self, client: aredis.Redis, tid: str, delivery: Delivery, stop_at: int | None = None) -> None:
-        self.client, self.tid, self.delivery, self.stop_at = client, tid, delivery, stop_at
-        self.streamed: list[pb.RunEvent] = []
+    def __init__(self, client: aredis.Redis, tid: str, record: recorder.TrajectoryRecorder,
+                 first_seq: int = 0, stop_at: int | None = None) -> None:
+        self.client, self.tid, self.stop_at = client, tid, stop_at
+        self.queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+        self.delivery = Delivery(record, tid, 1.0, self.queue, first_seq=first_seq)
+        self.emitted = 0
+        self._streamed: list[pb.RunEvent] = []
+
+    @property
+    def streamed(self) -> list[pb.RunEvent]:
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is not None:
+                self._streamed.append(event)
+        return self._streamed
 
     async def emit(self, **fields: object) -> None:
-        if self.stop_at is not None and len(self.streamed) >= self.stop_at:
+        if self.stop_at is not None and self.emitted >= self.stop_at:
             raise _Stopped
-        event = self.delivery.event(**fields)
-        await self.delivery.emit(event)
-        self.streamed.append(event)
+        self.emitted += 1
+        await self.delivery.emit(self.delivery.event(**fields))
 
     async def run_steps(self, plan: list[Step], first: int) -> None:
         for number, step in enumerate(plan[first - 1:], start=first):
@@ -84,10 +96,13 @@ class _Gateway:
 async def _scenario(client: aredis.Redis, tid: str, plan: Plan) -> None:
     rec_a = recorder.TrajectoryRecorder(client, tid, 600)
     await rec_a.begin("q", pb.MODE_GENERAL, "m")
-    a = _Gateway(client, tid, Delivery(rec_a, tid, 1.0), stop_at=plan.stop_at)
+    a = _Gateway(client, tid, rec_a, stop_at=plan.stop_at)
     with pytest.raises(_Stopped):
         await a.emit(started=pb.TrajectoryStarted(model="m"))
         await a.run_steps(plan.steps, 1)
+    # Gateway A stops: text deltas not yet recorded go nowhere (a write under way ends first).
+    a.delivery.detached = True
+    await a.delivery.flush()
     if plan.signal == "SIGTERM":  # drained: the client got every event and the hint
         a.delivery.detached = True
         seen, hint = a.streamed, a.delivery.last_seq + 1
@@ -101,7 +116,7 @@ async def _scenario(client: aredis.Redis, tid: str, plan: Plan) -> None:
     found = await recorder.load(client, tid)
     assert found is not None
     point = checkpoint(found, time.time())
-    b = _Gateway(client, tid, Delivery(rec_b, tid, 1.0, first_seq=point.last_seq))
+    b = _Gateway(client, tid, rec_b, first_seq=point.last_seq)
     await b.emit(step=point.next_step, resumed=pb.TrajectoryResumed(from_step=point.next_step,
                                                                     from_seq=point.last_seq))
     await b.run_steps(plan.steps, point.next_step)

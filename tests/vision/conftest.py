@@ -13,10 +13,10 @@ from PIL import Image
 
 from services.common import images
 from services.common.blobs import BlobStore
-from services.common.settings import VisionSettings
 from services.common.tools import ToolContext
 from services.vision import store as store_module
 from services.vision.sandbox.client import Sandbox
+from services.vision.settings import VisionSettings
 from services.vision.store import ImageStore
 
 MAX_PIXELS = 40_000_000

@@ -8,11 +8,11 @@ import pytest
 
 from services.common import images
 from services.common.errors import ToolError
-from services.common.settings import VisionSettings
 from services.common.tools import ToolContext, ToolResult
 from services.vision import errors
 from services.vision.code_tool import run_code
 from services.vision.sandbox.client import Sandbox
+from services.vision.settings import VisionSettings
 from services.vision.store import ImageStore
 from tests.vision.conftest import MakeContext, jpeg, png, scene
 

@@ -13,7 +13,8 @@ from services.common.tools import ToolResult
 from services.model.baseline.policy import ENHANCE_CODE, INSPECT_CODE
 from services.vision import code_tool
 from services.vision.store import ImageStore
-from services.vision.tasks import HANDLERS, call
+from services.vision.tasks import HANDLERS
+from tests.support.tasks import task_of
 from tests.vision.conftest import MakeContext, png
 
 SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
@@ -34,6 +35,8 @@ ARGS: dict[str, dict[str, Any]] = {
     "edges": {"image": "<image 1>"},
     "draw": {"image": "<image 1>", "marks": [{"xy": [0.1, 0.1, 0.9, 0.9]}], "coords": "relative"},
 }
+
+call = task_of("vision")  # exactly what a worker registers
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,8 +12,11 @@ from services.common import images
 from services.common.tools import ToolResult
 from services.vision.spec import TOOLS
 from services.vision.store import ImageStore
-from services.vision.tasks import HANDLERS, call
+from services.vision.tasks import HANDLERS
+from tests.support.tasks import task_of
 from tests.vision.conftest import MakeContext, jpeg, png, scene
+
+call = task_of("vision")  # exactly what a worker registers
 
 
 def run(tool: str, arguments: dict[str, Any], ctx: Any) -> ToolResult:

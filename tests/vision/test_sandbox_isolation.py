@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import VisionSettings
 from services.common.tools import ToolContext, ToolResult
 from services.vision import errors
 from services.vision.code_tool import run_code
 from services.vision.sandbox import confine
 from services.vision.sandbox.client import Sandbox
+from services.vision.settings import VisionSettings
 from services.vision.store import ImageStore
 
 LAYERS = confine.available_layers()
@@ -211,7 +211,7 @@ def test_a_dead_zygote_is_replaced_on_the_next_call(store: ImageStore, sandbox_s
 NON_ROOT_SCRIPT = """
 import json, os, redis
 from services.common.blobs import BlobStore
-from services.common.settings import VisionSettings
+from services.vision.settings import VisionSettings
 from services.common.tools import ToolContext
 from services.vision.code_tool import check_layers, run_code
 from services.vision.sandbox.client import Sandbox

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from services.common import images
+from services.common import images, settings
 from services.common.blobs import BlobStore
 from services.common.celery_app import make_celery
 from services.common.tools import ToolResult, task_name
@@ -37,7 +37,7 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def gateway_side(redis_server: RedisServer) -> Iterator[Celery]:
     """A Celery app on the test Redis (the shared `app` was bound to the default URL at import)."""
-    app = make_celery()
+    app = make_celery(settings.common(), settings.worker())
     yield app
     app.close()
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 
-from toolfabric.v1.names import MODES
+from toolfabric.v1.names import DEFAULT_MODE, MODES
 
 DEMO_QUESTION = "Who is the astronaut in this photo, and what was the first Space Shuttle mission she commanded?"
 DEMO_IMAGE = Path(__file__).resolve().parents[1] / "demo" / "question.jpg"
@@ -100,7 +100,7 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
     run.add_argument("question")
     run.add_argument("--image", action="append", default=[], help="image file or http(s) URL (repeatable)")
     run.add_argument("--target", default="127.0.0.1:50051", help="gateway address")
-    run.add_argument("--mode", default="deep_research", choices=list(MODES))
+    run.add_argument("--mode", default=DEFAULT_MODE, choices=list(MODES))
     run.add_argument("--max-steps", type=int, default=0)
     run.add_argument("--max-tool-calls", type=int, default=0)
     run.add_argument("--deadline", type=float, default=0.0, help="seconds")
@@ -140,16 +140,22 @@ def build_parser(with_server_commands: bool = True) -> argparse.ArgumentParser:
                 register(sub)
             except ImportError as exc:  # a registration may import server modules: the SDK alone lacks them
                 _report_unloadable(name, exc)
+        if set(sub.choices) <= CLIENT_COMMANDS:  # the SDK alone: say where the server commands come from
+            parser.epilog = NO_SERVER
     return parser
 
 
 CLIENT_COMMANDS = frozenset({"run", "tools", "trajectory", "trajectories", "trace"})
 ENTRY_POINT_GROUP = "toolfabric.commands"
+# The server is a second distribution (an extra adds dependencies, not code); it is not on PyPI.
+SERVER_INSTALL = "the toolfabric-server distribution (`pip install ./server` in a toolfabric checkout)"
+NO_SERVER = (f"Server commands (up, gateway, worker, index, eval, ...) are not installed: they come with "
+             f"{SERVER_INSTALL}.")
 
 
 def _report_unloadable(name: str, exc: Exception) -> None:
     print(f"toolfabric: server commands from {name} could not be loaded ({exc}); "
-          "install them with `pip install 'toolfabric[server]'`", file=sys.stderr)
+          f"reinstall {SERVER_INSTALL}", file=sys.stderr)
 
 
 def _server_registrations() -> list[tuple[str, Callable[[Any], None]]]:
@@ -176,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # A client command never loads the server's command modules (nor anything they import).
     client_only = bool(argv) and argv[0] in CLIENT_COMMANDS
-    args = build_parser(with_server_commands=not client_only).parse_args(argv)
+    parser = build_parser(with_server_commands=not client_only)
+    if parser.epilog == NO_SERVER and argv and not argv[0].startswith("-"):
+        # `toolfabric up` with the SDK alone: one line naming what to install, not argparse's list of choices.
+        print(f"toolfabric: '{argv[0]}' is not a client command. {NO_SERVER}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     from toolfabric.exceptions import ToolfabricError
 
     try:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from toolfabric.listing import parse_labels
+from toolfabric.v1.names import MODES, status_name
 
 
 def _time(text: str) -> Union[datetime, float]:
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", action="append", default=[],
                         help="completed, failed, cancelled, budget_exhausted, running (repeatable)")
     parser.add_argument("--model", default="")
-    parser.add_argument("--mode", choices=["deep_research", "general", "plan"])
+    parser.add_argument("--mode", choices=list(MODES))
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="repeatable; all must match")
     parser.add_argument("--eval-run", default="")
     parser.add_argument("--since", help="created at or after (ISO 8601 or epoch seconds)")
@@ -42,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     from toolfabric.client import Client
     from toolfabric.exceptions import ToolfabricError
-    from toolfabric.v1 import fabric_pb2 as pb
 
     try:
         filters: Dict[str, Any] = {
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     print(json.dumps(MessageToDict(summary), ensure_ascii=False))
                 else:
                     rows.append((summary.trajectory_id, summary.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
-                                  pb.Status.Name(summary.status)[len("STATUS_"):].lower(),
+                                  status_name(summary.status),
                                   summary.model, str(summary.steps), str(summary.tool_calls),
                                   " ".join(f"{k}={v}" for k, v in sorted(summary.labels.items())),
                                   summary.question[:60]))

@@ -1,20 +1,22 @@
-"""Trace context through Celery: a publish span in the sender, the run span in the worker as its child.
+"""Trace context through Celery: the run span in the worker is a child of the sender's span (execute_tool).
 
 Workers use opentelemetry-instrumentation-celery, which extracts the context from the task's
 message headers and wraps each run in a CONSUMER span. Its publish side only works for tasks
 registered in the sending process; the gateway `send_task`s by name without importing worker code,
 and for such a task the instrumentor opens a span it never closes and leaves it attached as the
 current context. So senders use `trace_publishing()` here instead, which handles exactly the tasks
-this process does not know.
+this process does not know: the publish is an `apply_async` event of the current span (a span per publish
+was a third of a trajectory's spans, issue 24), and the context goes into the message headers.
 
-Celery's own Redis traffic (the broker write under a publish span, the result write after a task
-body) is summed up by the publish and run spans; `is_celery_plumbing` lets the sampler drop it. The
+Celery's own Redis traffic (the broker write, untraced; the result write after a task body, summed
+up by the run span: `is_celery_plumbing` lets the sampler drop it) is not traced. The
 STARTED record written before the body (the gateway reads it to tell which worker runs a task) is
 written with instrumentation suppressed.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import weakref
@@ -25,12 +27,13 @@ from typing import Any
 from celery import signals
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.propagate import inject
 
 log = logging.getLogger(__name__)
 
-_tracer = trace.get_tracer("toolfabric.celery")
-_pending: OrderedDict[str, tuple[trace.Span, object]] = OrderedDict()
+# task id -> the context token to detach after the publish (instrumentation suppressed for the broker write)
+_pending: OrderedDict[str, contextvars.Token[otel_context.Context]] = OrderedDict()
 _pending_lock = threading.Lock()
 # A publish that raises never sends after_task_publish; bound what such failures can leave behind.
 _MAX_PENDING = 10_000
@@ -66,41 +69,35 @@ def _before_publish(sender: str | None = None, headers: dict[str, Any] | None = 
     task_id = headers.get("id")
     if not task_id:
         return
-    span = _tracer.start_span(
-        f"apply_async/{sender}",
-        kind=trace.SpanKind.PRODUCER,
-        attributes={
-            "celery.action": "apply_async",
+    # The publish is an event of the caller's span (execute_tool), not a span of its own: one span per tool call
+    # on this side, the worker's run span its child. The broker write is Celery's own traffic: not traced.
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("apply_async", {
             "celery.task_name": sender,
             "messaging.system": "celery",
             "messaging.operation.type": "send",
             "messaging.destination.name": routing_key or "",
             "messaging.message.id": task_id,
-        },
-    )
-    # Current until after_task_publish (same thread, right after the broker write), so the worker's
-    # run span and the broker's Redis calls are its children. A publish that raises never detaches
-    # it; the caller's enclosing span (execute_tool) restores the context when it ends.
-    token = otel_context.attach(trace.set_span_in_context(span))
+        })
     inject(headers)
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     with _pending_lock:
-        _pending[task_id] = (span, token)
+        _pending[task_id] = token
         while len(_pending) > _MAX_PENDING:
-            _pending.popitem(last=False)[1][0].end()
+            _pending.popitem(last=False)
 
 
 def _after_publish(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
     task_id = (headers or {}).get("id")
     with _pending_lock:
-        pending = _pending.pop(task_id, None) if task_id else None
-    if pending is not None:
-        span, token = pending
-        otel_context.detach(token)  # type: ignore[arg-type]
-        span.end()
+        token = _pending.pop(task_id, None) if task_id else None
+    if token is not None:
+        otel_context.detach(token)
 
 
 def trace_publishing() -> None:
-    """Publish spans + context injection for `send_task` by name (idempotent)."""
+    """Publish events + context injection for `send_task` by name (idempotent)."""
     global _publishing_on
     if _publishing_on:
         return
@@ -112,7 +109,6 @@ def trace_publishing() -> None:
 def _quiet_started_records() -> None:
     """Store STARTED states without Redis spans under the run span (they are Celery's, not the task's)."""
     from celery import current_app, states
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
     backend = current_app.backend
     store = backend.store_result

@@ -6,12 +6,45 @@ sandbox limit, a provider call, a failed tool); with tracing off the span part c
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
 from services.common.telemetry import celery as celery_tracing
 from services.common.telemetry import metrics
 from services.common.tools import ToolResult
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Client calls inside are the fabric's bookkeeping, not the tool's work: no spans for them."""
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+T = TypeVar("T")
+
+
+def traced_as_now(work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`work`, to run later with tracing as it is now (inside an `untraced()` block: the tool's real work)."""
+    now = otel_context.get_current()
+
+    async def run() -> T:
+        token = otel_context.attach(now)
+        try:
+            return await work()
+        finally:
+            otel_context.detach(token)
+
+    return run
 
 
 def cache_lookup(tier: str, hit: bool, namespace: str = "") -> None:

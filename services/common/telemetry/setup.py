@@ -124,11 +124,11 @@ def _exporter(name: str) -> SpanExporter:
     return JsonLinesSpanExporter(traces_file())
 
 
-def setup_telemetry(service_name: str, *, instrument: bool = True) -> bool:
+def setup_telemetry(service_name: str, *, instrument: bool = True, trace_redis: bool = True) -> bool:
     """Install the tracer provider for this process; returns whether tracing is on.
 
     Idempotent: later calls (another entry point, a second worker_process_init) change nothing.
-    `instrument` also traces the redis and httpx clients.
+    `instrument` also traces the httpx clients and, with `trace_redis`, every redis-py command.
     """
     global _state
     with _lock:
@@ -151,31 +151,21 @@ def setup_telemetry(service_name: str, *, instrument: bool = True) -> bool:
         _state = _State(provider, os.getpid(), name)
         atexit.register(shutdown_telemetry)
     if instrument:
-        instrument_clients()
+        instrument_clients(redis=trace_redis)
     return True
 
 
-def instrument_clients() -> None:
+def instrument_clients(redis: bool = True) -> None:
     """Spans for redis-py and httpx calls and for Celery tasks published by name (all idempotent)."""
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     from services.common.telemetry.celery import trace_publishing
 
-    RedisInstrumentor().instrument()
+    if redis:
+        RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
     trace_publishing()
-
-
-def tracing_enabled() -> bool:
-    return _state is not None and _state.provider is not None
-
-
-def flush_telemetry(timeout_s: float = 5.0) -> bool:
-    """Export every finished span now (before a process exits or a test reads the receiver)."""
-    if _state is None or _state.provider is None:
-        return True
-    return _state.provider.force_flush(int(timeout_s * 1000))
 
 
 def shutdown_telemetry() -> None:

@@ -1,38 +1,35 @@
-"""Reading the fabric's observation blocks back out of a rendered prompt (for scripted policies)."""
+"""Reading the fabric's observation blocks back out of a rendered prompt (for scripted policies).
+
+The blocks are read by the dialect that wrote them (services/model/dialects/observations.py), so the
+baseline reads exactly what the prompt says; the baseline plays an R1V4 (qwen3vl) model.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
-_BLOCK = re.compile(r"<observation>\ntool: (\S+) \(call (\S+)\)\n(.*?)\n</observation>", re.DOTALL)
+from services.model.dialects import DIALECTS
+from services.model.dialects.observations import ObservationBlock
+
+DIALECT = DIALECTS["qwen3vl"]
 _IMAGE_NAME = re.compile(r"<sub-image \d+>")
 
 
-@dataclass
-class SeenObservation:
-    tool: str
-    call_id: str
-    text: str
-
-    @property
-    def is_error(self) -> bool:
-        return self.text.startswith("error (")
+class SeenObservation(ObservationBlock):
+    """A block as the policy uses it: its JSON payload and the images it made."""
 
     def json(self) -> Any:
         """The tool's JSON payload, or None when the text is not JSON (errors, code output)."""
-        body = self.text.split("\nNew images:", 1)[0]
         try:
-            return json.loads(body)
+            return json.loads(self.body)
         except json.JSONDecodeError:
             return None
 
     def new_images(self) -> list[str]:
-        _, _, tail = self.text.partition("\nNew images:")
-        return _IMAGE_NAME.findall(tail)
+        return _IMAGE_NAME.findall(self.image_listing())
 
 
 def observations_in(text: str) -> list[SeenObservation]:
-    return [SeenObservation(m.group(1), m.group(2), m.group(3)) for m in _BLOCK.finditer(text)]
+    return [SeenObservation(b.tool, b.call_id, b.text) for b in DIALECT.read_observations(text)]

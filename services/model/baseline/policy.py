@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.model.baseline.observations import SeenObservation, observations_in
+from services.model.baseline.observations import DIALECT, SeenObservation, observations_in
 from services.model.chat_template import Message, Qwen3VLTemplate
+from services.model.dialects.instructions import read_mode
+from toolfabric.v1.names import DEFAULT_MODE, GENERAL, PLAN
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")
 _STOP = {
@@ -68,11 +70,11 @@ _PLAN = re.compile(r"<plan>(.*?)</plan>", re.DOTALL)
 def read_situation(prompt: str) -> Situation:
     messages: list[Message] = Qwen3VLTemplate().parse(prompt)
     system = next((m.text() for m in messages if m.role == "system"), "")
-    mode_match = re.search(r"^Mode: (\w+)", system, re.MULTILINE)
     # The turn being answered starts at the last user message that is a question, not observations
     # (earlier turns of a conversation come before it as question/answer pairs).
+    opening = DIALECT.observation_tags[0]
     questions = [i for i, m in enumerate(messages)
-                 if m.role == "user" and not m.text().lstrip().startswith(("<observation>", "Plan step"))]
+                 if m.role == "user" and not m.text().lstrip().startswith((opening, "Plan step"))]
     start = questions[-1] if questions else len(messages)
     first = messages[start] if questions else Message("user")
     turn = messages[start + 1:]
@@ -82,7 +84,7 @@ def read_situation(prompt: str) -> Situation:
     asked = [m.text() for m in turn if m.role == "user"]
     plan_step = _PLAN_STEP.findall(asked[-1]) if asked else []
     return Situation(
-        mode=mode_match.group(1) if mode_match else "deep_research",
+        mode=read_mode(system) or DEFAULT_MODE,
         question=first.text().strip(),
         input_images=len(first.image_names()),
         steps_done=sum(1 for m in turn if m.role == "assistant"),
@@ -104,9 +106,9 @@ def _json_list(raw: str) -> list[dict[str, Any]]:
 def next_step(prompt: str) -> str:
     """The full text of the next model step for this prompt."""
     s = read_situation(prompt)
-    if s.mode == "plan":
+    if s.mode == PLAN:
         return _plan(s)
-    if s.mode == "general":
+    if s.mode == GENERAL:
         return _general(s)
     return _deep_research(s)
 

@@ -3,7 +3,7 @@
 To add a family: write a module here with a class satisfying `Dialect` and list it in `registry.DIALECTS`.
 """
 
-from services.model.dialects.base import Dialect, ParsedStep, RawCall
-from services.model.dialects.registry import DIALECTS, dialect_for, dialect_named
+from services.model.dialects.base import Answer, Dialect, ParsedStep, RawCall
+from services.model.dialects.registry import DEFAULT_DIALECT, DIALECTS, dialect_for, dialect_named
 
-__all__ = ["DIALECTS", "Dialect", "ParsedStep", "RawCall", "dialect_for", "dialect_named"]
+__all__ = ["DEFAULT_DIALECT", "DIALECTS", "Answer", "Dialect", "ParsedStep", "RawCall", "dialect_for", "dialect_named"]

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from services.model.chat_template import ChatTemplate
+from services.model.chat_template import ChatTemplate, ImagePart
+from services.model.dialects import instructions as _instructions
+from services.model.dialects import observations as _observations
+from services.model.dialects.observations import NamedImage, ObservationBlock
 
 
 @dataclass
@@ -35,14 +39,47 @@ class ParsedStep:
     problems: list[str] = field(default_factory=list)
 
 
+class Answer(NamedTuple):
+    text: str  # stripped
+    closed: bool  # False: the tag runs to the end of the text (a step cut short, a stream still going)
+
+
 class Dialect(Protocol):
     name: str
     template: ChatTemplate
     stop: tuple[str, ...]
     # The tags an observation is wrapped in, e.g. ("<observation>", "</observation>").
     observation_tags: tuple[str, str]
+    # The names of the tags the model thinks and answers in (the streamed text's channels).
+    think_tag: str
+    answer_tag: str
 
     def parse(self, text: str) -> ParsedStep: ...
+
+    def answer_in(self, text: str) -> Answer | None:
+        """The model's answer in `text` (a step, a whole trajectory sent back, a stored answer), if it has one."""
+        ...
+
+    def has_markup(self, text: str) -> bool:
+        """Whether `text` holds any of the tags the model writes a step in (so it is not a bare answer)."""
+        ...
+
+    def system_prompt(self, mode: str, schemas: list[dict[str, Any]]) -> str:
+        """The system turn: the mode, its instructions in this dialect's tags, and the tools as it knows them."""
+        ...
+
+    def render_answer(self, answer: str) -> str:
+        """An earlier turn's answer as the model would have written it."""
+        ...
+
+    def render_observation(self, tool: str, call_id: str, text: str, error_kind: str | None,
+                           images: Sequence[NamedImage]) -> list[str | ImagePart]:
+        """One observation block in this dialect's tags (services/model/dialects/observations.py)."""
+        ...
+
+    def read_observations(self, text: str) -> list[ObservationBlock]:
+        """The observation blocks `render_observation` wrote into `text`."""
+        ...
 
     def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The function schemas the system prompt lists, given the catalog's (the model's own names and units)."""
@@ -51,11 +88,28 @@ class Dialect(Protocol):
 
 THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 CALL_OR_ANSWER_HINT = (
     "the step has neither a tool call nor an answer: call a tool with "
     '<tool_call>{"name": …, "arguments": {…}}</tool_call> or finish with <answer>…</answer>'
 )
+
+
+def last_answer(text: str, tag: str = "answer") -> Answer | None:
+    """The text after the last <answer>, up to its </answer> or, unclosed, to the end.
+
+    The one reading of an answer (the parser, the chat door's history and the evals' scoring all ask it):
+    the last, because a trajectory sent back whole may quote "<answer>" in an observation or think
+    before its final answer; to the end when unclosed, because readers of stored or streamed text take
+    what is there (the parser, which must not finish a run on a cut-off answer, requires `closed`).
+    Tags are case-sensitive: they are the model's tokens, "<ANSWER>" is not one.
+    """
+    opening = f"<{tag}>"
+    start = text.rfind(opening)
+    if start < 0:
+        return None
+    body = text[start + len(opening):]
+    end = body.find(f"</{tag}>")
+    return Answer(body[:end].strip(), True) if end >= 0 else Answer(body.strip(), False)
 
 
 def split_think(text: str, step: ParsedStep) -> str:
@@ -122,3 +176,41 @@ def finish(step: ParsedStep) -> ParsedStep:
     if not step.calls and step.answer is None and step.plan is None and not step.problems:
         step.problems.append(CALL_OR_ANSWER_HINT)
     return step
+
+
+class TaggedDialect:
+    """What the two families share: <think>/<answer> channels, the one answer reading, markup detection.
+
+    A dialect sets `step_tags` (every tag its steps are written in) and inherits the rest."""
+
+    think_tag = "think"
+    answer_tag = "answer"
+    step_tags: tuple[str, ...] = ("think", "tool_call", "answer")
+
+    def answer_in(self, text: str) -> Answer | None:
+        return last_answer(text, self.answer_tag)
+
+    def has_markup(self, text: str) -> bool:
+        return any(f"<{tag}>" in text or f"</{tag}>" in text for tag in self.step_tags)
+
+    def system_prompt(self, mode: str, schemas: list[dict[str, Any]]) -> str:
+        listing = "\n".join(json.dumps(s, ensure_ascii=False) for s in self.declare_tools(schemas))
+        text = _instructions.instructions(mode, think=self.think_tag, answer=self.answer_tag,
+                                          observation=self.observation_tags)
+        return _instructions.system_text(mode, text, listing)
+
+    def render_answer(self, answer: str) -> str:
+        return f"<{self.answer_tag}>{answer}</{self.answer_tag}>"
+
+    def render_observation(self, tool: str, call_id: str, text: str, error_kind: str | None,
+                           images: Sequence[NamedImage]) -> list[str | ImagePart]:
+        return _observations.render(self.observation_tags, tool, call_id, text, error_kind, images)
+
+    def read_observations(self, text: str) -> list[ObservationBlock]:
+        return _observations.read(self.observation_tags, text)
+
+    # Set by each dialect (the Protocol's attributes); declared here for the methods above.
+    observation_tags: tuple[str, str]
+
+    def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return schemas

@@ -14,11 +14,12 @@ from typing import Any
 
 from services.model.chat_template import ChatTemplate, Qwen25VLTemplate
 from services.model.dialects.base import (
-    ANSWER,
     TOOL_CALL,
     ParsedStep,
     RawCall,
+    TaggedDialect,
     finish,
+    last_answer,
     parse_json_call,
     report_unclosed,
     split_think,
@@ -71,14 +72,14 @@ def parse_step(text: str) -> ParsedStep:
         call = parse_json_call(match.group(1), i, step.problems)
         if call:
             step.calls.append(to_catalog(call))
-    answer = ANSWER.search(body)
-    if answer:
-        step.answer = answer.group(1).strip()
+    answer = last_answer(body)
+    if answer and answer.closed:  # a cut-off answer does not end the run: report_unclosed tells the model
+        step.answer = answer.text
     report_unclosed(body, ("tool_call", "answer"), step.problems)
     return finish(step)
 
 
-class DeepEyesDialect:
+class DeepEyesDialect(TaggedDialect):
     name = "deepeyes"
     template: ChatTemplate = Qwen25VLTemplate()
     stop: tuple[str, ...] = ("<tool_response>",)

@@ -15,12 +15,13 @@ from typing import Any
 
 from services.model.chat_template import ChatTemplate, Qwen3VLTemplate
 from services.model.dialects.base import (
-    ANSWER,
     NOT_READ,
     TOOL_CALL,
     ParsedStep,
     RawCall,
+    TaggedDialect,
     finish,
+    last_answer,
     parse_json_call,
     read_json,
     report_unclosed,
@@ -55,9 +56,9 @@ def parse_step(text: str) -> ParsedStep:
             step.calls.append(RawCall(name, {"code": fenced.group(1) if fenced else content}))
         else:
             step.calls.append(RawCall(name, {arg: [content]}))
-    answer = ANSWER.search(body)
-    if answer:
-        step.answer = answer.group(1).strip()
+    answer = last_answer(body)
+    if answer and answer.closed:  # a cut-off answer does not end the run: report_unclosed tells the model
+        step.answer = answer.text
     plan = _PLAN.search(body)
     if plan:
         step.plan = _parse_plan(plan.group(1), step.problems)
@@ -87,14 +88,12 @@ def _parse_plan(raw: str, problems: list[str]) -> list[dict[str, Any]] | None:
     return plan
 
 
-class Qwen3VLDialect:
+class Qwen3VLDialect(TaggedDialect):
     name = "qwen3vl"
+    step_tags = ("think", "tool_call", "answer", "plan", *_TAG_CALLS)
     template: ChatTemplate = Qwen3VLTemplate()
     stop: tuple[str, ...] = ("<observation>",)
     observation_tags = ("<observation>", "</observation>")
 
     def parse(self, text: str) -> ParsedStep:
         return parse_step(text)
-
-    def declare_tools(self, schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return schemas

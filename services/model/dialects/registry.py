@@ -8,6 +8,9 @@ from services.model.dialects.deepeyes import DeepEyesDialect
 from services.model.dialects.qwen3vl import Qwen3VLDialect
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (Qwen3VLDialect(), DeepEyesDialect())}
+# Reads text whose model is not known (an evals answer, a chat history, a stream with no dialect given);
+# the settings' default_dialect names the same one (tests/unit/test_dialects.py holds them together).
+DEFAULT_DIALECT: Dialect = DIALECTS["qwen3vl"]
 
 
 def dialect_named(name: str) -> Dialect:

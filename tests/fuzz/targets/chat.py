@@ -14,7 +14,7 @@ from __future__ import annotations
 from gateway.exceptions import InvalidRequest
 from gateway.http.chat import parse_chat, read_json
 from gateway.http.errors import ApiError
-from services.common.settings import HttpSettings
+from gateway.http.settings import HttpSettings
 from tests.fuzz.targets.run_request import LOOP, MAX_MESSAGE_CHARS, VALIDATOR
 
 INSTRUMENT = ("gateway.http.chat", "gateway.validation", "services.web.guard", "services.common.images")

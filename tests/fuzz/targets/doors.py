@@ -25,9 +25,9 @@ import grpc
 from gateway.policy.authentication import Authenticator
 from gateway.policy.grpc import OPEN_SERVICES, PolicyInterceptor
 from gateway.policy.http import RequireKey
+from gateway.settings import AuthSettings
 from services.common.api_keys import ApiKeyStore
 from services.common.blob_urls import BadSignature, grant
-from services.common.settings import AuthSettings
 
 INSTRUMENT = ("gateway.policy", "services.common.api_keys", "services.common.blob_urls")
 BLOB_SECRET = "fuzz-" + "s" * 40
@@ -77,7 +77,13 @@ async def _grpc(value: str, method: str) -> None:
     handler = await PolicyInterceptor(AUTH).intercept_service(_handler, _Details((("authorization", value),),
                                                                                  method))
 
-    class Context:
+    class Context:  # the parts of grpc.aio.ServicerContext the policy reads
+        def invocation_metadata(self) -> tuple[tuple[str, Any], ...]:
+            return (("authorization", value),)
+
+        def time_remaining(self) -> float | None:
+            return None
+
         async def abort(self, code: grpc.StatusCode, message: str) -> None:
             assert code == grpc.StatusCode.UNAUTHENTICATED and message, (code, message)
             raise _Refused

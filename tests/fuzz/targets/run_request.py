@@ -18,11 +18,14 @@ import redis.asyncio as aredis
 from google.protobuf.message import DecodeError
 
 from gateway.exceptions import InvalidRequest
+from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
 from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings, FetchSettings, GatewaySettings, ModelSettings
+from services.common.settings import CommonSettings
+from services.model.settings import ModelSettings
 from services.web.errors import ConnectFailed, HostNotFound
 from services.web.guard import Guard
+from services.web.settings import FetchSettings
 from toolfabric.v1 import fabric_pb2 as pb
 
 INSTRUMENT = ("gateway.validation", "services.web.guard", "services.web.addresses", "services.common.images")

@@ -18,9 +18,10 @@ from google.protobuf.message import DecodeError
 from engine.images import ImageRegistry
 from gateway.exceptions import InvalidRequest
 from gateway.fabric.step import items as grpc_items
+from gateway.settings import GatewaySettings
 from gateway.step.http import parse_body
 from gateway.stepping.service import StepItem, StepService
-from services.common.settings import GatewaySettings, StepSettings
+from gateway.stepping.settings import StepSettings
 from tests.fuzz.targets.run_request import BLOBS, LOOP, MAX_MESSAGE_CHARS, REDIS, VALIDATOR
 from toolfabric.v1 import fabric_pb2 as pb
 
