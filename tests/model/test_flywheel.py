@@ -3,9 +3,9 @@ baseline trajectories, the real export, TRL's SFTTrainer, the trained checkpoint
 behind Triton and evaluated through the gateway beside the untrained one. It asserts that the loss falls, that
 both checkpoints are served and evaluated for real, that the token check classifies every difference, and that the
 report is written. It trains on each trajectory's first step only (~1.3k tokens: the 4-tool system prompt, the
-question, the baseline's first step). Not asserted: a parseable tool call. 60 or 120 steps on the ~11 rows 16
-questions give: memorised (loss 0.04), yet (loss 0.04) garbled calls on a new question; the 169-row, 200-step run of
-`make flywheel` does write them (docs/flywheel.md, Figures)."""
+question, the baseline's first step). Not asserted: a parseable tool call. On the ~11 rows of 16 questions, 60 steps
+leave `\n` runs and 120 steps memorise the rows (loss 0.04) yet write garbled calls on a new question; the 169-row,
+200-step run of `make flywheel` does write them (docs/flywheel.md, Figures)."""
 
 from __future__ import annotations
 
