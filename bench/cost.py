@@ -58,6 +58,23 @@ def session_cpu_s() -> dict[int, float]:
     return out
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process's threads: its main thread (the gateway's event loop) and the others by name
+    (gRPC's own threads name themselves; Python's threads show as the process's name)."""
+    out: dict[str, float] = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{entry.path}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = "main thread" if entry.name == str(pid) else \
+            raw[raw.index(b"(") + 1:raw.rindex(b")")].decode(errors="replace").rstrip("0123456789_-")
+        fields = raw[raw.rindex(b")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 def self_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -214,6 +231,8 @@ def main() -> int:
     parser.add_argument("--raw-calls", type=int, default=2000, help="no-op tasks of the raw Celery reference")
     parser.add_argument("--profile-gateway", metavar="FILE",
                         help="sample the gateway with py-spy (on PATH) during the measured run; collapsed stacks here")
+    parser.add_argument("--native", action="store_true",
+                        help="with --profile-gateway: native frames too (gRPC's Cython core, uvloop, C extensions)")
     parser.add_argument("--service", default="fetch", help="worker queue of the raw Celery reference")
     parser.add_argument("--raw-celery-probe", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help="keep the stack's logs and spans here (default: a temporary folder)")
@@ -258,16 +277,19 @@ def main() -> int:
                 import subprocess
 
                 # --gil: only samples holding the GIL, i.e. the gateway's own Python work, not its idle threads.
-                profiler = subprocess.Popen(["py-spy", "record", "--nonblocking", "--gil", "--format", "raw",
+                profiler = subprocess.Popen(["py-spy", "record", "--gil", "--format", "raw",
+                                             *(["--native"] if args.native else ["--nonblocking"]),
                                              "--rate", "200", "-o", args.profile_gateway,
                                              "-p", str(components["gateway"])],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             commands_before = _commands(stack.redis.url)
+            threads_before = thread_cpu_s(components["gateway"])
             meter.start()
             seconds, latencies, calls, failed = asyncio.run(
                 _demo(stack.target, n, concurrency, question, images, options))
             cpu = meter.stop()
+            threads = thread_cpu_s(components["gateway"])
             commands_after = _commands(stack.redis.url)
             if profiler is not None:
                 profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -303,6 +325,10 @@ def main() -> int:
             gateway = cpu["gateway"] * 1e3 / done
             share = sum(v for k, v in cpu.items() if k in ("gateway", "redis-server")) / max(sum(cpu.values()), 1e-9)
             _table(f"CPU per demo trajectory ({done} trajectories):", cpu, done, "trajectory", last="gateway")
+            threads = {k: v - threads_before.get(k, 0.0) for k, v in threads.items()}
+            print("gateway CPU per trajectory by thread: " + ", ".join(
+                f"{k} {v * 1e3 / done:.1f} ms" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+                if v * 1e3 / done >= 0.5))
             print(f"gateway + redis share of the stack's CPU: {share:.0%}")
             print(f"GATEWAY CPU PER TRAJECTORY: {gateway:.1f} ms")
             return 1 if failed else 0
