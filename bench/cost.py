@@ -102,12 +102,13 @@ class CpuMeter:
 
 
 async def _demo(target: str, n: int, concurrency: int, question: str, images: list[bytes],
-                options: dict[str, str]) -> tuple[float, list[float], int, list[str]]:
+                options: dict[str, str]) -> tuple[float, list[float], int, list[str], list[int]]:
     from toolfabric import AsyncClient, ToolfabricError
 
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     failed: list[str] = []
+    events: list[int] = []  # events each trajectory's client received
     calls = 0
     clients = [AsyncClient(target, timeout_s=600) for _ in range(max(1, (concurrency + 24) // 25))]
 
@@ -125,6 +126,7 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
                 return
             latencies.append(time.monotonic() - t0)
             calls += len(result.tool_calls)
+            events.append(len(result.events))
 
     t0 = time.monotonic()
     try:
@@ -132,7 +134,7 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
     finally:
         for client in clients:
             await client.close()
-    return time.monotonic() - t0, latencies, calls, failed
+    return time.monotonic() - t0, latencies, calls, failed, events
 
 
 def _raw_celery_probe(service: str, total: int) -> int:
@@ -231,6 +233,8 @@ def main() -> int:
     parser.add_argument("--raw-calls", type=int, default=2000, help="no-op tasks of the raw Celery reference")
     parser.add_argument("--profile-gateway", metavar="FILE",
                         help="sample the gateway with py-spy (on PATH) during the measured run; collapsed stacks here")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="with --profile-gateway: every thread's samples by thread, not only the GIL holder's")
     parser.add_argument("--native", action="store_true",
                         help="with --profile-gateway: native frames too (gRPC's Cython core, uvloop, C extensions)")
     parser.add_argument("--service", default="fetch", help="worker queue of the raw Celery reference")
@@ -277,7 +281,9 @@ def main() -> int:
                 import subprocess
 
                 # --gil: only samples holding the GIL, i.e. the gateway's own Python work, not its idle threads.
-                profiler = subprocess.Popen(["py-spy", "record", "--gil", "--format", "raw",
+                # --all-threads: every thread's active samples, named, GIL or not (gRPC's poller, the store writer).
+                profiler = subprocess.Popen(["py-spy", "record", *(["-t"] if args.all_threads else ["--gil"]),
+                                             "--format", "raw",
                                              *(["--native"] if args.native else ["--nonblocking"]),
                                              "--rate", "200", "-o", args.profile_gateway,
                                              "-p", str(components["gateway"])],
@@ -286,7 +292,7 @@ def main() -> int:
             commands_before = _commands(stack.redis.url)
             threads_before = thread_cpu_s(components["gateway"])
             meter.start()
-            seconds, latencies, calls, failed = asyncio.run(
+            seconds, latencies, calls, failed, events = asyncio.run(
                 _demo(stack.target, n, concurrency, question, images, options))
             cpu = meter.stop()
             threads = thread_cpu_s(components["gateway"])
@@ -312,7 +318,8 @@ def main() -> int:
             print(f"demo: {done}/{n} completed at concurrency {concurrency} in {seconds:.1f}s "
                   f"({done / seconds:.2f} trajectories/s, {calls / seconds:.0f} tool calls/s, "
                   f"p50 {statistics.median(ordered):.2f}s, p99 {p99:.2f}s); "
-                  f"{calls / done:.1f} tool calls and {spans / done:.0f} spans per trajectory")
+                  f"{calls / done:.1f} tool calls, {sum(events) / done:.0f} events to the client and "
+                  f"{spans / done:.0f} spans per trajectory")
             commands = {k: (v - commands_before.get(k, 0)) / done for k, v in commands_after.items()}
             top = sorted(commands.items(), key=lambda kv: -kv[1])[:12]
             print(f"Redis commands per trajectory (every client): {sum(commands.values()):.0f}: "

@@ -177,7 +177,7 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     loop = AgentLoop(model, executor, blobs, catalog(),
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw, tokenizers.get, channels=ChannelTracker,
-                     capture_content=config.telemetry.capture_content)
+                     capture_content=config.telemetry.capture_content, text_window_s=gw.text_window_ms / 1000)
     validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
     archive = Archive(await asyncio.to_thread(open_store, config.store, common), common.redis_url,
                       common.blob_ttl_s, config.store, erasure.purge, common.cache_url).start()
