@@ -233,6 +233,8 @@ def main() -> int:
     parser.add_argument("--raw-calls", type=int, default=2000, help="no-op tasks of the raw Celery reference")
     parser.add_argument("--profile-gateway", metavar="FILE",
                         help="sample the gateway with py-spy (on PATH) during the measured run; collapsed stacks here")
+    parser.add_argument("--no-tracing", action="store_true",
+                        help="every process with OTEL_TRACES_EXPORTER=none: tracing's share, by difference")
     parser.add_argument("--all-threads", action="store_true",
                         help="with --profile-gateway: every thread's samples by thread, not only the GIL holder's")
     parser.add_argument("--native", action="store_true",
@@ -253,7 +255,8 @@ def main() -> int:
         tmp = Path(args.workdir or scratch)
         spans_file = tmp / "traces.jsonl"
         # As `toolfabric up` runs it: every process's spans to the JSON-lines file.
-        env = {**SETTINGS, "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans_file)}
+        env = {**SETTINGS, "OTEL_TRACES_EXPORTER": "none" if args.no_tracing else "file",
+               "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans_file)}
         t0 = time.monotonic()
         stack = EmbeddedStack(tmp, extra_env=env).start()
         try:
