@@ -22,22 +22,20 @@ import contextlib
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aredis
 from celery import Celery
 
 from engine.ports import ToolDispatchError, ToolInvocation
 from services.common import revocations, unacked
-from services.common.reply_lists import REPLY_HEADER
 from services.common.consumers import LiveConsumers
+from services.common.reply_lists import REPLY_HEADER
 from services.common.tools import ToolResult, task_name
 
 log = logging.getLogger(__name__)
 _META = "celery-task-meta-"
 _READY = {"SUCCESS", "FAILURE", "REVOKED"}
-
-
 # Results already waiting are taken this many per round trip.
 _POP_BATCH = 256
 
@@ -80,7 +78,7 @@ class CeleryToolExecutor:
         while not self._closing:
             try:
                 # Everything already there in one round trip; block only when the list is empty.
-                values = await self._redis.lpop(self._replies, _POP_BATCH)
+                values = cast("list[Any]", await self._redis.lpop(self._replies, _POP_BATCH) or [])
                 if not values:
                     popped = await self._redis.blpop([self._replies], timeout=1)
                     values = [popped[1]] if popped else []
@@ -91,7 +89,13 @@ class CeleryToolExecutor:
                 await asyncio.sleep(0.5)
                 continue
             for value in values:
-                meta = json.loads(value)
+                try:
+                    meta = json.loads(value)
+                    if not isinstance(meta, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    log.warning("ignored a malformed result on %s: %.80r", self._replies, value)
+                    continue
                 future = self._waiters.get(meta.get("task_id", ""))
                 if future is not None and not future.done() and meta.get("status") in _READY:
                     future.set_result(meta)
