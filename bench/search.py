@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -91,12 +92,14 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
 
     from services.common import settings
     from services.common.blobs import BlobStore
-    from services.index import default_index
-    from services.index.indexer import index_paths
+    from services.index import open_index
+    from services.index.indexer import IndexingSettings, index_paths
     from tests.support.tasks import task_of
 
     task: Any = task_of("search")
-    index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=default_index())
+    indexing = IndexingSettings.read()
+    with contextlib.closing(open_index(indexing.common)) as index:
+        index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=index, settings=indexing)
     client = redis.Redis.from_url(settings.common().redis_url)
     ctx = {"images": {"<image 1>": BlobStore(client, 3600).put((demo / "question.jpg").read_bytes())}}
     args = {"queries": ["Eileen Collins first Space Shuttle mission commanded"]}
@@ -354,14 +357,12 @@ def main() -> int:
         os.environ.update({"TOOLFABRIC_REDIS_URL": redis_srv.url, "TOOLFABRIC_DATA_DIR": str(Path(tmp) / "data"),
                            "TOOLFABRIC_CACHE_MODE": "live", "TOOLFABRIC_ELASTICSEARCH_URL": ""})
         clear_settings_cache()
-        from services.index import reset_default_index
-        from services.search import runtime
+        from services.common.bridge import close_all
 
         try:
             tool = bench_tool_path(n_hot, n_cold, ROOT / "toolfabric" / "demo")
         finally:
-            runtime.reset()
-            reset_default_index()
+            close_all()
         print("tool path p50, text_search via the Celery task body (local provider, demo corpus):")
         print(f"  hot tier (Redis) hit        {tool['text_hot']:7.2f} ms   (target <= 2 ms)")
         print(f"  persistent tier hit         {tool['text_persistent']:7.2f} ms")

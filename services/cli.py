@@ -163,9 +163,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
                               trace_file=spans if tracing else None, mode=DEFAULT_MODE)
+        from services.common.settings import CommonSettings
         from services.devstack.served import describe_index, suggestion
 
-        pages, where = describe_index(stack.data_dir)
+        pages, where = describe_index(CommonSettings(), stack.data_dir)
         print(f"[toolfabric up] search index: {where}", file=sys.stderr)
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
               f"  {suggestion(stack.target, demo=stack.demo_site and not stack.user_data, pages=pages)}\n"

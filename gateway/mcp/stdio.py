@@ -11,36 +11,31 @@ import sys
 from mcp.server.stdio import stdio_server
 
 from gateway.mcp.server import FabricMcp
-from gateway.mcp.settings import McpSettings
-from gateway.settings import GatewaySettings
+from gateway.process_settings import GatewayProcessSettings
 from gateway.stepping.runtime import standalone
-from gateway.stepping.settings import StepSettings
 from services.catalog import catalog
 from services.common import logs
-from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import setup as telemetry
-from services.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
 
-async def serve_stdio(common: CommonSettings, mcp: McpSettings) -> None:
+async def serve_stdio(config: GatewayProcessSettings) -> None:
     # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
-    # The settings are read once, here at start, and passed down.
-    async with standalone(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
-                          TelemetrySettings().capture_content) as (step, blobs):
-        fabric = FabricMcp(step, blobs, catalog(), mcp)
+    async with standalone(config.common, config.worker, config.gateway, config.model, config.step, config.fetch,
+                          config.telemetry.capture_content) as (step, blobs):
+        fabric = FabricMcp(step, blobs, catalog(), config.mcp)
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 
 
 def main() -> None:
-    common = CommonSettings()
-    logs.install(common.log_level, stream=sys.stderr)
-    telemetry.setup_telemetry("toolfabric-mcp")
+    config = GatewayProcessSettings.read()  # the one read of the environment; everything below is passed it
+    logs.install(config.common.log_level, stream=sys.stderr)
+    telemetry.setup_telemetry("toolfabric-mcp", telemetry.traces_file(config.common, config.telemetry))
     try:
-        asyncio.run(serve_stdio(common, McpSettings()))
+        asyncio.run(serve_stdio(config))
     finally:
         telemetry.shutdown_telemetry()
