@@ -38,9 +38,12 @@ def has_engine_stack() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "tokenizers"))
 
 
-def run_in_engine_venv(module: str, args: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    """`python -m module args…` with the engine venv's python and the project on its path."""
+def run_in_engine_venv(module: str, args: list[str], check: bool = True,
+                       stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`python -m module args…` with the engine venv's python and the project on its path; with `stdin`, that is
+    its input and its output is captured."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     python = sys.executable if has_engine_stack() else str(engine_python())
-    return subprocess.run([python, "-m", module, *args], env=env, check=check)
+    return subprocess.run([python, "-m", module, *args], env=env, check=check, input=stdin,
+                          stdout=subprocess.PIPE if stdin is not None else None)
