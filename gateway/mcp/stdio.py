@@ -11,31 +11,41 @@ import sys
 from mcp.server.stdio import stdio_server
 
 from gateway.mcp.server import FabricMcp
-from gateway.process_settings import GatewayProcessSettings
+from gateway.mcp.settings import McpSettings
+from gateway.settings import GatewaySettings
 from gateway.stepping.runtime import standalone
+from gateway.stepping.settings import StepSettings
 from services.catalog import catalog
 from services.common import logs
+from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import setup as telemetry
+from services.model.settings import ModelSettings
+from services.web.settings import FetchSettings
 
 log = logging.getLogger(__name__)
 
 
-async def serve_stdio(config: GatewayProcessSettings) -> None:
+async def serve_stdio(common: CommonSettings, worker: WorkerSettings, gw: GatewaySettings, model: ModelSettings,
+                      step: StepSettings, fetch: FetchSettings, telemetry_settings: TelemetrySettings,
+                      mcp: McpSettings) -> None:
     # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
-    async with standalone(config.common, config.worker, config.gateway, config.model, config.step, config.fetch,
-                          config.telemetry.capture_content) as (step, blobs):
-        fabric = FabricMcp(step, blobs, catalog(), config.mcp)
+    service = standalone(common, worker, gw, model, step, fetch, telemetry_settings.capture_content)
+    async with service as (step_service, blobs):
+        fabric = FabricMcp(step_service, blobs, catalog(), mcp)
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 
 
 def main() -> None:
-    config = GatewayProcessSettings.read()  # the one read of the environment; everything below is passed it
-    logs.install(config.common.log_level, stream=sys.stderr)
-    telemetry.setup_telemetry("toolfabric-mcp", telemetry.traces_file(config.common, config.telemetry))
+    # The one read of the environment (this door's own settings, not the gateway's whole set: doors import no other
+    # door); everything below is passed it.
+    common, telemetry_settings = CommonSettings(), TelemetrySettings()
+    logs.install(common.log_level, stream=sys.stderr)
+    telemetry.setup_telemetry("toolfabric-mcp", telemetry.traces_file(common, telemetry_settings))
     try:
-        asyncio.run(serve_stdio(config))
+        asyncio.run(serve_stdio(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
+                                FetchSettings(), telemetry_settings, McpSettings()))
     finally:
         telemetry.shutdown_telemetry()

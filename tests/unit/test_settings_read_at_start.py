@@ -16,8 +16,9 @@ from tests.settings_modules import ROOT, settings_classes, settings_modules
 # (module file, function) where a process reads its settings. `*` = the whole module (a settings module's own
 # accessors). Each says which process starts there.
 ENTRY_POINTS: dict[str, set[str]] = {
-    # a gateway process (`toolfabric gateway`, and `toolfabric mcp` on stdio)
+    # the gateway process, and `toolfabric mcp` on stdio (a door of its own: it cannot use the gateway's set)
     "gateway/process_settings.py": {"read"},
+    "gateway/mcp/stdio.py": {"main"},
     # a tool worker process (`toolfabric worker SERVICE`): common and worker settings, then its service's own
     "services/common/worker.py": {"run_worker"},
     "services/fetch/tasks.py": {"register"},
