@@ -30,6 +30,7 @@ ENTRY_POINTS: dict[str, set[str]] = {
     "services/cli.py": {"*"},
     "services/store/cli.py": {"*"},
     "services/evals/cli.py": {"*"},
+    "services/export/cli.py": {"export"},
     "services/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
 }
 
@@ -37,9 +38,6 @@ ENTRY_POINTS: dict[str, set[str]] = {
 STILL_READ_BELOW_START: dict[str, set[str]] = {
     "services/catalog.py": {"mcp_specs"},  # the gateway's catalog lists the MCP servers' tools on first use
     "services/devstack/neural_models.py": {"checkpoint"},
-    "services/evals/cache_import.py": {"_url_key"},
-    "services/evals/freeze.py": {"collect"},
-    "services/export/conversation.py": {"rebuild"},
     "services/model/engine_venv.py": {"engine_venv"},
 }
 
