@@ -178,15 +178,15 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
     """Provider calls for n concurrent identical requests, with the cache and without it."""
     from services.common import settings
     from services.common.tools import ToolContext
-    from services.search import settings as search_settings
     from services.search.runtime import build_service
+    from services.search.settings import SearchSettings
     from services.search.spec import TextSearchArgs
 
     out = {}
     with slow_serper(delay_s) as (url, calls):
         for mode in ("live", "off"):
             common = settings.common().model_copy(update={"cache_mode": mode})
-            config = search_settings.search().model_copy(update={
+            config = SearchSettings().model_copy(update={
                 "providers": ["serper"], "serper_base_url": url, "serper_api_key": SecretStr("bench"),
                 "provider_rate_per_s": 10_000.0, "provider_burst": 10_000})
 
@@ -213,11 +213,11 @@ def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, s
 
 def real_pages(limit: int) -> list[Any]:
     """HTML pages of the documentation packages installed on this machine (each parsed as the indexer does)."""
-    from services.index import settings as index_settings
     from services.index.documents import parse_html
     from services.index.selection import Selection
+    from services.index.settings import IndexSettings
 
-    selection = Selection(exclude=list(index_settings.index().index_exclude))
+    selection = Selection(exclude=list(IndexSettings().index_exclude))
     files = sorted(p for p in Path("/usr/share/doc").rglob("*.html") if p.is_file()
                    if not selection.excluded_by(p.relative_to("/usr/share/doc").as_posix()))
     step = max(1, len(files) // limit)  # spread over every package when capped

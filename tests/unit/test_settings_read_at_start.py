@@ -1,6 +1,6 @@
 """Settings are read once, where a process starts, and passed down: no function below asks the environment again.
 
-An AST scan of the server's code: a call of a settings accessor (the cached `common()`, `vision()`, … of the
+An AST scan of the server's code: a call of a settings accessor (the cached `common()`, `model()`, … of the
 settings modules) or a settings class built from the environment (`CommonSettings()`) is allowed only in the
 entry points listed here. A new read elsewhere fails this test; pass the settings in instead.
 """
@@ -112,14 +112,15 @@ def test_the_scan_sees_each_kind_of_read(tmp_path: Path) -> None:
     """The scan itself: an accessor imported by name, one through its module, and a settings class built."""
     source = tmp_path / "probe.py"
     source.write_text("from services.common import settings\n"
-                      "from services.vision.settings import vision, VisionSettings\n"
+                      "from services.model.settings import model\n"
+                      "from services.vision.settings import VisionSettings\n"
                       "def a():\n    return settings.common()\n"
-                      "def b():\n    return vision().max_zoom\n"
+                      "def b():\n    return model().triton_url\n"
                       "def c():\n    return VisionSettings()\n"
                       "def d(common):\n    return common.redis_url\n")
     reads = _reads(source, _accessors(), {cls.__name__ for cls in settings_classes()})
     assert [(function, called) for function, _, called in reads] == [
-        ("a", "settings.common"), ("b", "vision"), ("c", "VisionSettings")]
+        ("a", "settings.common"), ("b", "model"), ("c", "VisionSettings")]
 
 
 def test_every_listed_entry_point_exists() -> None:
