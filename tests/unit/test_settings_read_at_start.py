@@ -32,13 +32,13 @@ ENTRY_POINTS: dict[str, set[str]] = {
     "services/evals/cli.py": {"*"},
     "services/export/cli.py": {"export"},
     "services/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
+    # the dev stack (`toolfabric up`, the tests' stacks): the model settings of the processes it starts
+    "services/devstack/stack.py": {"__init__"},
 }
 
 # Reads still below a process's start, each to be passed in like the rest (this list only shrinks).
 STILL_READ_BELOW_START: dict[str, set[str]] = {
     "services/catalog.py": {"mcp_specs"},  # the gateway's catalog lists the MCP servers' tools on first use
-    "services/devstack/neural_models.py": {"checkpoint"},
-    "services/model/engine_venv.py": {"engine_venv"},
 }
 
 
