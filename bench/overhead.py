@@ -257,7 +257,8 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
     from services.common.telemetry import setup as telemetry
     from services.common.tools import ToolContext
 
-    telemetry.setup_telemetry("toolfabric-bench")  # on or off, as OTEL_TRACES_EXPORTER says
+    # On or off, as OTEL_TRACES_EXPORTER says.
+    telemetry.setup_telemetry("toolfabric-bench", telemetry.traces_file(settings.common(), settings.telemetry()))
     tracer = trace.get_tracer("toolfabric.bench")
     async_redis = aredis.Redis.from_url(redis_url)
     executor = CeleryToolExecutor(make_celery(settings.common(), settings.worker()), async_redis)

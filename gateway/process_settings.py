@@ -11,6 +11,7 @@ from gateway.stepping.settings import StepSettings
 from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.model.settings import ModelSettings
 from services.store.settings import StoreSettings
+from services.web.settings import FetchSettings
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,12 @@ class GatewayProcessSettings:
     http: HttpSettings
     step: StepSettings
     mcp: McpSettings
+    fetch: FetchSettings  # the SSRF guard of the gateway's own image downloads
 
     @classmethod
     def read(cls) -> GatewayProcessSettings:
         """From the environment (TOOLFABRIC_*), now; a setting it refuses raises its ValidationError here."""
         return cls(common=CommonSettings(), worker=WorkerSettings(), telemetry=TelemetrySettings(),
                    gateway=GatewaySettings(), auth=AuthSettings(), tls=TlsSettings(), model=ModelSettings(),
-                   store=StoreSettings(), http=HttpSettings(), step=StepSettings(), mcp=McpSettings())
+                   store=StoreSettings(), http=HttpSettings(), step=StepSettings(), mcp=McpSettings(),
+                   fetch=FetchSettings())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -61,19 +62,13 @@ from services.model.dialects.registry import check as check_dialects
 from services.model.routing import ModelRouter
 from services.model.tokenizer import load_tokenizers
 from services.store import open_store
+from services.web.client import image_downloader
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 from toolfabric.v1.names import FABRIC_SERVICE
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = FABRIC_SERVICE
-
-
-async def _download_image(url: str, max_bytes: int) -> bytes:
-    # The fetch service's SSRF guard protects the gateway's own downloads too.
-    from services.web.client import fetch_image_bytes
-
-    return await fetch_image_bytes(url, max_bytes)
 
 
 async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricServicer) -> None:
@@ -154,7 +149,7 @@ async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSe
                                  [metrics.QueueDepthCollector(config.common.redis_url, service_names())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
-        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port,
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, config.common, tls, gw.reuse_port,
                                         config.auth.required)
         doors.push_async_callback(blob_server.stop)
 
@@ -178,9 +173,10 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw, tokenizers.get, channels=ChannelTracker,
                      capture_content=config.telemetry.capture_content, text_window_s=gw.text_window_ms / 1000)
-    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    archive = Archive(await asyncio.to_thread(open_store, config.store, common), common.redis_url,
-                      common.blob_ttl_s, config.store, erasure.purge, common.cache_url).start()
+    # The fetch service's SSRF guard protects the gateway's own downloads too.
+    validator = RequestValidator(gw, model_settings, common, blobs, image_downloader(config.fetch))
+    archive = Archive(await asyncio.to_thread(open_store, config.store, common), common, config.store,
+                      functools.partial(erasure.purge, common=common)).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, config.step, gw, model_settings.default_model,
@@ -258,7 +254,8 @@ def main() -> None:
     # The gateway's own Redis commands (records, leases, results: hundreds per trajectory) are bookkeeping: a span
     # each was most of a trajectory's spans and a tenth of the gateway's CPU. Record writes are span events instead
     # (gateway/delivery.py); the workers' Redis calls, the tools' own, stay spans.
-    telemetry.setup_telemetry("toolfabric-gateway", trace_redis=False)
+    telemetry.setup_telemetry("toolfabric-gateway", telemetry.traces_file(config.common, config.telemetry),
+                              trace_redis=False)
     try:
         # uvloop: the gateway is an event loop doing small per-event work for every trajectory (issue 24); libuv's
         # loop costs a fraction of asyncio's per callback.

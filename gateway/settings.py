@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
@@ -134,18 +132,3 @@ class TlsSettings(BaseSettings):
     # Plaintext port serving only grpc.health.v1, for probes that cannot speak TLS (Kubernetes' gRPC
     # probes); 0 = none.
     health_port: int = Field(default=0, ge=0, le=65535)
-
-
-@lru_cache(maxsize=1)
-def gateway() -> GatewaySettings:
-    return GatewaySettings()
-
-
-@lru_cache(maxsize=1)
-def auth() -> AuthSettings:
-    return AuthSettings()
-
-
-@lru_cache(maxsize=1)
-def tls() -> TlsSettings:
-    return TlsSettings()

@@ -169,7 +169,7 @@ class RequestValidator:
         if len(data) > limit:
             raise InvalidRequest(f"image {index} is {len(data)} bytes, over the limit of {limit} bytes")
         try:
-            info = images.inspect(data, self._common.max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels, self._common.max_image_pixels_per_byte)
             budget.spend(index, info.width * info.height)
             # A full decode catches corrupt or truncated data; off the event loop, it can take a while.
             await self._decode(index, data)

@@ -28,8 +28,9 @@ def mcp_specs() -> list[ToolSpec]:
     """Tools of the configured MCP servers (none unless TOOLFABRIC_MCP_CLIENT_SERVERS names some)."""
     from services.mcp import settings as mcp_client_settings
     from services.mcp.catalog import list_tools
+    from services.web import settings as web_settings
 
-    tools, _ = list_tools(mcp_client_settings.mcp_client())
+    tools, _ = list_tools(mcp_client_settings.mcp_client(), web_settings.fetch())
     return [t.spec for t in tools]
 
 

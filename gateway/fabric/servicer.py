@@ -197,7 +197,7 @@ class FabricServicer(pb_grpc.FabricServicer):
                 return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
-            info = images.inspect(data, self._common.max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels, self._common.max_image_pixels_per_byte)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)

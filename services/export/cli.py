@@ -68,9 +68,11 @@ def export(args: argparse.Namespace) -> int:
     from services.export.conversation import rebuild
     from services.export.formats import rl_records, rounds_record, sft_record, trl_record
     from services.export.tokens import rl_token_records
+    from services.model.settings import ModelSettings
     from toolfabric import Client
     from toolfabric.exceptions import NotFound
 
+    model_settings = ModelSettings()  # the command's start: read once, passed down (the models' dialects)
     console = Console(stderr=True)
     out = Path(args.out)
     formats = args.formats or ["sft"]
@@ -90,7 +92,7 @@ def export(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("reading trajectories", total=len(summaries))
             for summary in summaries:
-                conversations.append(rebuild(client.trajectory(summary.trajectory_id)))
+                conversations.append(rebuild(client.trajectory(summary.trajectory_id), model_settings))
                 progress.advance(task)
 
         images: dict[str, bytes | None] = {}

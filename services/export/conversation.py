@@ -15,9 +15,9 @@ from engine import plans
 from engine.images import RegisteredImage
 from engine.prompting import observation_parts, system_message, user_message
 from services.catalog import catalog
-from services.model import settings as model_config
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, dialect_for
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
 
@@ -80,12 +80,12 @@ def steps_of(trajectory: pb.Trajectory) -> list[Step]:
     return [steps[n] for n in sorted(steps)]
 
 
-def rebuild(trajectory: pb.Trajectory) -> Conversation:
+def rebuild(trajectory: pb.Trajectory, model_settings: ModelSettings) -> Conversation:
+    """The conversation the model saw, rebuilt from the record (in the dialect `model_settings` give its model)."""
     mode = MODE_NAMES.get(trajectory.mode, DEFAULT_MODE)
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
     inputs = [RegisteredImage.from_ref(r) for r in started.images]
     images = list(inputs)
-    model_settings = model_config.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
     # The tools the run offered: the mode's, or the request's narrower set (recorded in `started`).
     offered = [t for t in catalog().visible(mode) if not started.tools or t.name in started.tools]

@@ -32,6 +32,7 @@ def main(checkpoint: str) -> None:
                                             if k not in ("image_processor_type", "processor_class")})
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(root / "tokenizer.json"))
     end, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
     torch.manual_seed(0)
     for line in sys.stdin:
         request = json.loads(line)
@@ -43,7 +44,8 @@ def main(checkpoint: str) -> None:
             if request["images"]:
                 pictures = [Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB") for b in request["images"]]
                 processed = processor(images=pictures, return_tensors="pt")
-                extra |= {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"]}
+                extra |= {"pixel_values": processed["pixel_values"], "image_grid_thw": processed["image_grid_thw"],
+                          "mm_token_type_ids": (ids == image_pad).int()}  # multimodal rope positions, as trained
                 grids = [int(g.prod()) // processor.merge_size ** 2 for g in processed["image_grid_thw"]]
             with torch.no_grad():
                 out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,

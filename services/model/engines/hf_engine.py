@@ -158,6 +158,11 @@ class TransformersModel:
         if with_images:
             extra["pixel_values"] = torch.cat([j.pixel for j in with_images])
             extra["image_grid_thw"] = torch.cat([j.grid for j in with_images])
+            # Which ids are image placeholders, as the processor marks them for training (TRL's forward pass):
+            # Qwen3-VL computes its 3D (multimodal rope) positions from it. Without it, transformers' generate
+            # gives the image tokens and every token after them plain 1D positions: logits the trained model
+            # never saw (up to ~0.2 nats apart even on random weights, tests/model/test_engine_positions.py).
+            extra["mm_token_type_ids"] = (input_ids == self.pad_id).int()
         limits = [int(j.gen.sampling.get("max_tokens", 16)) for j in batch]
         temperature = float(sampling.get("temperature", 1.0))
         if "seed" in sampling:
