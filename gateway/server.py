@@ -50,13 +50,14 @@ from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.stepping import StepService
 from gateway.validation import RequestValidator
-from services.catalog import catalog, service_names
+from services.catalog import full_catalog
 from services.common import logs
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
+from services.common.tools import Catalog
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.routing import ModelRouter
@@ -114,7 +115,7 @@ _OPEN_METHODS = (*_HEALTH_METHODS, *(f"/{service}/ServerReflectionInfo" for serv
 
 async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSettings, policy: Policy, runs: Runs,
                       step: StepService, blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter,
-                      default_model: str, draining: asyncio.Event) -> None:
+                      default_model: str, draining: asyncio.Event, tools: Catalog) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
     gw, tls = config.gateway, config.tls
 
@@ -141,12 +142,12 @@ async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSe
     if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
         from gateway.mcp.server import FabricMcp, TenantSessions
 
-        mcp_app = FabricMcp(step, blobs, catalog(), mcp).server.streamable_http_app(host=gw.host)
+        mcp_app = FabricMcp(step, blobs, tools, mcp).server.streamable_http_app(host=gw.host)
         await listen(HttpListener(policy.doors, "mcp", policy.http(TenantSessions(mcp_app)), gw.host, mcp.http_port,
                                   tls, policy.guard, lifespan=True))
     if gw.metrics_port:  # Prometheus, for the monitoring namespace (the NetworkPolicy keeps everyone else out)
         endpoint = start_metrics(policy.doors, gw.metrics_port, config.telemetry.metrics_host,
-                                 [metrics.QueueDepthCollector(config.common.redis_url, service_names())])
+                                 [metrics.QueueDepthCollector(config.common.redis_url, tools.services())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
         blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, config.common, tls, gw.reuse_port,
@@ -169,19 +170,21 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
     tokenizers = load_tokenizers(model_settings.checkpoints)
-    loop = AgentLoop(model, executor, blobs, catalog(),
+    # Every tool this gateway offers, the MCP servers' listed once, now.
+    tools = await asyncio.to_thread(full_catalog, config.mcp_client, config.fetch)
+    loop = AgentLoop(model, executor, blobs, tools,
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw, tokenizers.get, channels=ChannelTracker,
                      capture_content=config.telemetry.capture_content, text_window_s=gw.text_window_ms / 1000)
     # The fetch service's SSRF guard protects the gateway's own downloads too.
-    validator = RequestValidator(gw, model_settings, common, blobs, image_downloader(config.fetch))
+    validator = RequestValidator(gw, model_settings, common, blobs, image_downloader(config.fetch), tools)
     archive = Archive(await asyncio.to_thread(open_store, config.store, common), common, config.store,
                       functools.partial(erasure.purge, common=common)).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, config.step, gw, model_settings.default_model,
                        policy)
-    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, archive, step)
+    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, tools, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
@@ -206,7 +209,7 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     doors = contextlib.AsyncExitStack()
     try:
         await _open_doors(doors, config, policy, runs, step, blobs, redis_client, model, model_settings.default_model,
-                          stop)
+                          stop, tools)
     except BaseException:  # e.g. a port taken (Errno 98): close what started, so the process exits and says why
         await asyncio.gather(server.stop(grace=None), *([health_port.stop(grace=None)] if health_port else []))
         for task in (cancel_listener, renewer, reaper):

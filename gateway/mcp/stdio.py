@@ -15,10 +15,11 @@ from gateway.mcp.settings import McpSettings
 from gateway.settings import GatewaySettings
 from gateway.stepping.runtime import standalone
 from gateway.stepping.settings import StepSettings
-from services.catalog import catalog
+from services.catalog import full_catalog
 from services.common import logs
 from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import setup as telemetry
+from services.mcp.settings import McpClientSettings
 from services.model.settings import ModelSettings
 from services.web.settings import FetchSettings
 
@@ -27,13 +28,14 @@ log = logging.getLogger(__name__)
 
 async def serve_stdio(common: CommonSettings, worker: WorkerSettings, gw: GatewaySettings, model: ModelSettings,
                       step: StepSettings, fetch: FetchSettings, telemetry_settings: TelemetrySettings,
-                      mcp: McpSettings) -> None:
+                      mcp: McpSettings, mcp_client: McpClientSettings) -> None:
     # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
-    service = standalone(common, worker, gw, model, step, fetch, telemetry_settings.capture_content)
+    tools = await asyncio.to_thread(full_catalog, mcp_client, fetch)
+    service = standalone(common, worker, gw, model, step, fetch, tools, telemetry_settings.capture_content)
     async with service as (step_service, blobs):
-        fabric = FabricMcp(step_service, blobs, catalog(), mcp)
+        fabric = FabricMcp(step_service, blobs, tools, mcp)
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 
@@ -46,6 +48,6 @@ def main() -> None:
     telemetry.setup_telemetry("toolfabric-mcp", telemetry.traces_file(common, telemetry_settings))
     try:
         asyncio.run(serve_stdio(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
-                                FetchSettings(), telemetry_settings, McpSettings()))
+                                FetchSettings(), telemetry_settings, McpSettings(), McpClientSettings()))
     finally:
         telemetry.shutdown_telemetry()

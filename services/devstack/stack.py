@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.catalog import service_names
+from services.catalog import full_catalog
 from services.common.errors import ConfigurationError
 from services.common.tools import SERVICES
 from services.devstack import neural_models
@@ -33,7 +33,9 @@ from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
+from services.mcp.settings import McpClientSettings
 from services.model.settings import ModelSettings
+from services.web.settings import FetchSettings
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 
@@ -93,7 +95,8 @@ class EmbeddedStack:
         self.left_out: dict[str, str] = {}  # plugin services whose worker could not start → why
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
-        self.services = service_names()
+        # (and the MCP worker's when MCP servers are configured: their tools listed now, as the gateway will)
+        self.services = full_catalog(McpClientSettings(), FetchSettings()).services()
         self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
         self.children: dict[str, Child] = {}
 
