@@ -71,6 +71,7 @@ def _store_costs(target: str, redis_url: str, ids: list[str]) -> tuple[list[floa
     from gateway.recorder import TrajectoryRecorder
     from services.common.blobs import ref_for
     from services.store import ImageFiles, TrajectoryStore
+    from services.store.settings import StoreSettings
     from services.store.trajectories import NewTrajectory, StoredImage, image_refs, make_engine
     from toolfabric import Client
     from toolfabric.v1 import fabric_pb2 as pb
@@ -80,7 +81,7 @@ def _store_costs(target: str, redis_url: str, ids: list[str]) -> tuple[list[floa
         blobs = {r.blob: client.image(r.blob).data for t in trajectories for e in t.events for r in image_refs(e)}
     store_ms, redis_ms = [], []
     with tempfile.TemporaryDirectory(prefix="toolfabric-bench-store-") as tmp:
-        store = TrajectoryStore(make_engine("", Path(tmp)), ImageFiles(Path(tmp) / "images"))
+        store = TrajectoryStore(make_engine("", Path(tmp), StoreSettings()), ImageFiles(Path(tmp) / "images"))
         for t in trajectories:
             steps: dict[int, list[pb.RunEvent]] = defaultdict(list)
             for event in t.events:

@@ -119,7 +119,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def bench_cache(calls: int) -> tuple[float, float]:
     """p50 ms of a web_visit miss and of a hot-cache hit, through the Celery task's entry function."""
-    from services.common import settings
+    from services.common.bridge import close_all
     from services.devstack.redis_server import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
@@ -137,16 +137,18 @@ def bench_cache(calls: int) -> tuple[float, float]:
         "TOOLFABRIC_FETCH_PER_HOST_BURST": "1000",
         "TOOLFABRIC_FETCH_INDEX_FETCHED_PAGES": "false",
     })
-    for name in ("common", "fetch"):
-        getattr(settings, name).cache_clear()
     try:
         from pydantic import BaseModel
 
+        from services.common.settings import CommonSettings
         from services.common.worker import Handler, run_tool
+        from services.fetch import tasks
         from services.fetch.spec import WebVisitArgs
-        from services.fetch.tasks import handle_web_visit
+        from services.web.settings import FetchSettings
 
-        by_name: dict[str, tuple[type[BaseModel], Handler]] = {"web_visit": (WebVisitArgs, handle_web_visit)}
+        # As a worker builds them at its start, from the environment set above.
+        handlers = tasks.handlers(CommonSettings(), FetchSettings(), "")
+        by_name: dict[str, tuple[type[BaseModel], Handler]] = {"web_visit": (WebVisitArgs, handlers["web_visit"])}
         names = [item["page"] for item in json.loads((GOLD / "manifest.json").read_text())]
         miss, hit = [], []
         for i in range(calls):
@@ -162,6 +164,7 @@ def bench_cache(calls: int) -> tuple[float, float]:
                 raise RuntimeError(f"cache did not behave: {first.usage} then {second.usage}")
         return statistics.median(miss) * 1000, statistics.median(hit) * 1000
     finally:
+        close_all()  # the handlers' bridge (its loop, Redis client)
         redis_server.stop()
         server.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)

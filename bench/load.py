@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 SETTINGS = {
     "TOOLFABRIC_GATEWAY_DEFAULT_DEADLINE_S": "1800",
     "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "900",
-    "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",
+    "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",  # raised to the largest N of a run: every N runs all at once
     "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "60",
     # Set for one gateway too, so G processes and one differ in nothing else.
     "TOOLFABRIC_GATEWAY_REUSE_PORT": "true",
@@ -212,7 +212,8 @@ def main() -> int:
             from tests.model_repository import triton_with_test_models
 
             triton = triton_with_test_models(Path(tmp))
-        stack = EmbeddedStack(Path(tmp), extra_env=SETTINGS, triton=triton, demo_site=not args.gateway_bound).start()
+        settings = SETTINGS | {"TOOLFABRIC_GATEWAY_MAX_RUNNING": str(max(600, *levels))}
+        stack = EmbeddedStack(Path(tmp), extra_env=settings, triton=triton, demo_site=not args.gateway_bound).start()
         extra: list[Child] = []
 
         def more_gateways() -> None:  # same ports: the kernel spreads connections (SO_REUSEPORT)

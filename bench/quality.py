@@ -103,14 +103,15 @@ def evaluate(name: str, questions: list[dict], search, reader: Reader) -> Scores
 
 
 def fabric_index(site: Path, workdir: Path, name: str, exclude: list[str] | None = None):  # type: ignore[no-untyped-def]
-    from services.index.indexer import index_paths
+    from services.index.indexer import IndexingSettings, index_paths
     from services.index.selection import Selection
     from services.index.sqlite import SQLiteIndex
 
     index = SQLiteIndex(workdir / f"{name}.sqlite3")
     selection = None if exclude is None else Selection(exclude=exclude)
     started = time.perf_counter()
-    report = index_paths([str(site)], base_url=BASE, progress=False, index=index, selection=selection)
+    report = index_paths([str(site)], base_url=BASE, progress=False, index=index, selection=selection,
+                         settings=IndexingSettings.read())
     seconds = time.perf_counter() - started
     pages = report.pages + len(report.duplicates)  # every page read, parsed and checked
     print(f"  fabric ({name}): {report.summary()}; {pages / seconds:.1f} pages/s")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -91,12 +92,14 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
 
     from services.common import settings
     from services.common.blobs import BlobStore
-    from services.index import default_index
-    from services.index.indexer import index_paths
+    from services.index import open_index
+    from services.index.indexer import IndexingSettings, index_paths
     from tests.support.tasks import task_of
 
     task: Any = task_of("search")
-    index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=default_index())
+    indexing = IndexingSettings.read()
+    with contextlib.closing(open_index(indexing.common)) as index:
+        index_paths([str(demo / "site")], base_url="http://demo.test/", progress=False, index=index, settings=indexing)
     client = redis.Redis.from_url(settings.common().redis_url)
     ctx = {"images": {"<image 1>": BlobStore(client, 3600).put((demo / "question.jpg").read_bytes())}}
     args = {"queries": ["Eileen Collins first Space Shuttle mission commanded"]}
@@ -175,15 +178,15 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
     """Provider calls for n concurrent identical requests, with the cache and without it."""
     from services.common import settings
     from services.common.tools import ToolContext
-    from services.search import settings as search_settings
     from services.search.runtime import build_service
+    from services.search.settings import SearchSettings
     from services.search.spec import TextSearchArgs
 
     out = {}
     with slow_serper(delay_s) as (url, calls):
         for mode in ("live", "off"):
             common = settings.common().model_copy(update={"cache_mode": mode})
-            config = search_settings.search().model_copy(update={
+            config = SearchSettings().model_copy(update={
                 "providers": ["serper"], "serper_base_url": url, "serper_api_key": SecretStr("bench"),
                 "provider_rate_per_s": 10_000.0, "provider_burst": 10_000})
 
@@ -210,11 +213,11 @@ def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, s
 
 def real_pages(limit: int) -> list[Any]:
     """HTML pages of the documentation packages installed on this machine (each parsed as the indexer does)."""
-    from services.index import settings as index_settings
     from services.index.documents import parse_html
     from services.index.selection import Selection
+    from services.index.settings import IndexSettings
 
-    selection = Selection(exclude=list(index_settings.index().index_exclude))
+    selection = Selection(exclude=list(IndexSettings().index_exclude))
     files = sorted(p for p in Path("/usr/share/doc").rglob("*.html") if p.is_file()
                    if not selection.excluded_by(p.relative_to("/usr/share/doc").as_posix()))
     step = max(1, len(files) // limit)  # spread over every package when capped
@@ -354,14 +357,12 @@ def main() -> int:
         os.environ.update({"TOOLFABRIC_REDIS_URL": redis_srv.url, "TOOLFABRIC_DATA_DIR": str(Path(tmp) / "data"),
                            "TOOLFABRIC_CACHE_MODE": "live", "TOOLFABRIC_ELASTICSEARCH_URL": ""})
         clear_settings_cache()
-        from services.index import reset_default_index
-        from services.search import runtime
+        from services.common.bridge import close_all
 
         try:
             tool = bench_tool_path(n_hot, n_cold, ROOT / "toolfabric" / "demo")
         finally:
-            runtime.reset()
-            reset_default_index()
+            close_all()
         print("tool path p50, text_search via the Celery task body (local provider, demo corpus):")
         print(f"  hot tier (Redis) hit        {tool['text_hot']:7.2f} ms   (target <= 2 ms)")
         print(f"  persistent tier hit         {tool['text_persistent']:7.2f} ms")

@@ -1,10 +1,10 @@
 """Tool calls as Celery tasks, awaited without blocking the event loop.
 
-Celery's Redis result backend stores each result under `celery-task-meta-<id>` and publishes it on
-the channel of the same name. The executor keeps one pub/sub connection, subscribes to a call's
-channel before publishing the task, and resolves the call's future when the result arrives — no
-thread per call and no polling on the hot path. A GET of the key covers the rare case of a result
-stored before the subscription took effect.
+Celery's Redis result backend stores each result under `celery-task-meta-<id>`; every task this executor
+sends names the executor's own reply list (services/common/reply_lists.py), onto which the worker pushes the
+finished result in the same pipeline. One reader pops that list (a blocking pop, then every result already
+there in one round trip) and resolves each call's future — no subscription per call, no thread per call and
+no polling on the hot path. A GET of the stored result covers a push the reader missed (Redis restarted).
 
 Faults are found within seconds, not at the call's timeout: a service with no live worker (see
 `services.common.consumers`) gets an `unavailable` result after `no_consumer_wait_s`; a task whose worker
@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aredis
 from celery import Celery
@@ -30,17 +30,18 @@ from celery import Celery
 from engine.ports import ToolDispatchError, ToolInvocation
 from services.common import revocations, unacked
 from services.common.consumers import LiveConsumers
+from services.common.reply_lists import REPLY_HEADER
 from services.common.tools import ToolResult, task_name
 
 log = logging.getLogger(__name__)
 _META = "celery-task-meta-"
 _READY = {"SUCCESS", "FAILURE", "REVOKED"}
+# Results already waiting are taken this many per round trip.
+_POP_BATCH = 256
 
 
 class _WorkerLost(Exception):
     """The worker running a task stopped beating: the task will not finish."""
-# Subscribed for the executor's whole life, so the reader's pub/sub connection always has a channel.
-_KEEPALIVE = "toolfabric:gateway:keepalive"
 
 
 class CeleryToolExecutor:
@@ -53,38 +54,50 @@ class CeleryToolExecutor:
         self._no_consumer_wait_s, self._retries = no_consumer_wait_s, retries
         self._retry_consumer_wait_s = retry_consumer_wait_s
         self._unstarted_timeout_s = unstarted_timeout_s
-        self._pubsub = redis_client.pubsub()
+        # This executor's own list: a gateway that stops leaves it to expire (reply_lists pushes with a TTL).
+        self._replies = f"toolfabric:replies:{uuid.uuid4().hex}"
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
-        await self._pubsub.subscribe(_KEEPALIVE)
         self._reader = asyncio.create_task(self._read(), name="celery-results")
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await self._redis.rpush(self._replies, "{}")  # wakes the blocking pop at once
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._reader, 2.0)
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._replies)
 
     async def _read(self) -> None:
-        while True:
+        # The flag too, not only the cancellation: redis-py can swallow a cancellation that lands in a blocking pop.
+        while not self._closing:
             try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                # Everything already there in one round trip; block only when the list is empty.
+                values = cast("list[Any]", await self._redis.lpop(self._replies, _POP_BATCH) or [])
+                if not values:
+                    popped = await self._redis.blpop([self._replies], timeout=1)
+                    values = [popped[1]] if popped else []
             except asyncio.CancelledError:
                 raise
             except Exception:  # a dropped connection: redis-py reconnects on the next call
-                log.exception("result subscription failed; retrying")
+                log.exception("reading the result list failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if not message or message.get("type") != "message":
-                continue
-            channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
-            future = self._waiters.get(channel[len(_META):])
-            if future is not None and not future.done():
-                meta = json.loads(message["data"])
-                if meta.get("status") in _READY:
+            for value in values:
+                try:
+                    meta = json.loads(value)
+                    if not isinstance(meta, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    log.warning("ignored a malformed result on %s: %.80r", self._replies, value)
+                    continue
+                future = self._waiters.get(meta.get("task_id", ""))
+                if future is not None and not future.done() and meta.get("status") in _READY:
                     future.set_result(meta)
 
     async def call(self, invocation: ToolInvocation) -> ToolResult:
@@ -128,13 +141,11 @@ class CeleryToolExecutor:
 
     async def _attempt(self, invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
         task_id = str(uuid.uuid4())
-        channel = _META + task_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[task_id] = future
         finished = False
         try:
             try:
-                await self._pubsub.subscribe(channel)
                 # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the
                 # context, so Celery's instrumentation still carries the trace in the task headers). The task
                 # expires with the call: a worker that receives it later discards it.
@@ -142,7 +153,8 @@ class CeleryToolExecutor:
                 await asyncio.to_thread(
                     self._app.send_task, task_name(invocation.service),
                     args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
-                    task_id=task_id, queue=invocation.service, headers=invocation.headers or None,
+                    task_id=task_id, queue=invocation.service,
+                    headers={**(invocation.headers or {}), REPLY_HEADER: self._replies},
                     expires=remaining,
                 )
             except Exception as exc:
@@ -158,8 +170,6 @@ class CeleryToolExecutor:
             return meta
         finally:
             self._waiters.pop(task_id, None)
-            with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(channel)
             if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
                 await self.revoke(task_id, invocation.timeout_s)
 

@@ -33,14 +33,14 @@ class _Pool(aredis.BlockingConnectionPool):
                 "(raise TOOLFABRIC_GATEWAY_REDIS_MAX_CONNECTIONS or run more gateway processes)") from exc
 
 
-def redis_client(url: str, gw: GatewaySettings) -> aredis.Redis:
+def redis_client(url: str, common: CommonSettings, gw: GatewaySettings) -> aredis.Redis:
     pool = _Pool.from_url(url, max_connections=gw.redis_max_connections, timeout=gw.redis_pool_timeout_s,
-                          **redis_clients.options(asynchronous=True))
+                          **redis_clients.options(common, asynchronous=True))
     return aredis.Redis(connection_pool=pool)
 
 
 def redis_pair(common: CommonSettings, gw: GatewaySettings) -> tuple[aredis.Redis, aredis.Redis]:
     """The state client (broker, records, leases) and the cache client (image blobs): one pool when the
     deployment runs one Redis, two when it splits them by role."""
-    state = redis_client(common.redis_url, gw)
-    return state, (state if common.cache_url == common.redis_url else redis_client(common.cache_url, gw))
+    state = redis_client(common.redis_url, common, gw)
+    return state, (state if common.cache_url == common.redis_url else redis_client(common.cache_url, common, gw))

@@ -21,10 +21,11 @@ import redis
 
 from gateway import recorder
 from gateway.stepping import state
-from services.common import cache, settings
+from services.common import cache
 from services.common import cache_store as cache_stores
 from services.common.blobs import TENANT_IMAGES_PATTERN, BlobStore
 from services.common.cache_store import PersistentStore
+from services.common.settings import CommonSettings
 from services.store import TrajectoryStore
 from services.store.trajectories import image_refs
 from toolfabric.v1 import fabric_pb2 as pb
@@ -45,11 +46,11 @@ class Erased:
 
 
 def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None,
-          cache_store: PersistentStore | None = None) -> Erased:
+          cache_store: PersistentStore | None = None, *, common: CommonSettings) -> Erased:
     """`client`: the state Redis; `blobs`: the Redis of the image blobs and the hot cache when it is another one;
-    `cache_store`: the persistent cache tier (default: the one the settings name, opened if needed)."""
+    `cache_store`: the persistent cache tier (default: the one `common` names, opened if needed)."""
     ids = list(dict.fromkeys(ids))
-    cached = _erase_cache_entries(blobs or client, ids, cache_store)
+    cached = _erase_cache_entries(blobs or client, ids, cache_store, common)
     hot_refs = _image_refs(client, ids)
     stored, orphans = store.erase(ids)
     gone = sorted((hot_refs - store.referenced(hot_refs)) | set(orphans))
@@ -66,7 +67,8 @@ def erase(ids: Iterable[str], store: TrajectoryStore, client: redis.Redis, blobs
     return Erased(stored, hot, len(gone), cached)
 
 
-def _erase_cache_entries(client: redis.Redis, ids: list[str], cache_store: PersistentStore | None) -> int:
+def _erase_cache_entries(client: redis.Redis, ids: list[str], cache_store: PersistentStore | None,
+                         common: CommonSettings) -> int:
     """Deletes the cache entries the trajectories' tool calls read or wrote (services/common/cache.py
     remembers them per trajectory, in the cache Redis `client`); how many keys."""
     pipe = client.pipeline(transaction=False)
@@ -78,7 +80,6 @@ def _erase_cache_entries(client: redis.Redis, ids: list[str], cache_store: Persi
         if cache_store is not None:
             cache_store.delete(keys)
         else:
-            common = settings.common()
             opened = cache_stores.open_store(common.elasticsearch_url, common.data_dir, common.elasticsearch_prefix)
             try:
                 opened.delete(keys)
@@ -101,12 +102,13 @@ def _image_refs(client: redis.Redis, ids: list[str]) -> set[str]:
     return refs
 
 
-def purge(older_than: float, store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None) -> Erased:
+def purge(older_than: float, store: TrajectoryStore, client: redis.Redis, blobs: redis.Redis | None = None, *,
+          common: CommonSettings) -> Erased:
     """Retention: everything that finished before `older_than` (epoch seconds), from every tier."""
     ids = store.expired(older_than)
     total = Erased(0, 0, 0)
     for start in range(0, len(ids), 500):
-        done = erase(ids[start:start + 500], store, client, blobs)
+        done = erase(ids[start:start + 500], store, client, blobs, common=common)
         total = Erased(total.stored + done.stored, total.hot + done.hot, total.images + done.images,
                        total.cached + done.cached)
     return total

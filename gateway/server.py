@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
 
 import grpc
 import redis.asyncio as aredis
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.exceptions import RedisError
 
@@ -48,31 +50,26 @@ from gateway.request_decoding import RejectUndecodableRequests
 from gateway.runs import CANCEL_CHANNEL, Runs
 from gateway.stepping import StepService
 from gateway.validation import RequestValidator
-from services.catalog import catalog, service_names
+from services.catalog import full_catalog
 from services.common import logs
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.consumers import LiveConsumers
 from services.common.telemetry import metrics
 from services.common.telemetry import setup as telemetry
+from services.common.tools import Catalog
 from services.model.dialects import dialect_for
 from services.model.dialects.registry import check as check_dialects
 from services.model.routing import ModelRouter
 from services.model.tokenizer import load_tokenizers
 from services.store import open_store
+from services.web.client import image_downloader
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
 from toolfabric.v1.names import FABRIC_SERVICE
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = FABRIC_SERVICE
-
-
-async def _download_image(url: str, max_bytes: int) -> bytes:
-    # The fetch service's SSRF guard protects the gateway's own downloads too.
-    from services.web.client import fetch_image_bytes
-
-    return await fetch_image_bytes(url, max_bytes)
 
 
 async def _listen_for_cancel(redis_client: aredis.Redis, servicer: FabricServicer) -> None:
@@ -118,7 +115,7 @@ _OPEN_METHODS = (*_HEALTH_METHODS, *(f"/{service}/ServerReflectionInfo" for serv
 
 async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSettings, policy: Policy, runs: Runs,
                       step: StepService, blobs: AsyncBlobStore, redis_client: aredis.Redis, model: ModelRouter,
-                      default_model: str, draining: asyncio.Event) -> None:
+                      default_model: str, draining: asyncio.Event, tools: Catalog) -> None:
     """The HTTP doors asked for in the settings, each behind the policy, each through policy/listeners.py."""
     gw, tls = config.gateway, config.tls
 
@@ -145,15 +142,15 @@ async def _open_doors(doors: contextlib.AsyncExitStack, config: GatewayProcessSe
     if mcp.http_port:  # the tools as an MCP server (streamable HTTP at /mcp), for agent frameworks
         from gateway.mcp.server import FabricMcp, TenantSessions
 
-        mcp_app = FabricMcp(step, blobs, catalog(), mcp).server.streamable_http_app(host=gw.host)
+        mcp_app = FabricMcp(step, blobs, tools, mcp).server.streamable_http_app(host=gw.host)
         await listen(HttpListener(policy.doors, "mcp", policy.http(TenantSessions(mcp_app)), gw.host, mcp.http_port,
                                   tls, policy.guard, lifespan=True))
     if gw.metrics_port:  # Prometheus, for the monitoring namespace (the NetworkPolicy keeps everyone else out)
         endpoint = start_metrics(policy.doors, gw.metrics_port, config.telemetry.metrics_host,
-                                 [metrics.QueueDepthCollector(config.common.redis_url, service_names())])
+                                 [metrics.QueueDepthCollector(config.common.redis_url, tools.services())])
         doors.callback(endpoint.close)
     if gw.blob_http_port:  # signed, expiring image URLs for providers that must fetch an image
-        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, tls, gw.reuse_port,
+        blob_server = await start_blobs(policy.doors, gw.host, gw.blob_http_port, config.common, tls, gw.reuse_port,
                                         config.auth.required)
         doors.push_async_callback(blob_server.stop)
 
@@ -173,18 +170,21 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)
     tokenizers = load_tokenizers(model_settings.checkpoints)
-    loop = AgentLoop(model, executor, blobs, catalog(),
+    # Every tool this gateway offers, the MCP servers' listed once, now.
+    tools = await asyncio.to_thread(full_catalog, config.mcp_client, config.fetch)
+    loop = AgentLoop(model, executor, blobs, tools,
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect),
                      gw, tokenizers.get, channels=ChannelTracker,
-                     capture_content=config.telemetry.capture_content)
-    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
-    archive = Archive(await asyncio.to_thread(open_store, config.store, common), common.redis_url,
-                      common.blob_ttl_s, config.store, erasure.purge, common.cache_url).start()
+                     capture_content=config.telemetry.capture_content, text_window_s=gw.text_window_ms / 1000)
+    # The fetch service's SSRF guard protects the gateway's own downloads too.
+    validator = RequestValidator(gw, model_settings, common, blobs, image_downloader(config.fetch), tools)
+    archive = Archive(await asyncio.to_thread(open_store, config.store, common), common, config.store,
+                      functools.partial(erasure.purge, common=common)).start()
     leases = Leases(redis_client, owner_id(), gw.lease_ttl_s)
     runs = Runs(loop, validator, redis_client, model, gw, policy, blobs, leases, archive)
     step = StepService(loop, validator, redis_client, blobs, config.step, gw, model_settings.default_model,
                        policy)
-    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, archive, step)
+    servicer = FabricServicer(runs, redis_client, blobs, policy, gw, common, tools, archive, step)
 
     options = [("grpc.max_receive_message_length", 2 * gw.max_message_bytes),
                ("grpc.max_send_message_length", 2 * gw.max_message_bytes),
@@ -209,7 +209,7 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     doors = contextlib.AsyncExitStack()
     try:
         await _open_doors(doors, config, policy, runs, step, blobs, redis_client, model, model_settings.default_model,
-                          stop)
+                          stop, tools)
     except BaseException:  # e.g. a port taken (Errno 98): close what started, so the process exits and says why
         await asyncio.gather(server.stop(grace=None), *([health_port.stop(grace=None)] if health_port else []))
         for task in (cancel_listener, renewer, reaper):
@@ -257,9 +257,13 @@ def main() -> None:
     # The gateway's own Redis commands (records, leases, results: hundreds per trajectory) are bookkeeping: a span
     # each was most of a trajectory's spans and a tenth of the gateway's CPU. Record writes are span events instead
     # (gateway/delivery.py); the workers' Redis calls, the tools' own, stay spans.
-    telemetry.setup_telemetry("toolfabric-gateway", trace_redis=False)
+    telemetry.setup_telemetry("toolfabric-gateway", telemetry.traces_file(config.common, config.telemetry),
+                              trace_redis=False)
     try:
-        asyncio.run(serve(config))
+        # uvloop: the gateway is an event loop doing small per-event work for every trajectory (issue 24); libuv's
+        # loop costs a fraction of asyncio's per callback.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(config))
     except OSError as exc:  # a door could not bind: a clear line and exit code 3, not a traceback
         log.error("the gateway cannot serve: %s", exc)
         raise SystemExit(3) from exc

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
@@ -38,6 +36,9 @@ class GatewaySettings(BaseSettings):
     default_deadline_s: float = Field(default=300.0, gt=0)
     limit_deadline_s: float = Field(default=3600.0, gt=0)
     max_parallel_calls_per_step: int = Field(default=8, ge=1)
+    # A model's streamed text waits up to this long for the tokens after it before it goes out as one TextDelta (the
+    # first of a step goes at once): an event per token was most of the gateway's CPU (issue 24); 0 = per chunk.
+    text_window_ms: float = Field(default=20.0, ge=0, le=1000)
     # How long the loop waits for one tool call before it becomes a timeout observation.
     tool_timeout_s: float = Field(default=120.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint
@@ -131,18 +132,3 @@ class TlsSettings(BaseSettings):
     # Plaintext port serving only grpc.health.v1, for probes that cannot speak TLS (Kubernetes' gRPC
     # probes); 0 = none.
     health_port: int = Field(default=0, ge=0, le=65535)
-
-
-@lru_cache(maxsize=1)
-def gateway() -> GatewaySettings:
-    return GatewaySettings()
-
-
-@lru_cache(maxsize=1)
-def auth() -> AuthSettings:
-    return AuthSettings()
-
-
-@lru_cache(maxsize=1)
-def tls() -> TlsSettings:
-    return TlsSettings()

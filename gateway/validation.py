@@ -15,6 +15,7 @@ from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
 from services.common.settings import CommonSettings
+from services.common.tools import Catalog
 from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
@@ -32,19 +33,16 @@ def check_length(name: str, value: str, limit: int) -> None:
 
 class RequestValidator:
     def __init__(self, gateway: GatewaySettings, model: ModelSettings, common: CommonSettings,
-                 blobs: AsyncBlobStore, download: Downloader) -> None:
+                 blobs: AsyncBlobStore, download: Downloader, catalog: Catalog) -> None:
         self._gw, self._model, self._common = gateway, model, common
-        self._blobs, self._download = blobs, download
+        self._blobs, self._download, self._catalog = blobs, download, catalog
         self._decoding = asyncio.Semaphore(gateway.decode_concurrency)  # bounds the gateway's decode memory
 
-    @staticmethod
-    def _tools(names: Iterable[str], mode: str, excluded: frozenset[str]) -> tuple[str, ...]:
+    def _tools(self, names: Iterable[str], mode: str, excluded: frozenset[str]) -> tuple[str, ...]:
         """The request's narrower tool offer as canonical names (aliases resolved), each one the run may use."""
-        from services.catalog import catalog
-
         offered: list[str] = []
         for name in names:
-            tool = catalog().get(name.strip())
+            tool = self._catalog.get(name.strip())
             if tool is None or tool.hidden:
                 raise InvalidRequest(f"tools: unknown tool {name!r} (ListTools names them)", "tools")
             if mode not in tool.modes:
@@ -169,7 +167,7 @@ class RequestValidator:
         if len(data) > limit:
             raise InvalidRequest(f"image {index} is {len(data)} bytes, over the limit of {limit} bytes")
         try:
-            info = images.inspect(data, self._common.max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels, self._common.max_image_pixels_per_byte)
             budget.spend(index, info.width * info.height)
             # A full decode catches corrupt or truncated data; off the event loop, it can take a while.
             await self._decode(index, data)

@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from services import plugins as plugin_loader
 from services.common.tools import Catalog, ToolSpec
+
+if TYPE_CHECKING:
+    from services.mcp.settings import McpClientSettings
+    from services.web.settings import FetchSettings
 
 
 def builtin_specs() -> list[ToolSpec]:
@@ -24,20 +29,16 @@ def plugins() -> plugin_loader.Plugins:
 
 
 @lru_cache(maxsize=1)
-def mcp_specs() -> list[ToolSpec]:
-    """Tools of the configured MCP servers (none unless TOOLFABRIC_MCP_CLIENT_SERVERS names some)."""
-    from services.mcp import settings as mcp_client_settings
+def catalog() -> Catalog:
+    """The built-in and installed plugins' tools: the same in every process, whatever its settings."""
+    return Catalog([*builtin_specs(), *plugins().specs])
+
+
+def full_catalog(mcp_client: McpClientSettings, fetch: FetchSettings) -> Catalog:
+    """`catalog()` and the tools the configured MCP servers list now (none unless `mcp_client.servers` names some;
+    `fetch`: the SSRF guard's settings for servers reached over HTTP). A process builds it once, at its start, and
+    passes it down: every service it names runs a worker."""
     from services.mcp.catalog import list_tools
 
-    tools, _ = list_tools(mcp_client_settings.mcp_client())
-    return [t.spec for t in tools]
-
-
-@lru_cache(maxsize=1)
-def catalog() -> Catalog:
-    return Catalog([*builtin_specs(), *plugins().specs, *mcp_specs()])
-
-
-def service_names() -> list[str]:
-    """Every service a deployment runs a worker for: the built-ins, then each loaded plugin's."""
-    return catalog().services()
+    tools, _ = list_tools(mcp_client, fetch)
+    return Catalog([*catalog().specs, *(t.spec for t in tools)])

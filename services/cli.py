@@ -163,9 +163,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"[toolfabric up] demo question: {DEMO_QUESTION}", file=sys.stderr)
             return stream_run(stack.target, DEMO_QUESTION, [str(DEMO_IMAGE)], Path(args.out),
                               trace_file=spans if tracing else None, mode=DEFAULT_MODE)
+        from services.common.settings import CommonSettings
         from services.devstack.served import describe_index, suggestion
 
-        pages, where = describe_index(stack.data_dir)
+        pages, where = describe_index(CommonSettings(), stack.data_dir)
         print(f"[toolfabric up] search index: {where}", file=sys.stderr)
         print(f"[toolfabric up] running; logs in {workdir / 'logs'}. Try:\n"
               f"  {suggestion(stack.target, demo=stack.demo_site and not stack.user_data, pages=pages)}\n"
@@ -283,6 +284,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 @_needs_server
 def cmd_flywheel(args: argparse.Namespace) -> int:
     from services.flywheel.pipeline import TOOLS, Settings, run
+    from services.model.settings import ModelSettings
 
     tools = TOOLS if args.tools is None else tuple(t.strip() for t in args.tools.split(",") if t.strip())
     run(Settings(Path(args.workdir).resolve(), train_limit=args.train_limit, heldout_limit=args.heldout_limit,
@@ -290,7 +292,7 @@ def cmd_flywheel(args: argparse.Namespace) -> int:
                  steps_per_row=args.steps_per_row, scheduler=args.scheduler, reuse_data=args.reuse_data,
                  reuse_training=args.reuse_training,
                  model_max_steps=args.model_max_steps, model_max_tokens=args.model_max_tokens,
-                 concurrency=args.concurrency, seed=args.seed, tools=tools))
+                 concurrency=args.concurrency, seed=args.seed, tools=tools, model=ModelSettings()))
     return 0
 
 
@@ -351,10 +353,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 @_needs_server
 def cmd_model_make_tiny(args: argparse.Namespace) -> int:
-    from services.model.engine_venv import run_in_engine_venv
+    from services.model.engine_venv import engine_venv, run_in_engine_venv
+    from services.model.settings import ModelSettings
 
     argv = ["--family", args.family, "--seed", str(args.seed), str(Path(args.out).resolve())]
-    return run_in_engine_venv("services.model.tiny", argv, check=False).returncode
+    return run_in_engine_venv("services.model.tiny", argv, engine_venv(ModelSettings()), check=False).returncode
 
 
 def register(sub: Any) -> None:

@@ -24,12 +24,12 @@ from gateway.runs import Runs
 from gateway.settings import GatewaySettings
 from gateway.stepping import StepService
 from gateway.validation import check_length
-from services.catalog import catalog
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.settings import CommonSettings
 from services.common.telemetry import setup as telemetry
+from services.common.tools import Catalog
 from services.model.errors import ModelUnavailable
 from services.store.errors import BadPageToken, StoreUnavailable
 from toolfabric.v1 import fabric_pb2 as pb
@@ -39,10 +39,10 @@ from toolfabric.v1.names import MODE_NAMES, MODES
 
 class FabricServicer(pb_grpc.FabricServicer):
     def __init__(self, runs: Runs, redis_client: aredis.Redis, blobs: AsyncBlobStore, policy: Policy,
-                 gw: GatewaySettings, common: CommonSettings, archive: Archive | None = None,
+                 gw: GatewaySettings, common: CommonSettings, catalog: Catalog, archive: Archive | None = None,
                  step: StepService | None = None) -> None:
         self._runs, self._redis, self._blobs, self._policy = runs, redis_client, blobs, policy
-        self._archive, self._step = archive, step
+        self._archive, self._step, self._catalog = archive, step, catalog
         self._gw, self._common = gw, common
 
     async def _allowed(self, context: grpc.aio.ServicerContext, trajectory_id: str | None = None,
@@ -163,7 +163,7 @@ class FabricServicer(pb_grpc.FabricServicer):
 
     async def ListTools(self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext) -> pb.ListToolsResponse:
         await self._allowed(context)
-        cat = catalog()
+        cat = self._catalog
         mode = MODE_NAMES.get(request.mode)
         specs = cat.visible(mode) if mode else [s for s in cat.specs if not s.hidden]
         return pb.ListToolsResponse(tools=[
@@ -197,7 +197,7 @@ class FabricServicer(pb_grpc.FabricServicer):
                 return stored
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         try:
-            info = images.inspect(data, self._common.max_image_pixels)
+            info = images.inspect(data, self._common.max_image_pixels, self._common.max_image_pixels_per_byte)
         except InvalidImage:
             return pb.Image(blob=request.blob, data=data, mime_type="application/octet-stream")
         return pb.Image(blob=request.blob, data=data, mime_type=info.mime_type, width=info.width, height=info.height)

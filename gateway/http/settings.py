@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 
@@ -34,8 +32,3 @@ class HttpSettings(BaseSettings):
         "skywork/r1v4-lite-general": ModelRoute(mode=GENERAL),
         "skywork/r1v4-vl-planner-lite": ModelRoute(mode=PLAN),
     })
-
-
-@lru_cache(maxsize=1)
-def http() -> HttpSettings:
-    return HttpSettings()

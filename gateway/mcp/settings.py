@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -23,8 +21,3 @@ class McpSettings(BaseSettings):
     mode: ModeName = DEFAULT_MODE
     # Largest image an MCP client may add to its session (add_image), before decoding.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-
-
-@lru_cache(maxsize=1)
-def mcp() -> McpSettings:
-    return McpSettings()

@@ -15,32 +15,39 @@ from gateway.mcp.settings import McpSettings
 from gateway.settings import GatewaySettings
 from gateway.stepping.runtime import standalone
 from gateway.stepping.settings import StepSettings
-from services.catalog import catalog
+from services.catalog import full_catalog
 from services.common import logs
 from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import setup as telemetry
+from services.mcp.settings import McpClientSettings
 from services.model.settings import ModelSettings
+from services.web.settings import FetchSettings
 
 log = logging.getLogger(__name__)
 
 
-async def serve_stdio(common: CommonSettings, mcp: McpSettings) -> None:
+async def serve_stdio(common: CommonSettings, worker: WorkerSettings, gw: GatewaySettings, model: ModelSettings,
+                      step: StepSettings, fetch: FetchSettings, telemetry_settings: TelemetrySettings,
+                      mcp: McpSettings, mcp_client: McpClientSettings) -> None:
     # stdio is a subprocess of the user who started it: no API key is asked, and it says so.
     log.warning("MCP on stdio runs as the local user (%s): no API key is asked, trajectories belong to no tenant",
                 getpass.getuser())
-    # The settings are read once, here at start, and passed down.
-    async with standalone(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
-                          TelemetrySettings().capture_content) as (step, blobs):
-        fabric = FabricMcp(step, blobs, catalog(), mcp)
+    tools = await asyncio.to_thread(full_catalog, mcp_client, fetch)
+    service = standalone(common, worker, gw, model, step, fetch, tools, telemetry_settings.capture_content)
+    async with service as (step_service, blobs):
+        fabric = FabricMcp(step_service, blobs, tools, mcp)
         async with stdio_server() as (read, write):
             await fabric.server.run(read, write, fabric.server.create_initialization_options())
 
 
 def main() -> None:
-    common = CommonSettings()
+    # The one read of the environment (this door's own settings, not the gateway's whole set: doors import no other
+    # door); everything below is passed it.
+    common, telemetry_settings = CommonSettings(), TelemetrySettings()
     logs.install(common.log_level, stream=sys.stderr)
-    telemetry.setup_telemetry("toolfabric-mcp")
+    telemetry.setup_telemetry("toolfabric-mcp", telemetry.traces_file(common, telemetry_settings))
     try:
-        asyncio.run(serve_stdio(common, McpSettings()))
+        asyncio.run(serve_stdio(common, WorkerSettings(), GatewaySettings(), ModelSettings(), StepSettings(),
+                                FetchSettings(), telemetry_settings, McpSettings(), McpClientSettings()))
     finally:
         telemetry.shutdown_telemetry()

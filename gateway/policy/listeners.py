@@ -33,6 +33,7 @@ from gateway.policy.doors import Door, Doors, Guard
 from gateway.settings import TlsSettings
 from services.common.blob_urls import BlobServer, start_blob_server
 from services.common.errors import ConfigurationError
+from services.common.settings import CommonSettings
 from services.common.telemetry.metrics import MetricsServer, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ class HttpListener:
             await self._task
 
 
-async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings, reuse_port: bool = False,
+async def start_blobs(doors: Doors, host: str, port: int, common: CommonSettings, tls: TlsSettings,
+                      reuse_port: bool = False,
                       auth_required: bool = False) -> BlobServer:
     """The blob port: images at signed, expiring URLs (the signature is the credential), TLS as configured."""
     files = _files(tls)
@@ -176,7 +178,7 @@ async def start_blobs(doors: Doors, host: str, port: int, tls: TlsSettings, reus
     if files is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*files)
-    server = await start_blob_server(host, port, context, reuse_port, auth_required)
+    server = await start_blob_server(host, port, common, context, reuse_port, auth_required)
     doors.register(Door("blobs", "http", host, server.port, files is not None, "signed_url", ("/blobs/{digest}",)))
     return server
 

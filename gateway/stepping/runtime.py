@@ -13,36 +13,33 @@ from gateway.settings import GatewaySettings
 from gateway.stepping.service import StepService
 from gateway.stepping.settings import StepSettings
 from gateway.validation import RequestValidator
-from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.celery_app import make_celery
 from services.common.settings import CommonSettings, WorkerSettings
+from services.common.tools import Catalog
 from services.model.dialects import dialect_for
 from services.model.settings import ModelSettings
 from services.model.triton_client import TritonModel
-
-
-async def _download_image(url: str, max_bytes: int) -> bytes:
-    from services.web.client import fetch_image_bytes  # the SSRF guard protects these downloads too
-
-    return await fetch_image_bytes(url, max_bytes)
+from services.web.client import image_downloader
+from services.web.settings import FetchSettings
 
 
 @contextlib.asynccontextmanager
 async def standalone(common: CommonSettings, worker: WorkerSettings, gw: GatewaySettings, model_settings: ModelSettings,
-                     step: StepSettings,
+                     step: StepSettings, fetch: FetchSettings, tools: Catalog,
                      capture_content: bool = False) -> AsyncIterator[tuple[StepService, AsyncBlobStore]]:
-    """The step service from the settings its process read at start; `capture_content`: TelemetrySettings'."""
+    """The step service from the settings its process read at start; `capture_content`: TelemetrySettings'; `fetch`:
+    the SSRF guard's, for image URLs."""
     client, cache = redis_pair(common, gw)
     blobs = AsyncBlobStore(cache, common.blob_ttl_s)
     executor = CeleryToolExecutor(make_celery(common, worker), client)
     await executor.start()
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
-    loop = AgentLoop(model, executor, blobs, catalog(),
+    loop = AgentLoop(model, executor, blobs, tools,
                      lambda name: dialect_for(name, model_settings.dialects, model_settings.default_dialect), gw,
                      channels=ChannelTracker, capture_content=capture_content)
-    validator = RequestValidator(gw, model_settings, common, blobs, _download_image)
+    validator = RequestValidator(gw, model_settings, common, blobs, image_downloader(fetch), tools)
     try:
         yield StepService(loop, validator, client, blobs, step, gw, model_settings.default_model), blobs
     finally:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -33,8 +31,3 @@ class StepSettings(BaseSettings):
     finished_ttl_s: int = Field(default=24 * 3600, ge=60)
     # Default dialect and tools of a trajectory whose first action names neither.
     default_mode: ModeName = DEFAULT_MODE
-
-
-@lru_cache(maxsize=1)
-def step() -> StepSettings:
-    return StepSettings()

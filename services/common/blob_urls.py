@@ -7,25 +7,28 @@ a URL cannot be altered to reach another blob, another tenant or a longer life, 
 `exp`. A URL is bound to the tenant whose trajectory asked for it: with auth on, the endpoint serves it
 only while the image is in that tenant's readable set (gateway/policy/ownership.py), so a URL signed for
 tenant A never serves an image only B holds, and a deleted image stops being served at once.
-Run the endpoint with `start_blob_server(host, port)` (the gateway does) behind the public base URL.
+Run the endpoint with `start_blob_server(host, port, common)` (the gateway does) behind the public base URL.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote
 
 import redis.asyncio as aredis
 from aiohttp import web
 
-from services.common import redis_clients, settings
+from services.common import redis_clients
 from services.common.blobs import PREFIX, AsyncBlobStore, tenant_images_key
 from services.common.errors import BlobNotFound, InvalidImage
 from services.common.images import inspect
+from services.common.settings import CommonSettings
 
 ROUTE = "/blobs/"
 
@@ -55,19 +58,24 @@ def _digest(ref: str) -> str:
     return digest
 
 
-def signed_url(ref: str, ttl_s: int | None = None, base_url: str | None = None, secret: str | None = None,
-               now: float | None = None, tenant: str = "") -> str:
+def signed_url(ref: str, *, ttl_s: int, base_url: str, secret: str, now: float | None = None,
+               tenant: str = "") -> str:
     """A public URL at which the blob `ref` can be fetched until `ttl_s` from now, for `tenant`'s image."""
-    common = settings.common()
-    expires_at = int((now or time.time()) + (ttl_s or common.blob_url_ttl_s))
-    key = (secret or common.blob_url_secret.get_secret_value()).encode()
+    expires_at = int((now or time.time()) + ttl_s)
+    key = secret.encode()
     digest = _digest(ref)
-    base = (base_url or common.public_base_url).rstrip("/")
+    base = base_url.rstrip("/")
     bound = f"&t={quote(tenant, safe='')}" if tenant else ""
     return f"{base}{ROUTE}{digest}?exp={expires_at}{bound}&sig={_signature(key, digest, expires_at, tenant)}"
 
 
-def grant(path: str, query: str, secret: str | None = None, now: float | None = None) -> Grant:
+def url_signer(common: CommonSettings) -> Callable[..., str]:
+    """`signed_url` with the deployment's base URL, lifetime and secret: `sign(ref, tenant=…)`."""
+    return functools.partial(signed_url, ttl_s=common.blob_url_ttl_s, base_url=common.public_base_url,
+                             secret=common.blob_url_secret.get_secret_value())
+
+
+def grant(path: str, query: str, secret: str, now: float | None = None) -> Grant:
     """The blob and tenant a signed URL (path + query string) grants, or BadSignature."""
     if not path.startswith(ROUTE):
         raise BadSignature("not a blob URL")
@@ -79,7 +87,7 @@ def grant(path: str, query: str, secret: str | None = None, now: float | None = 
         tenant = params.get("t", [""])[0]
     except (KeyError, IndexError, ValueError):
         raise BadSignature("the URL lacks exp/sig") from None
-    key = (secret or settings.common().blob_url_secret.get_secret_value()).encode()
+    key = secret.encode()
     # As bytes: compare_digest refuses str with non-ASCII characters (TypeError, a 500 on the blob port).
     if not hmac.compare_digest(sig.encode(), _signature(key, digest, expires_at, tenant).encode()):
         raise BadSignature("signature does not match")
@@ -88,7 +96,7 @@ def grant(path: str, query: str, secret: str | None = None, now: float | None = 
     return Grant(PREFIX + digest, tenant)
 
 
-def verify(path: str, query: str, secret: str | None = None, now: float | None = None) -> str:
+def verify(path: str, query: str, secret: str, now: float | None = None) -> str:
     """The blob reference a signed URL (path + query string) grants, or BadSignature."""
     return grant(path, query, secret, now).ref
 
@@ -114,12 +122,12 @@ class BlobServer:
             await self.owners.aclose()  # type: ignore[attr-defined]
 
 
-async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+async def start_blob_server(host: str, port: int, common: CommonSettings, ssl_context: ssl.SSLContext | None = None,
                             reuse_port: bool = False, auth_required: bool = False) -> BlobServer:
     """Serve blobs at signed URLs on host:port (port 0 = any free port), from the Redis blob store; TLS with
     `ssl_context`; `reuse_port`: shared with other processes on the host (SO_REUSEPORT); `auth_required`
     (TOOLFABRIC_AUTH_REQUIRED): a blob is served only to the tenants holding it."""
-    common, locked = settings.common(), auth_required
+    locked, secret = auth_required, common.blob_url_secret.get_secret_value()
     client = redis_clients.async_client("cache", common)
     # Who holds which image is the policy's (gateway/policy/ownership.py), kept in the state Redis.
     owners = redis_clients.async_client("state", common) if locked else None
@@ -127,14 +135,14 @@ async def start_blob_server(host: str, port: int, ssl_context: ssl.SSLContext | 
 
     async def serve(request: web.Request) -> web.StreamResponse:
         try:
-            granted = grant(request.path, request.query_string)
+            granted = grant(request.path, request.query_string, secret)
             ref = granted.ref
             # With auth on, a URL serves only an image its tenant holds (one without a tenant: none); the
             # answer is the one for a missing blob, so a URL says nothing about other tenants' images.
             if owners is not None and not await owners.sismember(tenant_images_key(granted.tenant), ref):  # type: ignore[misc]
                 raise BlobNotFound(ref)
             data = await store.get(ref)
-            mime = inspect(data, common.max_image_pixels).mime_type
+            mime = inspect(data, common.max_image_pixels, common.max_image_pixels_per_byte).mime_type
         except BadSignature as exc:
             return web.Response(status=403, text=f"forbidden: {exc}\n")
         except BlobNotFound:

@@ -11,12 +11,14 @@ from celery import Celery
 from kombu import Queue
 
 from services.common.errors import ConfigurationError
+from services.common.reply_lists import backend_url
 from services.common.settings import CommonSettings, WorkerSettings
 from services.common.tools import SERVICES, task_name
 
 
 def make_celery(common: CommonSettings, worker: WorkerSettings) -> Celery:
-    """The app, from the settings the process read at start. (h24: the transport/result tuning goes here.)"""
+    """The app, from the settings the process read at start. Results go back on the sender's reply list when
+    it names one (services/common/reply_lists.py), by pub/sub otherwise."""
     if worker.task_time_limit_s >= common.celery_visibility_timeout_s:
         # A task still running when the visibility timeout expires is redelivered and runs twice.
         raise ConfigurationError(
@@ -25,7 +27,7 @@ def make_celery(common: CommonSettings, worker: WorkerSettings) -> Celery:
         )
     if worker.task_soft_time_limit_s >= worker.task_time_limit_s:
         raise ConfigurationError("TOOLFABRIC_WORKER_TASK_SOFT_TIME_LIMIT_S must be below the hard limit")
-    app = Celery("toolfabric", broker=common.redis_url, backend=common.redis_url)
+    app = Celery("toolfabric", broker=common.redis_url, backend=backend_url(common.redis_url))
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

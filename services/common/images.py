@@ -28,10 +28,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from services.common import jpegcrop, settings
+from services.common import jpegcrop
 from services.common.errors import InvalidImage
+from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+# TOOLFABRIC_MAX_IMAGE_PIXELS_PER_BYTE's default; a process passes the value it read at start.
+PIXELS_PER_BYTE: int = CommonSettings.model_fields["max_image_pixels_per_byte"].default
 
 # Pillow format name → MIME type, for the types the fabric accepts.
 ACCEPTED = {
@@ -114,14 +118,14 @@ def _oriented_by_pillow(img: Image.Image) -> bool:
     return tags is not None and img.size != (tags.get(256), tags.get(257))
 
 
-def inspect(data: bytes, max_pixels: int, max_pixels_per_byte: int | None = None) -> ImageInfo:
+def inspect(data: bytes, max_pixels: int, max_pixels_per_byte: int = PIXELS_PER_BYTE) -> ImageInfo:
     """Header-only check: is this an accepted image type within the pixel limit, and does the file not
-    declare far more pixels than its size could plausibly hold (`max_pixels_per_byte`, default from the
-    settings)? Both are refused before a single pixel is decoded."""
+    declare far more pixels than its size could plausibly hold (`max_pixels_per_byte`)? Both are refused
+    before a single pixel is decoded."""
     img = _open(data)
     with _decoder("image header is corrupt"):
         info = _info(img, max_pixels)
-    density = settings.common().max_image_pixels_per_byte if max_pixels_per_byte is None else max_pixels_per_byte
+    density = max_pixels_per_byte
     pixels = info.width * info.height
     if pixels > _DENSITY_FLOOR and pixels > len(data) * density:
         raise InvalidImage(f"image declares {info.width}x{info.height} = {pixels} pixels in only {len(data)} bytes "
@@ -149,9 +153,9 @@ def _info(img: Image.Image, max_pixels: int) -> ImageInfo:
     return ImageInfo(fmt, ACCEPTED[fmt], width, height, img.mode, orientation, has_alpha)
 
 
-def decode_bgr(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_bgr(data: bytes, max_pixels: int, max_pixels_per_byte: int = PIXELS_PER_BYTE) -> np.ndarray:
     """Fully decode to an 8-bit, 3-channel BGR array (raises InvalidImage if corrupt)."""
-    info = inspect(data, max_pixels)
+    info = inspect(data, max_pixels, max_pixels_per_byte)
     with _decoder("image data is corrupt or truncated"):
         if _opencv_decodes(info, data):
             bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -163,13 +167,14 @@ def decode_bgr(data: bytes, max_pixels: int) -> np.ndarray:
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def decode_region_bgr(data: bytes, box: tuple[int, int, int, int], max_pixels: int) -> np.ndarray:
+def decode_region_bgr(data: bytes, box: tuple[int, int, int, int], max_pixels: int,
+                      max_pixels_per_byte: int = PIXELS_PER_BYTE) -> np.ndarray:
     """`decode_bgr(data)[y1:y2, x1:x2]`, decoding only that region when the image is a plain JPEG.
 
     `box` is (x1, y1, x2, y2) in displayed pixels, inside the image. For a crop of a photo this
     skips most of the decode (see jpegcrop.py); any other image is decoded in full and sliced.
     """
-    info = inspect(data, max_pixels)
+    info = inspect(data, max_pixels, max_pixels_per_byte)
     x1, y1, x2, y2 = box
     if not (0 <= x1 < x2 <= info.width and 0 <= y1 < y2 <= info.height):
         raise ValueError(f"box {box} is not inside the {info.width}x{info.height} image")
@@ -178,7 +183,7 @@ def decode_region_bgr(data: bytes, box: tuple[int, int, int, int], max_pixels: i
             return jpegcrop.region_bgr(data, x1, y1, x2, y2)
         except Exception as exc:  # not transformable (odd sampling, corrupt): the full decode says what is wrong
             log.debug("JPEG region decode fell back to a full decode: %s", exc)
-    return np.ascontiguousarray(decode_bgr(data, max_pixels)[y1:y2, x1:x2])
+    return np.ascontiguousarray(decode_bgr(data, max_pixels, max_pixels_per_byte)[y1:y2, x1:x2])
 
 
 def _opencv_decodes(info: ImageInfo, data: bytes) -> bool:

@@ -25,20 +25,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from services.common import settings
 from services.common.settings import CommonSettings
 
 Role = Literal["state", "cache"]
 
 
-def url(role: Role, common: CommonSettings | None = None) -> str:
-    common = common or settings.common()
+def url(role: Role, common: CommonSettings) -> str:
     return common.cache_url if role == "cache" else common.redis_url
 
 
-def options(common: CommonSettings | None = None, asynchronous: bool = False) -> dict[str, Any]:
+def options(common: CommonSettings, asynchronous: bool = False) -> dict[str, Any]:
     """The reconnect behaviour every client and pool gets (keyword arguments of `from_url`)."""
-    common = common or settings.common()
     backoff = ExponentialBackoff(cap=common.redis_backoff_max_s, base=0.05)
     return {
         "retry": (AsyncRetry if asynchronous else Retry)(backoff, common.redis_retries),
@@ -47,11 +44,11 @@ def options(common: CommonSettings | None = None, asynchronous: bool = False) ->
     }
 
 
-def sync_client(role: Role = "state", common: CommonSettings | None = None, **kwargs: Any) -> redis.Redis:
+def sync_client(role: Role, common: CommonSettings, **kwargs: Any) -> redis.Redis:
     """A blocking client for `role` (worker threads, Celery tasks, CLIs); `kwargs` e.g. socket_timeout."""
     return redis.Redis.from_url(url(role, common), **(options(common) | kwargs))
 
 
-def async_client(role: Role = "state", common: CommonSettings | None = None, **kwargs: Any) -> aredis.Redis:
+def async_client(role: Role, common: CommonSettings, **kwargs: Any) -> aredis.Redis:
     """An asyncio client for `role`."""
     return aredis.Redis.from_url(url(role, common), **(options(common, asynchronous=True) | kwargs))

@@ -164,7 +164,8 @@ class ToolPlugin:
     """What a plugin package's `toolfabric.tools` entry point names: a service of its own.
 
     `tools` are imported by the gateway (keep that module light: pydantic only); `handlers` is the
-    "module:attribute" of a `dict[tool name, handler]` that only the service's worker imports.
+    "module:attribute" of a `dict[tool name, handler]` that only the service's worker imports, or of a function
+    of the worker's `CommonSettings` returning one (called once at the worker's start: read settings there).
     """
 
     service: str

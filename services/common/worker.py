@@ -21,11 +21,11 @@ from celery import Celery, Task, bootsteps, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
-from services.common import consumers, logs, redis_clients, revocations, settings, unacked
+from services.common import consumers, logs, redis_clients, revocations, unacked
 from services.common.bridge import close_all as close_bridges
 from services.common.celery_app import make_celery
 from services.common.errors import ToolError
-from services.common.settings import CommonSettings, WorkerSettings
+from services.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from services.common.telemetry import observe
 from services.common.telemetry.setup import setup_worker_telemetry
 from services.common.tools import (
@@ -47,8 +47,10 @@ def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:
     return ToolResult(text=args.payload or "pong")
 
 
-def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers: dict[str, Handler]) -> Task:
+def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers: dict[str, Handler],
+                     common: CommonSettings) -> Task:
     """Create `toolfabric.<service>.call` on `app`, dispatching by tool name to `handlers`."""
+    revoked = _revocations(common)
     by_name: dict[str, tuple[type[BaseModel], Handler]] = {"ping": (PingArgs, _ping)}
     for spec in specs:
         if spec.name not in handlers:
@@ -58,7 +60,7 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
 
     @app.task(name=task_name(service), bind=True)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        if self.request.id and _revoked(self.request.id):  # abandoned while queued: nobody waits for it
+        if self.request.id and revoked(self.request.id):  # abandoned while queued: nobody waits for it
             return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
         started = time.perf_counter()
         result = run_tool(by_name, tool, arguments, context)
@@ -71,17 +73,21 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
     return call  # type: ignore[no-any-return]
 
 
-@functools.lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis_clients.sync_client("state", socket_timeout=2)
+def _revocations(common: CommonSettings) -> Callable[[str], bool]:
+    """Whether a task was revoked, asked of the state Redis (the client is made on first use, in the pool process)."""
 
+    @functools.lru_cache(maxsize=1)
+    def client() -> redis.Redis:
+        return redis_clients.sync_client("state", common, socket_timeout=2)
 
-def _revoked(task_id: str) -> bool:
-    try:
-        with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
-            return revocations.is_revoked(_redis(), task_id)
-    except redis.RedisError:  # cannot tell: run it (at-least-once)
-        return False
+    def revoked(task_id: str) -> bool:
+        try:
+            with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
+                return revocations.is_revoked(client(), task_id)
+        except redis.RedisError:  # cannot tell: run it (at-least-once)
+            return False
+
+    return revoked
 
 
 def run_tool(
@@ -112,30 +118,36 @@ def run_tool(
         return ToolResult.failure("internal", f"{tool} failed with an internal error: {type(exc).__name__}: {exc}")
 
 
-def register_plugin(app: Celery, plugin: ToolPlugin) -> Task:
-    """A plugin's task on `app`, from its handlers ("module:attribute" naming a dict of tool name → handler)."""
+def register_plugin(app: Celery, plugin: ToolPlugin, common: CommonSettings) -> Task:
+    """A plugin's task on `app`, from its handlers: "module:attribute" naming a dict of tool name → handler, or
+    a function of the worker's common settings returning that dict (called once, at the worker's start)."""
     module, _, attribute = plugin.handlers.partition(":")
     handlers = getattr(importlib.import_module(module), attribute, None)
+    if callable(handlers):
+        handlers = handlers(common)
     if not isinstance(handlers, dict) or not all(callable(h) for h in handlers.values()):
-        raise TypeError(f"{plugin.handlers} must be a dict of tool name → handler function")
-    return register_service(app, plugin.service, list(plugin.tools), handlers)
+        raise TypeError(f"{plugin.handlers} must be a dict of tool name → handler function, or a function of the "
+                        "common settings returning one")
+    return register_service(app, plugin.service, list(plugin.tools), handlers, common)
 
 
-def service_task(app: Celery, service: str, plugin: ToolPlugin | None = None) -> Task:
-    """`service`'s task registered on `app`: its `services.<service>.tasks.register`, or the plugin's handlers."""
+def service_task(app: Celery, service: str, common: CommonSettings, plugin: ToolPlugin | None = None) -> Task:
+    """`service`'s task registered on `app`: its `services.<service>.tasks.register(app, common)` (which reads
+    its service's own settings), or the plugin's handlers."""
     if plugin is not None:
-        return register_plugin(app, plugin)
-    return importlib.import_module(f"services.{service}.tasks").register(app)  # type: ignore[no-any-return]
+        return register_plugin(app, plugin, common)
+    module = importlib.import_module(f"services.{service}.tasks")
+    return module.register(app, common)  # type: ignore[no-any-return]
 
 
 def run_worker(service: str, concurrency: int | None = None, extra_args: list[str] | None = None,
                plugin: ToolPlugin | None = None) -> None:
     """Start a Celery worker consuming only `service`'s queue (blocks); a plugin's when `plugin` is given.
 
-    The settings are read here, once; the app is built here, not at import."""
-    common, worker = settings.common(), settings.worker()
+    The settings are read here, once (the service's own in its `register`); the app is built here, not at import."""
+    common, worker, telemetry = CommonSettings(), WorkerSettings(), TelemetrySettings()
     app = make_celery(common, worker)
-    service_task(app, service, plugin)
+    service_task(app, service, common, plugin)
     argv = [
         "worker",
         "--queues",
@@ -151,7 +163,7 @@ def run_worker(service: str, concurrency: int | None = None, extra_args: list[st
         "--without-mingle",
         *(extra_args or []),
     ]
-    setup_worker_telemetry(service)  # tracing starts in each pool process, after the fork
+    setup_worker_telemetry(service, common, telemetry)  # tracing starts in each pool process, after the fork
     # Celery sets up its logging when the worker starts: the filters go on its handlers then.
     for setup_done in (signals.after_setup_logger, signals.after_setup_task_logger):
         setup_done.connect(lambda logger, **_: logs.install(logger=logger), weak=False)

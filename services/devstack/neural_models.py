@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.errors import ConfigurationError
-from services.model import settings as model_settings
 from services.model.engine_venv import engine_venv, run_in_engine_venv
+from services.model.settings import ModelSettings
 from services.model.tiny import RECIPE
 
 
@@ -74,31 +74,32 @@ def resolve(spec: str) -> NeuralModel:
                              "or a checkpoint directory")
 
 
-def weights_of(model: NeuralModel, cache_dir: Path | None = None) -> Path:
-    return model.weights or checkpoint(model.family, cache_dir=cache_dir)
+def weights_of(model: NeuralModel, settings: ModelSettings, cache_dir: Path | None = None) -> Path:
+    return model.weights or checkpoint(model.family, settings, cache_dir=cache_dir)
 
 
-def checkpoint(family: str, seed: int = 0, cache_dir: Path | None = None) -> Path:
-    """The tiny checkpoint of `family`, made on first use (`toolfabric model make-tiny`) and cached."""
-    root = cache_dir or Path(model_settings.model().tiny_cache_dir).expanduser()
+def checkpoint(family: str, settings: ModelSettings, seed: int = 0, cache_dir: Path | None = None) -> Path:
+    """The tiny checkpoint of `family`, made on first use (`toolfabric model make-tiny`) and cached (in `cache_dir`,
+    else the settings' tiny_cache_dir), by the engine venv the settings name."""
+    root = cache_dir or Path(settings.tiny_cache_dir).expanduser()
     out = root / f"tiny-{family}-seed{seed}-r{RECIPE}"
     if not (out / "config.json").exists():
         root.mkdir(parents=True, exist_ok=True)
         result = run_in_engine_venv("services.model.tiny", ["--family", family, "--seed", str(seed), str(out)],
-                                    check=False)
+                                    engine_venv(settings), check=False)
         if result.returncode != 0:
             raise ConfigurationError(f"making the tiny {family} model failed (exit {result.returncode})")
     return out
 
 
-def gateway_env(model: NeuralModel, *others: NeuralModel) -> dict[str, str]:
+def gateway_env(settings: ModelSettings, model: NeuralModel, *others: NeuralModel) -> dict[str, str]:
     """What the gateway needs to run `model` by default and `others` by name: names, dialects, checkpoints
     (for the tokenizers)."""
     every = (model, *others)
     return {
         "TOOLFABRIC_MODEL_DEFAULT_MODEL": model.name,
         "TOOLFABRIC_MODEL_DIALECTS": json.dumps({m.name: m.dialect for m in every}),
-        "TOOLFABRIC_MODEL_CHECKPOINTS": json.dumps({m.name: str(weights_of(m)) for m in every}),
+        "TOOLFABRIC_MODEL_CHECKPOINTS": json.dumps({m.name: str(weights_of(m, settings)) for m in every}),
     }
 
 
@@ -113,17 +114,18 @@ def engine_args(model: NeuralModel, weights: Path) -> dict[str, object]:
     return {"model": str(weights), "max_batch": 8}
 
 
-def write_repository(repo: Path, served: list[str | NeuralModel], cache_dir: Path | None = None) -> list[str]:
+def write_repository(repo: Path, served: list[str | NeuralModel], settings: ModelSettings,
+                     cache_dir: Path | None = None) -> list[str]:
     """Writes Triton model directories for `served` (names from MODELS, checkpoint directories, or models) into
     `repo`; returns their Triton names."""
-    venv = engine_venv()
+    venv = engine_venv(settings)
     if not (venv / "bin" / "python").exists():
         what = ", ".join(s.name if isinstance(s, NeuralModel) else s for s in served)
         raise ConfigurationError(f"serving {what} needs the model engines' venv {venv}: `make setup-model` makes it")
     names = []
     for spec in served:
         model = spec if isinstance(spec, NeuralModel) else resolve(spec)
-        weights = weights_of(model, cache_dir)
+        weights = weights_of(model, settings, cache_dir)
         directory = repo / model.name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         module, cls = model.engine_class.split(":")

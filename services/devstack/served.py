@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.common.settings import CommonSettings
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 
 
-def describe_index(data_dir: Path) -> tuple[int, str]:
+def describe_index(common: CommonSettings, data_dir: Path) -> tuple[int, str]:
     """(pages, a line naming the index and what it holds) for the index the workers will open."""
-    from services.common import settings
     from services.index import INDEX_FILE, open_index
 
-    common = settings.common()
-    index = open_index(data_dir=str(data_dir))
+    index = open_index(common, data_dir=str(data_dir))
     try:
         counts = index.counts()
     finally:

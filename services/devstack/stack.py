@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.catalog import service_names
+from services.catalog import full_catalog
 from services.common.errors import ConfigurationError
 from services.common.tools import SERVICES
 from services.devstack import neural_models
@@ -33,6 +33,9 @@ from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.processes import PORT_TAKEN, Child, free_port, log_says, wait_until
 from services.devstack.redis_server import RedisServer
 from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
+from services.mcp.settings import McpClientSettings
+from services.model.settings import ModelSettings
+from services.web.settings import FetchSettings
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "toolfabric" / "demo"
 
@@ -64,6 +67,8 @@ class EmbeddedStack:
         # (`toolfabric up --model tiny-qwen3`) is served beside it and becomes the default model.
         # `also_serve`: more neural models (tiny names or checkpoint directories) Runs can name, e.g. the
         # flywheel's trained and untrained checkpoints side by side.
+        # Where the tiny checkpoints are cached and which venv runs the engines: read as the stack is made.
+        self.model_settings = ModelSettings()
         self.model = neural_models.resolve(model) if model and model != "baseline" else None
         self.also_serve = [neural_models.resolve(m) for m in also_serve]
         # Or the default model comes from a completions server already running (`up --model-endpoint URL`).
@@ -73,7 +78,7 @@ class EmbeddedStack:
         served = [m for m in (self.model, *self.also_serve) if m is not None]
         if triton is None and served:
             repo = self.workdir / "model-repository"
-            names = neural_models.write_repository(repo, list(served))
+            names = neural_models.write_repository(repo, list(served), self.model_settings)
             triton = TritonServer(self.workdir / "triton", models=(*CPU_MODELS, *names, *extra_models),
                                   repositories=(REPOSITORY, repo), start_timeout_s=900)
         # extra_models: other models of the shipped repository to serve too (the eval judge).
@@ -90,7 +95,8 @@ class EmbeddedStack:
         self.left_out: dict[str, str] = {}  # plugin services whose worker could not start → why
         # Prometheus endpoints: the gateway's and one per worker (its main process serves its pool's).
         # Built-in services and every installed plugin's (the ocr example among them).
-        self.services = service_names()
+        # (and the MCP worker's when MCP servers are configured: their tools listed now, as the gateway will)
+        self.services = full_catalog(McpClientSettings(), FetchSettings()).services()
         self.metrics_ports = {name: free_port() for name in ("gateway", *self.services)}
         self.children: dict[str, Child] = {}
 
@@ -130,9 +136,9 @@ class EmbeddedStack:
         if self.mcp_port is not None:
             env["TOOLFABRIC_MCP_HTTP_PORT"] = str(self.mcp_port)
         if self.model is not None:
-            env.update(neural_models.gateway_env(self.model, *self.also_serve))
+            env.update(neural_models.gateway_env(self.model_settings, self.model, *self.also_serve))
         elif self.also_serve:
-            env.update({k: v for k, v in neural_models.gateway_env(*self.also_serve).items()
+            env.update({k: v for k, v in neural_models.gateway_env(self.model_settings, *self.also_serve).items()
                         if k != "TOOLFABRIC_MODEL_DEFAULT_MODEL"})  # the baseline stays the default
         if self.model_endpoint is not None:
             env.update(self.model_endpoint.gateway_env())

@@ -21,11 +21,15 @@ import json
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.bundle import BundleWriter
 from services.common.cache import cache_key
 from services.evals.errors import DatasetError
+
+if TYPE_CHECKING:
+    from services.web.guard import Guard
+    from services.web.settings import FetchSettings
 
 PROVIDER = "vision-deepresearch-cache"
 TABLES = ("text_search", "text_visit", "image_search", "image_visit")
@@ -44,12 +48,9 @@ def search_results(text: str) -> list[dict[str, str]]:
     return out
 
 
-def _url_key(url: str) -> str:
+def _url_key(url: str, guard: Guard) -> str:
     """web_visit's cache key for `url` (its guard's normal form, as services.fetch.visit keys it)."""
-    from services.web import settings as web_settings
-    from services.web.guard import Guard
-
-    normal = str(Guard(web_settings.fetch()).parse(url))
+    normal = str(guard.parse(url))
     return cache_key("web_visit", url_sha256=hashlib.sha256(normal.encode()).hexdigest())
 
 
@@ -57,8 +58,12 @@ def _entry(value: Any, created_at: Any) -> dict[str, Any]:
     return {"value": value, "provider": PROVIDER, "fetched_at": float(created_at or 0.0), "cost_units": 0.0}
 
 
-def import_vdr_cache(source: Path, out: Path) -> tuple[str, dict[str, int]]:
-    """Write the bundle; returns its hash and how many rows of each table went in (and were skipped)."""
+def import_vdr_cache(source: Path, out: Path, fetch: FetchSettings) -> tuple[str, dict[str, int]]:
+    """Write the bundle; returns its hash and how many rows of each table went in (and were skipped). `fetch`: the
+    settings of the guard web_visit normalises URLs with (its cache keys)."""
+    from services.web.guard import Guard
+
+    guard = Guard(fetch)
     if not source.is_file():
         raise DatasetError(f"{source}: no such file")
     try:
@@ -91,7 +96,7 @@ def import_vdr_cache(source: Path, out: Path) -> tuple[str, dict[str, int]]:
                 value = result
             if namespace:  # a page: web_visit's entry, an extracted page
                 try:
-                    key = _url_key(str(url))
+                    key = _url_key(str(url), guard)
                 except Exception:  # a URL the fabric would refuse to visit: never asked for
                     counts["skipped"] += 1
                     continue

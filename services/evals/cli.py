@@ -186,13 +186,15 @@ def _open_bundle(path: str) -> Any:
 
 
 def _freeze(run_dir: Path, name: str, dataset: str) -> None:
+    from services.common.settings import CommonSettings
     from services.evals import manifest
     from services.evals.freeze import BUNDLE_DIR, freeze
     from services.evals.results import load_results
 
     records = list(load_results(run_dir).values())
     judge_cache = run_dir / "judge_cache.jsonl"
-    digest, count, warnings = freeze(run_dir, records, judge_cache, {"run": name, "dataset": dataset})
+    digest, count, warnings = freeze(run_dir, records, judge_cache, {"run": name, "dataset": dataset},
+                                     CommonSettings())
     manifest.update(run_dir, frozen={"bundle": str(run_dir / BUNDLE_DIR), "hash": digest, "entries": count})
     for warning in warnings:
         print(f"toolfabric eval: warning: {warning}", file=sys.stderr)
@@ -210,8 +212,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_import_cache(args: argparse.Namespace) -> int:
     from services.evals.cache_import import import_vdr_cache
+    from services.web.settings import FetchSettings
 
-    digest, counts = import_vdr_cache(Path(args.source), Path(args.out))
+    digest, counts = import_vdr_cache(Path(args.source), Path(args.out), FetchSettings())
     print(f"bundle {args.out} ({digest}): {counts['text_search']} text searches and {counts['text_visit']} pages "
           f"answer evals (--bundle {args.out}); {counts['image_search']} image searches and {counts['image_visit']} "
           "image visits kept, not served (the cache names images by URL, the fabric by content)"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.bundle import BundleWriter
+from services.common.settings import CommonSettings
 from services.evals.errors import EvalError
 
 BUNDLE_DIR = "bundle"
@@ -23,13 +24,13 @@ BUNDLE_DIR = "bundle"
 Answer = tuple[str, dict[str, Any], str]  # request key, cache entry, what was asked
 
 
-async def collect(records: list[dict[str, Any]]) -> tuple[list[Answer], list[str]]:
-    """Every answer the records' trajectories got, in order, and what could not be found any more."""
-    from services.common import redis_clients, settings
+async def collect(records: list[dict[str, Any]], common: CommonSettings) -> tuple[list[Answer], list[str]]:
+    """Every answer the records' trajectories got, in order, and what could not be found any more (in the cache
+    `common` names: the stack's)."""
+    from services.common import redis_clients
     from services.common.cache import Cache
     from services.common.cache_store import open_store
 
-    common = settings.common()
     if not common.cache_url:
         raise EvalError("--freeze reads the stack's cache: set TOOLFABRIC_REDIS_URL (and TOOLFABRIC_DATA_DIR) as "
                         "for its workers")
@@ -55,9 +56,9 @@ async def collect(records: list[dict[str, Any]]) -> tuple[list[Answer], list[str
 
 
 def freeze(run_dir: Path, records: list[dict[str, Any]], judge_cache: Path | None,
-           source: dict[str, Any]) -> tuple[str, int, list[str]]:
+           source: dict[str, Any], common: CommonSettings) -> tuple[str, int, list[str]]:
     """Write RUN/bundle; returns (its hash, entries, warnings)."""
-    answers, missing = asyncio.run(collect(records))
+    answers, missing = asyncio.run(collect(records, common))
     if missing:
         raise EvalError(f"cannot freeze: {len(missing)} answers are no longer in the cache (e.g. {missing[0]}); "
                         "point TOOLFABRIC_REDIS_URL/TOOLFABRIC_DATA_DIR at the stack that ran them")

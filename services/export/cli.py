@@ -63,14 +63,21 @@ def main(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    from services.catalog import full_catalog
     from services.export import curation
     from services.export.consistency import check
     from services.export.conversation import rebuild
     from services.export.formats import rl_records, rounds_record, sft_record, trl_record
     from services.export.tokens import rl_token_records
+    from services.mcp.settings import McpClientSettings
+    from services.model.settings import ModelSettings
+    from services.web.settings import FetchSettings
     from toolfabric import Client
     from toolfabric.exceptions import NotFound
 
+    # The command's start: read once, passed down (the models' dialects, the tools the deployment offers).
+    model_settings = ModelSettings()
+    tools = full_catalog(McpClientSettings(), FetchSettings())
     console = Console(stderr=True)
     out = Path(args.out)
     formats = args.formats or ["sft"]
@@ -90,7 +97,7 @@ def export(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("reading trajectories", total=len(summaries))
             for summary in summaries:
-                conversations.append(rebuild(client.trajectory(summary.trajectory_id)))
+                conversations.append(rebuild(client.trajectory(summary.trajectory_id), model_settings, tools))
                 progress.advance(task)
 
         images: dict[str, bytes | None] = {}

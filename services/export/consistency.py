@@ -46,10 +46,8 @@ class Report:
 
 
 def _tool_names(conv: Conversation) -> list[str]:
-    from services.catalog import catalog
-
     names = set()
-    for spec in catalog().specs:
+    for spec in conv.catalog.specs:
         if not spec.hidden:
             names.add(spec.name)
             names.update(spec.aliases)

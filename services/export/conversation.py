@@ -14,10 +14,10 @@ from typing import Any
 from engine import plans
 from engine.images import RegisteredImage
 from engine.prompting import observation_parts, system_message, user_message
-from services.catalog import catalog
-from services.model import settings as model_config
+from services.common.tools import Catalog
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import Dialect, dialect_for
+from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1.names import DEFAULT_MODE, MODE_NAMES, PLAN
 
@@ -49,6 +49,7 @@ class Conversation:
     steps: list[Step]
     images: list[RegisteredImage]  # every image by name, inputs first
     dialect: Dialect  # the trajectory's model's: its system prompt, observation tags and chat template
+    catalog: Catalog  # every tool the deployment offers (the export's, built once at its start)
 
     @property
     def answer(self) -> str:
@@ -80,15 +81,16 @@ def steps_of(trajectory: pb.Trajectory) -> list[Step]:
     return [steps[n] for n in sorted(steps)]
 
 
-def rebuild(trajectory: pb.Trajectory) -> Conversation:
+def rebuild(trajectory: pb.Trajectory, model_settings: ModelSettings, catalog: Catalog) -> Conversation:
+    """The conversation the model saw, rebuilt from the record (in the dialect `model_settings` give its model,
+    offering the tools of `catalog` the run offered)."""
     mode = MODE_NAMES.get(trajectory.mode, DEFAULT_MODE)
     started = next((e.started for e in trajectory.events if e.WhichOneof("event") == "started"), pb.TrajectoryStarted())
     inputs = [RegisteredImage.from_ref(r) for r in started.images]
     images = list(inputs)
-    model_settings = model_config.model()
     dialect = dialect_for(trajectory.model, model_settings.dialects, model_settings.default_dialect)
     # The tools the run offered: the mode's, or the request's narrower set (recorded in `started`).
-    offered = [t for t in catalog().visible(mode) if not started.tools or t.name in started.tools]
+    offered = [t for t in catalog.visible(mode) if not started.tools or t.name in started.tools]
     messages = [system_message(mode, offered, dialect), user_message(trajectory.question, inputs)]
     steps = steps_of(trajectory)
     plan: list[dict[str, Any]] | None = None  # an executed plan: its steps' messages are the loop's (engine/plans.py)
@@ -114,4 +116,4 @@ def rebuild(trajectory: pb.Trajectory) -> Conversation:
             plan, plan_at = dialect.parse(step.text).plan, step.number
         if parts:
             messages.append(Message("user", parts))
-    return Conversation(trajectory, mode, messages, steps, images, dialect)
+    return Conversation(trajectory, mode, messages, steps, images, dialect, catalog)

@@ -55,9 +55,7 @@ def no_repeated_calls(conv: Conversation) -> Verdict:
 
 
 def valid_calls(conv: Conversation) -> Verdict:
-    from services.catalog import catalog
-
-    cat = catalog()
+    cat = conv.catalog
     for step in conv.steps:
         for call in step.calls:
             spec = cat.get(call.name)

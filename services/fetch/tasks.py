@@ -6,52 +6,40 @@ once per worker process on its async bridge (services/common/bridge.py), where e
 
 from __future__ import annotations
 
-import os
-
 import redis.asyncio as aredis
 from celery import Celery, Task
 
-from services.common import redis_clients, settings
+from services.common import redis_clients
 from services.common.blobs import AsyncBlobStore
 from services.common.bridge import AsyncBridge, Closer
 from services.common.bundle import open_bundle
 from services.common.cache import Cache
 from services.common.cache_store import PersistentStore, open_store
+from services.common.settings import CommonSettings
 from services.common.tools import ToolContext, ToolResult
-from services.common.worker import register_service
+from services.common.worker import Handler, register_service
 from services.fetch.indexing import LocalIndexSink
 from services.fetch.spec import TOOLS, WebVisitArgs
 from services.fetch.summarize import ModelSummarizer
 from services.fetch.visit import Services, web_visit
-from services.model import settings as model_settings
-from services.web import settings as web_settings
+from services.model.settings import ModelSettings
 from services.web.hostlimits import HostLimits
 from services.web.robots import Robots
-
-_store: tuple[int, PersistentStore] | None = None
-
-
-def persistent_store() -> PersistentStore:
-    """This process's persistent cache tier (re-opened after a fork)."""
-    global _store
-    if _store is None or _store[0] != os.getpid():
-        common = settings.common()
-        _store = (os.getpid(), open_store(common.elasticsearch_url, common.data_dir, common.elasticsearch_prefix))
-    return _store[1]
+from services.web.settings import FetchSettings
 
 
-def build_services(client: aredis.Redis) -> Services:
-    """web_visit's collaborators, as the settings ask for them."""
-    common, fetch = settings.common(), web_settings.fetch()
+def build_services(client: aredis.Redis, common: CommonSettings, fetch: FetchSettings, triton_url: str,
+                   store: PersistentStore | None, sink: LocalIndexSink | None) -> Services:
+    """web_visit's collaborators, as the settings ask for them (`store`: the persistent cache tier; `sink`:
+    where fetched pages are indexed, when the settings ask for that)."""
     cache = None
-    if common.cache_mode != "off" and fetch.page_cache_ttl_s > 0:
-        cache = Cache(client, persistent_store(), common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
+    if store is not None:
+        cache = Cache(client, store, common.cache_mode, hot_ttl_s=fetch.page_cache_ttl_s,
                       persistent_ttl_s=common.cache_persistent_ttl_s, wait_s=fetch.total_timeout_s * 2,
                       lease_s=common.worker_lease_ttl_s, bundle=open_bundle(common.cache_bundle))
     summarizer = None
     if fetch.summarizer_model:
-        summarizer = ModelSummarizer(fetch.summarizer_model, model_settings.model().triton_url,
-                                     fetch.summarizer_timeout_s)
+        summarizer = ModelSummarizer(fetch.summarizer_model, triton_url, fetch.summarizer_timeout_s)
     return Services(
         settings=fetch,
         blobs=AsyncBlobStore(client, common.blob_ttl_s),
@@ -60,24 +48,43 @@ def build_services(client: aredis.Redis) -> Services:
                         max_wait_s=fetch.total_timeout_s, lease_s=common.worker_lease_ttl_s),
         robots=Robots(client, fetch.user_agent, fetch.robots_ttl_s) if fetch.respect_robots else None,
         summarizer=summarizer,
-        sink=LocalIndexSink() if fetch.index_fetched_pages else None,
+        sink=sink,
         max_image_bytes=common.max_image_bytes,
         max_image_pixels=common.max_image_pixels,
     )
 
 
-async def _build() -> tuple[Services, Closer]:
-    client = redis_clients.async_client("cache")  # blobs, page cache, per-host limits, robots
-    return build_services(client), client.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
+def bridge(common: CommonSettings, fetch: FetchSettings, triton_url: str) -> AsyncBridge[Services]:
+    """web_visit's services, built once per worker process on its loop (the Redis client, the persistent cache
+    tier opened there, after the fork)."""
+
+    async def build() -> tuple[Services, Closer]:
+        client = redis_clients.async_client("cache", common)  # blobs, page cache, per-host limits, robots
+        cached = common.cache_mode != "off" and fetch.page_cache_ttl_s > 0
+        store = open_store(common.elasticsearch_url, common.data_dir, common.elasticsearch_prefix) if cached else None
+        sink = LocalIndexSink(common) if fetch.index_fetched_pages else None
+
+        async def close() -> None:
+            await client.aclose()  # type: ignore[attr-defined]  # (types-redis predates aclose)
+            for opened in (store, sink):
+                if opened is not None:
+                    opened.close()
+
+        return build_services(client, common, fetch, triton_url, store, sink), close
+
+    return AsyncBridge("fetch", build)
 
 
-BRIDGE: AsyncBridge[Services] = AsyncBridge("fetch", _build)
+def handlers(common: CommonSettings, fetch: FetchSettings, triton_url: str) -> dict[str, Handler]:
+    services = bridge(common, fetch, triton_url)
+
+    def handle_web_visit(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
+        return services.run(lambda built: web_visit(args, ctx, built))
+
+    return {"web_visit": handle_web_visit}
 
 
-def handle_web_visit(args: WebVisitArgs, ctx: ToolContext) -> ToolResult:
-    return BRIDGE.run(lambda services: web_visit(args, ctx, services))
-
-
-def register(app: Celery) -> Task:
-    """`toolfabric.fetch.call` on the worker's app."""
-    return register_service(app, "fetch", TOOLS, {"web_visit": handle_web_visit})
+def register(app: Celery, common: CommonSettings) -> Task:
+    """`toolfabric.fetch.call` on the worker's app; the fetch settings (and the summarizer's model address) are
+    read here, at the worker's start."""
+    return register_service(app, "fetch", TOOLS, handlers(common, FetchSettings(), ModelSettings().triton_url), common)

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from services.devstack import neural_models
 from services.devstack.stack import EmbeddedStack
 from services.devstack.triton_server import REPOSITORY
 from services.flywheel.questions import generate
-from services.model.engine_venv import run_in_engine_venv
+from services.model.engine_venv import engine_venv, run_in_engine_venv
+from services.model.settings import ModelSettings
 
 FILTERS = ("--correct-only", "--grounded", "--consistent")  # in this order; each reports what it dropped
 JUDGE = "toolfabric_judge"  # the scripted judge model of the shipped repository, when it is there
@@ -57,6 +58,8 @@ class Settings:
     concurrency: int = 8
     seed: int = 0
     tools: tuple[str, ...] = TOOLS  # () offers every tool of the mode
+    # The tiny base checkpoint's cache and the engine venv that trains it (TOOLFABRIC_MODEL_*).
+    model: ModelSettings = field(kw_only=True)
 
 
 def _say(message: str) -> None:
@@ -119,13 +122,13 @@ def _data(s: Settings, judged: bool) -> tuple[list[Any], list[Any]]:
 
 def _train(s: Settings, untrained: Path, trained: Path, rows: int) -> None:
     shutil.rmtree(untrained.parent, ignore_errors=True)
-    shutil.copytree(neural_models.checkpoint("qwen3vl", seed=s.seed), untrained)
+    shutil.copytree(neural_models.checkpoint("qwen3vl", s.model, seed=s.seed), untrained)
     _say(f"training with TRL's SFTTrainer: {s.train_steps} steps on {rows} trajectories")
     run_in_engine_venv("services.flywheel.train", [
         str(s.workdir / "export"), str(untrained), str(trained), "--max-steps", str(s.train_steps),
         "--learning-rate", str(s.learning_rate), "--seed", str(s.seed), "--scheduler", s.scheduler,
         "--steps-per-row", str(s.steps_per_row),
-        *(["--max-length", str(s.max_length)] if s.max_length else [])])
+        *(["--max-length", str(s.max_length)] if s.max_length else [])], engine_venv(s.model))
 
 
 def run(s: Settings) -> dict[str, Any]:
@@ -167,14 +170,15 @@ def run(s: Settings) -> dict[str, Any]:
              "--format", "trl", "--any-status", "--no-progress")
     timings["serve_and_eval"] = time.monotonic() - t
     _say("checking the RL export's token ids and masks against TRL's tokenisation")
-    run_in_engine_venv("services.flywheel.tokencheck", [str(tokens), str(trained)])
+    run_in_engine_venv("services.flywheel.tokencheck", [str(tokens), str(trained)], engine_venv(s.model))
 
     runs = [s.workdir / "runs" / f"{n}-heldout" for n in ("baseline", "untrained", "trained")]
     compared = json.loads(_cli("eval", "compare", *(str(r) for r in runs), "--json"))
     table = _cli("eval", "compare", *(str(r) for r in runs))
     (s.workdir / "compare.json").write_text(json.dumps(compared, indent=2))
     timings["total"] = time.monotonic() - started
-    summary = {"settings": {k: str(v) for k, v in asdict(s).items()}, "judged": judged, "timings": timings,
+    run_settings = {k: str(v) for k, v in asdict(s).items() if k != "model"}
+    summary = {"settings": run_settings, "judged": judged, "timings": timings,
                "questions": {"train": len(train), "heldout": len(held)}, "curation": curation,
                "train_log": json.loads((trained / "train_log.json").read_text()),
                "tokencheck": json.loads((tokens / "tokencheck.json").read_text()),

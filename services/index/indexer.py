@@ -20,19 +20,19 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
-from services.common import settings
 from services.common.errors import InvalidImage, ToolError
-from services.index import ImageOccurrence, SearchIndex, default_index
-from services.index import settings as index_settings
+from services.common.settings import CommonSettings
+from services.index import ImageOccurrence, SearchIndex, open_index
 from services.index.crawl import Crawl, crawl_links
 from services.index.dedup import Duplicates
 from services.index.documents import HTML_TYPES, IMAGE_SUFFIXES, Page, content_type_for, parse_document
 from services.index.imagematch import Fingerprint, fingerprint
 from services.index.selection import Selection
-from services.web import settings as web_settings
+from services.index.settings import IndexSettings
 from services.web.decoding import PAGE_TYPES
 from services.web.fetcher import Fetched, Fetcher
 from services.web.robots import allows, download_rules
+from services.web.settings import FetchSettings
 
 T = TypeVar("T")
 
@@ -120,17 +120,17 @@ class _Loader:
     an image they show that is not among the indexed files is left out.
     """
 
-    def __init__(self, by_url: dict[str, Path]) -> None:
-        self._by_url = by_url
+    def __init__(self, by_url: dict[str, Path], fetch: FetchSettings, max_bytes: int) -> None:
+        self._by_url, self._fetch_settings = by_url, fetch
         self._runner: asyncio.Runner | None = None
         self._fetcher: Fetcher | None = None
-        self._max_bytes = settings.common().max_image_bytes
+        self._max_bytes = max_bytes
         self._robots: dict[str, str] = {}
 
     def _run(self, work: Callable[[Fetcher], Awaitable[T]]) -> T:
         async def go() -> T:
             if self._fetcher is None:
-                self._fetcher = Fetcher(web_settings.fetch())
+                self._fetcher = Fetcher(self._fetch_settings)
             return await work(self._fetcher)
 
         if self._runner is None:
@@ -145,7 +145,7 @@ class _Loader:
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             self._robots[origin] = self._run(lambda f: download_rules(f, origin))
-        return allows(self._robots[origin], web_settings.fetch().user_agent, url)
+        return allows(self._robots[origin], self._fetch_settings.user_agent, url)
 
     def load(self, url: str, local: Path | None = None, network: bool = True) -> tuple[bytes, str | None]:
         path = local or self._by_url.get(url)
@@ -199,8 +199,23 @@ class _Batch:
         self.pages, self.fingerprints, self.occurrences = [], {}, {}
 
 
-def index_paths(paths: list[str], base_url: str | None = None, progress: bool = True,
-                index: SearchIndex | None = None, selection: Selection | None = None,
+@dataclass(frozen=True)
+class IndexingSettings:
+    """What indexing reads: the image limits and where the index is (common), what to leave out and how near
+    two images are duplicates (index), and how pages are downloaded (the fetch service's guard and limits)."""
+
+    common: CommonSettings
+    index: IndexSettings
+    fetch: FetchSettings
+
+    @classmethod
+    def read(cls) -> IndexingSettings:
+        """From the environment, now (`toolfabric index` at its start; tests)."""
+        return cls(CommonSettings(), IndexSettings(), FetchSettings())
+
+
+def index_paths(paths: list[str], base_url: str | None = None, progress: bool = True, *,
+                index: SearchIndex, settings: IndexingSettings, selection: Selection | None = None,
                 crawl: Crawl | None = None) -> IndexReport:
     """Index files, directories (recursively) and http(s) URLs; returns what was indexed and skipped.
 
@@ -208,15 +223,15 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
     within the crawl's page, depth and rate limits.
     """
     started = time.monotonic()
-    index = index or default_index()
-    config = index_settings.index()
+    config = settings.index
     if selection is None:
         selection = Selection(exclude=list(config.index_exclude))
-    max_pixels = settings.common().max_image_pixels
+    max_pixels = settings.common.max_image_pixels
     report = IndexReport()
     docs, image_files = _expand(paths, base_url, selection, report)
     report.file_urls = sum(1 for d in docs if d.url.startswith("file:"))
-    loader = _Loader({s.url: s.local for s in [*docs, *image_files] if s.local is not None})
+    loader = _Loader({s.url: s.local for s in [*docs, *image_files] if s.local is not None}, settings.fetch,
+                     settings.common.max_image_bytes)
     batch = _Batch(index, report)
     dups = Duplicates(config.index_near_duplicate_bits)
     shown: set[str] = set()  # image URLs some page shows
@@ -306,11 +321,9 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
 
 
 def index_document(url: str, data: bytes, content_type: str | None = None,
-                   images: Mapping[str, bytes] | None = None, index: SearchIndex | None = None) -> Page:
+                   images: Mapping[str, bytes] | None = None, *, index: SearchIndex, max_pixels: int) -> Page:
     """Index one fetched body (web_visit uses this); `images` maps image URLs on the page to their bytes."""
-    index = index or default_index()
     page = parse_document(url, data, content_type)
-    max_pixels = settings.common().max_image_pixels
     fps, occs = [], []
     for img in page.images:
         body = (images or {}).get(img.url) or (images or {}).get(urljoin(url, img.url))
@@ -355,7 +368,8 @@ def _progress(total: int, enabled: bool, unit: str = "files"):  # type: ignore[n
 
 def run(args: argparse.Namespace) -> int:
     """`toolfabric index`: 0 when something was indexed (or was already), 1 when nothing could be."""
-    config = index_settings.index()
+    settings = IndexingSettings.read()  # the command's start: read once, passed down
+    config = settings.index
     exclude = [] if args.all_files else list(config.index_exclude)
     selection = Selection(include=list(args.include or []), exclude=[*exclude, *(args.exclude or [])])
     urls = [p for p in args.paths if _is_url(p)]
@@ -375,10 +389,13 @@ def run(args: argparse.Namespace) -> int:
     if local and not args.base_url:
         print("toolfabric index: warning: no --base-url, so results point at file:// URLs that web_visit cannot "
               "open; pass --base-url with the address where this folder is served", file=sys.stderr)
-    index = default_index()
-    if args.clear:
-        index.clear()
-    report = index_paths(args.paths, base_url=args.base_url, progress=not args.no_progress, index=index,
-                         selection=selection, crawl=crawl)
+    index = open_index(settings.common)
+    try:
+        if args.clear:
+            index.clear()
+        report = index_paths(args.paths, base_url=args.base_url, progress=not args.no_progress, index=index,
+                             settings=settings, selection=selection, crawl=crawl)
+    finally:
+        index.close()
     print(report.summary())
     return 0 if report.pages or report.unchanged or report.occurrences else 1

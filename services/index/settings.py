@@ -6,8 +6,6 @@ deployments set them under that name, and the index library sits below the searc
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -31,8 +29,3 @@ class IndexSettings(BaseSettings):
     crawl_max_pages: int = Field(default=500, ge=1)
     crawl_max_depth: int = Field(default=5, ge=0)
     crawl_rate_per_s: float = Field(default=2.0, gt=0)
-
-
-@lru_cache(maxsize=1)
-def index() -> IndexSettings:
-    return IndexSettings()

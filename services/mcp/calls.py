@@ -10,30 +10,33 @@ from typing import Any
 from mcp import types
 from opentelemetry import trace
 
-from services.common import images, redis_clients, settings
+from services.common import images, redis_clients
 from services.common.blobs import BlobStore
 from services.common.errors import InvalidImage, ToolTimeout
+from services.common.settings import CommonSettings
 from services.common.tools import NewImage, ToolResult
-from services.mcp import settings as mcp_client_settings
 from services.mcp.connect import session
 from services.mcp.errors import McpServerFailed, McpToolFailed
-from services.mcp.settings import McpServer
+from services.mcp.settings import McpClientSettings, McpServer
+from services.web.settings import FetchSettings
 
 tracer = trace.get_tracer("toolfabric.mcp")
 
 
-async def call(name: str, server: McpServer, tool: str, arguments: dict[str, Any]) -> ToolResult:
+async def call(name: str, server: McpServer, tool: str, arguments: dict[str, Any], cfg: McpClientSettings,
+               guard: FetchSettings, common: CommonSettings) -> ToolResult:
+    """`tool` of server `name`; `guard`: the SSRF guard's settings (services.mcp.connect.guard_settings)."""
     attributes = {"toolfabric.mcp.server": name, "gen_ai.tool.name": f"{name}.{tool}",
                   "toolfabric.mcp.transport": "stdio" if server.command else "http"}
     with tracer.start_as_current_span(f"mcp {name}.{tool}", kind=trace.SpanKind.CLIENT, attributes=attributes):
         try:
-            async with asyncio.timeout(server.timeout_s), session(server) as mcp:
+            async with asyncio.timeout(server.timeout_s), session(server, guard) as mcp:
                 result = await mcp.call_tool(tool, arguments)
         except TimeoutError:
             raise ToolTimeout(f"MCP server {name!r} gave no result for {tool} within {server.timeout_s:g}s") from None
         except Exception as exc:  # crashed, unreachable, refused by the guard, protocol error
             raise McpServerFailed(f"MCP server {name!r} failed on {tool}: {_describe(exc)}") from None
-    return _result(name, tool, result)
+    return _result(name, tool, result, cfg, common)
 
 
 def _describe(exc: BaseException) -> str:
@@ -42,8 +45,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def _result(name: str, tool: str, result: types.CallToolResult) -> ToolResult:
-    cfg, common = mcp_client_settings.mcp_client(), settings.common()
+def _result(name: str, tool: str, result: types.CallToolResult, cfg: McpClientSettings,
+            common: CommonSettings) -> ToolResult:
     texts: list[str] = []
     new: list[NewImage] = []
     blobs = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s)
@@ -55,7 +58,7 @@ def _result(name: str, tool: str, result: types.CallToolResult) -> ToolResult:
                 data = base64.b64decode(block.data, validate=True)
                 if len(data) > common.max_image_bytes:
                     raise InvalidImage(f"{len(data)} bytes, over the limit of {common.max_image_bytes}")
-                info = images.inspect(data, common.max_image_pixels)
+                info = images.inspect(data, common.max_image_pixels, common.max_image_pixels_per_byte)
             except (binascii.Error, ValueError, InvalidImage) as exc:
                 texts.append(f"[an image the server sent was unusable: {exc}]")
                 continue

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from services.common.tools import ToolSpec
 from services.mcp import SERVICE
 from services.mcp.arguments import arguments_model
-from services.mcp.connect import session
+from services.mcp.connect import guard_settings, session
 from services.mcp.settings import McpClientSettings, McpServer
+from services.web.settings import FetchSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 log = logging.getLogger(__name__)
@@ -48,9 +49,10 @@ def _specs(name: str, server: McpServer, tools: list, problems: list[str]) -> li
     return out
 
 
-async def _list(name: str, server: McpServer, timeout_s: float, problems: list[str]) -> list[McpTool]:
+async def _list(name: str, server: McpServer, timeout_s: float, guard: FetchSettings,
+                problems: list[str]) -> list[McpTool]:
     try:
-        async with asyncio.timeout(timeout_s), session(server) as mcp:
+        async with asyncio.timeout(timeout_s), session(server, guard) as mcp:
             listed = await mcp.list_tools()
     except Exception as exc:  # anything a server does wrong costs its own tools only
         problems.append(f"MCP server {name!r} left out: listing its tools failed: {type(exc).__name__}: {exc}"
@@ -60,14 +62,17 @@ async def _list(name: str, server: McpServer, timeout_s: float, problems: list[s
     return _specs(name, server, list(listed.tools), problems)
 
 
-def list_tools(config: McpClientSettings) -> tuple[list[McpTool], list[str]]:
-    """Every usable tool of every configured server, and the problems of what was left out."""
+def list_tools(config: McpClientSettings, fetch: FetchSettings) -> tuple[list[McpTool], list[str]]:
+    """Every usable tool of every configured server, and the problems of what was left out (`fetch`: the SSRF
+    guard's settings, for servers reached over HTTP)."""
     if not config.servers:
         return [], []
     problems: list[str] = []
+    guard = guard_settings(fetch, config)
 
     async def everything() -> list[list[McpTool]]:
-        return await asyncio.gather(*(_list(n, s, config.list_timeout_s, problems) for n, s in config.servers.items()))
+        return await asyncio.gather(*(_list(n, s, config.list_timeout_s, guard, problems)
+                                      for n, s in config.servers.items()))
 
     # Callers may already run an event loop (the gateway builds its catalog inside one).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

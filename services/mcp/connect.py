@@ -12,10 +12,9 @@ import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from services.mcp import settings as mcp_client_settings
-from services.mcp.settings import McpServer
-from services.web import settings as web_settings
+from services.mcp.settings import McpClientSettings, McpServer
 from services.web.guard import Guard, Target
+from services.web.settings import FetchSettings
 
 
 class _PinnedBackend(httpcore2.AsyncNetworkBackend):
@@ -36,12 +35,15 @@ class _PinnedBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-async def _pinned_client(url: str, timeout_s: float) -> httpx2.AsyncClient:
+def guard_settings(fetch: FetchSettings, client: McpClientSettings) -> FetchSettings:
+    """The fetch service's SSRF guard, with the private hosts the MCP client may reach instead of its own."""
+    return fetch.model_copy(update={"private_host_allowlist": client.private_host_allowlist})
+
+
+async def _pinned_client(url: str, timeout_s: float, guard: FetchSettings) -> httpx2.AsyncClient:
     port = httpx2.URL(url).port or (443 if url.startswith("https") else 80)
-    fetch = web_settings.fetch().model_copy(update={
-        "private_host_allowlist": mcp_client_settings.mcp_client().private_host_allowlist,
-        "allowed_ports": sorted({80, 443, port})})  # the operator named this server's port
-    target = await Guard(fetch).check(url)
+    # The operator named this server's port.
+    target = await Guard(guard.model_copy(update={"allowed_ports": sorted({80, 443, port})})).check(url)
     transport = httpx2.AsyncHTTPTransport(trust_env=False)
     # No public hook for the network backend (as services/web/transport.py does for httpx).
     transport._pool = httpcore2.AsyncConnectionPool(network_backend=_PinnedBackend(target),  # type: ignore[attr-defined]
@@ -50,15 +52,16 @@ async def _pinned_client(url: str, timeout_s: float) -> httpx2.AsyncClient:
 
 
 @contextlib.asynccontextmanager
-async def session(server: McpServer) -> AsyncIterator[ClientSession]:
-    """An initialized session; leaving it ends the subprocess or the HTTP session."""
+async def session(server: McpServer, guard: FetchSettings) -> AsyncIterator[ClientSession]:
+    """An initialized session; leaving it ends the subprocess or the HTTP session. `guard`: the SSRF guard's
+    settings for an HTTP server (`guard_settings`)."""
     async with contextlib.AsyncExitStack() as stack:
         if server.command:
             params = StdioServerParameters(command=server.command[0], args=server.command[1:],
                                            env=server.env or None)
             read, write = await stack.enter_async_context(stdio_client(params))
         else:
-            client = await stack.enter_async_context(await _pinned_client(server.url, server.timeout_s))
+            client = await stack.enter_async_context(await _pinned_client(server.url, server.timeout_s, guard))
             read, write = await stack.enter_async_context(streamable_http_client(server.url, http_client=client))
         mcp_session = await stack.enter_async_context(ClientSession(read, write))
         await mcp_session.initialize()

@@ -12,29 +12,33 @@ from typing import Any
 from celery import Celery, Task
 
 from services.common.bridge import AsyncBridge, stateless
+from services.common.settings import CommonSettings
 from services.common.tools import ToolContext, ToolResult
 from services.common.worker import Handler, register_service
 from services.mcp import SERVICE
-from services.mcp import settings as mcp_client_settings
 from services.mcp.calls import call as call_tool
 from services.mcp.catalog import list_tools
-from services.mcp.settings import McpClientSettings, McpServer
+from services.mcp.connect import guard_settings
+from services.mcp.settings import McpClientSettings
+from services.web.settings import FetchSettings
 
 BRIDGE: AsyncBridge[None] = AsyncBridge("mcp", stateless())
 
 
-def _handler(server: str, config: McpServer, tool: str, args: Any, ctx: ToolContext) -> ToolResult:
-    return BRIDGE.run(lambda _: call_tool(server, config, tool, args.root))
-
-
-def handlers(config: McpClientSettings) -> tuple[list[Any], dict[str, Handler]]:
+def handlers(config: McpClientSettings, fetch: FetchSettings,
+             common: CommonSettings) -> tuple[list[Any], dict[str, Handler]]:
     """The tools the configured servers list now, and a handler for each."""
-    tools, _ = list_tools(config)
-    return [t.spec for t in tools], {
-        t.spec.name: functools.partial(_handler, t.server, config.servers[t.server], t.tool) for t in tools}
+    tools, _ = list_tools(config, fetch)
+    guard = guard_settings(fetch, config)
+
+    def handler(server: str, tool: str, args: Any, ctx: ToolContext) -> ToolResult:
+        return BRIDGE.run(lambda _: call_tool(server, config.servers[server], tool, args.root, config, guard, common))
+
+    return [t.spec for t in tools], {t.spec.name: functools.partial(handler, t.server, t.tool) for t in tools}
 
 
-def register(app: Celery) -> Task:
-    """`toolfabric.mcp.call` on the worker's app, for the tools the servers list at start."""
-    specs, by_name = handlers(mcp_client_settings.mcp_client())
-    return register_service(app, SERVICE, specs, by_name)
+def register(app: Celery, common: CommonSettings) -> Task:
+    """`toolfabric.mcp.call` on the worker's app, for the tools the servers list at start (the MCP client's
+    settings and the SSRF guard's are read here, at the worker's start)."""
+    specs, by_name = handlers(McpClientSettings(), FetchSettings(), common)
+    return register_service(app, SERVICE, specs, by_name, common)

@@ -14,21 +14,22 @@ import sys
 from pathlib import Path
 
 from services.common.errors import ConfigurationError
-from services.model import settings as model_settings
+from services.model.settings import ModelSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def engine_venv() -> Path:
-    configured = model_settings.model().engine_venv.strip()
+def engine_venv(model: ModelSettings) -> Path:
+    """The venv TOOLFABRIC_MODEL_ENGINE_VENV names, else the project's .venv-model."""
+    configured = model.engine_venv.strip()
     return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / ".venv-model"
 
 
-def engine_python() -> Path:
-    python = engine_venv() / "bin" / "python"
+def engine_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
     if not python.exists():
         raise ConfigurationError(
-            f"the model engines' venv {engine_venv()} does not exist: make it with `make setup-model` "
+            f"the model engines' venv {venv} does not exist: make it with `make setup-model` "
             "(scripts/setup-model.sh, several minutes) or point TOOLFABRIC_MODEL_ENGINE_VENV at one")
     return python
 
@@ -38,12 +39,12 @@ def has_engine_stack() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "tokenizers"))
 
 
-def run_in_engine_venv(module: str, args: list[str], check: bool = True,
+def run_in_engine_venv(module: str, args: list[str], venv: Path, check: bool = True,
                        stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """`python -m module args…` with the engine venv's python and the project on its path; with `stdin`, that is
-    its input and its output is captured."""
+    """`python -m module args…` with the engine venv's python (`venv`, or this one if it has the engine stack) and
+    the project on its path; with `stdin`, that is its input and its output is captured."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    python = sys.executable if has_engine_stack() else str(engine_python())
+    python = sys.executable if has_engine_stack() else str(engine_python(venv))
     return subprocess.run([python, "-m", module, *args], env=env, check=check, input=stdin,
                           stdout=subprocess.PIPE if stdin is not None else None)

@@ -1,8 +1,8 @@
 """The `ocr` handler: resolve the image, read it (cached by content), answer with lines and boxes.
 
-Imported only by the ocr worker (services.ocr.plugin names it). Readings are cached in the shared
-hot tier keyed by the image's content hash and the options, so every trajectory asking about the
-same photo shares one Tesseract run.
+Imported only by the ocr worker (services.ocr.plugin names `handlers`, called once at its start).
+Readings are cached in the shared hot tier keyed by the image's content hash and the options, so
+every trajectory asking about the same photo shares one Tesseract run.
 """
 
 from __future__ import annotations
@@ -12,27 +12,45 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from services.common import images, redis_clients, settings
+from services.common import images, redis_clients
 from services.common.blobs import BlobStore
 from services.common.bridge import AsyncBridge, Closer
 from services.common.cache import Cache, CacheEntry, cache_key
 from services.common.errors import BlobNotFound, InvalidImage, ToolInputError
+from services.common.settings import CommonSettings
 from services.common.tools import ToolContext, ToolResult, canonical_image_name, resolve_image
 from services.common.worker import Handler
-from services.ocr import settings as ocr_settings
 from services.ocr.reader import check_languages, read_lines
+from services.ocr.settings import OcrSettings
 from services.ocr.spec import OcrArgs
 
 
-def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
-    cfg, common = ocr_settings.ocr(), settings.common()
+def handlers(common: CommonSettings) -> dict[str, Handler]:
+    """The worker's `ocr` handler, with its settings (read here, at the worker's start) and its async bridge."""
+    cfg = OcrSettings()
+    blobs = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s)
+
+    async def client() -> tuple[aredis.Redis, Closer]:
+        redis = redis_clients.async_client("cache", common)  # the readings' cache, for the process
+        return redis, redis.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
+
+    bridge: AsyncBridge[aredis.Redis] = AsyncBridge("ocr", client)
+
+    def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
+        return read_image(args, ctx, cfg, common, blobs, bridge)
+
+    return {"ocr": ocr}
+
+
+def read_image(args: OcrArgs, ctx: ToolContext, cfg: OcrSettings, common: CommonSettings, blobs: BlobStore,
+               bridge: AsyncBridge[aredis.Redis]) -> ToolResult:
     name = canonical_image_name(args.image)
     ref = resolve_image(args.image, {canonical_image_name(n): r for n, r in ctx.images.items()})
     lang = args.lang or cfg.languages[0]
     check_languages(lang, cfg.languages)
     try:
-        data = BlobStore(redis_clients.sync_client("cache", common), common.blob_ttl_s).get(ref)
-        bgr = images.decode_bgr(data, common.max_image_pixels)
+        data = blobs.get(ref)
+        bgr = images.decode_bgr(data, common.max_image_pixels, common.max_image_pixels_per_byte)
     except (BlobNotFound, InvalidImage) as exc:
         raise ToolInputError(f"{name} cannot be read: {exc}") from None
 
@@ -40,7 +58,7 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
         lines = read_lines(bgr, lang, cfg.page_segmentation, cfg.min_confidence, cfg.min_side, cfg.timeout_s)
         return [line.as_dict() for line in lines]
 
-    lines, source = BRIDGE.run(lambda client: _cached(client, ref, lang, read, ctx.trajectory_id))
+    lines, source = bridge.run(lambda client: _cached(client, ref, lang, read, ctx.trajectory_id, cfg, common))
     height, width = bgr.shape[:2]
     if not lines:
         text = f"No legible text found in {name} ({width}x{height})."
@@ -53,17 +71,8 @@ def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
                       usage={"ocr_cache_hit": float(source != "provider")})
 
 
-async def _client() -> tuple[aredis.Redis, Closer]:
-    client = redis_clients.async_client("cache", settings.common())  # the readings' cache, for the process
-    return client, client.aclose  # type: ignore[attr-defined]  # (types-redis predates aclose)
-
-
-# One per worker process, started on the first call (services/common/bridge.py).
-BRIDGE: AsyncBridge[aredis.Redis] = AsyncBridge("ocr", _client)
-
-
-async def _cached(client: aredis.Redis, ref: str, lang: str, read: Any, owner: str) -> tuple[list[dict[str, Any]], str]:
-    cfg, common = ocr_settings.ocr(), settings.common()
+async def _cached(client: aredis.Redis, ref: str, lang: str, read: Any, owner: str, cfg: OcrSettings,
+                  common: CommonSettings) -> tuple[list[dict[str, Any]], str]:
     # Tesseract is local and deterministic: replay mode needs no recording, so only "off" turns caching off.
     if common.cache_mode == "off" or cfg.cache_ttl_s == 0:
         return await asyncio.to_thread(read), "provider"
@@ -77,6 +86,3 @@ async def _cached(client: aredis.Redis, ref: str, lang: str, read: Any, owner: s
 
     lookup = await cache.get_or_fetch(key, fetch, describe=f"ocr of {ref}", owner=owner)
     return list(lookup.entry.value), lookup.source
-
-
-HANDLERS: dict[str, Handler] = {"ocr": ocr}

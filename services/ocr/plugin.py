@@ -5,4 +5,4 @@ from __future__ import annotations
 from services.common.tools import ToolPlugin
 from services.ocr.spec import TOOLS
 
-PLUGIN = ToolPlugin(service="ocr", tools=TOOLS, handlers="services.ocr.handlers:HANDLERS")
+PLUGIN = ToolPlugin(service="ocr", tools=TOOLS, handlers="services.ocr.handlers:handlers")

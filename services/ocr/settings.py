@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -29,8 +27,3 @@ class OcrSettings(BaseSettings):
     max_output_chars: int = Field(default=4000, ge=100)
     # Readings are cached by image content and options this long (0 = no cache).
     cache_ttl_s: int = Field(default=24 * 3600, ge=0)
-
-
-@lru_cache(maxsize=1)
-def ocr() -> OcrSettings:
-    return OcrSettings()

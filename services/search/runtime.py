@@ -7,12 +7,11 @@ the bridge's loop (services/common/bridge.py), which Celery's synchronous handle
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import httpx
 
-from services.common import redis_clients, settings
-from services.common.blob_urls import signed_url
+from services.common import redis_clients
+from services.common.blob_urls import url_signer
 from services.common.blobs import AsyncBlobStore
 from services.common.bridge import AsyncBridge
 from services.common.bundle import open_bundle
@@ -21,8 +20,7 @@ from services.common.cache_store import open_store
 from services.common.errors import ConfigurationError
 from services.common.ratelimit import TokenBucket
 from services.common.settings import CommonSettings
-from services.index import SearchIndex, default_index
-from services.search import settings as search_settings
+from services.index import SearchIndex, open_index
 from services.search.http import ProviderHTTP
 from services.search.providers.base import Provider
 from services.search.providers.local import LocalProvider
@@ -31,12 +29,11 @@ from services.search.providers.serper import SerperProvider
 from services.search.service import SearchService
 from services.search.settings import SearchSettings
 
-T = TypeVar("T")
-
 
 async def build_service(common: CommonSettings, config: SearchSettings,
                         index: SearchIndex | None = None) -> tuple[SearchService, Callable[[], Awaitable[None]]]:
-    """A service wired from settings (call inside the loop it will run on); returns it and its closer."""
+    """A service wired from settings (call inside the loop it will run on); returns it and its closer. The local
+    provider searches `index`, or the index the settings name (opened here, closed by the closer)."""
     redis = redis_clients.async_client("cache", common)  # blobs, hot cache, provider rate buckets
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(config.provider_timeout_s, connect=min(5.0, config.provider_timeout_s)),
@@ -50,6 +47,7 @@ async def build_service(common: CommonSettings, config: SearchSettings,
         return TokenBucket(redis, f"search:{name}", config.provider_rate_per_s, config.provider_burst)
 
     providers: list[Provider] = []
+    opened: list[SearchIndex] = []
     for name in config.providers:
         if name == "serper":
             providers.append(SerperProvider(http, bucket("serper"), config.serper_base_url, config.serper_api_key,
@@ -57,7 +55,10 @@ async def build_service(common: CommonSettings, config: SearchSettings,
         elif name == "searxng":
             providers.append(SearxngProvider(http, bucket("searxng"), config.searxng_url, config.searxng_language))
         elif name == "local":
-            providers.append(LocalProvider(index or default_index(), common.max_image_pixels))
+            if index is None:
+                index = open_index(common)
+                opened.append(index)
+            providers.append(LocalProvider(index, common.max_image_pixels))
         else:
             raise ConfigurationError(f"unknown search provider {name!r}; use serper, searxng or local")
     store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,
@@ -65,27 +66,19 @@ async def build_service(common: CommonSettings, config: SearchSettings,
     cache = Cache(redis, store, common.cache_mode, common.cache_hot_ttl_s, common.cache_persistent_ttl_s,
                   common.cache_single_flight_wait_s, common.worker_lease_ttl_s,
                   bundle=open_bundle(common.cache_bundle))
-    service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, signed_url)
+    service = SearchService(providers, cache, AsyncBlobStore(redis, common.blob_ttl_s), config, url_signer(common))
 
     async def close() -> None:
         await client.aclose()
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         if store is not None:
             store.close()
+        for handle in opened:
+            handle.close()
 
     return service, close
 
 
-# One per worker process, started on the first call (services/common/bridge.py).
-BRIDGE: AsyncBridge[SearchService] = AsyncBridge(
-    "search", lambda: build_service(settings.common(), search_settings.search()))
-
-
-def run(call: Callable[[SearchService], Awaitable[T]]) -> T:
-    """Run `call(service)` on this process's loop and wait for it (from any thread)."""
-    return BRIDGE.run(call)
-
-
-def reset() -> None:
-    """Close this process's service (settings changed; tests)."""
-    BRIDGE.close()
+def bridge(common: CommonSettings, config: SearchSettings) -> AsyncBridge[SearchService]:
+    """The service of each worker process, built on its loop at the first call (services/common/bridge.py)."""
+    return AsyncBridge("search", lambda: build_service(common, config))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -40,8 +39,3 @@ class SearchSettings(BaseSettings):
     serper_hl: str = "en"
     searxng_language: str = "en"
     max_images_per_call: int = Field(default=4, ge=1)
-
-
-@lru_cache(maxsize=1)
-def search() -> SearchSettings:
-    return SearchSettings()

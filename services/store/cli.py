@@ -26,26 +26,28 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
     """`erase`: the module that deletes from every tier (`erase(ids, store, redis)`, `purge(cutoff, …)`)."""
     import redis
 
-    from services.common import redis_clients, settings
+    from services.common import redis_clients
+    from services.common.settings import CommonSettings
     from services.store import open_store
-    from services.store import settings as store_settings
+    from services.store.settings import StoreSettings
     from services.store.trajectories import describe, sqlite_path
 
     command = f"toolfabric store {args.store_command}"
     if args.store_command == "purge" and args.older_than_days <= 0:
         print(f"{command}: --older-than-days must be positive", file=sys.stderr)
         return 2
-    where = describe(store_settings.store(), settings.common())
-    missing_file = sqlite_path(store_settings.store(), settings.common())
+    common, store_config = CommonSettings(), StoreSettings()  # the command's start: read once, passed down
+    where = describe(store_config, common)
+    missing_file = sqlite_path(store_config, common)
     if missing_file is not None and not missing_file.exists():  # opening it would create an empty store
         print(f"{command}: there is no store at {where}; nothing was changed. Run it with the stack's environment "
               "(`toolfabric up` prints its store; set TOOLFABRIC_DATA_DIR or TOOLFABRIC_STORE_URL to it).",
               file=sys.stderr)
         return 2
-    redis_url = settings.common().redis_url
-    store = open_store(store_settings.store(), settings.common())
-    client = redis_clients.sync_client("state") if erase is not None else None
-    blobs = redis_clients.sync_client("cache") if erase is not None else None
+    redis_url = common.redis_url
+    store = open_store(store_config, common)
+    client = redis_clients.sync_client("state", common) if erase is not None else None
+    blobs = redis_clients.sync_client("cache", common) if erase is not None else None
     tiers = f"the store ({where})" + (f" and Redis ({_without_password(redis_url)})" if client is not None else "")
     try:
         if args.store_command == "delete":
@@ -53,7 +55,7 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
                 trajectories, images = store.delete(args.ids)
                 counts, cached = "", 0
             else:
-                erased = erase.erase(args.ids, store, client, blobs)
+                erased = erase.erase(args.ids, store, client, blobs, common=common)
                 trajectories, images = erased.trajectories, erased.images
                 counts = f" ({erased.stored} from the store, {erased.hot} from Redis)"
                 cached = erased.cached
@@ -66,7 +68,7 @@ def main(args: argparse.Namespace, erase: Any = None) -> int:
         if erase is None:
             trajectories, images = store.purge(cutoff)
         else:
-            erased = erase.purge(cutoff, store, client, blobs)
+            erased = erase.purge(cutoff, store, client, blobs, common=common)
             trajectories, images = erased.trajectories, erased.images
         print(f"deleted {trajectories} trajectories older than {args.older_than_days:g} days and {images} images "
               f"from {tiers}")

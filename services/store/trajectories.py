@@ -93,7 +93,7 @@ def image_refs(event: pb.RunEvent) -> list[pb.ImageRef]:
     return []
 
 
-def make_engine(url: str, data_dir: Path, settings: StoreSettings | None = None) -> sa.Engine:
+def make_engine(url: str, data_dir: Path, settings: StoreSettings) -> sa.Engine:
     """An engine safe to share between any number of threads, by construction.
 
     Both dialects get a QueuePool: a connection belongs to the one thread that checked it out until it
@@ -105,7 +105,6 @@ def make_engine(url: str, data_dir: Path, settings: StoreSettings | None = None)
     other instead of failing. A single writer thread is not needed: WAL serializes writers itself, and
     the gateway already writes from one thread (gateway/archive.py).
     """
-    settings = settings or StoreSettings()
     pool = {"poolclass": sa.QueuePool, "pool_size": settings.pool_size, "max_overflow": settings.max_overflow,
             "pool_timeout": settings.pool_timeout_s}
     if not url:

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import signal
 
-from services.common import settings
 from services.common.errors import InvalidImage, ToolInternalError
 from services.common.tools import NewImage, ToolContext, ToolResult
 from services.vision import errors
-from services.vision import settings as vision_settings
 from services.vision.sandbox import confine, protocol
 from services.vision.sandbox.client import Exit, Sandbox
 from services.vision.sandbox.workspace import Workspace, sandbox_root
 from services.vision.settings import VisionSettings
 from services.vision.spec import CodeArgs
-from services.vision.store import ImageStore, image_store
+from services.vision.store import ImageStore, Vision
 
 SANDBOX = Sandbox()
 
 
-def code(args: CodeArgs, ctx: ToolContext) -> ToolResult:
-    return run_code(args.code, ctx, image_store(), SANDBOX, vision_settings.vision())
+def code(args: CodeArgs, ctx: ToolContext, vision: Vision) -> ToolResult:
+    return run_code(args.code, ctx, vision.store, SANDBOX, vision.cfg)
 
 
 def check_layers(sandbox: Sandbox, cfg: VisionSettings) -> list[str]:
@@ -62,7 +60,7 @@ def run_code(source: str, ctx: ToolContext, store: ImageStore, sandbox: Sandbox,
         report = _successful(ended, report, output, cfg)
 
         saved_names = {s["file"] for s in report["saved"]}
-        files, problems = workspace.outputs(report["saved"], cfg.max_output_images, settings.common().max_image_bytes)
+        files, problems = workspace.outputs(report["saved"], cfg.max_output_images, store.max_bytes)
         new_images: list[NewImage] = []
         for i, f in enumerate(files, 1):
             # save() without a label needs no note; a file the code named is worth naming.

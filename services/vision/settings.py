@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
@@ -47,8 +46,3 @@ class VisionSettings(BaseSettings):
     jpeg_quality: int = Field(default=95, ge=50, le=100)
     # Per worker process: decoded images and converted PNGs kept by blob reference.
     decoded_cache_mb: int = Field(default=256, ge=0)
-
-
-@lru_cache(maxsize=1)
-def vision() -> VisionSettings:
-    return VisionSettings()

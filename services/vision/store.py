@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from services.common import images, redis_clients, settings
+from services.common import images, redis_clients
 from services.common.blobs import BlobStore, follow_erasures
 from services.common.errors import BlobNotFound, InvalidImage, UnknownImage
+from services.common.settings import CommonSettings
 from services.common.tools import NewImage, ToolContext, canonical_image_name, resolve_image
-from services.vision import settings as vision_settings
 from services.vision.errors import BadImageInput
+from services.vision.settings import VisionSettings
 
 
 class _LRU:
@@ -66,10 +66,11 @@ def _name_order(name: str) -> tuple[int, int]:
 
 class ImageStore:
     def __init__(self, blobs: BlobStore, max_pixels: int, max_bytes: int, cache_bytes: int,
-                 png_compression: int = 1) -> None:
+                 png_compression: int = 1, max_pixels_per_byte: int = images.PIXELS_PER_BYTE) -> None:
         self._blobs = blobs
         self._max_pixels = max_pixels
-        self._max_bytes = max_bytes
+        self._density = max_pixels_per_byte
+        self.max_bytes = max_bytes
         self._png_compression = png_compression
         self._cache = _LRU(cache_bytes)
 
@@ -107,7 +108,7 @@ class ImageStore:
             return cached  # type: ignore[no-any-return]
         data = self.data(ref, name)
         try:
-            arr = images.decode_bgr(data, self._max_pixels)
+            arr = images.decode_bgr(data, self._max_pixels, self._density)
         except InvalidImage as exc:
             raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
         arr.flags.writeable = False
@@ -120,7 +121,7 @@ class ImageStore:
         if cached is not None:
             return cached.shape[1], cached.shape[0]
         try:
-            info = images.inspect(self.data(ref, name), self._max_pixels)
+            info = images.inspect(self.data(ref, name), self._max_pixels, self._density)
         except InvalidImage as exc:
             raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
         return info.width, info.height
@@ -133,7 +134,7 @@ class ImageStore:
         if cached is not None:
             return cached[y1:y2, x1:x2]  # type: ignore[no-any-return]
         try:
-            return images.decode_region_bgr(self.data(ref, name), box, self._max_pixels)
+            return images.decode_region_bgr(self.data(ref, name), box, self._max_pixels, self._density)
         except InvalidImage as exc:
             raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
 
@@ -144,7 +145,7 @@ class ImageStore:
             return cached  # type: ignore[no-any-return]
         data = self.data(ref, name)
         try:
-            plain = images.is_plain_png(images.inspect(data, self._max_pixels))
+            plain = images.is_plain_png(images.inspect(data, self._max_pixels, self._density))
         except InvalidImage as exc:
             raise BadImageInput(f"{name or ref} cannot be used: {exc}") from None
         # Re-encoding starts from the cached decode the sandbox's raw copy needs anyway.
@@ -157,24 +158,39 @@ class ImageStore:
 
         `verify` decodes it fully: bytes that untrusted code wrote must not reach the model broken.
         """
-        if len(data) > self._max_bytes:
-            raise InvalidImage(f"{len(data)} bytes, over the limit of {self._max_bytes}")
-        info = images.inspect(data, self._max_pixels)
+        if len(data) > self.max_bytes:
+            raise InvalidImage(f"{len(data)} bytes, over the limit of {self.max_bytes}")
+        info = images.inspect(data, self._max_pixels, self._density)
         if info.format not in ("PNG", "JPEG"):
             raise InvalidImage(f"a {info.format} file; return PNG or JPEG images")
         if verify:
-            images.decode_bgr(data, self._max_pixels)
+            images.decode_bgr(data, self._max_pixels, self._density)
         ref = self._blobs.put(data)
         return NewImage(ref=ref, width=info.width, height=info.height, origin=origin, mime_type=info.mime_type)
 
 
-@lru_cache(maxsize=1)
-def image_store() -> ImageStore:
-    """The worker process's store, on the Redis the settings name (created on first use)."""
-    common, vision = settings.common(), vision_settings.vision()
+def open_image_store(common: CommonSettings, vision: VisionSettings) -> ImageStore:
+    """A worker process's store, on the Redis `common` names (made in the process that uses it: after the fork)."""
     client = redis_clients.sync_client("cache", common)
     store = ImageStore(BlobStore(client, common.blob_ttl_s), common.max_image_pixels, common.max_image_bytes,
-                       vision.decoded_cache_mb * 1024 * 1024, vision.png_compression)
+                       vision.decoded_cache_mb * 1024 * 1024, vision.png_compression, common.max_image_pixels_per_byte)
     if vision.decoded_cache_mb:  # deleting a trajectory reaches the pixels this process keeps of its images
         follow_erasures(redis_clients.url("cache", common), store.forget)  # announced where the blobs live
     return store
+
+
+class Vision:
+    """What every vision handler works with: the settings the worker read at its start, and its image store
+    (opened on the first call, in the pool process that makes it)."""
+
+    def __init__(self, common: CommonSettings, cfg: VisionSettings, store: ImageStore | None = None) -> None:
+        self.common, self.cfg = common, cfg
+        self._store = store
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> ImageStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_image_store(self.common, self.cfg)
+            return self._store

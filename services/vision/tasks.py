@@ -6,17 +6,23 @@ starts (so the first `code` call is warm) and stops it when it exits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
+from services.common.settings import CommonSettings
+from services.common.tools import ToolContext, ToolResult
 from services.common.worker import Handler, register_service
 from services.vision import code_tool, handlers
 from services.vision.sandbox.confine import hide_process_from_same_uid
+from services.vision.settings import VisionSettings
 from services.vision.spec import TOOLS
+from services.vision.store import Vision
 
-HANDLERS: dict[str, Handler] = {
+# Each takes (arguments, context, vision): the worker's settings and image store.
+HANDLERS: dict[str, Callable[[Any, ToolContext, Vision], ToolResult]] = {
     "code": code_tool.code,
     "crop": handlers.crop,
     "zoom_in": handlers.zoom_in,
@@ -34,12 +40,23 @@ HANDLERS: dict[str, Handler] = {
     "draw": handlers.draw_marks,
 }
 
-def register(app: Celery) -> Task:
-    """`toolfabric.vision.call` on the worker's app, and the sandbox's life with the worker's processes."""
+
+def bound(vision: Vision) -> dict[str, Handler]:
+    """The handlers as a worker calls them, (arguments, context), on `vision`."""
+
+    def bind(handler: Callable[[Any, ToolContext, Vision], ToolResult]) -> Handler:
+        return lambda args, ctx: handler(args, ctx, vision)
+
+    return {name: bind(handler) for name, handler in HANDLERS.items()}
+
+
+def register(app: Celery, common: CommonSettings) -> Task:
+    """`toolfabric.vision.call` on the worker's app, and the sandbox's life with the worker's processes; the
+    vision settings are read here, at the worker's start."""
     worker_init.connect(_hide_worker, weak=False)
     worker_process_init.connect(_start_sandbox, weak=False)
     worker_process_shutdown.connect(_stop_sandbox, weak=False)
-    return register_service(app, "vision", TOOLS, HANDLERS)
+    return register_service(app, "vision", TOOLS, bound(Vision(common, VisionSettings())), common)
 
 
 def _hide_worker(**_: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.web import settings as web_settings
+from collections.abc import Awaitable, Callable
+
 from services.web.decoding import IMAGE_TYPES
 from services.web.fetcher import Fetcher
 from services.web.guard import Resolver
@@ -12,7 +13,7 @@ from services.web.settings import FetchSettings
 async def fetch_image_bytes(
     url: str,
     max_bytes: int,
-    fetch_settings: FetchSettings | None = None,
+    fetch_settings: FetchSettings,
     resolver: Resolver | None = None,
 ) -> bytes:
     """Bytes of the image at `url` (PNG, JPEG, GIF, WebP, BMP, TIFF), at most `max_bytes`.
@@ -22,7 +23,15 @@ async def fetch_image_bytes(
     says what went wrong (BlockedURL, HTTPStatusError, BodyTooLarge, UnsupportedContentType, …).
     The bytes are not decoded here; the caller validates them as an image.
     """
-    cfg = fetch_settings or web_settings.fetch()
-    async with Fetcher(cfg, resolver) as fetcher:
+    async with Fetcher(fetch_settings, resolver) as fetcher:
         fetched = await fetcher.fetch(url, IMAGE_TYPES, max_bytes)
     return fetched.body
+
+
+def image_downloader(fetch_settings: FetchSettings) -> Callable[[str, int], Awaitable[bytes]]:
+    """`download(url, max_bytes)` through the guard `fetch_settings` configure (the gateway's image URLs)."""
+
+    async def download(url: str, max_bytes: int) -> bytes:
+        return await fetch_image_bytes(url, max_bytes, fetch_settings)
+
+    return download

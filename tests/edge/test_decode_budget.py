@@ -19,6 +19,7 @@ from PIL import Image
 from gateway.exceptions import InvalidRequest
 from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
+from services.catalog import catalog
 from services.common import images
 from services.common.blobs import AsyncBlobStore
 from services.common.errors import InvalidImage
@@ -50,7 +51,7 @@ async def blobs(redis_server: RedisServer) -> AsyncIterator[AsyncBlobStore]:
 
 def validator(blobs: AsyncBlobStore, **gateway: object) -> RequestValidator:
     return RequestValidator(GatewaySettings(**gateway), ModelSettings(), CommonSettings(), blobs,  # type: ignore[arg-type]
-                            no_downloads)
+                            no_downloads, catalog())
 
 
 def request(*data: bytes) -> pb.RunRequest:

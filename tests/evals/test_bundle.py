@@ -16,6 +16,7 @@ from services.evals.cache_import import import_vdr_cache, search_results
 from services.index.sqlite import SQLiteIndex
 from services.search.runtime import build_service
 from services.search.spec import TextSearchArgs
+from services.web.settings import FetchSettings
 from tests.search.conftest import settings_for
 
 SEARCH_TEXT = """Search for 'Eileen Collins' returned 2 results:
@@ -83,7 +84,7 @@ def test_vdr_search_text_is_parsed_into_results() -> None:
 
 
 async def test_an_imported_vdr_cache_answers_text_search_offline(tmp_path: Path, redis_server, redis_client) -> None:
-    digest, counts = import_vdr_cache(vdr_cache(tmp_path / "cache.db"), tmp_path / "bundle")
+    digest, counts = import_vdr_cache(vdr_cache(tmp_path / "cache.db"), tmp_path / "bundle", FetchSettings())
     assert counts == {"text_search": 1, "text_visit": 1, "image_search": 1, "image_visit": 1, "skipped": 0}
     bundle = Bundle(tmp_path / "bundle")
     assert bundle.hash == digest

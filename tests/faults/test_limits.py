@@ -12,6 +12,7 @@ import pytest
 
 from gateway.connections import PoolExhausted, redis_client
 from gateway.settings import GatewaySettings
+from services.common.settings import CommonSettings
 from services.devstack.redis_server import RedisServer
 from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import gateway_process, script
@@ -38,7 +39,8 @@ def test_full_gateway_refuses_at_once_with_resource_exhausted_and_a_retry_hint(
 
 def test_exhausted_redis_pool_fails_naming_the_setting(redis_server: RedisServer) -> None:
     async def main() -> None:
-        client = redis_client(redis_server.url, GatewaySettings(redis_max_connections=4, redis_pool_timeout_s=0.3))
+        client = redis_client(redis_server.url, CommonSettings(),
+                              GatewaySettings(redis_max_connections=4, redis_pool_timeout_s=0.3))
         try:
             holders = [asyncio.create_task(client.blpop([f"nothing-{i}"], timeout=2)) for i in range(4)]
             await asyncio.sleep(0.2)  # all four connections are blocked in BLPOP

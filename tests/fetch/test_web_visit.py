@@ -12,6 +12,7 @@ from services.common.tools import ToolContext
 from services.common.worker import Handler, run_tool
 from services.fetch.spec import WebVisitArgs
 from services.fetch.visit import Services, web_visit
+from services.web.settings import FetchSettings
 
 from .conftest import settings_for
 from .servers import Server, html
@@ -104,17 +105,19 @@ async def test_with_images_pulls_the_page_images_into_the_trajectory(demo_site: 
 def test_celery_entry_point_answers_web_visit_with_the_observation_json(
     demo_site: Server, redis_server, monkeypatch, tmp_path
 ) -> None:
+    from services.common.bridge import close_all
+    from services.common.settings import CommonSettings
     from services.fetch import tasks
-    from services.index import default_index, reset_default_index
+    from services.index import open_index
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOOLFABRIC_FETCH_ALLOWED_PORTS", f"[80, 443, {demo_site.port}]")
     monkeypatch.setenv("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST", f'["127.0.0.1:{demo_site.port}"]')
-    clear_settings_cache()
-    reset_default_index()
-    tasks.BRIDGE.close()  # this process's web_visit services are built from the settings above
+    common = CommonSettings()  # read as a worker reads them at its start, with the environment above
+    handlers = tasks.handlers(common, FetchSettings(), "")
+    index = open_index(common)
     try:
-        by_name: dict[str, tuple[type[BaseModel], Handler]] = {"web_visit": (WebVisitArgs, tasks.handle_web_visit)}
+        by_name: dict[str, tuple[type[BaseModel], Handler]] = {"web_visit": (WebVisitArgs, handlers["web_visit"])}
         result = run_tool(by_name, "web_visit", {"urls": [demo_site.url("/sts-93.html")]}, {"question": "q"})
         [entry] = json.loads(result.text)
         assert result.ok and entry["title"].startswith("STS-93")
@@ -122,13 +125,12 @@ def test_celery_entry_point_answers_web_visit_with_the_observation_json(
         again = run_tool(by_name, "web_visit", {"urls": [demo_site.url("/sts-93.html")]}, {"question": "q"})
         assert again.usage["cache_hit_hot"] == 1 and json.loads(again.text) == [entry]
         # offline search grows with use: the page is now in the local index
-        assert demo_site.url("/sts-93.html") in [r.url for r in default_index().search_text("STS-93 Chandra", 5)]
+        assert demo_site.url("/sts-93.html") in [r.url for r in index.search_text("STS-93 Chandra", 5)]
         bad = run_tool(by_name, "web_visit", {"urls": "not a list"}, {})
         assert not bad.ok and bad.error_kind == "invalid_argument"
     finally:
-        tasks.BRIDGE.close()
-        clear_settings_cache()
-        reset_default_index()
+        close_all()
+        index.close()
 
 
 def demo_site_root(server: Server):
@@ -136,10 +138,3 @@ def demo_site_root(server: Server):
 
     return Path(__file__).resolve().parents[2] / "toolfabric" / "demo" / "site"
 
-
-def clear_settings_cache() -> None:
-    from services.common import settings
-    from services.web import settings as web_settings
-
-    settings.common.cache_clear()
-    web_settings.fetch.cache_clear()

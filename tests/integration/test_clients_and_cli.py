@@ -83,13 +83,13 @@ def test_blob_images_are_served_at_signed_urls_only(stack: EmbeddedStack, client
 
     result = client.ask("Describe the photo.", images=[DEMO_IMAGE], mode="general")
     blob = result.events[0].started.images[0].blob
-    url = blob_urls.signed_url(blob, base_url=f"http://127.0.0.1:{stack.blob_port}",
+    url = blob_urls.signed_url(blob, ttl_s=60, base_url=f"http://127.0.0.1:{stack.blob_port}",
                                secret=stack.env()["TOOLFABRIC_BLOB_URL_SECRET"])
     ok = httpx.get(url, timeout=5)
     assert ok.status_code == 200 and ok.content == DEMO_IMAGE.read_bytes()
     forged = httpx.get(url.replace("sig=", "sig=0"), timeout=5)
     assert forged.status_code == 403
-    default = blob_urls.signed_url(blob, base_url=f"http://127.0.0.1:{stack.blob_port}",
+    default = blob_urls.signed_url(blob, ttl_s=60, base_url=f"http://127.0.0.1:{stack.blob_port}",
                                    secret="change-me-in-production")
     assert httpx.get(default, timeout=5).status_code == 403  # the stack signs with a secret of its own
 

@@ -254,14 +254,15 @@ def test_the_blob_port_serves_only_urls_signed_with_the_secret(locked: Locked) -
     ref = result.events[0].started.images[0].blob
     base = locked.url("blobs")
     ca = str(locked.pki.ca)
-    good = signed_url(ref, base_url=base, secret=SECRET, tenant="acme")
+    good = signed_url(ref, ttl_s=60, base_url=base, secret=SECRET, tenant="acme")
     assert requests.get(good, verify=ca, timeout=10).content == png("olive")
-    forged = signed_url(ref, base_url=base, secret="change-me-in-production", tenant="acme")  # the old default
+    # Signed with the old default secret.
+    forged = signed_url(ref, ttl_s=60, base_url=base, secret="change-me-in-production", tenant="acme")
     assert requests.get(forged, verify=ca, timeout=10).status_code == 403
     assert requests.get(good.split("?")[0], verify=ca, timeout=10).status_code == 403
     # A URL is bound to its tenant: signed for globex (or for no tenant), acme's image is not there.
-    for other in (signed_url(ref, base_url=base, secret=SECRET, tenant="globex"),
-                  signed_url(ref, base_url=base, secret=SECRET)):
+    for other in (signed_url(ref, ttl_s=60, base_url=base, secret=SECRET, tenant="globex"),
+                  signed_url(ref, ttl_s=60, base_url=base, secret=SECRET)):
         refused = requests.get(other, verify=ca, timeout=10)
         assert refused.status_code == 404 and "forbidden" not in refused.text.lower()
 
@@ -566,7 +567,7 @@ def test_no_secret_reaches_a_log_line(locked: Locked, stack: EmbeddedStack, tmp_
         assert requests.get(api.url + "/v1/models", headers=locked.headers("globex"), timeout=30).status_code == 200
         with Client(api.target, timeout_s=60, api_key=locked.keys["acme"]) as acme:
             run = acme.ask(script("<answer>ok</answer>"), images=[png("lime")], model="toolfabric_scripted")
-        url = signed_url(run.events[0].started.images[0].blob, base_url=f"http://127.0.0.1:{blob_port}",
+        url = signed_url(run.events[0].started.images[0].blob, ttl_s=60, base_url=f"http://127.0.0.1:{blob_port}",
                          secret=SECRET, tenant="acme")
         assert requests.get(url, timeout=30).status_code == 200
         assert requests.get(url.replace("t=acme", "t=globex"), timeout=30).status_code == 403

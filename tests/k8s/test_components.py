@@ -12,7 +12,7 @@ from gateway import settings as gateway_settings
 from services.common import settings
 from services.model import settings as model_settings
 from services.store import settings as store_settings
-from services.vision import settings as vision_settings
+from services.vision.settings import VisionSettings
 from tests.k8s.manifests import APP_IMAGE, ROOT, Rendered, image_name, parse_bytes
 from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_settings import environment
@@ -99,7 +99,7 @@ def test_one_worker_deployment_per_celery_queue(rendered: Rendered) -> None:
 def test_vision_memory_limit_holds_its_sandboxes(rendered: Rendered) -> None:
     c = rendered.container("worker-vision")
     with environment(rendered.env(c)):
-        per_sandbox = vision_settings.vision().sandbox_memory_mb * 2**20
+        per_sandbox = VisionSettings().sandbox_memory_mb * 2**20
         concurrency = settings.worker().concurrency
     worker_overhead = 512 * 2**20
     assert parse_quantity(c.spec["resources"]["limits"]["memory"]) >= concurrency * per_sandbox + worker_overhead

@@ -17,12 +17,15 @@ from engine.ports import ToolInvocation
 from gateway.celery_executor import CeleryToolExecutor
 from services.common import images
 from services.common.blobs import BlobStore
+from services.common.settings import CommonSettings
 from services.common.tools import ToolContext, ToolResult
 from services.devstack.processes import Child, free_port, port_open, wait_until
 from services.devstack.redis_server import RedisServer
 from services.mcp.calls import call
 from services.mcp.catalog import list_tools
+from services.mcp.connect import guard_settings
 from services.mcp.settings import McpClientSettings, McpServer
+from services.web.settings import FetchSettings
 from tests.support.executor import celery_executor
 
 pytestmark = pytest.mark.integration
@@ -36,7 +39,8 @@ def stdio(*extra: str, timeout_s: float = 30) -> McpServer:
 
 def test_tools_join_the_catalog_under_the_namespace_and_bad_ones_are_left_out() -> None:
     tools, problems = list_tools(McpClientSettings(
-        servers={"calc": stdio(), "gone": McpServer(command=["/nonexistent/server"])}, list_timeout_s=60))
+        servers={"calc": stdio(), "gone": McpServer(command=["/nonexistent/server"])}, list_timeout_s=60),
+        FetchSettings())
     by_name = {t.spec.name: t for t in tools}
     assert sorted(by_name) == ["calc.add", "calc.crash", "calc.fails", "calc.hang", "calc.huge", "calc.picture"]
     add = by_name["calc.add"]
@@ -53,7 +57,7 @@ def test_tools_join_the_catalog_under_the_namespace_and_bad_ones_are_left_out() 
         "directory: '/nonexistent/server'",
     ])
     # A server that never answers costs the listing its timeout, nothing more.
-    assert list_tools(McpClientSettings(servers={"mute": stdio("--hang")}, list_timeout_s=3)) == (
+    assert list_tools(McpClientSettings(servers={"mute": stdio("--hang")}, list_timeout_s=3), FetchSettings()) == (
         [], ["MCP server 'mute' left out: it did not list its tools within 3s"])
 
 
@@ -118,25 +122,19 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         child.stop()
 
 
-async def test_http_servers_go_through_the_ssrf_guard(http_server: str, redis_server: RedisServer,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import clear_settings_cache
-
+async def test_http_servers_go_through_the_ssrf_guard(http_server: str, redis_server: RedisServer) -> None:
     server = McpServer(url=http_server, timeout_s=10)
-    _, problems = list_tools(McpClientSettings(servers={"local": server}))
+    _, problems = list_tools(McpClientSettings(servers={"local": server}), FetchSettings())
     assert len(problems) == 1 and "refused http://127.0.0.1:" in problems[0] and "loopback" in problems[0]
 
     host = http_server.split("/")[2]
-    monkeypatch.setenv("TOOLFABRIC_MCP_CLIENT_PRIVATE_HOST_ALLOWLIST", json.dumps([host]))
-    clear_settings_cache()
-    try:
-        tools, problems = list_tools(McpClientSettings(servers={"local": server}))
-        assert problems == [
-            "MCP server 'local': tool 'broken' left out: its input schema is invalid: 'nonsense' is not valid "
-            "under any of the given schemas",
-            "MCP server 'local': tool 'not a name!' left out: not a usable tool name"]
-        assert "local.add" in {t.spec.name for t in tools}
-        assert (await call("local", server, "add", {"a": 1.5, "b": 2})).text == "3.5"
-    finally:
-        monkeypatch.undo()
-        clear_settings_cache()
+    client = McpClientSettings(servers={"local": server}, private_host_allowlist=[host])
+    tools, problems = list_tools(client, FetchSettings())
+    assert problems == [
+        "MCP server 'local': tool 'broken' left out: its input schema is invalid: 'nonsense' is not valid "
+        "under any of the given schemas",
+        "MCP server 'local': tool 'not a name!' left out: not a usable tool name"]
+    assert "local.add" in {t.spec.name for t in tools}
+    guard = guard_settings(FetchSettings(), client)
+    assert (await call("local", server, "add", {"a": 1.5, "b": 2}, client, guard,
+                       CommonSettings(redis_url=redis_server.url))).text == "3.5"

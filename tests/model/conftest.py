@@ -29,9 +29,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def engine_venv() -> Path:
-    from services.model.engine_venv import engine_python
+    from services.model import engine_venv as venv
+    from services.model.settings import ModelSettings
 
-    return engine_python().parent.parent
+    return venv.engine_python(venv.engine_venv(ModelSettings())).parent.parent
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from services.devstack.model_endpoint import ModelEndpoint
 from services.devstack.stack import EmbeddedStack
 from services.export.tokens import segments
 from services.model.completions_client import CompletionsModel
-from services.model.settings import CompletionsEndpoint
+from services.model.settings import CompletionsEndpoint, ModelSettings
 from services.model.tokenizer import ModelTokenizer
 from tests.model.cancelling import cancel_mid_generation
 from tests.model.vllm_serve import SERVED, VllmServe
@@ -25,7 +25,7 @@ from toolfabric.v1 import fabric_pb2 as pb
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_models: Path) -> Path:
-    return neural_models.checkpoint("qwen3", cache_dir=tiny_models)
+    return neural_models.checkpoint("qwen3", ModelSettings(), cache_dir=tiny_models)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.model.engine_venv import engine_python
+from services.model.engine_venv import engine_python, engine_venv
+from services.model.settings import ModelSettings
 from services.model.tiny import fingerprint
 
 CHECK_TOKENIZER = r"""
@@ -64,7 +65,7 @@ def test_special_tokens_are_single_ids_and_text_round_trips(tmp_path: Path, fami
     texts = [*SINGLE[family], prompt]
     script = tmp_path / "check.py"
     script.write_text(CHECK_TOKENIZER)
-    done = subprocess.run([str(engine_python()), str(script), str(out),
+    done = subprocess.run([str(engine_python(engine_venv(ModelSettings()))), str(script), str(out),
                            json.dumps(texts)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])

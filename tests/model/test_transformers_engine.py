@@ -12,7 +12,8 @@ import pytest
 
 from services.devstack.neural_models import checkpoint
 from services.devstack.stack import EmbeddedStack
-from services.model.engine_venv import run_in_engine_venv
+from services.model.engine_venv import engine_venv, run_in_engine_venv
+from services.model.settings import ModelSettings
 from tests.model.engine_probe import generate, unfinished_requests
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
@@ -30,7 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
 
 
 def pad_id() -> int:
-    added = json.loads((checkpoint("qwen3vl") / "tokenizer.json").read_text())["added_tokens"]
+    added = json.loads((checkpoint("qwen3vl", ModelSettings()) / "tokenizer.json").read_text())["added_tokens"]
     return next(t["id"] for t in added if t["content"] == "<|image_pad|>")
 
 
@@ -61,8 +62,8 @@ def test_greedy_tokens_are_what_the_training_forward_pass_scores(stack: Embedded
                    images=[IMAGE.read_bytes()])
     assert len(out.output_ids) == len(out.logprobs) == 16
     request = {"prompt": PROMPT, "images": [str(IMAGE)], "output_ids": out.output_ids}
-    done = run_in_engine_venv("tests.model.teacher_forcing", [str(checkpoint("qwen3vl"))],
-                              stdin=json.dumps(request).encode())
+    done = run_in_engine_venv("tests.model.teacher_forcing", [str(checkpoint("qwen3vl", ModelSettings()))],
+                              engine_venv(ModelSettings()), stdin=json.dumps(request).encode())
     reference = json.loads(done.stdout)
     assert reference["prompt_ids"] == out.prompt_ids  # the engine expands the image as the processor does
     gaps = [abs(a - b) for a, b in zip(out.logprobs, reference["logprobs"], strict=True)]

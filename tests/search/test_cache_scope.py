@@ -10,7 +10,7 @@ import pytest
 
 from services.common.tools import ToolContext
 from services.devstack.redis_server import RedisServer
-from services.index.indexer import index_document, index_paths
+from services.index.indexer import IndexingSettings, index_document, index_paths
 from services.index.sqlite import SQLiteIndex
 from services.search.runtime import build_service
 from services.search.service import SearchService
@@ -22,7 +22,8 @@ from tests.search.conftest import DEMO_BASE, settings_for
 async def service_and_index(redis_server: RedisServer, redis_client, tmp_path: Path,  # type: ignore[no-untyped-def]
                             demo_dir: Path) -> AsyncIterator[tuple[SearchService, SQLiteIndex]]:
     index = SQLiteIndex(tmp_path / "index.sqlite3")
-    index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index)
+    index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index,
+                settings=IndexingSettings.read())
     common, config = settings_for(redis_server.url, tmp_path / "data", providers=["local"])
     service, close = await build_service(common, config, index=index)
     yield service, index
@@ -45,7 +46,7 @@ async def test_rereading_an_unchanged_page_keeps_every_cached_answer(
     assert await _hits(service, *queries) == [False, False, False]
     # What web_visit does with every page it reads: the same bytes again.
     index_document(DEMO_BASE + "chandra.html", (demo_dir / "site" / "chandra.html").read_bytes(), "text/html",
-                   index=index)
+                   index=index, max_pixels=40_000_000)
     assert await _hits(service, *queries) == [True, True, True]
 
 
@@ -55,7 +56,7 @@ async def test_a_changed_page_drops_only_the_answers_it_can_change(
     assert await _hits(service, "Chandra X-ray Observatory", "coffee beans") == [False, False]
     index_document(DEMO_BASE + "chandra.html", b"<html><head><title>Chandra X-ray Observatory</title></head>"
                    b"<body><p>Launched on STS-93 in July 1999; rebuilt page.</p></body></html>", "text/html",
-                   index=index)
+                   index=index, max_pixels=40_000_000)
     assert await _hits(service, "Chandra X-ray Observatory", "coffee beans") == [False, True]
     results = await service.text_search(TextSearchArgs(queries=["rebuilt page"]), ToolContext())
     assert results.data[0]["results"][0]["url"] == DEMO_BASE + "chandra.html"

@@ -14,7 +14,6 @@ import redis
 
 from services.common.blobs import BlobStore
 from services.index.documents import Page
-from tests.conftest import clear_settings_cache
 from tests.search.conftest import DEMO_BASE
 
 SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
@@ -27,31 +26,29 @@ def _png(shape: tuple[int, int]) -> bytes:
 def test_image_search_answers_extreme_shapes_through_the_worker_path(
         redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path,  # type: ignore[no-untyped-def]
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.index import default_index, reset_default_index
-    from services.index.indexer import index_document, index_paths
-    from services.search import runtime
+    from services.common.bridge import close_all
+    from services.index import open_index
+    from services.index.indexer import IndexingSettings, index_document, index_paths
     from tests.support.tasks import task_of
 
-    task: Any = task_of("search")  # the Celery task; .run is its body, as a worker executes it
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
-    clear_settings_cache()
-    runtime.reset()
-    reset_default_index()
+    task: Any = task_of("search")  # the Celery task as a worker registers it at start; .run is its body
+    indexing = IndexingSettings.read()
+    index = open_index(indexing.common)  # the index the worker's local provider opens
     store = BlobStore(redis_client, 600)
     try:
-        index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=default_index())
+        index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index, settings=indexing)
         strip = _png(SHAPES["20000x3"])
         # A page showing the strip is indexed like any other (its fingerprint has a hash, no features).
         page = index_document("https://strip.test/", b"<html><title>Strip</title><body><img src='s.png' alt='strip'>"
                               b"</body></html>", "text/html", images={"https://strip.test/s.png": strip},
-                              index=default_index())
+                              index=index, max_pixels=40_000_000)
         assert isinstance(page, Page)
         names = {f"<image {i}>": store.put(_png(shape)) for i, shape in enumerate(SHAPES.values(), 1)}
         result = task.run("image_search", {"image_paths": list(names)}, {"images": names})
     finally:
-        runtime.reset()
-        reset_default_index()
-        clear_settings_cache()
+        close_all()
+        index.close()
     assert result["ok"], result["text"]
     entries = json.loads(result["text"])
     assert [e["image"] for e in entries] == list(names)

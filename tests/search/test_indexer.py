@@ -12,7 +12,7 @@ import pytest
 
 from services.index.documents import UnsupportedDocument, parse_document
 from services.index.imagematch import QUERY_FEATURES, fingerprint
-from services.index.indexer import index_document, index_paths
+from services.index.indexer import IndexingSettings, index_document, index_paths
 from services.index.sqlite import SQLiteIndex
 from toolfabric.cli.main import main
 
@@ -87,7 +87,7 @@ def test_a_directory_is_recorded_under_the_base_url(index: SQLiteIndex, demo_dir
     (corpus / "notes.md").write_bytes(b"# Notes\n\nkites fly")
     (corpus / "data.bin").write_bytes(b"\x00\x01")
     report = index_paths([str(corpus), str(tmp_path / "missing")], base_url="https://docs.test/c", progress=False,
-                         index=index)
+                         index=index, settings=IndexingSettings.read())
     assert (report.pages, report.images, report.occurrences) == (2, 2, 2)
     assert report.skipped == [(str(tmp_path / "missing"), "no such file or directory")]
     assert {r.url for r in index.search_text("kite", 5)} == {"https://docs.test/c/sub/page.html",
@@ -100,7 +100,8 @@ def test_a_directory_is_recorded_under_the_base_url(index: SQLiteIndex, demo_dir
 
 
 def test_without_a_base_url_files_are_recorded_at_their_file_urls(index: SQLiteIndex, demo_dir: Path) -> None:
-    index_paths([str(demo_dir / "site" / "chandra.html")], progress=False, index=index)
+    index_paths([str(demo_dir / "site" / "chandra.html")], progress=False, index=index,
+                settings=IndexingSettings.read())
     assert [r.url for r in index.search_text("Chandra", 5)] == [(demo_dir / "site" / "chandra.html").resolve().as_uri()]
 
 
@@ -137,14 +138,16 @@ def allow_site(demo_site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 
 def test_urls_are_refused_by_the_fetch_guard_unless_allowlisted(index: SQLiteIndex, demo_site: str) -> None:
-    report = index_paths([demo_site + "eileen-collins.html"], progress=False, index=index)
+    report = index_paths([demo_site + "eileen-collins.html"], progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert report.pages == 0
     assert "not allowed" in report.skipped[0][1] or "private" in report.skipped[0][1].lower()
 
 
 def test_urls_are_fetched_with_their_images(index: SQLiteIndex, allow_site: str, demo_dir: Path) -> None:
     demo_site = allow_site
-    report = index_paths([demo_site + "eileen-collins.html", demo_site + "nope.html"], progress=False, index=index)
+    report = index_paths([demo_site + "eileen-collins.html", demo_site + "nope.html"], progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert report.pages == 1 and report.images == 1
     assert report.skipped[0][0] == demo_site + "nope.html" and "404" in report.skipped[0][1]
     query = fingerprint((demo_dir / "question.jpg").read_bytes(), 10**8, QUERY_FEATURES)
@@ -155,7 +158,7 @@ def test_index_document_adds_a_fetched_page_and_its_images(index: SQLiteIndex, d
     html = (demo_dir / "site" / "chelsea.html").read_bytes()
     page = index_document("https://web.test/cat.html", html, "text/html; charset=utf-8",
                           images={"https://web.test/chelsea.jpg": (demo_dir / "site" / "chelsea.jpg").read_bytes()},
-                          index=index)
+                          index=index, max_pixels=40_000_000)
     assert page.title == "Chelsea the cat"
     assert [r.url for r in index.search_text("tabby cat", 3)] == ["https://web.test/cat.html"]
     found = index.search_image(fingerprint((demo_dir / "site" / "chelsea.jpg").read_bytes(), 10**8), 3)
@@ -164,30 +167,27 @@ def test_index_document_adds_a_fetched_page_and_its_images(index: SQLiteIndex, d
 
 def test_refreshing_a_page_without_its_images_keeps_them_findable(index: SQLiteIndex, demo_dir: Path) -> None:
     base = "http://demo.test/"
-    index_paths([str(demo_dir / "site")], base_url=base, progress=False, index=index)
+    index_paths([str(demo_dir / "site")], base_url=base, progress=False, index=index, settings=IndexingSettings.read())
     query = fingerprint((demo_dir / "question.jpg").read_bytes(), 10**8, QUERY_FEATURES)
     assert index.search_image(query, 5)[0].source == base + "eileen-collins.html"
     # web_visit re-reads the page's text (no image bytes): the image must stay indexed.
     html = (demo_dir / "site" / "eileen-collins.html").read_bytes()
-    index_document(base + "eileen-collins.html", html, "text/html", index=index)
+    index_document(base + "eileen-collins.html", html, "text/html", index=index, max_pixels=40_000_000)
     assert index.search_image(query, 5)[0].source == base + "eileen-collins.html"
 
 
 def test_the_index_command_reports_what_it_did(tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from services.index import reset_default_index
     from tests.conftest import clear_settings_cache
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     clear_settings_cache()
-    reset_default_index()
     try:
         ok = main(["index", str(demo_dir / "site"), "--base-url", "http://x.test/", "--no-progress"])
         again = main(["index", str(demo_dir / "site"), "--clear", "--no-progress"])
         nothing = main(["index", str(tmp_path / "absent"), "--no-progress"])
     finally:
-        reset_default_index()
-        clear_settings_cache()
+            clear_settings_cache()
     out = capsys.readouterr().out.splitlines()
     assert (ok, again, nothing) == (0, 0, 1)
     assert out[0].startswith("indexed 8 pages, 4 images (4 placements) in ")

@@ -12,10 +12,10 @@ import redis
 
 from services.common.blob_urls import BlobServer, start_blob_server
 from services.common.blobs import BlobStore
+from services.common.settings import CommonSettings
 from services.common.tools import ToolContext
 from services.devstack.processes import free_port
 from services.search.spec import ImageSearchArgs, TextSearchArgs
-from tests.conftest import clear_settings_cache
 from tests.search.conftest import DEMO_BASE, MakeService
 from tests.search.fake_providers import FakeSearxng, FakeSerper
 
@@ -163,13 +163,10 @@ async def test_searxng_without_the_json_format_says_how_to_enable_it(make_servic
 
 @pytest.fixture
 async def blob_server(redis_server, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BlobServer]:
-    server = await start_blob_server("127.0.0.1", 0)
-    monkeypatch.setenv("TOOLFABRIC_PUBLIC_BASE_URL", server.url)
-    clear_settings_cache()
+    server = await start_blob_server("127.0.0.1", 0, CommonSettings())
+    monkeypatch.setenv("TOOLFABRIC_PUBLIC_BASE_URL", server.url)  # read by the services the test builds after it
     yield server
     await server.stop()
-    monkeypatch.delenv("TOOLFABRIC_PUBLIC_BASE_URL")
-    clear_settings_cache()
 
 
 async def test_lens_fetches_the_image_at_a_signed_blob_url_and_results_map_to_title_source_link(

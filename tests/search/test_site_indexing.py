@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.index.crawl import Crawl
-from services.index.indexer import index_paths
+from services.index.indexer import IndexingSettings, index_paths
 from services.index.selection import Selection
 from services.index.sqlite import SQLiteIndex
 from tests.conftest import clear_settings_cache
@@ -99,7 +99,8 @@ def _urls(index: SQLiteIndex) -> set[str]:
 
 
 def test_a_folder_leaves_out_source_twins_hidden_folders_and_generated_pages(index: SQLiteIndex, site: Path) -> None:
-    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert _urls(index) == {f"https://t.test/{p}" for p in
                             ("index.html", "a.html", "b.html", "deep/c.html", "deep/d.html", "private/secret.html")}
     assert report.excluded == 4  # _sources/a.rst.txt, .git/notes.html, genindex.html, robots.txt
@@ -108,12 +109,13 @@ def test_a_folder_leaves_out_source_twins_hidden_folders_and_generated_pages(ind
 
 def test_include_and_exclude_globs_choose_the_files(index: SQLiteIndex, site: Path) -> None:
     index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
-                selection=Selection(include=["deep/*"], exclude=["d.html"]))
+                selection=Selection(include=["deep/*"], exclude=["d.html"]), settings=IndexingSettings.read())
     assert _urls(index) == {"https://t.test/deep/c.html"}
 
 
 def test_exact_and_near_duplicate_pages_are_indexed_once(index: SQLiteIndex, site: Path) -> None:
-    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert sorted(report.duplicates) == [("https://t.test/copy.html", "https://t.test/a.html"),
                                          ("https://t.test/near.html", "https://t.test/a.html")]
     assert "2 duplicates collapsed" in report.summary()
@@ -124,19 +126,23 @@ def test_a_folder_is_indexed_without_any_network_request(index: SQLiteIndex, sit
     base, requests = served
     # A page of the folder shows an image that only exists on a reachable (allowlisted) server.
     (site / "b.html").write_text(_page("Beta telescope", "The beta telescope.", img=base + "logo.png"))
-    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    report = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                         settings=IndexingSettings.read())
     assert requests == [] and report.skipped == []
     assert "https://t.test/b.html" in _urls(index)
 
 
 def test_reindexing_an_unchanged_folder_writes_nothing(index: SQLiteIndex, site: Path) -> None:
-    first = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    first = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                        settings=IndexingSettings.read())
     generation = index.generation()
-    again = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    again = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                        settings=IndexingSettings.read())
     assert (first.pages, again.pages, again.unchanged) == (6, 0, 6)
     assert index.generation() == generation
     (site / "b.html").write_text(_page("Beta telescope", "Now with a new spectrograph."))
-    changed = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index)
+    changed = index_paths([str(site)], base_url="https://t.test/", progress=False, index=index,
+                          settings=IndexingSettings.read())
     assert (changed.pages, changed.unchanged) == (1, 5)
     assert [r.url for r in index.search_text("spectrograph", 3)] == ["https://t.test/b.html"]
 
@@ -145,7 +151,7 @@ def test_a_crawl_follows_same_site_links_breadth_first_within_depth_and_robots(
         index: SQLiteIndex, served: tuple[str, list[str]]) -> None:
     base, requests = served
     report = index_paths([base], progress=False, index=index,
-                         crawl=Crawl(max_pages=50, max_depth=2, rate_per_s=1000))
+                         crawl=Crawl(max_pages=50, max_depth=2, rate_per_s=1000), settings=IndexingSettings.read())
     assert _urls(index) == {base, base + "a.html", base + "b.html", base + "deep/c.html"}  # d.html is depth 3
     assert (base + "private/secret.html", "robots.txt disallows it") in report.skipped
     assert "/private/secret.html" not in requests and "/logo.png" not in requests  # nor images it links
@@ -156,19 +162,18 @@ def test_a_crawl_follows_same_site_links_breadth_first_within_depth_and_robots(
 
 def test_a_crawl_stops_at_its_page_limit(index: SQLiteIndex, served: tuple[str, list[str]]) -> None:
     base, _ = served
-    report = index_paths([base], progress=False, index=index, crawl=Crawl(max_pages=2, max_depth=5, rate_per_s=1000))
+    report = index_paths([base], progress=False, index=index, crawl=Crawl(max_pages=2, max_depth=5, rate_per_s=1000),
+                         settings=IndexingSettings.read())
     assert report.pages == 2 and _urls(index) == {base, base + "a.html"}
 
 
 def test_the_index_command_warns_of_file_urls_and_of_single_pages(
         tmp_path: Path, site: Path, served: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from services.index import reset_default_index
 
     base, _ = served
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path / "data"))
     clear_settings_cache()
-    reset_default_index()
     try:
         folder = main(["index", str(site), "--no-progress"])
         folder_err = capsys.readouterr().err
@@ -178,8 +183,7 @@ def test_the_index_command_warns_of_file_urls_and_of_single_pages(
         crawl_out = capsys.readouterr().out
         no_start = main(["index", str(site), "--crawl", "--no-progress"])
     finally:
-        reset_default_index()
-        clear_settings_cache()
+            clear_settings_cache()
     assert (folder, page, crawl, no_start) == (0, 0, 0, 2)
     assert "file:// URLs that web_visit cannot open" in folder_err and "--base-url" in folder_err
     assert "add --crawl" in page_err

@@ -16,7 +16,6 @@ from services.common.blobs import BlobStore
 from services.common.tools import ToolContext
 from services.search.errors import QueryRejected
 from services.search.spec import ImageSearchArgs, TextSearchArgs
-from tests.conftest import clear_settings_cache
 from tests.search.conftest import DEMO_BASE, MakeService
 
 EILEEN = DEMO_BASE + "eileen-collins.html"
@@ -142,19 +141,17 @@ async def test_a_query_with_no_matches_has_an_empty_result_list(make_service: Ma
 def test_celery_task_answers_text_and_image_search_through_the_worker_path(
     redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.search import runtime
+    from services.common.bridge import close_all
+    from services.index import open_index
+    from services.index.indexer import IndexingSettings, index_paths
     from tests.support.tasks import task_of
 
-    task: Any = task_of("search")  # the Celery task; .run is its body, as a worker executes it
-    from services.index import default_index, reset_default_index
-    from services.index.indexer import index_paths
-
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
-    clear_settings_cache()
-    runtime.reset()
-    reset_default_index()
+    task: Any = task_of("search")  # the Celery task as a worker registers it at start; .run is its body
+    indexing = IndexingSettings.read()
+    index = open_index(indexing.common)  # the index the worker's local provider opens
     try:
-        index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=default_index())
+        index_paths([str(demo_dir / "site")], base_url=DEMO_BASE, progress=False, index=index, settings=indexing)
         ctx = _ctx(redis_client, q=(demo_dir / "question.jpg").read_bytes()).model_dump()
         first = task.run("image_search", {"image_paths": ["<image>"]}, ctx)
         again = task.run("image_search", {"image_paths": ["<image>"]}, ctx)
@@ -162,9 +159,8 @@ def test_celery_task_answers_text_and_image_search_through_the_worker_path(
         bad = task.run("text_search", {"queries": [f"q{i}" for i in range(50)]}, ctx)
         missing = task.run("text_search", {"query": "x"}, ctx)
     finally:
-        runtime.reset()
-        reset_default_index()
-        clear_settings_cache()
+        close_all()
+        index.close()
     assert json.loads(first["text"])[0]["results"][0]["source"] == EILEEN
     assert first["usage"]["provider_calls"] == 1 and again["usage"]["cache_hit_hot"] == 1
     assert json.loads(text["text"])[0]["results"][0]["url"] == STS93

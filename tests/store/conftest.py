@@ -10,15 +10,16 @@ import sqlalchemy as sa
 
 from services.store import ImageFiles, TrajectoryStore
 from services.store.schema import metadata
+from services.store.settings import StoreSettings
 from services.store.trajectories import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TrajectoryStore]:
     if request.param == "sqlite":
-        engine = make_engine("", tmp_path)
+        engine = make_engine("", tmp_path, StoreSettings())
     else:
-        engine = make_engine(request.getfixturevalue("postgres_server").url, tmp_path)
+        engine = make_engine(request.getfixturevalue("postgres_server").url, tmp_path, StoreSettings())
         metadata.drop_all(engine)  # each test starts empty
     opened = TrajectoryStore(engine, ImageFiles(tmp_path / "images"))
     yield opened

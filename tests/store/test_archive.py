@@ -14,6 +14,7 @@ import redis
 from engine.spec import RunSpec
 from gateway.archive import Archive
 from services.common.blobs import BlobStore
+from services.common.settings import CommonSettings
 from services.store import ImageFiles, TrajectoryNotInStore, TrajectoryStore
 from services.store.settings import StoreSettings
 from services.store.trajectories import make_engine
@@ -40,8 +41,9 @@ def wait_for(check, timeout_s: float = 20) -> None:  # type: ignore[no-untyped-d
 
 
 def open_archive(tmp_path: Path, redis_url: str, **settings: float) -> tuple[Archive, TrajectoryStore]:
-    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
-    return Archive(store, redis_url, 3600, StoreSettings(**settings)).start(), store
+    store = TrajectoryStore(make_engine("", tmp_path, StoreSettings()), ImageFiles(tmp_path / "images"))
+    return Archive(store, CommonSettings(redis_url=redis_url, cache_redis_url="", blob_ttl_s=3600),
+                   StoreSettings(**settings)).start(), store
 
 
 def test_events_and_their_images_reach_the_store_off_the_callers_thread(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -69,7 +71,7 @@ def test_events_and_their_images_reach_the_store_off_the_callers_thread(tmp_path
 
 
 def test_retention_deletes_old_trajectories_in_the_background(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
-    seed = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    seed = TrajectoryStore(make_engine("", tmp_path, StoreSettings()), ImageFiles(tmp_path / "images"))
     seed.write([new("ancient", created_at=1000.0)], run("ancient", at=1010.0))
     seed.close()
     archive, store = open_archive(tmp_path, redis_server.url, retention_days=1, purge_interval_s=0.1)

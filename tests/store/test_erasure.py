@@ -10,8 +10,10 @@ import redis
 from gateway import erasure, recorder
 from gateway.stepping import state
 from services.common.blobs import BlobStore
+from services.common.settings import CommonSettings
 from services.devstack.redis_server import RedisServer
 from services.store import ImageFiles, TrajectoryStore
+from services.store.settings import StoreSettings
 from services.store.trajectories import make_engine
 from tests.store.events import new, png, run, stored
 
@@ -19,7 +21,7 @@ from tests.store.events import new, png, run, stored
 def test_erase_leaves_nothing_behind_but_what_others_still_use(tmp_path: Path, redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
-    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    store = TrajectoryStore(make_engine("", tmp_path, StoreSettings()), ImageFiles(tmp_path / "images"))
     blobs = BlobStore(client, 600)
     own, shared, step_only = stored(png((1, 2, 3))), stored(png((4, 5, 6))), stored(png((7, 8, 9)))
     for image in (own, shared, step_only):
@@ -35,7 +37,7 @@ def test_erase_leaves_nothing_behind_but_what_others_still_use(tmp_path: Path, r
     client.set(state.keys("acme/rollout-7")[0], "{}")
     client.sadd("toolfabric:tenant:acme:images", own[0], shared[0], step_only[0])
 
-    erased = erasure.erase(["acme/gone", "acme/rollout-7"], store, client)
+    erased = erasure.erase(["acme/gone", "acme/rollout-7"], store, client, common=CommonSettings())
 
     assert (erased.stored, erased.hot, erased.images) == (1, 2, 2)
     for tid in ("acme/gone", "acme/rollout-7"):
@@ -61,7 +63,7 @@ async def test_erase_removes_the_cache_entries_its_calls_used_and_workers_forget
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
-    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    store = TrajectoryStore(make_engine("", tmp_path, StoreSettings()), ImageFiles(tmp_path / "images"))
     persistent = SQLiteCacheStore(tmp_path / "cache.sqlite3")
     image = stored(png((10, 20, 30)))
     BlobStore(client, 600).put(image[1].data)
@@ -84,7 +86,7 @@ async def test_erase_removes_the_cache_entries_its_calls_used_and_workers_forget
     await async_client.aclose()
     await asyncio.sleep(0.2)  # the listener has subscribed
 
-    erased = erasure.erase(["acme/gone"], store, client, cache_store=persistent)
+    erased = erasure.erase(["acme/gone"], store, client, cache_store=persistent, common=CommonSettings())
 
     assert erased.cached == 2 and erased.images == 1
     for name in ("ocr", "mine"):

@@ -8,6 +8,7 @@ import pytest
 
 from services.devstack.redis_server import RedisServer
 from services.store import ImageFiles, TrajectoryStore
+from services.store.settings import StoreSettings
 from services.store.trajectories import make_engine
 from tests.conftest import clear_settings_cache
 from tests.store.events import new, png, run, stored
@@ -32,7 +33,7 @@ def store_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 
 
 def test_delete_and_purge_remove_trajectories_and_their_unshared_images(tmp_path: Path, store_cli) -> None:  # type: ignore[no-untyped-def]
-    store = TrajectoryStore(make_engine("", tmp_path), ImageFiles(tmp_path / "images"))
+    store = TrajectoryStore(make_engine("", tmp_path, StoreSettings()), ImageFiles(tmp_path / "images"))
     own, shared = stored(png((9, 9, 9))), stored(png((7, 7, 7)))
     store.write([new("old", created_at=100.0), new("new")],
                 run("old", inputs=[own[0], shared[0]], at=150.0) + run("new", inputs=[shared[0]]), dict([own, shared]))

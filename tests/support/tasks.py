@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.common import settings
 from services.common.celery_app import make_celery
+from services.common.settings import CommonSettings, WorkerSettings
 from services.common.worker import service_task
 
 
 def task_of(service: str) -> Any:
-    """`toolfabric.<service>.call` on an app of its own, built from the current settings (`.run` is its body)."""
-    return service_task(make_celery(settings.common(), settings.worker()), service)
+    """`toolfabric.<service>.call` on an app of its own, registered with the settings of the environment now (as a
+    worker reads them at its start; `.run` is its body). Its async services close with
+    services.common.bridge.close_all()."""
+    common = CommonSettings()
+    return service_task(make_celery(common, WorkerSettings()), service, common)

@@ -26,6 +26,7 @@ QUEUE = "telemetry-probe"
 TASK = "telemetry_probe.run"
 
 app = make_celery(settings.common(), settings.worker())  # this script's processes, like a worker's
+TRACES = telemetry.traces_file(settings.common(), settings.telemetry())
 
 
 @app.task(name=TASK)
@@ -39,7 +40,7 @@ def probe(kind: str) -> dict[str, Any]:
 
 
 def worker() -> None:
-    telemetry.setup_worker_telemetry("probe")
+    telemetry.setup_worker_telemetry("probe", settings.common(), settings.telemetry())
     app.worker_main(["worker", "--queues", QUEUE, "--pool", "prefork", "--concurrency", "1",
                      "--hostname", "probe@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
                      "--loglevel", "WARNING"])
@@ -47,7 +48,7 @@ def worker() -> None:
 
 def publish(kinds: list[str]) -> None:
     app.tasks.unregister(TASK)  # like the gateway, the publisher knows the task only by name
-    telemetry.setup_telemetry("probe-publisher")
+    telemetry.setup_telemetry("probe-publisher", TRACES)
     trace_publishing()
     tracer = trace.get_tracer("probe")
     trace_ids, results = [], []

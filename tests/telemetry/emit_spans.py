@@ -11,12 +11,14 @@ import os
 import redis
 from opentelemetry import trace
 
+from services.common import settings
 from services.common.telemetry import setup as telemetry
 
 
 def main() -> None:
-    on = telemetry.setup_telemetry("emit-test")
-    again = telemetry.setup_telemetry("another-name")  # a second entry point changes nothing
+    traces = telemetry.traces_file(settings.common(), settings.telemetry())
+    on = telemetry.setup_telemetry("emit-test", traces)
+    again = telemetry.setup_telemetry("another-name", traces)  # a second entry point changes nothing
     tracer = trace.get_tracer("emit")
     redis_url = os.environ.get("EMIT_REDIS_URL")
     client = redis.Redis.from_url(redis_url) if redis_url else None

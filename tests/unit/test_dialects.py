@@ -11,7 +11,7 @@ from engine import plans
 from gateway.channels import ChannelTracker
 from services.catalog import catalog
 from services.common.errors import ConfigurationError
-from services.model.baseline.policy import read_situation
+from services.model.baseline.policy import next_step, read_situation
 from services.model.chat_template import ImagePart, Message
 from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
 from services.model.dialects.instructions import read_mode
@@ -192,6 +192,35 @@ def test_the_baseline_reads_the_prompt_the_dialect_writes() -> None:
     assert (code.tool, code.call_id, code.json(), code.new_images(), code.is_error) == (
         "code", "c1", {"result": "42"}, ["<sub-image 1>"], False)
     assert (search.tool, search.call_id, search.is_error, search.json()) == ("text_search", "c2", True, None)
+
+
+def test_the_baseline_reads_the_plan_steps_the_loop_writes() -> None:
+    """Executing a plan, the loop joins a step's observations and the next step's instruction in one user turn
+    (engine/plans.py add/tell); the baseline must read back the plan, which step it is asked for, the results so
+    far and the question, as written, and fill the step's placeholder from them."""
+    plan = [{"description": "Search the question", "tool_name": "text_search", "parameters": {"query": "tallest"}},
+            {"description": "Read the best result", "tool_name": "web_visit",
+             "parameters": {"url": "[Best URL from Step 1]"}},
+            {"description": "Verify", "tool_name": "none", "parameters": {}}]
+    found = [{"query": "tallest", "results": [{"title": "Tower", "url": "https://tower.test/"}]}]
+    messages = [Message("system", [QWEN3VL.system_prompt(names.PLAN, [])]),
+                Message("user", ["Which is the tallest tower?"]),
+                Message("assistant", [f"<think>plan</think><plan>{json.dumps(plan)}</plan>"])]
+    plans.add(messages, QWEN3VL.render_observation("text_search", "p1", json.dumps(found), None, []))
+    plans.tell(messages, plans.fill_instruction(2, 3, plan[1], QWEN3VL))
+    seen = read_situation(QWEN3VL.template.render(messages))
+    assert (seen.mode, seen.question, seen.steps_done, seen.plan, seen.plan_step) == (
+        names.PLAN, "Which is the tallest tower?", 1, plan, 2)
+    [search] = seen.observations
+    assert (search.tool, search.call_id, search.is_error, search.json()) == ("text_search", "p1", False, found)
+    assert _call("web_visit", urls=["https://tower.test/"]) in next_step(QWEN3VL.template.render(messages)).replace(
+        "\n", "")
+
+    plans.add(messages, QWEN3VL.render_observation("web_visit", "p2", "the page did not load", "unavailable", []))
+    plans.tell(messages, plans.answer_instruction(3, 3, plan[2], QWEN3VL))
+    seen = read_situation(QWEN3VL.template.render(messages))
+    assert (seen.question, seen.plan_step, [(o.tool, o.is_error) for o in seen.observations]) == (
+        "Which is the tallest tower?", 3, [("text_search", False), ("web_visit", True)])
 
 
 @pytest.mark.parametrize("dialect", DIALECTS.values(), ids=lambda d: d.name)

@@ -15,6 +15,7 @@ from gateway.celery_executor import _to_result
 from gateway.exceptions import InvalidRequest
 from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
+from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import CommonSettings
 from services.common.tools import ToolResult
@@ -52,7 +53,8 @@ async def _no_download(url: str, limit: int) -> bytes:
 async def validator(redis_server: RedisServer) -> AsyncIterator[RequestValidator]:
     client = aredis.Redis.from_url(redis_server.url)
     yield RequestValidator(GatewaySettings(max_question_chars=100, max_images_per_request=2),
-                           ModelSettings(max_tokens=1000), CommonSettings(), AsyncBlobStore(client, 60), _no_download)
+                           ModelSettings(max_tokens=1000), CommonSettings(), AsyncBlobStore(client, 60), _no_download,
+                           catalog())
     await client.aclose()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 import services
-from services.catalog import catalog, service_names
+from services.catalog import catalog
 from services.common.errors import ToolError
 from services.common.tools import ALL_MODES, SERVICES, AgentMode, check_service_name
 from toolfabric.v1 import fabric_pb2 as pb
@@ -28,7 +28,7 @@ def test_modes_and_statuses_are_the_proto_enums_in_lower_case() -> None:
 
 def test_every_tool_belongs_to_a_known_service_and_only_known_modes() -> None:
     # Built-in services plus the installed plugins' (services.plugins), each a valid queue name.
-    known = set(service_names())
+    known = set(catalog().services())
     assert set(SERVICES) <= known
     for spec in catalog().specs:
         assert spec.service in known and check_service_name(spec.service) == spec.service, spec.name

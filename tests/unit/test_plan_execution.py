@@ -23,6 +23,7 @@ from services.devstack.redis_server import RedisServer
 from services.export.conversation import rebuild
 from services.export.formats import rounds_record
 from services.model.dialects import dialect_named
+from services.model.settings import ModelSettings
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from tests.support.r1v4_reader import read_rounds
 from toolfabric.v1 import fabric_pb2 as pb
@@ -133,7 +134,7 @@ async def test_the_export_rebuilds_the_prompts_the_model_saw_while_running_the_p
     await run()
     trajectory = pb.Trajectory(trajectory_id="t1", question=run.spec.question, mode=pb.MODE_PLAN, model="m",
                                events=run.events, answer="Eileen Collins")
-    conv = rebuild(trajectory)
+    conv = rebuild(trajectory, ModelSettings(), catalog())
     assert [s.by_fabric for s in conv.steps] == [False, True, False, False]
     turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
     assert [conv.dialect.template.render(conv.messages[:i]) for i in turns] == [r.prompt for r in run.model.requests]

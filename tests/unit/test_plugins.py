@@ -76,5 +76,5 @@ def test_the_ocr_entry_point_this_project_declares_loads_the_ocr_tool(tmp_path: 
         assert catalog_module.plugins().problems == ()
         ocr = catalog_module.catalog().get("read_text")
         assert ocr is not None and ocr.name == "ocr" and ocr.service == "ocr"
-        assert "ocr" in catalog_module.service_names()
+        assert "ocr" in catalog_module.catalog().services()
         assert "image" in ocr.json_schema()["properties"]

@@ -9,6 +9,7 @@ import pytest
 
 from services.common.errors import ConfigurationError
 from services.devstack import neural_models
+from services.model.settings import ModelSettings
 
 
 def checkpoint(tmp_path: Path, name: str, model_type: str) -> Path:
@@ -22,8 +23,8 @@ def test_a_trained_qwen3vl_checkpoint_runs_on_transformers_under_its_folder_name
     model = neural_models.resolve(str(checkpoint(tmp_path, "trained-r3", "qwen3_vl")))
     assert (model.name, model.family, model.engine, model.dialect) == ("trained_r3", "qwen3vl", "hf", "qwen3vl")
     assert model.weights == (tmp_path / "trained-r3").resolve()
-    env = neural_models.gateway_env(model, neural_models.from_checkpoint(checkpoint(tmp_path, "b", "qwen2_5_vl"),
-                                                                        name="other"))
+    other = neural_models.from_checkpoint(checkpoint(tmp_path, "b", "qwen2_5_vl"), name="other")
+    env = neural_models.gateway_env(ModelSettings(), model, other)
     assert env["TOOLFABRIC_MODEL_DEFAULT_MODEL"] == "trained_r3"
     assert json.loads(env["TOOLFABRIC_MODEL_DIALECTS"]) == {"trained_r3": "qwen3vl", "other": "deepeyes"}
     assert json.loads(env["TOOLFABRIC_MODEL_CHECKPOINTS"])["other"] == str((tmp_path / "b").resolve())

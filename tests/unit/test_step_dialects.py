@@ -54,7 +54,7 @@ async def step_once(client: aredis.Redis, dialect: str, action: str, tid: str) -
     blobs = AsyncBlobStore(client, 600)
     gw = GatewaySettings()
     service = StepService(engine(ScriptedModel([]), blobs),
-                          RequestValidator(gw, ModelSettings(), CommonSettings(), blobs, _no_download),
+                          RequestValidator(gw, ModelSettings(), CommonSettings(), blobs, _no_download, catalog()),
                           client, blobs, StepSettings(), gw, dialect)
     [outcome] = await service.step([StepItem(trajectory_id=tid, action=action, model=dialect)])
     record = await recorder.load(client, tid)

@@ -32,6 +32,7 @@ from services.export.conversation import rebuild
 from services.export.tokens import rl_token_records, segments
 from services.model.dialects import dialect_named
 from services.model.errors import TokenizerUnavailable
+from services.model.settings import ModelSettings
 from services.model.tokenizer import ImageGrid, ModelTokenizer, load_tokenizers
 from services.model.triton_client import sampled_tokens
 from tests.fakes.agents import RecordingTools
@@ -170,7 +171,7 @@ async def test_the_rl_export_is_the_exact_token_sequence_with_a_mask_on_the_mode
         blobs: AsyncBlobStore, tokenizer: ModelTokenizer) -> None:
     engine = TokenEngine(tokenizer, [ZOOM, ANSWER])
     events = await run_loop(blobs, engine, tokenizer)
-    conv = rebuild(trajectory(events))
+    conv = rebuild(trajectory(events), ModelSettings(), catalog())
     [sample] = rl_token_records(conv, {"<image 1>": "images/a.png", "<sub-image 1>": "images/b.png"})
     last_prompt, last_completion = full_prompts(events)[-1]
     assert sample["input_ids"] == last_prompt + last_completion

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,11 +15,15 @@ from PIL import Image
 
 from services.common import images
 from services.common.blobs import BlobStore
-from services.common.tools import ToolContext
-from services.vision import store as store_module
+from services.common.celery_app import make_celery
+from services.common.settings import CommonSettings, WorkerSettings
+from services.common.tools import ToolContext, ToolResult
+from services.common.worker import register_service
 from services.vision.sandbox.client import Sandbox
 from services.vision.settings import VisionSettings
-from services.vision.store import ImageStore
+from services.vision.spec import TOOLS
+from services.vision.store import ImageStore, Vision
+from services.vision.tasks import bound
 
 MAX_PIXELS = 40_000_000
 
@@ -57,12 +63,26 @@ def store(blobs: BlobStore) -> ImageStore:
     return ImageStore(blobs, MAX_PIXELS, 20 * 1024 * 1024, 64 * 1024 * 1024)
 
 
-@pytest.fixture
-def worker_store(redis_server: object, redis_client: redis.Redis) -> Iterator[ImageStore]:
-    """The store the tool handlers use (from settings), on the test Redis."""
-    store_module.image_store.cache_clear()
-    yield store_module.image_store()
-    store_module.image_store.cache_clear()
+@dataclass
+class Worker:
+    """The vision task as a worker registers it (on the test Redis), and the image store its handlers use."""
+
+    call: Any
+    store: ImageStore
+
+    def run(self, tool: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        """Exactly what a worker does with a message: the registered task, executed in-process."""
+        return ToolResult.model_validate(self.call(tool, arguments, ctx.model_dump()))
+
+
+@pytest.fixture(scope="session")
+def worker(redis_server: object) -> Worker:
+    """The vision task registered with the settings of the environment (the test Redis), as a worker does; one
+    for the session, as a worker process keeps its store (and the thread following erasures) for its life."""
+    common = CommonSettings()
+    vision = Vision(common, VisionSettings())
+    call = register_service(make_celery(common, WorkerSettings()), "vision", TOOLS, bound(vision), common)
+    return Worker(call, vision.store)
 
 
 MakeContext = Callable[..., ToolContext]

@@ -9,13 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.common.tools import ToolResult
 from services.model.baseline.policy import ENHANCE_CODE, INSPECT_CODE
 from services.vision import code_tool
-from services.vision.store import ImageStore
 from services.vision.tasks import HANDLERS
-from tests.support.tasks import task_of
-from tests.vision.conftest import MakeContext, png
+from tests.vision.conftest import MakeContext, Worker, png
 
 SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
 ARGS: dict[str, dict[str, Any]] = {
@@ -36,9 +33,6 @@ ARGS: dict[str, dict[str, Any]] = {
     "draw": {"image": "<image 1>", "marks": [{"xy": [0.1, 0.1, 0.9, 0.9]}], "coords": "relative"},
 }
 
-call = task_of("vision")  # exactly what a worker registers
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _stop_the_worker_sandbox() -> Iterator[None]:
     yield
@@ -57,9 +51,9 @@ def test_every_tool_has_extreme_shape_arguments() -> None:
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("tool", sorted(ARGS))
 def test_every_image_tool_answers_extreme_shapes_without_an_internal_error(
-        worker_store: ImageStore, context: MakeContext, tool: str, shape: str) -> None:
+        worker: Worker, context: MakeContext, tool: str, shape: str) -> None:
     ctx = context({"<image 1>": _image(SHAPES[shape])})
-    result = ToolResult.model_validate(call(tool, ARGS[tool], ctx.model_dump()))
+    result = worker.run(tool, ARGS[tool], ctx)
     assert result.ok or result.error_kind == "invalid_argument", (result.error_kind, result.text)
     if not result.ok:
         assert result.text and "Traceback" not in result.text
@@ -67,10 +61,10 @@ def test_every_image_tool_answers_extreme_shapes_without_an_internal_error(
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("step", ["inspect", "enhance"])
-def test_the_baseline_policys_own_code_steps_run_on_extreme_shapes(worker_store: ImageStore, context: MakeContext,
+def test_the_baseline_policys_own_code_steps_run_on_extreme_shapes(worker: Worker, context: MakeContext,
                                                                     step: str, shape: str) -> None:
     source = INSPECT_CODE if step == "inspect" else ENHANCE_CODE.format(name="<image 1>")
     ctx = context({"<image 1>": _image(SHAPES[shape])})
-    result = ToolResult.model_validate(call("code", {"code": source}, ctx.model_dump()))
+    result = worker.run("code", {"code": source}, ctx)
     assert result.ok, result.text
     assert len(result.images) == 1

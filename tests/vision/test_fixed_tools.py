@@ -13,15 +13,7 @@ from services.common.tools import ToolResult
 from services.vision.spec import TOOLS
 from services.vision.store import ImageStore
 from services.vision.tasks import HANDLERS
-from tests.support.tasks import task_of
-from tests.vision.conftest import MakeContext, jpeg, png, scene
-
-call = task_of("vision")  # exactly what a worker registers
-
-
-def run(tool: str, arguments: dict[str, Any], ctx: Any) -> ToolResult:
-    """Exactly what a worker does with a message: the registered task, executed in-process."""
-    return ToolResult.model_validate(call(tool, arguments, ctx.model_dump()))
+from tests.vision.conftest import MakeContext, Worker, jpeg, png, scene
 
 
 def decoded(store: ImageStore, result: ToolResult, index: int = 0) -> np.ndarray:
@@ -33,91 +25,93 @@ def test_every_advertised_tool_has_a_handler() -> None:
     assert {s.name for s in TOOLS} == set(HANDLERS)
 
 
-def test_crop_returns_a_new_stored_image_of_the_box(worker_store: ImageStore, context: MakeContext) -> None:
+def test_crop_returns_a_new_stored_image_of_the_box(worker: Worker, context: MakeContext) -> None:
     ctx = context({"<image 1>": png(scene())})
-    result = run("crop", {"image": "<image>", "bbox": [340, 20, 440, 120]}, ctx)
-    out = decoded(worker_store, result)
+    result = worker.run("crop", {"image": "<image>", "bbox": [340, 20, 440, 120]}, ctx)
+    out = decoded(worker.store, result)
     assert out.shape == (100, 100, 3) and out[50, 50].tolist() == [0, 0, 255]
     assert (result.images[0].width, result.images[0].height) == (100, 100)
     assert "crop of <image 1> [340, 20, 440, 120]" == result.images[0].origin
     assert "100x100" in result.text
 
 
-def test_crop_works_on_an_earlier_result_not_only_the_original(worker_store: ImageStore,
+def test_crop_works_on_an_earlier_result_not_only_the_original(worker: Worker,
                                                                context: MakeContext) -> None:
     ctx = context({"<image 1>": png(scene()), "<sub-image 1>": png(np.full((50, 80, 3), 7, np.uint8))})
-    out = decoded(worker_store, run("crop", {"image": "sub-image 1", "bbox": [0, 0, 40, 40]}, ctx))
+    out = decoded(worker.store, worker.run("crop", {"image": "sub-image 1", "bbox": [0, 0, 40, 40]}, ctx))
     assert out.shape == (40, 40, 3) and out[0, 0].tolist() == [7, 7, 7]
 
 
-def test_crop_rejects_box_outside_image(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("crop", {"bbox": [700, 500, 800, 600]}, context({"<image 1>": png(scene())}))
+def test_crop_rejects_box_outside_image(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("crop", {"bbox": [700, 500, 800, 600]}, context({"<image 1>": png(scene())}))
     assert not result.ok and result.error_kind == "invalid_argument"
     assert "lies outside <image 1>, which is 640x480 pixels" in result.text
 
 
-def test_unknown_image_name_lists_the_images_the_trajectory_has(worker_store: ImageStore,
+def test_unknown_image_name_lists_the_images_the_trajectory_has(worker: Worker,
                                                                  context: MakeContext) -> None:
-    result = run("crop", {"image": "<sub-image 9>", "bbox": [0, 0, 10, 10]}, context({"<image 1>": png(scene())}))
+    ctx = context({"<image 1>": png(scene())})
+    result = worker.run("crop", {"image": "<sub-image 9>", "bbox": [0, 0, 10, 10]}, ctx)
     assert not result.ok and result.error_kind == "unknown_image"
     assert "<sub-image 9>" in result.text and "<image 1>" in result.text
 
 
-def test_not_an_image_name_at_all_is_an_unknown_image(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("grayscale", {"image": "/etc/passwd"}, context({"<image 1>": png(scene())}))
+def test_not_an_image_name_at_all_is_an_unknown_image(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("grayscale", {"image": "/etc/passwd"}, context({"<image 1>": png(scene())}))
     assert result.error_kind == "unknown_image" and "is not an image name" in result.text
 
 
-def test_expired_blob_is_reported_as_unavailable_input(worker_store: ImageStore, context: MakeContext,
+def test_expired_blob_is_reported_as_unavailable_input(worker: Worker, context: MakeContext,
                                                        redis_client: Any) -> None:
     ctx = context({"<image 1>": png(scene())})
     redis_client.flushdb()
-    result = run("grayscale", {}, ctx)
+    result = worker.run("grayscale", {}, ctx)
     assert result.error_kind == "invalid_image" and "no longer available" in result.text
 
 
-def test_corrupt_blob_is_reported_as_an_invalid_image(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("grayscale", {}, context({"<image 1>": jpeg(scene())[:3000]}))
+def test_corrupt_blob_is_reported_as_an_invalid_image(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("grayscale", {}, context({"<image 1>": jpeg(scene())[:3000]}))
     assert result.error_kind == "invalid_image" and "truncated" in result.text
 
 
-def test_zoom_in_accepts_deepeyes_pixel_bbox_2d(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("zoom_in", {"bbox_2d": [340, 20, 440, 120]}, context({"<image 1>": png(scene())}))
-    out = decoded(worker_store, result)
+def test_zoom_in_accepts_deepeyes_pixel_bbox_2d(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("zoom_in", {"bbox_2d": [340, 20, 440, 120]}, context({"<image 1>": png(scene())}))
+    out = decoded(worker.store, result)
     assert out.shape == (400, 400, 3)  # 100 px enlarged at most 4x
     assert result.data["factor"] == 4.0
 
 
-def test_qwen_zoom_in_tool_takes_relative_boxes_and_image_index(worker_store: ImageStore,
+def test_qwen_zoom_in_tool_takes_relative_boxes_and_image_index(worker: Worker,
                                                                 context: MakeContext) -> None:
     ctx = context({"<image 1>": png(np.zeros((100, 100, 3), np.uint8)), "<sub-image 1>": png(scene(1000, 500))})
     args = {"bbox_2d": [0, 0, 500, 1000], "label": "blue half", "img_idx": 1}
-    result = run("image_zoom_in_tool", args, ctx)
-    out = decoded(worker_store, result)
+    result = worker.run("image_zoom_in_tool", args, ctx)
+    out = decoded(worker.store, result)
     assert result.data["box"] == [0, 0, 500, 500] and result.data["source"] == "<sub-image 1>"
     assert out.shape == (1024, 1024, 3) and out[10, 10].tolist() == [255, 0, 0]
     assert "blue half" in result.images[0].origin
 
 
-def test_qwen_zoom_in_tool_rejects_an_index_past_the_last_image(worker_store: ImageStore,
+def test_qwen_zoom_in_tool_rejects_an_index_past_the_last_image(worker: Worker,
                                                                 context: MakeContext) -> None:
-    result = run("image_zoom_in_tool", {"bbox_2d": [0, 0, 10, 10], "img_idx": 3}, context({"<image 1>": png(scene())}))
+    ctx = context({"<image 1>": png(scene())})
+    result = worker.run("image_zoom_in_tool", {"bbox_2d": [0, 0, 10, 10], "img_idx": 3}, ctx)
     assert result.error_kind == "unknown_image" and "0: <image 1>" in result.text
 
 
-def test_box_given_as_a_string_is_parsed(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("crop", {"bbox": "[0, 0, 64, 64]"}, context({"<image 1>": png(scene())}))
+def test_box_given_as_a_string_is_parsed(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("crop", {"bbox": "[0, 0, 64, 64]"}, context({"<image 1>": png(scene())}))
     assert result.ok and result.images[0].width == 64
 
 
-def test_malformed_arguments_name_the_argument(worker_store: ImageStore, context: MakeContext) -> None:
-    result = run("crop", {"bbox": [1, 2, 3]}, context({"<image 1>": png(scene())}))
+def test_malformed_arguments_name_the_argument(worker: Worker, context: MakeContext) -> None:
+    result = worker.run("crop", {"bbox": [1, 2, 3]}, context({"<image 1>": png(scene())}))
     assert result.error_kind == "invalid_argument" and "bbox" in result.text
 
 
-def test_rotate_of_a_large_photo_comes_back_as_jpeg(worker_store: ImageStore, context: MakeContext) -> None:
+def test_rotate_of_a_large_photo_comes_back_as_jpeg(worker: Worker, context: MakeContext) -> None:
     photo = cv2.resize(scene(), (2600, 2000))
-    result = run("rotate", {"angle": 15}, context({"<image 1>": jpeg(photo)}))
+    result = worker.run("rotate", {"angle": 15}, context({"<image 1>": jpeg(photo)}))
     assert result.ok and result.images[0].mime_type == "image/jpeg"
     assert result.images[0].width > 2600
 
@@ -128,12 +122,12 @@ def test_rotate_of_a_large_photo_comes_back_as_jpeg(worker_store: ImageStore, co
     ("denoise", {"method": "median"}), ("grayscale", {}), ("binarize", {"method": "adaptive"}),
     ("edges", {}), ("draw", {"marks": [{"bbox": [10, 10, 100, 100], "label": "here", "color": "green"}]}),
 ])
-def test_each_operation_returns_one_new_image(worker_store: ImageStore, context: MakeContext, tool: str,
+def test_each_operation_returns_one_new_image(worker: Worker, context: MakeContext, tool: str,
                                               arguments: dict[str, Any]) -> None:
-    result = run(tool, arguments, context({"<image 1>": jpeg(scene())}))
+    result = worker.run(tool, arguments, context({"<image 1>": jpeg(scene())}))
     assert result.ok, result.text
     assert len(result.images) == 1 and result.images[0].ref.startswith("sha256:")
-    assert decoded(worker_store, result).size > 0
+    assert decoded(worker.store, result).size > 0
 
 
 def test_spec_module_stays_light_for_the_gateway() -> None:

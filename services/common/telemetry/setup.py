@@ -7,7 +7,7 @@
     OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*, OTEL_PROPAGATORS, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED
     TOOLFABRIC_TELEMETRY_TRACES_FILE   where `file` appends span records (default <data_dir>/traces.jsonl)
 
-Entry points call `setup_telemetry(name)` once (gateway, CLI) or `setup_worker_telemetry(service)`
+Entry points call `setup_telemetry(name, traces)` once (gateway, CLI) or `setup_worker_telemetry(service, …)`
 before starting a Celery worker, which defers the set-up into each pool process after the fork:
 exporter threads and gRPC channels do not survive a fork.
 """
@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, 
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from services.common import settings
 from services.common.errors import ConfigurationError
+from services.common.settings import CommonSettings, TelemetrySettings
 from services.common.telemetry.celery import is_celery_plumbing
 from services.common.telemetry.span_file import JsonLinesSpanExporter
 
@@ -96,9 +96,9 @@ def exporter_names() -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def traces_file() -> Path:
-    configured = settings.telemetry().traces_file
-    return Path(configured) if configured else Path(settings.common().data_dir) / "traces.jsonl"
+def traces_file(common: CommonSettings, telemetry: TelemetrySettings) -> Path:
+    """Where OTEL_TRACES_EXPORTER=file writes: TOOLFABRIC_TELEMETRY_TRACES_FILE, else <data_dir>/traces.jsonl."""
+    return Path(telemetry.traces_file) if telemetry.traces_file else Path(common.data_dir) / "traces.jsonl"
 
 
 def _otlp_exporter() -> SpanExporter:
@@ -116,16 +116,17 @@ def _otlp_exporter() -> SpanExporter:
     raise ConfigurationError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use grpc or http/protobuf")
 
 
-def _exporter(name: str) -> SpanExporter:
+def _exporter(name: str, traces: Path) -> SpanExporter:
     if name == "otlp":
         return _otlp_exporter()
     if name == "console":
         return ConsoleSpanExporter()
-    return JsonLinesSpanExporter(traces_file())
+    return JsonLinesSpanExporter(traces)
 
 
-def setup_telemetry(service_name: str, *, instrument: bool = True, trace_redis: bool = True) -> bool:
-    """Install the tracer provider for this process; returns whether tracing is on.
+def setup_telemetry(service_name: str, traces: Path, *, instrument: bool = True, trace_redis: bool = True) -> bool:
+    """Install the tracer provider for this process; returns whether tracing is on. `traces`: the file of the
+    `file` exporter (`traces_file(common, telemetry)`).
 
     Idempotent: later calls (another entry point, a second worker_process_init) change nothing.
     `instrument` also traces the httpx clients and, with `trace_redis`, every redis-py command.
@@ -146,7 +147,7 @@ def setup_telemetry(service_name: str, *, instrument: bool = True, trace_redis: 
             sampler=FabricSampler(_get_from_env_or_default()),
         )
         for exporter_name in names:
-            provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_name)))
+            provider.add_span_processor(BatchSpanProcessor(_exporter(exporter_name, traces)))
         trace.set_tracer_provider(provider)
         _state = _State(provider, os.getpid(), name)
         atexit.register(shutdown_telemetry)
@@ -193,12 +194,13 @@ def context_from_metadata(metadata: Iterable[tuple[str, Any]] | None) -> context
     return ctx
 
 
-def setup_worker_telemetry(service: str) -> None:
+def setup_worker_telemetry(service: str, common: CommonSettings, telemetry: TelemetrySettings) -> None:
     """Call in a worker's main process before `worker_main`: tracing starts in each pool process."""
     from services.common.telemetry import celery as celery_tracing
     from services.common.telemetry import metrics
 
-    celery_tracing.trace_worker(f"toolfabric-{service}", setup_telemetry, shutdown_telemetry)
-    port = settings.telemetry().metrics_port
-    if port:
-        metrics.serve_worker_metrics(port, settings.telemetry().metrics_host)
+    traces = traces_file(common, telemetry)
+    celery_tracing.trace_worker(f"toolfabric-{service}", lambda name: setup_telemetry(name, traces),
+                                shutdown_telemetry)
+    if telemetry.metrics_port:
+        metrics.serve_worker_metrics(telemetry.metrics_port, telemetry.metrics_host)

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from gateway.exceptions import InvalidRequest
 from gateway.settings import GatewaySettings
 from gateway.validation import RequestValidator
+from services.catalog import catalog
 from services.common.blobs import AsyncBlobStore
 from services.common.settings import CommonSettings
 from services.model.settings import ModelSettings
@@ -53,7 +54,7 @@ async def guarded_download(url: str, max_bytes: int) -> bytes:
 LOOP = asyncio.new_event_loop()
 REDIS = aredis.Redis.from_url(os.environ.get("TOOLFABRIC_REDIS_URL", "redis://127.0.0.1:6379/0"))
 BLOBS = AsyncBlobStore(REDIS, 60)
-VALIDATOR = RequestValidator(GATEWAY, MODEL, COMMON, BLOBS, guarded_download)
+VALIDATOR = RequestValidator(GATEWAY, MODEL, COMMON, BLOBS, guarded_download, catalog())
 
 
 def fuzz_one(data: bytes) -> None:
