@@ -3,6 +3,7 @@ sequence number and the time, then handed to the door's `Emit` (which records an
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -22,10 +23,14 @@ class EventSink:
 
     async def __call__(self, **event: Any) -> None:
         self._seq += 1
-        now = Timestamp()
-        now.GetCurrentTime()
-        await self._emit(pb.RunEvent(trajectory_id=self.trajectory_id, step=self.step, seq=self._seq, time=now,
-                                     **event))
+        out = pb.RunEvent(trajectory_id=self.trajectory_id, step=self.step, seq=self._seq, **event)
+        stamp(out)
+        await self._emit(out)
+
+
+def stamp(event: pb.RunEvent) -> None:
+    """The event's time, now (set in place: a Timestamp built and copied in was half an event's cost)."""
+    event.time.seconds, event.time.nanos = divmod(time.time_ns(), 1_000_000_000)
 
 
 def timestamp(seconds: float) -> Timestamp:

@@ -46,10 +46,13 @@ class AgentLoop:
     def __init__(self, model: ModelBackend, tools: ToolExecutor, blobs: BlobReader, catalog: Catalog,
                  dialect_for: Callable[[str], Dialect], limits: ToolLimits,
                  tokenizer_for: Callable[[str], ModelTokenizer | None] = lambda _: None, *,
-                 channels: Callable[[Dialect], ChannelSplitter], capture_content: bool = False) -> None:
+                 channels: Callable[[Dialect], ChannelSplitter], capture_content: bool = False,
+                 text_window_s: float = 0.0) -> None:
         self._blobs, self._dialect_for = blobs, dialect_for
         self._tokenizer_for = tokenizer_for  # a model's own tokenizer, for token-in (None: text prompts)
-        self.step = Step(ModelCall(model, channels), ToolRound(catalog, tools, limits, capture_content), channels)
+        # text_window_s: how long streamed text waits for more before it is an event (model/coalesce.py)
+        self.step = Step(ModelCall(model, channels, text_window_s),
+                         ToolRound(catalog, tools, limits, capture_content), channels)
 
     def trajectory(self, scope: Scope, registry: ImageRegistry | None = None, tool_calls: int = 0) -> Trajectory:
         """A trajectory's state for the step: its dialect, its images (a new registry unless given), its calls so

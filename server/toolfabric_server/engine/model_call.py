@@ -23,8 +23,9 @@ from toolfabric_server.model.dialects import Dialect
 
 
 class ModelCall:
-    def __init__(self, model: ModelBackend, channels: Callable[[Dialect], ChannelSplitter]) -> None:
-        self._model, self._channels = model, channels
+    def __init__(self, model: ModelBackend, channels: Callable[[Dialect], ChannelSplitter],
+                 text_window_s: float = 0.0) -> None:
+        self._model, self._channels, self._text_window_s = model, channels, text_window_s
 
     async def __call__(self, trajectory: Trajectory, sink: EventSink, sampling: dict[str, Any]) -> str:
         """The model's text for this step (its deltas and tokens already emitted)."""
@@ -48,9 +49,11 @@ class ModelCall:
             finish: str | None = None
             span_input = span_output = 0
             request_id = f"{trajectory.scope.trajectory_id}:{sink.step}"
-            # Read ahead: chunks that pile up while one is being handled come as one (model/coalesce.py);
-            # closed on the way out however the step ends, so a cancel closes the engine stream at once.
-            chunks = coalesced(self._model.stream(model, prompt, images, asked, request_id, **extra))
+            # Read ahead: chunks that pile up while one is being handled, or arrive within the text window of each
+            # other, come as one (model/coalesce.py); closed on the way out however the step ends, so a
+            # cancel closes the engine stream at once.
+            chunks = coalesced(self._model.stream(model, prompt, images, asked, request_id, **extra),
+                               self._text_window_s)
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
                     got.add(chunk)

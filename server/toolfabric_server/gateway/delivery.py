@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.engine.events import stamp
 from toolfabric_server.gateway.recorder import TrajectoryRecorder
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,9 @@ class Delivery:
         await self.emit(self.event(finished=pb.TrajectoryFinished(status=pb.STATUS_FAILED, reason=reason)))
 
     def event(self, **fields: object) -> pb.RunEvent:
-        now = Timestamp()
-        now.GetCurrentTime()
-        return pb.RunEvent(trajectory_id=self.trajectory_id, seq=self.last_seq + 1, time=now, **fields)  # type: ignore[arg-type]
+        out = pb.RunEvent(trajectory_id=self.trajectory_id, seq=self.last_seq + 1, **fields)  # type: ignore[arg-type]
+        stamp(out)
+        return out
 
     def close(self) -> None:
         """Tell the client's stream there is nothing more."""

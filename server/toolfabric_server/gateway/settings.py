@@ -36,6 +36,9 @@ class GatewaySettings(BaseSettings):
     default_deadline_s: float = Field(default=300.0, gt=0)
     limit_deadline_s: float = Field(default=3600.0, gt=0)
     max_parallel_calls_per_step: int = Field(default=8, ge=1)
+    # A model's streamed text waits up to this long for the tokens after it before it goes out as one TextDelta (the
+    # first of a step goes at once): an event per token was most of the gateway's CPU (issue 24); 0 = per chunk.
+    text_window_ms: float = Field(default=20.0, ge=0, le=1000)
     # How long the loop waits for one tool call before it becomes a timeout observation.
     tool_timeout_s: float = Field(default=120.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0 = no metrics endpoint

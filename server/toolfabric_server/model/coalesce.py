@@ -8,6 +8,7 @@ tracker, instead of a backlog growing token by token while the engine has long f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from toolfabric_server.model.backend import ModelChunk
@@ -36,11 +37,16 @@ def merge(chunks: list[ModelChunk]) -> ModelChunk:
     return out
 
 
-async def coalesced(chunks: AsyncIterator[ModelChunk]) -> AsyncGenerator[ModelChunk, None]:
+async def coalesced(chunks: AsyncIterator[ModelChunk], window_s: float = 0.0) -> AsyncGenerator[ModelChunk, None]:
     """`chunks`, read by a task of their own; each item yielded merges every chunk that had arrived by then. An error
     of the stream comes after the chunks before it. Closing or cancelling the consumer cancels the reading, which
-    closes the stream (and so cancels the engine request)."""
+    closes the stream (and so cancels the engine request).
+
+    `window_s`: after the first piece (which goes at once), each piece waits up to this long for the chunks after it
+    (less when the stream ends): an engine streaming a token at a time costs the gateway an event per token — a
+    record write, a message to the client — and tokens a few milliseconds apart are one event instead (issue 24)."""
     queue: asyncio.Queue[object] = asyncio.Queue()
+    ended = asyncio.Event()
 
     async def pump() -> None:
         try:
@@ -50,11 +56,19 @@ async def coalesced(chunks: AsyncIterator[ModelChunk]) -> AsyncGenerator[ModelCh
             queue.put_nowait(exc)
         else:
             queue.put_nowait(_END)
+        finally:
+            ended.set()
 
     reader = asyncio.create_task(pump(), name="model-stream")
+    first = True
     try:
         while True:
             items = [await queue.get()]
+            if window_s > 0 and not first and isinstance(items[0], ModelChunk) and not ended.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(window_s):
+                        await ended.wait()
+            first = False
             while not queue.empty() and not isinstance(items[-1], Exception) and items[-1] is not _END:
                 items.append(queue.get_nowait())
             tail = items[-1]

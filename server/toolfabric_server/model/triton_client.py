@@ -17,11 +17,10 @@ from typing import Any
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from toolfabric_server.model.backend import ModelChunk, ModelUnavailable
-
-_NUMPY = {"BYTES": np.object_, "BOOL": bool, "INT64": np.int64}
 
 
 @dataclass(frozen=True)
@@ -47,37 +46,58 @@ class Capabilities:
                    and "return_token_ids" not in inputs)
 
 
-def build_inputs(prompt: str, images: list[bytes], sampling: dict[str, Any], input_ids: list[int] | None = None,
-                 capabilities: Capabilities = Capabilities()) -> list[grpcclient.InferInput]:
-    """The request tensors; the token extensions only for a model whose config declares them."""
-    def tensor(name: str, dtype: str, values: list[Any]) -> grpcclient.InferInput:
-        arr = np.array(values, dtype=_NUMPY[dtype])
-        t = grpcclient.InferInput(name, list(arr.shape), dtype)
-        t.set_data_from_numpy(arr)
-        return t
+def _bytes_tensor(values: list[bytes]) -> bytes:
+    """A BYTES tensor's raw contents: each element a 4-byte little-endian length, then its bytes."""
+    return b"".join(len(v).to_bytes(4, "little") + v for v in values)
 
+
+_TRUE = b"\x01"
+# An image's tensor element (base64, as the vLLM backend takes it) per image, kept while its trajectory steps: every
+# step sends the conversation's images again, and encoding them was a tenth of building a request.
+_ENCODED: dict[bytes, bytes] = {}
+_ENCODED_MAX = 256
+
+
+def _encoded(image: bytes) -> bytes:
+    found = _ENCODED.get(image)
+    if found is None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            del _ENCODED[next(iter(_ENCODED))]  # the oldest: insertion order
+        found = _ENCODED[image] = base64.b64encode(image)
+    return found
+
+
+def build_request(model: str, request_id: str, prompt: str, images: list[bytes], sampling: dict[str, Any],
+                  input_ids: list[int] | None = None,
+                  capabilities: Capabilities = Capabilities()) -> service_pb2.ModelInferRequest:
+    """The step's request with the vLLM backend's tensors (the token extensions only for a model whose config declares
+    them), built directly as the protobuf message: tritonclient's InferInput and numpy per tensor cost more than the
+    bytes themselves."""
     if (capabilities.logprobs or capabilities.logprob_ids) and "logprobs" not in sampling:
         sampling = {**sampling, "logprobs": 0}  # vLLM: 0 = the sampled token's own logprob only
-
-    inputs = [
-        tensor("text_input", "BYTES", [prompt.encode("utf-8")]),
-        tensor("stream", "BOOL", [True]),
-        tensor("sampling_parameters", "BYTES", [json.dumps(sampling).encode()]),
-        tensor("exclude_input_in_output", "BOOL", [True]),
+    tensors: list[tuple[str, str, int, bytes]] = [
+        ("text_input", "BYTES", 1, _bytes_tensor([prompt.encode("utf-8")])),
+        ("stream", "BOOL", 1, _TRUE),
+        ("sampling_parameters", "BYTES", 1, _bytes_tensor([json.dumps(sampling).encode()])),
+        ("exclude_input_in_output", "BOOL", 1, _TRUE),
         # Triton's vLLM backend sends finish_reason only when asked (and as "None" until the last response).
-        tensor("return_finish_reason", "BOOL", [True]),
-        tensor("return_num_input_tokens", "BOOL", [True]),
-        tensor("return_num_output_tokens", "BOOL", [True]),
+        ("return_finish_reason", "BOOL", 1, _TRUE),
+        ("return_num_input_tokens", "BOOL", 1, _TRUE),
+        ("return_num_output_tokens", "BOOL", 1, _TRUE),
     ]
     if images:
-        inputs.append(tensor("image", "BYTES", [base64.b64encode(b) for b in images]))
+        tensors.append(("image", "BYTES", len(images), _bytes_tensor([_encoded(b) for b in images])))
     if input_ids is not None and capabilities.input_ids:
-        inputs.append(tensor("input_ids", "INT64", input_ids))
+        tensors.append(("input_ids", "INT64", len(input_ids), np.asarray(input_ids, dtype="<i8").tobytes()))
     if capabilities.return_token_ids:
-        inputs.append(tensor("return_token_ids", "BOOL", [True]))
+        tensors.append(("return_token_ids", "BOOL", 1, _TRUE))
     if capabilities.logprob_ids and sampling.get("logprobs") == 0:
-        inputs.append(tensor("return_logprobs", "BOOL", [True]))
-    return inputs
+        tensors.append(("return_logprobs", "BOOL", 1, _TRUE))
+    request = service_pb2.ModelInferRequest(model_name=model, id=request_id)
+    for name, datatype, size, raw in tensors:
+        request.inputs.add(name=name, datatype=datatype, shape=[size])
+        request.raw_input_contents.append(raw)
+    return request
 
 
 def sampled_tokens(logprobs_json: str) -> tuple[list[int], list[float]] | None:
@@ -108,11 +128,17 @@ class _Outputs:
     (a model step streams a response per token: looking each of eight names up by scanning was a tenth of the
     stream's cost in the gateway)."""
 
-    def __init__(self, result: grpcclient.InferResult) -> None:
-        self._result = result
-        self.response = result.get_response()
-        self._raw = self.response.raw_output_contents
-        self._where = {o.name: (i, o.datatype) for i, o in enumerate(self.response.outputs)}
+    def __init__(self, response: service_pb2.ModelInferResponse) -> None:
+        self.response = response
+        self._raw = response.raw_output_contents
+        self._where = {o.name: (i, o.datatype) for i, o in enumerate(response.outputs)}
+        self._result: grpcclient.InferResult | None = None
+
+    def _numpy(self, name: str) -> np.ndarray | None:
+        """The client's own decoding, for what is not a raw fixed-size tensor."""
+        if self._result is None:
+            self._result = grpcclient.InferResult(self.response)
+        return self._result.as_numpy(name)
 
     def array(self, name: str) -> np.ndarray | None:
         found = self._where.get(name)
@@ -120,7 +146,7 @@ class _Outputs:
             return None
         index, datatype = found
         if index >= len(self._raw) or datatype not in _FIXED:  # not a raw tensor, or BYTES / BF16: the client's way
-            return self._result.as_numpy(name)
+            return self._numpy(name)
         return np.frombuffer(self._raw[index], dtype=_FIXED[datatype])
 
     def text(self, name: str) -> str:
@@ -130,7 +156,7 @@ class _Outputs:
         index, datatype = found
         if datatype == "BYTES" and index < len(self._raw):
             return "".join(v.decode("utf-8", "replace") for v in _bytes_elements(self._raw[index]))
-        arr = self._result.as_numpy(name)
+        arr = self._numpy(name)
         if arr is None:
             return ""
         return "".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1))
@@ -172,12 +198,16 @@ class TritonModel:
         # gRPC's reconnect backoff grows to 120 s by default: capped, a restarted Triton is found again
         # within seconds, without restarting the gateway.
         backoff_ms = int(reconnect_backoff_max_s * 1000)
-        self._client = grpcclient.InferenceServerClient(url, channel_args=[
+        options = [
             ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1),
             ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, 500)),
             ("grpc.min_reconnect_backoff_ms", min(backoff_ms, 500)),
             ("grpc.max_reconnect_backoff_ms", backoff_ms),
-        ])
+        ]
+        self._client = grpcclient.InferenceServerClient(url, channel_args=options)
+        # The streams go through the stub on a channel of their own (same options); the client asks the rest.
+        self._channel = grpc.aio.insecure_channel(url, options=options)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._url = url
         self._idle_timeout_s = idle_timeout_s
         self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
@@ -199,32 +229,30 @@ class TritonModel:
         input_ids: list[int] | None = None,
     ) -> AsyncIterator[ModelChunk]:
         can = await self.capabilities(model)
-        inputs = build_inputs(prompt, images, sampling, input_ids, can)
+        request = build_request(model, request_id, prompt, images, sampling, input_ids, can)
         token_in = input_ids is not None and can.input_ids
-
-        async def requests() -> AsyncIterator[dict[str, Any]]:
-            yield {"model_name": model, "inputs": inputs, "request_id": request_id,
-                   "enable_empty_final_response": True}
-
-        responses = self._client.stream_infer(inputs_iterator=requests())
-        iterator = responses.__aiter__()
+        # The stub's own call, written to and read from directly: tritonclient's stream wrapper (a request generator,
+        # a task consuming it, a result object per response) cost more per token than the response itself.
+        call = self._stub.ModelStreamInfer()
         try:
+            await call.write(request)
+            await call.done_writing()
             while True:
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (Cancel, the
                     # trajectory deadline) that lands as a chunk arrives, and the stream would go on.
                     async with asyncio.timeout(self._idle_timeout_s):
-                        result, error = await iterator.__anext__()
-                except StopAsyncIteration:
-                    raise ModelUnavailable(f"Triton closed the stream of {model} before its final response") from None
+                        message = await call.read()
                 except TimeoutError:
                     raise ModelUnavailable(
                         f"model {model} sent nothing for {self._idle_timeout_s:.0f}s "
                         "(TOOLFABRIC_MODEL_STREAM_IDLE_TIMEOUT_S)"
                     ) from None
-                if error is not None:
-                    raise ModelUnavailable(f"model {model} failed: {_one_line(error)}")
-                out = _Outputs(result)
+                if message is grpc.aio.EOF:
+                    raise ModelUnavailable(f"Triton closed the stream of {model} before its final response")
+                if message.error_message:
+                    raise ModelUnavailable(f"model {model} failed: {_one_line(message.error_message)}")
+                out = _Outputs(message.infer_response)
                 params = out.response.parameters
                 final = "triton_final_response" in params and params["triton_final_response"].bool_param
                 output_ids = out.int_list("output_token_ids") or []
@@ -255,8 +283,7 @@ class TritonModel:
             raise ModelUnavailable(f"model service at {self._url} dropped the stream of {model}: "
                                    f"{_rpc_reason(exc)}") from exc
         finally:
-            responses.cancel() if hasattr(responses, "cancel") else None
-            await _aclose(iterator)
+            call.cancel()  # no-op once finished; else Triton is told the request is cancelled
 
     async def ready(self, model: str) -> bool:
         try:
@@ -284,9 +311,10 @@ class TritonModel:
 
     async def close(self) -> None:
         await self._client.close()
+        await self._channel.close()
 
 
-def _one_line(exc: BaseException | InferenceServerException) -> str:
+def _one_line(exc: BaseException | InferenceServerException | str) -> str:
     text = exc.message() if isinstance(exc, InferenceServerException) and exc.message() else str(exc)
     return " ".join(text.split())[:300]
 
@@ -297,11 +325,3 @@ def _rpc_reason(exc: grpc.RpcError) -> str:
     name = code.name if isinstance(code, grpc.StatusCode) else "error"
     return f"{name} ({' '.join(str(details).split())[:200]})"
 
-
-async def _aclose(iterator: Any) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:  # noqa: S110 - best effort: the stream may already be finished
-            pass

@@ -61,6 +61,8 @@ class Policy:
 
     async def observe(self, principal: Principal, event: pb.RunEvent) -> None:
         """What a running trajectory (Run or step) uses and sees: counted, and its images made the tenant's."""
+        if event.HasField("text"):  # most events, and nothing in them to count or own
+            return
         await self.limits.observe(principal, event)
         await self.ownership.observe(principal, event)
 
