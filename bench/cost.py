@@ -40,7 +40,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def session_cpu_s() -> dict[int, float]:
     """CPU seconds (user + system, reaped children included) summed per session id, over every process.
 
-    Each component the stack starts is its own session (services.devstack.processes.Child), so a session id is
+    Each component the stack starts is its own session (toolfabric_server.devstack.processes.Child), so a session id is
     a component's whole process tree: Celery's pool children, Triton's Python stubs."""
     out: dict[int, float] = {}
     for entry in os.scandir("/proc"):
@@ -140,9 +140,9 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
 def _raw_celery_probe(service: str, total: int) -> int:
     """In a child with the stack's environment: fan out `total` no-op tasks (after a warm-up) through plain Celery
     when told to on stdin; print calls/s and this process's CPU seconds for them as JSON."""
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import ToolContext, task_name
 
     app = make_celery(settings.common(), settings.worker())
     payload = ["ping", {}, ToolContext(trajectory_id="bench", call_id="c", question="bench").model_dump(mode="json")]
@@ -247,8 +247,8 @@ def main() -> int:
         return _raw_celery_probe(args.service, args.raw_celery_probe)
     n, concurrency, raw_calls = (12, 4, 200) if args.quick else (args.n, args.concurrency, args.raw_calls)
 
-    from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+    from toolfabric_server.devstack.stack import EmbeddedStack
 
     question, images, options = DEMO_QUESTION, [DEMO_IMAGE.read_bytes()], {"mode": "deep_research"}
     with tempfile.TemporaryDirectory(prefix="toolfabric-cost-") as scratch:

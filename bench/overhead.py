@@ -44,8 +44,8 @@ def main() -> int:
     calls = 150 if args.quick else 1000
     trajectories, per_trajectory = (16, 10) if args.quick else (64, 20)
 
-    from services.devstack.processes import Child
-    from services.devstack.redis_server import RedisServer
+    from toolfabric_server.devstack.processes import Child
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="toolfabric-bench-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
@@ -70,13 +70,13 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
     import redis.asyncio as aredis
     from celery import signals
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.blobs import BlobStore
-    from services.common.celery_app import make_celery
-    from services.common.images import encode_png
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.blobs import BlobStore
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.images import encode_png
+    from toolfabric_server.common.tools import ToolContext, task_name
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     app = make_celery(settings.common(), settings.worker())
     largest = {"bytes": 0}
@@ -183,8 +183,8 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
     """
     import subprocess
 
-    from services.common.tools import SERVICES
-    from services.devstack.processes import Child
+    from toolfabric_server.common.tools import SERVICES
+    from toolfabric_server.devstack.processes import Child
 
     other = next(s for s in SERVICES if s not in (service, "vision"))  # vision would start its sandbox
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -250,12 +250,12 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
     import redis.asyncio as aredis
     from opentelemetry import trace
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.telemetry import setup as telemetry
-    from services.common.tools import ToolContext
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.telemetry import setup as telemetry
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     # On or off, as OTEL_TRACES_EXPORTER says.
     telemetry.setup_telemetry("toolfabric-bench", telemetry.traces_file(settings.common(), settings.telemetry()))

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import free_port
-from services.devstack.stack import DEMO_DIR, EmbeddedStack
 from tests.conftest import clear_settings_cache
 from tests.faults.conftest import code_call, script
 from toolfabric import AsyncClient
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.devstack.stack import DEMO_DIR, EmbeddedStack
 
 pytestmark = pytest.mark.integration
 SLOW_S = 0.05
@@ -145,7 +145,7 @@ def gateway_env(fault_stack: EmbeddedStack) -> Iterator[int]:
 
 
 def test_no_callback_on_the_gateway_loop_takes_over_50_ms(gateway_env: int) -> None:
-    from gateway.server import serve
+    from toolfabric_server.gateway.server import serve
 
     image = (DEMO_DIR / "question.jpg").read_bytes()
     reports = _SlowCallbacks()

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.model.backend import ModelChunk
-from services.model.coalesce import coalesced, merge
-from services.model.errors import ModelUnavailable
+from toolfabric_server.model.backend import ModelChunk
+from toolfabric_server.model.coalesce import coalesced, merge
+from toolfabric_server.model.errors import ModelUnavailable
 
 
 def test_merge_joins_in_order_and_keeps_what_is_said_once() -> None:

@@ -17,23 +17,23 @@ from tests.settings_modules import ROOT, settings_classes, settings_modules
 # starts there. (The settings modules themselves, which define the classes and accessors, are not scanned.)
 ENTRY_POINTS: dict[str, set[str]] = {
     # the gateway process, and `toolfabric mcp` on stdio (a door of its own: it cannot use the gateway's set)
-    "gateway/process_settings.py": {"read"},
-    "gateway/mcp/stdio.py": {"main"},
+    "server/toolfabric_server/gateway/process_settings.py": {"read"},
+    "server/toolfabric_server/gateway/mcp/stdio.py": {"main"},
     # a tool worker process (`toolfabric worker SERVICE`): common and worker settings, then its service's own
-    "services/common/worker.py": {"run_worker"},
-    "services/fetch/tasks.py": {"register"},
-    "services/search/tasks.py": {"register"},
-    "services/vision/tasks.py": {"register"},
-    "services/mcp/tasks.py": {"register"},
-    "services/ocr/handlers.py": {"handlers"},
+    "server/toolfabric_server/common/worker.py": {"run_worker"},
+    "server/toolfabric_server/tools/fetch/tasks.py": {"register"},
+    "server/toolfabric_server/tools/search/tasks.py": {"register"},
+    "server/toolfabric_server/tools/vision/tasks.py": {"register"},
+    "server/toolfabric_server/tools/mcp/tasks.py": {"register"},
+    "server/toolfabric_server/tools/ocr/handlers.py": {"handlers"},
     # CLI commands (each reads at its own start)
-    "services/cli.py": {"*"},
-    "services/store/cli.py": {"*"},
-    "services/evals/cli.py": {"*"},
-    "services/export/cli.py": {"export"},
-    "services/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
+    "server/toolfabric_server/cli.py": {"*"},
+    "server/toolfabric_server/store/cli.py": {"*"},
+    "server/toolfabric_server/evals/cli.py": {"*"},
+    "server/toolfabric_server/export/cli.py": {"export"},
+    "server/toolfabric_server/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
     # the dev stack (`toolfabric up`, the tests' stacks): the model settings of the processes it starts
-    "services/devstack/stack.py": {"__init__"},
+    "server/toolfabric_server/devstack/stack.py": {"__init__"},
 }
 
 
@@ -83,7 +83,7 @@ def _reads(path: Path, accessors: dict[str, set[str]], classes: set[str]) -> lis
 
 
 def server_files() -> list[Path]:
-    return sorted(p for top in ("engine", "gateway", "services") for p in (ROOT / top).rglob("*.py"))
+    return sorted((ROOT / "server" / "toolfabric_server").rglob("*.py"))
 
 
 def test_settings_are_read_only_where_a_process_starts() -> None:
@@ -105,9 +105,9 @@ def test_settings_are_read_only_where_a_process_starts() -> None:
 def test_the_scan_sees_each_kind_of_read(tmp_path: Path) -> None:
     """The scan itself: an accessor imported by name, one through its module, and a settings class built."""
     source = tmp_path / "probe.py"
-    source.write_text("from services.common import settings\n"
-                      "from services.model.settings import model\n"
-                      "from services.vision.settings import VisionSettings\n"
+    source.write_text("from toolfabric_server.common import settings\n"
+                      "from toolfabric_server.model.settings import model\n"
+                      "from toolfabric_server.tools.vision.settings import VisionSettings\n"
                       "def a():\n    return settings.common()\n"
                       "def b():\n    return model().triton_url\n"
                       "def c():\n    return VisionSettings()\n"
