@@ -7,7 +7,7 @@ Redis, are measured:
               on the executor's reply list) with T concurrent trajectories of K calls each, and one call at a time
   raw Celery  `send_task` fan-out of the same number of calls, then `.get()` on each (Celery's own result path,
               per-task pub/sub), and one `send_task(...).get()` at a time
-Then Ray (an optional bench-only dependency: `pip install ray`): the same number of no-op remote tasks fanned out,
+Then Ray (a bench-only extra: `pip install -e '.[bench]'`): the same number of no-op remote tasks fanned out,
 and one `ray.get(noop.remote())` at a time, on a local Ray with as many CPUs as the machine. Last, the yardstick
 for one call's round trip: four Redis PINGs from the same event loop. The load average is printed beside each
 phase: on a shared machine only the ratios of one run mean anything, so `--trials` alternates the configurations
@@ -197,7 +197,7 @@ def _ray(total: int, single: int) -> dict[str, float]:
     try:
         import ray
     except ImportError:
-        print("Ray is not installed: no Ray figures (it is a bench-only dependency: `.venv/bin/pip install ray`, "
+        print("Ray is not installed: no Ray figures (a bench-only dependency: `.venv/bin/pip install -e '.[bench]'`, "
               "or run with --no-ray)", file=sys.stderr)
         return {}
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
