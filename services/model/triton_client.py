@@ -168,7 +168,8 @@ def _bytes_elements(raw: bytes) -> list[bytes]:
 class TritonModel:
     """The gateway's ModelBackend on Triton (one shared gRPC channel)."""
 
-    def __init__(self, url: str, idle_timeout_s: float, reconnect_backoff_max_s: float = 2.0) -> None:
+    def __init__(self, url: str, idle_timeout_s: float, reconnect_backoff_max_s: float = 2.0,
+                 max_streams: int = 256) -> None:
         # gRPC's reconnect backoff grows to 120 s by default: capped, a restarted Triton is found again
         # within seconds, without restarting the gateway.
         backoff_ms = int(reconnect_backoff_max_s * 1000)
@@ -182,6 +183,8 @@ class TritonModel:
         self._idle_timeout_s = idle_timeout_s
         self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
         self._capabilities: dict[str, Capabilities] = {}
+        self._max_streams = max_streams
+        self._slots: dict[str, asyncio.Semaphore] = {}  # model → its streams in flight (ModelSettings.max_streams)
 
     async def capabilities(self, model: str) -> Capabilities:
         """The model's token extensions, from its config (asked once; a model Triton cannot describe has none)."""
@@ -206,6 +209,9 @@ class TritonModel:
             yield {"model_name": model, "inputs": inputs, "request_id": request_id,
                    "enable_empty_final_response": True}
 
+        # A step beyond max_streams waits here for a slot: the idle timeout starts once Triton has the request.
+        slot = self._slots.setdefault(model, asyncio.Semaphore(self._max_streams))
+        await slot.acquire()
         responses = self._client.stream_infer(inputs_iterator=requests())
         iterator = responses.__aiter__()
         try:
@@ -255,6 +261,7 @@ class TritonModel:
             raise ModelUnavailable(f"model service at {self._url} dropped the stream of {model}: "
                                    f"{_rpc_reason(exc)}") from exc
         finally:
+            slot.release()
             responses.cancel() if hasattr(responses, "cancel") else None
             await _aclose(iterator)
 
