@@ -79,15 +79,12 @@ FROM deps AS builder
 COPY README.md ./
 COPY protos ./protos
 COPY toolfabric ./toolfabric
-COPY engine ./engine
-COPY gateway ./gateway
-COPY services ./services
+COPY server ./server
 RUN pip install --no-deps --no-build-isolation --no-warn-script-location --root /opt/overlay . ./server \
  && site=/opt/venv/lib/python3.11/site-packages \
- && python -m compileall -q -s /opt/overlay -p / /opt/overlay$site/toolfabric /opt/overlay$site/engine /opt/overlay$site/gateway \
-      /opt/overlay$site/services
+ && python -m compileall -q -s /opt/overlay -p / /opt/overlay$site/toolfabric /opt/overlay$site/toolfabric_server
 # The model repository (CPU models for this image, the vLLM model's config for the GPU init container).
-COPY services/model/repository /opt/overlay/opt/toolfabric/model-repository
+COPY server/toolfabric_server/model/repository /opt/overlay/opt/toolfabric/model-repository
 # The demo corpus, served in-cluster by k8s/components/demo-site.
 COPY toolfabric/demo/site /opt/overlay/opt/toolfabric/demo-site
 

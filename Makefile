@@ -33,7 +33,7 @@ soak: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy engine gateway services toolfabric
+	.venv/bin/mypy server/toolfabric_server toolfabric
 	.venv/bin/lint-imports
 	# The SDK (everything under toolfabric/ but the generated stubs) runs on Python 3.9+.
 	.venv/bin/vermin --no-tips --violations --eval-annotations -t=3.9- toolfabric

@@ -40,7 +40,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def session_cpu_s() -> dict[int, float]:
     """CPU seconds (user + system, reaped children included) summed per session id, over every process.
 
-    Each component the stack starts is its own session (services.devstack.processes.Child), so a session id is
+    Each component the stack starts is its own session (toolfabric_server.devstack.processes.Child), so a session id is
     a component's whole process tree: Celery's pool children, Triton's Python stubs."""
     out: dict[int, float] = {}
     for entry in os.scandir("/proc"):
@@ -55,6 +55,23 @@ def session_cpu_s() -> dict[int, float]:
         session = int(fields[3])
         ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
         out[session] = out.get(session, 0.0) + ticks / _TICK
+    return out
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process's threads: its main thread (the gateway's event loop) and the others by name
+    (gRPC's own threads name themselves; Python's threads show as the process's name)."""
+    out: dict[str, float] = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{entry.path}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = "main thread" if entry.name == str(pid) else \
+            raw[raw.index(b"(") + 1:raw.rindex(b")")].decode(errors="replace").rstrip("0123456789_-")
+        fields = raw[raw.rindex(b")") + 2:].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
     return out
 
 
@@ -85,12 +102,13 @@ class CpuMeter:
 
 
 async def _demo(target: str, n: int, concurrency: int, question: str, images: list[bytes],
-                options: dict[str, str]) -> tuple[float, list[float], int, list[str]]:
+                options: dict[str, str]) -> tuple[float, list[float], int, list[str], list[int]]:
     from toolfabric import AsyncClient, ToolfabricError
 
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     failed: list[str] = []
+    events: list[int] = []  # events each trajectory's client received
     calls = 0
     clients = [AsyncClient(target, timeout_s=600) for _ in range(max(1, (concurrency + 24) // 25))]
 
@@ -108,6 +126,7 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
                 return
             latencies.append(time.monotonic() - t0)
             calls += len(result.tool_calls)
+            events.append(len(result.events))
 
     t0 = time.monotonic()
     try:
@@ -115,15 +134,15 @@ async def _demo(target: str, n: int, concurrency: int, question: str, images: li
     finally:
         for client in clients:
             await client.close()
-    return time.monotonic() - t0, latencies, calls, failed
+    return time.monotonic() - t0, latencies, calls, failed, events
 
 
 def _raw_celery_probe(service: str, total: int) -> int:
     """In a child with the stack's environment: fan out `total` no-op tasks (after a warm-up) through plain Celery
     when told to on stdin; print calls/s and this process's CPU seconds for them as JSON."""
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import ToolContext, task_name
 
     app = make_celery(settings.common(), settings.worker())
     payload = ["ping", {}, ToolContext(trajectory_id="bench", call_id="c", question="bench").model_dump(mode="json")]
@@ -214,6 +233,12 @@ def main() -> int:
     parser.add_argument("--raw-calls", type=int, default=2000, help="no-op tasks of the raw Celery reference")
     parser.add_argument("--profile-gateway", metavar="FILE",
                         help="sample the gateway with py-spy (on PATH) during the measured run; collapsed stacks here")
+    parser.add_argument("--no-tracing", action="store_true",
+                        help="every process with OTEL_TRACES_EXPORTER=none: tracing's share, by difference")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="with --profile-gateway: every thread's samples by thread, not only the GIL holder's")
+    parser.add_argument("--native", action="store_true",
+                        help="with --profile-gateway: native frames too (gRPC's Cython core, uvloop, C extensions)")
     parser.add_argument("--service", default="fetch", help="worker queue of the raw Celery reference")
     parser.add_argument("--raw-celery-probe", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help="keep the stack's logs and spans here (default: a temporary folder)")
@@ -222,15 +247,16 @@ def main() -> int:
         return _raw_celery_probe(args.service, args.raw_celery_probe)
     n, concurrency, raw_calls = (12, 4, 200) if args.quick else (args.n, args.concurrency, args.raw_calls)
 
-    from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+    from toolfabric_server.devstack.stack import EmbeddedStack
 
     question, images, options = DEMO_QUESTION, [DEMO_IMAGE.read_bytes()], {"mode": "deep_research"}
     with tempfile.TemporaryDirectory(prefix="toolfabric-cost-") as scratch:
         tmp = Path(args.workdir or scratch)
         spans_file = tmp / "traces.jsonl"
         # As `toolfabric up` runs it: every process's spans to the JSON-lines file.
-        env = {**SETTINGS, "OTEL_TRACES_EXPORTER": "file", "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans_file)}
+        env = {**SETTINGS, "OTEL_TRACES_EXPORTER": "none" if args.no_tracing else "file",
+               "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(spans_file)}
         t0 = time.monotonic()
         stack = EmbeddedStack(tmp, extra_env=env).start()
         try:
@@ -258,16 +284,21 @@ def main() -> int:
                 import subprocess
 
                 # --gil: only samples holding the GIL, i.e. the gateway's own Python work, not its idle threads.
-                profiler = subprocess.Popen(["py-spy", "record", "--nonblocking", "--gil", "--format", "raw",
+                # --all-threads: every thread's active samples, named, GIL or not (gRPC's poller, the store writer).
+                profiler = subprocess.Popen(["py-spy", "record", *(["-t"] if args.all_threads else ["--gil"]),
+                                             "--format", "raw",
+                                             *(["--native"] if args.native else ["--nonblocking"]),
                                              "--rate", "200", "-o", args.profile_gateway,
                                              "-p", str(components["gateway"])],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             commands_before = _commands(stack.redis.url)
+            threads_before = thread_cpu_s(components["gateway"])
             meter.start()
-            seconds, latencies, calls, failed = asyncio.run(
+            seconds, latencies, calls, failed, events = asyncio.run(
                 _demo(stack.target, n, concurrency, question, images, options))
             cpu = meter.stop()
+            threads = thread_cpu_s(components["gateway"])
             commands_after = _commands(stack.redis.url)
             if profiler is not None:
                 profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -290,7 +321,8 @@ def main() -> int:
             print(f"demo: {done}/{n} completed at concurrency {concurrency} in {seconds:.1f}s "
                   f"({done / seconds:.2f} trajectories/s, {calls / seconds:.0f} tool calls/s, "
                   f"p50 {statistics.median(ordered):.2f}s, p99 {p99:.2f}s); "
-                  f"{calls / done:.1f} tool calls and {spans / done:.0f} spans per trajectory")
+                  f"{calls / done:.1f} tool calls, {sum(events) / done:.0f} events to the client and "
+                  f"{spans / done:.0f} spans per trajectory")
             commands = {k: (v - commands_before.get(k, 0)) / done for k, v in commands_after.items()}
             top = sorted(commands.items(), key=lambda kv: -kv[1])[:12]
             print(f"Redis commands per trajectory (every client): {sum(commands.values()):.0f}: "
@@ -303,6 +335,10 @@ def main() -> int:
             gateway = cpu["gateway"] * 1e3 / done
             share = sum(v for k, v in cpu.items() if k in ("gateway", "redis-server")) / max(sum(cpu.values()), 1e-9)
             _table(f"CPU per demo trajectory ({done} trajectories):", cpu, done, "trajectory", last="gateway")
+            threads = {k: v - threads_before.get(k, 0.0) for k, v in threads.items()}
+            print("gateway CPU per trajectory by thread: " + ", ".join(
+                f"{k} {v * 1e3 / done:.1f} ms" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+                if v * 1e3 / done >= 0.5))
             print(f"gateway + redis share of the stack's CPU: {share:.0%}")
             print(f"GATEWAY CPU PER TRAJECTORY: {gateway:.1f} ms")
             return 1 if failed else 0

@@ -37,8 +37,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _questions(target: str, items: list, concurrency: int, count: int, run: str) -> dict:
-    from services.evals.dataset import image_input
     from toolfabric import AsyncClient
+    from toolfabric_server.evals.dataset import image_input
 
     semaphore = asyncio.Semaphore(concurrency)
     walls, shares, fabric, ids = [], [], [], []
@@ -68,13 +68,13 @@ async def _questions(target: str, items: list, concurrency: int, count: int, run
 
 def _store_costs(target: str, redis_url: str, ids: list[str]) -> tuple[list[float], list[float]]:
     """(store ms per step, Redis recorder ms per step) writing the same recorded events."""
-    from gateway.recorder import TrajectoryRecorder
-    from services.common.blobs import ref_for
-    from services.store import ImageFiles, TrajectoryStore
-    from services.store.settings import StoreSettings
-    from services.store.trajectories import NewTrajectory, StoredImage, image_refs, make_engine
     from toolfabric import Client
     from toolfabric.v1 import fabric_pb2 as pb
+    from toolfabric_server.common.blobs import ref_for
+    from toolfabric_server.gateway.recorder import TrajectoryRecorder
+    from toolfabric_server.store import ImageFiles, TrajectoryStore
+    from toolfabric_server.store.settings import StoreSettings
+    from toolfabric_server.store.trajectories import NewTrajectory, StoredImage, image_refs, make_engine
 
     with Client(target, timeout_s=60) as client:
         trajectories = [client.trajectory(i) for i in ids]
@@ -122,8 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer questions (about a minute)")
     args = parser.parse_args()
-    from services.devstack.stack import EmbeddedStack
-    from services.evals.dataset import load_items
+    from toolfabric_server.devstack.stack import EmbeddedStack
+    from toolfabric_server.evals.dataset import load_items
 
     items = load_items(DATASET)
     plan = [(1, 6), (8, 16), (32, 32)] if args.quick else [(1, 22), (8, 44), (32, 88)]

@@ -56,7 +56,7 @@ def prf(extracted: str, gold: str) -> tuple[float, float, float]:
 
 
 def fabric(html: str, url: str) -> str:
-    from services.web.extract import extract_html
+    from toolfabric_server.web.extract import extract_html
 
     return extract_html(html, url).content
 
@@ -119,8 +119,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 def bench_cache(calls: int) -> tuple[float, float]:
     """p50 ms of a web_visit miss and of a hot-cache hit, through the Celery task's entry function."""
-    from services.common.bridge import close_all
-    from services.devstack.redis_server import RedisServer
+    from toolfabric_server.common.bridge import close_all
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(GOLD / "pages")))
@@ -140,11 +140,11 @@ def bench_cache(calls: int) -> tuple[float, float]:
     try:
         from pydantic import BaseModel
 
-        from services.common.settings import CommonSettings
-        from services.common.worker import Handler, run_tool
-        from services.fetch import tasks
-        from services.fetch.spec import WebVisitArgs
-        from services.web.settings import FetchSettings
+        from toolfabric_server.common.settings import CommonSettings
+        from toolfabric_server.common.worker import Handler, run_tool
+        from toolfabric_server.tools.fetch import tasks
+        from toolfabric_server.tools.fetch.spec import WebVisitArgs
+        from toolfabric_server.web.settings import FetchSettings
 
         # As a worker builds them at its start, from the environment set above.
         handlers = tasks.handlers(CommonSettings(), FetchSettings(), "")
@@ -187,7 +187,7 @@ def large_page(target_bytes: int = 2_500_000) -> str:
 
 
 def bench_large_page() -> dict[str, float]:
-    from services.web import extract as extract_module
+    from toolfabric_server.web import extract as extract_module
 
     html = large_page()
     url = "https://docs.test/api.html"

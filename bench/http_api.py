@@ -53,10 +53,10 @@ def main() -> int:
 
     import requests
 
-    from services.common.api_keys import ApiKeyStore
-    from services.devstack.processes import Child, free_port, port_open, wait_until
-    from services.devstack.stack import EmbeddedStack
     from toolfabric import Client
+    from toolfabric_server.common.api_keys import ApiKeyStore
+    from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+    from toolfabric_server.devstack.stack import EmbeddedStack
 
     with tempfile.TemporaryDirectory(prefix="toolfabric-bench-http-") as tmp:
         workdir = Path(tmp)

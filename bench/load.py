@@ -196,9 +196,9 @@ def main() -> int:
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
 
-    from services.devstack.processes import Child, wait_until
-    from services.devstack.stack import EmbeddedStack
     from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+    from toolfabric_server.devstack.processes import Child, wait_until
+    from toolfabric_server.devstack.stack import EmbeddedStack
 
     if args.gateway_bound:
         question, images, options = GATEWAY_BOUND, [], {"model": "toolfabric_scripted"}

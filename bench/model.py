@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.devstack.stack import EmbeddedStack  # noqa: E402
-from services.model import settings as model_settings  # noqa: E402
-from services.model.dialects import dialect_for  # noqa: E402
 from tests.model.engine_probe import generate, unfinished_requests  # noqa: E402
 from toolfabric import Client  # noqa: E402
+from toolfabric_server.devstack.stack import EmbeddedStack  # noqa: E402
+from toolfabric_server.model import settings as model_settings  # noqa: E402
+from toolfabric_server.model.dialects import dialect_for  # noqa: E402
 
 MODEL = "tiny_qwen3"
 TEMPERATURE = model_settings.model().temperature  # the gateway's default, which the fabric's steps use

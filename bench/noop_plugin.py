@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from services.common.tools import ToolContext, ToolPlugin, ToolResult, ToolSpec
+from toolfabric_server.common.tools import ToolContext, ToolPlugin, ToolResult, ToolSpec
 
 
 class NoopArgs(BaseModel):

@@ -33,6 +33,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples; finishes in well under 45 s")
     parser.add_argument("--service", default="fetch", help="worker queue to ping (every service answers ping)")
+    parser.add_argument("--tracing-calls", type=int,
+                        help="no-op calls per side of the tracing on/off comparison (default: the latency sample's); "
+                             "its spread is printed: take enough calls for it to be under the effect")
+    parser.add_argument("--tracing-only", action="store_true", help="only the tracing on/off comparison")
     parser.add_argument("--tracing-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tracing_probe:  # a child of _tracing_overhead: one phase's measurement
@@ -40,14 +44,17 @@ def main() -> int:
     calls = 150 if args.quick else 1000
     trajectories, per_trajectory = (16, 10) if args.quick else (64, 20)
 
-    from services.devstack.processes import Child
-    from services.devstack.redis_server import RedisServer
+    from toolfabric_server.devstack.processes import Child
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="toolfabric-bench-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
         workdir = Path(tmp)
         os.environ["TOOLFABRIC_REDIS_URL"] = redis_server.url
-        _tracing_overhead(args.service, calls, workdir)  # its own workers, stopped before the comparison below
+        # its own workers, stopped before the comparison below
+        _tracing_overhead(args.service, args.tracing_calls or calls, workdir)
+        if args.tracing_only:
+            return 0
         env = dict(os.environ)
         argv = [sys.executable, "-m", "toolfabric.cli.main", "worker", args.service]
         worker = Child("worker", argv, workdir, env=env)
@@ -63,13 +70,13 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
     import redis.asyncio as aredis
     from celery import signals
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.blobs import BlobStore
-    from services.common.celery_app import make_celery
-    from services.common.images import encode_png
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.blobs import BlobStore
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.images import encode_png
+    from toolfabric_server.common.tools import ToolContext, task_name
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     app = make_celery(settings.common(), settings.worker())
     largest = {"bytes": 0}
@@ -176,8 +183,8 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
     """
     import subprocess
 
-    from services.common.tools import SERVICES
-    from services.devstack.processes import Child
+    from toolfabric_server.common.tools import SERVICES
+    from toolfabric_server.devstack.processes import Child
 
     other = next(s for s in SERVICES if s not in (service, "vision"))  # vision would start its sandbox
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -203,9 +210,13 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
         for side in probes:
             block(side, 20)  # waits for its worker, then warms up
         size = 25
-        for _ in range(max(1, calls // size)):
-            for side in ("off", "on"):
-                samples[side] += block(side, size)
+        ratios = []  # per pair of adjacent blocks: on p50 / off p50 (drift of the machine's load cancels out)
+        for i in range(max(1, calls // size)):
+            pair = {}
+            for side in (("off", "on") if i % 2 == 0 else ("on", "off")):  # alternate who goes first
+                pair[side] = block(side, size)
+                samples[side] += pair[side]
+            ratios.append(statistics.median(pair["on"]) / statistics.median(pair["off"]))
     finally:
         for probe in probes.values():
             if probe.stdin:
@@ -217,7 +228,21 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
     spans = sum(1 for _ in (workdir / "traces.jsonl").open())
     print(f"tracing off/on, no-op call inside an execute_tool span, {len(samples['on'])} calls each "
           f"({spans:,} spans written): p50 off {off * 1e3:.2f} ms, on {on * 1e3:.2f} ms")
-    print(f"tracing-on/off p50 latency ratio: {on / off:.2f}x (target <= 1.15)")
+    print(f"tracing-on/off p50 latency ratio: {on / off:.3f}x (target <= 1.05)")
+    if len(ratios) >= 4:
+        q = statistics.quantiles(ratios, n=4)
+        # The spread of the ratio: of the pairs of blocks, and of the overall ratio resampled (its noise).
+        boot = sorted(_resampled_ratio(samples["on"], samples["off"], seed) for seed in range(200))
+        print(f"  per pair of {size}-call blocks ({len(ratios)} pairs): median {statistics.median(ratios):.3f}x, "
+              f"quartiles {q[0]:.3f}-{q[2]:.3f}x; overall ratio resampled: 90 % within "
+              f"{boot[10]:.3f}-{boot[189]:.3f}x")
+
+
+def _resampled_ratio(on: list[float], off: list[float], seed: int) -> float:
+    import random
+
+    pick = random.Random(seed)
+    return statistics.median(pick.choices(on, k=len(on))) / statistics.median(pick.choices(off, k=len(off)))
 
 
 async def _tracing_probe(redis_url: str, service: str) -> int:
@@ -225,12 +250,12 @@ async def _tracing_probe(redis_url: str, service: str) -> int:
     import redis.asyncio as aredis
     from opentelemetry import trace
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.telemetry import setup as telemetry
-    from services.common.tools import ToolContext
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.telemetry import setup as telemetry
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     # On or off, as OTEL_TRACES_EXPORTER says.
     telemetry.setup_telemetry("toolfabric-bench", telemetry.traces_file(settings.common(), settings.telemetry()))

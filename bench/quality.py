@@ -60,14 +60,14 @@ class Reader:
     """What web_visit returns for a page: extraction, then passages chosen for the question."""
 
     def __init__(self, site: Path) -> None:
-        from services.web import settings as web_settings
+        from toolfabric_server.web import settings as web_settings
 
         self.site = site
         self.budget = web_settings.fetch().max_output_tokens
         self._pages: dict[str, str] = {}
 
     def full(self, url: str) -> str:
-        from services.web.extract import extract
+        from toolfabric_server.web.extract import extract
 
         if url not in self._pages:
             path = self.site / url.removeprefix(BASE)
@@ -75,7 +75,7 @@ class Reader:
         return self._pages[url]
 
     def observation(self, url: str, question: str) -> str:
-        from services.web.passages import select
+        from toolfabric_server.web.passages import select
 
         return select(self.full(url), question, self.budget).content
 
@@ -103,9 +103,9 @@ def evaluate(name: str, questions: list[dict], search, reader: Reader) -> Scores
 
 
 def fabric_index(site: Path, workdir: Path, name: str, exclude: list[str] | None = None):  # type: ignore[no-untyped-def]
-    from services.index.indexer import IndexingSettings, index_paths
-    from services.index.selection import Selection
-    from services.index.sqlite import SQLiteIndex
+    from toolfabric_server.index.indexer import IndexingSettings, index_paths
+    from toolfabric_server.index.selection import Selection
+    from toolfabric_server.index.sqlite import SQLiteIndex
 
     index = SQLiteIndex(workdir / f"{name}.sqlite3")
     selection = None if exclude is None else Selection(exclude=exclude)
@@ -170,7 +170,7 @@ def main() -> int:
     questions = data["questions"]
     print(f"site: {data['site']}; {len(questions)} questions")
     reader = Reader(args.site)
-    from services.index import ranking as engine
+    from toolfabric_server.index import ranking as engine
 
     with tempfile.TemporaryDirectory(prefix="tf-quality-") as tmp:
         work = Path(tmp)

@@ -49,9 +49,9 @@ def main() -> int:
     args = parser.parse_args()
     steps, samples = (2, 40) if args.quick else (6, 200)
 
-    from services.devstack.plugin_dist import env_with, write_dist
-    from services.devstack.processes import Child, free_port, port_open, wait_until
-    from services.devstack.redis_server import RedisServer
+    from toolfabric_server.devstack.plugin_dist import env_with, write_dist
+    from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="toolfabric-rollout-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
@@ -85,9 +85,9 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     import httpx
     from tqdm import tqdm
 
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import ToolContext, task_name
 
     app = make_celery(settings.common(), settings.worker())
     context = ToolContext(trajectory_id="bench", call_id="c").model_dump(mode="json")

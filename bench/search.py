@@ -90,11 +90,11 @@ def bench_tool_path(n_hot: int, n_cold: int, demo: Path) -> dict[str, float]:
     """p50 of text_search/image_search as a worker runs them (the Celery task body), per cache tier."""
     import redis
 
-    from services.common import settings
-    from services.common.blobs import BlobStore
-    from services.index import open_index
-    from services.index.indexer import IndexingSettings, index_paths
     from tests.support.tasks import task_of
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.blobs import BlobStore
+    from toolfabric_server.index import open_index
+    from toolfabric_server.index.indexer import IndexingSettings, index_paths
 
     task: Any = task_of("search")
     indexing = IndexingSettings.read()
@@ -133,12 +133,12 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
 
     import redis.asyncio as aredis
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import ToolContext
-    from services.devstack.processes import Child
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.devstack.processes import Child
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     worker = Child("bench-search-worker", [sys.executable, "-m", "toolfabric.cli.main", "worker", "search"], workdir,
                    env=dict(os.environ))
@@ -176,11 +176,11 @@ def bench_fabric_path(n: int, workdir: Path) -> dict[str, float]:
 
 def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
     """Provider calls for n concurrent identical requests, with the cache and without it."""
-    from services.common import settings
-    from services.common.tools import ToolContext
-    from services.search.runtime import build_service
-    from services.search.settings import SearchSettings
-    from services.search.spec import TextSearchArgs
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.tools.search.runtime import build_service
+    from toolfabric_server.tools.search.settings import SearchSettings
+    from toolfabric_server.tools.search.spec import TextSearchArgs
 
     out = {}
     with slow_serper(delay_s) as (url, calls):
@@ -204,7 +204,7 @@ def bench_single_flight(n: int, delay_s: float) -> dict[str, int]:
 
 def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, start: int, n: int,
                     words: int) -> list[Any]:
-    from services.index.documents import Page
+    from toolfabric_server.index.documents import Page
 
     ids = rng.choice(len(vocab), size=(n, words), p=p)
     return [Page(f"https://bench.test/{start + i}", " ".join(vocab[j] for j in row[:6]),
@@ -213,9 +213,9 @@ def synthetic_pages(rng: np.random.Generator, vocab: list[str], p: np.ndarray, s
 
 def real_pages(limit: int) -> list[Any]:
     """HTML pages of the documentation packages installed on this machine (each parsed as the indexer does)."""
-    from services.index.documents import parse_html
-    from services.index.selection import Selection
-    from services.index.settings import IndexSettings
+    from toolfabric_server.index.documents import parse_html
+    from toolfabric_server.index.selection import Selection
+    from toolfabric_server.index.settings import IndexSettings
 
     selection = Selection(exclude=list(IndexSettings().index_exclude))
     files = sorted(p for p in Path("/usr/share/doc").rglob("*.html") if p.is_file()
@@ -232,13 +232,13 @@ OLD_QUERY = ("SELECT p.url, p.title, snippet(pages_fts, 2, '', '', '…', 40), p
 
 def bench_real_pages(limit: int, n_sampled: int, workdir: Path, redis_url: str) -> dict[str, Any]:
     """Query p50 with snippets on real pages, against the old query shape, and the cache's repeated pass."""
-    from services.common.tools import ToolContext
-    from services.index import terms
-    from services.index.documents import Page
-    from services.index.sqlite import SQLiteIndex
-    from services.search.runtime import build_service
-    from services.search.spec import TextSearchArgs
     from tests.search.conftest import settings_for
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.index import terms
+    from toolfabric_server.index.documents import Page
+    from toolfabric_server.index.sqlite import SQLiteIndex
+    from toolfabric_server.tools.search.runtime import build_service
+    from toolfabric_server.tools.search.spec import TextSearchArgs
 
     pages = real_pages(limit)
     index = SQLiteIndex(workdir / "real-pages.sqlite3")
@@ -259,7 +259,7 @@ def bench_real_pages(limit: int, n_sampled: int, workdir: Path, redis_url: str) 
         without = timed_each(lambda q: index.search_text(q, 5), queries)
     finally:
         terms.snippet = real_snippet
-    from services.index.sqlite import fts_query
+    from toolfabric_server.index.sqlite import fts_query
 
     con = index._cons.get()
     old = timed_each(lambda q: con.execute(OLD_QUERY, (fts_query(q) or '""', 5)).fetchall(), queries)
@@ -306,7 +306,7 @@ def timed_each(fn: Callable[[str], Any], queries: list[str]) -> list[float]:
 
 def bench_local_index(sizes: list[int], words: int, n_queries: int, workdir: Path) -> dict[str, Any]:
     """BM25 query p50 on a Zipf-distributed synthetic corpus as it grows."""
-    from services.index.sqlite import SQLiteIndex
+    from toolfabric_server.index.sqlite import SQLiteIndex
 
     rng = np.random.default_rng(7)
     vocab_size = 50_000
@@ -350,14 +350,14 @@ def main() -> int:
     # Page-sized synthetic documents: 2,500 words is about 19 KB of text, a typical documentation page.
     n_hot, n_cold, words, n_queries = (200, 40, 2500, 40) if args.quick else (2000, 300, 2500, 300)
 
-    from services.devstack.redis_server import RedisServer
     from tests.conftest import clear_settings_cache
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, RedisServer(Path(tmp) / "redis") as redis_srv:
         os.environ.update({"TOOLFABRIC_REDIS_URL": redis_srv.url, "TOOLFABRIC_DATA_DIR": str(Path(tmp) / "data"),
                            "TOOLFABRIC_CACHE_MODE": "live", "TOOLFABRIC_ELASTICSEARCH_URL": ""})
         clear_settings_cache()
-        from services.common.bridge import close_all
+        from toolfabric_server.common.bridge import close_all
 
         try:
             tool = bench_tool_path(n_hot, n_cold, ROOT / "toolfabric" / "demo")

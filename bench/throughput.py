@@ -58,8 +58,8 @@ def main() -> int:
     trajectories, per_trajectory, single = (32, 10, 100) if args.quick else (64, 40, 400)
     total = trajectories * per_trajectory
 
-    from services.devstack.processes import Child
-    from services.devstack.redis_server import RedisServer
+    from toolfabric_server.devstack.processes import Child
+    from toolfabric_server.devstack.redis_server import RedisServer
 
     trials: dict[str, list[dict[str, float]]] = {config: [] for config in args.configs}
     with tempfile.TemporaryDirectory(prefix="toolfabric-throughput-") as tmp, \
@@ -108,11 +108,11 @@ def _in_child(env: dict[str, str], redis_url: str, trajectories: int, per_trajec
 async def _celery(redis_url: str, trajectories: int, per_trajectory: int, single: int) -> dict[str, float]:
     import redis.asyncio as aredis
 
-    from engine.ports import ToolInvocation
-    from gateway.celery_executor import CeleryToolExecutor
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import ToolContext, task_name
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import ToolContext, task_name
+    from toolfabric_server.engine.ports import ToolInvocation
+    from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
     app = make_celery(settings.common(), settings.worker())
     context = ToolContext(trajectory_id="bench", call_id="c")

@@ -3,8 +3,8 @@
 Prints, in one run:
 - per operation on a 4000x3000 JPEG photo, p50 of decode + op + encode, for
     fabric      the tool path minus Redis: crop and zoom decode only the box they need
-                (services.common.images.decode_region_bgr: a lossless JPEG crop, then a small
-                decode), every other op decodes in full (decode_bgr) → services.vision.ops →
+                (toolfabric_server.common.images.decode_region_bgr: a lossless JPEG crop, then a small
+                decode), every other op decodes in full (decode_bgr) → toolfabric_server.tools.vision.ops →
                 the handlers' encoder (colour PNG through fpng up to 4 MP, JPEG q95 above);
     PIL         what peer systems ship, at the fabric's output settings: Image.open(...).convert("RGB")
                 → the same op in Pillow → the same format, PNG at zlib level png_compression (1)
@@ -43,10 +43,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps  # noqa: E402
 
-from services.common import images  # noqa: E402
-from services.vision import handlers, ops  # noqa: E402
-from services.vision.boxes import PixelBox, fit_box  # noqa: E402
-from services.vision.settings import VisionSettings  # noqa: E402
+from toolfabric_server.common import images  # noqa: E402
+from toolfabric_server.tools.vision import handlers, ops  # noqa: E402
+from toolfabric_server.tools.vision.boxes import PixelBox, fit_box  # noqa: E402
+from toolfabric_server.tools.vision.settings import VisionSettings  # noqa: E402
 
 MAX_PIXELS = 40_000_000
 CFG = VisionSettings()
@@ -219,12 +219,12 @@ def bench_code(reps: int) -> tuple[float, float, float]:
     """(p50 ms without images, p50 ms with one 1024x768 input, cold zygote start ms)."""
     import redis
 
-    from services.common.blobs import BlobStore
-    from services.common.tools import ToolContext
-    from services.devstack.redis_server import RedisServer
-    from services.vision.code_tool import check_layers, run_code
-    from services.vision.sandbox.client import Sandbox
-    from services.vision.store import ImageStore
+    from toolfabric_server.common.blobs import BlobStore
+    from toolfabric_server.common.tools import ToolContext
+    from toolfabric_server.devstack.redis_server import RedisServer
+    from toolfabric_server.tools.vision.code_tool import check_layers, run_code
+    from toolfabric_server.tools.vision.sandbox.client import Sandbox
+    from toolfabric_server.tools.vision.store import ImageStore
 
     with tempfile.TemporaryDirectory(prefix="bench-vision-redis-") as tmp, RedisServer(Path(tmp)) as server:
         client = redis.Redis.from_url(server.url)

@@ -15,9 +15,9 @@ need_apt=()
 command -v make >/dev/null || need_apt+=(make)
 # The store's tests start a throwaway PostgreSQL cluster (initdb/pg_ctl from Debian's server package).
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
-# The ocr service (services/ocr) runs Tesseract with its English pack.
+# The ocr service (server/toolfabric_server/tools/ocr) runs Tesseract with its English pack.
 command -v tesseract >/dev/null || need_apt+=(tesseract-ocr tesseract-ocr-eng)
-# Crops and zooms of JPEGs decode only their region through libturbojpeg (services/common/jpegcrop.py).
+# Crops and zooms of JPEGs decode only their region through libturbojpeg (server/toolfabric_server/common/jpegcrop.py).
 ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so\.0' || need_apt+=(libturbojpeg0)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"

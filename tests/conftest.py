@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.redis_server import RedisServer
 from tests.settings_modules import clear_settings_cache
 from tests.support.postgres import PostgresServer
+from toolfabric_server.devstack.redis_server import RedisServer
 
 
 def descendants(pid: int) -> set[int]:

@@ -1,4 +1,4 @@
-"""Every settings module of the server (one per service: services/<service>/settings.py, gateway/settings.py, ...)."""
+"""Every settings module of the server (one per service: toolfabric_server/<layer>/settings.py, ...)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from types import ModuleType
 from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER = ROOT / "server"
 
 
 def settings_modules() -> list[ModuleType]:
     """Found by file name, so a service that adds its settings module is covered without a list to update."""
-    found = sorted(p.relative_to(ROOT).with_suffix("") for top in ("gateway", "services")
-                   for p in (ROOT / top).rglob("settings.py"))
+    found = sorted(p.relative_to(SERVER).with_suffix("") for p in (SERVER / "toolfabric_server").rglob("settings.py"))
     return [importlib.import_module(".".join(p.parts)) for p in found]
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from gateway.http.chat import parse_chat
-from gateway.http.errors import ApiError
-from gateway.http.render import Transcript, observation_json
-from gateway.http.settings import HttpSettings
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway.http.chat import parse_chat
+from toolfabric_server.gateway.http.errors import ApiError
+from toolfabric_server.gateway.http.render import Transcript, observation_json
+from toolfabric_server.gateway.http.settings import HttpSettings
 
 ROUTES = HttpSettings().models
 PNG = b"\x89PNG\r\n\x1a\nfake"

@@ -16,16 +16,17 @@ import pytest
 import redis.asyncio as aredis
 from PIL import Image
 
-from gateway.exceptions import InvalidRequest
-from gateway.settings import GatewaySettings
-from gateway.validation import RequestValidator
-from services.common import images
-from services.common.blobs import AsyncBlobStore
-from services.common.errors import InvalidImage
-from services.common.settings import CommonSettings
-from services.devstack.redis_server import RedisServer
-from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common import images
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.errors import InvalidImage
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.gateway.validation import RequestValidator
+from toolfabric_server.model.settings import ModelSettings
 
 SMALL_TIFF = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "images" / \
     "b54328fc5585367c0437dad0898300d8666e6ce4"
@@ -50,7 +51,7 @@ async def blobs(redis_server: RedisServer) -> AsyncIterator[AsyncBlobStore]:
 
 def validator(blobs: AsyncBlobStore, **gateway: object) -> RequestValidator:
     return RequestValidator(GatewaySettings(**gateway), ModelSettings(), CommonSettings(), blobs,  # type: ignore[arg-type]
-                            no_downloads)
+                            no_downloads, catalog())
 
 
 def request(*data: bytes) -> pb.RunRequest:

@@ -11,15 +11,15 @@ import pytest
 import redis.asyncio as aredis
 import sqlalchemy as sa
 
-from engine.spec import RunSpec
-from gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
-from gateway.policy.authentication import Authenticator, Principal
-from gateway.policy.limits import Limits
-from gateway.policy.ownership import Ownership, scoped, unscoped
-from gateway.settings import AuthSettings, TenantLimits
-from services.common.api_keys import ApiKeyStore, KeyRejected
-from services.devstack.redis_server import RedisServer
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.common.api_keys import ApiKeyStore, KeyRejected
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.gateway.exceptions import LimitExceeded, NotYours, Unauthenticated
+from toolfabric_server.gateway.policy.authentication import Authenticator, Principal
+from toolfabric_server.gateway.policy.limits import Limits
+from toolfabric_server.gateway.policy.ownership import Ownership, scoped, unscoped
+from toolfabric_server.gateway.settings import AuthSettings, TenantLimits
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ async def test_concurrency_slots_are_released_and_expire(redis_async: aredis.Red
 
 
 async def test_isolation_follows_the_recorded_tenant_and_the_images_seen(redis_async: aredis.Redis) -> None:
-    from gateway.recorder import TrajectoryRecorder
+    from toolfabric_server.gateway.recorder import TrajectoryRecorder
 
     owners = Ownership(redis_async, True, 60)
     await TrajectoryRecorder(redis_async, "t1", 60).begin("q", pb.MODE_GENERAL, "m", tenant="acme")

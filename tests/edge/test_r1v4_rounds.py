@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from engine.loop import AgentLoop
-from engine.spec import RunSpec
-from gateway.channels import ChannelTracker
-from gateway.http.rounds import RoundWriter
-from gateway.settings import GatewaySettings
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore
-from services.devstack.redis_server import RedisServer
-from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step
 from tests.support.r1v4_reader import read_rounds
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.http.rounds import RoundWriter
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects import dialect_named
 
 
 def call(name: str, **arguments: Any) -> str:

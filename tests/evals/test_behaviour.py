@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.evals import behaviour
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.evals import behaviour
 
 
 def call(step: int, name: str) -> pb.RunEvent:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from services.common.bundle import Bundle, BundleError, BundleWriter
-from services.common.cache import cache_key
-from services.common.tools import ToolContext
-from services.evals.cache_import import import_vdr_cache, search_results
-from services.index.sqlite import SQLiteIndex
-from services.search.runtime import build_service
-from services.search.spec import TextSearchArgs
-from services.web.settings import FetchSettings
 from tests.search.conftest import settings_for
+from toolfabric_server.common.bundle import Bundle, BundleError, BundleWriter
+from toolfabric_server.common.cache import cache_key
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.evals.cache_import import import_vdr_cache, search_results
+from toolfabric_server.index.sqlite import SQLiteIndex
+from toolfabric_server.tools.search.runtime import build_service
+from toolfabric_server.tools.search.spec import TextSearchArgs
+from toolfabric_server.web.settings import FetchSettings
 
 SEARCH_TEXT = """Search for 'Eileen Collins' returned 2 results:
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.evals.dataset import image_input, load_items
-from services.evals.errors import DatasetError
+from toolfabric_server.evals.dataset import image_input, load_items
+from toolfabric_server.evals.errors import DatasetError
 
 
 def write(tmp_path: Path, *rows: object) -> Path:

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from services.evals.dataset import load_items
-from services.evals.errors import DatasetError
-from services.evals.importers import import_dataset
+from toolfabric_server.evals.dataset import load_items
+from toolfabric_server.evals.errors import DatasetError
+from toolfabric_server.evals.importers import import_dataset
 
 
 def jpeg(color: tuple[int, int, int]) -> bytes:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from services.evals.errors import JudgeCacheMiss, JudgeError
-from services.evals.judge import Judge, OpenAIJudge, judge_prompt, parse_verdict
-from services.evals.results import mcnemar, summarize, wald
+from toolfabric_server.evals.errors import JudgeCacheMiss, JudgeError
+from toolfabric_server.evals.judge import Judge, OpenAIJudge, judge_prompt, parse_verdict
+from toolfabric_server.evals.results import mcnemar, summarize, wald
 
 
 @pytest.mark.parametrize(("reply", "verdict"), [

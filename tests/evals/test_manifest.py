@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.evals import manifest
-from services.evals.errors import RunError
+from toolfabric_server.evals import manifest
+from toolfabric_server.evals.errors import RunError
 
 
 def _manifest(**options: object) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.evals.scoring import exact_match, extract_answer, normalize, sub_exact_match, token_f1
+from toolfabric_server.evals.scoring import exact_match, extract_answer, normalize, sub_exact_match, token_f1
 
 
 @pytest.mark.parametrize(("text", "expected"), [

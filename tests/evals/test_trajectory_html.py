@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from services.evals.trajectory_html import image_blobs, readable, render
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.evals.trajectory_html import image_blobs, readable, render
 
 SEARCH = [{"query": "Eileen Collins", "results": [
     {"title": "Eileen Collins - NASA", "url": "https://nasa.test/collins", "snippet": "First woman\nto command"}]}]

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.ports import ToolInvocation
-from services.common.tools import ToolResult
-from services.model.backend import ModelChunk, ModelUnavailable
+from toolfabric_server.common.tools import ToolResult
+from toolfabric_server.engine.ports import ToolInvocation
+from toolfabric_server.model.backend import ModelChunk, ModelUnavailable
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any
 
 from PIL import Image
 
-from services.model.backend import ModelChunk
-from services.model.tokenizer import ModelTokenizer
+from toolfabric_server.model.backend import ModelChunk
+from toolfabric_server.model.tokenizer import ModelTokenizer
 
 
 @dataclass

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import Child, free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.model_repository import triton_with_test_models
 from toolfabric import Client
+from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 FAST = {
     "TOOLFABRIC_GATEWAY_LEASE_TTL_S": "3",

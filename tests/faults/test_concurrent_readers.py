@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import gateway_process, script
 from tests.store.events import png
 from toolfabric import AsyncClient
 from toolfabric.exceptions import ToolfabricError
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 READERS = 60

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import code_call, gateway_process, kill_group, script
 from toolfabric import Client, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 STEPS = (code_call("print('one')"), code_call("import time\ntime.sleep(4)\nprint('two')"), "<answer>done</answer>")

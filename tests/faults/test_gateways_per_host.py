@@ -17,8 +17,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.devstack.processes import Child, free_port, log_says, wait_until
-from services.devstack.stack import EmbeddedStack
+from toolfabric_server.devstack.processes import Child, free_port, log_says, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 DOORS = ("TOOLFABRIC_GATEWAY_PORT", "TOOLFABRIC_HTTP_PORT", "TOOLFABRIC_STEP_HTTP_PORT", "TOOLFABRIC_MCP_HTTP_PORT",

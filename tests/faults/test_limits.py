@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.connections import PoolExhausted, redis_client
-from gateway.settings import GatewaySettings
-from services.common.settings import CommonSettings
-from services.devstack.redis_server import RedisServer
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import gateway_process, script
 from toolfabric import Client, ResourceExhausted
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.gateway.connections import PoolExhausted, redis_client
+from toolfabric_server.gateway.settings import GatewaySettings
 
 pytestmark = pytest.mark.integration
 SLOW = {"text": "<think>" + "wait " * 400 + "</think><answer>done</answer>", "chunk_delay_s": 0.01}

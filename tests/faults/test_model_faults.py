@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import kill_group, script
 from toolfabric import Client, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 SLOW = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.01}

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import gateway_process, script
 from toolfabric import AsyncClient
 from toolfabric.exceptions import ResourceExhausted, ToolfabricError
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.processes import free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 RUNNING, QUEUE = 3, 6

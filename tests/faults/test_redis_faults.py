@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import code_call, kill_group, script, wait_for
 from toolfabric import Client, ToolfabricError, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def test_redis_restart_mid_run_ends_every_stream_and_the_record_matches(
 
 def test_redis_restart_under_load_turns_no_tool_call_into_an_error(
         fault_stack: EmbeddedStack, fault_client: Client) -> None:
-    # Pooled connections broken by the restart are checked or retried with backoff (services/common/
+    # Pooled connections broken by the restart are checked or retried with backoff (common/
     # redis_clients.py), Celery publishes retry, results are stored once Redis is back: calls are delayed, not failed.
     # Each call also writes an image blob from the worker, and the gateway reads it back: Redis on both sides.
     step = code_call("import time\ntime.sleep(0.4)\nsave(np.full((32, 32, 3), 7, np.uint8))\nprint('ok')")

@@ -18,11 +18,11 @@ import pytest
 import redis
 from PIL import Image
 
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import FAST, code_call, script
 from tests.model_repository import triton_with_test_models
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 CACHE_MB = 16

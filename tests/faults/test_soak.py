@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.soak.mixed import Soak
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # 2 minutes of soak, plus the stack
 DURATION_S = 120.0

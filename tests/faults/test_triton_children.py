@@ -1,5 +1,5 @@
 """No child of Triton outlives it (issue 22, item 5): the python-backend stubs of a SIGKILLed tritonserver are
-killed by the subreaper it runs under (services/devstack/subreaper.py), which then exits too."""
+killed by the subreaper it runs under (devstack/subreaper.py), which then exits too."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.subreaper import group_members
-from services.devstack.triton_server import TritonServer
 from tests.conftest import alive
 from tests.faults.conftest import wait_for
+from toolfabric_server.devstack.subreaper import group_members
+from toolfabric_server.devstack.triton_server import TritonServer
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 A worker that loses its broker drops the messages it reserved and kombu pushes them back to their queue; when
 the broker is what went away that push fails and, before, the messages stayed in `unacked` for the visibility
 timeout while the worker lived on (so the gateway's dead-holder check never fired): each caught call waited out
-the 60 s tool timeout. The worker now gives them back once it is connected again (services/common/unacked.py).
+the 60 s tool timeout. The worker now gives them back once it is connected again (common/unacked.py).
 
 Its own stack: one vision worker process running one call at a time that reserves three more (prefetch 4), so
 Redis restarts with one call running and three taken but unstarted.
@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from services.devstack.processes import wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import FAST, code_call
 from toolfabric import Client
+from toolfabric_server.devstack.processes import wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 CALLS = 4

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.devstack.processes import wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.conftest import alive
 from tests.faults.conftest import code_call, kill_group, script
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.processes import wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.web.settings import FetchSettings
+from toolfabric_server.web.settings import FetchSettings
 
 from .servers import Server, serve, static_dir
 
@@ -20,7 +20,7 @@ class HostsResolver:
         self.lookups: list[str] = []
 
     async def resolve(self, host: str, port: int) -> list[str]:
-        from services.web.errors import HostNotFound
+        from toolfabric_server.web.errors import HostNotFound
 
         self.lookups.append(host)
         answers = self.table.get(host)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from services.web.decoding import decode_text
-from services.web.errors import UndecodableContent
-from services.web.extract import extract_html, extract_pdf
-from services.web.passages import select, split_passages
+from toolfabric_server.web.decoding import decode_text
+from toolfabric_server.web.errors import UndecodableContent
+from toolfabric_server.web.extract import extract_html, extract_pdf
+from toolfabric_server.web.passages import select, split_passages
 
 GUIDE = """<html><head><title>Guide</title><base href="https://docs.example.org/v2/"></head><body>
 <nav><a href="/">Home</a> | <a href="/about">About</a></nav>

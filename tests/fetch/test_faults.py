@@ -9,12 +9,12 @@ import tracemalloc
 
 import pytest
 
-from services.common.tools import ToolContext
-from services.fetch.spec import WebVisitArgs
-from services.fetch.visit import Services, web_visit
-from services.web.decoding import PAGE_TYPES
-from services.web.errors import BodyTooLarge, FetchTimeout, UndecodableContent
-from services.web.fetcher import Fetcher
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.tools.fetch.spec import WebVisitArgs
+from toolfabric_server.tools.fetch.visit import Services, web_visit
+from toolfabric_server.web.decoding import PAGE_TYPES
+from toolfabric_server.web.errors import BodyTooLarge, FetchTimeout, UndecodableContent
+from toolfabric_server.web.fetcher import Fetcher
 
 from .conftest import settings_for
 from .pdfs import make_pdf

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from services.common.cache import Cache, CacheEntry
-from services.web.hostlimits import HostLimits
+from toolfabric_server.common.cache import Cache, CacheEntry
+from toolfabric_server.web.hostlimits import HostLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 1.0  # the default of TOOLFABRIC_WORKER_LEASE_TTL_S
@@ -29,8 +29,8 @@ FIXED_LOCK_S = 40.0  # what a flight may hold the key while alive (fetch: total 
 _HOLDER = """
 import asyncio, sys
 import redis.asyncio as aredis
-from services.common.cache import Cache
-from services.web.hostlimits import HostLimits
+from toolfabric_server.common.cache import Cache
+from toolfabric_server.web.hostlimits import HostLimits
 
 async def main():
     client = aredis.Redis.from_url(sys.argv[1])
@@ -135,10 +135,10 @@ def test_a_revoked_web_visit_frees_the_next_identical_call(web, redis_server, tm
     """The whole path: a real fetch worker (Celery, two pool processes) reads a page that hangs; the call is
     abandoned and revoked as the gateway revokes it (SIGKILL of its pool process); the same URL asked again,
     served by the other pool process, is answered within about a second (the dead holder's lease)."""
-    from services.common import settings
-    from services.common.celery_app import make_celery
-    from services.common.tools import task_name
-    from services.devstack.processes import Child
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
+    from toolfabric_server.common.tools import task_name
+    from toolfabric_server.devstack.processes import Child
 
     hanging = {"first": True}
 
@@ -152,7 +152,8 @@ def test_a_revoked_web_visit_frees_the_next_identical_call(web, redis_server, tm
            "TOOLFABRIC_FETCH_ALLOWED_PORTS": f"[80, 443, {web.port}]",
            "TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST": f'["127.0.0.1:{web.port}"]',
            "TOOLFABRIC_FETCH_PER_HOST_CONCURRENCY": "1", "TOOLFABRIC_FETCH_TOTAL_TIMEOUT_S": "20"}
-    argv = [sys.executable, "-c", "from services.common.worker import run_worker; run_worker('fetch', concurrency=2)"]
+    argv = [sys.executable, "-c",
+            "from toolfabric_server.common.worker import run_worker; run_worker('fetch', concurrency=2)"]
     worker = Child("fetch-worker", argv, tmp_path, env=env)
     monkeypatch.setenv("TOOLFABRIC_REDIS_URL", redis_server.url)
     settings.common.cache_clear()

@@ -9,12 +9,12 @@ import time
 import pytest
 import redis.asyncio as aredis
 
-from services.common.tools import ToolContext
-from services.fetch.spec import WebVisitArgs
-from services.fetch.visit import Services, web_visit
-from services.web.errors import FetchTimeout
-from services.web.hostlimits import HostLimits
-from services.web.robots import Robots
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.tools.fetch.spec import WebVisitArgs
+from toolfabric_server.tools.fetch.visit import Services, web_visit
+from toolfabric_server.web.errors import FetchTimeout
+from toolfabric_server.web.hostlimits import HostLimits
+from toolfabric_server.web.robots import Robots
 
 from .conftest import settings_for
 from .servers import Server, html, raw

@@ -3,8 +3,8 @@ link-only lists kept, and very large pages read in one fast pass with their stru
 
 from __future__ import annotations
 
-from services.web.cleanup import LARGE_PAGE_CHARS
-from services.web.extract import extract_html
+from toolfabric_server.web.cleanup import LARGE_PAGE_CHARS
+from toolfabric_server.web.extract import extract_html
 
 PROSE = "<p>" + "This paragraph explains the module in plain words for the reader of the page. " * 4 + "</p>"
 

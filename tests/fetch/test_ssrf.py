@@ -13,13 +13,13 @@ from typing import Any
 import httpcore
 import pytest
 
-from services.web.client import fetch_image_bytes
-from services.web.decoding import PAGE_TYPES
-from services.web.errors import BlockedURL, ConnectFailed, InvalidURL, PrivateAddress, UnsupportedScheme
-from services.web.fetcher import Fetcher
-from services.web.guard import SystemResolver
-from services.web.settings import FetchSettings
-from services.web.transport import PinnedNetworkBackend
+from toolfabric_server.web.client import fetch_image_bytes
+from toolfabric_server.web.decoding import PAGE_TYPES
+from toolfabric_server.web.errors import BlockedURL, ConnectFailed, InvalidURL, PrivateAddress, UnsupportedScheme
+from toolfabric_server.web.fetcher import Fetcher
+from toolfabric_server.web.guard import SystemResolver
+from toolfabric_server.web.settings import FetchSettings
+from toolfabric_server.web.transport import PinnedNetworkBackend
 
 from .conftest import HostsResolver, settings_for
 from .servers import Server, html, redirect, serve

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tools import ToolContext
-from services.devstack.processes import free_port
-from services.fetch.spec import WebVisitArgs
-from services.fetch.summarize import ModelSummarizer
-from services.fetch.visit import Services, web_visit
 from tests.model_repository import TEST_MODELS, TEST_REPOSITORY
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.tools.fetch.spec import WebVisitArgs
+from toolfabric_server.tools.fetch.summarize import ModelSummarizer
+from toolfabric_server.tools.fetch.visit import Services, web_visit
 
 from .conftest import settings_for
 from .servers import Server, html
@@ -38,7 +38,7 @@ async def test_unreachable_summariser_falls_back_to_passages_and_says_so(web: Se
 
 @pytest.mark.integration
 async def test_long_page_is_summarised_by_the_model_on_triton(web: Server, tmp_path: Path) -> None:
-    from services.devstack.triton_server import TritonServer
+    from toolfabric_server.devstack.triton_server import TritonServer
 
     with TritonServer(tmp_path, models=TEST_MODELS, repositories=(TEST_REPOSITORY,)) as triton:
         # The scripted CPU model answers any non-script prompt with a fixed <answer>; what matters
@@ -50,7 +50,7 @@ async def test_long_page_is_summarised_by_the_model_on_triton(web: Server, tmp_p
 
 
 def test_summariser_prompt_carries_the_goal_and_the_relevant_passages() -> None:
-    from services.web.extract import Page
+    from toolfabric_server.web.extract import Page
 
     page = Page("http://x/", "Shuttle", "# Intro\n\nBoring.\n\n# Landing\n\nColumbia landed at 06:21.", "html")
     prompt = ModelSummarizer("m", "127.0.0.1:1", 1).prompt(page, "when did Columbia land")

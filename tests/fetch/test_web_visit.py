@@ -7,12 +7,12 @@ import json
 import redis.asyncio as aredis
 from pydantic import BaseModel
 
-from services.common.blobs import AsyncBlobStore
-from services.common.tools import ToolContext
-from services.common.worker import Handler, run_tool
-from services.fetch.spec import WebVisitArgs
-from services.fetch.visit import Services, web_visit
-from services.web.settings import FetchSettings
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.common.worker import Handler, run_tool
+from toolfabric_server.tools.fetch.spec import WebVisitArgs
+from toolfabric_server.tools.fetch.visit import Services, web_visit
+from toolfabric_server.web.settings import FetchSettings
 
 from .conftest import settings_for
 from .servers import Server, html
@@ -105,10 +105,10 @@ async def test_with_images_pulls_the_page_images_into_the_trajectory(demo_site: 
 def test_celery_entry_point_answers_web_visit_with_the_observation_json(
     demo_site: Server, redis_server, monkeypatch, tmp_path
 ) -> None:
-    from services.common.bridge import close_all
-    from services.common.settings import CommonSettings
-    from services.fetch import tasks
-    from services.index import open_index
+    from toolfabric_server.common.bridge import close_all
+    from toolfabric_server.common.settings import CommonSettings
+    from toolfabric_server.index import open_index
+    from toolfabric_server.tools.fetch import tasks
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TOOLFABRIC_FETCH_ALLOWED_PORTS", f"[80, 443, {demo_site.port}]")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tools import task_name
-from services.devstack.processes import Child
+from toolfabric_server.common.tools import task_name
+from toolfabric_server.devstack.processes import Child
 
 from .servers import Server, endless_body, gzip_bomb_route, html, raw, redirect, slow_drip
 
@@ -20,8 +20,8 @@ GB = 1024**3
 
 
 def test_worker_answers_after_hostile_pages(web: Server, redis_server, tmp_path: Path, monkeypatch) -> None:
-    from services.common import settings
-    from services.common.celery_app import make_celery
+    from toolfabric_server.common import settings
+    from toolfabric_server.common.celery_app import make_celery
 
     web.routes["/bomb"] = gzip_bomb_route(100 * 1024 * 1024)
     web.routes["/huge"] = endless_body(GB, declare_length=False)
@@ -42,7 +42,8 @@ def test_worker_answers_after_hostile_pages(web: Server, redis_server, tmp_path:
         "TOOLFABRIC_FETCH_PER_HOST_RATE_PER_S": "100",
         "TOOLFABRIC_FETCH_PER_HOST_BURST": "20",
     }
-    argv = [sys.executable, "-c", "from services.common.worker import run_worker; run_worker('fetch', concurrency=1)"]
+    argv = [sys.executable, "-c",
+            "from toolfabric_server.common.worker import run_worker; run_worker('fetch', concurrency=1)"]
     worker = Child("fetch-worker", argv, tmp_path, env=env)
     monkeypatch.setenv("TOOLFABRIC_REDIS_URL", redis_server.url)
     settings.common.cache_clear()

@@ -1,11 +1,11 @@
-"""The trainer's cut of a trajectory after its first steps (services/flywheel/train.first_steps): whole turns, and
+"""The trainer's cut of a trajectory after its first steps (flywheel/train.first_steps): whole turns, and
 exactly the images those turns show, so TRL's collator fills every placeholder and no image run is split."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.flywheel.train import first_steps
+from toolfabric_server.flywheel.train import first_steps
 
 
 def text(role: str, body: str, images: int = 0) -> dict[str, Any]:

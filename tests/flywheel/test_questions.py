@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from services.evals.dataset import load_items
-from services.flywheel.questions import FACTS, HELD_OUT, check_facts, generate
+from toolfabric_server.evals.dataset import load_items
+from toolfabric_server.flywheel.questions import FACTS, HELD_OUT, check_facts, generate
 
 
 def test_every_answer_is_stated_on_its_page() -> None:

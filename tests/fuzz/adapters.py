@@ -5,7 +5,7 @@ When the parser moves (a `Dialect` per model family), this function is the only 
 
 from __future__ import annotations
 
-from services.model.dialect import ParsedStep, parse_step
+from toolfabric_server.model.dialect import ParsedStep, parse_step
 
 
 def parse_model_output(text: str) -> ParsedStep:

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.devstack.redis_server import RedisServer
 from tests.fuzz.targets import NAMES
+from toolfabric_server.devstack.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ = Path(__file__).resolve().parent

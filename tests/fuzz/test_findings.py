@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.exceptions import InvalidRequest
-from gateway.http.chat import parse_chat, read_json
-from gateway.http.errors import ApiError
-from services.devstack.redis_server import RedisServer
 from tests.fuzz.adapters import parse_model_output
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.http.chat import parse_chat, read_json
+from toolfabric_server.gateway.http.errors import ApiError
 
 CRASHES = Path(__file__).resolve().parent / "crashes"
 
@@ -101,8 +101,8 @@ def test_chat_error_does_not_echo_a_huge_value_whole(body: bytes, quoted: str) -
 
 
 def test_step_error_does_not_echo_a_huge_trajectory_id_or_mode(redis_server: RedisServer) -> None:
-    from gateway.step.http import parse_body
     from tests.fuzz.targets import step
+    from toolfabric_server.gateway.step.http import parse_body
 
     tid = "t" * 100_000
     with pytest.raises(InvalidRequest, match=r"^trajectory id 'ttt.*' appears twice") as twice:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.redis_server import RedisServer
 from tests.fuzz import launch
 from tests.fuzz.targets import NAMES
+from toolfabric_server.devstack.redis_server import RedisServer
 
 # Per target, all in parallel: ~25 s of wall time for the lot (CI's fuzzing budget is ~90 s).
 BRIEF_SECONDS = float(os.environ.get("TOOLFABRIC_FUZZ_SECONDS", "12"))

@@ -2,7 +2,7 @@
 
 Addresses are generated from the IANA special-purpose registries (the ranges marked not globally
 reachable, plus loopback, multicast and the IPv6 forms that carry an IPv4 address), written down
-here independently of services/web/addresses.py; spellings are generated too: decimal, octal and
+here independently of web/addresses.py; spellings are generated too: decimal, octal and
 hex integers, dotted-short forms, per-part radix mixes, trailing dots, IPv4-mapped / compatible /
 NAT64 / 6to4 / Teredo IPv6 with zone ids and zero-padding, fullwidth digits and ideographic dots
 (IDNA), percent-encoded hosts, userinfo and fragment tricks, odd-case schemes and explicit ports.
@@ -22,9 +22,9 @@ import socket
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from services.web.errors import BlockedURL, HostNotFound, InvalidURL
-from services.web.guard import Guard
-from services.web.settings import FetchSettings
+from toolfabric_server.web.errors import BlockedURL, HostNotFound, InvalidURL
+from toolfabric_server.web.guard import Guard
+from toolfabric_server.web.settings import FetchSettings
 
 settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fuzz", max_examples=int(os.environ.get("TOOLFABRIC_FUZZ_EXAMPLES", "100000")),

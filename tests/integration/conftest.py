@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import Child, free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.model_repository import triton_with_test_models
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
+from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 
 @pytest.fixture(scope="session")

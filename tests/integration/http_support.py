@@ -15,12 +15,12 @@ from typing import Any
 
 import requests
 
-from services.common.api_keys import ApiKeyStore
-from services.devstack.processes import free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from tests.support.r1v4_reader import read_rounds
 from toolfabric import Client
+from toolfabric_server.common.api_keys import ApiKeyStore
+from toolfabric_server.devstack.processes import free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 # Public names the test gateways serve: R1V4's defaults plus the scripted model (general mode, search on).
 MODELS = {

@@ -7,10 +7,10 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from gateway.reflection import V1_SERVICE, register_v1_descriptor
-from services.devstack.stack import EmbeddedStack
 from toolfabric import Client, InvalidArgument, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.gateway.reflection import V1_SERVICE, register_v1_descriptor
 
 pytestmark = pytest.mark.integration
 

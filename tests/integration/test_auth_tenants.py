@@ -18,12 +18,12 @@ import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from services.common.api_keys import ApiKeyStore
-from services.devstack.processes import free_port
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, script, tenant_keys, user
 from toolfabric import Client, NotFound, ResourceExhausted, Unauthenticated
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.common.api_keys import ApiKeyStore
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 SLOW = {"text": "<think>" + "thinking " * 2000 + "</think><answer>too late</answer>", "chunk_delay_s": 0.01}

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 # A model step that streams for about 20 s: long enough to cancel or time out mid-stream.

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from toolfabric import AsyncClient, Client, InvalidArgument
 from toolfabric.cli.main import DEMO_IMAGE
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(stack: EmbeddedStack
 
 
 def test_blob_images_are_served_at_signed_urls_only(stack: EmbeddedStack, client: Client) -> None:
-    from services.common import blob_urls
+    from toolfabric_server.common import blob_urls
 
     result = client.ask("Describe the photo.", images=[DEMO_IMAGE], mode="general")
     blob = result.events[0].started.images[0].blob
@@ -115,7 +115,7 @@ def test_gateway_is_not_ready_while_the_model_service_is_unreachable(stack: Embe
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.devstack.processes import free_port, wait_until
+    from toolfabric_server.devstack.processes import free_port, wait_until
 
     no_triton = {"TOOLFABRIC_MODEL_TRITON_URL": f"127.0.0.1:{free_port()}",
                  "TOOLFABRIC_GATEWAY_READINESS_INTERVAL_S": "0.2"}

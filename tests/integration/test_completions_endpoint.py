@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from services.devstack.processes import free_port
-from services.devstack.stack import EmbeddedStack
-from services.export.tokens import segments
-from services.model.tokenizer import ModelTokenizer
 from tests.integration.conftest import extra_gateway
 from tests.support.completions_server import CompletionsServer, Reply
 from tests.support.tokenizer import make_checkpoint
 from toolfabric import Client, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.export.tokens import segments
+from toolfabric_server.model.tokenizer import ModelTokenizer
 
 pytestmark = pytest.mark.integration
 MODEL = "team-model"
@@ -124,8 +124,8 @@ def test_a_model_the_server_does_not_list_or_a_server_down_is_refused_at_run(
 
 def test_up_asks_the_server_for_its_model(endpoint: tuple[str, CompletionsServer, ModelTokenizer],
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.common.errors import ConfigurationError
-    from services.devstack.model_endpoint import ModelEndpoint
+    from toolfabric_server.common.errors import ConfigurationError
+    from toolfabric_server.devstack.model_endpoint import ModelEndpoint
 
     _, server, _ = endpoint
     monkeypatch.setenv("TOOLFABRIC_MODEL_ENDPOINT_API_KEY", "sk-team")

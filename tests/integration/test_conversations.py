@@ -11,10 +11,10 @@ import openai
 import pytest
 from PIL import Image
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, script, user
 from toolfabric import Client, InvalidArgument, NotFound
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 RECALL = {"recall": True}

@@ -33,14 +33,14 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
-from gateway.policy import doors as door_list
-from services.common.blob_urls import signed_url
-from services.devstack.processes import free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import api_gateway, script, tenant_keys, user
 from tests.integration.test_tls import Pki, make_pki
 from toolfabric import Client, NotFound, ResourceExhausted
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.common.blob_urls import signed_url
+from toolfabric_server.devstack.processes import free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.gateway.policy import doors as door_list
 
 pytestmark = pytest.mark.integration
 SECRET = "door-test-" + "x" * 40

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 SERVICE = {"code": "vision", "image_search": "search", "text_search": "search", "web_visit": "fetch"}

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
-from services.evals.results import load_results
 from tests.support.test_models import loaded
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.evals.results import load_results
 
 pytestmark = pytest.mark.integration
 DATASET = Path(__file__).resolve().parents[2] / "bench" / "data" / "eval_demo" / "demo.jsonl"
@@ -150,7 +150,7 @@ def test_report_is_one_self_contained_html_file_linking_items_to_trajectories(st
 
 
 def test_report_uses_the_runs_recorded_gateway_and_warns_when_it_embeds_nothing(live: Path, tmp_path: Path) -> None:
-    from services.devstack.processes import free_port
+    from toolfabric_server.devstack.processes import free_port
 
     out = eval_cli("report", str(live), "--out", str(tmp_path / "report.html"))  # no --target: the run's own
     assert out.returncode == 0, out.stderr
@@ -265,8 +265,8 @@ def test_a_replayed_eval_reproduces_the_trajectories_and_scores(runs: Path, tmp_
 @pytest.mark.timeout(900)  # three stacks, 50 questions: minutes on a loaded machine
 def test_a_frozen_eval_reruns_offline_from_its_bundle_with_the_same_trajectories_and_scores(
         runs: Path, tmp_path: Path) -> None:
-    from services.common.bundle import Bundle
-    from services.evals.offline import offline_stack
+    from toolfabric_server.common.bundle import Bundle
+    from toolfabric_server.evals.offline import offline_stack
 
     # Freezing: the index stays put while the run reads pages, so each search has one answer.
     record_env = {"TOOLFABRIC_DATA_DIR": str(tmp_path / "data"), "TOOLFABRIC_FETCH_INDEX_FETCHED_PAGES": "false"}

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
-from services.export.formats import messages_from_sft
-from services.model.chat_template import Qwen3VLTemplate
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.export.formats import messages_from_sft
+from toolfabric_server.model.chat_template import Qwen3VLTemplate
 
 pytestmark = pytest.mark.integration
 LABELS = {"suite": "export"}

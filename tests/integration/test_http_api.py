@@ -12,11 +12,11 @@ import openai
 import pytest
 import requests
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, read_stream_like_r1v4, script, user
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 SEARCH = '<think>look it up</think><tool_call>{"name": "text_search", "arguments": {"queries": ["Eileen Collins"]}}' \
@@ -198,7 +198,7 @@ def test_readiness_turns_off_while_the_gateway_drains(stack: EmbeddedStack, tmp_
     import signal
     import sys
 
-    from services.devstack.processes import Child, free_port, port_open, wait_until
+    from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
 
     grpc_port, http_port = free_port(), free_port()
     env = stack.env() | {"TOOLFABRIC_GATEWAY_PORT": str(grpc_port), "TOOLFABRIC_GATEWAY_BLOB_HTTP_PORT": "0",

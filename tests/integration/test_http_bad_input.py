@@ -11,9 +11,9 @@ import openai
 import pytest
 import requests
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, data_url, script, user
 from toolfabric.cli.main import DEMO_IMAGE
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 LIMIT = 256 * 1024  # TOOLFABRIC_HTTP_MAX_BODY_BYTES of this module's gateway

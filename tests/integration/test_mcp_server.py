@@ -12,9 +12,9 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client, types
 from mcp.client.streamable_http import streamable_http_client
 
-from services.devstack.processes import free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
+from toolfabric_server.devstack.processes import free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

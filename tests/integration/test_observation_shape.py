@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.http.render import observation_json
-from services.devstack.processes import Child
-from services.devstack.stack import DEMO_DIR, EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from tests.support.plugin_dist import declared_plugins, env_with, write_dist
 from toolfabric import Client
+from toolfabric_server.devstack.processes import Child
+from toolfabric_server.devstack.stack import DEMO_DIR, EmbeddedStack
+from toolfabric_server.gateway.http.render import observation_json
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import exported_rounds, same_rounds, streamed, user
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 PLANNER = "skywork/r1v4-vl-planner-lite"

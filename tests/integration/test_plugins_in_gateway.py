@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from services.devstack.processes import Child
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from tests.support.plugin_dist import declared_plugins, env_with, write_dist
 from toolfabric import Client
+from toolfabric_server.devstack.processes import Child
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

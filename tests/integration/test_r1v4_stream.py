@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway, exported_rounds, same_rounds, script, streamed, user
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

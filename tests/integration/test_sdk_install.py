@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from toolfabric.cli.main import SERVER_INSTALL
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PYENV = Path("/root/.pyenv/versions")
-SERVER_SIDE = ("gateway", "services", "toolfabric_server", "celery", "redis", "tritonclient", "pydantic", "cv2",
+SERVER_SIDE = ("toolfabric_server", "celery", "redis", "tritonclient", "pydantic", "cv2",
                "httpx", "numpy")
 PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile")
 
@@ -75,9 +75,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(source)],
                    check=True, capture_output=True, timeout=600)
-    (sdist,) = out.glob("toolfabric-*.tar.gz")
-    (wheel,) = out.glob("toolfabric-*.whl")
-    return {"sdist": sdist, "wheel": wheel}
+    (sdist,) = out.glob("toolfabric-0*.tar.gz")
+    (wheel,) = out.glob("toolfabric-0*.whl")
+    # The server distribution, built from its own folder of the same checkout.
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out / "server"),
+                    str(source / "server")], check=True, capture_output=True, timeout=600)
+    (server_wheel,) = (out / "server").glob("toolfabric_server-*.whl")
+    return {"sdist": sdist, "wheel": wheel, "server_wheel": server_wheel}
 
 
 @pytest.fixture(scope="module", params=["oldest", "newest"])
@@ -116,7 +120,22 @@ def test_the_wheel_and_the_sdist_hold_only_the_sdk(dist: dict[str, Path]) -> Non
         members = [m.split("/", 1)[1] for m in sdist.getnames() if "/" in m]
     code = {m.split("/")[0] for m in members if m.endswith(".py")}
     assert code == {"toolfabric"}, sorted(code)
-    assert not {m.split("/")[0] for m in members} & {"gateway", "services", "server", "tests", "bench"}
+    assert not {m.split("/")[0] for m in members} & {"toolfabric_server", "server", "tests", "bench"}
+
+
+def test_the_server_distribution_is_one_package(dist: dict[str, Path]) -> None:
+    """toolfabric-server installs `toolfabric_server` and nothing else, with its model repository and entry points."""
+    with zipfile.ZipFile(dist["server_wheel"]) as wheel:
+        names = wheel.namelist()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        declared = wheel.read(entry_points).decode()
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"toolfabric_server"}, sorted(tops)
+    layers = {name.split("/")[1] for name in names if name.startswith("toolfabric_server/") and name.count("/") > 1}
+    assert {"gateway", "engine", "tools", "model", "common"} <= layers, sorted(layers)
+    assert "toolfabric_server/model/repository/toolfabric_baseline/config.pbtxt" in names
+    assert re.search(r"^server = toolfabric_server\.cli:register$", declared, re.M), declared
+    assert re.search(r"^ocr = toolfabric_server\.tools\.ocr\.plugin:PLUGIN$", declared, re.M), declared
 
 
 def test_help_works_and_names_the_server_install(sdk_venv: Path) -> None:

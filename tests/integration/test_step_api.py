@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.devstack.processes import free_port
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import AsyncClient, Client, InvalidArgument
 from toolfabric.spans import SpanRecord
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ import time
 import pytest
 import redis
 
-from services.devstack.stack import EmbeddedStack
 from tests.integration.conftest import extra_gateway
 from toolfabric import AsyncClient, Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
 from toolfabric.exceptions import ToolfabricError, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

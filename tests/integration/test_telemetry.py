@@ -16,12 +16,12 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.catalog import catalog
-from services.common.telemetry.span_file import SpanRecord
-from services.devstack.stack import EmbeddedStack
 from tests.support.otlp_receiver import OtlpReceiver
 from toolfabric import Client
 from toolfabric.cli.main import DEMO_IMAGE, DEMO_QUESTION
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.telemetry.span_file import SpanRecord
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ def test_a_failed_tool_call_is_an_error_on_its_spans_with_the_exception(
     assert tool.attributes["error.type"] == run.attributes["error.type"] == "code_error"
     assert "ZeroDivisionError" in run.status_message
     (exception,) = [e for e in run.events if e.name == "exception"]
-    assert exception.attributes["exception.type"] == "services.vision.errors.CodeRaised"
+    assert exception.attributes["exception.type"] == "toolfabric_server.tools.vision.errors.CodeRaised"
 
 
 def test_a_traced_caller_gets_the_trajectory_inside_its_own_trace(

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.devstack.processes import free_port, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.integration.http_support import Api, api_gateway
 from toolfabric import Client, Unavailable
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import fabric_pb2_grpc as pb_grpc
+from toolfabric_server.devstack.processes import free_port, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

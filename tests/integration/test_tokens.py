@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from services.devstack.stack import EmbeddedStack
-from services.export.tokens import segments
-from services.model.tokenizer import ModelTokenizer
 from tests.integration.conftest import extra_gateway
 from tests.support.test_models import loaded
 from tests.support.tokenizer import make_checkpoint
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.export.tokens import segments
+from toolfabric_server.model.tokenizer import ModelTokenizer
 
 pytestmark = pytest.mark.integration
 MODEL = "toolfabric_scripted_tokens"

@@ -67,7 +67,7 @@ def _the_printed_judge_grades(said: str) -> None:
     import asyncio
     import re
 
-    from services.evals.judge import Judge, TritonJudge
+    from toolfabric_server.evals.judge import Judge, TritonJudge
 
     found = re.search(r"eval judge: toolfabric_judge .* on Triton at (\S+); grade with: toolfabric eval run DATASET "
                       r"--judge triton --judge-model toolfabric_judge --judge-url (\S+)", said)
@@ -85,7 +85,7 @@ def _the_printed_judge_grades(said: str) -> None:
 
 def test_the_demo_site_is_added_to_the_users_fetch_allowlist_and_ports(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.devstack.stack import EmbeddedStack
+    from toolfabric_server.devstack.stack import EmbeddedStack
 
     monkeypatch.setenv("TOOLFABRIC_FETCH_PRIVATE_HOST_ALLOWLIST", '["intranet.example:8443"]')
     monkeypatch.setenv("TOOLFABRIC_FETCH_ALLOWED_PORTS", "[80, 443, 8443]")

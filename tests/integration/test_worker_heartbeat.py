@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import Child, wait_until
-from services.devstack.redis_server import RedisServer
+from toolfabric_server.devstack.processes import Child, wait_until
+from toolfabric_server.devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -8,16 +8,16 @@ import re
 
 from kubernetes.utils import parse_quantity
 
-from gateway import settings as gateway_settings
-from services.common import settings
-from services.model import settings as model_settings
-from services.store import settings as store_settings
-from services.vision.settings import VisionSettings
 from tests.k8s.manifests import APP_IMAGE, ROOT, Rendered, image_name, parse_bytes
 from tests.k8s.test_keda import WORKER_QUEUES
 from tests.k8s.test_settings import environment
+from toolfabric_server.common import settings
+from toolfabric_server.gateway import settings as gateway_settings
+from toolfabric_server.model import settings as model_settings
+from toolfabric_server.store import settings as store_settings
+from toolfabric_server.tools.vision.settings import VisionSettings
 
-REPOSITORY = ROOT / "services" / "model" / "repository"
+REPOSITORY = ROOT / "server" / "toolfabric_server" / "model" / "repository"
 
 
 def test_gateway_probes_use_grpc_health_on_the_serving_port(rendered: Rendered) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from services.common.celery_app import make_celery
-from services.common.settings import CommonSettings, WorkerSettings
-from services.common.tools import SERVICES, task_name
 from tests.k8s.manifests import Rendered
 from tests.support.plugin_dist import declared_plugins
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.settings import CommonSettings, WorkerSettings
+from toolfabric_server.common.tools import SERVICES, task_name
 
 # Plugin services the repository ships (the ocr example): their workers consume queues named after them.
 WORKER_QUEUES = (*SERVICES, *declared_plugins())

@@ -1,4 +1,4 @@
-"""No drift between the manifests and the settings modules (services/<service>/settings.py, gateway/settings.py).
+"""No drift between the manifests and the settings modules (toolfabric_server/<layer>/settings.py, one per service).
 
 Every TOOLFABRIC_* variable a manifest sets must be a field of a settings class owning that
 prefix (the longest matching one: TOOLFABRIC_GATEWAY_PORT belongs to GatewaySettings, not to
@@ -17,11 +17,11 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from gateway import settings as gateway_settings
-from services.common import settings
-from services.index import settings as index_settings
 from tests.k8s.manifests import Rendered
 from tests.settings_modules import clear_settings_cache, settings_classes
+from toolfabric_server.common import settings
+from toolfabric_server.gateway import settings as gateway_settings
+from toolfabric_server.index import settings as index_settings
 
 
 def prefixes() -> dict[str, list[type[BaseSettings]]]:
@@ -107,8 +107,8 @@ def test_every_container_environment_parses_with_every_settings_class(rendered: 
 
 
 def test_worker_time_limits_fit_the_broker_visibility_timeout(rendered: Rendered) -> None:
-    """The Celery app refuses to start otherwise (services/common/celery_app.py)."""
-    from services.common.celery_app import make_celery
+    """The Celery app refuses to start otherwise (common/celery_app.py)."""
+    from toolfabric_server.common.celery_app import make_celery
 
     for c in rendered.containers(init=False):
         if c.spec.get("args", [])[:2] == ["toolfabric", "worker"]:
@@ -120,7 +120,7 @@ def test_worker_time_limits_fit_the_broker_visibility_timeout(rendered: Rendered
 
 
 def test_tracing_variables_are_ones_the_telemetry_module_accepts(rendered: Rendered) -> None:
-    from services.common.telemetry import setup as telemetry
+    from toolfabric_server.common.telemetry import setup as telemetry
 
     for c in rendered.containers(init=False):
         env = rendered.env(c)

@@ -13,20 +13,20 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from engine.ports import ToolInvocation
-from gateway.celery_executor import CeleryToolExecutor
-from services.common import images
-from services.common.blobs import BlobStore
-from services.common.settings import CommonSettings
-from services.common.tools import ToolContext, ToolResult
-from services.devstack.processes import Child, free_port, port_open, wait_until
-from services.devstack.redis_server import RedisServer
-from services.mcp.calls import call
-from services.mcp.catalog import list_tools
-from services.mcp.connect import guard_settings
-from services.mcp.settings import McpClientSettings, McpServer
-from services.web.settings import FetchSettings
 from tests.support.executor import celery_executor
+from toolfabric_server.common import images
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.common.tools import ToolContext, ToolResult
+from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.ports import ToolInvocation
+from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
+from toolfabric_server.tools.mcp.calls import call
+from toolfabric_server.tools.mcp.catalog import list_tools
+from toolfabric_server.tools.mcp.connect import guard_settings
+from toolfabric_server.tools.mcp.settings import McpClientSettings, McpServer
+from toolfabric_server.web.settings import FetchSettings
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def engine_venv() -> Path:
-    from services.model import engine_venv as venv
-    from services.model.settings import ModelSettings
+    from toolfabric_server.model import engine_venv as venv
+    from toolfabric_server.model.settings import ModelSettings
 
     return venv.engine_python(venv.engine_venv(ModelSettings())).parent.parent
 

@@ -3,7 +3,7 @@ engine venv, one JSON request on stdin, one JSON reply on stdout.
 
 Request: {"prompt": text with one `<|image_pad|>` per image, "images": [paths], "prompt_ids": the engine's,
 "output_ids": the engine's}. The prompt and images go through the processor TRL trains with
-(services.flywheel.train.processor: its input ids, `mm_token_type_ids` and pixels), the engine's output ids are
+(toolfabric_server.flywheel.train.processor: its input ids, `mm_token_type_ids` and pixels), the engine's output ids are
 appended, and one forward pass (in the engine's dtype, bf16) scores them. Reply: {"prompt_ids": the processor's,
 "logprobs": log-softmax of each output id at its position, "argmax": the forward pass's greedy choice there}.
 """
@@ -20,7 +20,7 @@ def main(checkpoint: str) -> None:
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from services.flywheel.train import processor
+    from toolfabric_server.flywheel.train import processor
 
     request = json.loads(sys.stdin.read())
     images = [Image.open(p).convert("RGB") for p in request["images"]]

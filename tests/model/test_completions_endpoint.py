@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack import neural_models
-from services.devstack.model_endpoint import ModelEndpoint
-from services.devstack.stack import EmbeddedStack
-from services.export.tokens import segments
-from services.model.completions_client import CompletionsModel
-from services.model.settings import CompletionsEndpoint, ModelSettings
-from services.model.tokenizer import ModelTokenizer
 from tests.model.cancelling import cancel_mid_generation
 from tests.model.vllm_serve import SERVED, VllmServe
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack import neural_models
+from toolfabric_server.devstack.model_endpoint import ModelEndpoint
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.export.tokens import segments
+from toolfabric_server.model.completions_client import CompletionsModel
+from toolfabric_server.model.settings import CompletionsEndpoint, ModelSettings
+from toolfabric_server.model.tokenizer import ModelTokenizer
 
 
 @pytest.fixture(scope="module")

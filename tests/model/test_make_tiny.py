@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.model.engine_venv import engine_python, engine_venv
-from services.model.settings import ModelSettings
-from services.model.tiny import fingerprint
+from toolfabric_server.model.engine_venv import engine_python, engine_venv
+from toolfabric_server.model.settings import ModelSettings
+from toolfabric_server.model.tiny import fingerprint
 
 CHECK_TOKENIZER = r"""
 import json, sys

@@ -25,21 +25,21 @@ import redis.asyncio as aredis
 from PIL import Image
 from tokenizers import Tokenizer
 
-from engine.images import RegisteredImage
-from engine.loop import AgentLoop
-from engine.prompting import system_message, user_message
-from engine.spec import InputImage, RunSpec
-from gateway.channels import ChannelTracker
-from gateway.settings import GatewaySettings
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore
-from services.devstack.redis_server import RedisServer
-from services.export.tokens import segments
-from services.model.dialects import dialect_named
-from services.model.tokenizer import ModelTokenizer
 from tests.fakes.agents import RecordingTools
 from tests.model.transformers_engine import WorkerEngine
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.images import RegisteredImage
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.prompting import system_message, user_message
+from toolfabric_server.engine.spec import InputImage, RunSpec
+from toolfabric_server.export.tokens import segments
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects import dialect_named
+from toolfabric_server.model.tokenizer import ModelTokenizer
 
 SIZES = [(320, 256), (150, 410)]
 QUESTION = "Who is on the left?"

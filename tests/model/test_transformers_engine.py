@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.neural_models import checkpoint
-from services.devstack.stack import EmbeddedStack
-from services.model.engine_venv import engine_venv, run_in_engine_venv
-from services.model.settings import ModelSettings
 from tests.model.engine_probe import generate, unfinished_requests
 from toolfabric import Client
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.neural_models import checkpoint
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.model.engine_venv import engine_venv, run_in_engine_venv
+from toolfabric_server.model.settings import ModelSettings
 
 MODEL = "tiny_qwen3vl"
 IMAGE = Path(__file__).resolve().parents[2] / "toolfabric" / "demo" / "question.jpg"

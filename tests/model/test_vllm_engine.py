@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
 from tests.model.cancelling import cancel_mid_generation
 from tests.model.engine_probe import generate, unfinished_requests
 from toolfabric import Client
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 MODEL = "tiny_qwen3"
 PROMPT = "<|im_start|>user\nWho flew STS-93?<|im_end|>\n<|im_start|>assistant\n"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.model.backend import ModelChunk, ModelUnavailable
-from services.model.engine_venv import PROJECT_ROOT, engine_python, engine_venv
-from services.model.settings import ModelSettings
+from toolfabric_server.model.backend import ModelChunk, ModelUnavailable
+from toolfabric_server.model.engine_venv import PROJECT_ROOT, engine_python, engine_venv
+from toolfabric_server.model.settings import ModelSettings
 
 
 @dataclass

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from services.devstack.processes import Child, free_port, wait_until
-from services.model.engine_venv import engine_python, engine_venv
-from services.model.settings import ModelSettings
+from toolfabric_server.devstack.processes import Child, free_port, wait_until
+from toolfabric_server.model.engine_venv import engine_python, engine_venv
+from toolfabric_server.model.settings import ModelSettings
 
 SERVED = "tiny-qwen3"
 
@@ -33,7 +33,7 @@ class VllmServe:
 
     def __enter__(self) -> VllmServe:
         env = dict(os.environ) | {"VLLM_CPU_KVCACHE_SPACE": "1", "LC_ALL": "C.UTF-8"}
-        # The same engine arguments as the Triton vLLM engine (services/devstack/neural_models.engine_args):
+        # The same engine arguments as the Triton vLLM engine (devstack/neural_models.engine_args):
         # eager, no chunked prefill (vllm-cpu 0.32's engine core dies prefilling a seeded request in chunks).
         # `vllm serve`'s own server module: the `vllm` script of the vllm-cpu distribution dies asking the package
         # metadata for a distribution named "vllm".

@@ -6,7 +6,7 @@ any output, malformed included, through the real Triton server and gateway.
 
 from pathlib import Path
 
-from services.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
+from toolfabric_server.devstack.triton_server import CPU_MODELS, REPOSITORY, TritonServer
 
 TEST_REPOSITORY = Path(__file__).resolve().parent
 TEST_MODELS = ("toolfabric_scripted",)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from services.model.baseline.policy import read_situation
+from toolfabric_server.model.baseline.policy import read_situation
 
 
 def next_step(prompt: str) -> str | tuple[str, float]:

@@ -15,8 +15,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from services.model.python_backend import StreamingPolicyModel, _scalar
 from tests.model_repository.scripted import next_step
+from toolfabric_server.model.python_backend import StreamingPolicyModel, _scalar
 
 
 def _tensor(request, name: str):  # type: ignore[no-untyped-def]

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import redis
 
-from engine.ports import ToolInvocation
-from gateway.celery_executor import CeleryToolExecutor
-from services.common.blobs import BlobStore
-from services.common.tools import ToolContext, ToolResult
-from services.devstack.processes import Child
-from services.devstack.redis_server import RedisServer
 from tests.support.executor import celery_executor
 from tests.support.plugin_dist import declared_plugins, env_with, write_dist
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.tools import ToolContext, ToolResult
+from toolfabric_server.devstack.processes import Child
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.ports import ToolInvocation
+from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
 pytestmark = pytest.mark.integration
 

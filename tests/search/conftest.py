@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import redis
 
-from services.common.settings import CommonSettings
-from services.devstack.redis_server import RedisServer
-from services.index.indexer import IndexingSettings, index_paths
-from services.index.sqlite import SQLiteIndex
-from services.search.runtime import build_service
-from services.search.service import SearchService
-from services.search.settings import SearchSettings
 from tests.search.fake_providers import SERPER_KEY, FakeSearxng, FakeSerper
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.index.indexer import IndexingSettings, index_paths
+from toolfabric_server.index.sqlite import SQLiteIndex
+from toolfabric_server.tools.search.runtime import build_service
+from toolfabric_server.tools.search.service import SearchService
+from toolfabric_server.tools.search.settings import SearchSettings
 
 DEMO_BASE = "http://demo.test/site/"
 

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common.cache_store import ElasticsearchCacheStore, PersistentStore, SQLiteCacheStore
-from services.index import ImageOccurrence, SearchIndex
-from services.index.documents import Page
-from services.index.imagematch import QUERY_FEATURES, fingerprint
-from services.index.sqlite import SQLiteIndex
+from toolfabric_server.common.cache_store import ElasticsearchCacheStore, PersistentStore, SQLiteCacheStore
+from toolfabric_server.index import ImageOccurrence, SearchIndex
+from toolfabric_server.index.documents import Page
+from toolfabric_server.index.imagematch import QUERY_FEATURES, fingerprint
+from toolfabric_server.index.sqlite import SQLiteIndex
 
 ES_URL = os.environ.get("ELASTICSEARCH_URL")
 BACKENDS = ["sqlite", "elasticsearch"]
@@ -49,7 +49,7 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchInde
         yield idx
         idx.close()
         return
-    from services.index.elastic import ElasticsearchIndex
+    from toolfabric_server.index.elastic import ElasticsearchIndex
 
     prefix = f"tf-test-{uuid.uuid4().hex[:8]}"
     idx = ElasticsearchIndex(str(ES_URL), prefix)

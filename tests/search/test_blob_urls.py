@@ -10,10 +10,18 @@ import httpx
 import pytest
 import redis
 
-from services.common.blob_urls import BadSignature, Grant, grant, signed_url, start_blob_server, url_signer, verify
-from services.common.blobs import BlobStore, tenant_images_key
-from services.common.errors import BlobNotFound
-from services.common.settings import CommonSettings
+from toolfabric_server.common.blob_urls import (
+    BadSignature,
+    Grant,
+    grant,
+    signed_url,
+    start_blob_server,
+    url_signer,
+    verify,
+)
+from toolfabric_server.common.blobs import BlobStore, tenant_images_key
+from toolfabric_server.common.errors import BlobNotFound
+from toolfabric_server.common.settings import CommonSettings
 
 REF = "sha256:" + "ab" * 32
 

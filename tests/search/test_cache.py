@@ -16,13 +16,14 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from services.common.cache import Cache, CacheEntry, cache_key
-from services.common.cache_store import SQLiteCacheStore
-from services.common.errors import CacheMiss, ToolUnavailable
-from services.common.tools import ToolContext
-from services.search.spec import TextSearchArgs
 from tests.search.conftest import MakeService
 from tests.search.fake_providers import FakeSerper
+from toolfabric_server.common.cache import Cache, CacheEntry, cache_key
+from toolfabric_server.common.cache_store import SQLiteCacheStore
+from toolfabric_server.common.errors import CacheMiss, ToolUnavailable
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.devstack.processes import source_roots
+from toolfabric_server.tools.search.spec import TextSearchArgs
 
 
 def test_keys_ignore_case_and_whitespace_but_not_provider_k_or_locale() -> None:
@@ -162,11 +163,11 @@ async def test_fifty_concurrent_identical_text_searches_make_one_provider_call(m
 
 _WORKER = """
 import asyncio, json, sys
-from services.common.settings import CommonSettings
-from services.search.settings import SearchSettings
-from services.common.tools import ToolContext
-from services.search.runtime import build_service
-from services.search.spec import TextSearchArgs
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.tools.search.settings import SearchSettings
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.tools.search.runtime import build_service
+from toolfabric_server.tools.search.spec import TextSearchArgs
 
 async def main():
     common = CommonSettings(redis_url=sys.argv[1], data_dir=sys.argv[2], cache_mode="live")
@@ -191,7 +192,7 @@ def test_single_flight_holds_across_worker_processes(redis_server, redis_client:
         serper.delay_s = 0.5
         procs = [subprocess.Popen([sys.executable, "-c", _WORKER, redis_server.url, str(tmp_path), serper.url],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root,
-                                  env={**os.environ, "PYTHONPATH": str(root)}) for _ in range(2)]
+                                  env={**os.environ, "PYTHONPATH": os.pathsep.join(source_roots())}) for _ in range(2)]
         try:
             for p in procs:
                 assert p.stdout is not None and p.stdout.readline().strip() == "ready"

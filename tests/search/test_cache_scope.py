@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from services.common.tools import ToolContext
-from services.devstack.redis_server import RedisServer
-from services.index.indexer import IndexingSettings, index_document, index_paths
-from services.index.sqlite import SQLiteIndex
-from services.search.runtime import build_service
-from services.search.service import SearchService
-from services.search.spec import TextSearchArgs
 from tests.search.conftest import DEMO_BASE, settings_for
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.index.indexer import IndexingSettings, index_document, index_paths
+from toolfabric_server.index.sqlite import SQLiteIndex
+from toolfabric_server.tools.search.runtime import build_service
+from toolfabric_server.tools.search.service import SearchService
+from toolfabric_server.tools.search.spec import TextSearchArgs
 
 
 @pytest.fixture

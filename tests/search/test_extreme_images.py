@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import redis
 
-from services.common.blobs import BlobStore
-from services.index.documents import Page
 from tests.search.conftest import DEMO_BASE
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.index.documents import Page
 
 SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
 
@@ -26,10 +26,10 @@ def _png(shape: tuple[int, int]) -> bytes:
 def test_image_search_answers_extreme_shapes_through_the_worker_path(
         redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path,  # type: ignore[no-untyped-def]
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.common.bridge import close_all
-    from services.index import open_index
-    from services.index.indexer import IndexingSettings, index_document, index_paths
     from tests.support.tasks import task_of
+    from toolfabric_server.common.bridge import close_all
+    from toolfabric_server.index import open_index
+    from toolfabric_server.index.indexer import IndexingSettings, index_document, index_paths
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     task: Any = task_of("search")  # the Celery task as a worker registers it at start; .run is its body

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from services.index.documents import UnsupportedDocument, parse_document
-from services.index.imagematch import QUERY_FEATURES, fingerprint
-from services.index.indexer import IndexingSettings, index_document, index_paths
-from services.index.sqlite import SQLiteIndex
 from toolfabric.cli.main import main
+from toolfabric_server.index.documents import UnsupportedDocument, parse_document
+from toolfabric_server.index.imagematch import QUERY_FEATURES, fingerprint
+from toolfabric_server.index.indexer import IndexingSettings, index_document, index_paths
+from toolfabric_server.index.sqlite import SQLiteIndex
 
 
 def _pdf(text: str, title: str = "") -> bytes:
@@ -199,7 +199,7 @@ def test_an_index_file_of_the_older_layout_is_emptied_and_works(tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     import sqlite3
 
-    from services.index.documents import Page
+    from toolfabric_server.index.documents import Page
 
     path = tmp_path / "old.sqlite3"
     con = sqlite3.connect(path)

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.common.blob_urls import BlobServer, start_blob_server
-from services.common.blobs import BlobStore
-from services.common.settings import CommonSettings
-from services.common.tools import ToolContext
-from services.devstack.processes import free_port
-from services.search.spec import ImageSearchArgs, TextSearchArgs
 from tests.search.conftest import DEMO_BASE, MakeService
 from tests.search.fake_providers import FakeSearxng, FakeSerper
+from toolfabric_server.common.blob_urls import BlobServer, start_blob_server
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.tools.search.spec import ImageSearchArgs, TextSearchArgs
 
 Q = "Eileen Collins first Space Shuttle mission commanded"
 

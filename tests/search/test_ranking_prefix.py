@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.index import ranking
-from services.index.documents import Page
-from services.index.sqlite import SQLiteIndex
+from toolfabric_server.index import ranking
+from toolfabric_server.index.documents import Page
+from toolfabric_server.index.sqlite import SQLiteIndex
 
 # Few words, so pages tie on BM25 and most queries match more pages than the re-scored candidates.
 VOCAB = ["orbit", "shuttle", "crew", "launch", "pad", "rocket", "lens", "image", "search", "page", "asyncio",

@@ -9,7 +9,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from services.common.ratelimit import RateLimitExceeded, TokenBucket
+from toolfabric_server.common.ratelimit import RateLimitExceeded, TokenBucket
 
 
 @pytest.fixture

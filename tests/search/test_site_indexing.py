@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.index.crawl import Crawl
-from services.index.indexer import IndexingSettings, index_paths
-from services.index.selection import Selection
-from services.index.sqlite import SQLiteIndex
 from tests.conftest import clear_settings_cache
 from toolfabric.cli.main import main
+from toolfabric_server.index.crawl import Crawl
+from toolfabric_server.index.indexer import IndexingSettings, index_paths
+from toolfabric_server.index.selection import Selection
+from toolfabric_server.index.sqlite import SQLiteIndex
 
 LOREM = " ".join(f"Instrument {i} has a mirror of {i * 7} cm and detector model {i * 13}." for i in range(80))
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import redis
 
-from services.common.blobs import BlobStore
-from services.common.tools import ToolContext
-from services.search.errors import QueryRejected
-from services.search.spec import ImageSearchArgs, TextSearchArgs
 from tests.search.conftest import DEMO_BASE, MakeService
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.tools.search.errors import QueryRejected
+from toolfabric_server.tools.search.spec import ImageSearchArgs, TextSearchArgs
 
 EILEEN = DEMO_BASE + "eileen-collins.html"
 STS93 = DEMO_BASE + "sts-93.html"
@@ -141,10 +141,10 @@ async def test_a_query_with_no_matches_has_an_empty_result_list(make_service: Ma
 def test_celery_task_answers_text_and_image_search_through_the_worker_path(
     redis_server, redis_client: redis.Redis, tmp_path: Path, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.common.bridge import close_all
-    from services.index import open_index
-    from services.index.indexer import IndexingSettings, index_paths
     from tests.support.tasks import task_of
+    from toolfabric_server.common.bridge import close_all
+    from toolfabric_server.index import open_index
+    from toolfabric_server.index.indexer import IndexingSettings, index_paths
 
     monkeypatch.setenv("TOOLFABRIC_DATA_DIR", str(tmp_path))
     task: Any = task_of("search")  # the Celery task as a worker registers it at start; .run is its body

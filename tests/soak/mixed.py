@@ -26,9 +26,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.devstack.stack import EmbeddedStack
 from toolfabric import Client, ToolfabricError
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 FAULTS = ("worker-kill", "redis-restart", "gateway-sigterm", "triton-kill")
 MODEL = "toolfabric_scripted"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.processes import Child, free_port, port_open, wait_until
-from services.devstack.stack import EmbeddedStack
 from tests.faults.conftest import FAST
 from tests.model_repository import triton_with_test_models
 from tests.soak.mixed import FAULTS, Soak, schedule_for
+from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 MINUTES = float(os.environ.get("TOOLFABRIC_SOAK_MINUTES", "30"))
 # The whole soak plus time to start and stop its stack, over the suite's per-test limit.

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from services.store import ImageFiles, TrajectoryStore
-from services.store.schema import metadata
-from services.store.settings import StoreSettings
-from services.store.trajectories import make_engine
+from toolfabric_server.store import ImageFiles, TrajectoryStore
+from toolfabric_server.store.schema import metadata
+from toolfabric_server.store.settings import StoreSettings
+from toolfabric_server.store.trajectories import make_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

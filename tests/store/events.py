@@ -7,9 +7,9 @@ import io
 from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
 
-from services.common.blobs import ref_for
-from services.store.trajectories import NewTrajectory, StoredImage
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.common.blobs import ref_for
+from toolfabric_server.store.trajectories import NewTrajectory, StoredImage
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import redis
 
-from engine.spec import RunSpec
-from gateway.archive import Archive
-from services.common.blobs import BlobStore
-from services.common.settings import CommonSettings
-from services.store import ImageFiles, TrajectoryNotInStore, TrajectoryStore
-from services.store.settings import StoreSettings
-from services.store.trajectories import make_engine
 from tests.store.events import new, png, run
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.gateway.archive import Archive
+from toolfabric_server.store import ImageFiles, TrajectoryNotInStore, TrajectoryStore
+from toolfabric_server.store.settings import StoreSettings
+from toolfabric_server.store.trajectories import make_engine
 
 
 def spec(trajectory_id: str, labels: dict[str, str] | None = None, eval_run: str = "") -> RunSpec:

@@ -12,9 +12,9 @@ import random
 import threading
 import time
 
-from services.store import TrajectoryFilter, TrajectoryStore
 from tests.store.events import new, png, run, stored
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.store import TrajectoryFilter, TrajectoryStore
 
 READERS = 60
 WRITTEN = 120

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import redis
 
-from gateway import erasure, recorder
-from gateway.stepping import state
-from services.common.blobs import BlobStore
-from services.common.settings import CommonSettings
-from services.devstack.redis_server import RedisServer
-from services.store import ImageFiles, TrajectoryStore
-from services.store.settings import StoreSettings
-from services.store.trajectories import make_engine
 from tests.store.events import new, png, run, stored
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.gateway import erasure, recorder
+from toolfabric_server.gateway.stepping import state
+from toolfabric_server.store import ImageFiles, TrajectoryStore
+from toolfabric_server.store.settings import StoreSettings
+from toolfabric_server.store.trajectories import make_engine
 
 
 def test_erase_leaves_nothing_behind_but_what_others_still_use(tmp_path: Path, redis_server: RedisServer) -> None:
@@ -57,9 +57,9 @@ async def test_erase_removes_the_cache_entries_its_calls_used_and_workers_forget
 
     import redis.asyncio as aredis
 
-    from services.common.blobs import follow_erasures
-    from services.common.cache import Cache, CacheEntry, cache_key, hot_key
-    from services.common.cache_store import SQLiteCacheStore
+    from toolfabric_server.common.blobs import follow_erasures
+    from toolfabric_server.common.cache import Cache, CacheEntry, cache_key, hot_key
+    from toolfabric_server.common.cache_store import SQLiteCacheStore
 
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
@@ -99,7 +99,7 @@ async def test_erase_removes_the_cache_entries_its_calls_used_and_workers_forget
 
 
 def test_a_vision_worker_forgets_the_decoded_pixels_of_an_erased_image() -> None:
-    from services.vision.store import _LRU
+    from toolfabric_server.tools.vision.store import _LRU
 
     cache = _LRU(10_000)
     cache.put(("bgr", "sha256:a"), "pixels", 100)

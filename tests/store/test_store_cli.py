@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.redis_server import RedisServer
-from services.store import ImageFiles, TrajectoryStore
-from services.store.settings import StoreSettings
-from services.store.trajectories import make_engine
 from tests.conftest import clear_settings_cache
 from tests.store.events import new, png, run, stored
 from toolfabric.cli.main import main
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.store import ImageFiles, TrajectoryStore
+from toolfabric_server.store.settings import StoreSettings
+from toolfabric_server.store.trajectories import make_engine
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.store import TrajectoryFilter, TrajectoryNotInStore, TrajectoryStore
-from services.store.errors import BadPageToken, ImageNotInStore
 from tests.store.events import new, png, run, stored
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.store import TrajectoryFilter, TrajectoryNotInStore, TrajectoryStore
+from toolfabric_server.store.errors import BadPageToken, ImageNotInStore
 
 
 def test_a_written_trajectory_reads_back_whole(store: TrajectoryStore) -> None:

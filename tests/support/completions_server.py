@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.devstack.processes import free_port
+from toolfabric_server.devstack.processes import free_port
 
 
 @dataclass

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aredis
 
-from gateway.celery_executor import CeleryToolExecutor
-from services.common import settings
-from services.common.celery_app import make_celery
+from toolfabric_server.common import settings
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
 
 
 @contextlib.asynccontextmanager

@@ -1,5 +1,5 @@
 """Plugins for tests: what this repository declares, and a written dist-info put on this process's path
-(services.devstack.plugin_dist writes it; child processes get it through PYTHONPATH)."""
+(toolfabric_server.devstack.plugin_dist writes it; child processes get it through PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.devstack.plugin_dist import env_with, write_dist
-from services.plugins import GROUP
+from toolfabric_server.devstack.plugin_dist import env_with, write_dist
+from toolfabric_server.tools.plugins import GROUP
 
 SERVER_PYPROJECT = Path(__file__).resolve().parents[2] / "server" / "pyproject.toml"
 __all__ = ["declared_plugins", "env_with", "on_path", "write_dist"]
@@ -25,7 +25,7 @@ def declared_plugins() -> dict[str, str]:
 @contextmanager
 def on_path(site: Path) -> Iterator[None]:
     """`site` on this process's sys.path, with the catalog re-read while it is there."""
-    from services import catalog
+    from toolfabric_server import catalog
 
     sys.path.insert(0, str(site))
     catalog.plugins.cache_clear()

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from services.devstack.processes import free_port, port_open, wait_until
+from toolfabric_server.devstack.processes import free_port, port_open, wait_until
 
 
 def _bin(name: str) -> str | None:

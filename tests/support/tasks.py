@@ -1,17 +1,17 @@
-"""A service's Celery task as its worker registers it (services.common.worker.service_task), for in-process calls."""
+"""A service's Celery task as its worker registers it (common.worker.service_task), for in-process calls."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.common.celery_app import make_celery
-from services.common.settings import CommonSettings, WorkerSettings
-from services.common.worker import service_task
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.settings import CommonSettings, WorkerSettings
+from toolfabric_server.common.worker import service_task
 
 
 def task_of(service: str) -> Any:
     """`toolfabric.<service>.call` on an app of its own, registered with the settings of the environment now (as a
     worker reads them at its start; `.run` is its body). Its async services close with
-    services.common.bridge.close_all()."""
+    toolfabric_server.common.bridge.close_all()."""
     common = CommonSettings()
     return service_task(make_celery(common, WorkerSettings()), service, common)

@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 
 TEST_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 # Shipped models a test may load on demand too (the judge `toolfabric up --judge local` serves).
-SHIPPED_REPOSITORY = Path(__file__).resolve().parents[2] / "services" / "model" / "repository"
+SHIPPED_REPOSITORY = Path(__file__).resolve().parents[2] / "server" / "toolfabric_server" / "model" / "repository"
 
 
 @contextlib.contextmanager

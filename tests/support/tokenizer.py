@@ -1,5 +1,5 @@
 """A checkpoint directory with only what the gateway reads of one (tokenizer.json, preprocessor_config.json), for
-tests in the fabric venv: the tokenizer is make-tiny's own (services/model/tiny/tokens.py, needs only
+tests in the fabric venv: the tokenizer is make-tiny's own (model/tiny/tokens.py, needs only
 `tokenizers`); the weights, which need torch, are left out."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from services.model.tiny import tokens
+from toolfabric_server.model.tiny import tokens
 
 
 def make_checkpoint(root: Path, *, patch_size: int = 16, merge_size: int = 2, min_pixels: int = 32 * 32,

@@ -15,12 +15,12 @@ from typing import Any
 import redis
 from opentelemetry import trace
 
-from services.common import settings
-from services.common.celery_app import make_celery
-from services.common.telemetry import observe
-from services.common.telemetry import setup as telemetry
-from services.common.telemetry.celery import trace_publishing
-from services.common.tools import ToolResult
+from toolfabric_server.common import settings
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.telemetry import observe
+from toolfabric_server.common.telemetry import setup as telemetry
+from toolfabric_server.common.telemetry.celery import trace_publishing
+from toolfabric_server.common.tools import ToolResult
 
 QUEUE = "telemetry-probe"
 TASK = "telemetry_probe.run"

@@ -11,8 +11,8 @@ import os
 import redis
 from opentelemetry import trace
 
-from services.common import settings
-from services.common.telemetry import setup as telemetry
+from toolfabric_server.common import settings
+from toolfabric_server.common.telemetry import setup as telemetry
 
 
 def main() -> None:

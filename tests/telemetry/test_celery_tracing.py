@@ -12,10 +12,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.telemetry.span_file import SpanRecord
-from services.devstack.processes import Child, free_port, port_open, wait_until
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.telemetry_env import child_env
+from toolfabric_server.common.telemetry.span_file import SpanRecord
+from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
 
 PROBE = Path(__file__).resolve().parent / "celery_probe.py"
 

@@ -7,8 +7,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.telemetry import metrics
-from services.devstack.processes import free_port
+from toolfabric_server.common.telemetry import metrics
+from toolfabric_server.devstack.processes import free_port
 
 
 def _value(name: str, **labels: str) -> float:

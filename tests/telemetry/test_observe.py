@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
-from services.common.telemetry import observe
-from services.common.telemetry.setup import FabricSampler
+from toolfabric_server.common.telemetry import observe
+from toolfabric_server.common.telemetry.setup import FabricSampler
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_cache_outcome_counts_each_tier_it_went_through(tracer_and_spans) -> Non
 
 
 def test_a_caught_sandbox_error_records_the_exception_and_counts_the_limit(tracer_and_spans) -> None:
-    from services.vision.errors import SandboxMemoryExceeded
+    from toolfabric_server.tools.vision.errors import SandboxMemoryExceeded
 
     tracer, exporter = tracer_and_spans
     kills = _value("toolfabric_sandbox_limit_kills_total", limit="memory")
@@ -142,7 +142,7 @@ def test_per_host_rate_limit_buckets_share_one_metric_series() -> None:
 
 
 def test_tool_executed_names_the_run_span_and_fails_it(tracer_and_spans) -> None:
-    from services.common.tools import ToolResult
+    from toolfabric_server.common.tools import ToolResult
 
     tracer, exporter = tracer_and_spans
     before = _value("toolfabric_tool_executions_total", tool="web_visit", outcome="unavailable")
@@ -155,7 +155,7 @@ def test_tool_executed_names_the_run_span_and_fails_it(tracer_and_spans) -> None
 
 
 def test_celery_broker_and_result_writes_are_dropped_but_the_task_body_calls_kept(tracer_and_spans) -> None:
-    from services.common.telemetry.celery import task_body_done
+    from toolfabric_server.common.telemetry.celery import task_body_done
 
     tracer, exporter = tracer_and_spans
     with tracer.start_as_current_span("execute_tool code"):

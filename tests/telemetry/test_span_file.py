@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from services.common.telemetry.span_file import JsonLinesSpanExporter
 from toolfabric.spans import read_records
+from toolfabric_server.common.telemetry.span_file import JsonLinesSpanExporter
 
 
 def _provider(path: Path, service: str = "file-test") -> TracerProvider:
@@ -63,7 +63,7 @@ import sys
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from services.common.telemetry.span_file import JsonLinesSpanExporter
+from toolfabric_server.common.telemetry.span_file import JsonLinesSpanExporter
 provider = TracerProvider(resource=Resource.create({"service.name": sys.argv[2]}))
 provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(sys.argv[1]), schedule_delay_millis=5))
 tracer = provider.get_tracer("w")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigurationError
-from services.common.telemetry.setup import exporter_names
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.telemetry_env import child_env, emit_spans
 from toolfabric.spans import read_records
+from toolfabric_server.common.errors import ConfigurationError
+from toolfabric_server.common.telemetry.setup import exporter_names
 
 
 def _tree_ok(spans: list, trace_id: str) -> None:

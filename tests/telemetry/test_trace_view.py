@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.common.telemetry.span_file import JsonLinesSpanExporter
 from toolfabric.cli import trace as trace_view
 from toolfabric.spans import SpanRecord, read_records
+from toolfabric_server.common.telemetry.span_file import JsonLinesSpanExporter
 
 
 def _tracer(path: Path, service: str) -> trace.Tracer:

@@ -13,19 +13,19 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from engine.loop import AgentLoop
-from engine.ports import ToolDispatchError, ToolInvocation
-from engine.spec import RunSpec
-from gateway.channels import ChannelTracker
-from gateway.settings import GatewaySettings
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore, ref_for
-from services.common.tools import NewImage, ToolResult
-from services.devstack.redis_server import RedisServer
-from services.model.dialects import dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel, Step, forever
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore, ref_for
+from toolfabric_server.common.tools import NewImage, ToolResult
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects import dialect_named
 
 ANSWER = "<think>done</think><answer>Eileen Collins</answer>"
 

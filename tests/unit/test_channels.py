@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from gateway.channels import ChannelTracker
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway.channels import ChannelTracker
 
 STEP = "<think>look closely at the face</think><tool_call>{}</tool_call><answer>Eileen Collins</answer>"
 

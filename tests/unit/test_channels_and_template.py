@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.channels import ChannelTracker
-from services.model.chat_template import ImagePart, Message, Qwen3VLTemplate
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.model.chat_template import ImagePart, Message, Qwen3VLTemplate
 
 
 def test_channels_follow_tags_split_across_chunks() -> None:

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.model.backend import ModelChunk
-from services.model.coalesce import coalesced, merge
-from services.model.errors import ModelUnavailable
+from toolfabric_server.model.backend import ModelChunk
+from toolfabric_server.model.coalesce import coalesced, merge
+from toolfabric_server.model.errors import ModelUnavailable
 
 
 def test_merge_joins_in_order_and_keeps_what_is_said_once() -> None:
@@ -105,3 +105,20 @@ async def test_a_deadline_landing_while_the_stream_closes_still_ends_the_step() 
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.1):  # lands while the stream is closing
             await step()
+
+
+async def test_a_text_window_makes_tokens_close_together_one_piece() -> None:
+    # 60 tokens 2 ms apart (~120 ms): with a 30 ms window, the first goes at once and the rest in a few pieces.
+    got = [c async for c in coalesced(engine(60, delay_s=0.002), window_s=0.03)]
+    assert got[0].output_token_ids == [0]
+    assert 2 <= len(got) <= 12
+    assert [i for c in got for i in c.output_token_ids] == list(range(60)) and got[-1].finish_reason == "length"
+
+
+async def test_the_window_ends_with_the_stream() -> None:
+    # A long window does not hold the step's end: the last piece goes when the engine finishes.
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    got = [c async for c in coalesced(engine(5, delay_s=0.002), window_s=5.0)]
+    assert loop.time() - start < 1.0
+    assert "".join(c.text for c in got) == "01234" and got[-1].finish_reason == "length"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import settings
-from services.common.blobs import BlobStore, ref_for
-from services.common.celery_app import make_celery
-from services.common.errors import BlobNotFound, ConfigurationError
-from services.common.tools import SERVICES, task_name
 from tests.conftest import clear_settings_cache
+from toolfabric_server.common import settings
+from toolfabric_server.common.blobs import BlobStore, ref_for
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.errors import BlobNotFound, ConfigurationError
+from toolfabric_server.common.tools import SERVICES, task_name
 
 
 def test_celery_app_routes_each_service_to_its_queue_with_late_acks_and_json() -> None:

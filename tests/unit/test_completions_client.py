@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from services.devstack.processes import free_port
-from services.model.backend import ModelChunk
-from services.model.completions_client import CompletionsModel
-from services.model.errors import ModelUnavailable
-from services.model.routing import ModelRouter
-from services.model.settings import CompletionsEndpoint
 from tests.support.completions_server import CompletionsServer, Reply
+from toolfabric_server.devstack.processes import free_port
+from toolfabric_server.model.backend import ModelChunk
+from toolfabric_server.model.completions_client import CompletionsModel
+from toolfabric_server.model.errors import ModelUnavailable
+from toolfabric_server.model.routing import ModelRouter
+from toolfabric_server.model.settings import CompletionsEndpoint
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.model.dialect import parse_step
+from toolfabric_server.model.dialect import parse_step
 
 
 def test_json_tool_calls_are_parsed_in_order() -> None:

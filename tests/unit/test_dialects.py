@@ -7,18 +7,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine import plans
-from gateway.channels import ChannelTracker
-from services.catalog import catalog
-from services.common.errors import ConfigurationError
-from services.model.baseline.policy import next_step, read_situation
-from services.model.chat_template import ImagePart, Message
-from services.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
-from services.model.dialects.instructions import read_mode
-from services.model.settings import ModelSettings
-from services.vision.spec import ZoomArgs
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.errors import ConfigurationError
+from toolfabric_server.engine import plans
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.model.baseline.policy import next_step, read_situation
+from toolfabric_server.model.chat_template import ImagePart, Message
+from toolfabric_server.model.dialects import DEFAULT_DIALECT, DIALECTS, Answer, Dialect, dialect_for, dialect_named
+from toolfabric_server.model.dialects.instructions import read_mode
+from toolfabric_server.model.settings import ModelSettings
+from toolfabric_server.tools.vision.spec import ZoomArgs
 
 DEEPEYES = dialect_named("deepeyes")
 QWEN3VL = dialect_named("qwen3vl")

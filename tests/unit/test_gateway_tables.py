@@ -10,17 +10,18 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from gateway import recorder
-from gateway.celery_executor import _to_result
-from gateway.exceptions import InvalidRequest
-from gateway.settings import GatewaySettings
-from gateway.validation import RequestValidator
-from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings
-from services.common.tools import ToolResult
-from services.devstack.redis_server import RedisServer
-from services.model.settings import ModelSettings
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.common.tools import ToolResult
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.gateway import recorder
+from toolfabric_server.gateway.celery_executor import _to_result
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.gateway.validation import RequestValidator
+from toolfabric_server.model.settings import ModelSettings
 
 RESULTS = [
     ("success", {"status": "SUCCESS", "result": {"ok": True, "text": "3 results", "usage": {"provider_calls": 1}}},
@@ -52,7 +53,8 @@ async def _no_download(url: str, limit: int) -> bytes:
 async def validator(redis_server: RedisServer) -> AsyncIterator[RequestValidator]:
     client = aredis.Redis.from_url(redis_server.url)
     yield RequestValidator(GatewaySettings(max_question_chars=100, max_images_per_request=2),
-                           ModelSettings(max_tokens=1000), CommonSettings(), AsyncBlobStore(client, 60), _no_download)
+                           ModelSettings(max_tokens=1000), CommonSettings(), AsyncBlobStore(client, 60), _no_download,
+                           catalog())
     await client.aclose()
 
 

@@ -1,6 +1,6 @@
 """Importing any module does nothing: no socket, no thread, no file, no setting read.
 
-Every module of toolfabric, engine, gateway and services is imported in a fresh interpreter with an
+Every module of toolfabric (the SDK) and toolfabric_server is imported in a fresh interpreter with an
 empty environment (no Redis, no Triton, no MCP server anywhere), from an empty working directory.
 Settings are read when a server or worker starts, the Celery app is built then, metrics are created on
 first use, MCP servers are listed when the mcp worker registers its task.
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = r"""
 import importlib, json, os, pkgutil, socket, sys, threading
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = sys.argv[1:]
 # Third-party modules that probe the host when imported (urllib3 opens an IPv6 socket to learn HAS_IPV6):
 # theirs, not ours, so imported before the recording starts.
 import urllib3
@@ -34,7 +34,7 @@ fds_before = set(os.listdir("/proc/self/fd"))
 # Only the Triton python backend's own modules need Triton's runtime to import at all.
 OUTSIDE_TRITON = "triton_python_backend_utils"
 imported, failed = [], []
-for top in ("toolfabric", "engine", "gateway", "services"):
+for top in ("toolfabric", "toolfabric_server"):
     package = importlib.import_module(top)
     for info in pkgutil.walk_packages(package.__path__, top + "."):
         if ".repository." in info.name:  # Triton model repository files, loaded by Triton only
@@ -62,8 +62,8 @@ print(json.dumps({"imported": imported, "failed": failed, "sockets": opened, "th
 def run_probe(tmp_path: Path, env: dict[str, str]) -> dict:  # type: ignore[type-arg]
     work = tmp_path / "cwd"
     work.mkdir()
-    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), str(ROOT / "server")], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["written"] = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p != work)
@@ -74,8 +74,9 @@ def test_importing_every_module_with_an_empty_environment_has_no_side_effect(tmp
     result = run_probe(tmp_path, {"PYTHONDONTWRITEBYTECODE": "1"})
     assert result["failed"] == []
     assert len(result["imported"]) > 250  # the walk saw the whole tree
-    assert {"services.common.celery_app", "services.common.telemetry.metrics", "services.mcp.tasks",
-            "services.fetch.tasks", "services.ocr.handlers", "gateway.server"} <= set(result["imported"])
+    assert {"toolfabric_server.common.celery_app", "toolfabric_server.common.telemetry.metrics",
+            "toolfabric_server.tools.mcp.tasks", "toolfabric_server.tools.fetch.tasks",
+            "toolfabric_server.tools.ocr.handlers", "toolfabric_server.gateway.server"} <= set(result["imported"])
     assert result["sockets"] == []
     assert result["threads"] == []
     assert result["written"] == []  # nothing in the working directory (./.toolfabric is the default data dir)

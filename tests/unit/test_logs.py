@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common import logs
+from toolfabric_server.common import logs
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.devstack.stack import EmbeddedStack
-from services.devstack.triton_server import REPOSITORY
 from tests.model_repository import TEST_MODELS, TEST_REPOSITORY
+from toolfabric_server.devstack.stack import EmbeddedStack
+from toolfabric_server.devstack.triton_server import REPOSITORY
 
 
 def test_the_default_stack_loads_no_test_model(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ import pkgutil
 from pathlib import Path
 from typing import get_args
 
-import services
-from services.catalog import catalog, service_names
-from services.common.errors import ToolError
-from services.common.tools import ALL_MODES, SERVICES, AgentMode, check_service_name
+import toolfabric_server
 from toolfabric.v1 import fabric_pb2 as pb
 from toolfabric.v1 import names
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.errors import ToolError
+from toolfabric_server.common.tools import ALL_MODES, SERVICES, AgentMode, check_service_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,8 +27,8 @@ def test_modes_and_statuses_are_the_proto_enums_in_lower_case() -> None:
 
 
 def test_every_tool_belongs_to_a_known_service_and_only_known_modes() -> None:
-    # Built-in services plus the installed plugins' (services.plugins), each a valid queue name.
-    known = set(service_names())
+    # Built-in services plus the installed plugins' (toolfabric_server.tools.plugins), each a valid queue name.
+    known = set(catalog().services())
     assert set(SERVICES) <= known
     for spec in catalog().specs:
         assert spec.service in known and check_service_name(spec.service) == spec.service, spec.name
@@ -46,7 +46,7 @@ def test_general_mode_offers_exactly_what_the_proto_says() -> None:
 
 
 def _tool_error_kinds() -> set[str]:
-    for module in pkgutil.walk_packages(services.__path__, "services."):
+    for module in pkgutil.walk_packages(toolfabric_server.__path__, "toolfabric_server."):
         if module.name.endswith(("errors", "summarize")):
             importlib.import_module(module.name)
     kinds, todo = set(), [ToolError]
@@ -65,7 +65,7 @@ def _literal_kinds() -> set[str]:
     def strings(node: ast.AST) -> set[str]:
         return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
-    for path in [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("engine/**/*.py"), *ROOT.glob("services/**/*.py")]:
+    for path in ROOT.glob("server/toolfabric_server/**/*.py"):
         if "repository" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
@@ -89,7 +89,7 @@ def _literal_kinds() -> set[str]:
 
 def test_every_error_kind_the_code_can_emit_is_listed_in_the_proto() -> None:
     emitted = _tool_error_kinds() | _literal_kinds()
-    # (model_output is engine.step.MODEL_OUTPUT, read from this table: nothing to scan.)
+    # (model_output is toolfabric_server.engine.step.MODEL_OUTPUT, read from this table: nothing to scan.)
     assert {"unknown_tool", "budget_exhausted", "model_unavailable", "worker_failure",
             "code_error", "blocked"} <= emitted  # the scan sees the code
     assert emitted - names.ERROR_KINDS == {""}  # "" is "no error"
@@ -116,8 +116,7 @@ def _spellings_outside_the_table() -> list[str]:
     """Places that spell a mode, or re-derive a name table, instead of reading toolfabric.v1.names."""
     modes = set(names.MODES)
     found: list[str] = []
-    files = [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("engine/**/*.py"), *ROOT.glob("services/**/*.py"),
-             *ROOT.glob("toolfabric/**/*.py")]
+    files = [*ROOT.glob("server/toolfabric_server/**/*.py"), *ROOT.glob("toolfabric/**/*.py")]
     for path in files:
         where = path.relative_to(ROOT)
         if "repository" in path.parts or path.name.endswith(("_pb2.py", "_pb2_grpc.py")) or where == Path(

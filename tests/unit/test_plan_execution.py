@@ -10,23 +10,23 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from engine.loop import AgentLoop
-from engine.plans import call_of, placeholders
-from engine.spec import RunSpec
-from gateway.channels import ChannelTracker
-from gateway.http.rounds import RoundWriter
-from gateway.settings import GatewaySettings
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore
-from services.common.tools import ToolResult
-from services.devstack.redis_server import RedisServer
-from services.export.conversation import rebuild
-from services.export.formats import rounds_record
-from services.model.dialects import dialect_named
-from services.model.settings import ModelSettings
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from tests.support.r1v4_reader import read_rounds
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.tools import ToolResult
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.plans import call_of, placeholders
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.export.conversation import rebuild
+from toolfabric_server.export.formats import rounds_record
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.http.rounds import RoundWriter
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects import dialect_named
+from toolfabric_server.model.settings import ModelSettings
 
 PLAN = [{"description": "Search the mission", "tool_name": "text_search", "parameters": {"query": "STS-93 commander"}},
         {"description": "Read the best page", "tool_name": "web_visit",
@@ -134,7 +134,7 @@ async def test_the_export_rebuilds_the_prompts_the_model_saw_while_running_the_p
     await run()
     trajectory = pb.Trajectory(trajectory_id="t1", question=run.spec.question, mode=pb.MODE_PLAN, model="m",
                                events=run.events, answer="Eileen Collins")
-    conv = rebuild(trajectory, ModelSettings())
+    conv = rebuild(trajectory, ModelSettings(), catalog())
     assert [s.by_fabric for s in conv.steps] == [False, True, False, False]
     turns = [i for i, m in enumerate(conv.messages) if m.role == "assistant"]
     assert [conv.dialect.template.render(conv.messages[:i]) for i in turns] == [r.prompt for r in run.model.requests]

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.prompting import system_message
-from services import catalog as catalog_module
-from services.common.tools import Catalog, ToolPlugin, ToolSpec, check_service_name
-from services.model.dialects import dialect_named
-from services.plugins import GROUP, load
 from tests.support.plugin_dist import declared_plugins, on_path, write_dist
 from tests.support.sample_plugins.echo import ShoutArgs
+from toolfabric_server import catalog as catalog_module
+from toolfabric_server.common.tools import Catalog, ToolPlugin, ToolSpec, check_service_name
+from toolfabric_server.engine.prompting import system_message
+from toolfabric_server.model.dialects import dialect_named
+from toolfabric_server.tools.plugins import GROUP, load
 
 DIALECT = dialect_named("qwen3vl")
 
@@ -71,10 +71,10 @@ def test_a_plugin_cannot_take_a_builtin_service_or_mislabel_its_tools() -> None:
 
 
 def test_the_ocr_entry_point_this_project_declares_loads_the_ocr_tool(tmp_path: Path) -> None:
-    assert declared_plugins() == {"ocr": "services.ocr.plugin:PLUGIN"}
+    assert declared_plugins() == {"ocr": "toolfabric_server.tools.ocr.plugin:PLUGIN"}
     with on_path(write_dist(tmp_path, "toolfabric_declared", declared_plugins())):
         assert catalog_module.plugins().problems == ()
         ocr = catalog_module.catalog().get("read_text")
         assert ocr is not None and ocr.name == "ocr" and ocr.service == "ocr"
-        assert "ocr" in catalog_module.service_names()
+        assert "ocr" in catalog_module.catalog().services()
         assert "image" in ocr.json_schema()["properties"]

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from gateway import admission as admission_module
-from gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
-from gateway.checkpoints import checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway import admission as admission_module
+from toolfabric_server.gateway.admission import CALL_TIMEOUT_KEY, Admission, AdmissionRefused, queued_s
+from toolfabric_server.gateway.checkpoints import checkpoint
 
 
 def _events(*specs: tuple[int, str, dict]) -> list[pb.RunEvent]:
@@ -139,9 +139,9 @@ def test_the_http_policy_marks_a_requests_arrival_before_authentication() -> Non
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from gateway.policy.authentication import make_authenticator
-    from gateway.policy.http import RequireKey
-    from gateway.settings import AuthSettings
+    from toolfabric_server.gateway.policy.authentication import make_authenticator
+    from toolfabric_server.gateway.policy.http import RequireKey
+    from toolfabric_server.gateway.settings import AuthSettings
 
     async def handler(request: object) -> JSONResponse:
         await asyncio.sleep(0.2)
@@ -156,9 +156,9 @@ def test_the_grpc_policy_marks_a_calls_arrival_from_its_declared_timeout() -> No
     # A step call that declares 30 s but arrives with 25 s left spent 5 s before its handler: slot() counts that.
     import grpc
 
-    from gateway.policy.authentication import make_authenticator
-    from gateway.policy.grpc import PolicyInterceptor
-    from gateway.settings import AuthSettings
+    from toolfabric_server.gateway.policy.authentication import make_authenticator
+    from toolfabric_server.gateway.policy.grpc import PolicyInterceptor
+    from toolfabric_server.gateway.settings import AuthSettings
 
     async def main() -> float:
         seen: list[float] = []

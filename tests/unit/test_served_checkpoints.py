@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigurationError
-from services.devstack import neural_models
-from services.model.settings import ModelSettings
+from toolfabric_server.common.errors import ConfigurationError
+from toolfabric_server.devstack import neural_models
+from toolfabric_server.model.settings import ModelSettings
 
 
 def checkpoint(tmp_path: Path, name: str, model_type: str) -> Path:

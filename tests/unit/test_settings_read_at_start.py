@@ -13,32 +13,27 @@ from pathlib import Path
 
 from tests.settings_modules import ROOT, settings_classes, settings_modules
 
-# (module file, function) where a process reads its settings. `*` = the whole module (a settings module's own
-# accessors). Each says which process starts there.
+# (module file, function) where a process reads its settings; `*` = the whole module. Each says which process
+# starts there. (The settings modules themselves, which define the classes and accessors, are not scanned.)
 ENTRY_POINTS: dict[str, set[str]] = {
     # the gateway process, and `toolfabric mcp` on stdio (a door of its own: it cannot use the gateway's set)
-    "gateway/process_settings.py": {"read"},
-    "gateway/mcp/stdio.py": {"main"},
+    "server/toolfabric_server/gateway/process_settings.py": {"read"},
+    "server/toolfabric_server/gateway/mcp/stdio.py": {"main"},
     # a tool worker process (`toolfabric worker SERVICE`): common and worker settings, then its service's own
-    "services/common/worker.py": {"run_worker"},
-    "services/fetch/tasks.py": {"register"},
-    "services/search/tasks.py": {"register"},
-    "services/vision/tasks.py": {"register"},
-    "services/mcp/tasks.py": {"register"},
-    "services/ocr/handlers.py": {"handlers"},
+    "server/toolfabric_server/common/worker.py": {"run_worker"},
+    "server/toolfabric_server/tools/fetch/tasks.py": {"register"},
+    "server/toolfabric_server/tools/search/tasks.py": {"register"},
+    "server/toolfabric_server/tools/vision/tasks.py": {"register"},
+    "server/toolfabric_server/tools/mcp/tasks.py": {"register"},
+    "server/toolfabric_server/tools/ocr/handlers.py": {"handlers"},
     # CLI commands (each reads at its own start)
-    "services/cli.py": {"*"},
-    "services/store/cli.py": {"*"},
-    "services/evals/cli.py": {"*"},
-    "services/export/cli.py": {"export"},
-    "services/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
+    "server/toolfabric_server/cli.py": {"*"},
+    "server/toolfabric_server/store/cli.py": {"*"},
+    "server/toolfabric_server/evals/cli.py": {"*"},
+    "server/toolfabric_server/export/cli.py": {"export"},
+    "server/toolfabric_server/index/indexer.py": {"read"},  # IndexingSettings.read, at `toolfabric index`'s start
     # the dev stack (`toolfabric up`, the tests' stacks): the model settings of the processes it starts
-    "services/devstack/stack.py": {"__init__"},
-}
-
-# Reads still below a process's start, each to be passed in like the rest (this list only shrinks).
-STILL_READ_BELOW_START: dict[str, set[str]] = {
-    "services/catalog.py": {"mcp_specs"},  # the gateway's catalog lists the MCP servers' tools on first use
+    "server/toolfabric_server/devstack/stack.py": {"__init__"},
 }
 
 
@@ -88,7 +83,7 @@ def _reads(path: Path, accessors: dict[str, set[str]], classes: set[str]) -> lis
 
 
 def server_files() -> list[Path]:
-    return sorted(p for top in ("engine", "gateway", "services") for p in (ROOT / top).rglob("*.py"))
+    return sorted((ROOT / "server" / "toolfabric_server").rglob("*.py"))
 
 
 def test_settings_are_read_only_where_a_process_starts() -> None:
@@ -99,8 +94,7 @@ def test_settings_are_read_only_where_a_process_starts() -> None:
     for path in server_files():
         if path.resolve() in settings_files:
             continue
-        name = path.relative_to(ROOT).as_posix()
-        allowed = ENTRY_POINTS.get(name, set()) | STILL_READ_BELOW_START.get(name, set())
+        allowed = ENTRY_POINTS.get(path.relative_to(ROOT).as_posix(), set())
         for function, line, called in _reads(path, accessors, classes):
             if "*" not in allowed and function not in allowed:
                 misplaced.append(f"{path.relative_to(ROOT)}:{line} {called}() in {function}")
@@ -111,9 +105,9 @@ def test_settings_are_read_only_where_a_process_starts() -> None:
 def test_the_scan_sees_each_kind_of_read(tmp_path: Path) -> None:
     """The scan itself: an accessor imported by name, one through its module, and a settings class built."""
     source = tmp_path / "probe.py"
-    source.write_text("from services.common import settings\n"
-                      "from services.model.settings import model\n"
-                      "from services.vision.settings import VisionSettings\n"
+    source.write_text("from toolfabric_server.common import settings\n"
+                      "from toolfabric_server.model.settings import model\n"
+                      "from toolfabric_server.tools.vision.settings import VisionSettings\n"
                       "def a():\n    return settings.common()\n"
                       "def b():\n    return model().triton_url\n"
                       "def c():\n    return VisionSettings()\n"
@@ -125,15 +119,8 @@ def test_the_scan_sees_each_kind_of_read(tmp_path: Path) -> None:
 
 def test_every_listed_entry_point_exists() -> None:
     """A renamed entry point must be renamed here too, not silently allow nothing."""
-    for file, functions in [*ENTRY_POINTS.items(), *STILL_READ_BELOW_START.items()]:
+    for file, functions in ENTRY_POINTS.items():
         tree = ast.parse((ROOT / file).read_text())
         defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         assert functions - {"*"} <= defined, f"{file} has no {sorted(functions - {'*'} - defined)}"
 
-
-def test_the_reads_still_below_start_are_still_there() -> None:
-    """One passed in is taken off STILL_READ_BELOW_START, so the list cannot hide a new read in its place."""
-    accessors, classes = _accessors(), {cls.__name__ for cls in settings_classes()}
-    for file, functions in STILL_READ_BELOW_START.items():
-        reading = {function for function, _, _ in _reads(ROOT / file, accessors, classes)}
-        assert functions <= reading, f"{file}: {sorted(functions - reading)} no longer read settings; unlist them"

@@ -12,23 +12,23 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from engine.loop import AgentLoop
-from engine.spec import RunSpec
-from engine.step import MODEL_OUTPUT, plan_outside_plan_mode
-from gateway import recorder
-from gateway.channels import ChannelTracker
-from gateway.settings import GatewaySettings
-from gateway.stepping import StepItem, StepService
-from gateway.stepping.settings import StepSettings
-from gateway.validation import RequestValidator
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings
-from services.model.dialects.registry import DIALECTS, dialect_named
-from services.model.settings import ModelSettings
 from tests.conftest import RedisServer
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.spec import RunSpec
+from toolfabric_server.engine.step import MODEL_OUTPUT, plan_outside_plan_mode
+from toolfabric_server.gateway import recorder
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.gateway.stepping import StepItem, StepService
+from toolfabric_server.gateway.stepping.settings import StepSettings
+from toolfabric_server.gateway.validation import RequestValidator
+from toolfabric_server.model.dialects.registry import DIALECTS, dialect_named
+from toolfabric_server.model.settings import ModelSettings
 
 BROKEN = '<think>x</think><tool_call>{"name": "text_search", "arguments": </tool_call>'
 SEARCH = '<think>x</think><tool_call>{"name": "text_search", "arguments": {"queries": ["who"]}}</tool_call>'
@@ -54,7 +54,7 @@ async def step_once(client: aredis.Redis, dialect: str, action: str, tid: str) -
     blobs = AsyncBlobStore(client, 600)
     gw = GatewaySettings()
     service = StepService(engine(ScriptedModel([]), blobs),
-                          RequestValidator(gw, ModelSettings(), CommonSettings(), blobs, _no_download),
+                          RequestValidator(gw, ModelSettings(), CommonSettings(), blobs, _no_download, catalog()),
                           client, blobs, StepSettings(), gw, dialect)
     [outcome] = await service.step([StepItem(trajectory_id=tid, action=action, model=dialect)])
     record = await recorder.load(client, tid)

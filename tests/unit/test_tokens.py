@@ -16,29 +16,29 @@ import pytest
 import redis.asyncio as aredis
 from PIL import Image
 
-from engine.loop import AgentLoop
-from engine.ports import ToolInvocation
-from engine.resume import Checkpoint
-from engine.spec import InputImage, RunSpec
-from engine.tokens import StepTokens, TokenLedger
-from gateway.channels import ChannelTracker
-from gateway.checkpoints import checkpoint
-from gateway.settings import GatewaySettings
-from services.catalog import catalog
-from services.common.blobs import AsyncBlobStore
-from services.common.tools import NewImage, ToolResult
-from services.devstack.redis_server import RedisServer
-from services.export.conversation import rebuild
-from services.export.tokens import rl_token_records, segments
-from services.model.dialects import dialect_named
-from services.model.errors import TokenizerUnavailable
-from services.model.settings import ModelSettings
-from services.model.tokenizer import ImageGrid, ModelTokenizer, load_tokenizers
-from services.model.triton_client import sampled_tokens
 from tests.fakes.agents import RecordingTools
 from tests.fakes.token_engine import TokenEngine
 from tests.support.tokenizer import make_checkpoint
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.tools import NewImage, ToolResult
+from toolfabric_server.devstack.redis_server import RedisServer
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.ports import ToolInvocation
+from toolfabric_server.engine.resume import Checkpoint
+from toolfabric_server.engine.spec import InputImage, RunSpec
+from toolfabric_server.engine.tokens import StepTokens, TokenLedger
+from toolfabric_server.export.conversation import rebuild
+from toolfabric_server.export.tokens import rl_token_records, segments
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.checkpoints import checkpoint
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects import dialect_named
+from toolfabric_server.model.errors import TokenizerUnavailable
+from toolfabric_server.model.settings import ModelSettings
+from toolfabric_server.model.tokenizer import ImageGrid, ModelTokenizer, load_tokenizers
+from toolfabric_server.model.triton_client import sampled_tokens
 
 ZOOM = '<think>look closer</think><tool_call>{"name": "zoom_in", "arguments": {"image": "<image 1>", ' \
        '"bbox": [0, 0, 500, 500]}}</tool_call>'
@@ -171,7 +171,7 @@ async def test_the_rl_export_is_the_exact_token_sequence_with_a_mask_on_the_mode
         blobs: AsyncBlobStore, tokenizer: ModelTokenizer) -> None:
     engine = TokenEngine(tokenizer, [ZOOM, ANSWER])
     events = await run_loop(blobs, engine, tokenizer)
-    conv = rebuild(trajectory(events), ModelSettings())
+    conv = rebuild(trajectory(events), ModelSettings(), catalog())
     [sample] = rl_token_records(conv, {"<image 1>": "images/a.png", "<sub-image 1>": "images/b.png"})
     last_prompt, last_completion = full_prompts(events)[-1]
     assert sample["input_ids"] == last_prompt + last_completion

@@ -20,10 +20,10 @@ import redis.asyncio as aredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import recorder
-from gateway.checkpoints import checkpoint
-from gateway.delivery import Delivery
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway import recorder
+from toolfabric_server.gateway.checkpoints import checkpoint
+from toolfabric_server.gateway.delivery import Delivery
 
 Step = list[tuple[str, int, str]]  # ("text", channel, chunk) | ("call", 0, name)
 

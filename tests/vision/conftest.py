@@ -13,17 +13,17 @@ import pytest
 import redis
 from PIL import Image
 
-from services.common import images
-from services.common.blobs import BlobStore
-from services.common.celery_app import make_celery
-from services.common.settings import CommonSettings, WorkerSettings
-from services.common.tools import ToolContext, ToolResult
-from services.common.worker import register_service
-from services.vision.sandbox.client import Sandbox
-from services.vision.settings import VisionSettings
-from services.vision.spec import TOOLS
-from services.vision.store import ImageStore, Vision
-from services.vision.tasks import bound
+from toolfabric_server.common import images
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.settings import CommonSettings, WorkerSettings
+from toolfabric_server.common.tools import ToolContext, ToolResult
+from toolfabric_server.common.worker import register_service
+from toolfabric_server.tools.vision.sandbox.client import Sandbox
+from toolfabric_server.tools.vision.settings import VisionSettings
+from toolfabric_server.tools.vision.spec import TOOLS
+from toolfabric_server.tools.vision.store import ImageStore, Vision
+from toolfabric_server.tools.vision.tasks import bound
 
 MAX_PIXELS = 40_000_000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.vision.boxes import PixelBox, fit_box, to_pixels
-from services.vision.errors import BadBox
+from toolfabric_server.tools.vision.boxes import PixelBox, fit_box, to_pixels
+from toolfabric_server.tools.vision.errors import BadBox
 
 W, H = 4000, 3000
 

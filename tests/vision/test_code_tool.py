@@ -6,15 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common import images
-from services.common.errors import ToolError
-from services.common.tools import ToolContext, ToolResult
-from services.vision import errors
-from services.vision.code_tool import run_code
-from services.vision.sandbox.client import Sandbox
-from services.vision.settings import VisionSettings
-from services.vision.store import ImageStore
 from tests.vision.conftest import MakeContext, jpeg, png, scene
+from toolfabric_server.common import images
+from toolfabric_server.common.errors import ToolError
+from toolfabric_server.common.tools import ToolContext, ToolResult
+from toolfabric_server.tools.vision import errors
+from toolfabric_server.tools.vision.code_tool import run_code
+from toolfabric_server.tools.vision.sandbox.client import Sandbox
+from toolfabric_server.tools.vision.settings import VisionSettings
+from toolfabric_server.tools.vision.store import ImageStore
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.model.baseline.policy import ENHANCE_CODE, INSPECT_CODE
-from services.vision import code_tool
-from services.vision.tasks import HANDLERS
 from tests.vision.conftest import MakeContext, Worker, png
+from toolfabric_server.model.baseline.policy import ENHANCE_CODE, INSPECT_CODE
+from toolfabric_server.tools.vision import code_tool
+from toolfabric_server.tools.vision.tasks import HANDLERS
 
 SHAPES = {"20000x3": (3, 20000), "3x20000": (20000, 3), "1x1": (1, 1)}
 ARGS: dict[str, dict[str, Any]] = {

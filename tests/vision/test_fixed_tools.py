@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common import images
-from services.common.tools import ToolResult
-from services.vision.spec import TOOLS
-from services.vision.store import ImageStore
-from services.vision.tasks import HANDLERS
 from tests.vision.conftest import MakeContext, Worker, jpeg, png, scene
+from toolfabric_server.common import images
+from toolfabric_server.common.tools import ToolResult
+from toolfabric_server.tools.vision.spec import TOOLS
+from toolfabric_server.tools.vision.store import ImageStore
+from toolfabric_server.tools.vision.tasks import HANDLERS
 
 
 def decoded(store: ImageStore, result: ToolResult, index: int = 0) -> np.ndarray:
@@ -135,7 +135,7 @@ def test_spec_module_stays_light_for_the_gateway() -> None:
     import subprocess
     import sys
 
-    probe = "import sys, services.vision.spec; print(sorted({'cv2', 'numpy'} & set(sys.modules)))"
+    probe = "import sys, toolfabric_server.tools.vision.spec; print(sorted({'cv2', 'numpy'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 

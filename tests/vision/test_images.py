@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from services.common import images
-from services.common.errors import InvalidImage
 from tests.vision.conftest import MAX_PIXELS, jpeg, png, scene
+from toolfabric_server.common import images
+from toolfabric_server.common.errors import InvalidImage
 
 
 def _pil_bytes(img: Image.Image, fmt: str, **kw: object) -> bytes:

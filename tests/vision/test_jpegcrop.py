@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from services.common import images, jpegcrop
-from services.common.errors import InvalidImage
 from tests.vision.conftest import MAX_PIXELS
+from toolfabric_server.common import images, jpegcrop
+from toolfabric_server.common.errors import InvalidImage
 
 pytestmark = pytest.mark.skipif(not jpegcrop.available(), reason="libturbojpeg is not installed")
 

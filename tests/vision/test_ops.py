@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common.errors import ToolInputError
-from services.vision import ops
-from services.vision.boxes import PixelBox
-from services.vision.draw import Mark, draw
 from tests.vision.conftest import scene
+from toolfabric_server.common.errors import ToolInputError
+from toolfabric_server.tools.vision import ops
+from toolfabric_server.tools.vision.boxes import PixelBox
+from toolfabric_server.tools.vision.draw import Mark, draw
 
 MAX = 40_000_000
 

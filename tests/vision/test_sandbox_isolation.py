@@ -12,17 +12,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from services.common.tools import ToolContext, ToolResult
-from services.vision import errors
-from services.vision.code_tool import run_code
-from services.vision.sandbox import confine
-from services.vision.sandbox.client import Sandbox
-from services.vision.settings import VisionSettings
-from services.vision.store import ImageStore
+from toolfabric_server.common.tools import ToolContext, ToolResult
+from toolfabric_server.devstack.processes import source_roots
+from toolfabric_server.tools.vision import errors
+from toolfabric_server.tools.vision.code_tool import run_code
+from toolfabric_server.tools.vision.sandbox import confine
+from toolfabric_server.tools.vision.sandbox.client import Sandbox
+from toolfabric_server.tools.vision.settings import VisionSettings
+from toolfabric_server.tools.vision.store import ImageStore
 
 LAYERS = confine.available_layers()
 needs_landlock = pytest.mark.skipif(not any(x.startswith("landlock") for x in LAYERS), reason="no Landlock")
@@ -210,12 +210,12 @@ def test_a_dead_zygote_is_replaced_on_the_next_call(store: ImageStore, sandbox_s
 
 NON_ROOT_SCRIPT = """
 import json, os, redis
-from services.common.blobs import BlobStore
-from services.vision.settings import VisionSettings
-from services.common.tools import ToolContext
-from services.vision.code_tool import check_layers, run_code
-from services.vision.sandbox.client import Sandbox
-from services.vision.store import ImageStore
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.tools.vision.settings import VisionSettings
+from toolfabric_server.common.tools import ToolContext
+from toolfabric_server.tools.vision.code_tool import check_layers, run_code
+from toolfabric_server.tools.vision.sandbox.client import Sandbox
+from toolfabric_server.tools.vision.store import ImageStore
 
 cfg = VisionSettings(sandbox_wall_s=30, sandbox_cpu_s=2, sandbox_memory_mb=256, sandbox_max_processes=8)
 store = ImageStore(BlobStore(redis.Redis(), 60), 10**7, 10**7, 10**7)  # no images: never connects
@@ -237,7 +237,7 @@ print(json.dumps(out))
 def test_sandbox_holds_when_the_worker_is_not_root() -> None:
     """In Kubernetes the worker runs as non-root: no uid switch, Landlock and seccomp still hold."""
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", NON_ROOT_SCRIPT]
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": os.pathsep.join(source_roots())}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd="/")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])

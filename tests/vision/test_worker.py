@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from services.common import images, settings
-from services.common.blobs import BlobStore
-from services.common.celery_app import make_celery
-from services.common.tools import ToolResult, task_name
-from services.devstack.processes import Child
-from services.devstack.redis_server import RedisServer
 from tests.vision.conftest import jpeg, scene
+from toolfabric_server.common import images, settings
+from toolfabric_server.common.blobs import BlobStore
+from toolfabric_server.common.celery_app import make_celery
+from toolfabric_server.common.tools import ToolResult, task_name
+from toolfabric_server.devstack.processes import Child
+from toolfabric_server.devstack.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Child]:
     env = {**os.environ, "TOOLFABRIC_REDIS_URL": redis_server.url, "TOOLFABRIC_WORKER_CONCURRENCY": "1"}
     child = Child("vision-worker", [sys.executable, "-c",
-                                    "from services.common.worker import run_worker; run_worker('vision')"],
+                                    "from toolfabric_server.common.worker import run_worker; run_worker('vision')"],
                   tmp_path_factory.mktemp("vision-worker"), env=env, cwd=Path(__file__).resolve().parents[2])
     try:
         yield child

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.vision.sandbox import protocol
-from services.vision.sandbox.workspace import Workspace, prune_stale
+from toolfabric_server.tools.vision.sandbox import protocol
+from toolfabric_server.tools.vision.sandbox.workspace import Workspace, prune_stale
 
 
 def dead_pid() -> int:

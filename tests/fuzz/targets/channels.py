@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-from gateway.channels import ChannelTracker
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.gateway.channels import ChannelTracker
 
-INSTRUMENT = ("gateway.channels",)
+INSTRUMENT = ("toolfabric_server.gateway.channels",)
 _TAG = re.compile(r"</?(think|answer)>")
 _CHANNELS = {"think": pb.CHANNEL_THINK, "answer": pb.CHANNEL_ANSWER}
 

@@ -11,13 +11,15 @@ configured model and a question.
 
 from __future__ import annotations
 
-from gateway.exceptions import InvalidRequest
-from gateway.http.chat import parse_chat, read_json
-from gateway.http.errors import ApiError
-from gateway.http.settings import HttpSettings
 from tests.fuzz.targets.run_request import LOOP, MAX_MESSAGE_CHARS, VALIDATOR
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.http.chat import parse_chat, read_json
+from toolfabric_server.gateway.http.errors import ApiError
+from toolfabric_server.gateway.http.settings import HttpSettings
 
-INSTRUMENT = ("gateway.http.chat", "gateway.validation", "services.web.guard", "services.common.images")
+INSTRUMENT = ("toolfabric_server.gateway.http.chat", "toolfabric_server.gateway.validation",
+              "toolfabric_server.web.guard",
+              "toolfabric_server.common.images")
 ROUTES = HttpSettings().models
 
 

@@ -13,12 +13,12 @@ import json
 
 from pydantic import ValidationError
 
-from services.catalog import catalog
-from services.common.tools import describe_validation_error
-from services.model.dialect import PLAN_TOOLS
 from tests.fuzz.adapters import parse_model_output
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.tools import describe_validation_error
+from toolfabric_server.model.dialect import PLAN_TOOLS
 
-INSTRUMENT = ("services.model", "tests.fuzz.adapters")
+INSTRUMENT = ("toolfabric_server.model", "tests.fuzz.adapters")
 CATALOG = catalog()
 
 

@@ -4,7 +4,7 @@ The first byte picks the door (mod 3): 0, an HTTP request through the policy's m
 in front of the step API, MCP and chat doors) with the rest as its `Authorization` header and path;
 1, the gRPC door's interceptor (policy/grpc.py) with the header as `authorization` metadata and the path
 as the method (any service but health and reflection: a service added later is guarded too); 2, the blob
-port's signed-URL check (services/common/blob_urls.grant) with the rest as path and query string.
+port's signed-URL check (common/blob_urls.grant) with the rest as path and query string.
 Keys are verified against a real key store (SQLite) holding one real key.
 Promises checked: without that key, every request is refused — HTTP 401 with a JSON body and
 `WWW-Authenticate: Bearer`, gRPC UNAUTHENTICATED — the door's app is never reached, and nothing but
@@ -22,14 +22,15 @@ from typing import Any
 
 import grpc
 
-from gateway.policy.authentication import Authenticator
-from gateway.policy.grpc import OPEN_SERVICES, PolicyInterceptor
-from gateway.policy.http import RequireKey
-from gateway.settings import AuthSettings
-from services.common.api_keys import ApiKeyStore
-from services.common.blob_urls import BadSignature, grant
+from toolfabric_server.common.api_keys import ApiKeyStore
+from toolfabric_server.common.blob_urls import BadSignature, grant
+from toolfabric_server.gateway.policy.authentication import Authenticator
+from toolfabric_server.gateway.policy.grpc import OPEN_SERVICES, PolicyInterceptor
+from toolfabric_server.gateway.policy.http import RequireKey
+from toolfabric_server.gateway.settings import AuthSettings
 
-INSTRUMENT = ("gateway.policy", "services.common.api_keys", "services.common.blob_urls")
+INSTRUMENT = ("toolfabric_server.gateway.policy", "toolfabric_server.common.api_keys",
+              "toolfabric_server.common.blob_urls")
 BLOB_SECRET = "fuzz-" + "s" * 40
 _WORK = Path(tempfile.mkdtemp(prefix="toolfabric-fuzz-doors-"))
 KEYS = ApiKeyStore(f"sqlite:///{_WORK / 'keys.sqlite3'}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from services.common import images
-from services.common.errors import InvalidImage
+from toolfabric_server.common import images
+from toolfabric_server.common.errors import InvalidImage
 
-INSTRUMENT = ("services.common.images", "services.common.jpegcrop", "PIL", "turbojpeg")
+INSTRUMENT = ("toolfabric_server.common.images", "toolfabric_server.common.jpegcrop", "PIL", "turbojpeg")
 # Small enough that a fuzzed header asking for a huge canvas is refused before decoding.
 MAX_PIXELS = 2_000_000
 Image.init()  # import every format plugin now, inside the instrumented import (Pillow loads them lazily)

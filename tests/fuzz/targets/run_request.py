@@ -17,18 +17,20 @@ import os
 import redis.asyncio as aredis
 from google.protobuf.message import DecodeError
 
-from gateway.exceptions import InvalidRequest
-from gateway.settings import GatewaySettings
-from gateway.validation import RequestValidator
-from services.common.blobs import AsyncBlobStore
-from services.common.settings import CommonSettings
-from services.model.settings import ModelSettings
-from services.web.errors import ConnectFailed, HostNotFound
-from services.web.guard import Guard
-from services.web.settings import FetchSettings
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import catalog
+from toolfabric_server.common.blobs import AsyncBlobStore
+from toolfabric_server.common.settings import CommonSettings
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.gateway.validation import RequestValidator
+from toolfabric_server.model.settings import ModelSettings
+from toolfabric_server.web.errors import ConnectFailed, HostNotFound
+from toolfabric_server.web.guard import Guard
+from toolfabric_server.web.settings import FetchSettings
 
-INSTRUMENT = ("gateway.validation", "services.web.guard", "services.web.addresses", "services.common.images")
+INSTRUMENT = ("toolfabric_server.gateway.validation", "toolfabric_server.web.guard", "toolfabric_server.web.addresses",
+              "toolfabric_server.common.images")
 # A status message travels in gRPC trailing metadata (8 KiB by default, shared with other headers).
 MAX_MESSAGE_CHARS = 2048
 
@@ -53,7 +55,7 @@ async def guarded_download(url: str, max_bytes: int) -> bytes:
 LOOP = asyncio.new_event_loop()
 REDIS = aredis.Redis.from_url(os.environ.get("TOOLFABRIC_REDIS_URL", "redis://127.0.0.1:6379/0"))
 BLOBS = AsyncBlobStore(REDIS, 60)
-VALIDATOR = RequestValidator(GATEWAY, MODEL, COMMON, BLOBS, guarded_download)
+VALIDATOR = RequestValidator(GATEWAY, MODEL, COMMON, BLOBS, guarded_download, catalog())
 
 
 def fuzz_one(data: bytes) -> None:

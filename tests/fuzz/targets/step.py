@@ -15,18 +15,19 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-from engine.images import ImageRegistry
-from gateway.exceptions import InvalidRequest
-from gateway.fabric.step import items as grpc_items
-from gateway.settings import GatewaySettings
-from gateway.step.http import parse_body
-from gateway.stepping.service import StepItem, StepService
-from gateway.stepping.settings import StepSettings
 from tests.fuzz.targets.run_request import BLOBS, LOOP, MAX_MESSAGE_CHARS, REDIS, VALIDATOR
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.engine.images import ImageRegistry
+from toolfabric_server.gateway.exceptions import InvalidRequest
+from toolfabric_server.gateway.fabric.step import items as grpc_items
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.gateway.step.http import parse_body
+from toolfabric_server.gateway.stepping.service import StepItem, StepService
+from toolfabric_server.gateway.stepping.settings import StepSettings
 
-INSTRUMENT = ("gateway.step.http", "gateway.fabric.step", "gateway.stepping.service", "gateway.validation",
-              "services.common.images")
+INSTRUMENT = ("toolfabric_server.gateway.step.http", "toolfabric_server.gateway.fabric.step",
+              "toolfabric_server.gateway.stepping.service", "toolfabric_server.gateway.validation",
+              "toolfabric_server.common.images")
 STEP = StepSettings(max_batch=64, max_images=4)
 # No agent loop: the checks this target runs never reach the tools.
 SERVICE = StepService(None, VALIDATOR, REDIS, BLOBS, STEP, GatewaySettings(), "r1v4")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import readability  # noqa: F401  (extract imports it lazily; importing it here gets it instrumented)
 
-from services.web.decoding import (
+from toolfabric_server.web.decoding import (
     HTML_TYPES,
     PDF_TYPES,
     TEXT_TYPES,
@@ -21,11 +21,12 @@ from services.web.decoding import (
     media_type,
     sniff,
 )
-from services.web.errors import BodyTooLarge, UndecodableContent, UnsupportedContentType
-from services.web.extract import extract
-from services.web.passages import CHARS_PER_TOKEN, select
+from toolfabric_server.web.errors import BodyTooLarge, UndecodableContent, UnsupportedContentType
+from toolfabric_server.web.extract import extract
+from toolfabric_server.web.passages import CHARS_PER_TOKEN, select
 
-INSTRUMENT = ("services.web", "charset_normalizer", "trafilatura", "readability", "justext", "courlan", "htmldate")
+INSTRUMENT = ("toolfabric_server.web", "charset_normalizer", "trafilatura", "readability", "justext", "courlan",
+              "htmldate")
 MAX_BODY = 256 * 1024
 BUDGET_TOKENS = 200
 QUERY = "who commanded the first space shuttle mission astronaut"

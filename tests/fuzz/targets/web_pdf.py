@@ -11,11 +11,11 @@ import logging
 
 import pypdf  # noqa: F401  (extract_pdf imports it lazily; importing it here gets it instrumented)
 
-from services.web.errors import UndecodableContent
-from services.web.extract import extract_pdf
-from services.web.passages import CHARS_PER_TOKEN, select
+from toolfabric_server.web.errors import UndecodableContent
+from toolfabric_server.web.extract import extract_pdf
+from toolfabric_server.web.passages import CHARS_PER_TOKEN, select
 
-INSTRUMENT = ("services.web.extract", "pypdf")
+INSTRUMENT = ("toolfabric_server.web.extract", "pypdf")
 BUDGET_TOKENS = 200
 logging.getLogger("pypdf").setLevel(logging.CRITICAL)  # it logs every repair it attempts
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.tools import ToolPlugin, ToolSpec
 from tests.support.sample_plugins.echo import ShoutArgs
+from toolfabric_server.common.tools import ToolPlugin, ToolSpec
 
 # `crop` is a built-in vision tool.
 BUILTIN_TOOL = ToolPlugin("clash", (ToolSpec("crop", "clash", "A second crop.", ShoutArgs),), "x:HANDLERS")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.tools import ToolPlugin, ToolSpec
 from tests.support.sample_plugins.echo import ShoutArgs
+from toolfabric_server.common.tools import ToolPlugin, ToolSpec
 
 TOOLS = (ToolSpec("whisper", "fragile", "Repeat the text quietly.", ShoutArgs, modes=frozenset({"general"})),)
 PLUGIN = ToolPlugin("fragile", TOOLS, "tests.support.sample_plugins.broken:HANDLERS")

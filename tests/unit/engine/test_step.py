@@ -10,18 +10,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engine.events import EventSink
-from engine.loop import AgentLoop
-from engine.step import MODEL_OUTPUT, plan_outside_plan_mode
-from engine.trajectory import Scope, Trajectory
-from gateway.channels import ChannelTracker
-from gateway.settings import GatewaySettings
-from services.catalog import builtin_specs
-from services.common.tools import Catalog
-from services.model.dialects.registry import DIALECTS, dialect_named
 from tests.fakes.agents import RecordingTools, ScriptedModel
 from tests.fakes.agents import Step as ScriptedStep
 from toolfabric.v1 import fabric_pb2 as pb
+from toolfabric_server.catalog import builtin_specs
+from toolfabric_server.common.tools import Catalog
+from toolfabric_server.engine.events import EventSink
+from toolfabric_server.engine.loop import AgentLoop
+from toolfabric_server.engine.step import MODEL_OUTPUT, plan_outside_plan_mode
+from toolfabric_server.engine.trajectory import Scope, Trajectory
+from toolfabric_server.gateway.channels import ChannelTracker
+from toolfabric_server.gateway.settings import GatewaySettings
+from toolfabric_server.model.dialects.registry import DIALECTS, dialect_named
 
 BROKEN = '<think>x</think><tool_call>{"name": "text_search", "arguments": </tool_call>'
 SEARCH = '<think>x</think><tool_call>{"name": "text_search", "arguments": {"queries": ["who"]}}</tool_call>'

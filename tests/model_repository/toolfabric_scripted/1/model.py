@@ -1,7 +1,7 @@
 """Triton python-backend entry point: the scripted policy replaying the steps given in the question."""
 
-from services.model.python_backend import StreamingPolicyModel
 from tests.model_repository.scripted import next_step
+from toolfabric_server.model.python_backend import StreamingPolicyModel
 
 
 class TritonPythonModel(StreamingPolicyModel):

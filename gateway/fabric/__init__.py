@@ -1,5 +1,0 @@
-"""The gRPC door: the Fabric service's RPCs over the shared Run and Step services."""
-
-from gateway.fabric.servicer import FabricServicer
-
-__all__ = ["FabricServicer"]

@@ -1,0 +1,253 @@
+"""Tool calls as Celery tasks, awaited without blocking the event loop.
+
+Celery's Redis result backend stores each result under `celery-task-meta-<id>`; every task this executor
+sends names the executor's own reply list (common/reply_lists.py), onto which the worker pushes the
+finished result in the same pipeline. One reader pops that list (a blocking pop, then every result already
+there in one round trip) and resolves each call's future — no subscription per call, no thread per call and
+no polling on the hot path. A GET of the stored result covers a push the reader missed (Redis restarted).
+
+Faults are found within seconds, not at the call's timeout: a service with no live worker (see
+`toolfabric_server.common.consumers`) gets an `unavailable` result after `no_consumer_wait_s`; a task whose worker
+died (its STARTED record names a worker that stopped beating) is sent again under a new id, up to
+`tool_retries` times, and the result says how many attempts it took (the old message leaves the broker's
+`unacked` set at once, common/unacked.py). Every task expires with its call's
+timeout, so a worker never runs a call nobody waits for (Celery discards an expired task on receipt),
+and a call abandoned for any reason is revoked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any, cast
+
+import redis.asyncio as aredis
+from celery import Celery
+
+from toolfabric_server.common import revocations, unacked
+from toolfabric_server.common.consumers import LiveConsumers
+from toolfabric_server.common.reply_lists import REPLY_HEADER
+from toolfabric_server.common.tools import ToolResult, task_name
+from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
+
+log = logging.getLogger(__name__)
+_META = "celery-task-meta-"
+_READY = {"SUCCESS", "FAILURE", "REVOKED"}
+# Results already waiting are taken this many per round trip.
+_POP_BATCH = 256
+
+
+class _WorkerLost(Exception):
+    """The worker running a task stopped beating: the task will not finish."""
+
+
+class CeleryToolExecutor:
+    def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
+                 no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0,
+                 unstarted_timeout_s: float = 15.0) -> None:
+        self._app = app
+        self._redis = redis_client
+        self._consumers = consumers
+        self._no_consumer_wait_s, self._retries = no_consumer_wait_s, retries
+        self._retry_consumer_wait_s = retry_consumer_wait_s
+        self._unstarted_timeout_s = unstarted_timeout_s
+        # This executor's own list: a gateway that stops leaves it to expire (reply_lists pushes with a TTL).
+        self._replies = f"toolfabric:replies:{uuid.uuid4().hex}"
+        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read(), name="celery-results")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reader:
+            with contextlib.suppress(Exception):
+                await self._redis.rpush(self._replies, "{}")  # wakes the blocking pop at once
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._reader, 2.0)
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._replies)
+
+    async def _read(self) -> None:
+        # The flag too, not only the cancellation: redis-py can swallow a cancellation that lands in a blocking pop.
+        while not self._closing:
+            try:
+                # Everything already there in one round trip; block only when the list is empty.
+                values = cast("list[Any]", await self._redis.lpop(self._replies, _POP_BATCH) or [])
+                if not values:
+                    popped = await self._redis.blpop([self._replies], timeout=1)
+                    values = [popped[1]] if popped else []
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a dropped connection: redis-py reconnects on the next call
+                log.exception("reading the result list failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            for value in values:
+                try:
+                    meta = json.loads(value)
+                    if not isinstance(meta, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    log.warning("ignored a malformed result on %s: %.80r", self._replies, value)
+                    continue
+                future = self._waiters.get(meta.get("task_id", ""))
+                if future is not None and not future.done() and meta.get("status") in _READY:
+                    future.set_result(meta)
+
+    async def call(self, invocation: ToolInvocation) -> ToolResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + invocation.timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            # A resent call waits longer for a worker: the one that died is usually being replaced.
+            await self._await_consumer(invocation, self._no_consumer_wait_s if attempt == 1
+                                       else min(self._retry_consumer_wait_s, max(deadline - loop.time(), 0)))
+            try:
+                meta = await self._attempt(invocation, deadline)
+            except _WorkerLost as lost:
+                if attempt > self._retries or loop.time() >= deadline:
+                    result = ToolResult.failure("worker_failure", f"{invocation.tool}: {lost} (sent {attempt} times)")
+                    result.attempts = attempt
+                    return result
+                log.warning("%s: %s; sending it again (attempt %d)", invocation.tool, lost, attempt + 1)
+                continue
+            result = _to_result(invocation.tool, meta)
+            result.attempts += attempt - 1  # the worker counts a redelivery of the same task; we count resends
+            return result
+
+    async def _await_consumer(self, invocation: ToolInvocation, wait_s: float) -> None:
+        """Return once the service's queue has a live consumer; `unavailable` if none comes in time."""
+        if self._consumers is None:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_s
+        try:
+            while not await self._consumers.count(invocation.service):
+                if loop.time() >= give_up:
+                    raise ToolDispatchError(
+                        "unavailable", f"no live '{invocation.service}' worker: none has sent a heartbeat "
+                                       f"recently, so {invocation.tool} cannot run now")
+                await asyncio.sleep(0.25)
+        except aredis.RedisError as exc:
+            raise ToolDispatchError("unavailable", f"Redis is unreachable, {invocation.tool} was not queued: "
+                                                   f"{exc}") from exc
+
+    async def _attempt(self, invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
+        task_id = str(uuid.uuid4())
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters[task_id] = future
+        finished = False
+        try:
+            try:
+                # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the
+                # context, so Celery's instrumentation still carries the trace in the task headers). The task
+                # expires with the call: a worker that receives it later discards it.
+                remaining = max(deadline - asyncio.get_running_loop().time(), 1.0)
+                await asyncio.to_thread(
+                    self._app.send_task, task_name(invocation.service),
+                    args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
+                    task_id=task_id, queue=invocation.service,
+                    headers={**(invocation.headers or {}), REPLY_HEADER: self._replies},
+                    expires=remaining,
+                )
+            except Exception as exc:
+                raise ToolDispatchError("unavailable", f"could not queue {invocation.tool} on "
+                                                       f"'{invocation.service}': {exc}") from exc
+            try:
+                meta = await self._wait(task_id, future, invocation, deadline)
+            except _WorkerLost:
+                with contextlib.suppress(Exception):  # it will be sent again: its old message must not run later
+                    await unacked.forget(self._redis, task_id)
+                raise
+            finished = True
+            return meta
+        finally:
+            self._waiters.pop(task_id, None)
+            if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
+                await self.revoke(task_id, invocation.timeout_s)
+
+    async def _wait(self, task_id: str, future: asyncio.Future[dict[str, Any]],
+                    invocation: ToolInvocation, deadline: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        poll, unconsumed_since = 0.5, None
+        holders: tuple[float, set[str]] | None = None  # since when it is held unstarted, by which live workers
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ToolDispatchError("timeout", f"{invocation.tool} gave no result within "
+                                                   f"{invocation.timeout_s:g}s (TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S)",
+                                        may_have_run=True)
+            try:
+                # asyncio.timeout, not wait_for, so a cancellation arriving with the result is never lost.
+                async with asyncio.timeout(min(poll, remaining)):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                poll = min(poll * 2, 2.0)
+                try:
+                    stored = await self._redis.get(_META + task_id)
+                except aredis.RedisError:
+                    continue  # Redis away for a moment: keep waiting until the deadline
+                meta = json.loads(stored) if stored else {}
+                if meta.get("status") in _READY:
+                    return meta
+                await self._check_worker(invocation.service, meta)
+                if not meta and self._consumers is not None:
+                    # Taken from the queue (in `unacked`) but not started: if a worker that was alive when it was
+                    # taken has died since and it is still not started, that worker took it with it.
+                    held = False
+                    with contextlib.suppress(aredis.RedisError):
+                        held = await unacked.holds(self._redis, task_id)
+                    if not held:
+                        holders = None
+                    elif holders is None:
+                        holders = (loop.time(), await self._consumers.live(invocation.service))
+                    elif loop.time() - holders[0] >= self._unstarted_timeout_s and \
+                            holders[1] - await self._consumers.live(invocation.service):
+                        raise _WorkerLost(f"a worker took it and died before starting it (not started after "
+                                          f"{self._unstarted_timeout_s:g}s)") from None
+                if not meta and self._consumers is not None:
+                    # Still queued: if every worker of the service has gone meanwhile, say so now.
+                    if await self._consumers.count(invocation.service):
+                        unconsumed_since = None
+                    elif unconsumed_since is None:
+                        unconsumed_since = loop.time()
+                    elif loop.time() - unconsumed_since >= self._no_consumer_wait_s:
+                        raise ToolDispatchError("unavailable", f"no live '{invocation.service}' worker is left "
+                                                               f"to run {invocation.tool}") from None
+
+    async def _check_worker(self, service: str, meta: dict[str, Any]) -> None:
+        """Raise _WorkerLost if the task is STARTED on a worker that no longer beats."""
+        if self._consumers is None or meta.get("status") != "STARTED":
+            return
+        hostname = (meta.get("result") or {}).get("hostname") if isinstance(meta.get("result"), dict) else None
+        if hostname and not await self._consumers.alive(service, hostname):
+            raise _WorkerLost(f"worker {hostname} died while running it")
+
+    async def revoke(self, task_id: str, ttl_s: float = 3600.0) -> None:
+        """Stop a queued or running task (the control broadcast blocks, so it runs in a thread), and remember
+        the revocation in Redis for workers that start later."""
+        with contextlib.suppress(Exception):
+            await revocations.mark(self._redis, task_id, ttl_s)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._app.control.revoke, task_id, terminate=True, signal="SIGKILL")
+
+
+def _to_result(tool: str, meta: dict[str, Any]) -> ToolResult:
+    status = meta.get("status")
+    if status == "SUCCESS":
+        return ToolResult.model_validate(meta.get("result") or {})
+    if status == "REVOKED":
+        return ToolResult.failure("cancelled", f"{tool} was cancelled")
+    result = meta.get("result") or {}
+    exc_type = result.get("exc_type", "error") if isinstance(result, dict) else "error"
+    message = result.get("exc_message", result) if isinstance(result, dict) else result
+    if exc_type == "TimeLimitExceeded":
+        return ToolResult.failure("timeout", f"{tool} was killed at the worker's hard time limit")
+    return ToolResult.failure("worker_failure", f"{tool} failed in the worker ({exc_type}): {message}")

@@ -1,5 +1,0 @@
-"""Search providers: Serper (Google web, images, Lens), SearXNG (JSON API), the local index."""
-
-from services.search.providers.base import Answer, ImageQuery, Provider
-
-__all__ = ["Answer", "ImageQuery", "Provider"]
