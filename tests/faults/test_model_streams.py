@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.stack import EmbeddedStack
+from toolfabric_server.devstack.stack import EmbeddedStack
 from tests.faults.conftest import FAST, script
 from tests.model_repository import triton_with_test_models
 from toolfabric import Client
