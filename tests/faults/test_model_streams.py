@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from toolfabric_server.devstack.stack import EmbeddedStack
 from tests.faults.conftest import FAST, script
 from tests.model_repository import triton_with_test_models
 from toolfabric import Client
+from toolfabric_server.devstack.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
