@@ -55,15 +55,23 @@ _TRUE = b"\x01"
 # An image's tensor element (base64, as the vLLM backend takes it) per image, kept while its trajectory steps: every
 # step sends the conversation's images again, and encoding them was a tenth of building a request.
 _ENCODED: dict[bytes, bytes] = {}
-_ENCODED_MAX = 256
+_ENCODED_MAX_BYTES = 64 * 1024 * 1024  # images and their encodings held (a few trajectories' worth of photos)
+_encoded_bytes = 0
 
 
 def _encoded(image: bytes) -> bytes:
+    global _encoded_bytes
     found = _ENCODED.get(image)
     if found is None:
-        if len(_ENCODED) >= _ENCODED_MAX:
-            del _ENCODED[next(iter(_ENCODED))]  # the oldest: insertion order
-        found = _ENCODED[image] = base64.b64encode(image)
+        found = base64.b64encode(image)
+        size = len(image) + len(found)
+        if size > _ENCODED_MAX_BYTES:
+            return found
+        while _ENCODED and _encoded_bytes + size > _ENCODED_MAX_BYTES:
+            oldest = next(iter(_ENCODED))  # insertion order
+            _encoded_bytes -= len(oldest) + len(_ENCODED.pop(oldest))
+        _ENCODED[image] = found
+        _encoded_bytes += size
     return found
 
 
