@@ -7,10 +7,11 @@ Redis, are measured:
               on the executor's reply list) with T concurrent trajectories of K calls each, and one call at a time
   raw Celery  `send_task` fan-out of the same number of calls, then `.get()` on each (Celery's own result path,
               per-task pub/sub), and one `send_task(...).get()` at a time
-Then Ray (an optional bench-only dependency: `pip install ray`): the same number of no-op remote tasks fanned out,
+Then Ray (a bench-only extra: `pip install -e '.[bench]'`): the same number of no-op remote tasks fanned out,
 and one `ray.get(noop.remote())` at a time, on a local Ray with as many CPUs as the machine. Last, the yardstick
 for one call's round trip: four Redis PINGs from the same event loop. The load average is printed beside each
-phase: on a shared machine only the ratios of one run mean anything.
+phase: on a shared machine only the ratios of one run mean anything, so `--trials` alternates the configurations
+(shipped, tuned, shipped, ...) and reports the median of each figure over the trials.
 Targets (issue 24): fabric >= 2,000 calls/s (Ray's level on this machine) and p50 <= 3x four Redis round trips.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import sys
@@ -51,6 +53,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer calls; well under a minute on an idle machine")
     parser.add_argument("--no-ray", action="store_true", help="skip Ray even when it is installed")
     parser.add_argument("--configs", nargs="*", default=["shipped", "tuned"], choices=["shipped", "tuned"])
+    parser.add_argument("--trials", type=int, default=1, help="alternate the configurations this many times")
     args = parser.parse_args()
     trajectories, per_trajectory, single = (32, 10, 100) if args.quick else (64, 40, 400)
     total = trajectories * per_trajectory
@@ -58,25 +61,33 @@ def main() -> int:
     from toolfabric_server.devstack.processes import Child
     from toolfabric_server.devstack.redis_server import RedisServer
 
-    results: dict[str, dict[str, float]] = {}
+    trials: dict[str, list[dict[str, float]]] = {config: [] for config in args.configs}
     with tempfile.TemporaryDirectory(prefix="toolfabric-throughput-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOOLFABRIC_WORKER_"))}
         base_env |= {"TOOLFABRIC_REDIS_URL": redis_server.url, "OTEL_TRACES_EXPORTER": "none"}
-        for config in args.configs:
-            env = base_env | (TUNED if config == "tuned" else {})
-            os.environ.clear()
-            os.environ.update(env)
-            worker = Child(f"worker-{config}", [sys.executable, "-m", "toolfabric.cli.main", "worker", SERVICE],
-                           Path(tmp), env=env)
-            try:
-                # Settings are read once per process: each configuration measures in a process of its own.
-                results[config] = _in_child(env, redis_server.url, trajectories, per_trajectory, single)
-            finally:
-                worker.stop()
+        for trial in range(args.trials):
+            for config in args.configs:
+                env = base_env | (TUNED if config == "tuned" else {})
+                os.environ.clear()
+                os.environ.update(env)
+                worker = Child(f"worker-{config}-{trial}", [sys.executable, "-m", "toolfabric.cli.main", "worker",
+                                                            SERVICE], Path(tmp), env=env)
+                try:
+                    # Settings are read once per process: each configuration measures in a process of its own.
+                    trials[config].append(_in_child(env, redis_server.url, trajectories, per_trajectory, single))
+                finally:
+                    worker.stop()
+                r = trials[config][-1]
+                print(f"trial {trial + 1} {config}: fabric {r['fabric_rate']:,.0f} calls/s, raw Celery "
+                      f"{r['raw_rate']:,.0f} calls/s ({r['fabric_rate'] / r['raw_rate']:.2f}x), p50 "
+                      f"{r['fabric_p50'] * 1e3:.2f} vs {r['raw_p50'] * 1e3:.2f} ms; load average {r['load']:.1f}",
+                      flush=True)
+        results = {config: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                   for config, runs in trials.items() if runs}
         if not args.no_ray:
             results["ray"] = _ray(total, single)
-    _report(results, total, trajectories)
+    _report(results, total, trajectories, args.trials)
     return 0
 
 
@@ -186,10 +197,10 @@ def _ray(total: int, single: int) -> dict[str, float]:
     try:
         import ray
     except ImportError:
-        print("Ray is not installed: no Ray figures (it is a bench-only dependency: `.venv/bin/pip install ray`, "
+        print("Ray is not installed: no Ray figures (a bench-only dependency: `.venv/bin/pip install -e '.[bench]'`, "
               "or run with --no-ray)", file=sys.stderr)
         return {}
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         @ray.remote
         def noop() -> None:
@@ -211,8 +222,9 @@ def _ray(total: int, single: int) -> dict[str, float]:
         ray.shutdown()
 
 
-def _report(results: dict[str, dict[str, float]], total: int, trajectories: int) -> None:
-    print(f"\nno-op tool calls, {total} per path ({SERVICE} worker `ping`, one Redis; fabric over {trajectories} "
+def _report(results: dict[str, dict[str, float]], total: int, trajectories: int, trials: int) -> None:
+    print(f"\nmedians over {trials} trial(s); no-op tool calls, {total} per path ({SERVICE} worker `ping`, "
+          f"one Redis; fabric over {trajectories} "
           f"concurrent trajectories, raw Celery and Ray fanned out); now {load()}")
     ray = results.get("ray") or {}
     for config in ("shipped", "tuned"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolfabric_server.common.errors import ConfigurationError
-from toolfabric_server.model.engine_venv import engine_venv, run_in_engine_venv
+from toolfabric_server.model.engine_venv import SOURCE_ROOTS, engine_venv, run_in_engine_venv
 from toolfabric_server.model.settings import ModelSettings
 from toolfabric_server.model.tiny import RECIPE
 
@@ -129,9 +129,11 @@ def write_repository(repo: Path, served: list[str | NeuralModel], settings: Mode
         directory = repo / model.name
         (directory / "1").mkdir(parents=True, exist_ok=True)
         module, cls = model.engine_class.split(":")
+        # Triton's python backend sets the engine venv's own PYTHONPATH, so the entry point puts the sources on it.
         (directory / "1" / "model.py").write_text(
             f'"""Triton entry point (written by devstack/neural_models.py)."""\n'
-            f"from {module} import {cls} as TritonPythonModel  # noqa: F401\n")
+            f"import sys\n\nsys.path[:0] = [p for p in {list(SOURCE_ROOTS)!r} if p not in sys.path]\n"
+            f"from {module} import {cls} as TritonPythonModel  # noqa: E402, F401\n")
         (directory / "1" / "model.json").write_text(json.dumps(engine_args(model, weights), indent=2) + "\n")
         (directory / "config.pbtxt").write_text(
             f'name: "{model.name}"\nbackend: "python"\nmax_batch_size: 0\n'

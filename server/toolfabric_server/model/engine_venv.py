@@ -17,6 +17,9 @@ from toolfabric_server.common.errors import ConfigurationError
 from toolfabric_server.model.settings import ModelSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # server/toolfabric_server/model/ -> the checkout
+# What the engine venv's python must import from: the server package's folder (server/ in a checkout) and the
+# checkout (its tests' modules); the engine venv has neither installed.
+SOURCE_ROOTS = tuple(dict.fromkeys(str(p) for p in (Path(__file__).resolve().parents[2], PROJECT_ROOT)))
 
 
 def engine_venv(model: ModelSettings) -> Path:
@@ -44,7 +47,7 @@ def run_in_engine_venv(module: str, args: list[str], venv: Path, check: bool = T
     """`python -m module args…` with the engine venv's python (`venv`, or this one if it has the engine stack) and
     the project on its path; with `stdin`, that is its input and its output is captured."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*SOURCE_ROOTS, env.get("PYTHONPATH")]))
     python = sys.executable if has_engine_stack() else str(engine_python(venv))
     return subprocess.run([python, "-m", module, *args], env=env, check=check, input=stdin,
                           stdout=subprocess.PIPE if stdin is not None else None)

@@ -35,7 +35,7 @@ class ModelRouter:
 
     @classmethod
     def from_settings(cls, cfg: ModelSettings) -> ModelRouter:
-        triton = TritonModel(cfg.triton_url, cfg.stream_idle_timeout_s, cfg.reconnect_backoff_max_s)
+        triton = TritonModel(cfg.triton_url, cfg.stream_idle_timeout_s, cfg.reconnect_backoff_max_s, cfg.max_streams)
         key = cfg.endpoint_api_key.get_secret_value()
         endpoints = {name: CompletionsModel(name, endpoint, key, cfg.stream_idle_timeout_s)
                      for name, endpoint in cfg.endpoints.items()}

@@ -46,6 +46,10 @@ class ModelSettings(BaseSettings):
     max_tokens: int = Field(default=8192, ge=1, le=131072)
     # Time to the first streamed token and between tokens before the step fails.
     stream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    # Model steps one gateway process streams from one Triton model at once; more wait in the gateway, where the
+    # wait counts against the Run's deadline but not the idle timeout above (issue 24: 1,000 trajectories' steps
+    # queued at once in Triton left 40 % of them silent past it). Engines batch up to a few hundred sequences.
+    max_streams: int = Field(default=256, ge=1)
     # Longest wait between reconnection attempts to a Triton that went away (gRPC's default is 120 s).
     reconnect_backoff_max_s: float = Field(default=2.0, gt=0)
     # Models served by OpenAI-compatible completions servers instead of Triton, per model name, e.g.

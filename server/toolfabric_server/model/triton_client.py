@@ -55,15 +55,23 @@ _TRUE = b"\x01"
 # An image's tensor element (base64, as the vLLM backend takes it) per image, kept while its trajectory steps: every
 # step sends the conversation's images again, and encoding them was a tenth of building a request.
 _ENCODED: dict[bytes, bytes] = {}
-_ENCODED_MAX = 256
+_ENCODED_MAX_BYTES = 64 * 1024 * 1024  # images and their encodings held (a few trajectories' worth of photos)
+_encoded_bytes = 0
 
 
 def _encoded(image: bytes) -> bytes:
+    global _encoded_bytes
     found = _ENCODED.get(image)
     if found is None:
-        if len(_ENCODED) >= _ENCODED_MAX:
-            del _ENCODED[next(iter(_ENCODED))]  # the oldest: insertion order
-        found = _ENCODED[image] = base64.b64encode(image)
+        found = base64.b64encode(image)
+        size = len(image) + len(found)
+        if size > _ENCODED_MAX_BYTES:
+            return found
+        while _ENCODED and _encoded_bytes + size > _ENCODED_MAX_BYTES:
+            oldest = next(iter(_ENCODED))  # insertion order
+            _encoded_bytes -= len(oldest) + len(_ENCODED.pop(oldest))
+        _ENCODED[image] = found
+        _encoded_bytes += size
     return found
 
 
@@ -194,7 +202,8 @@ def _bytes_elements(raw: bytes) -> list[bytes]:
 class TritonModel:
     """The gateway's ModelBackend on Triton (one shared gRPC channel)."""
 
-    def __init__(self, url: str, idle_timeout_s: float, reconnect_backoff_max_s: float = 2.0) -> None:
+    def __init__(self, url: str, idle_timeout_s: float, reconnect_backoff_max_s: float = 2.0,
+                 max_streams: int = 256) -> None:
         # gRPC's reconnect backoff grows to 120 s by default: capped, a restarted Triton is found again
         # within seconds, without restarting the gateway.
         backoff_ms = int(reconnect_backoff_max_s * 1000)
@@ -212,6 +221,8 @@ class TritonModel:
         self._idle_timeout_s = idle_timeout_s
         self._serving: dict[str, float] = {}  # model → loop time until which it is known to be served
         self._capabilities: dict[str, Capabilities] = {}
+        self._max_streams = max_streams
+        self._slots: dict[str, asyncio.Semaphore] = {}  # model → its streams in flight (ModelSettings.max_streams)
 
     async def capabilities(self, model: str) -> Capabilities:
         """The model's token extensions, from its config (asked once; a model Triton cannot describe has none)."""
@@ -231,6 +242,9 @@ class TritonModel:
         can = await self.capabilities(model)
         request = build_request(model, request_id, prompt, images, sampling, input_ids, can)
         token_in = input_ids is not None and can.input_ids
+        # A step beyond max_streams waits here for a slot: the idle timeout starts once Triton has the request.
+        slot = self._slots.setdefault(model, asyncio.Semaphore(self._max_streams))
+        await slot.acquire()
         # The stub's own call, written to and read from directly: tritonclient's stream wrapper (a request generator,
         # a task consuming it, a result object per response) cost more per token than the response itself.
         call = self._stub.ModelStreamInfer()
@@ -283,6 +297,7 @@ class TritonModel:
             raise ModelUnavailable(f"model service at {self._url} dropped the stream of {model}: "
                                    f"{_rpc_reason(exc)}") from exc
         finally:
+            slot.release()
             call.cancel()  # no-op once finished; else Triton is told the request is cancelled
 
     async def ready(self, model: str) -> bool:

@@ -51,6 +51,7 @@ def build_services(client: aredis.Redis, common: CommonSettings, fetch: FetchSet
         sink=sink,
         max_image_bytes=common.max_image_bytes,
         max_image_pixels=common.max_image_pixels,
+        max_image_pixels_per_byte=common.max_image_pixels_per_byte,
     )
 
 

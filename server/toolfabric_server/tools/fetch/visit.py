@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from toolfabric_server.common.blobs import AsyncBlobStore
 from toolfabric_server.common.cache import Cache, CacheEntry, cache_key
 from toolfabric_server.common.errors import BlobNotFound, ToolError
+from toolfabric_server.common.images import PIXELS_PER_BYTE
 from toolfabric_server.common.tools import NewImage, ToolContext, ToolResult
 from toolfabric_server.tools.fetch.images import check_image, image_bytes, store_image
 from toolfabric_server.tools.fetch.spec import WebVisitArgs
@@ -70,6 +71,7 @@ class Services:
     network: PinnedNetworkBackend | None = None
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_image_pixels_per_byte: int = PIXELS_PER_BYTE
 
 
 @dataclass
@@ -201,7 +203,7 @@ class _Visit:
 
     async def _image_facts(self, fetched: Fetched) -> dict[str, Any]:
         """A URL that is an image: checked, and stored as a blob when there is a blob store."""
-        info = check_image(fetched.body, fetched.final_url, self.s.max_image_pixels)
+        info = check_image(fetched.body, fetched.final_url, self.s.max_image_pixels, self.s.max_image_pixels_per_byte)
         ref = await self.s.blobs.put(fetched.body) if self.s.blobs is not None else None
         return {"kind": "image", "url": fetched.final_url, "ref": ref, "mime_type": info.mime_type,
                 "width": info.width, "height": info.height}
@@ -229,8 +231,10 @@ class _Visit:
             if len(pulled) >= self.s.settings.max_images_per_page:
                 break
             try:
-                data, final = await image_bytes(self.fetcher, link.url, self.s.max_image_bytes, self.s.max_image_pixels)
-                pulled.append(await store_image(blobs, data, final, self.s.max_image_pixels))
+                data, final = await image_bytes(self.fetcher, link.url, self.s.max_image_bytes, self.s.max_image_pixels,
+                                                self.s.max_image_pixels_per_byte)
+                pulled.append(await store_image(blobs, data, final, self.s.max_image_pixels,
+                                                self.s.max_image_pixels_per_byte))
             except FetchError as exc:  # one broken image does not spoil the page
                 log.info("skipped image %s: %s", link.url, exc)
                 self.usage["images_failed"] += 1
