@@ -41,6 +41,9 @@ stamp=.venv/.toolfabric-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ server/pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing toolfabric (the SDK), toolfabric-server and the dev tools into .venv"
   # One pip call: toolfabric-server's requirement on toolfabric is met by this checkout, not an index.
+  # A checkout from before the server moved under server/ has the old editable install's metadata at the root;
+  # on sys.path (a process started there) its stale entry points would shadow the new ones.
+  rm -rf toolfabric_server.egg-info
   .venv/bin/python -m pip install -q -e '.[dev]' -e ./server
   touch "$stamp"
 fi

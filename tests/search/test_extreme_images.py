@@ -54,3 +54,17 @@ def test_image_search_answers_extreme_shapes_through_the_worker_path(
     assert [e["image"] for e in entries] == list(names)
     assert all("error" not in e for e in entries), entries
     assert entries[0]["results"][0]["source"] == "https://strip.test/"  # the same strip: found by its hash
+
+
+def test_fingerprints_keep_the_deployments_pixels_per_byte_limit() -> None:
+    """A deployment's TOOLFABRIC_MAX_IMAGE_PIXELS_PER_BYTE reaches the index's image decoding too, not the default."""
+    from toolfabric_server.common.errors import InvalidImage
+    from toolfabric_server.common.images import PIXELS_PER_BYTE
+    from toolfabric_server.index.imagematch import fingerprint
+
+    flat = cv2.imencode(".png", np.zeros((2100, 2100, 3), np.uint8))[1].tobytes()
+    density = 2100 * 2100 / len(flat)  # over the 4 M pixel floor where density is checked
+    assert 100 < density < PIXELS_PER_BYTE
+    assert fingerprint(flat, 40_000_000).width == 2100  # within the default limit
+    with pytest.raises(InvalidImage):
+        fingerprint(flat, 40_000_000, max_pixels_per_byte=100)

@@ -38,6 +38,8 @@ _META = "celery-task-meta-"
 _READY = {"SUCCESS", "FAILURE", "REVOKED"}
 # Results already waiting are taken this many per round trip.
 _POP_BATCH = 256
+# At shutdown, each Redis command gets this long.
+_CLOSE_COMMAND_S = 1.0
 
 
 class _WorkerLost(Exception):
@@ -65,13 +67,18 @@ class CeleryToolExecutor:
 
     async def close(self) -> None:
         self._closing = True
+        # Each Redis command is bounded: with Redis gone (e.g. `up` killed, its Redis first), a command retries
+        # for ~10 s (common/redis_clients.py), and the gateway's exit must not wait that out twice. The wake-up
+        # only saves the pop's 1 s timeout; a list left behind expires with its TTL.
         if self._reader:
             with contextlib.suppress(Exception):
-                await self._redis.rpush(self._replies, "{}")  # wakes the blocking pop at once
+                async with asyncio.timeout(_CLOSE_COMMAND_S):
+                    await self._redis.rpush(self._replies, "{}")  # wakes the blocking pop at once
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 2.0)
         with contextlib.suppress(Exception):
-            await self._redis.delete(self._replies)
+            async with asyncio.timeout(_CLOSE_COMMAND_S):
+                await self._redis.delete(self._replies)
 
     async def _read(self) -> None:
         # The flag too, not only the cancellation: redis-py can swallow a cancellation that lands in a blocking pop.

@@ -20,7 +20,7 @@ import contextvars
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
@@ -50,8 +50,18 @@ _CANCEL_REQUESTED = "toolfabric:cancel-requested:"
 
 @dataclass
 class _Running:
-    task: asyncio.Task[None]
     delivery: Delivery
+    task: asyncio.Task[None] = field(init=False)
+    started: bool = False  # its coroutine has begun (and so will run its own clean-up)
+    cancel_requested: bool = False  # cancelled before it began: it ends as cancelled as soon as it does
+
+    def cancel(self) -> None:
+        """Cancels the trajectory. A task cancelled before its first step never runs its coroutine, so nothing
+        would record how it ended, release its lease or its slot, or end its stream: such a task is told instead."""
+        if self.started:
+            self.task.cancel()
+        else:
+            self.cancel_requested = True
 
 
 class Runs:
@@ -134,7 +144,7 @@ class Runs:
         finally:
             metrics.stream_closed()
             if not running.task.done() and not delivery.detached:  # the client went away: cancel the trajectory
-                running.task.cancel()
+                running.cancel()
             # wait, not gather: a gather cancelled again (anyio cancels level-triggered) would cancel the
             # trajectory a second time, in the middle of recording how it ended.
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,20 +152,23 @@ class Runs:
 
     def _start(self, spec: RunSpec, delivery: Delivery, checkpoint: Checkpoint | None = None,
                context: contextvars.Context | None = None) -> _Running:
-        task = asyncio.create_task(self._drive(spec, delivery, checkpoint), name=f"trajectory-{spec.trajectory_id}",
-                                   context=context)
-        running = _Running(task, delivery)
+        running = _Running(delivery)
+        running.task = asyncio.create_task(self._drive(spec, running, checkpoint),
+                                           name=f"trajectory-{spec.trajectory_id}", context=context)
         self._running[spec.trajectory_id] = running
         return running
 
-    async def _drive(self, spec: RunSpec, delivery: Delivery, checkpoint: Checkpoint | None) -> None:
-        tid, principal = spec.trajectory_id, Principal(spec.tenant)
+    async def _drive(self, spec: RunSpec, running: _Running, checkpoint: Checkpoint | None) -> None:
+        running.started = True  # no await before the try below: from here on its finally runs
+        tid, principal, delivery = spec.trajectory_id, Principal(spec.tenant), running.delivery
 
         async def emit(event: pb.RunEvent) -> None:
             await delivery.emit(event)
             await self.policy.observe(principal, event)
 
         try:
+            if running.cancel_requested:
+                raise asyncio.CancelledError
             await self._loop.run(spec, emit, checkpoint, self.leases.owner)
         except asyncio.CancelledError:  # cancelled before the loop was inside its own handling
             if delivery.finished is None and not delivery.detached:
@@ -180,7 +193,7 @@ class Runs:
         running = self._running.get(trajectory_id)
         if running is None or running.task.done():
             return False
-        running.task.cancel()
+        running.cancel()
         return True
 
     async def cancel(self, tid: str) -> int | None:
@@ -274,7 +287,7 @@ class Runs:
             if running.task.done():
                 continue
             running.delivery.detached = True
-            running.task.cancel()
+            running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(running.task, return_exceptions=True)
             log.warning("handed trajectory %s to another replica at shutdown", tid)

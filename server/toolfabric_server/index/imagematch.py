@@ -19,7 +19,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from toolfabric_server.common.images import decode_bgr
+from toolfabric_server.common.images import PIXELS_PER_BYTE, decode_bgr
 
 # Images are normalised to this longest side before hashing and feature extraction, so
 # descriptors of the same content at different resolutions land on similar scales.
@@ -68,9 +68,11 @@ def _work_gray(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(resized, cv2.COLOR_BGR2GRAY)
 
 
-def fingerprint(data: bytes, max_pixels: int, n_features: int = MAX_FEATURES) -> Fingerprint:
-    """Hash and features of encoded image bytes (raises InvalidImage for non-images)."""
-    bgr = decode_bgr(data, max_pixels)
+def fingerprint(data: bytes, max_pixels: int, n_features: int = MAX_FEATURES, *,
+                max_pixels_per_byte: int = PIXELS_PER_BYTE) -> Fingerprint:
+    """Hash and features of encoded image bytes (raises InvalidImage for non-images); the limits are the
+    deployment's (CommonSettings.max_image_pixels, max_image_pixels_per_byte)."""
+    bgr = decode_bgr(data, max_pixels, max_pixels_per_byte)
     gray = _work_gray(bgr)
     ph = imagehash.phash(Image.fromarray(gray))
     phash = _to_signed64(int(str(ph), 16))

@@ -21,6 +21,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 from toolfabric_server.common.errors import InvalidImage, ToolError
+from toolfabric_server.common.images import PIXELS_PER_BYTE
 from toolfabric_server.common.settings import CommonSettings
 from toolfabric_server.index import ImageOccurrence, SearchIndex, open_index
 from toolfabric_server.index.crawl import Crawl, crawl_links
@@ -227,6 +228,7 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
     if selection is None:
         selection = Selection(exclude=list(config.index_exclude))
     max_pixels = settings.common.max_image_pixels
+    per_byte = settings.common.max_image_pixels_per_byte
     report = IndexReport()
     docs, image_files = _expand(paths, base_url, selection, report)
     report.file_urls = sum(1 for d in docs if d.url.startswith("file:"))
@@ -241,7 +243,7 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
         if url not in fp_by_url:
             try:
                 data, _ = loader.load(url, network=network)
-                fp_by_url[url] = fingerprint(data, max_pixels)
+                fp_by_url[url] = fingerprint(data, max_pixels, max_pixels_per_byte=per_byte)
             except _NotLocal:
                 fp_by_url[url] = None
             except (OSError, ToolError, InvalidImage) as exc:
@@ -321,7 +323,8 @@ def index_paths(paths: list[str], base_url: str | None = None, progress: bool = 
 
 
 def index_document(url: str, data: bytes, content_type: str | None = None,
-                   images: Mapping[str, bytes] | None = None, *, index: SearchIndex, max_pixels: int) -> Page:
+                   images: Mapping[str, bytes] | None = None, *, index: SearchIndex, max_pixels: int,
+                   max_pixels_per_byte: int = PIXELS_PER_BYTE) -> Page:
     """Index one fetched body (web_visit uses this); `images` maps image URLs on the page to their bytes."""
     page = parse_document(url, data, content_type)
     fps, occs = [], []
@@ -330,7 +333,7 @@ def index_document(url: str, data: bytes, content_type: str | None = None,
         if body is None:
             continue
         try:
-            fp = fingerprint(body, max_pixels)
+            fp = fingerprint(body, max_pixels, max_pixels_per_byte=max_pixels_per_byte)
         except InvalidImage:
             continue
         fps.append(fp)

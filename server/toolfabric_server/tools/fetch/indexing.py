@@ -33,7 +33,8 @@ class LocalIndexSink:
 
         def add() -> None:
             index_document(fetched.final_url, fetched.body, fetched.media_type, index=self._target(),
-                           max_pixels=self._common.max_image_pixels)
+                           max_pixels=self._common.max_image_pixels,
+                           max_pixels_per_byte=self._common.max_image_pixels_per_byte)
 
         await asyncio.to_thread(add)
 

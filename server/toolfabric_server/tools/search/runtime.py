@@ -58,7 +58,7 @@ async def build_service(common: CommonSettings, config: SearchSettings,
             if index is None:
                 index = open_index(common)
                 opened.append(index)
-            providers.append(LocalProvider(index, common.max_image_pixels))
+            providers.append(LocalProvider(index, common.max_image_pixels, common.max_image_pixels_per_byte))
         else:
             raise ConfigurationError(f"unknown search provider {name!r}; use serper, searxng or local")
     store = None if common.cache_mode == "off" else open_store(common.elasticsearch_url, common.data_dir,

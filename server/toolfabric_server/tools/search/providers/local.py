@@ -12,9 +12,10 @@ from toolfabric_server.tools.search.providers.base import Answer, ImageQuery, Pr
 class LocalProvider(Provider):
     name = "local"
 
-    def __init__(self, index: SearchIndex, max_pixels: int) -> None:
+    def __init__(self, index: SearchIndex, max_pixels: int, max_pixels_per_byte: int) -> None:
         self.index = index
         self.max_pixels = max_pixels
+        self.max_pixels_per_byte = max_pixels_per_byte
 
     async def scope(self, query: str | None = None) -> str:
         # Cached answers must not outlive what they came from, and only that: a page change drops the
@@ -30,7 +31,8 @@ class LocalProvider(Provider):
         data = await image.load()
 
         def match() -> Answer:
-            return Answer(self.index.search_image(fingerprint(data, self.max_pixels, QUERY_FEATURES), k))
+            query = fingerprint(data, self.max_pixels, QUERY_FEATURES, max_pixels_per_byte=self.max_pixels_per_byte)
+            return Answer(self.index.search_image(query, k))
 
         return await asyncio.to_thread(match)
 
