@@ -159,6 +159,12 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
                 stop: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or `stop` is set), with the settings read at start."""
     common, gw, model_settings, worker = config.common, config.gateway, config.model, config.worker
+    # The signals are ours before any door opens: a SIGTERM that lands while the gateway is still starting (its
+    # HTTP doors already answering) is a drain once it has started, not the default action killing it mid-request.
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     redis_client, cache_client = redis_pair(common, gw)
     # Refuses settings it cannot run with before anything starts.
     policy = make_policy(redis_client, config.auth, common, gw, config.store)
@@ -205,7 +211,6 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     cancel_listener = asyncio.create_task(_listen_for_cancel(redis_client, servicer))
     renewer = asyncio.create_task(leases.keep_renewing(), name="lease-renewal")
     reaper = asyncio.create_task(runs.reap(), name="lease-reaper")
-    stop = stop or asyncio.Event()
     doors = contextlib.AsyncExitStack()
     try:
         await _open_doors(doors, config, policy, runs, step, blobs, redis_client, model, model_settings.default_model,
@@ -225,9 +230,6 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
                                                      model_settings.default_model, gw.readiness_interval_s))
     log.info("gateway listening on %s:%d", gw.host, port)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     # Everything allocated at start-up (modules, stubs, schemas) moves out of the collector's reach: a full
     # collection then walks only what serving allocates, not a ~100 ms pause on the event loop.
     gc.freeze()
