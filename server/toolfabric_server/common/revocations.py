@@ -20,3 +20,12 @@ async def mark(client: aredis.Redis, task_id: str, ttl_s: float) -> None:
 
 def is_revoked(client: redis.Redis, task_id: str) -> bool:
     return bool(client.exists(_KEY + task_id))
+
+
+def revoked_among(client: redis.Redis, task_ids: list[str]) -> set[str]:
+    """Which of `task_ids` are revoked (one round trip)."""
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.exists(_KEY + task_id)
+        found = pipe.execute()
+    return {task_id for task_id, exists in zip(task_ids, found, strict=True) if exists}
