@@ -143,8 +143,10 @@ async def test_cancelling_a_running_call_of_a_batch_leaves_the_others_their_resu
 async def test_a_batch_whose_pool_process_died_runs_only_its_unfinished_calls_again(
         executor: Spy, worker: Worker) -> None:
     ids = ["exit-a", "exit-b", "exit-c", "exit-dies"]
+    # Not sub-millisecond: each result is stored as soon as its call is done (quicker ones are pushed a few at a
+    # time, common/worker.py, and a pool process dying within those 2 ms would run them again).
     results = await asyncio.wait_for(asyncio.gather(
-        *(executor.call(nap(i, then="exit once" if i == "exit-dies" else "")) for i in ids)), 60)
+        *(executor.call(nap(i, seconds=0.005, then="exit once" if i == "exit-dies" else "")) for i in ids)), 60)
     assert executor.batches == [4]
     assert all(r.ok for r in results), results
     # Delivered again after its pool process died: the calls it finished are not run twice.

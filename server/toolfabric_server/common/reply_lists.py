@@ -29,8 +29,11 @@ def backend_url(redis_url: str) -> str:
 
 
 # Store a result unless a SUCCESS is already stored (Celery's guard against a lost worker's late duplicate), and
-# push a finished one onto the sender's list, in one round trip (Celery's own store is a GET, then a SET).
+# push a finished one onto the sender's list, in one round trip (Celery's own store is a GET, then a SET). KEYS: the
+# result's key, the list to push onto ('' for none), a revocation mark ('' for none: when it exists, nothing is
+# stored). Returns 1 stored, 0 a SUCCESS was there, 2 revoked. (Several keys of one call: one Redis, not a cluster.)
 _STORE = """
+if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then return 2 end
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, meta = pcall(cjson.decode, current)
@@ -38,7 +41,7 @@ if current then
 end
 if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 else redis.call('SET', KEYS[1], ARGV[1]) end
-if #KEYS > 1 then
+if KEYS[2] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
@@ -69,43 +72,46 @@ class ReplyListBackend(RedisBackend):
         checks on a slow task). One round trip, retried like every backend write."""
         self.store_metas([meta], reply_to)
 
-    def store_metas(self, metas: list[dict[str, Any]], reply_to: str | None) -> list[bool]:
-        """`store_meta` for several results (each `meta` names its `task_id`) in one round trip; which were stored
-        (False: a SUCCESS was there already, left as it was)."""
+    def store_metas(self, metas: list[dict[str, Any]], reply_to: str | None,
+                    revoked_keys: list[str] | None = None) -> list[int]:
+        """`store_meta` for several results (each `meta` names its `task_id`) in one round trip; for each, 1 stored,
+        0 a SUCCESS was there already (left as it was), 2 its key in `revoked_keys` exists (nothing stored)."""
         writes = []
-        for meta in metas:
+        for i, meta in enumerate(metas):
             state = meta.get("status")
             expires = self.failure_expires if state == states.FAILURE else self.expires
-            push = reply_to if reply_to and state in states.READY_STATES else None
-            writes.append((self.get_key_for_task(meta["task_id"]), self.encode(meta), expires, push))
+            push = reply_to if reply_to and state in states.READY_STATES else ""
+            writes.append((self.get_key_for_task(meta["task_id"]), push, revoked_keys[i] if revoked_keys else "",
+                           self.encode(meta), expires))
         return list(self.ensure(self._store_and_push, (writes,)))
 
-    def start_calls(self, task_ids: list[str], worker: dict[str, Any]) -> set[str]:
+    def start_calls(self, task_ids: list[str], worker: dict[str, Any], revoked_keys: list[str]) -> dict[str, str]:
         """Mark `task_ids` STARTED on `worker` (`{"hostname": ..., "pid": ...}`, as Celery's own STARTED record) in
-        one round trip; returns those already finished (a SUCCESS stored), which are left as they are."""
+        one round trip, each unless its revocation mark (in `revoked_keys`) exists or it finished already (a
+        SUCCESS stored: a message delivered again). For each: "started", "revoked" or "finished"."""
         metas = []
         for task_id in task_ids:
             meta = self._get_result_meta(result=worker, state=states.STARTED, traceback=None, request=None)
             meta["task_id"] = task_id
             metas.append(meta)
-        stored = self.store_metas(metas, None)
-        return {task_id for task_id, fresh in zip(task_ids, stored, strict=True) if not fresh}
+        outcome = {0: "finished", 1: "started", 2: "revoked"}
+        stored = self.store_metas(metas, None, revoked_keys)
+        return {task_id: outcome[code] for task_id, code in zip(task_ids, stored, strict=True)}
 
-    def _store_and_push(self, writes: list[tuple[str, str, int | None, str | None]]) -> list[bool]:
+    def _store_and_push(self, writes: list[tuple[str, str, str, str, int | None]]) -> list[int]:
         try:
             return self._run_store(writes)
         except NoScriptError:  # Redis restarted since the script was loaded
             self._store_sha = None
             return self._run_store(writes)
 
-    def _run_store(self, writes: list[tuple[str, str, int | None, str | None]]) -> list[bool]:
+    def _run_store(self, writes: list[tuple[str, str, str, str, int | None]]) -> list[int]:
         # EVALSHA in a plain pipeline: redis-py's Script objects would ask SCRIPT EXISTS before every pipeline.
         if self._store_sha is None:
             self._store_sha = str(self.client.script_load(_STORE))
         with self.client.pipeline(transaction=False) as pipe:
-            for key, value, expires, reply_to in writes:
-                keys = [key, reply_to] if reply_to else [key]
+            for key, reply_to, revoked_key, value, expires in writes:
                 # A list whose reader has gone (its gateway stopped) disappears with the results it held.
-                pipe.evalsha(self._store_sha, len(keys), *keys, value, int(expires or 0),
+                pipe.evalsha(self._store_sha, 3, key, reply_to, revoked_key, value, int(expires or 0),
                              int(expires or self.expires or 86400))
-            return [bool(stored) for stored in pipe.execute()]
+            return [int(code) for code in pipe.execute()]

@@ -59,7 +59,7 @@ def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:
 def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers: dict[str, Handler],
                      common: CommonSettings) -> Task:
     """Create `toolfabric.<service>.call` on `app`, dispatching by tool name to `handlers`."""
-    revoked, revoked_among = _revocations(common)
+    revoked_among = _revocations(common)
     by_name: dict[str, tuple[type[BaseModel], Handler]] = {"ping": (PingArgs, _ping)}
     for spec in specs:
         if spec.name not in handlers:
@@ -75,10 +75,25 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
         return result
 
-    @app.task(name=task_name(service), bind=True)
+    def start(task: Any, task_ids: list[str]) -> dict[str, str]:
+        # STARTED (it names the worker: the gateway sends a task again when that worker dies) with the revocation
+        # check and the guard against running a finished call again, in one round trip (not Celery's
+        # track_started, a GET and a SET after the message's own round trips). Bookkeeping: not a span.
+        with observe.untraced():
+            return task.backend.start_calls(task_ids, {"pid": os.getpid(), "hostname": task.request.hostname},  # type: ignore[no-any-return]
+                                            [revocations.key(task_id) for task_id in task_ids])
+
+    def push(task: Any, metas: list[dict[str, Any]], reply_to: str | None) -> None:
+        with observe.untraced():  # Celery's result write, as a plain task's (summed up by the run span)
+            task.backend.store_metas(metas, reply_to)
+
+    @app.task(name=task_name(service), bind=True, track_started=False)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        if self.request.id and revoked(self.request.id):  # abandoned while queued: nobody waits for it
+        state = start(self, [self.request.id])[self.request.id] if self.request.id else "started"
+        if state == "revoked":  # abandoned while queued: nobody waits for it
             return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
+        if state == "finished":  # delivered again after it finished: its result stays as it was stored
+            return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         return execute(tool, arguments, context, redelivered).model_dump(mode="json")
 
@@ -86,17 +101,16 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
     # both); each call's result is stored and pushed onto the sender's list as soon as it is done.
     @app.task(name=batch_task_name(service), bind=True, track_started=False, ignore_result=True)
     def batch(self: Any, calls: list[BatchedCall]) -> None:
-        backend = self.backend
         reply_to = getattr(self.request, REPLY_HEADER, None)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        ids = [c["id"] for c in calls]
-        finished = backend.start_calls(ids, {"pid": os.getpid(), "hostname": self.request.hostname})
-        cancelled, checked = revoked_among(ids), time.monotonic()
+        states_at_start = start(self, [c["id"] for c in calls])
+        cancelled = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
+        checked = time.monotonic()
         done: list[dict[str, Any]] = []  # results not pushed yet, the first since `waiting_since`
         waiting_since = 0.0
         for i, call in enumerate(calls):
             call_id = call["id"]
-            if call_id in finished:
+            if states_at_start[call_id] == "finished":
                 continue  # done before this batch was delivered again: its result is stored already
             if time.monotonic() - checked > _RECHECK_REVOKED_S:  # the calls before it took a while
                 cancelled, checked = revoked_among([call_id]), time.monotonic()
@@ -110,7 +124,7 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
             except Exception as exc:  # run_tool catches the tool's own failures: one call must not sink the rest
                 log.exception("call %s of a batch failed", call_id)
                 result = ToolResult.failure("internal", f"{call['tool']} failed in the worker: {exc}")
-            meta = backend._get_result_meta(result=result.model_dump(mode="json"), state=states.SUCCESS,
+            meta = self.backend._get_result_meta(result=result.model_dump(mode="json"), state=states.SUCCESS,
                                             traceback=None, request=None)
             meta["task_id"] = call_id
             done.append(meta)
@@ -120,37 +134,30 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
             following = calls[i + 1]["tool"] if i + 1 < len(calls) else None
             ended = time.monotonic()
             if following != call["tool"] or ended - started > _QUICK_CALL_S or ended - waiting_since > _PUSH_DELAY_S:
-                backend.store_metas(done, reply_to)
+                push(self, done, reply_to)
                 done = []
         if done:
-            backend.store_metas(done, reply_to)
+            push(self, done, reply_to)
 
     return call  # type: ignore[no-any-return]
 
 
-def _revocations(common: CommonSettings) -> tuple[Callable[[str], bool], Callable[[list[str]], set[str]]]:
-    """Whether a task was revoked, and which of several were, asked of the state Redis (the client is made on
-    first use, in the pool process). Redis away: cannot tell, so they run (at-least-once)."""
+def _revocations(common: CommonSettings) -> Callable[[list[str]], set[str]]:
+    """Which of several tasks were revoked, asked of the state Redis (the client is made on first use, in the pool
+    process). Redis away: cannot tell, so they run (at-least-once)."""
 
     @functools.lru_cache(maxsize=1)
     def client() -> redis.Redis:
         return redis_clients.sync_client("state", common, socket_timeout=2)
 
-    def revoked(task_id: str) -> bool:
-        try:
-            with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
-                return revocations.is_revoked(client(), task_id)
-        except redis.RedisError:
-            return False
-
     def revoked_among(task_ids: list[str]) -> set[str]:
         try:
-            with observe.untraced():
+            with observe.untraced():  # bookkeeping, not a span of its own
                 return revocations.revoked_among(client(), task_ids)
         except redis.RedisError:
             return set()
 
-    return revoked, revoked_among
+    return revoked_among
 
 
 def run_tool(
