@@ -16,19 +16,20 @@ written with instrumentation suppressed.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import signals
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.propagate import inject
+from opentelemetry.propagate import extract, inject
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,28 @@ def trace_publishing() -> None:
     signals.before_task_publish.connect(_before_publish, weak=False)
     signals.after_task_publish.connect(_after_publish, weak=False)
     _publishing_on = True
+
+
+def publish_carrier(task_name: str, queue: str, task_id: str) -> dict[str, str]:
+    """For a call sent inside a batch message (common/batches.py), in the caller's context: its publish event and
+    its trace context, which the message carries per call."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("apply_async", {"celery.task_name": task_name, "messaging.system": "celery",
+                                       "messaging.operation.type": "send", "messaging.destination.name": queue,
+                                       "messaging.message.id": task_id})
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def batched_run_span(task_name: str, task_id: str, carrier: dict[str, str]) -> Iterator[None]:
+    """A batched call's run span in the worker: a child of its own sender's span, as a plain task's run span."""
+    tracer = trace.get_tracer(__name__)
+    with tracer.start_as_current_span(f"run/{task_name}", context=extract(carrier), kind=trace.SpanKind.CONSUMER,
+                                      attributes={"celery.task_name": task_name, "messaging.message.id": task_id}):
+        yield
 
 
 def _quiet_started_records() -> None:
