@@ -27,6 +27,7 @@ from toolfabric_server.common.celery_app import make_celery
 from toolfabric_server.common.errors import ToolError
 from toolfabric_server.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from toolfabric_server.common.telemetry import observe
+from toolfabric_server.common.telemetry.run_span import run_span, task_carrier
 from toolfabric_server.common.telemetry.setup import setup_worker_telemetry
 from toolfabric_server.common.tools import (
     PingArgs,
@@ -60,15 +61,23 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
 
     @app.task(name=task_name(service), bind=True)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        if self.request.id and revoked(self.request.id):  # abandoned while queued: nobody waits for it
-            return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
-        started = time.perf_counter()
-        result = run_tool(by_name, tool, arguments, context)
-        if (self.request.delivery_info or {}).get("redelivered"):
-            # The broker delivered it again (its pool process died mid-call): it has run before.
-            result.attempts = 2
-        observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
-        return result.model_dump(mode="json")
+        request = self.request
+        # The broker delivered it again (its pool process died mid-call): it has run before.
+        redelivered = bool((request.delivery_info or {}).get("redelivered"))
+        with run_span(self.name, task_carrier(request), {
+            "gen_ai.tool.name": tool, "gen_ai.tool.call.id": str(context.get("call_id", "")),
+            "messaging.message.id": request.id or "", "toolfabric.redelivered": redelivered,
+        }):
+            if request.id and revoked(request.id):  # abandoned while queued: nobody waits for it
+                result = ToolResult.failure("cancelled", f"{tool} was revoked before it ran")
+                observe.failed("cancelled", result.text)
+                return result.model_dump(mode="json")
+            started = time.perf_counter()
+            result = run_tool(by_name, tool, arguments, context)
+            if redelivered:
+                result.attempts = 2
+            observe.tool_executed(tool, result, time.perf_counter() - started)
+            return result.model_dump(mode="json")
 
     return call  # type: ignore[no-any-return]
 

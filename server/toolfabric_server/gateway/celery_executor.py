@@ -30,6 +30,7 @@ from celery import Celery
 from toolfabric_server.common import revocations, unacked
 from toolfabric_server.common.consumers import LiveConsumers
 from toolfabric_server.common.reply_lists import REPLY_HEADER
+from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.tools import ToolResult, task_name
 from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
 
@@ -63,7 +64,8 @@ class CeleryToolExecutor:
         self._closing = False
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="celery-results")
+        with observe.untraced():  # reading results is bookkeeping: not even a dropped span per read
+            self._reader = asyncio.create_task(self._read(), name="celery-results")
 
     async def close(self) -> None:
         self._closing = True

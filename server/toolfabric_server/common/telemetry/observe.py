@@ -15,7 +15,6 @@ from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
-from toolfabric_server.common.telemetry import celery as celery_tracing
 from toolfabric_server.common.telemetry import metrics
 from toolfabric_server.common.tools import ToolResult
 
@@ -127,12 +126,8 @@ def failed(error_type: str, message: str, exc: BaseException | None = None) -> N
     span.set_status(Status(StatusCode.ERROR, message))
 
 
-def tool_executed(tool: str, call_id: str, result: ToolResult, seconds: float) -> None:
-    """At the end of the worker's task body: count the call, name it on the run span (failed if it failed)."""
+def tool_executed(tool: str, result: ToolResult, seconds: float) -> None:
+    """At the end of a tool call in the worker: count it, and mark its run span failed if it failed."""
     metrics.tool_execution(tool, "ok" if result.ok else (result.error_kind or "error"), seconds)
-    celery_tracing.task_body_done()
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attributes({"gen_ai.tool.name": tool, "gen_ai.tool.call.id": call_id})
-        if not result.ok:
-            failed(result.error_kind or "error", result.text[:500])
+    if not result.ok:
+        failed(result.error_kind or "error", result.text[:500])
