@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import statistics
 import sys
@@ -36,12 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Equal settings for every N: budgets generous enough that only a fault or a hang can fail a run.
+# Equal settings for every N: budgets generous enough that only a fault or a hang can fail a run. Admission is the
+# gateway's own (TOOLFABRIC_GATEWAY_MAX_RUNNING etc., `--max-running` to set it): a Run beyond what it admits waits in
+# its FIFO queue or is refused RESOURCE_EXHAUSTED with a retry hint, and the client retries after the hint, as an RL
+# trainer's rollout would; its latency counts from its first attempt.
 SETTINGS = {
     "TOOLFABRIC_GATEWAY_DEFAULT_DEADLINE_S": "1800",
     "TOOLFABRIC_GATEWAY_TOOL_TIMEOUT_S": "900",
-    "TOOLFABRIC_GATEWAY_MAX_RUNNING": "600",  # raised to the largest N of a run: every N runs all at once
-    "TOOLFABRIC_GATEWAY_ADMISSION_WAIT_S": "60",
     # Set for one gateway too, so G processes and one differ in nothing else.
     "TOOLFABRIC_GATEWAY_REUSE_PORT": "true",
 }
@@ -59,6 +61,7 @@ class Round:
     tool_calls: int = 0
     failed: list[str] = field(default_factory=list)
     hung: int = 0
+    refusals: int = 0  # RESOURCE_EXHAUSTED answers, each retried after its hint
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds the round used: "gateway", "stack"
 
     @property
@@ -72,11 +75,18 @@ class Round:
 
 async def _one(client: object, question: str, images: list[bytes], options: dict[str, str], into: Round) -> None:
     from toolfabric import ToolfabricError
+    from toolfabric.exceptions import ResourceExhausted
 
     started = time.monotonic()
     try:
         async with asyncio.timeout(HUNG_S):
-            result = await client.ask(question, images=images, **options)  # type: ignore[attr-defined]
+            while True:
+                try:
+                    result = await client.ask(question, images=images, **options)  # type: ignore[attr-defined]
+                    break
+                except ResourceExhausted as exc:  # the gateway is full: try again when it says
+                    into.refusals += 1
+                    await asyncio.sleep(max(exc.retry_after_s, 0.5) * random.uniform(1.0, 1.2))
     except TimeoutError:
         into.hung += 1
         return
@@ -166,6 +176,7 @@ def _report(r: Round, base: Round) -> None:
     rate = r.completed / r.seconds
     base_rate = base.completed / base.seconds
     print(f"N={r.n:4d}  completed {r.completed:4d}  failed {len(r.failed):3d}  hung {r.hung:3d}  "
+          f"refused+retried {r.refusals:4d}  "
           f"{rate:6.2f} trajectories/s  p50 {r.pct(0.5):6.1f}s  p99 {r.pct(0.99):6.1f}s  "
           f"{r.tool_calls / r.seconds:7.1f} tool calls/s  |  p50 {r.pct(0.5) / base.pct(0.5):5.1f}x alone, "
           f"throughput {rate / base_rate:5.1f}x alone", flush=True)
@@ -192,6 +203,8 @@ def main() -> int:
                              "gateway's own work per event is what is measured, not the workers'")
     parser.add_argument("--trials", type=int, default=1,
                         help="with --gateways G > 1: alternate one and G processes this many times each")
+    parser.add_argument("--max-running", type=int,
+                        help="TOOLFABRIC_GATEWAY_MAX_RUNNING for every N (default: the gateway's own)")
     parser.add_argument("--workdir", help="keep the stack's logs here (default: a temporary folder)")
     args = parser.parse_args()
     levels = [10] if args.quick else (args.n or [50, 200, 500])
@@ -212,7 +225,7 @@ def main() -> int:
             from tests.model_repository import triton_with_test_models
 
             triton = triton_with_test_models(Path(tmp))
-        settings = SETTINGS | {"TOOLFABRIC_GATEWAY_MAX_RUNNING": str(max(600, *levels))}
+        settings = SETTINGS | ({"TOOLFABRIC_GATEWAY_MAX_RUNNING": str(args.max_running)} if args.max_running else {})
         stack = EmbeddedStack(Path(tmp), extra_env=settings, triton=triton, demo_site=not args.gateway_bound).start()
         extra: list[Child] = []
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,6 +32,18 @@ sys.path.insert(0, str(ROOT))
 NOOP = '<think>check</think><tool_call>{"name": "noop", "arguments": {}}</tool_call>'
 CODE = '<tool_call>{"name": "code", "arguments": {"code": "1 + 1"}}</tool_call>'
 CHUNK = 128
+COUNTED = 50
+
+
+def _commands(redis_url: str) -> dict[str, int]:
+    """Redis commands served so far, per command (INFO commandstats)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in client.info("commandstats").items()}
+    finally:
+        client.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -45,9 +58,11 @@ def ms(values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and samples; well under 60 s")
-    parser.add_argument("--trajectories", type=int, default=1024)
+    parser.add_argument("--trajectories", type=int, default=1024, help="0: the per-call comparison only")
+    parser.add_argument("--samples", type=int, help="per-call samples of each kind (default 40 with --quick, else 200)")
     args = parser.parse_args()
     steps, samples = (2, 40) if args.quick else (6, 200)
+    samples = args.samples or samples
 
     from toolfabric_server.devstack.plugin_dist import env_with, write_dist
     from toolfabric_server.devstack.processes import Child, free_port, port_open, wait_until
@@ -146,38 +161,25 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
         for key in ("raw noop", "raw code"):  # the raw path pays a thread hop the step path does not
             per_call[key] = [max(v - statistics.median(hop), 0.0) for v in per_call[key]]
 
-        # Rollout: every trajectory takes a step, in requests of CHUNK actions sent at once; then the next step.
-        ids = [f"rollout-{i}" for i in range(trajectories)]
-        fabric_steps: list[float] = []
-        fabric_item: list[float] = []
-        t_fabric = time.perf_counter()
-        for s in tqdm(range(steps), desc=f"rollout: {trajectories} trajectories", unit="step", file=sys.stderr):
-            t0 = time.perf_counter()
+        # Redis commands per call on each path (INFO commandstats, every client of this Redis).
+        commands: dict[str, dict[str, float]] = {}
+        for key in ("step noop", "raw noop"):
+            before = await asyncio.to_thread(_commands, redis_url)
+            for _ in range(COUNTED):
+                if key == "step noop":
+                    await step(["counted"], [NOOP])
+                else:
+                    await asyncio.to_thread(raw, "noop", "noop", {})
+            after = await asyncio.to_thread(_commands, redis_url)
+            commands[key] = {name: (after[name] - before.get(name, 0)) / COUNTED for name in after
+                             if after[name] - before.get(name, 0) - (name == "info") > 0}
 
-            async def chunk(part: list[str], last: bool, started: float = t0) -> None:
-                await step(part, [NOOP] * len(part), is_last_step=[last] * len(part))
-                fabric_item.extend([time.perf_counter() - started] * len(part))
+        rollout = await _rollout(app, context, step, trajectories, steps) if trajectories else None
 
-            await asyncio.gather(*(chunk(ids[i:i + CHUNK], s == steps - 1) for i in range(0, trajectories, CHUNK)))
-            fabric_steps.append(time.perf_counter() - t0)
-        fabric_total = time.perf_counter() - t_fabric
-
-        def raw_rollout() -> tuple[list[float], list[float], float]:
-            step_times, items = [], []
-            started_all = time.perf_counter()
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                pending = [app.send_task(task_name("noop"), args=["noop", {}, context], queue="noop")
-                           for _ in range(trajectories)]
-                for result in pending:
-                    result.get(timeout=300)
-                    items.append(time.perf_counter() - t0)
-                step_times.append(time.perf_counter() - t0)
-            return step_times, items, time.perf_counter() - started_all
-
-        raw_steps, raw_item, raw_total = await asyncio.to_thread(raw_rollout)
-
-    total = trajectories * steps
+    print(f"\nRedis commands per call, one trajectory at a time ({COUNTED} calls each; INFO commandstats):")
+    for key, per in commands.items():
+        listed = ", ".join(f"{name} {n:g}" for name, n in sorted(per.items(), key=lambda kv: -kv[1]) if name != "info")
+        print(f"  {key:10s}  {sum(n for name, n in per.items() if name != 'info'):5.1f}: {listed}")
     print(f"\nper call, one trajectory at a time ({samples} samples each, same Redis and workers):")
     for key, values in per_call.items():
         print(f"  {key:10s}  {ms(values)}")
@@ -186,17 +188,64 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     print(f"  fabric overhead p50: no-op {noop_over * 1e3:.2f} ms (target < 6.6 ms), "
           f"code {code_over * 1e3:.2f} ms (target < 20 ms); a whole code step p50 "
           f"{statistics.median(per_call['step code']) * 1e3:.2f} ms")
-    print(f"\nrollout: {trajectories} concurrent trajectories x {steps} steps = {total} tool calls "
-          f"(requests of {CHUNK} actions):")
-    print(f"  step API    {total / fabric_total:8,.0f} steps/s   per step batch {ms(fabric_steps)}")
-    print(f"              per trajectory step {ms(fabric_item)}")
-    print(f"  raw Celery  {total / raw_total:8,.0f} calls/s   per step batch {ms(raw_steps)}")
-    print(f"              per call            {ms(raw_item)}")
-    print(f"  throughput ratio step API / raw Celery: {raw_total / fabric_total:.2f}x; "
-          f"fabric time per call in the rollout: {(fabric_total - raw_total) / total * 1e3:.2f} ms")
-    print(json.dumps({"noop_overhead_ms": round(noop_over * 1e3, 2), "code_overhead_ms": round(code_over * 1e3, 2),
-                      "steps_per_s": round(total / fabric_total), "raw_calls_per_s": round(total / raw_total)}))
+    numbers = {"noop_overhead_ms": round(noop_over * 1e3, 2), "code_overhead_ms": round(code_over * 1e3, 2)}
+    if rollout is not None:
+        fabric_steps, fabric_item, fabric_total, raw_steps, raw_item, raw_total = rollout
+        total = trajectories * steps
+        print(f"\nrollout: {trajectories} concurrent trajectories x {steps} steps = {total} tool calls "
+              f"(requests of {CHUNK} actions):")
+        print(f"  step API    {total / fabric_total:8,.0f} steps/s   per step batch {ms(fabric_steps)}")
+        print(f"              per trajectory step {ms(fabric_item)}")
+        print(f"  raw Celery  {total / raw_total:8,.0f} calls/s   per step batch {ms(raw_steps)}")
+        print(f"              per call            {ms(raw_item)}")
+        print(f"  throughput ratio step API / raw Celery: {raw_total / fabric_total:.2f}x; "
+              f"fabric time per call in the rollout: {(fabric_total - raw_total) / total * 1e3:.2f} ms")
+        numbers |= {"steps_per_s": round(total / fabric_total), "raw_calls_per_s": round(total / raw_total),
+                    "ratio": round(raw_total / fabric_total, 2)}
+    print(f"load average {os.getloadavg()[0]:.1f}; added latency of a step over a raw Celery call, p50: "
+          f"{noop_over * 1e3:.2f} ms (issue 24 target: <= 1 ms)")
+    print(json.dumps(numbers))
     return 0
+
+
+async def _rollout(app: Any, context: dict[str, Any], step: Any, trajectories: int,
+                   steps: int) -> tuple[list[float], list[float], float, list[float], list[float], float]:
+    """Every trajectory takes a step, in requests of CHUNK actions sent at once; then the next step. Then raw
+    Celery does the same calls on the same worker."""
+    from tqdm import tqdm
+
+    from toolfabric_server.common.tools import task_name
+
+    ids = [f"rollout-{i}" for i in range(trajectories)]
+    fabric_steps: list[float] = []
+    fabric_item: list[float] = []
+    t_fabric = time.perf_counter()
+    for s in tqdm(range(steps), desc=f"rollout: {trajectories} trajectories", unit="step", file=sys.stderr):
+        t0 = time.perf_counter()
+
+        async def chunk(part: list[str], last: bool, started: float = t0) -> None:
+            await step(part, [NOOP] * len(part), is_last_step=[last] * len(part))
+            fabric_item.extend([time.perf_counter() - started] * len(part))
+
+        await asyncio.gather(*(chunk(ids[i:i + CHUNK], s == steps - 1) for i in range(0, trajectories, CHUNK)))
+        fabric_steps.append(time.perf_counter() - t0)
+    fabric_total = time.perf_counter() - t_fabric
+
+    def raw_rollout() -> tuple[list[float], list[float], float]:
+        step_times, items = [], []
+        started_all = time.perf_counter()
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            pending = [app.send_task(task_name("noop"), args=["noop", {}, context], queue="noop")
+                       for _ in range(trajectories)]
+            for result in pending:
+                result.get(timeout=300)
+                items.append(time.perf_counter() - t0)
+            step_times.append(time.perf_counter() - t0)
+        return step_times, items, time.perf_counter() - started_all
+
+    raw_steps, raw_item, raw_total = await asyncio.to_thread(raw_rollout)
+    return fabric_steps, fabric_item, fabric_total, raw_steps, raw_item, raw_total
 
 
 if __name__ == "__main__":

@@ -181,3 +181,82 @@ def test_the_grpc_policy_marks_a_calls_arrival_from_its_declared_timeout() -> No
         return seen[0]
 
     assert 4.9 <= asyncio.run(main()) < 6.0
+
+
+def test_admission_admits_waiters_in_arrival_order() -> None:
+    async def main() -> None:
+        admission = Admission(max_running=2, queue=10, wait_s=5.0)
+        order: list[int] = []
+
+        async def one(i: int) -> None:
+            async with admission.slot():
+                order.append(i)
+                await asyncio.sleep(0.02)
+
+        tasks = []
+        for i in range(8):
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(0.001)  # arrive one after the other
+        await asyncio.gather(*tasks)
+        assert order == list(range(8))
+        assert admission.running == 0 and admission.waiting == 0
+
+    asyncio.run(main())
+
+
+def test_admission_grows_while_the_loop_keeps_up_and_stops_while_it_lags() -> None:
+    # A thousand Runs admitted at once starve the gateway's event loop (issue 24, target 5): with a lag bound the
+    # slots start at `min_running` and grow only while the loop keeps up.
+    async def main() -> None:
+        admission = Admission(max_running=100, queue=100, wait_s=5.0, max_lag_s=0.05, min_running=2)
+        release = asyncio.Event()
+        admitted: list[int] = []
+
+        async def one(i: int) -> None:
+            async with admission.slot():
+                admitted.append(i)
+                await release.wait()
+
+        tasks = [asyncio.create_task(one(i)) for i in range(10)]
+        await asyncio.sleep(0.01)
+        assert len(admitted) == 2 and admission.waiting == 8  # the floor at once, the rest wait
+        await asyncio.sleep(0.45)  # ~4 ticks of a loop that keeps up: ~one more each
+        grown = len(admitted)
+        assert 4 <= grown <= 8, grown
+        assert admitted == sorted(admitted)  # in arrival order
+        time.sleep(0.3)  # noqa: ASYNC251 - the loop stalls on purpose (a busy gateway): the next sample sees it
+        await asyncio.sleep(0.01)
+        assert admission.lag_s > 0.05
+        assert len(admitted) == grown and admission.limit <= grown
+        await asyncio.sleep(0.35)  # keeping up again: it grows again
+        assert len(admitted) > grown
+        release.set()
+        await asyncio.gather(*tasks)
+        assert sorted(admitted) == list(range(10)) and admission.running == 0
+
+    asyncio.run(main())
+
+
+def test_a_refusals_retry_hint_is_how_long_the_queue_ahead_takes_to_drain() -> None:
+    async def main() -> None:
+        admission = Admission(max_running=1, queue=2, wait_s=0.1)
+        async with admission.slot():
+            await asyncio.sleep(0.5)  # slots are held ~0.5 s
+        holders = [asyncio.create_task(_hold(admission, 3.0)) for _ in range(3)]  # one runs, two wait
+        await asyncio.sleep(0.01)
+        with pytest.raises(AdmissionRefused) as full:
+            async with admission.slot():
+                pass
+        # Three ahead (two waiting and this one) at ~0.5 s each through one slot: ~1.5 s, not a fixed guess.
+        assert full.value.retry_after_s == pytest.approx(1.5, abs=0.3)
+        assert f"retry in {full.value.retry_after_s:g}s" in str(full.value)
+        for task in holders:
+            task.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+async def _hold(admission: Admission, seconds: float) -> None:
+    async with admission.slot():
+        await asyncio.sleep(seconds)

@@ -1,9 +1,11 @@
 """Serving a text policy on Triton's python backend with the vLLM backend's tensor contract.
 
-Decoupled and streaming: each request gets one response per chunk of text (`text_output` holds
-only the new text) and a final empty response carrying `finish_reason` and token counts, flagged
-final. Each request runs on its own thread so concurrent trajectories do not queue behind each
-other, and a cancelled request stops streaming. Only importable inside Triton's python stub.
+Decoupled and streaming: the text goes out a word (chunk) at a time, the first at once and then the
+words of each `response_window_ms` in one response (`text_output` holds only the new text;
+model/response_window.py), and a final response carries what was still held, `finish_reason` and
+token counts, flagged final. Each request runs on its own thread so concurrent trajectories do not
+queue behind each other, and a cancelled request stops streaming. Only importable inside Triton's
+python stub.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by Triton's python backend stub
+
+from toolfabric_server.model import response_window
 
 # A policy returns the step's text, or (text, seconds between chunks) to stream it slowly.
 Policy = Callable[[str], "str | tuple[str, float]"]
@@ -34,12 +38,14 @@ class StreamingPolicyModel:
     policy: Policy
     # Pause between streamed chunks: 0 by default; set to mimic a real model's token rate in demos.
     chunk_delay_s: float = 0.0
+    window_s: float = response_window.DEFAULT_MS / 1000
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         params = config.get("parameters", {})
         if "chunk_delay_s" in params:
             self.chunk_delay_s = float(params["chunk_delay_s"]["string_value"])
+        self.window_s = response_window.window_s(config)
 
     def execute(self, requests):  # type: ignore[no-untyped-def]
         for request in requests:
@@ -59,18 +65,23 @@ class StreamingPolicyModel:
             finish = "stop"
             if len(chunks) > max_tokens:
                 chunks, finish = chunks[:max_tokens], "length"
+            window = response_window.ResponseWindow(self.window_s)
+            held: list[str] = []
             for sent, chunk in enumerate(chunks):
                 if request.is_cancelled():
                     pb_utils.Logger.log_info(
                         f"request {request.request_id()} cancelled after {sent} of {len(chunks)} chunks")
                     sender.send(flags=final)
                     return
-                out = pb_utils.Tensor("text_output", np.array([chunk.encode("utf-8")], dtype=np.object_))
-                sender.send(pb_utils.InferenceResponse(output_tensors=[out]))
+                held.append(chunk)
+                if window.due():
+                    out = pb_utils.Tensor("text_output", np.array(["".join(held).encode("utf-8")], dtype=np.object_))
+                    sender.send(pb_utils.InferenceResponse(output_tensors=[out]))
+                    held.clear()
                 if delay:
                     time.sleep(delay)
             tail = [
-                pb_utils.Tensor("text_output", np.array([b""], dtype=np.object_)),
+                pb_utils.Tensor("text_output", np.array(["".join(held).encode("utf-8")], dtype=np.object_)),
                 pb_utils.Tensor("finish_reason", np.array([finish.encode()], dtype=np.object_)),
             ]
             # Token counts of a policy that is not a model: whitespace-separated words, stated as such.

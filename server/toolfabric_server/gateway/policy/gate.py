@@ -93,5 +93,6 @@ def make_policy(redis_client: aredis.Redis, auth: AuthSettings, common: CommonSe
     keys = store_url(store.url.get_secret_value(), common.data_dir)
     return Policy(make_authenticator(auth, keys), Limits(redis_client, auth),
                   Ownership(redis_client, auth.required, max(common.blob_ttl_s, gw.trajectory_ttl_s)),
-                  Admission(gw.max_running, gw.admission_queue, gw.admission_wait_s),
+                  Admission(gw.max_running, gw.admission_queue, gw.admission_wait_s, gw.admission_max_lag_s,
+                            gw.admission_min_running),
                   gw.tool_timeout_s * 2 + 60)

@@ -8,7 +8,8 @@ every gateway replica shares them:
   and otherwise gets at most the calls left in it as its tool-call budget;
 - provider cost units per day (UTC): summed from each turn's usage, checked when a turn starts;
 - max budgets: a turn's steps, tool calls and deadline are capped at the tenant's maxima.
-Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics. The step API's
+Over a limit is `LimitExceeded` with a retry hint, counted per tenant in the metrics. A limit a tenant does not
+have costs no Redis round trip (no slot kept, no counter kept): the step API pays these per request. The step API's
 calls pass the same limits (`calls_left`, `take_slot`) as a Run's turns; a call counts once it was sent
 (its observation's `attempts` > 0), never when it was refused.
 """
@@ -83,11 +84,12 @@ class Limits:
 
     async def count_calls(self, principal: Principal, n: int) -> None:
         tenant = principal.tenant
-        key = _key(tenant, "tool_calls", _minute(time.time()))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.incrby(key, n)
-        pipe.expire(key, 120)
-        await pipe.execute()
+        if self._settings.limits(tenant).tool_calls_per_minute:  # the counter is read only to enforce that limit
+            key = _key(tenant, "tool_calls", _minute(time.time()))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.incrby(key, n)
+            pipe.expire(key, 120)
+            await pipe.execute()
         for _ in range(n):
             metrics.tenant_tool_call(tenant)
 
@@ -106,6 +108,8 @@ class Limits:
         """A concurrency slot for `slot_id` (a trajectory, or one step request) for at most `hold_s`, or
         LimitExceeded when the tenant already runs its `max_concurrent_trajectories`."""
         limit, now = self._settings.limits(principal.tenant).max_concurrent_trajectories, time.time()
+        if not limit:  # nothing to enforce: no Redis round trip (and none to release it)
+            return
         admitted = await self._admit(keys=[_key(principal.tenant, "running")],
                                      args=[now, now + hold_s, limit, slot_id, int(hold_s) + 60])
         if not admitted:
@@ -118,6 +122,8 @@ class Limits:
         raise LimitExceeded(f"{message}; retry in {retry}s", retry, limit)
 
     async def release(self, principal: Principal, trajectory_id: str) -> None:
+        if not self._settings.limits(principal.tenant).max_concurrent_trajectories:
+            return  # take_slot kept nothing
         await self._redis.zrem(_key(principal.tenant, "running"), trajectory_id)
 
     async def observe(self, principal: Principal, event: pb.RunEvent) -> None:

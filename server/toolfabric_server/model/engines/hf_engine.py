@@ -22,6 +22,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
+from toolfabric_server.model import response_window
 from toolfabric_server.model.engines import contract
 
 IMAGE_PAD = "<|image_pad|>"
@@ -41,6 +42,8 @@ class Job:
     finish: str | None = None
     cancelled: bool = False
     progress: contract.Progress = field(default_factory=contract.Progress)
+    # Streamed: a response per window, not per token (model/response_window.py); the next one carries what was held.
+    window: response_window.ResponseWindow = field(default_factory=lambda: response_window.ResponseWindow(0.0))
 
     @property
     def done(self) -> bool:
@@ -60,6 +63,7 @@ class TransformersModel:
             config = json.load(f)
         directory = os.path.expanduser(os.path.expandvars(config["model"]))
         self.max_batch = int(config.get("max_batch", 8))
+        self.window_s = response_window.window_s(json.loads(args["model_config"]))
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.images = Qwen2VLImageProcessor.from_pretrained(directory)  # the PIL processor without torchvision
         self.model = AutoModelForImageTextToText.from_pretrained(directory, dtype=torch.bfloat16).eval()
@@ -109,7 +113,8 @@ class TransformersModel:
                                           f"{len(counts)} image(s)")
             text = pieces[0] + "".join(IMAGE_PAD * n + piece for n, piece in zip(counts, pieces[1:], strict=True))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return Job(request, gen, list(ids), sum(counts), pixel, grid)
+        return Job(request, gen, list(ids), sum(counts), pixel, grid,
+                   window=response_window.ResponseWindow(self.window_s))
 
     def _loop(self) -> None:
         while True:
@@ -224,7 +229,7 @@ class TransformersModel:
             job.finish = "length"
         # Hold back a trailing partial UTF-8 character until it completes (as vLLM's detokenizer does).
         job.text = text if job.finish or not text.endswith("\ufffd") else job.text
-        if job.gen.stream or job.done:
+        if job.done or (job.gen.stream and job.window.due()):
             self._send(job, final=job.done)
 
     def _send(self, job: Job, final: bool) -> None:

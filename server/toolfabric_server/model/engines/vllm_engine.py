@@ -21,6 +21,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
+from toolfabric_server.model import response_window
 from toolfabric_server.model.engines import contract
 
 
@@ -59,6 +60,7 @@ class VllmModel:
         from vllm.engine.arg_utils import AsyncEngineArgs
 
         self.model_name = args["model_name"]
+        self.window_s = response_window.window_s(json.loads(args["model_config"]))
         with open(os.path.join(pb_utils.get_model_dir(), "model.json")) as f:
             self.engine_config = _expand(json.load(f))
         # vLLM's CPU KV cache takes VLLM_CPU_KVCACHE_SPACE GiB; 1 is plenty for the tiny models on a shared machine.
@@ -138,6 +140,8 @@ class VllmModel:
             prompt: Any = (TokensPrompt(prompt_token_ids=gen.input_ids, **mm) if gen.input_ids is not None
                            else ({"prompt": gen.prompt, **mm} if mm else gen.prompt))
             progress = contract.Progress()
+            # A response per window, not per token (model/response_window.py): the next one carries what was held.
+            window = response_window.ResponseWindow(self.window_s)
             last = None
             async for output in self.engine.generate(prompt, params, request_id):
                 if state["cancelled"] or (not gen.stream and sender.is_cancelled()):
@@ -147,7 +151,7 @@ class VllmModel:
                     self.responses.put((state, contract.cancelled(), final))
                     return
                 last = output
-                if gen.stream:
+                if gen.stream and (output.finished or window.due()):
                     self.responses.put((state, self._response(gen, progress, output), final if output.finished else 0))
             if not gen.stream and last is not None:
                 sender.send(self._response(gen, progress, last), flags=final)
