@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 NOOP = '<think>check</think><tool_call>{"name": "noop", "arguments": {}}</tool_call>'
 CODE = '<tool_call>{"name": "code", "arguments": {"code": "1 + 1"}}</tool_call>'
 CHUNK = 128
-COUNTED = 50
+JSON = {"content-type": "application/json"}
+COUNTED = 100
 
 
 def _commands(redis_url: str) -> dict[str, int]:
@@ -87,7 +88,7 @@ def main() -> int:
         try:
             wait_until(lambda: port_open(http_port), 60, "step API", children[-1].proc, children[-1].log)
             return asyncio.run(_measure(redis_server.url, f"http://127.0.0.1:{http_port}/get_observation",
-                                        args.trajectories, steps, samples))
+                                        args.trajectories, steps, samples, children[-1].proc.pid))
         except BaseException:
             print(f"gateway log (last lines):\n{children[-1].log.read_text()[-3000:]}", file=sys.stderr)
             raise
@@ -96,8 +97,14 @@ def main() -> int:
                 child.stop()
 
 
-async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samples: int) -> int:
-    import httpx
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samples: int, gateway_pid: int) -> int:
+    import aiohttp
     from tqdm import tqdm
 
     from toolfabric_server.common import settings
@@ -110,12 +117,17 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     def raw(service: str, tool: str, arguments: dict[str, str]) -> None:
         app.send_task(task_name(service), args=[tool, arguments, context], queue=service).get(timeout=120)
 
-    limits = httpx.Limits(max_connections=trajectories // CHUNK + 4)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+    # aiohttp, not httpx: httpx spends ~0.7 ms of the client's own CPU per request here (aiohttp ~0.13 ms), which
+    # would count against the step API in the per-call comparison (the raw path's client is Celery's).
+    connector = aiohttp.TCPConnector(limit=trajectories // CHUNK + 4)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300),
+                                     raise_for_status=True) as session:
+        async def post(body: dict[str, Any]) -> dict[str, Any]:
+            async with session.post(url, data=json.dumps(body), headers=JSON) as reply:
+                return cast(dict[str, Any], json.loads(await reply.read()))
+
         async def step(ids: list[str], actions: list[str], **extra: object) -> dict:
-            reply = await http.post(url, json={"trajectory_ids": ids, "actions": actions, **extra})
-            reply.raise_for_status()
-            body = reply.json()
+            body = await post({"trajectory_ids": ids, "actions": actions, **extra})
             if not all(body["valids"]):
                 bad = [o for o, v in zip(body["observations"], body["valids"], strict=True) if not v]
                 raise RuntimeError(f"{len(bad)} invalid steps, e.g. {bad[:3]}")
@@ -136,10 +148,25 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
             await step([f"warm-code-{i}"], [CODE])
 
         # Per call: one trajectory stepping alone, blocks alternated so drift hits both paths alike.
-        per_call: dict[str, list[float]] = {k: [] for k in ("raw noop", "step noop", "raw code", "step code")}
+        # Besides: an empty request (the HTTP door and the policy, no Redis) and a step whose action makes no call
+        # (state read, parse, records, state write): where the step's added latency goes.
+        per_call: dict[str, list[float]] = {k: [] for k in ("raw noop", "step noop", "raw code", "step code",
+                                                            "empty request", "step, no call", "redis ping")}
+        import redis.asyncio as aredis
+
+        pinger = aredis.Redis.from_url(redis_url)
         with tqdm(total=samples, desc="per call", unit="call", file=sys.stderr) as bar:
             for block in range(samples // 20):
                 for _ in range(20):
+                    t0 = time.perf_counter()
+                    await post({"trajectory_ids": [], "actions": []})
+                    per_call["empty request"].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    await post({"trajectory_ids": [f"nocall-{block}"], "actions": ["<think>no call</think>"]})
+                    per_call["step, no call"].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    await pinger.ping()
+                    per_call["redis ping"].append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     await asyncio.to_thread(raw, "noop", "noop", {})
                     per_call["raw noop"].append(time.perf_counter() - t0)
@@ -153,6 +180,7 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
                     await step([f"single-code-{block}"], [CODE])
                     per_call["step code"].append(time.perf_counter() - t0)
                     bar.update()
+        await pinger.aclose()
         hop = []
         for _ in range(200):
             t0 = time.perf_counter()
@@ -161,15 +189,20 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
         for key in ("raw noop", "raw code"):  # the raw path pays a thread hop the step path does not
             per_call[key] = [max(v - statistics.median(hop), 0.0) for v in per_call[key]]
 
-        # Redis commands per call on each path (INFO commandstats, every client of this Redis).
+        # Redis commands per call on each path (INFO commandstats, every client of this Redis), and the gateway's
+        # CPU per step call (from /proc: hardly depends on the machine's load, unlike the latencies).
         commands: dict[str, dict[str, float]] = {}
+        gateway_cpu_ms = 0.0
         for key in ("step noop", "raw noop"):
             before = await asyncio.to_thread(_commands, redis_url)
+            cpu_before = _cpu_s(gateway_pid)
             for _ in range(COUNTED):
                 if key == "step noop":
                     await step(["counted"], [NOOP])
                 else:
                     await asyncio.to_thread(raw, "noop", "noop", {})
+            if key == "step noop":
+                gateway_cpu_ms = (_cpu_s(gateway_pid) - cpu_before) * 1e3 / COUNTED
             after = await asyncio.to_thread(_commands, redis_url)
             commands[key] = {name: (after[name] - before.get(name, 0)) / COUNTED for name in after
                              if after[name] - before.get(name, 0) - (name == "info") > 0}
@@ -180,6 +213,7 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     for key, per in commands.items():
         listed = ", ".join(f"{name} {n:g}" for name, n in sorted(per.items(), key=lambda kv: -kv[1]) if name != "info")
         print(f"  {key:10s}  {sum(n for name, n in per.items() if name != 'info'):5.1f}: {listed}")
+    print(f"  the gateway's CPU per step call: {gateway_cpu_ms:.2f} ms")
     print(f"\nper call, one trajectory at a time ({samples} samples each, same Redis and workers):")
     for key, values in per_call.items():
         print(f"  {key:10s}  {ms(values)}")
@@ -188,7 +222,16 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
     print(f"  fabric overhead p50: no-op {noop_over * 1e3:.2f} ms (target < 6.6 ms), "
           f"code {code_over * 1e3:.2f} ms (target < 20 ms); a whole code step p50 "
           f"{statistics.median(per_call['step code']) * 1e3:.2f} ms")
-    numbers = {"noop_overhead_ms": round(noop_over * 1e3, 2), "code_overhead_ms": round(code_over * 1e3, 2)}
+    p50 = {key: statistics.median(values) * 1e3 for key, values in per_call.items()}
+    print("  where a no-op step's added latency goes (p50 differences, ms):")
+    print(f"    HTTP door + policy (an empty request)                        {p50['empty request']:6.2f}")
+    print(f"    state read, parse, records, state write (no-call step - empty) "
+          f"{p50['step, no call'] - p50['empty request']:6.2f}")
+    print(f"    the call through the executor vs raw Celery (step - no-call step - raw) "
+          f"{p50['step noop'] - p50['step, no call'] - p50['raw noop']:6.2f}")
+    print(f"    (one Redis round trip from asyncio: {p50['redis ping']:.2f})")
+    numbers = {"gateway_cpu_ms_per_step": round(gateway_cpu_ms, 2), "noop_overhead_ms": round(noop_over * 1e3, 2),
+               "code_overhead_ms": round(code_over * 1e3, 2)}
     if rollout is not None:
         fabric_steps, fabric_item, fabric_total, raw_steps, raw_item, raw_total = rollout
         total = trajectories * steps

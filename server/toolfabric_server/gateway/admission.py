@@ -127,14 +127,14 @@ class Admission:
             before = loop.time()
             await asyncio.sleep(_TICK_S)
             self.lag_s = max(0.0, loop.time() - before - _TICK_S)
+            if self._waiters and time.monotonic() - self._warned > 30:  # what it does under load, for operators
+                self._warned = time.monotonic()
+                log.info("admission: %d running, %d waiting, up to %d admitted (TOOLFABRIC_GATEWAY_MAX_RUNNING %d); "
+                         "event loop lag %.3fs (limit %.2fs)", self.running, len(self._waiters), self.limit,
+                         self._max_running, self.lag_s, self._max_lag_s)
             if self.lag_s > self._max_lag_s:
                 # Too busy already: admit no one until the running count falls or the loop catches up.
                 self.limit = max(float(self._min_running), min(self.limit, self.running))
-                if self._waiters and time.monotonic() - self._warned > 30:
-                    self._warned = time.monotonic()
-                    log.warning("admission: the event loop lags %.2fs (over %.2fs): admitting up to %d trajectories "
-                                "(%d running, %d waiting)", self.lag_s, self._max_lag_s, self.limit, self.running,
-                                len(self._waiters))
             elif self._waiters and self.running >= self.limit and self.limit < self._max_running:
                 self.limit += 1  # calls wait and the loop keeps up: one more
                 self._wake()

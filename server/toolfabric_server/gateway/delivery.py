@@ -6,10 +6,11 @@ the background until Redis takes it (for up to `record_retry_s`), so the record 
 A delivery can be detached (the gateway hands the trajectory to another replica): from then on nothing
 more goes to the record or the client.
 
-Events are recorded in batches (one Redis transaction each, `TrajectoryRecorder.record_many`): a text delta waits
-up to `text_batch_s` for the ones after it, and any other event takes every delta waiting with it. The client gets
-a batch once it is recorded, so "recorded before the client sees it" holds for each event; a delta not yet
-recorded when the gateway dies was seen by nobody.
+Events are recorded in batches (one Redis transaction each, `TrajectoryRecorder.record_many`): an event waits up to
+`batch_s` for the ones after it (a step's text and its tool calls, a round's observations, the answer and usage
+before `finished`), and `finished` takes every event waiting with it at once. The client gets a batch once it is
+recorded, so "recorded before the client sees it" holds for each event; an event not yet recorded when the gateway
+dies was seen by nobody, and the step it belongs to is incomplete in the record (engine/resume.py runs it again).
 """
 
 from __future__ import annotations
@@ -25,24 +26,24 @@ from toolfabric_server.engine.events import stamp
 from toolfabric_server.gateway.recorder import TrajectoryRecorder
 
 log = logging.getLogger(__name__)
-TEXT_BATCH_S = 0.005  # how long a text delta waits for more: a few ms of a model stream is one Redis round trip
+BATCH_S = 0.005  # how long an event waits for more: a few ms of a trajectory's events are one Redis round trip
 _settling: set[asyncio.Task[None]] = set()  # background final writes, kept alive until done
 
 
 class Delivery:
     def __init__(self, recorder: TrajectoryRecorder, trajectory_id: str, retry_s: float,
                  queue: asyncio.Queue[pb.RunEvent | None] | None = None, first_seq: int = 0,
-                 text_batch_s: float = TEXT_BATCH_S) -> None:
+                 batch_s: float = BATCH_S) -> None:
         self._recorder, self._queue, self._retry_s = recorder, queue, retry_s
         self.trajectory_id = trajectory_id
         self.last_seq = first_seq
         self.finished: pb.TrajectoryFinished | None = None
         self._detached = False
         self._seen_seq = first_seq  # the last event handed to the client (without a client: taken to the record)
-        self._text_batch_s = text_batch_s
+        self._batch_s = batch_s
         self._pending: list[pb.RunEvent] = []  # emitted, not yet recorded (in order)
         self._writing = asyncio.Lock()  # one batch at a time, in order
-        self._timer: asyncio.TimerHandle | None = None  # the flush of waiting text deltas
+        self._timer: asyncio.TimerHandle | None = None  # the flush of the events waiting
 
     @property
     def detached(self) -> bool:
@@ -67,9 +68,9 @@ class Delivery:
         if event.HasField("finished"):
             self.finished = event.finished
         self._pending.append(event)
-        if event.HasField("text") and self._text_batch_s > 0:
+        if self.finished is None and self._batch_s > 0:
             if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._text_batch_s, self._flush_later)
+                self._timer = asyncio.get_running_loop().call_later(self._batch_s, self._flush_later)
             return
         await self.flush()
 
@@ -83,7 +84,7 @@ class Delivery:
         """Record every event emitted so far, then hand them to the client."""
         async with self._writing:
             batch, self._pending = self._pending, []
-            if self._timer is not None:  # its deltas are in this batch
+            if self._timer is not None:  # its events are in this batch
                 self._timer.cancel()
                 self._timer = None
             if not batch or self.detached:

@@ -256,11 +256,15 @@ class StepService:
         tid = item.trajectory_id
         record = recorder.TrajectoryRecorder(records, tid, self._gw.trajectory_ttl_s)
         outcome = StepOutcome(tid)
+        # The step's events are recorded together when it is done (they reach the request's one pipeline, sent
+        # before the trainer gets the observation, as before): a trainer's action is whole, so its text is one
+        # merged event per channel, never a run of deltas kept open in Redis meanwhile.
+        events: list[pb.RunEvent] = []
 
         async def emit(event: pb.RunEvent) -> None:
             if event.WhichOneof("event") == "observation":
                 outcome.observations.append(event.observation)
-            await record.record(event)
+            events.append(event)
 
         sink = EventSink(tid, self._observed(emit, caller), seq=state.seq)
         state.steps += 1
@@ -302,6 +306,7 @@ class StepService:
                 status = pb.STATUS_COMPLETED if released == "the model answered" else pb.STATUS_BUDGET_EXHAUSTED
                 await self._end(records, tid, state, status, released, sink)
                 outcome.done = True
+        await record.record_many(events, close_run=True)
         return _Result(outcome, state, released)
 
     def _scope(self, tid: str, state: TrajectoryState, caller: _Caller) -> Scope:
