@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import statistics
@@ -37,6 +38,10 @@ TUNED = {
     # broker round trip between tasks. Still acks late, so a dead worker's reserved tasks go back to the queue.
     "TOOLFABRIC_WORKER_PREFETCH_MULTIPLIER": "16",
 }
+# `batched`: the tuned worker, and the gateway sends the calls waiting for the same publish in one message
+# (common/batches.py). Raw Celery has no batching of its own: its tuned figure is the baseline.
+BATCHED = TUNED | {"TOOLFABRIC_GATEWAY_CALLS_PER_MESSAGE": json.dumps({SERVICE: 64})}
+CONFIGS = {"shipped": {}, "tuned": TUNED, "batched": BATCHED}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer calls; well under a minute on an idle machine")
     parser.add_argument("--no-ray", action="store_true", help="skip Ray even when it is installed")
-    parser.add_argument("--configs", nargs="*", default=["shipped", "tuned"], choices=["shipped", "tuned"])
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--trials", type=int, default=1, help="alternate the configurations this many times")
     args = parser.parse_args()
     trajectories, per_trajectory, single = (32, 10, 100) if args.quick else (64, 40, 400)
@@ -64,11 +69,12 @@ def main() -> int:
     trials: dict[str, list[dict[str, float]]] = {config: [] for config in args.configs}
     with tempfile.TemporaryDirectory(prefix="toolfabric-throughput-") as tmp, \
             RedisServer(Path(tmp) / "redis") as redis_server:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOOLFABRIC_WORKER_"))}
+        base_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("OTEL_", "TOOLFABRIC_WORKER_", "TOOLFABRIC_GATEWAY_"))}
         base_env |= {"TOOLFABRIC_REDIS_URL": redis_server.url, "OTEL_TRACES_EXPORTER": "none"}
         for trial in range(args.trials):
             for config in args.configs:
-                env = base_env | (TUNED if config == "tuned" else {})
+                env = base_env | CONFIGS[config]
                 os.environ.clear()
                 os.environ.update(env)
                 worker = Child(f"worker-{config}-{trial}", [sys.executable, "-m", "toolfabric.cli.main", "worker",
@@ -93,7 +99,6 @@ def main() -> int:
 
 def _in_child(env: dict[str, str], redis_url: str, trajectories: int, per_trajectory: int,
               single: int) -> dict[str, float]:
-    import json
     import subprocess
 
     argv = [sys.executable, "-c", f"import sys, json, asyncio; sys.path.insert(0, {str(ROOT)!r}); "
@@ -113,12 +118,13 @@ async def _celery(redis_url: str, trajectories: int, per_trajectory: int, single
     from toolfabric_server.common.tools import ToolContext, task_name
     from toolfabric_server.engine.ports import ToolInvocation
     from toolfabric_server.gateway.celery_executor import CeleryToolExecutor
+    from toolfabric_server.gateway.settings import GatewaySettings
 
     app = make_celery(settings.common(), settings.worker())
     context = ToolContext(trajectory_id="bench", call_id="c")
     payload = ["ping", {}, context.model_dump(mode="json")]
     client = aredis.Redis.from_url(redis_url)
-    executor = CeleryToolExecutor(app, client)
+    executor = CeleryToolExecutor(app, client, calls_per_message=GatewaySettings().calls_per_message)
     await executor.start()
 
     def raw_call() -> None:
@@ -227,12 +233,12 @@ def _report(results: dict[str, dict[str, float]], total: int, trajectories: int,
           f"one Redis; fabric over {trajectories} "
           f"concurrent trajectories, raw Celery and Ray fanned out); now {load()}")
     ray = results.get("ray") or {}
-    for config in ("shipped", "tuned"):
+    for config in CONFIGS:
         r = results.get(config)
         if not r:
             continue
-        settings = "the shipped worker settings" if config == "shipped" else \
-            "tuned: " + ", ".join(f"{k}={v}" for k, v in TUNED.items())
+        settings = "the shipped settings" if config == "shipped" else \
+            f"{config}: " + ", ".join(f"{k}={v}" for k, v in CONFIGS[config].items())
         print(f"  {config} ({settings}; load average {r['load']:.1f}):")
         print(f"    fabric      {r['fabric_rate']:7,.0f} calls/s   one at a time p50 {r['fabric_p50'] * 1e3:6.2f} ms  "
               f"p99 {r['fabric_p99'] * 1e3:6.2f} ms")
@@ -250,6 +256,12 @@ def _report(results: dict[str, dict[str, float]], total: int, trajectories: int,
         s, t = results["shipped"], results["tuned"]
         print(f"  tuning moved the ceiling: fabric {t['fabric_rate'] / s['fabric_rate']:.2f}x, raw Celery "
               f"{t['raw_rate'] / s['raw_rate']:.2f}x")
+    if "batched" in results:
+        b = results["batched"]
+        versus_ray = f", {b['fabric_rate'] / ray['rate']:.2f}x Ray" if ray else ""
+        print(f"  batched: fabric {b['fabric_rate']:,.0f} calls/s = {b['fabric_rate'] / b['raw_rate']:.2f}x raw Celery "
+              f"on the same worker settings{versus_ray} (target >= 2,000/s); one call p50 "
+              f"{b['fabric_p50'] / b['ping4_p50']:.2f}x four Redis round trips (target <= 3x)")
 
 
 if __name__ == "__main__":

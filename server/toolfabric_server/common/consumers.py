@@ -57,11 +57,23 @@ class ConsumerRegistry:
 class LiveConsumers:
     """The gateway side: which queues are consumed, and whether a given worker is alive."""
 
-    def __init__(self, client: aredis.Redis, ttl_s: float) -> None:
-        self._redis, self._ttl = client, ttl_s
+    def __init__(self, client: aredis.Redis, ttl_s: float, remember_s: float = 0.5) -> None:
+        self._redis, self._ttl, self._remember_s = client, ttl_s, remember_s
+        self._counted: dict[str, tuple[float, int]] = {}  # queue -> (when, a count > 0)
 
     async def count(self, queue: str) -> int:
-        return int(await self._redis.zcount(_key(queue), time.time() - self._ttl, "+inf"))
+        """Live consumers of `queue`. A count above zero is remembered for `remember_s` (far below the heartbeat
+        TTL that decides it anyway): a call does not pay a Redis round trip to learn what the last one learnt."""
+        now = time.monotonic()
+        counted = self._counted.get(queue)
+        if counted is not None and now - counted[0] < self._remember_s:
+            return counted[1]
+        found = int(await self._redis.zcount(_key(queue), time.time() - self._ttl, "+inf"))
+        if found:
+            self._counted[queue] = (now, found)
+        else:
+            self._counted.pop(queue, None)
+        return found
 
     async def live(self, queue: str) -> set[str]:
         """The hostnames of the queue's workers that beat within the TTL."""

@@ -32,11 +32,13 @@ import redis.asyncio as aredis
 from celery import bootsteps
 from kombu.transport import redis as kombu_redis
 
+from toolfabric_server.common.batches import BATCH_HEADER
+
 log = logging.getLogger(__name__)
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu.transport.redis's default key names
 
-# Fields are delivery tags; a message's headers carry its task id (unique: a uuid4).
+# Fields are delivery tags; a message's headers carry its task id or its calls' ids (unique: uuid4s).
 _FORGET = """
 local removed = 0
 local all = redis.call('HGETALL', KEYS[1])
@@ -66,7 +68,8 @@ async def holds(client: aredis.Redis, task_id: str) -> bool:
 
 
 def _needle(task_id: str) -> str:
-    return f'"id": "{task_id}"'
+    # A plain task's id is in its headers' "id"; a batched call's in the batch's list of ids (common/batches.py).
+    return f'"{task_id}"'
 
 
 async def forget(client: aredis.Redis, task_id: str) -> int:
@@ -124,15 +127,17 @@ def restore_unrestored(qos: kombu_redis.QoS, client: redis.Redis) -> tuple[int, 
 
 def _task_state(client: redis.Redis, payload: bytes | str) -> str:
     try:
-        message = json.loads(payload)[0]
-        task_id = message["headers"]["id"]
+        headers = json.loads(payload)[0]["headers"]
+        # A batch (common/batches.py) is as far as its calls: they are all STARTED when a worker starts it.
+        task_ids = list(headers.get(BATCH_HEADER) or [headers["id"]])
     except (ValueError, KeyError, IndexError, TypeError):
         return "unstarted"  # not a task message we can read: give it back as kombu would have
-    meta = client.get(f"celery-task-meta-{task_id}")
-    if meta is None:
+    metas = client.mget([f"celery-task-meta-{task_id}" for task_id in task_ids])
+    if all(meta is None for meta in metas):
         return "unstarted"
-    status = json.loads(meta).get("status")
-    return "ready" if status in ("SUCCESS", "FAILURE", "REVOKED") else "running"
+    done = all(meta is not None and json.loads(meta).get("status") in ("SUCCESS", "FAILURE", "REVOKED")
+               for meta in metas)
+    return "ready" if done else "running"
 
 
 class RestoreUnstarted(bootsteps.StartStopStep):

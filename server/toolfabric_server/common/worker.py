@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -17,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import Celery, Task, bootsteps, signals
+from celery import Celery, Task, bootsteps, signals, states
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from toolfabric_server.common import consumers, logs, redis_clients, revocations, unacked
+from toolfabric_server.common.batches import BatchedCall, batch_task_name
 from toolfabric_server.common.bridge import close_all as close_bridges
 from toolfabric_server.common.celery_app import make_celery
 from toolfabric_server.common.errors import ToolError
+from toolfabric_server.common.reply_lists import REPLY_HEADER
 from toolfabric_server.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.telemetry.run_span import run_span, task_carrier
@@ -40,6 +43,11 @@ from toolfabric_server.common.tools import (
 )
 
 log = logging.getLogger(__name__)
+# A batch's calls are checked for revocation when it starts, and again before a call that waited longer than this.
+_RECHECK_REVOKED_S = 0.05
+# A batched call this quick is a hint the next one of its tool is too: their results are pushed together, so a result
+# waits at most about _PUSH_DELAY_S (common/batches.py).
+_QUICK_CALL_S, _PUSH_DELAY_S = 0.0005, 0.002
 
 Handler = Callable[[Any, ToolContext], ToolResult]
 
@@ -51,7 +59,7 @@ def _ping(args: PingArgs, ctx: ToolContext) -> ToolResult:
 def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers: dict[str, Handler],
                      common: CommonSettings) -> Task:
     """Create `toolfabric.<service>.call` on `app`, dispatching by tool name to `handlers`."""
-    revoked = _revocations(common)
+    revoked_among = _revocations(common)
     by_name: dict[str, tuple[type[BaseModel], Handler]] = {"ping": (PingArgs, _ping)}
     for spec in specs:
         if spec.name not in handlers:
@@ -59,44 +67,112 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         for name in (spec.name, *spec.aliases):
             by_name[name] = (spec.arguments, handlers[spec.name])
 
-    @app.task(name=task_name(service), bind=True)
+    def execute(tool: str, arguments: dict[str, Any], context: dict[str, Any], redelivered: bool) -> ToolResult:
+        started = time.perf_counter()
+        result = run_tool(by_name, tool, arguments, context)
+        if redelivered:  # the broker delivered it again (its pool process died mid-call): it has run before
+            result.attempts = 2
+        observe.tool_executed(tool, result, time.perf_counter() - started)
+        return result
+
+    def traced(task_id: str, tool: str, context: dict[str, Any], carrier: dict[str, str] | None,
+               redelivered: bool) -> contextlib.AbstractContextManager[Any]:
+        # One run span per call, a child of the sender's execute_tool span (its context in the message: in the
+        # task's headers, or per call in a batch), so a batched call looks like a plain one in the trace.
+        return run_span(task_name(service), carrier, {
+            "gen_ai.tool.name": tool, "gen_ai.tool.call.id": str(context.get("call_id", "")),
+            "messaging.message.id": task_id, "toolfabric.redelivered": redelivered})
+
+    def cancelled(tool: str) -> ToolResult:  # abandoned while queued: nobody waits for it
+        result = ToolResult.failure("cancelled", f"{tool} was revoked before it ran")
+        observe.failed("cancelled", result.text)
+        return result
+
+    def start(task: Any, task_ids: list[str]) -> dict[str, str]:
+        # STARTED (it names the worker: the gateway sends a task again when that worker dies) with the revocation
+        # check and the guard against running a finished call again, in one round trip (not Celery's
+        # track_started, a GET and a SET after the message's own round trips). Bookkeeping: not a span.
+        with observe.untraced():
+            return task.backend.start_calls(task_ids, {"pid": os.getpid(), "hostname": task.request.hostname},  # type: ignore[no-any-return]
+                                            [revocations.key(task_id) for task_id in task_ids])
+
+    def push(task: Any, metas: list[dict[str, Any]], reply_to: str | None) -> None:
+        with observe.untraced():  # Celery's result write, as a plain task's (summed up by the run span)
+            task.backend.store_metas(metas, reply_to)
+
+    @app.task(name=task_name(service), bind=True, track_started=False)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         request = self.request
-        # The broker delivered it again (its pool process died mid-call): it has run before.
         redelivered = bool((request.delivery_info or {}).get("redelivered"))
-        with run_span(self.name, task_carrier(request), {
-            "gen_ai.tool.name": tool, "gen_ai.tool.call.id": str(context.get("call_id", "")),
-            "messaging.message.id": request.id or "", "toolfabric.redelivered": redelivered,
-        }):
-            if request.id and revoked(request.id):  # abandoned while queued: nobody waits for it
-                result = ToolResult.failure("cancelled", f"{tool} was revoked before it ran")
-                observe.failed("cancelled", result.text)
-                return result.model_dump(mode="json")
-            started = time.perf_counter()
-            result = run_tool(by_name, tool, arguments, context)
-            if redelivered:
-                result.attempts = 2
-            observe.tool_executed(tool, result, time.perf_counter() - started)
-            return result.model_dump(mode="json")
+        with traced(request.id or "", tool, context, task_carrier(request), redelivered):
+            state = start(self, [request.id])[request.id] if request.id else "started"
+            if state == "revoked":
+                return cancelled(tool).model_dump(mode="json")
+            if state == "finished":  # delivered again after it finished: its result stays as it was stored
+                return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
+            return execute(tool, arguments, context, redelivered).model_dump(mode="json")
+
+    # Several calls in one message (common/batches.py): no result of its own, no STARTED of its own (each call has
+    # both); each call's result is stored and pushed onto the sender's list as soon as it is done.
+    @app.task(name=batch_task_name(service), bind=True, track_started=False, ignore_result=True)
+    def batch(self: Any, calls: list[BatchedCall]) -> None:
+        reply_to = getattr(self.request, REPLY_HEADER, None)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        states_at_start = start(self, [c["id"] for c in calls])
+        revoked_ids = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
+        checked = time.monotonic()
+        done: list[dict[str, Any]] = []  # results not pushed yet, the first since `waiting_since`
+        waiting_since = 0.0
+        for i, call in enumerate(calls):
+            call_id = call["id"]
+            if states_at_start[call_id] == "finished":
+                continue  # done before this batch was delivered again: its result is stored already
+            if time.monotonic() - checked > _RECHECK_REVOKED_S:  # the calls before it took a while
+                revoked_ids, checked = revoked_among([call_id]), time.monotonic()
+            started = time.monotonic()
+            try:
+                with traced(call_id, call["tool"], call["context"], call.get("trace"), redelivered):
+                    if call_id in revoked_ids:
+                        result = cancelled(call["tool"])
+                    else:
+                        result = execute(call["tool"], call["arguments"], call["context"], redelivered)
+            except Exception as exc:  # run_tool catches the tool's own failures: one call must not sink the rest
+                log.exception("call %s of a batch failed", call_id)
+                result = ToolResult.failure("internal", f"{call['tool']} failed in the worker: {exc}")
+            meta = self.backend._get_result_meta(result=result.model_dump(mode="json"), state=states.SUCCESS,
+                                            traceback=None, request=None)
+            meta["task_id"] = call_id
+            done.append(meta)
+            waiting_since = waiting_since if len(done) > 1 else time.monotonic()
+            # Results go back as soon as each is done, except that those of sub-millisecond calls followed by a
+            # call of the same tool wait for it (a few at most): one round trip, one wake-up of the sender for many.
+            following = calls[i + 1]["tool"] if i + 1 < len(calls) else None
+            ended = time.monotonic()
+            if following != call["tool"] or ended - started > _QUICK_CALL_S or ended - waiting_since > _PUSH_DELAY_S:
+                push(self, done, reply_to)
+                done = []
+        if done:
+            push(self, done, reply_to)
 
     return call  # type: ignore[no-any-return]
 
 
-def _revocations(common: CommonSettings) -> Callable[[str], bool]:
-    """Whether a task was revoked, asked of the state Redis (the client is made on first use, in the pool process)."""
+def _revocations(common: CommonSettings) -> Callable[[list[str]], set[str]]:
+    """Which of several tasks were revoked, asked of the state Redis (the client is made on first use, in the pool
+    process). Redis away: cannot tell, so they run (at-least-once)."""
 
     @functools.lru_cache(maxsize=1)
     def client() -> redis.Redis:
         return redis_clients.sync_client("state", common, socket_timeout=2)
 
-    def revoked(task_id: str) -> bool:
+    def revoked_among(task_ids: list[str]) -> set[str]:
         try:
-            with observe.untraced():  # one EXISTS per task: bookkeeping, not a span of its own
-                return revocations.is_revoked(client(), task_id)
-        except redis.RedisError:  # cannot tell: run it (at-least-once)
-            return False
+            with observe.untraced():  # bookkeeping, not a span of its own
+                return revocations.revoked_among(client(), task_ids)
+        except redis.RedisError:
+            return set()
 
-    return revoked
+    return revoked_among
 
 
 def run_tool(

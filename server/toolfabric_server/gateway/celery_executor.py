@@ -13,24 +13,33 @@ died (its STARTED record names a worker that stopped beating) is sent again unde
 `unacked` set at once, common/unacked.py). Every task expires with its call's
 timeout, so a worker never runs a call nobody waits for (Celery discards an expired task on receipt),
 and a call abandoned for any reason is revoked.
+
+A service named in `calls_per_message` (TOOLFABRIC_GATEWAY_CALLS_PER_MESSAGE) gets its calls sent several to a
+message (common/batches.py): one publish at a time per queue, each taking every call that waited meanwhile (up to
+the limit), so a lone call still goes at once. A batch that loses one of its unfinished calls (cancelled, timed
+out, its worker dead) is revoked whole and its other unfinished calls are sent again, each alone or batched anew.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aredis
 from celery import Celery
 
 from toolfabric_server.common import revocations, unacked
+from toolfabric_server.common.batches import BATCH_HEADER, BatchedCall, batch_task_name
 from toolfabric_server.common.consumers import LiveConsumers
 from toolfabric_server.common.reply_lists import REPLY_HEADER
 from toolfabric_server.common.telemetry import observe
+from toolfabric_server.common.telemetry.celery import publish_carrier
 from toolfabric_server.common.tools import ToolResult, task_name
 from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
 
@@ -47,10 +56,25 @@ class _WorkerLost(Exception):
     """The worker running a task stopped beating: the task will not finish."""
 
 
+class _BatchRevoked(Exception):
+    """Another call of the task's batch was given up, so the batch was revoked: send this call again."""
+
+
+@dataclass
+class _Outgoing:
+    """A call waiting for its queue's next publish."""
+
+    task_id: str
+    invocation: ToolInvocation
+    expires_s: float
+    context: contextvars.Context  # the caller's: its trace context goes into the message
+    sent: asyncio.Future[str | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class CeleryToolExecutor:
     def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
                  no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0,
-                 unstarted_timeout_s: float = 15.0) -> None:
+                 unstarted_timeout_s: float = 15.0, calls_per_message: dict[str, int] | None = None) -> None:
         self._app = app
         self._redis = redis_client
         self._consumers = consumers
@@ -62,10 +86,15 @@ class CeleryToolExecutor:
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._calls_per_message = {k: v for k, v in (calls_per_message or {}).items() if v > 1}
+        self._outbox: dict[str, list[_Outgoing]] = {}  # per queue, the calls waiting for its next publish
+        self._publishers: dict[str, asyncio.Task[None]] = {}  # per queue, its publish under way
+        self._batch_of: dict[str, str] = {}  # call id -> the batch it went in, until the call is over
+        self._batches: dict[str, set[str]] = {}  # batch id -> its calls not over yet
 
     async def start(self) -> None:
-        with observe.untraced():  # reading results is bookkeeping: not even a dropped span per read
-            self._reader = asyncio.create_task(self._read(), name="celery-results")
+        # Reading results is bookkeeping: not even a dropped span per read.
+        self._reader = asyncio.create_task(self._read(), name="celery-results", context=observe.untraced_context())
 
     async def close(self) -> None:
         self._closing = True
@@ -120,6 +149,9 @@ class CeleryToolExecutor:
                                        else min(self._retry_consumer_wait_s, max(deadline - loop.time(), 0)))
             try:
                 meta = await self._attempt(invocation, deadline)
+            except _BatchRevoked:
+                attempt -= 1  # not this call's fault: it was never given up on
+                continue
             except _WorkerLost as lost:
                 if attempt > self._retries or loop.time() >= deadline:
                     result = ToolResult.failure("worker_failure", f"{invocation.tool}: {lost} (sent {attempt} times)")
@@ -155,22 +187,25 @@ class CeleryToolExecutor:
         finished = False
         try:
             try:
-                # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the
-                # context, so Celery's instrumentation still carries the trace in the task headers). The task
-                # expires with the call: a worker that receives it later discards it.
+                # The task expires with the call: a worker that receives it later discards it.
                 remaining = max(deadline - asyncio.get_running_loop().time(), 1.0)
-                await asyncio.to_thread(
-                    self._app.send_task, task_name(invocation.service),
-                    args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
-                    task_id=task_id, queue=invocation.service,
-                    headers={**(invocation.headers or {}), REPLY_HEADER: self._replies},
-                    expires=remaining,
-                )
+                if invocation.service in self._calls_per_message:
+                    await self._send_batched(task_id, invocation, remaining)
+                else:
+                    await asyncio.to_thread(self._send_alone, task_id, invocation, remaining)
             except Exception as exc:
                 raise ToolDispatchError("unavailable", f"could not queue {invocation.tool} on "
                                                        f"'{invocation.service}': {exc}") from exc
             try:
                 meta = await self._wait(task_id, future, invocation, deadline)
+            except _BatchRevoked:
+                # It may have finished just before its batch was revoked: then it is not run again.
+                stored = None
+                with contextlib.suppress(aredis.RedisError):
+                    stored = await self._redis.get(_META + task_id)
+                meta = json.loads(stored) if stored else {}
+                if meta.get("status") != "SUCCESS":
+                    raise
             except _WorkerLost:
                 with contextlib.suppress(Exception):  # it will be sent again: its old message must not run later
                     await unacked.forget(self._redis, task_id)
@@ -179,8 +214,97 @@ class CeleryToolExecutor:
             return meta
         finally:
             self._waiters.pop(task_id, None)
+            batch_id = self._batch_of.pop(task_id, None)
+            if batch_id is not None:
+                self._batches.get(batch_id, set()).discard(task_id)
             if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
                 await self.revoke(task_id, invocation.timeout_s)
+                if batch_id is not None:
+                    await self._revoke_batch(batch_id)
+            elif batch_id is not None and not self._batches.get(batch_id, True):
+                self._batches.pop(batch_id, None)
+
+    def _send_alone(self, task_id: str, invocation: ToolInvocation, expires_s: float) -> None:
+        # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the context, so
+        # the publish hook, common/telemetry/celery.py, still carries the trace in the task headers).
+        self._app.send_task(
+            task_name(invocation.service),
+            args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
+            task_id=task_id, queue=invocation.service,
+            headers={**(invocation.headers or {}), REPLY_HEADER: self._replies}, expires=expires_s,
+        )
+
+    async def _send_batched(self, task_id: str, invocation: ToolInvocation, expires_s: float) -> None:
+        """Queue the call for its queue's next publish (started now if none is under way) and wait until sent."""
+        outgoing = _Outgoing(task_id, invocation, expires_s, contextvars.copy_context())
+        service = invocation.service
+        self._outbox.setdefault(service, []).append(outgoing)
+        if service not in self._publishers:
+            # Not in this caller's context: the batch message's own publish is no event of this call's span (each
+            # call's publish event and trace context are added per call, publish_carrier).
+            self._publishers[service] = asyncio.create_task(self._publish(service), name=f"publish-{service}",
+                                                            context=observe.untraced_context())
+        try:
+            batch_id = await asyncio.shield(outgoing.sent)
+        except asyncio.CancelledError:
+            outgoing.sent.cancel()  # not taken yet: it is left out (taken: it was sent, and is revoked)
+            raise
+        if batch_id is not None:
+            self._batch_of[task_id] = batch_id
+            self._batches.setdefault(batch_id, set()).add(task_id)
+
+    async def _publish(self, service: str) -> None:
+        """Send the queue's waiting calls, as many per message as allowed, until none waits."""
+        limit = self._calls_per_message[service]
+        try:
+            while pending := self._outbox.get(service):
+                calls, self._outbox[service] = pending[:limit], pending[limit:]
+                calls = [c for c in calls if not c.sent.done()]
+                if not calls:
+                    continue
+                try:
+                    if len(calls) == 1:
+                        one = calls[0]
+                        await asyncio.to_thread(one.context.run, self._send_alone, one.task_id, one.invocation,
+                                                one.expires_s)
+                        batch_id = None
+                    else:
+                        batch_id = await asyncio.to_thread(self._send_batch, service, calls)
+                except Exception as exc:
+                    for c in calls:
+                        if not c.sent.done():
+                            c.sent.set_exception(exc)
+                    continue
+                for c in calls:
+                    if not c.sent.done():
+                        c.sent.set_result(batch_id)
+        finally:
+            self._publishers.pop(service, None)
+
+    def _send_batch(self, service: str, calls: list[_Outgoing]) -> str:
+        batch_id = str(uuid.uuid4())
+        name = task_name(service)
+        entries: list[BatchedCall] = [{
+            "id": c.task_id, "tool": c.invocation.tool, "arguments": c.invocation.arguments,
+            "context": c.invocation.context.model_dump(mode="json"),
+            "trace": c.context.run(publish_carrier, name, service, c.task_id),
+        } for c in calls]
+        self._app.send_task(batch_task_name(service), args=[entries], task_id=batch_id, queue=service,
+                            headers={REPLY_HEADER: self._replies, BATCH_HEADER: [c.task_id for c in calls]},
+                            expires=max(c.expires_s for c in calls))
+        return batch_id
+
+    async def _revoke_batch(self, batch_id: str) -> None:
+        """Revoke a batch one of whose calls was given up on (its pool process is killed if it runs it) and send
+        its other unfinished calls again: each is revoked too, so a worker that gets the batch later skips it."""
+        members = self._batches.pop(batch_id, set())
+        for member in members:
+            self._batch_of.pop(member, None)
+            waiter = self._waiters.get(member)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(_BatchRevoked())
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._app.control.revoke, batch_id, terminate=True, signal="SIGKILL")
 
     async def _wait(self, task_id: str, future: asyncio.Future[dict[str, Any]],
                     invocation: ToolInvocation, deadline: float) -> dict[str, Any]:

@@ -83,6 +83,10 @@ class GatewaySettings(BaseSettings):
     # A task a worker took from the queue (it is in the broker's `unacked` set) but did not start within this
     # long was taken by a worker that died before starting it: it is sent again like one whose worker died mid-run.
     unstarted_timeout_s: float = Field(default=15.0, gt=0)
+    # Services whose calls go several to a Celery message, and at most how many (JSON, e.g. '{"fetch": 32}';
+    # common/batches.py): Celery's per-message cost is shared by the calls that waited for the same publish. The
+    # calls of one message run one after another in one pool process, so name only services of short calls.
+    calls_per_message: dict[str, int] = Field(default_factory=dict)
     # gRPC cancels a call the server has not picked up within this long (its default is 30 s, which a busy
     # gateway on a loaded machine can miss at a burst of Runs); admission then answers each one.
     accept_wait_s: int = Field(default=300, ge=1)

@@ -36,6 +36,14 @@ _MAX_PENDING = 10_000
 _publishing_on = False
 
 
+def _publish_event(task_name: str, queue: str, task_id: str) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event("apply_async", {"celery.task_name": task_name, "messaging.system": "celery",
+                                       "messaging.operation.type": "send", "messaging.destination.name": queue,
+                                       "messaging.message.id": task_id})
+
+
 def _before_publish(sender: str | None = None, headers: dict[str, Any] | None = None,
                     routing_key: str | None = None, **_: Any) -> None:
     if sender is None or headers is None:
@@ -45,15 +53,7 @@ def _before_publish(sender: str | None = None, headers: dict[str, Any] | None = 
         return
     # The publish is an event of the caller's span (execute_tool), not a span of its own: one span per tool call
     # on this side, the worker's run span its child. The broker write is Celery's own traffic: not traced.
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.add_event("apply_async", {
-            "celery.task_name": sender,
-            "messaging.system": "celery",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": routing_key or "",
-            "messaging.message.id": task_id,
-        })
+    _publish_event(sender, routing_key or "", task_id)
     inject(headers)
     token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     with _pending_lock:
@@ -78,6 +78,15 @@ def trace_publishing() -> None:
     signals.before_task_publish.connect(_before_publish, weak=False)
     signals.after_task_publish.connect(_after_publish, weak=False)
     _publishing_on = True
+
+
+def publish_carrier(task_name: str, queue: str, task_id: str) -> dict[str, str]:
+    """For a call sent inside a batch message (common/batches.py), in the caller's context: its publish event and
+    its trace context, which the message carries per call (the worker's `run_span` continues it)."""
+    _publish_event(task_name, queue, task_id)
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
 
 
 def trace_worker(service_name: str, setup: Callable[[str], bool], shutdown: Callable[[], None]) -> None:

@@ -7,6 +7,7 @@ sandbox limit, a provider call, a failed tool); with tracing off the span part c
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
 from toolfabric_server.common.telemetry import metrics
+from toolfabric_server.common.telemetry.run_span import UNTRACED
 from toolfabric_server.common.tools import ToolResult
 
 
@@ -27,6 +29,15 @@ def untraced() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def untraced_context() -> contextvars.Context:
+    """A fresh context with no span and client calls untraced: for a background task doing the fabric's bookkeeping
+    (`asyncio.create_task(..., context=untraced_context())`), which would otherwise inherit whichever caller's span
+    was current when it was started."""
+    ctx = contextvars.Context()
+    ctx.run(otel_context.attach, UNTRACED)
+    return ctx
 
 
 T = TypeVar("T")
