@@ -31,7 +31,7 @@ from toolfabric_server.common.errors import ToolError
 from toolfabric_server.common.reply_lists import REPLY_HEADER
 from toolfabric_server.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from toolfabric_server.common.telemetry import observe
-from toolfabric_server.common.telemetry.celery import batched_run_span
+from toolfabric_server.common.telemetry.run_span import run_span, task_carrier
 from toolfabric_server.common.telemetry.setup import setup_worker_telemetry
 from toolfabric_server.common.tools import (
     PingArgs,
@@ -73,7 +73,20 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         result = run_tool(by_name, tool, arguments, context)
         if redelivered:  # the broker delivered it again (its pool process died mid-call): it has run before
             result.attempts = 2
-        observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
+        observe.tool_executed(tool, result, time.perf_counter() - started)
+        return result
+
+    def traced(task_id: str, tool: str, context: dict[str, Any], carrier: dict[str, str] | None,
+               redelivered: bool) -> contextlib.AbstractContextManager[Any]:
+        # One run span per call, a child of the sender's execute_tool span (its context in the message: in the
+        # task's headers, or per call in a batch), so a batched call looks like a plain one in the trace.
+        return run_span(task_name(service), carrier, {
+            "gen_ai.tool.name": tool, "gen_ai.tool.call.id": str(context.get("call_id", "")),
+            "messaging.message.id": task_id, "toolfabric.redelivered": redelivered})
+
+    def cancelled(tool: str) -> ToolResult:  # abandoned while queued: nobody waits for it
+        result = ToolResult.failure("cancelled", f"{tool} was revoked before it ran")
+        observe.failed("cancelled", result.text)
         return result
 
     def start(task: Any, task_ids: list[str]) -> dict[str, str]:
@@ -90,13 +103,15 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
 
     @app.task(name=task_name(service), bind=True, track_started=False)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        state = start(self, [self.request.id])[self.request.id] if self.request.id else "started"
-        if state == "revoked":  # abandoned while queued: nobody waits for it
-            return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
-        if state == "finished":  # delivered again after it finished: its result stays as it was stored
-            return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
-        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        return execute(tool, arguments, context, redelivered).model_dump(mode="json")
+        request = self.request
+        redelivered = bool((request.delivery_info or {}).get("redelivered"))
+        with traced(request.id or "", tool, context, task_carrier(request), redelivered):
+            state = start(self, [request.id])[request.id] if request.id else "started"
+            if state == "revoked":
+                return cancelled(tool).model_dump(mode="json")
+            if state == "finished":  # delivered again after it finished: its result stays as it was stored
+                return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
+            return execute(tool, arguments, context, redelivered).model_dump(mode="json")
 
     # Several calls in one message (common/batches.py): no result of its own, no STARTED of its own (each call has
     # both); each call's result is stored and pushed onto the sender's list as soon as it is done.
@@ -105,7 +120,7 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         reply_to = getattr(self.request, REPLY_HEADER, None)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         states_at_start = start(self, [c["id"] for c in calls])
-        cancelled = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
+        revoked_ids = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
         checked = time.monotonic()
         pusher = _Pusher(lambda metas: push(self, metas, reply_to))
         try:
@@ -114,13 +129,13 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
                 if states_at_start[call_id] == "finished":
                     continue  # done before this batch was delivered again: its result is stored already
                 if time.monotonic() - checked > _RECHECK_REVOKED_S:  # the calls before it took a while
-                    cancelled, checked = revoked_among([call_id]), time.monotonic()
+                    revoked_ids, checked = revoked_among([call_id]), time.monotonic()
                 started = time.monotonic()
                 try:
-                    if call_id in cancelled:
-                        result = ToolResult.failure("cancelled", f"{call['tool']} was revoked before it ran")
-                    else:
-                        with batched_run_span(task_name(service), call_id, call.get("trace") or {}):
+                    with traced(call_id, call["tool"], call["context"], call.get("trace"), redelivered):
+                        if call_id in revoked_ids:
+                            result = cancelled(call["tool"])
+                        else:
                             result = execute(call["tool"], call["arguments"], call["context"], redelivered)
                 except Exception as exc:  # run_tool catches the tool's own failures: one call must not sink the rest
                     log.exception("call %s of a batch failed", call_id)

@@ -40,6 +40,7 @@ from toolfabric_server.common import revocations, unacked
 from toolfabric_server.common.batches import BATCH_HEADER, BatchedCall, batch_task_name
 from toolfabric_server.common.consumers import LiveConsumers
 from toolfabric_server.common.reply_lists import REPLY_HEADER
+from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.telemetry.celery import publish_carrier
 from toolfabric_server.common.tools import ToolResult, task_name
 from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
@@ -100,7 +101,8 @@ class CeleryToolExecutor:
         self._slot_freed: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="celery-results")
+        # Reading results is bookkeeping: not even a dropped span per read.
+        self._reader = asyncio.create_task(self._read(), name="celery-results", context=observe.untraced_context())
 
     async def close(self) -> None:
         self._closing = True
@@ -260,7 +262,10 @@ class CeleryToolExecutor:
         service = invocation.service
         self._outbox.setdefault(service, []).append(outgoing)
         if service not in self._publishers:
-            self._publishers[service] = asyncio.create_task(self._publish(service), name=f"publish-{service}")
+            # Not in this caller's context: the batch message's own publish is no event of this call's span (each
+            # call's publish event and trace context are added per call, publish_carrier).
+            self._publishers[service] = asyncio.create_task(self._publish(service), name=f"publish-{service}",
+                                                            context=observe.untraced_context())
         try:
             await asyncio.shield(outgoing.sent)
         except asyncio.CancelledError:
