@@ -124,7 +124,9 @@ async def _celery(redis_url: str, trajectories: int, per_trajectory: int, single
     context = ToolContext(trajectory_id="bench", call_id="c")
     payload = ["ping", {}, context.model_dump(mode="json")]
     client = aredis.Redis.from_url(redis_url)
-    executor = CeleryToolExecutor(app, client, calls_per_message=GatewaySettings().calls_per_message)
+    gateway = GatewaySettings()
+    executor = CeleryToolExecutor(app, client, calls_per_message=gateway.calls_per_message,
+                                  messages_in_flight=gateway.batched_messages_in_flight)
     await executor.start()
 
     def raw_call() -> None:
