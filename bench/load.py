@@ -183,8 +183,9 @@ def _report(r: Round, base: Round) -> None:
     if r.cpu_s and r.completed:
         per = {key: 1000 * cpu / r.completed for key, cpu in r.cpu_s.items()}
         print(f"          CPU per trajectory: gateway process(es) {per['gateway']:4.0f} ms, model server "
-              f"{per['model']:4.0f} ms, clients {per['client']:4.0f} ms, whole stack + clients {per['stack']:4.0f} ms; "
-              f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{per['model']:4.0f} ms, clients {per['client']:4.0f} ms, whole stack + clients {per['stack']:4.0f} ms "
+              f"(it got {r.cpu_s['stack'] / r.seconds:.2f} cores of {os.cpu_count()}); machine load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
         shares = [cpu for key, cpu in r.cpu_s.items() if key.startswith("gateway ")]
         if len(shares) > 1 and sum(shares) > 0:
             print(f"          the gateway processes' shares of that CPU: "

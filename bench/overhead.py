@@ -176,59 +176,77 @@ async def _measure(redis_url: str, service: str, calls: int, trajectories: int, 
 def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
     """No-op call p50 through the dispatcher, tracing off against tracing on, blocks interleaved.
 
-    Tracing is set up once per process, so each side has its own worker and its own measuring
-    process, alive together: "off" pings one service's worker with OTEL_TRACES_EXPORTER=none,
-    "on" another's with the embedded default (both processes' spans to the JSON-lines file
-    exporter). Every service answers `ping` through the same code path.
+    Tracing is set up once per process, so each side has its own worker, measuring process and Redis, alive
+    together, and otherwise the same: "off" with OTEL_TRACES_EXPORTER=none, "on" with the embedded default
+    (both processes' spans to the JSON-lines file exporter). The same service on both sides (a service per side
+    showed a few % between two untraced sides).
     """
+    import contextlib
     import subprocess
 
-    from toolfabric_server.common.tools import SERVICES
+    from bench.cost import session_cpu_s
     from toolfabric_server.devstack.processes import Child
+    from toolfabric_server.devstack.redis_server import RedisServer
 
-    other = next(s for s in SERVICES if s not in (service, "vision"))  # vision would start its sandbox
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    sides = {"off": (other, {**base, "OTEL_TRACES_EXPORTER": "none"}),
-             "on": (service, {**base, "OTEL_TRACES_EXPORTER": "file",
-                              "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(workdir / "traces.jsonl")})}
+    exporters = {"off": {"OTEL_TRACES_EXPORTER": "none"},
+                 "on": {"OTEL_TRACES_EXPORTER": "file",
+                        "TOOLFABRIC_TELEMETRY_TRACES_FILE": str(workdir / "traces.jsonl")}}
     workers, probes = [], {}
-    try:
-        for side, (queue, env) in sides.items():
-            workers.append(Child(f"worker-tracing-{side}", [sys.executable, "-m", "toolfabric.cli.main", "worker",
-                                                             queue], workdir, env=env))
-            probes[side] = subprocess.Popen([sys.executable, __file__, "--tracing-probe", "--service", queue],
-                                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        samples: dict[str, list[float]] = {"off": [], "on": []}
+    with contextlib.ExitStack() as stack:
+        try:
+            for side, exporter in exporters.items():
+                redis_server = stack.enter_context(RedisServer(workdir / f"redis-{side}"))
+                env = {**base, **exporter, "TOOLFABRIC_REDIS_URL": redis_server.url}
+                workers.append(Child(f"worker-tracing-{side}", [sys.executable, "-m", "toolfabric.cli.main",
+                                                                 "worker", service], workdir, env=env))
+                probes[side] = subprocess.Popen([sys.executable, __file__, "--tracing-probe", "--service", service],
+                                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                                start_new_session=True)  # its own session: its CPU read apart
+            samples: dict[str, list[float]] = {"off": [], "on": []}
+            # CPU seconds per side and process (the caller; the worker with its pool), over the measured blocks
+            sessions = {side: {"caller": probes[side].pid, "worker": workers[i].proc.pid}
+                        for i, side in enumerate(exporters)}
+            cpu: dict[str, dict[str, float]] = {side: {} for side in exporters}
 
-        def block(side: str, n: int) -> list[float]:
-            probe = probes[side]
-            assert probe.stdin is not None and probe.stdout is not None
-            probe.stdin.write(f"{n}\n")
-            probe.stdin.flush()
-            return list(json.loads(probe.stdout.readline()))
+            def block(side: str, n: int) -> list[float]:
+                probe = probes[side]
+                assert probe.stdin is not None and probe.stdout is not None
+                probe.stdin.write(f"{n}\n")
+                probe.stdin.flush()
+                return list(json.loads(probe.stdout.readline()))
 
-        for side in probes:
-            block(side, 20)  # waits for its worker, then warms up
-        size = 25
-        ratios = []  # per pair of adjacent blocks: on p50 / off p50 (drift of the machine's load cancels out)
-        for i in range(max(1, calls // size)):
-            pair = {}
-            for side in (("off", "on") if i % 2 == 0 else ("on", "off")):  # alternate who goes first
-                pair[side] = block(side, size)
-                samples[side] += pair[side]
-            ratios.append(statistics.median(pair["on"]) / statistics.median(pair["off"]))
-    finally:
-        for probe in probes.values():
-            if probe.stdin:
-                probe.stdin.close()
-            probe.wait(30)
-        for worker in workers:
-            worker.stop()
+            for side in probes:
+                block(side, 20)  # waits for its worker, then warms up
+            size = 25
+            ratios = []  # per pair of adjacent blocks: on p50 / off p50 (drift of the machine's load cancels out)
+            before = session_cpu_s()
+            for i in range(max(1, calls // size)):
+                pair = {}
+                for side in (("off", "on") if i % 2 == 0 else ("on", "off")):  # alternate who goes first
+                    pair[side] = block(side, size)
+                    samples[side] += pair[side]
+                ratios.append(statistics.median(pair["on"]) / statistics.median(pair["off"]))
+            after = session_cpu_s()
+            for side, pids in sessions.items():
+                for role, sid in pids.items():
+                    cpu[side][role] = after.get(sid, 0.0) - before.get(sid, 0.0)
+        finally:
+            for probe in probes.values():
+                if probe.stdin:
+                    probe.stdin.close()
+                probe.wait(30)
+            for worker in workers:
+                worker.stop()
     off, on = statistics.median(samples["off"]), statistics.median(samples["on"])
     spans = sum(1 for _ in (workdir / "traces.jsonl").open())
     print(f"tracing off/on, no-op call inside an execute_tool span, {len(samples['on'])} calls each "
           f"({spans:,} spans written): p50 off {off * 1e3:.2f} ms, on {on * 1e3:.2f} ms")
-    print(f"tracing-on/off p50 latency ratio: {on / off:.3f}x (target <= 1.05)")
+    per_call = {side: {role: seconds / len(samples[side]) * 1e6 for role, seconds in roles.items()}
+                for side, roles in cpu.items()}
+    print("  CPU per call (µs, from /proc): " + "; ".join(
+        f"{side} caller {per_call[side]['caller']:.0f} + worker {per_call[side]['worker']:.0f}" for side in per_call)
+        + f"; tracing adds {sum(per_call['on'].values()) - sum(per_call['off'].values()):.0f} µs")
     if len(ratios) >= 4:
         q = statistics.quantiles(ratios, n=4)
         # The spread of the ratio: of the pairs of blocks, and of the overall ratio resampled (its noise).
@@ -236,6 +254,7 @@ def _tracing_overhead(service: str, calls: int, workdir: Path) -> None:
         print(f"  per pair of {size}-call blocks ({len(ratios)} pairs): median {statistics.median(ratios):.3f}x, "
               f"quartiles {q[0]:.3f}-{q[2]:.3f}x; overall ratio resampled: 90 % within "
               f"{boot[10]:.3f}-{boot[189]:.3f}x")
+    print(f"tracing-on/off p50 latency ratio: {on / off:.3f}x (target <= 1.05)")
 
 
 def _resampled_ratio(on: list[float], off: list[float], seed: int) -> float:

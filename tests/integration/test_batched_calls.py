@@ -123,6 +123,16 @@ async def test_each_call_of_a_batch_gets_its_own_result(executor: Spy, worker: W
     assert all(worker.runs()[i] == 1 for i in ids)
 
 
+async def test_calls_beyond_the_messages_in_flight_wait_and_go_together(executor: Spy, worker: Worker) -> None:
+    ids = [f"many-{i}" for i in range(120)]
+    results = await asyncio.wait_for(asyncio.gather(*(executor.call(nap(i)) for i in ids)), 60)
+    assert all(r.ok and r.text.startswith(f"{i} done") for i, r in zip(ids, results, strict=True)), results
+    # 120 calls in at most 4 messages at a time of at most 16 calls: few messages, every call run once.
+    assert max(executor.batches) == 16 and sum(executor.batches) >= 100, executor.batches
+    runs = worker.runs()
+    assert all(runs[i] == 1 for i in ids), runs
+
+
 async def test_cancelling_a_running_call_of_a_batch_leaves_the_others_their_results(
         executor: Spy, worker: Worker) -> None:
     ids = ["cancel-slow", "cancel-a", "cancel-b"]

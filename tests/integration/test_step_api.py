@@ -4,6 +4,7 @@ Step RPC, on the real stack (Redis, Celery workers, two gateway processes sharin
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,12 @@ def test_verl_tool_rollout_runs_tools_keeps_images_and_ends_on_the_answer(step_u
     assert [e.tool_call.name for e in recorded.events if e.WhichOneof("event") == "tool_call"] == ["code", "crop"]
     assert recorded.answer == "a lighthouse" and recorded.status == pb.STATUS_COMPLETED
     assert recorded.question == "who?" and recorded.trace_id
+    # The trainer's whole action, recorded as the step's text (one merged event per run of a channel), in order.
+    first_text = [e for e in recorded.events if e.step == 1 and e.WhichOneof("event") == "text"]
+    assert "".join(e.text.text for e in first_text) == FLIP
+    assert all(a.text.channel != b.text.channel for a, b in itertools.pairwise(first_text))
+    seqs = [e.seq for e in recorded.events]
+    assert seqs == sorted(set(seqs)), seqs
 
     again = post(step_url, trajectory_ids=["rl-a"], actions=[FLIP]).json()
     assert again["valids"] == [False] and again["dones"] == [True]

@@ -20,6 +20,7 @@ from toolfabric_server.common.celery_app import make_celery
 from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.telemetry import setup as telemetry
 from toolfabric_server.common.telemetry.celery import trace_publishing
+from toolfabric_server.common.telemetry.run_span import run_span, task_carrier
 from toolfabric_server.common.tools import ToolResult
 
 QUEUE = "telemetry-probe"
@@ -29,13 +30,14 @@ app = make_celery(settings.common(), settings.worker())  # this script's process
 TRACES = telemetry.traces_file(settings.common(), settings.telemetry())
 
 
-@app.task(name=TASK)
-def probe(kind: str) -> dict[str, Any]:
-    observe.cache_lookup("redis", hit=True, namespace="probe")
-    redis.Redis.from_url(settings.common().redis_url).get("probe-key")  # the task's own Redis call
-    if kind == "fail":
-        raise RuntimeError("probe failed on purpose")
-    observe.tool_executed("probe", "c1", ToolResult(text="ok"), 0.001)  # the body's end, as in worker.py
+@app.task(name=TASK, bind=True)
+def probe(self: Any, kind: str) -> dict[str, Any]:
+    with run_span(TASK, task_carrier(self.request), {"gen_ai.tool.name": "probe", "gen_ai.tool.call.id": "c1"}):
+        observe.cache_lookup("redis", hit=True, namespace="probe")
+        redis.Redis.from_url(settings.common().redis_url).get("probe-key")  # the task's own Redis call
+        if kind == "fail":
+            raise RuntimeError("probe failed on purpose")
+        observe.tool_executed("probe", ToolResult(text="ok"), 0.001)  # the call's end, as in worker.py
     return {"pid": os.getpid()}
 
 

@@ -11,6 +11,7 @@ import functools
 import importlib
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from toolfabric_server.common.errors import ToolError
 from toolfabric_server.common.reply_lists import REPLY_HEADER
 from toolfabric_server.common.settings import CommonSettings, TelemetrySettings, WorkerSettings
 from toolfabric_server.common.telemetry import observe
-from toolfabric_server.common.telemetry.celery import batched_run_span
+from toolfabric_server.common.telemetry.run_span import run_span, task_carrier
 from toolfabric_server.common.telemetry.setup import setup_worker_telemetry
 from toolfabric_server.common.tools import (
     PingArgs,
@@ -45,8 +46,8 @@ from toolfabric_server.common.tools import (
 log = logging.getLogger(__name__)
 # A batch's calls are checked for revocation when it starts, and again before a call that waited longer than this.
 _RECHECK_REVOKED_S = 0.05
-# A batched call this quick is a hint the next one of its tool is too: their results are pushed together, so a result
-# waits at most about _PUSH_DELAY_S (common/batches.py).
+# The result of a batched call this quick waits up to _PUSH_DELAY_S to be pushed with the next ones (one round trip
+# and one wake-up of the sender for many); a slower call's goes at once.
 _QUICK_CALL_S, _PUSH_DELAY_S = 0.0005, 0.002
 
 Handler = Callable[[Any, ToolContext], ToolResult]
@@ -72,7 +73,20 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         result = run_tool(by_name, tool, arguments, context)
         if redelivered:  # the broker delivered it again (its pool process died mid-call): it has run before
             result.attempts = 2
-        observe.tool_executed(tool, str(context.get("call_id", "")), result, time.perf_counter() - started)
+        observe.tool_executed(tool, result, time.perf_counter() - started)
+        return result
+
+    def traced(task_id: str, tool: str, context: dict[str, Any], carrier: dict[str, str] | None,
+               redelivered: bool) -> contextlib.AbstractContextManager[Any]:
+        # One run span per call, a child of the sender's execute_tool span (its context in the message: in the
+        # task's headers, or per call in a batch), so a batched call looks like a plain one in the trace.
+        return run_span(task_name(service), carrier, {
+            "gen_ai.tool.name": tool, "gen_ai.tool.call.id": str(context.get("call_id", "")),
+            "messaging.message.id": task_id, "toolfabric.redelivered": redelivered})
+
+    def cancelled(tool: str) -> ToolResult:  # abandoned while queued: nobody waits for it
+        result = ToolResult.failure("cancelled", f"{tool} was revoked before it ran")
+        observe.failed("cancelled", result.text)
         return result
 
     def start(task: Any, task_ids: list[str]) -> dict[str, str]:
@@ -89,13 +103,15 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
 
     @app.task(name=task_name(service), bind=True, track_started=False)
     def call(self: Any, tool: str, arguments: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        state = start(self, [self.request.id])[self.request.id] if self.request.id else "started"
-        if state == "revoked":  # abandoned while queued: nobody waits for it
-            return ToolResult.failure("cancelled", f"{tool} was revoked before it ran").model_dump(mode="json")
-        if state == "finished":  # delivered again after it finished: its result stays as it was stored
-            return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
-        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        return execute(tool, arguments, context, redelivered).model_dump(mode="json")
+        request = self.request
+        redelivered = bool((request.delivery_info or {}).get("redelivered"))
+        with traced(request.id or "", tool, context, task_carrier(request), redelivered):
+            state = start(self, [request.id])[request.id] if request.id else "started"
+            if state == "revoked":
+                return cancelled(tool).model_dump(mode="json")
+            if state == "finished":  # delivered again after it finished: its result stays as it was stored
+                return ToolResult.failure("internal", f"{tool} ran already").model_dump(mode="json")
+            return execute(tool, arguments, context, redelivered).model_dump(mode="json")
 
     # Several calls in one message (common/batches.py): no result of its own, no STARTED of its own (each call has
     # both); each call's result is stored and pushed onto the sender's list as soon as it is done.
@@ -104,42 +120,75 @@ def register_service(app: Celery, service: str, specs: list[ToolSpec], handlers:
         reply_to = getattr(self.request, REPLY_HEADER, None)
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         states_at_start = start(self, [c["id"] for c in calls])
-        cancelled = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
+        revoked_ids = {task_id for task_id, state in states_at_start.items() if state == "revoked"}
         checked = time.monotonic()
-        done: list[dict[str, Any]] = []  # results not pushed yet, the first since `waiting_since`
-        waiting_since = 0.0
-        for i, call in enumerate(calls):
-            call_id = call["id"]
-            if states_at_start[call_id] == "finished":
-                continue  # done before this batch was delivered again: its result is stored already
-            if time.monotonic() - checked > _RECHECK_REVOKED_S:  # the calls before it took a while
-                cancelled, checked = revoked_among([call_id]), time.monotonic()
-            started = time.monotonic()
-            try:
-                if call_id in cancelled:
-                    result = ToolResult.failure("cancelled", f"{call['tool']} was revoked before it ran")
-                else:
-                    with batched_run_span(task_name(service), call_id, call.get("trace") or {}):
-                        result = execute(call["tool"], call["arguments"], call["context"], redelivered)
-            except Exception as exc:  # run_tool catches the tool's own failures: one call must not sink the rest
-                log.exception("call %s of a batch failed", call_id)
-                result = ToolResult.failure("internal", f"{call['tool']} failed in the worker: {exc}")
-            meta = self.backend._get_result_meta(result=result.model_dump(mode="json"), state=states.SUCCESS,
-                                            traceback=None, request=None)
-            meta["task_id"] = call_id
-            done.append(meta)
-            waiting_since = waiting_since if len(done) > 1 else time.monotonic()
-            # Results go back as soon as each is done, except that those of sub-millisecond calls followed by a
-            # call of the same tool wait for it (a few at most): one round trip, one wake-up of the sender for many.
-            following = calls[i + 1]["tool"] if i + 1 < len(calls) else None
-            ended = time.monotonic()
-            if following != call["tool"] or ended - started > _QUICK_CALL_S or ended - waiting_since > _PUSH_DELAY_S:
-                push(self, done, reply_to)
-                done = []
-        if done:
-            push(self, done, reply_to)
+        pusher = _Pusher(lambda metas: push(self, metas, reply_to))
+        try:
+            for call in calls:
+                call_id = call["id"]
+                if states_at_start[call_id] == "finished":
+                    continue  # done before this batch was delivered again: its result is stored already
+                if time.monotonic() - checked > _RECHECK_REVOKED_S:  # the calls before it took a while
+                    revoked_ids, checked = revoked_among([call_id]), time.monotonic()
+                started = time.monotonic()
+                try:
+                    with traced(call_id, call["tool"], call["context"], call.get("trace"), redelivered):
+                        if call_id in revoked_ids:
+                            result = cancelled(call["tool"])
+                        else:
+                            result = execute(call["tool"], call["arguments"], call["context"], redelivered)
+                except Exception as exc:  # run_tool catches the tool's own failures: one call must not sink the rest
+                    log.exception("call %s of a batch failed", call_id)
+                    result = ToolResult.failure("internal", f"{call['tool']} failed in the worker: {exc}")
+                meta = self.backend._get_result_meta(result=result.model_dump(mode="json"), state=states.SUCCESS,
+                                                     traceback=None, request=None)
+                meta["task_id"] = call_id
+                pusher.add(meta, quick=time.monotonic() - started <= _QUICK_CALL_S)
+        finally:
+            pusher.flush()
 
     return call  # type: ignore[no-any-return]
+
+
+class _Pusher:
+    """A batch's results, pushed onto the sender's list together: a quick call's at most _PUSH_DELAY_S after it is
+    done (a timer thread, so a slow call after it does not hold it back), a slow call's at once with those waiting."""
+
+    def __init__(self, push: Callable[[list[dict[str, Any]]], None]) -> None:
+        self._push = push
+        self._lock = threading.Lock()
+        self._waiting: list[dict[str, Any]] = []
+        self._timer: threading.Timer | None = None
+
+    def add(self, meta: dict[str, Any], quick: bool) -> None:
+        with self._lock:
+            self._waiting.append(meta)
+            if quick and self._timer is None:
+                self._timer = threading.Timer(_PUSH_DELAY_S, self._flush_in_timer)
+                self._timer.daemon = True
+                self._timer.start()
+        if not quick:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            waiting, self._waiting = self._waiting, []
+            if not waiting:
+                return
+            try:  # under the lock: each result is pushed once, in order
+                self._push(waiting)
+            except Exception:
+                self._waiting[:0] = waiting  # the batch's own last flush tries again
+                raise
+
+    def _flush_in_timer(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # Redis away past the backend's retries
+            log.exception("pushing batched results failed")
 
 
 def _revocations(common: CommonSettings) -> Callable[[list[str]], set[str]]:

@@ -16,8 +16,10 @@ and a call abandoned for any reason is revoked.
 
 A service named in `calls_per_message` (TOOLFABRIC_GATEWAY_CALLS_PER_MESSAGE) gets its calls sent several to a
 message (common/batches.py): one publish at a time per queue, each taking every call that waited meanwhile (up to
-the limit), so a lone call still goes at once. A batch that loses one of its unfinished calls (cancelled, timed
-out, its worker dead) is revoked whole and its other unfinished calls are sent again, each alone or batched anew.
+the limit), so a lone call still goes at once; with `messages_in_flight` messages of the queue not over, the next
+waits for one of them (the calls meanwhile go together, not one message each). A batch that loses one of its
+unfinished calls (cancelled, timed out, its worker dead) is revoked whole and its other unfinished calls are sent
+again, each alone or batched anew.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from toolfabric_server.common import revocations, unacked
 from toolfabric_server.common.batches import BATCH_HEADER, BatchedCall, batch_task_name
 from toolfabric_server.common.consumers import LiveConsumers
 from toolfabric_server.common.reply_lists import REPLY_HEADER
+from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.telemetry.celery import publish_carrier
 from toolfabric_server.common.tools import ToolResult, task_name
 from toolfabric_server.engine.ports import ToolDispatchError, ToolInvocation
@@ -67,13 +70,14 @@ class _Outgoing:
     invocation: ToolInvocation
     expires_s: float
     context: contextvars.Context  # the caller's: its trace context goes into the message
-    sent: asyncio.Future[str | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    sent: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class CeleryToolExecutor:
     def __init__(self, app: Celery, redis_client: aredis.Redis, consumers: LiveConsumers | None = None,
                  no_consumer_wait_s: float = 3.0, retries: int = 1, retry_consumer_wait_s: float = 30.0,
-                 unstarted_timeout_s: float = 15.0, calls_per_message: dict[str, int] | None = None) -> None:
+                 unstarted_timeout_s: float = 15.0, calls_per_message: dict[str, int] | None = None,
+                 messages_in_flight: int = 4) -> None:
         self._app = app
         self._redis = redis_client
         self._consumers = consumers
@@ -88,14 +92,22 @@ class CeleryToolExecutor:
         self._calls_per_message = {k: v for k, v in (calls_per_message or {}).items() if v > 1}
         self._outbox: dict[str, list[_Outgoing]] = {}  # per queue, the calls waiting for its next publish
         self._publishers: dict[str, asyncio.Task[None]] = {}  # per queue, its publish under way
-        self._batch_of: dict[str, str] = {}  # call id -> the batch it went in, until the call is over
-        self._batches: dict[str, set[str]] = {}  # batch id -> its calls not over yet
+        # Messages of those queues sent and not over, and the calls of each not over yet: beyond
+        # `messages_in_flight` per queue, calls wait in the outbox and go together in the next message.
+        self._messages_in_flight = messages_in_flight
+        self._message_of: dict[str, str] = {}  # call id -> its message (a batch's id, or the call's own)
+        self._open: dict[str, tuple[str, set[str]]] = {}  # message id -> (queue, its calls not over)
+        self._in_flight: dict[str, int] = {}
+        self._slot_freed: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read(), name="celery-results")
+        # Reading results is bookkeeping: not even a dropped span per read.
+        self._reader = asyncio.create_task(self._read(), name="celery-results", context=observe.untraced_context())
 
     async def close(self) -> None:
         self._closing = True
+        for publisher in list(self._publishers.values()):
+            publisher.cancel()
         # Each Redis command is bounded: with Redis gone (e.g. `up` killed, its Redis first), a command retries
         # for ~10 s (common/redis_clients.py), and the gateway's exit must not wait that out twice. The wake-up
         # only saves the pop's 1 s timeout; a list left behind expires with its TTL.
@@ -212,15 +224,27 @@ class CeleryToolExecutor:
             return meta
         finally:
             self._waiters.pop(task_id, None)
-            batch_id = self._batch_of.pop(task_id, None)
-            if batch_id is not None:
-                self._batches.get(batch_id, set()).discard(task_id)
+            message = self._message_of.pop(task_id, None)
+            batch_id = message if message is not None and message != task_id else None
+            if message is not None:
+                self._leave(message, task_id)
             if not finished:  # cancelled, timed out, or its worker died: nobody will read its result
                 await self.revoke(task_id, invocation.timeout_s)
                 if batch_id is not None:
                     await self._revoke_batch(batch_id)
-            elif batch_id is not None and not self._batches.get(batch_id, True):
-                self._batches.pop(batch_id, None)
+
+    def _leave(self, message: str, task_id: str) -> None:
+        """`task_id` is over: its message is over with its last call."""
+        opened = self._open.get(message)
+        if opened is not None:
+            opened[1].discard(task_id)
+            if not opened[1]:
+                self._close(message)
+
+    def _close(self, message: str) -> None:
+        service, _ = self._open.pop(message)
+        self._in_flight[service] -= 1
+        self._slot_freed.setdefault(service, asyncio.Event()).set()
 
     def _send_alone(self, task_id: str, invocation: ToolInvocation, expires_s: float) -> None:
         # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the context, so
@@ -238,21 +262,27 @@ class CeleryToolExecutor:
         service = invocation.service
         self._outbox.setdefault(service, []).append(outgoing)
         if service not in self._publishers:
-            self._publishers[service] = asyncio.create_task(self._publish(service), name=f"publish-{service}")
+            # Not in this caller's context: the batch message's own publish is no event of this call's span (each
+            # call's publish event and trace context are added per call, publish_carrier).
+            self._publishers[service] = asyncio.create_task(self._publish(service), name=f"publish-{service}",
+                                                            context=observe.untraced_context())
         try:
-            batch_id = await asyncio.shield(outgoing.sent)
+            await asyncio.shield(outgoing.sent)
         except asyncio.CancelledError:
-            outgoing.sent.cancel()  # not taken yet: it is left out (taken: it was sent, and is revoked)
+            outgoing.sent.cancel()  # not sent yet: it is left out (sent: it is revoked)
             raise
-        if batch_id is not None:
-            self._batch_of[task_id] = batch_id
-            self._batches.setdefault(batch_id, set()).add(task_id)
 
     async def _publish(self, service: str) -> None:
-        """Send the queue's waiting calls, as many per message as allowed, until none waits."""
+        """Send the queue's waiting calls, as many per message as allowed, until none waits; with
+        `messages_in_flight` messages of the queue not over, wait for one to be over first."""
         limit = self._calls_per_message[service]
+        freed = self._slot_freed.setdefault(service, asyncio.Event())
         try:
-            while pending := self._outbox.get(service):
+            while self._outbox.get(service):
+                while self._in_flight.get(service, 0) >= self._messages_in_flight:
+                    freed.clear()
+                    await freed.wait()
+                pending = self._outbox.get(service, [])
                 calls, self._outbox[service] = pending[:limit], pending[limit:]
                 calls = [c for c in calls if not c.sent.done()]
                 if not calls:
@@ -262,17 +292,23 @@ class CeleryToolExecutor:
                         one = calls[0]
                         await asyncio.to_thread(one.context.run, self._send_alone, one.task_id, one.invocation,
                                                 one.expires_s)
-                        batch_id = None
+                        message = one.task_id
                     else:
-                        batch_id = await asyncio.to_thread(self._send_batch, service, calls)
+                        message = await asyncio.to_thread(self._send_batch, service, calls)
                 except Exception as exc:
                     for c in calls:
                         if not c.sent.done():
                             c.sent.set_exception(exc)
                     continue
-                for c in calls:
-                    if not c.sent.done():
-                        c.sent.set_result(batch_id)
+                # Calls given up on meanwhile are revoked already: the message is over with the others.
+                waiting = {c.task_id for c in calls if not c.sent.done()}
+                if waiting:
+                    self._open[message] = (service, waiting)
+                    self._in_flight[service] = self._in_flight.get(service, 0) + 1
+                    for c in calls:
+                        if not c.sent.done():
+                            self._message_of[c.task_id] = message
+                            c.sent.set_result(None)
         finally:
             self._publishers.pop(service, None)
 
@@ -292,9 +328,11 @@ class CeleryToolExecutor:
     async def _revoke_batch(self, batch_id: str) -> None:
         """Revoke a batch one of whose calls was given up on (its pool process is killed if it runs it) and send
         its other unfinished calls again: each is revoked too, so a worker that gets the batch later skips it."""
-        members = self._batches.pop(batch_id, set())
+        members = self._open[batch_id][1] if batch_id in self._open else set()
+        if batch_id in self._open:
+            self._close(batch_id)
         for member in members:
-            self._batch_of.pop(member, None)
+            self._message_of.pop(member, None)
             waiter = self._waiters.get(member)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(_BatchRevoked())

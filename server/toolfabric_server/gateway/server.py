@@ -172,7 +172,7 @@ async def serve(config: GatewayProcessSettings, ready: asyncio.Event | None = No
     consumers = LiveConsumers(redis_client, worker.heartbeat_ttl_s)
     executor = CeleryToolExecutor(make_celery(common, worker), redis_client, consumers, gw.no_consumer_wait_s,
                                   gw.tool_retries, gw.retry_consumer_wait_s, gw.unstarted_timeout_s,
-                                  gw.calls_per_message)
+                                  gw.calls_per_message, gw.batched_messages_in_flight)
     await executor.start()
     model = ModelRouter.from_settings(model_settings)  # Triton, or a completions server per model name
     check_dialects(model_settings.dialects, model_settings.default_dialect)

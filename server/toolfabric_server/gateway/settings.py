@@ -87,6 +87,9 @@ class GatewaySettings(BaseSettings):
     # common/batches.py): Celery's per-message cost is shared by the calls that waited for the same publish. The
     # calls of one message run one after another in one pool process, so name only services of short calls.
     calls_per_message: dict[str, int] = Field(default_factory=dict)
+    # Of each of those services, at most this many messages are out (sent, a call not over) per gateway process; the
+    # calls meanwhile wait and go together. Keep it at least the pool processes consuming the service's queue.
+    batched_messages_in_flight: int = Field(default=4, ge=1)
     # gRPC cancels a call the server has not picked up within this long (its default is 30 s, which a busy
     # gateway on a loaded machine can miss at a burst of Runs); admission then answers each one.
     accept_wait_s: int = Field(default=300, ge=1)

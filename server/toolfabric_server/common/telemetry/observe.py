@@ -7,6 +7,7 @@ sandbox limit, a provider call, a failed tool); with tracing off the span part c
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -15,8 +16,8 @@ from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Status, StatusCode
 
-from toolfabric_server.common.telemetry import celery as celery_tracing
 from toolfabric_server.common.telemetry import metrics
+from toolfabric_server.common.telemetry.run_span import UNTRACED
 from toolfabric_server.common.tools import ToolResult
 
 
@@ -28,6 +29,15 @@ def untraced() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def untraced_context() -> contextvars.Context:
+    """A fresh context with no span and client calls untraced: for a background task doing the fabric's bookkeeping
+    (`asyncio.create_task(..., context=untraced_context())`), which would otherwise inherit whichever caller's span
+    was current when it was started."""
+    ctx = contextvars.Context()
+    ctx.run(otel_context.attach, UNTRACED)
+    return ctx
 
 
 T = TypeVar("T")
@@ -127,12 +137,8 @@ def failed(error_type: str, message: str, exc: BaseException | None = None) -> N
     span.set_status(Status(StatusCode.ERROR, message))
 
 
-def tool_executed(tool: str, call_id: str, result: ToolResult, seconds: float) -> None:
-    """At the end of the worker's task body: count the call, name it on the run span (failed if it failed)."""
+def tool_executed(tool: str, result: ToolResult, seconds: float) -> None:
+    """At the end of a tool call in the worker: count it, and mark its run span failed if it failed."""
     metrics.tool_execution(tool, "ok" if result.ok else (result.error_kind or "error"), seconds)
-    celery_tracing.task_body_done()
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attributes({"gen_ai.tool.name": tool, "gen_ai.tool.call.id": call_id})
-        if not result.ok:
-            failed(result.error_kind or "error", result.text[:500])
+    if not result.ok:
+        failed(result.error_kind or "error", result.text[:500])

@@ -36,7 +36,6 @@ from opentelemetry.util.types import Attributes
 
 from toolfabric_server.common.errors import ConfigurationError
 from toolfabric_server.common.settings import CommonSettings, TelemetrySettings
-from toolfabric_server.common.telemetry.celery import is_celery_plumbing
 from toolfabric_server.common.telemetry.span_file import JsonLinesSpanExporter
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,8 @@ class FabricSampler(Sampler):
 
     Dropped: CLIENT spans that would start a trace of their own — Redis commands outside any
     trajectory (broker polling, result reads, heartbeats) would each become a one-span trace and
-    bury the trajectories in Jaeger — and Celery's own broker/result-backend calls, which the
-    publish and run spans already stand for (and which cost a third of tracing's overhead).
+    bury the trajectories in Jaeger. (Celery's own Redis traffic in a worker is not even offered:
+    it runs with instrumentation suppressed, `run_span`.)
     """
 
     def __init__(self, delegate: Sampler) -> None:
@@ -79,7 +78,7 @@ class FabricSampler(Sampler):
     ) -> SamplingResult:
         if kind is SpanKind.CLIENT:
             parent = trace.get_current_span(parent_context)
-            if not parent.get_span_context().is_valid or is_celery_plumbing(parent):
+            if not parent.get_span_context().is_valid:
                 return SamplingResult(Decision.DROP)
         return self._delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
@@ -167,6 +166,11 @@ def instrument_clients(redis: bool = True) -> None:
         RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
     trace_publishing()
+
+
+def tracing_on() -> bool:
+    """Whether this process was set up with an exporter (spans are made and exported)."""
+    return _state is not None and _state.provider is not None
 
 
 def shutdown_telemetry() -> None:

@@ -32,7 +32,8 @@ async def standalone(common: CommonSettings, worker: WorkerSettings, gw: Gateway
     the SSRF guard's, for image URLs."""
     client, cache = redis_pair(common, gw)
     blobs = AsyncBlobStore(cache, common.blob_ttl_s)
-    executor = CeleryToolExecutor(make_celery(common, worker), client, calls_per_message=gw.calls_per_message)
+    executor = CeleryToolExecutor(make_celery(common, worker), client, calls_per_message=gw.calls_per_message,
+                                  messages_in_flight=gw.batched_messages_in_flight)
     await executor.start()
     # Never asked for a step: the actions come from outside. The loop needs one for its signature only.
     model = TritonModel(model_settings.triton_url, model_settings.stream_idle_timeout_s)
