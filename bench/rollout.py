@@ -253,8 +253,9 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
 
 async def _rollout(app: Any, context: dict[str, Any], step: Any, trajectories: int,
                    steps: int) -> tuple[list[float], list[float], float, list[float], list[float], float]:
-    """Every trajectory takes a step, in requests of CHUNK actions sent at once; then the next step. Then raw
-    Celery does the same calls on the same worker."""
+    """Every trajectory takes a step, in requests of CHUNK actions sent at once; then raw Celery does the same calls
+    on the same worker; then the next step. The two paths alternate step by step, so a change in the machine's
+    load (it swung the ratio 0.3-1.1x between runs when each path ran all its steps in one go) hits both alike."""
     from tqdm import tqdm
 
     from toolfabric_server.common.tools import task_name
@@ -262,7 +263,18 @@ async def _rollout(app: Any, context: dict[str, Any], step: Any, trajectories: i
     ids = [f"rollout-{i}" for i in range(trajectories)]
     fabric_steps: list[float] = []
     fabric_item: list[float] = []
-    t_fabric = time.perf_counter()
+    raw_steps: list[float] = []
+    raw_item: list[float] = []
+
+    def raw_step() -> None:
+        t0 = time.perf_counter()
+        pending = [app.send_task(task_name("noop"), args=["noop", {}, context], queue="noop")
+                   for _ in range(trajectories)]
+        for result in pending:
+            result.get(timeout=300)
+            raw_item.append(time.perf_counter() - t0)
+        raw_steps.append(time.perf_counter() - t0)
+
     for s in tqdm(range(steps), desc=f"rollout: {trajectories} trajectories", unit="step", file=sys.stderr):
         t0 = time.perf_counter()
 
@@ -272,24 +284,8 @@ async def _rollout(app: Any, context: dict[str, Any], step: Any, trajectories: i
 
         await asyncio.gather(*(chunk(ids[i:i + CHUNK], s == steps - 1) for i in range(0, trajectories, CHUNK)))
         fabric_steps.append(time.perf_counter() - t0)
-    fabric_total = time.perf_counter() - t_fabric
-
-    def raw_rollout() -> tuple[list[float], list[float], float]:
-        step_times, items = [], []
-        started_all = time.perf_counter()
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            pending = [app.send_task(task_name("noop"), args=["noop", {}, context], queue="noop")
-                       for _ in range(trajectories)]
-            for result in pending:
-                result.get(timeout=300)
-                items.append(time.perf_counter() - t0)
-            step_times.append(time.perf_counter() - t0)
-        return step_times, items, time.perf_counter() - started_all
-
-    raw_steps, raw_item, raw_total = await asyncio.to_thread(raw_rollout)
-    return fabric_steps, fabric_item, fabric_total, raw_steps, raw_item, raw_total
-
+        await asyncio.to_thread(raw_step)
+    return fabric_steps, fabric_item, sum(fabric_steps), raw_steps, raw_item, sum(raw_steps)
 
 if __name__ == "__main__":
     raise SystemExit(main())

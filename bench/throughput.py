@@ -1,8 +1,9 @@
 """No-op tool calls per second: the fabric against raw Celery and Ray, all in one run (issue 24, target 2).
 
-For each worker configuration — `shipped` (the settings the fabric ships with) and `tuned` (TUNED below, the
-same for both paths, so the raw baseline is never handicapped) — one worker answers `ping` and, on the same
-Redis, are measured:
+For each configuration — `shipped` (the settings the fabric ships with), `tuned` (TUNED below, the worker settings
+the same for both paths, so the raw baseline is never handicapped) and `batched` (the tuned worker, and the
+gateway sending the calls that wait for the same publish several to a message: common/batches.py; raw Celery has no
+batching, so its tuned figure is its best) — one worker answers `ping` and, on the same Redis, are measured:
   fabric      the gateway's dispatcher (gateway/celery_executor.py: Celery publish, the worker, the result back
               on the executor's reply list) with T concurrent trajectories of K calls each, and one call at a time
   raw Celery  `send_task` fan-out of the same number of calls, then `.get()` on each (Celery's own result path,
