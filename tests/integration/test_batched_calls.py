@@ -168,7 +168,9 @@ async def test_a_batch_whose_pool_process_died_runs_only_its_unfinished_calls_ag
 async def test_calls_of_a_batch_whose_worker_died_are_sent_again_and_finished_ones_kept(
         executor: Spy, worker: Worker) -> None:
     ids = ["dead-a", "dead-b", "dead-slow", "dead-c"]
-    tasks = [asyncio.create_task(executor.call(nap(i, seconds=30 if i == "dead-slow" else 0))) for i in ids]
+    # The quick ones not sub-millisecond, so each result is stored before the next call starts (a sub-millisecond
+    # result waits up to 2 ms to be pushed with the next ones, and one the worker's death catches runs again).
+    tasks = [asyncio.create_task(executor.call(nap(i, seconds=30 if i == "dead-slow" else 0.005))) for i in ids]
     await asyncio.to_thread(wait_until, lambda: worker.runs()["dead-slow"] == 1, 20, "the slow call to run")
     await asyncio.to_thread(worker.kill)
     await asyncio.to_thread(worker.start)
