@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -233,6 +234,34 @@ def test_admission_grows_while_the_loop_keeps_up_and_stops_while_it_lags() -> No
         release.set()
         await asyncio.gather(*tasks)
         assert sorted(admitted) == list(range(10)) and admission.running == 0
+
+    asyncio.run(main())
+
+
+def test_a_burst_the_loop_can_carry_is_admitted_within_the_admission_wait() -> None:
+    # The slots grow by a quarter a tick: with the defaults (16 up to 600) a burst of 600 Runs on a gateway whose
+    # loop keeps up is running within a few seconds, well inside the 20 s admission wait (one slot a tick: a minute).
+    async def main() -> None:
+        admission = Admission(max_running=600, queue=1000, wait_s=20.0, max_lag_s=0.25, min_running=16)
+        release, all_in = asyncio.Event(), asyncio.Event()
+        admitted: list[int] = []
+
+        async def one(i: int) -> None:
+            async with admission.slot():
+                admitted.append(i)
+                if len(admitted) == 600:
+                    all_in.set()
+                await release.wait()
+
+        tasks = [asyncio.create_task(one(i)) for i in range(700)]
+        await asyncio.sleep(0.01)
+        assert len(admitted) == 16
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 8.0)
+        assert len(admitted) == 600 and admission.waiting == 100, (len(admitted), admission.limit, admission.lag_s)
+        release.set()
+        await asyncio.gather(*tasks)
+        assert admission.running == 0
 
     asyncio.run(main())
 

@@ -77,7 +77,8 @@ class Admission:
     With `max_lag_s` > 0 the slots also follow what this process can run (a burst of a thousand Runs admitted at
     once starves the event loop: calls wait in gRPC's queue for minutes, streams and results are read late, and
     throughput falls as N grows). The loop's lag is sampled every `_TICK_S`. The limit starts at `min_running`
-    and, while calls wait and the loop keeps up, grows by one slot a tick up to `max_running`; while the loop
+    and, while calls wait and the loop keeps up, grows by a quarter (at least one slot) a tick up to `max_running`
+    (16 to 600 in about 2 s: a burst the loop can carry is admitted within its admission wait); while the loop
     lags more than `max_lag_s` no waiter is admitted (the limit follows the running count down, not below
     `min_running`). Waiters are admitted strictly in arrival order. A refusal's retry hint is the time the queue
     ahead would take to drain at the rate slots were recently freed (at least 1 s).
@@ -136,7 +137,9 @@ class Admission:
                 # Too busy already: admit no one until the running count falls or the loop catches up.
                 self.limit = max(float(self._min_running), min(self.limit, self.running))
             elif self._waiters and self.running >= self.limit and self.limit < self._max_running:
-                self.limit += 1  # calls wait and the loop keeps up: one more
+                # Calls wait and the loop keeps up: a quarter more. One more a tick took a minute to reach the
+                # default 600, so a burst of a few hundred Runs on a gateway with room was refused.
+                self.limit = min(float(self._max_running), self.limit + max(1.0, self.limit / 4))
                 self._wake()
 
     @contextlib.asynccontextmanager

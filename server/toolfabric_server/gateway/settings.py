@@ -64,8 +64,8 @@ class GatewaySettings(BaseSettings):
     admission_queue: int = Field(default=400, ge=0)
     admission_wait_s: float = Field(default=20.0, ge=0)
     # Admission also follows this process's event loop (gateway/admission.py): from `admission_min_running` slots
-    # up, one more every 0.1 s while calls wait and the loop lags less than this; none while it lags more
-    # (0 = off: `max_running` slots from the start).
+    # up, a quarter more (at least one) every 0.1 s while calls wait and the loop lags less than this; none while
+    # it lags more (0 = off: `max_running` slots from the start).
     admission_max_lag_s: float = Field(default=0.25, ge=0)
     admission_min_running: int = Field(default=16, ge=1)
     # A running trajectory's lease: renewed every `lease_ttl_s / 3`; a lease left to expire means its gateway
