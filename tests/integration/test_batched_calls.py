@@ -123,6 +123,24 @@ async def test_each_call_of_a_batch_gets_its_own_result(executor: Spy, worker: W
     assert all(worker.runs()[i] == 1 for i in ids)
 
 
+async def test_calls_do_not_subscribe_to_celerys_result_channels(executor: Spy, redis_server: RedisServer) -> None:
+    # Results come back on the executor's reply list (common/reply_lists.py): Celery's own SUBSCRIBE at each send
+    # (and UNSUBSCRIBE when the AsyncResult is collected) would be two Redis commands per call for nothing.
+    client = redis.Redis.from_url(redis_server.url)
+
+    def subscribes() -> int:
+        return int(client.info("commandstats").get("cmdstat_subscribe", {}).get("calls", 0))
+
+    try:
+        before = subscribes()
+        alone = await executor.call(nap("sub-alone"))
+        together = await asyncio.gather(*(executor.call(nap(f"sub-{i}")) for i in range(8)))
+        assert alone.ok and all(r.ok for r in together), (alone, together)
+        assert subscribes() == before
+    finally:
+        client.close()
+
+
 async def test_calls_beyond_the_messages_in_flight_wait_and_go_together(executor: Spy, worker: Worker) -> None:
     ids = [f"many-{i}" for i in range(120)]
     results = await asyncio.wait_for(asyncio.gather(*(executor.call(nap(i)) for i in ids)), 60)
@@ -180,3 +198,4 @@ async def test_calls_of_a_batch_whose_worker_died_are_sent_again_and_finished_on
     # Finished before the worker died: kept, not run again; the running one and the one after it ran again.
     assert [runs[i] for i in ids] == [1, 1, 2, 1], runs
     assert results[2].attempts == 2 and results[0].attempts == 1
+

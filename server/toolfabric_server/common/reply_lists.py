@@ -12,6 +12,9 @@ without the header (raw Celery clients, `AsyncResult.get()`) are published exact
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from celery import states
@@ -21,6 +24,22 @@ from redis.exceptions import NoScriptError
 
 # The message header naming the Redis list a task's result is pushed onto (its value: the list's key).
 REPLY_HEADER = "toolfabric_reply_to"
+
+
+# Set around the send of a task whose result the sender takes from its reply list (see `sending_to_reply_list`).
+_FROM_REPLY_LIST: contextvars.ContextVar[bool] = contextvars.ContextVar("toolfabric_reply_list_send", default=False)
+
+
+@contextlib.contextmanager
+def sending_to_reply_list() -> Iterator[None]:
+    """Around `send_task` of a task sent with `REPLY_HEADER`: Celery would SUBSCRIBE its sender to the task's
+    pub/sub channel at the send and UNSUBSCRIBE when the returned AsyncResult is collected — two commands per call
+    on a channel nothing is published to (issue 24). Inside, the send does not subscribe."""
+    token = _FROM_REPLY_LIST.set(True)
+    try:
+        yield
+    finally:
+        _FROM_REPLY_LIST.reset(token)
 
 
 def backend_url(redis_url: str) -> str:
@@ -55,6 +74,10 @@ class ReplyListBackend(RedisBackend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._store_sha: str | None = None
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        if not _FROM_REPLY_LIST.get():  # a raw Celery sender waits by pub/sub as before
+            super().on_task_call(producer, task_id)
 
     def _store_result(self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None,
                       **kwargs: Any) -> Any:

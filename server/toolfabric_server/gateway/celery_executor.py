@@ -39,7 +39,7 @@ from celery import Celery
 from toolfabric_server.common import revocations, unacked
 from toolfabric_server.common.batches import BATCH_HEADER, BatchedCall, batch_task_name
 from toolfabric_server.common.consumers import LiveConsumers
-from toolfabric_server.common.reply_lists import REPLY_HEADER
+from toolfabric_server.common.reply_lists import REPLY_HEADER, sending_to_reply_list
 from toolfabric_server.common.telemetry import observe
 from toolfabric_server.common.telemetry.celery import publish_carrier
 from toolfabric_server.common.tools import ToolResult, task_name
@@ -249,12 +249,13 @@ class CeleryToolExecutor:
     def _send_alone(self, task_id: str, invocation: ToolInvocation, expires_s: float) -> None:
         # Publishing is a blocking broker write: it runs in a thread (asyncio.to_thread copies the context, so
         # the publish hook, common/telemetry/celery.py, still carries the trace in the task headers).
-        self._app.send_task(
-            task_name(invocation.service),
-            args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
-            task_id=task_id, queue=invocation.service,
-            headers={**(invocation.headers or {}), REPLY_HEADER: self._replies}, expires=expires_s,
-        )
+        with sending_to_reply_list():
+            self._app.send_task(
+                task_name(invocation.service),
+                args=[invocation.tool, invocation.arguments, invocation.context.model_dump(mode="json")],
+                task_id=task_id, queue=invocation.service,
+                headers={**(invocation.headers or {}), REPLY_HEADER: self._replies}, expires=expires_s,
+            )
 
     async def _send_batched(self, task_id: str, invocation: ToolInvocation, expires_s: float) -> None:
         """Queue the call for its queue's next publish (started now if none is under way) and wait until sent."""
@@ -320,9 +321,10 @@ class CeleryToolExecutor:
             "context": c.invocation.context.model_dump(mode="json"),
             "trace": c.context.run(publish_carrier, name, service, c.task_id),
         } for c in calls]
-        self._app.send_task(batch_task_name(service), args=[entries], task_id=batch_id, queue=service,
-                            headers={REPLY_HEADER: self._replies, BATCH_HEADER: [c.task_id for c in calls]},
-                            expires=max(c.expires_s for c in calls))
+        with sending_to_reply_list():
+            self._app.send_task(batch_task_name(service), args=[entries], task_id=batch_id, queue=service,
+                                headers={REPLY_HEADER: self._replies, BATCH_HEADER: [c.task_id for c in calls]},
+                                expires=max(c.expires_s for c in calls))
         return batch_id
 
     async def _revoke_batch(self, batch_id: str) -> None:
