@@ -191,7 +191,9 @@ async def test_calls_of_a_batch_whose_worker_died_are_sent_again_and_finished_on
     tasks = [asyncio.create_task(executor.call(nap(i, seconds=30 if i == "dead-slow" else 0.005))) for i in ids]
     await asyncio.to_thread(wait_until, lambda: worker.runs()["dead-slow"] == 1, 20, "the slow call to run")
     await asyncio.to_thread(worker.kill)
-    await asyncio.to_thread(worker.start)
+    # In this thread, not a pool thread: a child is SIGTERMed when the thread that started it ends
+    # (devstack/processes.py), so a worker started in `to_thread` died with the test's event loop.
+    worker.start()
     results = await asyncio.wait_for(asyncio.gather(*tasks), 90)
     assert all(r.ok for r in results), results
     runs = worker.runs()
