@@ -198,7 +198,7 @@ def _redis_rtt(redis_url: str, count: int = 2000) -> float:
     return statistics.median(samples)
 
 
-def _commands(redis_url: str) -> dict[str, int]:
+def redis_commands(redis_url: str) -> dict[str, int]:
     """Redis commands served so far, per command (INFO commandstats)."""
     import redis
 
@@ -292,14 +292,14 @@ def main() -> int:
                                              "-p", str(components["gateway"])],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            commands_before = _commands(stack.redis.url)
+            commands_before = redis_commands(stack.redis.url)
             threads_before = thread_cpu_s(components["gateway"])
             meter.start()
             seconds, latencies, calls, failed, events = asyncio.run(
                 _demo(stack.target, n, concurrency, question, images, options))
             cpu = meter.stop()
             threads = thread_cpu_s(components["gateway"])
-            commands_after = _commands(stack.redis.url)
+            commands_after = redis_commands(stack.redis.url)
             if profiler is not None:
                 profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
                 profiler.wait(30)

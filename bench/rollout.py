@@ -28,23 +28,13 @@ from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.cost import redis_commands  # noqa: E402  (the same INFO commandstats reading)
 
 NOOP = '<think>check</think><tool_call>{"name": "noop", "arguments": {}}</tool_call>'
 CODE = '<tool_call>{"name": "code", "arguments": {"code": "1 + 1"}}</tool_call>'
 CHUNK = 128
 JSON = {"content-type": "application/json"}
 COUNTED = 100
-
-
-def _commands(redis_url: str) -> dict[str, int]:
-    """Redis commands served so far, per command (INFO commandstats)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in client.info("commandstats").items()}
-    finally:
-        client.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -194,7 +184,7 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
         commands: dict[str, dict[str, float]] = {}
         gateway_cpu_ms = 0.0
         for key in ("step noop", "raw noop"):
-            before = await asyncio.to_thread(_commands, redis_url)
+            before = await asyncio.to_thread(redis_commands, redis_url)
             cpu_before = _cpu_s(gateway_pid)
             for _ in range(COUNTED):
                 if key == "step noop":
@@ -203,7 +193,7 @@ async def _measure(redis_url: str, url: str, trajectories: int, steps: int, samp
                     await asyncio.to_thread(raw, "noop", "noop", {})
             if key == "step noop":
                 gateway_cpu_ms = (_cpu_s(gateway_pid) - cpu_before) * 1e3 / COUNTED
-            after = await asyncio.to_thread(_commands, redis_url)
+            after = await asyncio.to_thread(redis_commands, redis_url)
             commands[key] = {name: (after[name] - before.get(name, 0)) / COUNTED for name in after
                              if after[name] - before.get(name, 0) - (name == "info") > 0}
 
